@@ -1,0 +1,60 @@
+//! Control of the hypervisor that runs the introspected guest.
+//!
+//! [`Hypervisor`] is what the halt and snapshot techniques and the consistency work
+//! need from a hypervisor: pause and resume, vCPU registers, the guest memory map, and
+//! dirty-page tracking where the hypervisor offers it. It is implemented for QEMU over
+//! QMP ([`qemu`]) and for vmscope's built-in VMM over its control socket.
+//!
+//! What this crate deliberately does not do: read guest memory (that is each
+//! technique's crate) or interpret it.
+
+#![warn(missing_docs)]
+
+mod error;
+mod regs;
+
+pub use error::{Error, Result};
+pub use regs::VcpuRegisters;
+
+use vmscope_mem::MemoryMap;
+
+/// What introspection needs from a hypervisor. Methods take `&self`; implementations
+/// serialise access to their control channel themselves.
+pub trait Hypervisor {
+    /// Stops every vCPU. Returns once the guest no longer runs.
+    fn pause(&self) -> Result<()>;
+
+    /// Lets every vCPU run again.
+    fn resume(&self) -> Result<()>;
+
+    /// Whether the guest is paused.
+    fn is_paused(&self) -> Result<bool>;
+
+    /// Number of vCPUs.
+    fn vcpu_count(&self) -> Result<usize>;
+
+    /// Registers of vCPU `index` (0-based). The hypervisor may pause the vCPU briefly
+    /// to read them.
+    fn vcpu_registers(&self, index: usize) -> Result<VcpuRegisters>;
+
+    /// Guest RAM: GPA ranges and their offsets in the RAM backing.
+    fn memory_map(&self) -> Result<MemoryMap>;
+
+    /// Dirty-page tracking, if this hypervisor offers it.
+    fn dirty_log(&self) -> Option<&dyn DirtyLog> {
+        None
+    }
+}
+
+/// Dirty-page tracking: which guest pages were written since the last fetch.
+pub trait DirtyLog {
+    /// Starts tracking; pages written from now on are reported by [`fetch`](Self::fetch).
+    fn start(&self) -> Result<()>;
+
+    /// The pages written since `start` or the previous fetch, as sorted page-frame
+    /// numbers (GPA >> 12). Clears the log.
+    fn fetch(&self) -> Result<Vec<u64>>;
+
+    /// Stops tracking.
+    fn stop(&self) -> Result<()>;
+}

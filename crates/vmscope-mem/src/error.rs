@@ -1,0 +1,61 @@
+//! The one error type of this crate.
+
+use crate::Gpa;
+
+/// Why a guest-physical read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No region of the memory map backs this address.
+    #[error("guest-physical address {gpa} is not backed by guest RAM")]
+    Unbacked {
+        /// The first address of the read that no region backs.
+        gpa: Gpa,
+    },
+    /// The read runs past the end of the address space.
+    #[error("read of {len} bytes at {gpa} overflows the address space")]
+    Overflow {
+        /// Start of the read.
+        gpa: Gpa,
+        /// Its length.
+        len: usize,
+    },
+    /// The backend returned fewer bytes than asked for.
+    #[error("short read at {gpa}: wanted {wanted} bytes, got {got}")]
+    Short {
+        /// Start of the read.
+        gpa: Gpa,
+        /// Bytes asked for.
+        wanted: usize,
+        /// Bytes delivered.
+        got: usize,
+    },
+    /// The backend failed with an operating-system error.
+    #[error("reading {gpa}: {source}")]
+    Io {
+        /// Start of the read.
+        gpa: Gpa,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A string did not end within its bound.
+    #[error("no NUL within {max} bytes of the string at {gpa}")]
+    Unterminated {
+        /// Start of the string.
+        gpa: Gpa,
+        /// The bound.
+        max: usize,
+    },
+    /// A memory map was rejected: regions overlap or wrap.
+    #[error("invalid memory map: {0}")]
+    BadMap(String),
+    /// A fault was injected on purpose (tests).
+    #[error("injected fault at {gpa}")]
+    Injected {
+        /// Where.
+        gpa: Gpa,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
