@@ -1,14 +1,18 @@
 //! `cargo xtask`: the project's automation. Run it without arguments for the list.
 
+mod images;
+mod testkernel;
+
 use std::path::PathBuf;
 
 const TASKS: &str = "\
-cargo xtask <task>
+cargo xtask <task> [options]
 
 tasks:
-  images     build guest images from Debian packages into target/guest-images/
-  test       build images if missing, then run every test (unit, property, end-to-end)
-  ci         what .ci/run does: images, tests, clippy
+  images       build guest images from Debian packages into target/guest-images/
+  testkernel   build only the test kernel for the built-in VMM
+  test         build images if missing, then run every test (unit, property, end-to-end)
+  ci           what .ci/run does: images, tests, lints
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -19,9 +23,14 @@ fn main() -> anyhow::Result<()> {
     };
     let rest: Vec<String> = args.collect();
     match task.as_str() {
+        "images" => images::run(&rest),
+        "testkernel" => {
+            let out = testkernel::build(&project_root(), &images::out_dir())?;
+            println!("{}", out.display());
+            Ok(())
+        }
         _ => {
             eprint!("unknown task `{task}`\n\n{TASKS}");
-            let _ = rest;
             std::process::exit(2);
         }
     }
@@ -29,5 +38,8 @@ fn main() -> anyhow::Result<()> {
 
 /// The workspace root.
 pub fn project_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives one level below the root").to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the root")
+        .to_path_buf()
 }
