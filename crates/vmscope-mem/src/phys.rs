@@ -27,14 +27,42 @@ impl<'a> ReadOp<'a> {
 /// `&self` so that one reader can serve several walkers; implementations that cache
 /// use interior mutability.
 pub trait PhysMem {
-    /// Performs every read of `ops`. A batch succeeds or fails as a whole: on error,
-    /// the error names the first failing address and the buffers' contents are
-    /// unspecified. Implementations should turn the batch into as few system calls as
-    /// they can.
+    /// Performs every read of `ops`.
+    ///
+    /// Semantics every implementation keeps (decorators and callers rely on them):
+    /// - A batch succeeds or fails as a whole. On error, the error names the first
+    ///   failing address (in `ops` order) and the contents of *every* buffer are
+    ///   unspecified. Callers that need to know which op failed use
+    ///   [`read_each`](PhysMem::read_each).
+    /// - Ops are independent: they may overlap, repeat, and come in any order; an
+    ///   implementation may reorder or merge them. An empty buffer always succeeds.
+    /// - A read never writes guest memory and never allocates guest pages the guest
+    ///   did not touch.
+    ///
+    /// Implementations should turn the batch into as few system calls as they can.
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> Result<()>;
 
     /// The guest RAM layout this memory serves.
     fn memory_map(&self) -> &MemoryMap;
+
+    /// Performs every read of `ops` and reports each op's outcome in `results`
+    /// (cleared first; one entry per op, in order). Ops that succeeded have their
+    /// buffers filled even when others failed.
+    ///
+    /// The provided version issues one [`read_batch`](PhysMem::read_batch) and only
+    /// when that fails retries each op alone, so the common all-good case costs one
+    /// batch. Returns whether every op succeeded.
+    fn read_each(&self, ops: &mut [ReadOp<'_>], results: &mut Vec<Result<()>>) -> bool {
+        results.clear();
+        if self.read_batch(ops).is_ok() {
+            results.extend(ops.iter().map(|_| Ok(())));
+            return true;
+        }
+        for op in ops.iter_mut() {
+            results.push(self.read_batch(std::slice::from_mut(op)));
+        }
+        results.iter().all(Result::is_ok)
+    }
 
     /// Reads `buf.len()` bytes at `gpa`.
     fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<()> {
@@ -92,6 +120,9 @@ impl<M: PhysMem + ?Sized> PhysMem for &M {
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> Result<()> {
         (**self).read_batch(ops)
     }
+    fn read_each(&self, ops: &mut [ReadOp<'_>], results: &mut Vec<Result<()>>) -> bool {
+        (**self).read_each(ops, results)
+    }
     fn memory_map(&self) -> &MemoryMap {
         (**self).memory_map()
     }
@@ -101,6 +132,9 @@ impl<M: PhysMem + ?Sized> PhysMem for Box<M> {
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> Result<()> {
         (**self).read_batch(ops)
     }
+    fn read_each(&self, ops: &mut [ReadOp<'_>], results: &mut Vec<Result<()>>) -> bool {
+        (**self).read_each(ops, results)
+    }
     fn memory_map(&self) -> &MemoryMap {
         (**self).memory_map()
     }
@@ -109,6 +143,9 @@ impl<M: PhysMem + ?Sized> PhysMem for Box<M> {
 impl<M: PhysMem + ?Sized> PhysMem for std::sync::Arc<M> {
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> Result<()> {
         (**self).read_batch(ops)
+    }
+    fn read_each(&self, ops: &mut [ReadOp<'_>], results: &mut Vec<Result<()>>) -> bool {
+        (**self).read_each(ops, results)
     }
     fn memory_map(&self) -> &MemoryMap {
         (**self).memory_map()

@@ -1,0 +1,301 @@
+//! A decorator that keeps recently read guest pages, bounded, with explicit
+//! invalidation.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::{Gpa, MemoryMap, PAGE_SIZE, PhysMem, ReadOp, Result};
+
+const PAGE: usize = PAGE_SIZE as usize;
+
+/// Hit and miss counts of a [`PageCache`], in pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Pages served from the cache.
+    pub hits: u64,
+    /// Pages read from the wrapped memory.
+    pub misses: u64,
+    /// Ops that went straight to the wrapped memory (too long, or on a page that
+    /// is not wholly RAM).
+    pub bypassed: u64,
+}
+
+/// Wraps any [`PhysMem`] and keeps up to `capacity` guest pages (4 KiB each).
+///
+/// Invalidation is explicit: the cache never knows when the guest ran. Call
+/// [`invalidate`](PageCache::invalidate) (O(1): it bumps an epoch, and entries of an
+/// older epoch are misses) whenever the guest may have written memory, e.g. after a
+/// resume, or [`invalidate_range`](PageCache::invalidate_range) for pages a dirty log
+/// reported. Eviction is CLOCK (second chance).
+///
+/// Only pages wholly inside one RAM region are cached; ops longer than
+/// [`max_cached_read`](PageCache::with_max_cached_read) bypass the cache so that a
+/// bulk copy does not flush it. Misses of one batch are fetched from the wrapped
+/// memory in one batch. Readers of one cache are serialised by a mutex.
+///
+/// ```
+/// use vmscope_mem::{Gpa, MemoryMap, Metered, PageCache, PhysMem, SliceMem};
+///
+/// let mem = PageCache::new(Metered::new(SliceMem::new(vec![7u8; 8192], MemoryMap::flat(8192))), 16);
+/// mem.read_u64(Gpa::new(0)).unwrap();
+/// mem.read_u64(Gpa::new(8)).unwrap(); // same page: served from the cache
+/// assert_eq!(mem.inner().stats().batches, 1);
+/// mem.invalidate(); // the guest ran
+/// mem.read_u64(Gpa::new(8)).unwrap();
+/// assert_eq!(mem.inner().stats().batches, 2);
+/// ```
+#[derive(Debug)]
+pub struct PageCache<M> {
+    inner: M,
+    capacity: usize,
+    max_cached_read: usize,
+    epoch: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    bypassed: AtomicU64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Page base -> slot.
+    index: HashMap<u64, usize>,
+    slots: Vec<Slot>,
+    /// `slots.len()` pages of data, slot `i` at `i * PAGE`.
+    data: Vec<u8>,
+    hand: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    page: u64,
+    epoch: u64,
+    referenced: bool,
+}
+
+impl<M: PhysMem> PageCache<M> {
+    /// Caches at most `capacity` pages (at least 1) of `inner`.
+    pub fn new(inner: M, capacity: usize) -> Self {
+        Self {
+            inner,
+            capacity: capacity.max(1),
+            max_cached_read: 4 * PAGE,
+            epoch: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            bypassed: AtomicU64::new(0),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Ops longer than `bytes` go straight to the wrapped memory (default 16 KiB).
+    pub fn with_max_cached_read(mut self, bytes: usize) -> Self {
+        self.max_cached_read = bytes;
+        self
+    }
+
+    /// Forgets every cached page (O(1)). Returns the new epoch.
+    pub fn invalidate(&self) -> u64 {
+        self.epoch.fetch_add(1, Relaxed) + 1
+    }
+
+    /// The current epoch: how many times [`invalidate`](Self::invalidate) ran.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Relaxed)
+    }
+
+    /// Forgets the cached pages that overlap `len` bytes from `gpa`.
+    pub fn invalidate_range(&self, gpa: Gpa, len: u64) {
+        if len == 0 {
+            return;
+        }
+        let first = gpa.raw() & !(PAGE_SIZE - 1);
+        let last = gpa.raw().saturating_add(len - 1) & !(PAGE_SIZE - 1);
+        let mut st = self.lock();
+        if (last - first) / PAGE_SIZE > st.index.len() as u64 {
+            st.index.retain(|&p, _| p < first || p > last);
+        } else {
+            let mut p = first;
+            loop {
+                st.index.remove(&p);
+                if p >= last {
+                    break;
+                }
+                p += PAGE_SIZE;
+            }
+        }
+    }
+
+    /// Hits, misses and bypasses so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            bypassed: self.bypassed.load(Relaxed),
+        }
+    }
+
+    /// The wrapped memory.
+    pub fn inner(&self) -> &M {
+        &self.inner
+    }
+
+    /// Unwraps the memory.
+    pub fn into_inner(self) -> M {
+        self.inner
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves only cache entries behind, which the
+        // epoch and the index keep consistent; recover instead of propagating.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cacheable(&self, op: &ReadOp<'_>) -> bool {
+        let len = op.buf.len() as u64;
+        if len == 0 || op.buf.len() > self.max_cached_read {
+            return false;
+        }
+        let Some(end) = op.gpa.raw().checked_add(len - 1) else { return false };
+        let first = op.gpa.page_base(PAGE_SIZE);
+        let span = (end & !(PAGE_SIZE - 1)) - first.raw() + PAGE_SIZE;
+        self.inner.memory_map().is_backed(first, span)
+    }
+}
+
+impl State {
+    fn lookup(&mut self, page: u64, epoch: u64) -> Option<usize> {
+        let &slot = self.index.get(&page)?;
+        let s = &mut self.slots[slot];
+        if s.epoch != epoch {
+            return None;
+        }
+        s.referenced = true;
+        Some(slot)
+    }
+
+    /// A slot for `page`, evicting with CLOCK once `capacity` slots exist. Slots
+    /// holding `pinned` pages (sorted; the pages of the batch in progress, at most
+    /// `capacity` of them, `page` among them) are not evicted.
+    fn insert(&mut self, page: u64, epoch: u64, capacity: usize, pinned: &[u64]) -> usize {
+        if let Some(&slot) = self.index.get(&page) {
+            self.slots[slot] = Slot { page, epoch, referenced: true };
+            return slot;
+        }
+        let slot = if self.slots.len() < capacity {
+            self.slots.push(Slot { page, epoch, referenced: true });
+            self.data.resize(self.slots.len() * PAGE, 0);
+            self.slots.len() - 1
+        } else {
+            // Bounded: one sweep clears every reference bit, the next finds a victim,
+            // because fewer than `capacity` pinned pages can already hold a slot.
+            let mut victim = self.hand;
+            for _ in 0..3 * self.slots.len() {
+                victim = self.hand;
+                self.hand = (self.hand + 1) % self.slots.len();
+                let s = &mut self.slots[victim];
+                let stale = s.epoch != epoch || self.index.get(&s.page) != Some(&victim);
+                if stale || (!s.referenced && pinned.binary_search(&s.page).is_err()) {
+                    break;
+                }
+                s.referenced = false;
+            }
+            let old = self.slots[victim].page;
+            if self.index.get(&old) == Some(&victim) {
+                self.index.remove(&old);
+            }
+            self.slots[victim] = Slot { page, epoch, referenced: true };
+            victim
+        };
+        self.index.insert(page, slot);
+        slot
+    }
+}
+
+impl<M: PhysMem> PhysMem for PageCache<M> {
+    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> Result<()> {
+        let epoch = self.epoch.load(Relaxed);
+        // Every page the cacheable ops touch, sorted and deduplicated.
+        let mut needed: Vec<u64> = Vec::new();
+        let mut bypass = false;
+        for op in ops.iter() {
+            if !self.cacheable(op) {
+                bypass |= !op.buf.is_empty();
+                continue;
+            }
+            let end = op.gpa.raw() + op.buf.len() as u64;
+            let mut p = op.gpa.page_base(PAGE_SIZE).raw();
+            while p < end {
+                needed.push(p);
+                p += PAGE_SIZE;
+            }
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        // A batch needing more pages than fit cannot be served from the cache.
+        if needed.len() > self.capacity {
+            self.bypassed.fetch_add(ops.len() as u64, Relaxed);
+            return self.inner.read_batch(ops);
+        }
+        let mut st = self.lock();
+        let missing: Vec<u64> =
+            needed.iter().copied().filter(|&p| st.lookup(p, epoch).is_none()).collect();
+        if !missing.is_empty() {
+            let mut buf = vec![0u8; missing.len() * PAGE];
+            let mut fetch: Vec<ReadOp<'_>> = missing
+                .iter()
+                .zip(buf.chunks_exact_mut(PAGE))
+                .map(|(&p, b)| ReadOp::new(Gpa::new(p), b))
+                .collect();
+            if self.inner.read_batch(&mut fetch).is_err() {
+                // Let the wrapped memory report the exact first failure of the caller's
+                // batch; nothing of this batch is cached.
+                drop(st);
+                return self.inner.read_batch(ops);
+            }
+            for (p, page) in missing.iter().zip(buf.chunks_exact(PAGE)) {
+                let slot = st.insert(*p, epoch, self.capacity, &needed);
+                st.data[slot * PAGE..(slot + 1) * PAGE].copy_from_slice(page);
+            }
+        }
+        for op in ops.iter_mut() {
+            if !self.cacheable(op) {
+                continue;
+            }
+            let mut gpa = op.gpa.raw();
+            let mut done = 0usize;
+            while done < op.buf.len() {
+                let page = gpa & !(PAGE_SIZE - 1);
+                let off = (gpa - page) as usize;
+                let n = (PAGE - off).min(op.buf.len() - done);
+                // Every needed page is in the index now: a hit above, or inserted just
+                // now, and needed pages are pinned against eviction during this batch.
+                let Some(&slot) = st.index.get(&page) else {
+                    unreachable!("page {page:#x} of this batch was cached above")
+                };
+                let src = slot * PAGE + off;
+                op.buf[done..done + n].copy_from_slice(&st.data[src..src + n]);
+                done += n;
+                gpa += n as u64;
+            }
+        }
+        drop(st);
+        self.misses.fetch_add(missing.len() as u64, Relaxed);
+        self.hits.fetch_add((needed.len() - missing.len()) as u64, Relaxed);
+        if bypass {
+            let mut rest: Vec<ReadOp<'_>> = ops
+                .iter_mut()
+                .filter(|op| !op.buf.is_empty() && !self.cacheable(op))
+                .map(|op| ReadOp::new(op.gpa, &mut *op.buf))
+                .collect();
+            self.bypassed.fetch_add(rest.len() as u64, Relaxed);
+            self.inner.read_batch(&mut rest)?;
+        }
+        Ok(())
+    }
+
+    fn memory_map(&self) -> &MemoryMap {
+        self.inner.memory_map()
+    }
+}
