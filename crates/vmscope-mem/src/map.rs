@@ -25,11 +25,13 @@ impl Region {
     }
 
     /// One past the last guest-physical address.
+    #[inline]
     pub fn end(&self) -> u64 {
         self.gpa.raw() + self.size
     }
 
     /// Whether `gpa` lies in this region.
+    #[inline]
     pub fn contains(&self, gpa: Gpa) -> bool {
         gpa.raw() >= self.gpa.raw() && gpa.raw() < self.end()
     }
@@ -94,6 +96,7 @@ impl MemoryMap {
     }
 
     /// The region holding `gpa`.
+    #[inline]
     pub fn region_of(&self, gpa: Gpa) -> Option<&Region> {
         let idx = self.regions.partition_point(|r| r.gpa <= gpa);
         let r = self.regions.get(idx.checked_sub(1)?)?;
@@ -101,6 +104,7 @@ impl MemoryMap {
     }
 
     /// The backing offset of `gpa` and how many bytes stay contiguous from there.
+    #[inline]
     pub fn lookup(&self, gpa: Gpa) -> Option<(u64, u64)> {
         let r = self.region_of(gpa)?;
         let delta = gpa.raw() - r.gpa.raw();

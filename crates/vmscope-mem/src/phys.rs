@@ -79,7 +79,8 @@ pub trait PhysMem {
         Ok(v)
     }
 
-    /// Reads a little-endian `u64`.
+    /// Reads a little-endian `u64`. Page-table walkers call this once per level:
+    /// implementations with a cheaper path than a one-op batch override it.
     fn read_u64(&self, gpa: Gpa) -> Result<u64> {
         let mut b = [0u8; 8];
         self.read(gpa, &mut b)?;
@@ -123,6 +124,9 @@ impl<M: PhysMem + ?Sized> PhysMem for &M {
     fn read_each(&self, ops: &mut [ReadOp<'_>], results: &mut Vec<Result<()>>) -> bool {
         (**self).read_each(ops, results)
     }
+    fn read_u64(&self, gpa: Gpa) -> Result<u64> {
+        (**self).read_u64(gpa)
+    }
     fn memory_map(&self) -> &MemoryMap {
         (**self).memory_map()
     }
@@ -135,6 +139,9 @@ impl<M: PhysMem + ?Sized> PhysMem for Box<M> {
     fn read_each(&self, ops: &mut [ReadOp<'_>], results: &mut Vec<Result<()>>) -> bool {
         (**self).read_each(ops, results)
     }
+    fn read_u64(&self, gpa: Gpa) -> Result<u64> {
+        (**self).read_u64(gpa)
+    }
     fn memory_map(&self) -> &MemoryMap {
         (**self).memory_map()
     }
@@ -146,6 +153,9 @@ impl<M: PhysMem + ?Sized> PhysMem for std::sync::Arc<M> {
     }
     fn read_each(&self, ops: &mut [ReadOp<'_>], results: &mut Vec<Result<()>>) -> bool {
         (**self).read_each(ops, results)
+    }
+    fn read_u64(&self, gpa: Gpa) -> Result<u64> {
+        (**self).read_u64(gpa)
     }
     fn memory_map(&self) -> &MemoryMap {
         (**self).memory_map()

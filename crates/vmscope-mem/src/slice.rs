@@ -1,6 +1,6 @@
 //! Guest memory held in a byte slice: for tests, and for snapshots already in memory.
 
-use crate::{Error, MemoryMap, PhysMem, ReadOp, Result};
+use crate::{Error, Gpa, MemoryMap, PhysMem, ReadOp, Result};
 
 /// Guest RAM in a byte slice laid out as the backing store of a [`MemoryMap`].
 #[derive(Debug, Clone)]
@@ -46,6 +46,21 @@ impl<B: AsRef<[u8]>> PhysMem for SliceMem<B> {
         Ok(())
     }
 
+    #[inline]
+    fn read_u64(&self, gpa: Gpa) -> Result<u64> {
+        // Fast path for the page walker: one lookup, one 8-byte copy.
+        if let Some((off, avail)) = self.map.lookup(gpa) {
+            if avail >= 8 {
+                if let Some(b) = self.bytes.as_ref().get(off as usize..).and_then(|s| s.first_chunk::<8>()) {
+                    return Ok(u64::from_le_bytes(*b));
+                }
+            }
+        }
+        let mut b = [0u8; 8];
+        self.read(gpa, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
     fn memory_map(&self) -> &MemoryMap {
         &self.map
     }
@@ -54,7 +69,7 @@ impl<B: AsRef<[u8]>> PhysMem for SliceMem<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Gpa, Region};
+    use crate::Region;
 
     #[test]
     fn reads_across_regions_and_fails_on_holes() {
