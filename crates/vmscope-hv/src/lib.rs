@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod qemu;
 mod regs;
 
 pub use error::{Error, Result};

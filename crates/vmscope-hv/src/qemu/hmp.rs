@@ -1,0 +1,235 @@
+//! Parsers for the human-monitor output QMP does not offer in structured form:
+//! `info mtree -f` (the guest-physical memory map) and `info registers`.
+
+use vmscope_mem::{Gpa, MemoryMap, Region};
+
+use crate::{Error, Result, VcpuRegisters};
+
+/// One `START-END (prio P, KIND): NAME [@OFFSET]` line of a flat view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FlatRange {
+    start: u64,
+    end: u64,
+    kind: String,
+    name: String,
+    offset: u64,
+}
+
+/// The guest RAM map from `info mtree -f`: the ranges of the flat view of address
+/// space "memory" that are backed by the RAM region `ram_name` (the memory-backend id,
+/// or `pc.ram`), with their offsets in that region. With `ram_name` `None`, the RAM or
+/// ROM region covering the most guest-physical space is taken.
+///
+/// Adjacent ranges that continue each other both in GPA and in offset are merged (q35
+/// splits low RAM at the PAM windows into read-only and read-write pieces of the same
+/// backend).
+pub fn parse_mtree_flat(text: &str, ram_name: Option<&str>) -> Result<MemoryMap> {
+    let ranges = memory_flat_view(text)?;
+    let name = match ram_name {
+        Some(n) => n.to_owned(),
+        None => largest_ram(&ranges).ok_or_else(|| Error::Protocol("info mtree -f shows no RAM in AS \"memory\"".into()))?,
+    };
+    let mut regions: Vec<Region> = Vec::new();
+    for r in ranges.iter().filter(|r| r.name == name && (r.kind == "ram" || r.kind == "rom")) {
+        let size = r.end - r.start + 1;
+        if let Some(last) = regions.last_mut()
+            && last.end() == r.start
+            && last.offset + last.size == r.offset
+        {
+            last.size += size;
+            continue;
+        }
+        regions.push(Region::new(Gpa::new(r.start), size, r.offset, name.clone()));
+    }
+    if regions.is_empty() {
+        return Err(Error::Protocol(format!("info mtree -f maps no range of RAM region {name:?}")));
+    }
+    Ok(MemoryMap::new(regions)?)
+}
+
+/// The ranges of the flat view that serves `AS "memory"`.
+fn memory_flat_view(text: &str) -> Result<Vec<FlatRange>> {
+    let mut in_memory_view = false;
+    let mut seen_ranges = false;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("FlatView #") {
+            if in_memory_view && seen_ranges {
+                break;
+            }
+            in_memory_view = false;
+            seen_ranges = false;
+            continue;
+        }
+        if t.starts_with("AS \"memory\"") {
+            in_memory_view = true;
+            continue;
+        }
+        if !in_memory_view {
+            continue;
+        }
+        if let Some(r) = parse_range(t) {
+            seen_ranges = true;
+            out.push(r);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::Protocol("info mtree -f has no flat view for AS \"memory\"".into()));
+    }
+    Ok(out)
+}
+
+fn parse_range(t: &str) -> Option<FlatRange> {
+    let (span, rest) = t.split_once(' ')?;
+    let (a, b) = span.split_once('-')?;
+    let start = u64::from_str_radix(a, 16).ok()?;
+    let end = u64::from_str_radix(b, 16).ok()?;
+    // "(prio 0, ram): ram @0000000000100000 KVM"
+    let rest = rest.strip_prefix("(prio ")?;
+    let (attrs, rest) = rest.split_once("): ")?;
+    let kind = attrs.split(", ").nth(1)?.to_owned();
+    let mut words = rest.split_whitespace();
+    let name = words.next()?.to_owned();
+    let offset = words
+        .next()
+        .and_then(|w| w.strip_prefix('@'))
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0);
+    (end >= start).then_some(FlatRange { start, end, kind, name, offset })
+}
+
+fn largest_ram(ranges: &[FlatRange]) -> Option<String> {
+    let mut sizes: Vec<(String, u64)> = Vec::new();
+    for r in ranges.iter().filter(|r| r.kind == "ram") {
+        match sizes.iter_mut().find(|(n, _)| *n == r.name) {
+            Some((_, s)) => *s += r.end - r.start + 1,
+            None => sizes.push((r.name.clone(), r.end - r.start + 1)),
+        }
+    }
+    sizes.into_iter().max_by_key(|(_, s)| *s).map(|(n, _)| n)
+}
+
+/// Registers from `info registers` of one vCPU. LSTAR and the GS bases beyond
+/// `GS=` are not shown by QEMU's monitor and stay 0 (KERNEL_GS_BASE, LSTAR).
+pub fn parse_registers(text: &str) -> Result<VcpuRegisters> {
+    let mut r = VcpuRegisters::default();
+    let mut found = 0;
+    for tok in text.split_whitespace() {
+        let Some((k, v)) = tok.split_once('=') else { continue };
+        let Ok(v) = u64::from_str_radix(v, 16) else { continue };
+        let slot = match k {
+            "RAX" => &mut r.rax,
+            "RBX" => &mut r.rbx,
+            "RCX" => &mut r.rcx,
+            "RDX" => &mut r.rdx,
+            "RSI" => &mut r.rsi,
+            "RDI" => &mut r.rdi,
+            "RBP" => &mut r.rbp,
+            "RSP" => &mut r.rsp,
+            "R8" => &mut r.r8,
+            "R9" => &mut r.r9,
+            "R10" => &mut r.r10,
+            "R11" => &mut r.r11,
+            "R12" => &mut r.r12,
+            "R13" => &mut r.r13,
+            "R14" => &mut r.r14,
+            "R15" => &mut r.r15,
+            "RIP" => &mut r.rip,
+            "RFL" => &mut r.rflags,
+            "CR0" => &mut r.cr0,
+            "CR2" => &mut r.cr2,
+            "CR3" => &mut r.cr3,
+            "CR4" => &mut r.cr4,
+            "EFER" => &mut r.efer,
+            _ => continue,
+        };
+        *slot = v;
+        found += 1;
+    }
+    // "R8 =..." splits into "R8" and "=...": pick those up too.
+    let words: Vec<&str> = text.split_whitespace().collect();
+    for w in words.windows(2) {
+        if let (k @ ("R8" | "R9"), Some(v)) = (w[0], w[1].strip_prefix('='))
+            && let Ok(v) = u64::from_str_radix(v, 16)
+        {
+            *(if k == "R8" { &mut r.r8 } else { &mut r.r9 }) = v;
+            found += 1;
+        }
+    }
+    // "GS =0000 ffff89ad7ea00000 ..." : the base is the second field.
+    for line in text.lines() {
+        let l = line.trim_start();
+        for (seg, slot) in [("FS =", &mut r.fs_base), ("GS =", &mut r.gs_base)] {
+            if let Some(rest) = l.strip_prefix(seg)
+                && let Some(base) = rest.split_whitespace().nth(1)
+                && let Ok(v) = u64::from_str_radix(base, 16)
+            {
+                *slot = v;
+            }
+        }
+    }
+    if found < 20 || r.cr0 == 0 && r.cr3 == 0 {
+        return Err(Error::Protocol(format!("info registers: unexpected output: {}", text.lines().next().unwrap_or(""))));
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MTREE_4G: &str = "\
+FlatView #0
+ AS \"I/O\", root: io
+ Root memory region: io
+  0000000000000000-0000000000000007 (prio 0, i/o): dma-chan
+
+FlatView #1
+ AS \"memory\", root: system
+ AS \"cpu-memory-0\", root: system
+ Root memory region: system
+  0000000000000000-000000000009ffff (prio 0, ram): ram
+  00000000000c0000-00000000000cafff (prio 0, rom): ram @00000000000c0000
+  00000000000cb000-00000000000cdfff (prio 0, ram): ram @00000000000cb000
+  0000000000100000-000000007fffffff (prio 0, ram): ram @0000000000100000
+  00000000fd000000-00000000fdffffff (prio 1, ram): vga.vram
+  00000000feda0000-00000000feda0fff (prio 0, i/o): pcie-mmcfg-mmio
+  0000000100000000-000000017fffffff (prio 0, ram): ram @0000000080000000
+
+FlatView #2
+ AS \"cpu-smm-0\", root: memory
+ Root memory region: memory
+  0000000000000000-00000000000bffff (prio 0, ram): ram
+";
+
+    #[test]
+    fn q35_4g_map() {
+        let m = parse_mtree_flat(MTREE_4G, None).unwrap();
+        let r: Vec<_> = m.regions().iter().map(|r| (r.gpa.raw(), r.size, r.offset)).collect();
+        assert_eq!(
+            r,
+            vec![(0, 0xa0000, 0), (0xc0000, 0xe000, 0xc0000), (0x100000, 0x7ff0_0000, 0x100000), (0x1_0000_0000, 0x8000_0000, 0x8000_0000)]
+        );
+        assert!(parse_mtree_flat(MTREE_4G, Some("nope")).is_err());
+    }
+
+    #[test]
+    fn registers() {
+        let text = "CPU#0\nRAX=000000000001ad40 RBX=0000000000000000 RCX=0000000000000001 RDX=4000000000000000\n\
+RSI=0000000000000087 RDI=00000000000025c4 RBP=ffffffffa5e1aa40 RSP=ffffffffa5e03e90\n\
+R8 =0000000000000005 R9 =00000000314dca89 R10=0000000000000000 R11=0000000000000001\n\
+R12=0000000000000000 R13=0000000000000000 R14=0000000000000000 R15=0000000000014790\n\
+RIP=ffffffffa4e0dfeb RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1\n\
+GS =0000 ffff89ad7ea00000 00000000 00000000\n\
+CR0=80050033 CR2=00000000005794a9 CR3=000000000208e000 CR4=000006b0\nEFER=0000000000000d01\n";
+        let r = parse_registers(text).unwrap();
+        assert_eq!(r.cr3, 0x208e000);
+        assert_eq!(r.r8, 5);
+        assert_eq!(r.rip, 0xffffffffa4e0dfeb);
+        assert_eq!(r.gs_base, 0xffff89ad7ea00000);
+        assert_eq!(r.efer, 0xd01);
+        assert!(!r.la57());
+        assert!(parse_registers("garbage").is_err());
+    }
+}

@@ -1,0 +1,181 @@
+//! A small QMP client: greeting and capability negotiation, commands matched to their
+//! replies by id, asynchronous events kept for the caller, typed errors, timeouts.
+//!
+//! Written here rather than taken from the `qapi` crate: that crate's generated types
+//! track one QEMU schema and it has no read timeouts on its synchronous stream; we
+//! need a handful of commands, deadlines on every read, and events kept in order.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{Error, Result};
+
+/// An asynchronous QMP event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// `STOP`, `RESUME`, `SHUTDOWN`, ...
+    pub name: String,
+    /// The event's `data`, or `null`.
+    pub data: Value,
+}
+
+/// A QMP connection in command mode.
+#[derive(Debug)]
+pub struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+    next_id: u64,
+    events: VecDeque<Event>,
+    /// A line read in part when a deadline passed; completed by the next read.
+    partial: Vec<u8>,
+    /// Deadline for each command's reply.
+    pub timeout: Duration,
+    /// QEMU's version, from the greeting: (major, minor, micro).
+    pub version: (u64, u64, u64),
+}
+
+impl Qmp {
+    /// Connects to a QMP unix socket, retrying until `timeout` (QEMU may still be
+    /// creating it), reads the greeting and leaves negotiation mode.
+    pub fn connect(path: impl AsRef<Path>, timeout: Duration) -> Result<Self> {
+        let path = path.as_ref();
+        let start = Instant::now();
+        let stream = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e) if start.elapsed() >= timeout => {
+                    return Err(Error::io(format!("connecting to QMP socket {}", path.display()), e));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        };
+        let writer = stream.try_clone().map_err(|e| Error::io("cloning the QMP socket", e))?;
+        let mut q = Self {
+            reader: BufReader::new(stream),
+            writer,
+            next_id: 1,
+            events: VecDeque::new(),
+            partial: Vec::new(),
+            timeout,
+            version: (0, 0, 0),
+        };
+        let greeting = q.read_message(Instant::now() + timeout, "the QMP greeting")?;
+        let v = greeting
+            .pointer("/QMP/version/qemu")
+            .ok_or_else(|| Error::Protocol(format!("not a QMP greeting: {greeting}")))?;
+        let num = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+        q.version = (num("major"), num("minor"), num("micro"));
+        q.execute("qmp_capabilities", None)?;
+        Ok(q)
+    }
+
+    /// Runs `command` with `arguments` and returns its `return` value.
+    pub fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value> {
+        self.execute_with(command, arguments, self.timeout)
+    }
+
+    /// As [`execute`](Self::execute), with its own deadline.
+    pub fn execute_with(&mut self, command: &str, arguments: Option<Value>, timeout: Duration) -> Result<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut msg = json!({ "execute": command, "id": id });
+        if let Some(a) = arguments {
+            msg["arguments"] = a;
+        }
+        let mut line = msg.to_string();
+        line.push('\n');
+        self.writer
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io(format!("sending QMP command {command}"), e))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.read_message(deadline, command)?;
+            if m.get("id").and_then(Value::as_u64) != Some(id) {
+                continue; // a reply to an abandoned command
+            }
+            if let Some(r) = m.get("return") {
+                return Ok(r.clone());
+            }
+            if let Some(e) = m.get("error") {
+                let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                return Err(Error::Command { command: command.into(), class: s("class"), desc: s("desc") });
+            }
+            return Err(Error::Protocol(format!("reply to {command} has neither return nor error: {m}")));
+        }
+    }
+
+    /// A human monitor command (`info mtree -f`, `info registers`), on `cpu` if given.
+    pub fn hmp(&mut self, command_line: &str, cpu: Option<usize>) -> Result<String> {
+        let mut args = json!({ "command-line": command_line });
+        if let Some(c) = cpu {
+            args["cpu-index"] = json!(c);
+        }
+        let r = self.execute("human-monitor-command", Some(args))?;
+        r.as_str().map(str::to_owned).ok_or_else(|| Error::Protocol(format!("HMP returned a non-string: {r}")))
+    }
+
+    /// `query-status`: (`running`, `paused`, ...; whether vCPUs run).
+    pub fn status(&mut self) -> Result<(String, bool)> {
+        let r = self.execute("query-status", None)?;
+        let status = r.get("status").and_then(Value::as_str).unwrap_or("").to_owned();
+        let running = r.get("running").and_then(Value::as_bool).unwrap_or(false);
+        Ok((status, running))
+    }
+
+    /// Events received so far, oldest first, removed from the queue.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        self.events.drain(..).collect()
+    }
+
+    /// Waits for the event `name` (one already queued counts), for at most `timeout`.
+    pub fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<Event> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.events.iter().position(|e| e.name == name) {
+                return Ok(self.events.remove(i).expect("index from position"));
+            }
+            let m = self.read_message(deadline, &format!("event {name}"))?;
+            // Replies to abandoned commands are dropped; events were queued by read_message.
+            let _ = m;
+        }
+    }
+
+    /// Reads one message that is not an event; events are queued on the way.
+    fn read_message(&mut self, deadline: Instant, what: &str) -> Result<Value> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout { what: format!("QMP {what}"), secs: 0.0 });
+            }
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(left))
+                .map_err(|e| Error::io("setting the QMP read timeout", e))?;
+            match self.reader.read_until(b'\n', &mut self.partial) {
+                Ok(0) => return Err(Error::Protocol(format!("QEMU closed the QMP socket while waiting for {what}"))),
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return Err(Error::Timeout { what: format!("QMP {what}"), secs: left.as_secs_f64() });
+                }
+                Err(e) => return Err(Error::io(format!("reading QMP ({what})"), e)),
+            }
+            if self.partial.last() != Some(&b'\n') {
+                continue; // the rest of the line is still coming
+            }
+            let line = std::mem::take(&mut self.partial);
+            let v: Value = serde_json::from_slice(&line).map_err(|e| {
+                Error::Protocol(format!("QMP sent invalid JSON ({e}): {}", String::from_utf8_lossy(&line).trim()))
+            })?;
+            if let Some(name) = v.get("event").and_then(Value::as_str) {
+                self.events.push_back(Event { name: name.into(), data: v.get("data").cloned().unwrap_or(Value::Null) });
+                continue;
+            }
+            return Ok(v);
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Shared pieces of the end-to-end tests: boot a guest from the built images, talk to
+//! its agent, read its RAM the simplest way.
+//!
+//! Every test boots its own QEMU; `cargo nextest` runs each test in its own process.
+//! A guest is killed when its [`Guest`] drops, and with its starting thread.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::time::Duration;
+
+use vmscope_agent::Client;
+use vmscope_hv::qemu::{GuestImages, GuestKernel, QemuConfig, QemuVm};
+use vmscope_mem::{Error as MemError, MemoryMap, PhysMem, ReadOp};
+
+/// A booted guest and a connection to its agent.
+pub struct Guest {
+    /// The agent (command channel); ground truth comes through it.
+    pub agent: Client,
+    /// The kernel it runs.
+    pub kernel: GuestKernel,
+    /// QEMU (dropped last: fields drop in order).
+    pub vm: QemuVm,
+}
+
+/// The image catalog; panics with the fix when images are missing.
+pub fn images() -> GuestImages {
+    GuestImages::locate().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Boots kernel `id` (`6.1`, `6.12`) after `tweak` adjusts the configuration.
+pub fn boot_with(id: &str, tweak: impl FnOnce(&mut QemuConfig)) -> Guest {
+    let kernel = images().kernel(id).unwrap_or_else(|e| panic!("{e}")).clone();
+    let mut cfg = kernel.qemu_config();
+    tweak(&mut cfg);
+    let vm = QemuVm::launch(cfg).unwrap_or_else(|e| panic!("booting linux-{id}: {e}"));
+    let agent = Client::connect(vm.agent_socket(), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("agent of linux-{id}: {e}\nconsole:\n{}", vm.console_tail(20)));
+    Guest { agent, kernel, vm }
+}
+
+/// Boots kernel `id` with the defaults (1 GiB, 2 vCPUs, KASLR on).
+pub fn boot(id: &str) -> Guest {
+    boot_with(id, |_| {})
+}
+
+impl Guest {
+    /// Runs a shell line in the guest; panics (with stderr) unless it exits 0.
+    pub fn sh(&mut self, line: &str) -> String {
+        self.agent.sh(line).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Guest RAM through the QEMU process's memfd (pread: touches nothing).
+    pub fn ram(&self) -> MemfdRam {
+        let map = vmscope_hv::Hypervisor::memory_map(self.vm.hv()).expect("memory map over QMP");
+        MemfdRam::open(self.vm.pid(), map).expect("the RAM memfd of QEMU")
+    }
+}
+
+/// The simplest reader of guest RAM: pread on QEMU's memfd through /proc/PID/fd.
+/// (The techniques proper live in vmscope-read and vmscope-map.)
+pub struct MemfdRam {
+    file: File,
+    map: MemoryMap,
+}
+
+impl MemfdRam {
+    /// Opens the memfd of QEMU process `pid`.
+    pub fn open(pid: u32, map: MemoryMap) -> std::io::Result<Self> {
+        for e in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+            let p = e?.path();
+            if std::fs::read_link(&p).is_ok_and(|l| l.to_string_lossy().contains("memory-backend-memfd")) {
+                return Ok(Self { file: File::open(&p)?, map });
+            }
+        }
+        Err(std::io::Error::other(format!("QEMU {pid} has no memory-backend-memfd fd")))
+    }
+}
+
+impl PhysMem for MemfdRam {
+    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
+        for op in ops {
+            let mut done = 0usize;
+            for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
+                let (_, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
+                let n = n as usize;
+                self.file
+                    .read_exact_at(&mut op.buf[done..done + n], off)
+                    .map_err(|source| MemError::Io { gpa: op.gpa, source })?;
+                done += n;
+            }
+        }
+        Ok(())
+    }
+
+    fn memory_map(&self) -> &MemoryMap {
+        &self.map
+    }
+}
+
+/// Every `Linux version ...\n` string followed by a NUL in guest RAM.
+pub fn find_banners(mem: &impl PhysMem) -> Vec<String> {
+    const NEEDLE: &[u8] = b"Linux version ";
+    const CHUNK: u64 = 16 << 20;
+    let mut found = Vec::new();
+    for r in mem.memory_map().regions() {
+        let mut at = 0;
+        while at < r.size {
+            // Overlap chunks so a banner on a boundary is seen whole.
+            let len = (r.size - at).min(CHUNK + 512);
+            let mut buf = vec![0u8; len as usize];
+            if mem.read(r.gpa.checked_add(at).expect("in region"), &mut buf).is_ok() {
+                for s in memchr::memmem::find_iter(&buf, NEEDLE) {
+                    if s as u64 >= CHUNK && at + CHUNK < r.size {
+                        break; // the next chunk sees it
+                    }
+                    let tail = &buf[s..(s + 512).min(buf.len())];
+                    if let Some(nl) = tail.iter().position(|&b| b == b'\n')
+                        && tail.get(nl + 1) == Some(&0)
+                        && tail[..nl].iter().all(|b| b.is_ascii_graphic() || *b == b' ')
+                    {
+                        found.push(String::from_utf8_lossy(&tail[..=nl]).into_owned());
+                    }
+                }
+            }
+            at += CHUNK;
+        }
+    }
+    found
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
+}
