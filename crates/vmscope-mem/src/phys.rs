@@ -87,6 +87,16 @@ pub trait PhysMem {
         Ok(u64::from_le_bytes(b))
     }
 
+    /// Fills `out` with consecutive little-endian `u64`s from `gpa` (a page table,
+    /// an array of pointers) with one read.
+    fn read_u64s(&self, gpa: Gpa, out: &mut [u64]) -> Result<()> {
+        self.read(gpa, bytemuck::cast_slice_mut(out))?;
+        if cfg!(target_endian = "big") {
+            out.iter_mut().for_each(|v| *v = u64::from_le(*v));
+        }
+        Ok(())
+    }
+
     /// Reads a little-endian `u32`.
     fn read_u32(&self, gpa: Gpa) -> Result<u32> {
         let mut b = [0u8; 4];

@@ -59,6 +59,17 @@ impl PageTableBuilder {
         b
     }
 
+    /// A Linux PTI pair under `mode`: the kernel root at `0x2000` (8 KiB aligned)
+    /// and the user root right after it at `0x3000`, both empty. [`root`](Self::root)
+    /// is the kernel root; map into the user root with [`map_in`](Self::map_in) and
+    /// `root().pti_user()`.
+    pub fn new_pti(mode: PagingMode) -> Self {
+        let mut b = Self::new(mode);
+        b.root = b.alloc_table().raw();
+        b.alloc_table();
+        b
+    }
+
     /// Flags (besides present) of the table entries created from now on. The
     /// default, writable | user, lets the leaves decide the effective rights.
     pub fn table_flags(&mut self, flags: u64) -> &mut Self {
@@ -68,8 +79,9 @@ impl PageTableBuilder {
 
     /// A new zeroed page-table page.
     pub fn alloc_table(&mut self) -> Gpa {
+        const ZERO: [u8; 0x1000] = [0; 0x1000];
         let at = self.ram.len() as u64;
-        self.ram.resize(self.ram.len() + 0x1000, 0);
+        self.ram.extend_from_slice(&ZERO);
         Gpa::new(at)
     }
 
@@ -86,11 +98,17 @@ impl PageTableBuilder {
     /// Maps one page of `size` at `gva` to `gpa` with leaf `flags` (present and,
     /// for large pages, the page-size bit are added).
     pub fn map(&mut self, gva: Gva, gpa: Gpa, size: PageSize, flags: u64) -> Result<(), FixtureError> {
+        self.map_in(self.root(), gva, gpa, size, flags)
+    }
+
+    /// [`map`](Self::map) into the tables under another `root` (e.g. the user half
+    /// of a PTI pair, or a second process) sharing this RAM.
+    pub fn map_in(&mut self, root: Root, gva: Gva, gpa: Gpa, size: PageSize, flags: u64) -> Result<(), FixtureError> {
         let bytes = size.bytes();
         if !gva.is_aligned(bytes) || !gpa.is_aligned(bytes) || !self.mode.is_canonical(gva) {
             return Err(FixtureError::Misaligned { gva, gpa, size });
         }
-        let mut table = self.root;
+        let mut table = root.gpa().raw();
         for def in self.mode.levels() {
             let at = (table + def.index(gva.raw()) * 8) as usize;
             let e = self.read(at);

@@ -74,7 +74,7 @@ pub struct Mappings<'m, M: ?Sized> {
     last: u64,
     frames: [Frame; 5],
     depth: usize,
-    tables: Box<[[u8; 4096]; 5]>,
+    tables: Box<[[u64; 512]; 5]>,
     run: Option<Mapping>,
     queued: Option<Error>,
     started: bool,
@@ -104,7 +104,7 @@ impl AddressSpace {
             last: (1u64 << bits) - 1,
             frames: [Frame::default(); 5],
             depth: 0,
-            tables: Box::new([[0; 4096]; 5]),
+            tables: Box::new([[0; 512]; 5]),
             run: None,
             queued: None,
             started: false,
@@ -165,7 +165,7 @@ impl<M: PhysMem + ?Sized> Mappings<'_, M> {
         }
         self.tables_read += 1;
         let def = &self.levels[d];
-        self.mem.read(Gpa::new(table), &mut self.tables[d]).map_err(|e| read_error(e, gva, def.level, table))?;
+        self.mem.read_u64s(Gpa::new(table), &mut self.tables[d]).map_err(|e| read_error(e, gva, def.level, table))?;
         let span_last = base + ((512u64 << def.shift) - 1);
         let next = if self.first > base { ((self.first - base) >> def.shift) as usize } else { 0 };
         let last = if self.last < span_last { ((self.last - base) >> def.shift) as usize } else { 511 };
@@ -184,13 +184,6 @@ impl<M: PhysMem + ?Sized> Mappings<'_, M> {
             None => Some(Err(e)),
         }
     }
-}
-
-#[inline(always)]
-fn entry_at(table: &[u8; 4096], i: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&table[i * 8..i * 8 + 8]);
-    u64::from_le_bytes(b)
 }
 
 impl<M: PhysMem + ?Sized> Iterator for Mappings<'_, M> {
@@ -215,7 +208,7 @@ impl<M: PhysMem + ?Sized> Iterator for Mappings<'_, M> {
             let f = self.frames[d];
             let table = &self.tables[d];
             let mut i = f.next;
-            while i <= f.last && entry_at(table, i) & pte::PRESENT == 0 {
+            while i <= f.last && table[i] & pte::PRESENT == 0 {
                 i += 1;
             }
             if i > f.last {
@@ -223,7 +216,7 @@ impl<M: PhysMem + ?Sized> Iterator for Mappings<'_, M> {
                 continue;
             }
             self.frames[d].next = i + 1;
-            let e = entry_at(table, i);
+            let e = table[i];
             let lin = f.base + ((i as u64) << def.shift);
             let va = mode.canonicalize(lin);
             let (and, or) = (f.and & e, f.or | e);
