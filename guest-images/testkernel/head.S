@@ -46,12 +46,14 @@ _start:
 	.globl ap_entry64
 ap_entry64:
 	lgdt gdt_desc(%rip)
+	mov TR(tr_stack), %rsp         /* read through the identity map ... */
+	mov TR(tr_cpu), %rdi
+	mov tk_final_cr3(%rip), %rax   /* ... before leaving it: the stack is in the direct map */
+	mov %rax, %cr3
 	mov $0x10, %eax
 	mov %eax, %ds
 	mov %eax, %es
 	mov %eax, %ss
-	mov TR(tr_stack), %rsp
-	mov TR(tr_cpu), %rdi
 	pushq $0x08
 	lea 1f(%rip), %rax
 	pushq %rax

@@ -8,9 +8,10 @@
 
 struct tk_percpu *tk_percpu;
 volatile u64 tk_cpus_online;
+u64 tk_final_cr3; /* read by ap_entry64 */
 
 static u64 boot_params_pa;
-static const char *cmdline = "";
+static char cmdline[2048];
 static u64 ram_end;
 static u64 alloc_next = TK_ALLOC_START;
 static u64 *pml4;
@@ -51,9 +52,14 @@ static void putnum(u64 v, u32 base, int width)
 		putc(buf[--i]);
 }
 
+static volatile u64 console_lock;
+
 void kprintf(const char *fmt, ...)
 {
 	va_list ap;
+	while (xchg64(&console_lock, 1))
+		while (console_lock)
+			barrier();
 	va_start(ap, fmt);
 	for (; *fmt; fmt++) {
 		if (*fmt != '%') {
@@ -72,6 +78,8 @@ void kprintf(const char *fmt, ...)
 		}
 	}
 	va_end(ap);
+	barrier();
+	console_lock = 0;
 }
 
 void *memset(void *d, int c, u64 n)
@@ -151,6 +159,7 @@ void exception(struct exc_frame *f)
 	u64 cr2;
 	__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
 	kprintf("tk: exception %d error %x at rip %x cr2 %x\n", f->vector, f->error, f->rip, cr2);
+	outb(0x501, 99); /* debug exit: the VMM ends with status 99 */
 	reset_machine();
 }
 
@@ -269,7 +278,7 @@ static void read_boot_params(void)
 	}
 	u64 cmd = *(u32 *)(bp + 0x228);
 	if (cmd)
-		cmdline = (const char *)phys(cmd);
+		strlcpy_(cmdline, (const char *)phys(cmd), sizeof cmdline);
 	ram_end &= ~(MIB2 - 1);
 }
 
@@ -393,6 +402,7 @@ static void enter_final_tables(void)
 	lo |= 1 << 11; /* EFER.NXE */
 	__asm__ volatile("wrmsr" : : "a"(lo), "d"(hi), "c"(0xc0000080));
 	u64 cr3 = (u64)pml4 - phys_base;
+	tk_final_cr3 = cr3;
 	__asm__ volatile("mov %0, %%cr3" : : "r"(cr3) : "memory");
 }
 

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+pub mod builtin;
 mod error;
 pub mod qemu;
 mod regs;
