@@ -13,6 +13,7 @@ use vmscope_hv::qemu::{GuestImages, GuestKernel, QemuConfig, QemuVm};
 use vmscope_mem::{Error as MemError, MemoryMap, PhysMem, ReadOp};
 
 /// A booted guest and a connection to its agent.
+#[allow(missing_debug_implementations)]
 pub struct Guest {
     /// The agent (command channel); ground truth comes through it.
     pub agent: Client,
@@ -56,6 +57,7 @@ impl Guest {
     }
 }
 
+#[allow(missing_debug_implementations)]
 /// The simplest reader of guest RAM: pread on QEMU's memfd through /proc/PID/fd.
 /// (The techniques proper live in vmscope-read and vmscope-map.)
 pub struct MemfdRam {

@@ -61,7 +61,7 @@ fn kaslr_moves_the_kernel() {
 fn four_gib_across_the_pci_hole() {
     let mut g = boot_with("6.12", |c| c.memory_mib = 4096);
     let map = g.vm.hv().memory_map().expect("memory map");
-    // All of the backend is mapped but the legacy VGA window (640 KiB - 768 KiB).
+    // All of the backend is mapped, but perhaps the legacy VGA window.
     assert_eq!(map.backing_size(), 4 << 30, "map: {map:?}");
     assert!(map.ram_size() >= (4 << 30) - (128 << 10), "map: {map:?}");
     assert!(map.end() > 1 << 32, "no RAM above 4 GiB: {map:?}");

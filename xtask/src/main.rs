@@ -1,6 +1,8 @@
 //! `cargo xtask`: the project's automation. Run it without arguments for the list.
 
+mod deps;
 mod images;
+mod test;
 mod testkernel;
 
 use std::path::PathBuf;
@@ -11,8 +13,9 @@ cargo xtask <task> [options]
 tasks:
   images       build guest images from Debian packages into target/guest-images/
   testkernel   build only the test kernel for the built-in VMM
-  test         build images if missing, then run every test (unit, property, end-to-end)
-  ci           what .ci/run does: images, tests, lints
+  test         install host tools and build images if missing, then run every test
+               (unit, property, end-to-end against real guests); extra args go to nextest
+  lint         clippy with warnings as errors
 ";
 
 fn main() -> anyhow::Result<()> {
@@ -23,7 +26,12 @@ fn main() -> anyhow::Result<()> {
     };
     let rest: Vec<String> = args.collect();
     match task.as_str() {
-        "images" => images::run(&rest),
+        "images" => {
+            deps::ensure()?;
+            images::run(&rest)
+        }
+        "test" => test::run(&rest),
+        "lint" => test::lint(),
         "testkernel" => {
             let out = testkernel::build(&project_root(), &images::out_dir())?;
             println!("{}", out.display());
