@@ -1,0 +1,67 @@
+//! Snapshots equal the journal's state at the snapshot point: a memfd copy, a file, a
+//! fork of anonymous RAM (read through /proc/CHILD/mem) and a file written by a fork.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::testkernel::{Manifest, assert_lists_match_journal};
+use common::{FileMem, ProcMem, Vm, live_memfd};
+use vmscope_mem::{MemoryMap, PhysMem};
+
+/// The snapshot is self-consistent and frozen while the guest runs on.
+fn check_snapshot(snap: &impl PhysMem, live_ops: impl Fn() -> u64) {
+    let m = Manifest::read(snap).expect("the snapshot holds the manifest");
+    let ops = m.ops(snap);
+    assert!(assert_lists_match_journal(&m, snap) >= 6, "lists checked in the snapshot");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(m.ops(snap), ops, "the snapshot changed");
+    assert!(live_ops() > ops, "the guest runs on after the snapshot");
+}
+
+#[test]
+fn memfd_copy_and_file_snapshots() {
+    let mut vm = Vm::testkernel(2, "memfd", "");
+    let (c, live) = live_memfd(&mut vm);
+    let m = Manifest::wait(&live, 2, Duration::from_secs(20));
+    let live_ops = || m.ops(&live);
+
+    let s = c.snapshot(None).unwrap();
+    assert_eq!(s.kind, "memfd-copy");
+    let map = MemoryMap::new(s.regions.clone()).unwrap();
+    let snap = FileMem::open(Path::new(s.path.as_deref().unwrap()), map.clone());
+    check_snapshot(&snap, live_ops);
+    c.snapshot_release(s.id).unwrap();
+    assert!(c.snapshot_release(s.id).is_err(), "released twice");
+
+    let file = vm.dir().join("ram.snap");
+    let s = c.snapshot(Some(&file)).unwrap();
+    assert_eq!(s.kind, "file");
+    check_snapshot(&FileMem::open(&file, map), live_ops);
+}
+
+#[test]
+fn fork_snapshots_of_private_ram() {
+    let mut vm = Vm::testkernel(1, "private", "");
+    let c = vm.client();
+    let info = c.memory_map_info().unwrap();
+    assert_eq!(info.backing.kind, "private");
+    let map = MemoryMap::new(info.regions).unwrap();
+    let live = ProcMem::open(vm.pid(), info.backing.hva, map.clone());
+    let m = Manifest::wait(&live, 1, Duration::from_secs(20));
+    let live_ops = || m.ops(&live);
+
+    let s = c.snapshot(None).unwrap();
+    assert_eq!(s.kind, "fork");
+    assert_ne!(s.pid, vm.pid());
+    let snap = ProcMem::open(s.pid, s.hva.unwrap(), map.clone());
+    check_snapshot(&snap, live_ops);
+    c.snapshot_release(s.id).unwrap();
+    assert!(!Path::new(&format!("/proc/{}/mem", s.pid)).exists(), "the snapshot child ended");
+
+    let file = vm.dir().join("ram.snap");
+    let s = c.snapshot(Some(&file)).unwrap();
+    assert_eq!(s.kind, "file");
+    check_snapshot(&FileMem::open(&file, map), live_ops);
+}
