@@ -191,12 +191,25 @@ unsafe fn child_main(target: Option<&CString>, hva: u64, size: u64) -> ! {
                 if fd < 0 {
                     libc::_exit(2);
                 }
+                // Only pages the guest ever touched: the rest read as zero and stay
+                // holes. /proc/self/pagemap says which (present or swapped).
+                let pagemap = libc::open(c"/proc/self/pagemap".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                let mut entries = [0u64; 256];
                 let mut off = 0u64;
                 while off < size {
-                    let n = (size - off).min(1 << 20);
-                    let p = (hva + off) as *const u8;
-                    if !all_zero(p, n as usize) {
-                        if libc::pwrite(fd, p.cast(), n as usize, off as libc::off_t) != n as isize {
+                    let n = (size - off).min(256 * 4096);
+                    let pages = (n / 4096) as usize;
+                    let want = pages * 8;
+                    let got = if pagemap >= 0 {
+                        libc::pread(pagemap, entries.as_mut_ptr().cast(), want, (((hva + off) / 4096) * 8) as libc::off_t)
+                    } else {
+                        -1
+                    };
+                    for (i, e) in entries.iter().enumerate().take(pages) {
+                        let used = got != want as isize || e & (3 << 62) != 0;
+                        let po = off + i as u64 * 4096;
+                        let p = (hva + po) as *const u8;
+                        if used && !all_zero(p, 4096) && libc::pwrite(fd, p.cast(), 4096, po as libc::off_t) != 4096 {
                             libc::_exit(3);
                         }
                     }
