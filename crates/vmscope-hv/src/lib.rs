@@ -12,10 +12,14 @@
 
 pub mod builtin;
 mod error;
+mod halt;
+mod location;
 pub mod qemu;
 mod regs;
 
 pub use error::{Error, Result};
+pub use halt::Halted;
+pub use location::{Extents, HoleGuard, RamLocation};
 pub use regs::VcpuRegisters;
 
 use vmscope_mem::MemoryMap;

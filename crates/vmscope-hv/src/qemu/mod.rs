@@ -1,12 +1,14 @@
 //! QEMU: the QMP client, the [`Hypervisor`](crate::Hypervisor) implementation over
 //! it, the guest memory map from `info mtree`, and a launcher for test and lab guests.
 
+mod cmdline;
 mod hmp;
 mod images;
 mod launch;
 mod process;
 mod qmp;
 
+pub use cmdline::QemuCommandLine;
 pub use hmp::{parse_mtree_flat, parse_registers};
 pub use images::{GuestImages, GuestKernel};
 pub use launch::{Accel, QemuConfig, QemuVm, RAM_ID, READY_MARKER};

@@ -1,0 +1,153 @@
+//! What a running QEMU was started with, read from `/proc/PID/cmdline`: where its QMP
+//! socket is, where the agent's serial port goes, how its RAM is backed. This is how
+//! `vmscope --qemu PID` finds everything from a PID alone.
+
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Result};
+
+/// The parts of a QEMU command line vmscope cares about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QemuCommandLine {
+    /// The QMP unix socket, if QEMU serves one.
+    pub qmp: Option<PathBuf>,
+    /// Each `-serial` in order (ttyS0, ttyS1, ...): the unix socket it goes to, if any.
+    pub serial_sockets: Vec<Option<PathBuf>>,
+    /// `-object memory-backend-*` with `share=on`.
+    pub shared_backend: bool,
+    /// The `-m` size argument as given.
+    pub memory: Option<String>,
+}
+
+impl QemuCommandLine {
+    /// Reads and parses the command line of process `pid`. Fails if it is not QEMU.
+    pub fn of(pid: u32) -> Result<Self> {
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map_err(|e| Error::io(format!("reading the command line of process {pid}"), e))?;
+        let args: Vec<String> =
+            raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        let prog = args.first().map(|a| Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
+        if !prog.as_deref().is_some_and(|p| p.starts_with("qemu-system") || p.starts_with("qemu-kvm")) {
+            return Err(Error::Launch(format!(
+                "process {pid} is not QEMU (it runs {:?}); pass the PID of qemu-system-x86_64",
+                args.first().map(String::as_str).unwrap_or("?")
+            )));
+        }
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| PathBuf::from("/"));
+        Ok(Self::parse(&args[1..], &cwd))
+    }
+
+    /// Parses QEMU arguments; relative socket paths are taken relative to `cwd`.
+    pub fn parse(args: &[String], cwd: &Path) -> Self {
+        let mut out = Self::default();
+        let mut chardevs: Vec<(String, PathBuf)> = Vec::new();
+        let mut monitors: Vec<String> = Vec::new();
+        let mut serials: Vec<String> = Vec::new();
+        let abs = |p: &str| {
+            let p = Path::new(p);
+            if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) }
+        };
+        let mut it = args.iter().map(String::as_str);
+        while let Some(a) = it.next() {
+            let opt = a.trim_start_matches('-');
+            if a.starts_with('-') && matches!(opt, "qmp" | "qmp-pretty" | "chardev" | "mon" | "serial" | "object" | "m") {
+                let Some(v) = it.next() else { break };
+                match opt {
+                    "qmp" | "qmp-pretty" => {
+                        if let Some(rest) = v.strip_prefix("unix:") {
+                            out.qmp.get_or_insert(abs(rest.split(',').next().unwrap_or(rest)));
+                        }
+                    }
+                    "chardev" => {
+                        let (kind, props) = v.split_once(',').unwrap_or((v, ""));
+                        if kind == "socket"
+                            && let (Some(id), Some(path)) = (prop(props, "id"), prop(props, "path"))
+                        {
+                            chardevs.push((id.to_owned(), abs(path)));
+                        }
+                    }
+                    "mon" => {
+                        let props = v;
+                        if prop(props, "mode") == Some("control")
+                            && let Some(c) = prop(props, "chardev")
+                        {
+                            monitors.push(c.to_owned());
+                        }
+                    }
+                    "serial" => serials.push(v.to_owned()),
+                    "object" => {
+                        if v.starts_with("memory-backend-") && prop(v, "share").is_some_and(|s| s == "on" || s == "true") {
+                            out.shared_backend = true;
+                        }
+                    }
+                    "m" => out.memory = Some(v.to_owned()),
+                    _ => {}
+                }
+            }
+        }
+        if out.qmp.is_none() {
+            out.qmp = monitors.iter().find_map(|m| chardevs.iter().find(|(id, _)| id == m).map(|(_, p)| p.clone()));
+        }
+        out.serial_sockets = serials
+            .iter()
+            .map(|s| {
+                if let Some(id) = s.strip_prefix("chardev:") {
+                    chardevs.iter().find(|(i, _)| i == id).map(|(_, p)| p.clone())
+                } else if let Some(rest) = s.strip_prefix("unix:") {
+                    Some(abs(rest.split(',').next().unwrap_or(rest)))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        out
+    }
+
+    /// The unix socket of ttyS1, where vmscope's guest agent listens.
+    pub fn agent_socket(&self) -> Option<&Path> {
+        self.serial_sockets.get(1).and_then(|s| s.as_deref())
+    }
+}
+
+/// The value of `key=` in a comma-separated property list.
+fn prop<'a>(props: &'a str, key: &str) -> Option<&'a str> {
+    props.split(',').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn readme_flags() {
+        let c = QemuCommandLine::parse(
+            &args(
+                "-accel tcg -machine q35,memory-backend=ram -m 1G \
+                 -object memory-backend-memfd,id=ram,size=1G,share=on \
+                 -serial file:console.log \
+                 -chardev socket,id=agent,path=agent.sock,server=on,wait=off -serial chardev:agent \
+                 -qmp unix:qmp.sock,server=on,wait=off",
+            ),
+            Path::new("/run/vm"),
+        );
+        assert_eq!(c.qmp.as_deref(), Some(Path::new("/run/vm/qmp.sock")));
+        assert_eq!(c.agent_socket(), Some(Path::new("/run/vm/agent.sock")));
+        assert!(c.shared_backend);
+        assert_eq!(c.memory.as_deref(), Some("1G"));
+    }
+
+    #[test]
+    fn monitor_on_a_chardev() {
+        let c = QemuCommandLine::parse(
+            &args("-chardev socket,id=mon0,path=/tmp/m.sock,server=on -mon chardev=mon0,mode=control -m 512"),
+            Path::new("/"),
+        );
+        assert_eq!(c.qmp.as_deref(), Some(Path::new("/tmp/m.sock")));
+        assert!(!c.shared_backend);
+        assert_eq!(c.agent_socket(), None);
+    }
+}

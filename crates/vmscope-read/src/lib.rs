@@ -1,0 +1,40 @@
+//! The syscall-read techniques of the study: guest RAM read out of the hypervisor
+//! process while the guest runs (`live-read`), or, wrapped in
+//! [`vmscope_hv::Halted`], with the guest paused per pass (`halt-read`).
+//!
+//! Three ways, each a [`PhysMem`](vmscope_mem::PhysMem):
+//! - [`VmReadv`]: `process_vm_readv(2)`, a whole batch in as few calls as IOV_MAX allows;
+//! - [`ProcMem`]: `pread(2)` on `/proc/PID/mem`;
+//! - [`Pread`]: `pread(2)` on the RAM backing file itself (QEMU's memfd through
+//!   `/proc/PID/fd/N`).
+//!
+//! ```no_run
+//! use vmscope_hv::{Hypervisor, RamLocation, qemu::QmpHypervisor};
+//! use vmscope_mem::{Gpa, PhysMem};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let hv = QmpHypervisor::connect("qmp.sock", std::time::Duration::from_secs(5))?;
+//! let loc = RamLocation::qemu(1234, hv.memory_map()?)?;
+//! let mem = vmscope_read::VmReadv::open(loc)?;
+//! let word = mem.read_u64(Gpa::new(0x1000))?;
+//! # Ok(()) }
+//! ```
+//!
+//! Doing no harm: reading a page of a shared memfd through the hypervisor's address
+//! space makes the host kernel allocate it if the guest never touched it. [`VmReadv`]
+//! and [`ProcMem`] therefore consult the backing file's populated extents (SEEK_DATA)
+//! and return zeros for holes without touching them; [`Pread`] needs no such care.
+//!
+//! What this crate deliberately does not do: pause the guest (that is
+//! [`vmscope_hv::Halted`]) or write guest memory (every descriptor is read-only).
+
+#![warn(missing_docs)]
+
+mod error;
+mod pread;
+mod procmem;
+mod vmreadv;
+
+pub use error::{Error, Result};
+pub use pread::Pread;
+pub use procmem::ProcMem;
+pub use vmreadv::VmReadv;
