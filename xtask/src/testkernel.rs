@@ -35,17 +35,40 @@ const CFLAGS: &[&str] = &[
     "-fcf-protection=none",
     "-march=x86-64",
 ];
-const LDFLAGS: &[&str] =
-    &["-nostdlib", "-static", "-no-pie", "-z", "max-page-size=4096", "-z", "noexecstack"];
+const LDFLAGS: &[&str] = &[
+    "-nostdlib",
+    "-static",
+    "-no-pie",
+    "-z",
+    "max-page-size=4096",
+    "-z",
+    "noexecstack",
+];
 const SOURCES: &[&str] = &["head.S", "main.c", "mutator.c"];
 const INPUTS: &[&str] = &["head.S", "main.c", "mutator.c", "tk.h", "linker.ld"];
 
 /// Mnemonics the emulator cannot execute; finding one in the disassembly fails the
 /// build. So does any SSE/AVX/MMX register operand ([`FORBIDDEN_REGS`]).
 const FORBIDDEN: &[&str] = &[
-    "cmpxchg16b", "popcnt", "rdrand", "rdseed", "xsave", "xsaveopt", "xrstor", "ldmxcsr",
-    "stmxcsr", "fxsave", "fxrstor", "clac", "stac", "fwait", "wait", "lzcnt", "tzcnt",
-    "movbe", "endbr64",
+    "cmpxchg16b",
+    "popcnt",
+    "rdrand",
+    "rdseed",
+    "xsave",
+    "xsaveopt",
+    "xrstor",
+    "ldmxcsr",
+    "stmxcsr",
+    "fxsave",
+    "fxrstor",
+    "clac",
+    "stac",
+    "fwait",
+    "wait",
+    "lzcnt",
+    "tzcnt",
+    "movbe",
+    "endbr64",
 ];
 const FORBIDDEN_REGS: &[&str] = &["%xmm", "%ymm", "%zmm", "%mm", "%st"];
 
@@ -66,7 +89,12 @@ pub fn build(root: &Path, out_dir: &Path) -> anyhow::Result<PathBuf> {
     let mut objects = Vec::new();
     for s in SOURCES {
         let obj = dir.join(format!("{s}.o"));
-        run(Command::new("gcc").args(CFLAGS).arg("-c").arg(src.join(s)).arg("-o").arg(&obj))?;
+        run(Command::new("gcc")
+            .args(CFLAGS)
+            .arg("-c")
+            .arg(src.join(s))
+            .arg("-o")
+            .arg(&obj))?;
         objects.push(obj);
     }
     let tmp = dir.join("testkernel.elf.tmp");
@@ -127,7 +155,12 @@ fn check_instructions(image: &Path) -> anyhow::Result<()> {
         .filter(|insn| {
             // The mnemonic is the last prefix-free word before the operands.
             let mut words = insn.split_whitespace();
-            let mnemonic = words.find(|w| !matches!(*w, "lock" | "rep" | "repz" | "repnz" | "cs" | "ds" | "data16"));
+            let mnemonic = words.find(|w| {
+                !matches!(
+                    *w,
+                    "lock" | "rep" | "repz" | "repnz" | "cs" | "ds" | "data16"
+                )
+            });
             mnemonic.is_some_and(|m| FORBIDDEN.contains(&m))
                 || FORBIDDEN_REGS.iter().any(|r| insn.contains(r))
         })

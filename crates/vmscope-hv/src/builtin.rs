@@ -186,8 +186,13 @@ impl BuiltinVmm {
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .map_err(|e| Error::io("setting a read timeout", e))?;
-        let writer = stream.try_clone().map_err(|e| Error::io("cloning the socket", e))?;
-        Ok(Self { path, conn: Mutex::new((BufReader::new(stream), writer)) })
+        let writer = stream
+            .try_clone()
+            .map_err(|e| Error::io("cloning the socket", e))?;
+        Ok(Self {
+            path,
+            conn: Mutex::new((BufReader::new(stream), writer)),
+        })
     }
 
     /// Sends one request and returns its result, or the VMM's error.
@@ -197,11 +202,18 @@ impl BuiltinVmm {
         let what = || format!("control socket {}", self.path.display());
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let (reader, writer) = &mut *guard;
-        writer.write_all(line.as_bytes()).map_err(|e| Error::io(what(), e))?;
+        writer
+            .write_all(line.as_bytes())
+            .map_err(|e| Error::io(what(), e))?;
         let mut answer = String::new();
-        let n = reader.read_line(&mut answer).map_err(|e| Error::io(what(), e))?;
+        let n = reader
+            .read_line(&mut answer)
+            .map_err(|e| Error::io(what(), e))?;
         if n == 0 {
-            return Err(Error::Protocol(format!("{}: the VMM closed the connection", what())));
+            return Err(Error::Protocol(format!(
+                "{}: the VMM closed the connection",
+                what()
+            )));
         }
         let reply: Reply = serde_json::from_str(&answer)
             .map_err(|e| Error::Protocol(format!("bad reply {answer:?}: {e}")))?;

@@ -30,18 +30,27 @@ pub struct BootSpec {
 pub fn load(ram: &GuestRam, spec: &BootSpec) -> Result<u64> {
     let mut kernel = open(&spec.kernel, "kernel")?;
     let mut magic = [0u8; 4];
-    kernel.read_exact(&mut magic).map_err(|e| Error::io(format!("reading {}", spec.kernel.display()), e))?;
+    kernel
+        .read_exact(&mut magic)
+        .map_err(|e| Error::io(format!("reading {}", spec.kernel.display()), e))?;
     let himem = Some(GuestAddress(HIMEM_START));
     let (entry, setup_header) = if magic == *b"\x7fELF" {
         // The 64-bit boot protocol's entry is the ELF entry, a physical address for
         // vmlinux (startup_64) and for the test kernel.
-        let r = Elf::load(&ram.mem, None, &mut kernel, himem)
-            .map_err(|e| Error::Load { what: "kernel (ELF)", msg: e.to_string() })?;
+        let r = Elf::load(&ram.mem, None, &mut kernel, himem).map_err(|e| Error::Load {
+            what: "kernel (ELF)",
+            msg: e.to_string(),
+        })?;
         (r.kernel_load.raw_value(), None)
     } else {
-        let r = BzImage::load(&ram.mem, None, &mut kernel, himem)
-            .map_err(|e| Error::Load { what: "kernel (bzImage)", msg: e.to_string() })?;
-        (r.kernel_load.raw_value() + BZIMAGE_64BIT_ENTRY_OFFSET, r.setup_header)
+        let r = BzImage::load(&ram.mem, None, &mut kernel, himem).map_err(|e| Error::Load {
+            what: "kernel (bzImage)",
+            msg: e.to_string(),
+        })?;
+        (
+            r.kernel_load.raw_value() + BZIMAGE_64BIT_ENTRY_OFFSET,
+            r.setup_header,
+        )
     };
 
     let mut params = boot_params::default();
@@ -56,11 +65,16 @@ pub fn load(ram: &GuestRam, spec: &BootSpec) -> Result<u64> {
 
     let cmdline = spec.cmdline.as_bytes();
     if cmdline.len() >= CMDLINE_MAX_SIZE || cmdline.contains(&0) {
-        return Err(Error::Load { what: "command line", msg: format!("longer than {} bytes or has a NUL", CMDLINE_MAX_SIZE - 1) });
+        return Err(Error::Load {
+            what: "command line",
+            msg: format!("longer than {} bytes or has a NUL", CMDLINE_MAX_SIZE - 1),
+        });
     }
     let mut buf = cmdline.to_vec();
     buf.push(0);
-    ram.mem.write_slice(&buf, GuestAddress(CMDLINE_START)).map_err(|e| Error::guest(CMDLINE_START, e))?;
+    ram.mem
+        .write_slice(&buf, GuestAddress(CMDLINE_START))
+        .map_err(|e| Error::guest(CMDLINE_START, e))?;
     params.hdr.cmd_line_ptr = CMDLINE_START as u32;
     params.hdr.cmdline_size = buf.len() as u32;
 
@@ -72,41 +86,64 @@ pub fn load(ram: &GuestRam, spec: &BootSpec) -> Result<u64> {
 
     let e820 = e820_map(ram);
     for (i, (addr, size, type_)) in e820.iter().enumerate() {
-        params.e820_table[i] = boot_e820_entry { addr: *addr, size: *size, r#type: *type_ };
+        params.e820_table[i] = boot_e820_entry {
+            addr: *addr,
+            size: *size,
+            r#type: *type_,
+        };
     }
     params.e820_entries = e820.len() as u8;
-    ram.mem.write_obj(params, GuestAddress(ZERO_PAGE_START)).map_err(|e| Error::guest(ZERO_PAGE_START, e))?;
+    ram.mem
+        .write_obj(params, GuestAddress(ZERO_PAGE_START))
+        .map_err(|e| Error::guest(ZERO_PAGE_START, e))?;
 
     let mp = mptable::build(MPTABLE_START, spec.vcpus);
-    ram.mem.write_slice(&mp, GuestAddress(MPTABLE_START)).map_err(|e| Error::guest(MPTABLE_START, e))?;
+    ram.mem
+        .write_slice(&mp, GuestAddress(MPTABLE_START))
+        .map_err(|e| Error::guest(MPTABLE_START, e))?;
     crate::regs::write_boot_tables(&ram.mem)?;
     Ok(entry)
 }
 
 fn open(path: &Path, what: &'static str) -> Result<File> {
-    File::open(path).map_err(|e| Error::Load { what, msg: format!("{}: {e}", path.display()) })
+    File::open(path).map_err(|e| Error::Load {
+        what,
+        msg: format!("{}: {e}", path.display()),
+    })
 }
 
 /// The initrd goes at the top of low RAM, page aligned, below the boot protocol's
 /// initrd_addr_max.
 fn load_initrd(ram: &GuestRam, path: &Path) -> Result<(u64, u64)> {
     let mut f = open(path, "initramfs")?;
-    let size = f.metadata().map_err(|e| Error::io(format!("stat {}", path.display()), e))?.len();
+    let size = f
+        .metadata()
+        .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+        .len();
     let top = ram.map.regions()[0].end().min(INITRD_ADDR_MAX + 1);
     let addr = top
         .checked_sub(size)
         .map(|a| a & !0xfff)
         .filter(|a| *a >= HIMEM_START + (16 << 20))
-        .ok_or_else(|| Error::Load { what: "initramfs", msg: format!("{size} bytes do not fit in low RAM") })?;
+        .ok_or_else(|| Error::Load {
+            what: "initramfs",
+            msg: format!("{size} bytes do not fit in low RAM"),
+        })?;
     ram.mem
         .read_exact_volatile_from(GuestAddress(addr), &mut f, size as usize)
-        .map_err(|e| Error::Load { what: "initramfs", msg: e.to_string() })?;
+        .map_err(|e| Error::Load {
+            what: "initramfs",
+            msg: e.to_string(),
+        })?;
     Ok((addr, size))
 }
 
 /// RAM below the EBDA, the EBDA reserved, RAM from 1 MiB to the hole, RAM above 4 GiB.
 pub fn e820_map(ram: &GuestRam) -> Vec<(u64, u64, u32)> {
-    let mut v = vec![(0, EBDA_START, E820_RAM), (EBDA_START, HIMEM_START - EBDA_START, E820_RESERVED)];
+    let mut v = vec![
+        (0, EBDA_START, E820_RAM),
+        (EBDA_START, HIMEM_START - EBDA_START, E820_RESERVED),
+    ];
     for r in ram.map.regions() {
         let start = r.gpa.raw().max(HIMEM_START);
         if r.end() > start {

@@ -41,7 +41,8 @@ fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
 pub fn write_boot_tables(mem: &GuestMemoryMmap) -> Result<()> {
     for (i, entry) in boot_gdt().iter().enumerate() {
         let addr = GuestAddress(BOOT_GDT_START + (i * 8) as u64);
-        mem.write_obj(*entry, addr).map_err(|e| Error::guest(addr.raw_value(), e))?;
+        mem.write_obj(*entry, addr)
+            .map_err(|e| Error::guest(addr.raw_value(), e))?;
     }
     mem.write_obj(0u64, GuestAddress(BOOT_IDT_START))
         .map_err(|e| Error::guest(BOOT_IDT_START, e))?;
@@ -52,7 +53,8 @@ pub fn write_boot_tables(mem: &GuestMemoryMmap) -> Result<()> {
     for i in 0..512u64 {
         let addr = GuestAddress(PDE_START + i * 8);
         // Present, writable, 2 MiB page: identity map of the first GiB.
-        mem.write_obj((i << 21) | 0x83, addr).map_err(|e| Error::guest(addr.raw_value(), e))?;
+        mem.write_obj((i << 21) | 0x83, addr)
+            .map_err(|e| Error::guest(addr.raw_value(), e))?;
     }
     Ok(())
 }
@@ -95,7 +97,11 @@ pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: u64) -> Result<()> {
 
 /// FPU, MSR and LAPIC state every vCPU starts with (as a PC after reset would).
 pub fn setup_common(vcpu: &VcpuFd) -> Result<()> {
-    let fpu = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
+    let fpu = kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    };
     vcpu.set_fpu(&fpu).map_err(kvm("KVM_SET_FPU"))?;
     let entries: Vec<kvm_msr_entry> = [
         (MSR_IA32_SYSENTER_CS, 0),
@@ -110,7 +116,11 @@ pub fn setup_common(vcpu: &VcpuFd) -> Result<()> {
         (MSR_IA32_MISC_ENABLE, MSR_IA32_MISC_ENABLE_FAST_STRING),
     ]
     .iter()
-    .map(|&(index, data)| kvm_msr_entry { index, data, ..Default::default() })
+    .map(|&(index, data)| kvm_msr_entry {
+        index,
+        data,
+        ..Default::default()
+    })
     .collect();
     let msrs = Msrs::from_entries(&entries).map_err(|_| Error::Setup("too many MSRs".into()))?;
     vcpu.set_msrs(&msrs).map_err(kvm("KVM_SET_MSRS"))?;
@@ -155,13 +165,28 @@ pub fn vcpu_cpuid(base: &CpuId, index: u8, count: u8) -> CpuId {
 pub fn read_registers(vcpu: &VcpuFd) -> Result<VcpuRegisters> {
     let r = vcpu.get_regs().map_err(kvm("KVM_GET_REGS"))?;
     let s = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
-    let wanted = [MSR_EFER, MSR_LSTAR, MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE];
-    let entries: Vec<kvm_msr_entry> =
-        wanted.iter().map(|&index| kvm_msr_entry { index, ..Default::default() }).collect();
-    let mut msrs = Msrs::from_entries(&entries).map_err(|_| Error::Setup("too many MSRs".into()))?;
+    let wanted = [
+        MSR_EFER,
+        MSR_LSTAR,
+        MSR_FS_BASE,
+        MSR_GS_BASE,
+        MSR_KERNEL_GS_BASE,
+    ];
+    let entries: Vec<kvm_msr_entry> = wanted
+        .iter()
+        .map(|&index| kvm_msr_entry {
+            index,
+            ..Default::default()
+        })
+        .collect();
+    let mut msrs =
+        Msrs::from_entries(&entries).map_err(|_| Error::Setup("too many MSRs".into()))?;
     let n = vcpu.get_msrs(&mut msrs).map_err(kvm("KVM_GET_MSRS"))?;
     let msr = |index: u32| {
-        msrs.as_slice()[..n].iter().find(|e| e.index == index).map_or(0, |e| e.data)
+        msrs.as_slice()[..n]
+            .iter()
+            .find(|e| e.index == index)
+            .map_or(0, |e| e.data)
     };
     Ok(VcpuRegisters {
         rax: r.rax,

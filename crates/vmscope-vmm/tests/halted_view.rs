@@ -25,5 +25,8 @@ fn halted_lists_equal_the_journal() {
         checked += assert_lists_match_journal(&m, &mem);
         c.resume().unwrap();
     }
-    assert!(checked >= 8 * 6, "too many lists caught mid-update: {checked} checked");
+    assert!(
+        checked >= 8 * 6,
+        "too many lists caught mid-update: {checked} checked"
+    );
 }

@@ -14,8 +14,17 @@ fn debian_vmlinux_prints_its_banner() {
     let vmlinux = image("linux-6.1/vmlinux");
     let mut vm = Vm::start(
         &vmlinux,
-        &["--memory", "512M", "--cmdline", "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr panic=-1"],
+        &[
+            "--memory",
+            "512M",
+            "--cmdline",
+            "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr panic=-1",
+        ],
     );
     let ok = vm.wait_console("Linux version 6.1", Duration::from_secs(60));
-    assert!(ok, "no banner on ttyS0; console so far:\n{}", vm.console_text());
+    assert!(
+        ok,
+        "no banner on ttyS0; console so far:\n{}",
+        vm.console_text()
+    );
 }

@@ -22,12 +22,23 @@ fn pause_freezes_the_mutator() {
     assert!(c.is_paused().unwrap());
     let frozen = (m.ops(&mem), m.iterations(&mem, 0), m.iterations(&mem, 1));
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!((m.ops(&mem), m.iterations(&mem, 0), m.iterations(&mem, 1)), frozen, "counters moved while paused");
+    assert_eq!(
+        (m.ops(&mem), m.iterations(&mem, 0), m.iterations(&mem, 1)),
+        frozen,
+        "counters moved while paused"
+    );
     let r0 = c.vcpu_registers(0).unwrap();
-    assert_eq!(c.vcpu_registers(0).unwrap(), r0, "registers of a paused vCPU are stable");
+    assert_eq!(
+        c.vcpu_registers(0).unwrap(),
+        r0,
+        "registers of a paused vCPU are stable"
+    );
 
     c.resume().unwrap();
     assert!(!c.is_paused().unwrap());
     std::thread::sleep(Duration::from_millis(200));
-    assert!(m.iterations(&mem, 0) > frozen.1 && m.iterations(&mem, 1) > frozen.2, "both cpus run again");
+    assert!(
+        m.iterations(&mem, 0) > frozen.1 && m.iterations(&mem, 1) > frozen.2,
+        "both cpus run again"
+    );
 }

@@ -14,7 +14,10 @@ use vmscope_mem::{MemoryMap, PhysMem};
 fn check_snapshot(snap: &impl PhysMem, live_ops: impl Fn() -> u64) {
     let m = Manifest::read(snap).expect("the snapshot holds the manifest");
     let ops = m.ops(snap);
-    assert!(assert_lists_match_journal(&m, snap) >= 6, "lists checked in the snapshot");
+    assert!(
+        assert_lists_match_journal(&m, snap) >= 6,
+        "lists checked in the snapshot"
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(m.ops(snap), ops, "the snapshot changed");
     assert!(live_ops() > ops, "the guest runs on after the snapshot");
@@ -58,7 +61,10 @@ fn fork_snapshots_of_private_ram() {
     let snap = ProcMem::open(s.pid, s.hva.unwrap(), map.clone());
     check_snapshot(&snap, live_ops);
     c.snapshot_release(s.id).unwrap();
-    assert!(!Path::new(&format!("/proc/{}/mem", s.pid)).exists(), "the snapshot child ended");
+    assert!(
+        !Path::new(&format!("/proc/{}/mem", s.pid)).exists(),
+        "the snapshot child ended"
+    );
 
     let file = vm.dir().join("ram.snap");
     let s = c.snapshot(Some(&file)).unwrap();

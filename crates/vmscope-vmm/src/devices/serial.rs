@@ -44,10 +44,10 @@ impl Write for SerialOut {
             SerialOut::File(f) => lock(f).write(buf),
             SerialOut::Socket(s) => {
                 let mut guard = lock(s);
-                if let Some(stream) = guard.as_mut() {
-                    if stream.write_all(buf).is_err() {
-                        *guard = None; // the client went away
-                    }
+                if let Some(stream) = guard.as_mut()
+                    && stream.write_all(buf).is_err()
+                {
+                    *guard = None; // the client went away
                 }
                 Ok(buf.len())
             }

@@ -16,9 +16,9 @@ use vmscope_mem::{Error as MemError, MemoryMap, PhysMem, ReadOp};
 
 /// Where guest images are: $VMSCOPE_IMAGES or <workspace>/target/guest-images.
 pub fn images_dir() -> PathBuf {
-    std::env::var_os("VMSCOPE_IMAGES").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/guest-images")
-    })
+    std::env::var_os("VMSCOPE_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/guest-images"))
 }
 
 /// An image under [`images_dir`], or a panic telling how to build it.
@@ -75,7 +75,13 @@ impl Vm {
             });
         }
         let child = cmd.spawn().expect("spawning vmscope-vmm");
-        Vm { child, dir, control, console, status: None }
+        Vm {
+            child,
+            dir,
+            control,
+            console,
+            status: None,
+        }
     }
 
     /// The test kernel on `vcpus` vCPUs with 2 GiB (so its direct map has a 1 GiB
@@ -84,7 +90,16 @@ impl Vm {
         let v = vcpus.to_string();
         Vm::start(
             &testkernel_image(),
-            &["--vcpus", &v, "--memory", "2G", "--backing", backing, "--cmdline", cmdline],
+            &[
+                "--vcpus",
+                &v,
+                "--memory",
+                "2G",
+                "--backing",
+                backing,
+                "--cmdline",
+                cmdline,
+            ],
         )
     }
 
@@ -108,7 +123,11 @@ impl Vm {
             if let Some(st) = self.try_wait() {
                 panic!("vmscope-vmm exited with {st} before its control socket was up");
             }
-            assert!(Instant::now() < deadline, "no control socket at {}", self.control.display());
+            assert!(
+                Instant::now() < deadline,
+                "no control socket at {}",
+                self.control.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -185,7 +204,12 @@ impl PhysMem for FileMem {
             for chunk in self.map.chunks(op.gpa, op.buf.len() as u64) {
                 let (_, off, len) = chunk.map_err(|gpa| MemError::Unbacked { gpa })?;
                 let buf = &mut op.buf[done..done + len as usize];
-                self.file.read_exact_at(buf, off).map_err(|source| MemError::Io { gpa: op.gpa, source })?;
+                self.file
+                    .read_exact_at(buf, off)
+                    .map_err(|source| MemError::Io {
+                        gpa: op.gpa,
+                        source,
+                    })?;
                 done += len as usize;
             }
         }
@@ -207,7 +231,10 @@ pub struct ProcMem {
 impl ProcMem {
     /// Reads process `pid`'s RAM mapping at `hva`.
     pub fn open(pid: u32, hva: u64, map: MemoryMap) -> ProcMem {
-        ProcMem { inner: FileMem::open(Path::new(&format!("/proc/{pid}/mem")), map), hva }
+        ProcMem {
+            inner: FileMem::open(Path::new(&format!("/proc/{pid}/mem")), map),
+            hva,
+        }
     }
 }
 
@@ -221,7 +248,10 @@ impl PhysMem for ProcMem {
                 self.inner
                     .file
                     .read_exact_at(buf, self.hva + off)
-                    .map_err(|source| MemError::Io { gpa: op.gpa, source })?;
+                    .map_err(|source| MemError::Io {
+                        gpa: op.gpa,
+                        source,
+                    })?;
                 done += len as usize;
             }
         }

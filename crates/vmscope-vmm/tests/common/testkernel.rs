@@ -84,7 +84,10 @@ impl Manifest {
             .collect();
         let mut sb = vec![0u8; nr_symbols * 40];
         mem.read(Gpa::new(u64_at(&h, 56)), &mut sb).ok()?;
-        let symbols = sb.chunks(40).map(|c| (cstr(&c[..24]), u64_at(c, 24), u64_at(c, 32))).collect();
+        let symbols = sb
+            .chunks(40)
+            .map(|c| (cstr(&c[..24]), u64_at(c, 24), u64_at(c, 32)))
+            .collect();
         Some(Manifest {
             version: u32_at(&h, 8),
             cr3: u64_at(&h, 16),
@@ -110,12 +113,15 @@ impl Manifest {
     pub fn wait(mem: &impl PhysMem, cpus: u64, timeout: Duration) -> Manifest {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(m) = Manifest::read(mem) {
-                if m.read_u64(mem, m.cpus_online_va) >= cpus {
-                    return m;
-                }
+            if let Some(m) = Manifest::read(mem)
+                && m.read_u64(mem, m.cpus_online_va) >= cpus
+            {
+                return m;
             }
-            assert!(Instant::now() < deadline, "no test kernel manifest with {cpus} cpus online");
+            assert!(
+                Instant::now() < deadline,
+                "no test kernel manifest with {cpus} cpus online"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -131,12 +137,17 @@ impl Manifest {
 
     /// A symbol's address.
     pub fn symbol(&self, name: &str) -> u64 {
-        self.symbols.iter().find(|s| s.0 == name).map(|s| s.1).unwrap_or_else(|| panic!("no symbol {name}"))
+        self.symbols
+            .iter()
+            .find(|s| s.0 == name)
+            .map(|s| s.1)
+            .unwrap_or_else(|| panic!("no symbol {name}"))
     }
 
     /// Reads a u64 at virtual `va`.
     pub fn read_u64(&self, mem: &impl PhysMem, va: u64) -> u64 {
-        mem.read_u64(Gpa::new(self.pa(va))).expect("reading guest memory")
+        mem.read_u64(Gpa::new(self.pa(va)))
+            .expect("reading guest memory")
     }
 
     /// The global op counter: the next op number (ops begun = value - 1).
@@ -151,35 +162,48 @@ impl Manifest {
 
     /// Every list as the guest's memory holds it now.
     pub fn lists(&self, mem: &impl PhysMem) -> Vec<ListView> {
-        (0..u64::from(self.nr_lists)).map(|l| self.list(mem, l)).collect()
+        (0..u64::from(self.nr_lists))
+            .map(|l| self.list(mem, l))
+            .collect()
     }
 
     /// List `l`, walked from its head along `next` (bounded).
     pub fn list(&self, mem: &impl PhysMem, l: u64) -> ListView {
         let head_va = self.lists_va + l * 64;
         let mut b = [0u8; 64];
-        mem.read(Gpa::new(self.pa(head_va)), &mut b).expect("reading a list head");
+        mem.read(Gpa::new(self.pa(head_va)), &mut b)
+            .expect("reading a list head");
         let head = head_va + 32;
         let mut ids = Vec::new();
         let mut p = u64_at(&b, 32);
         let mut broken = false;
         while p != head {
-            if ids.len() as u64 > self.max_len || !self.mappings.iter().any(|m| p >= m.va && p - m.va < m.size) {
+            if ids.len() as u64 > self.max_len
+                || !self.mappings.iter().any(|m| p >= m.va && p - m.va < m.size)
+            {
                 broken = true;
                 break;
             }
             let mut n = [0u8; 24];
-            mem.read(Gpa::new(self.pa(p)), &mut n).expect("reading a node");
+            mem.read(Gpa::new(self.pa(p)), &mut n)
+                .expect("reading a node");
             ids.push(u64_at(&n, 16) as u8);
             p = u64_at(&n, 0);
         }
-        ListView { seq: u64_at(&b, 0), last_op: u64_at(&b, 16), len: u64_at(&b, 24), ids, broken }
+        ListView {
+            seq: u64_at(&b, 0),
+            last_op: u64_at(&b, 16),
+            len: u64_at(&b, 24),
+            ids,
+            broken,
+        }
     }
 
     /// The whole journal ring.
     pub fn journal(&self, mem: &impl PhysMem) -> Vec<JournalEntry> {
         let mut raw = vec![0u8; (self.journal_entries * 32) as usize];
-        mem.read(Gpa::new(self.pa(self.journal_va)), &mut raw).expect("reading the journal");
+        mem.read(Gpa::new(self.pa(self.journal_va)), &mut raw)
+            .expect("reading the journal");
         raw.chunks(32)
             .map(|c| JournalEntry {
                 op_no: u64_at(c, 0),
@@ -245,10 +269,25 @@ pub fn assert_lists_match_journal(m: &Manifest, mem: &impl PhysMem) -> usize {
             continue; // a writer was caught mid-update: intrinsic, not our business here
         }
         let (op, order) = journal_state(&journal, l as u64);
-        assert!(!view.broken, "list {l} is broken although its seq {} is even", view.seq);
-        assert_eq!(view.last_op, op, "list {l}: last_op vs the journal's latest op for it");
-        assert_eq!(view.ids, order, "list {l} (seq {}, op {op}) differs from the journal", view.seq);
-        assert_eq!(view.len as usize, view.ids.len(), "list {l}: len field vs walk");
+        assert!(
+            !view.broken,
+            "list {l} is broken although its seq {} is even",
+            view.seq
+        );
+        assert_eq!(
+            view.last_op, op,
+            "list {l}: last_op vs the journal's latest op for it"
+        );
+        assert_eq!(
+            view.ids, order,
+            "list {l} (seq {}, op {op}) differs from the journal",
+            view.seq
+        );
+        assert_eq!(
+            view.len as usize,
+            view.ids.len(),
+            "list {l}: len field vs walk"
+        );
         checked += 1;
     }
     checked
