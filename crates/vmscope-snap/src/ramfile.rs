@@ -1,0 +1,193 @@
+//! The RAM backing file of a QEMU guest (its `memory-backend-memfd`, or a
+//! `mem-path` file), read with `pread`: the fast, harmless source for halt-snap and
+//! the pre-copy. `SEEK_DATA`/`SEEK_HOLE` say which pages the guest ever touched, so
+//! holes are neither read nor allocated.
+
+use std::fs::File;
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use vmscope_mem::{Error as MemError, MemoryMap, PhysMem, ReadOp};
+
+use crate::{Error, Result};
+
+/// Guest RAM through its backing file. Offsets are backing offsets, as in
+/// [`Region::offset`](vmscope_mem::Region::offset).
+#[derive(Debug)]
+pub struct RamFile {
+    file: File,
+    map: MemoryMap,
+    size: u64,
+}
+
+impl RamFile {
+    /// Opens the RAM memfd of QEMU process `pid` (through `/proc/PID/fd`, falling
+    /// back to `/proc/PID/map_files`), serving it through `map` (from
+    /// [`Hypervisor::memory_map`](vmscope_hv::Hypervisor::memory_map)).
+    pub fn open_qemu(pid: u32, map: MemoryMap) -> Result<Self> {
+        let m = vmscope_hv::qemu::ram_mapping(pid)?;
+        let target = m.path.trim_end_matches(" (deleted)");
+        let fd_dir = format!("/proc/{pid}/fd");
+        let entries = std::fs::read_dir(&fd_dir).map_err(|e| Error::io(format!("listing {fd_dir} (need ptrace rights over QEMU)"), e))?;
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(link) = std::fs::read_link(&p) else { continue };
+            if link.to_string_lossy().trim_end_matches(" (deleted)") == target {
+                return Self::open(&p, map);
+            }
+        }
+        Self::open(&m.map_file, map)
+    }
+
+    /// Opens a RAM backing file by path.
+    pub fn open(path: &Path, map: MemoryMap) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        Self::from_file(file, map)
+    }
+
+    /// Serves an already open backing file.
+    pub fn from_file(file: File, map: MemoryMap) -> Result<Self> {
+        let size = file.metadata().map_err(|e| Error::io("stat of the RAM backing", e))?.len();
+        if map.backing_size() > size {
+            return Err(Error::Map(format!(
+                "the memory map needs {:#x} bytes of backing, the RAM file has {size:#x}",
+                map.backing_size()
+            )));
+        }
+        Ok(Self { file, map, size })
+    }
+
+    /// The backing file's length.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The ranges of the backing file that hold data (pages the guest or firmware
+    /// touched), sorted, page-granular, clipped to `limit`. Holes read as zero and
+    /// are not listed. A file system without `SEEK_DATA` reports one extent.
+    pub fn data_extents(&self, limit: u64) -> Result<Vec<Range<u64>>> {
+        let fd = self.file.as_raw_fd();
+        let end = self.size.min(limit);
+        let mut out = Vec::new();
+        let mut pos: u64 = 0;
+        while pos < end {
+            let Ok(p) = libc::off_t::try_from(pos) else { break };
+            // SAFETY: lseek on our own fd; it moves only this open file description's
+            // position, which no pread depends on.
+            let data = unsafe { libc::lseek(fd, p, libc::SEEK_DATA) };
+            if data < 0 {
+                let e = std::io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::ENXIO) => break, // no data after pos
+                    Some(libc::EINVAL) if out.is_empty() && pos == 0 => return Ok(vec![0..end]),
+                    _ => return Err(Error::io("SEEK_DATA on the RAM backing", e)),
+                }
+            }
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+            if hole < 0 {
+                return Err(Error::io("SEEK_HOLE on the RAM backing", std::io::Error::last_os_error()));
+            }
+            let (a, b) = (data as u64, (hole as u64).min(end));
+            if a >= end {
+                break;
+            }
+            if b > a {
+                out.push(a..b);
+            }
+            pos = b.max(a + 1);
+        }
+        Ok(out)
+    }
+
+    /// Reads `buf.len()` bytes at backing offset `offset`.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| Error::io(format!("pread of {} bytes at RAM offset {offset:#x}", buf.len()), e))
+    }
+}
+
+impl PhysMem for RamFile {
+    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
+        for op in ops.iter_mut() {
+            let mut done = 0usize;
+            for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
+                let (_, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
+                let n = n as usize;
+                self.file
+                    .read_exact_at(&mut op.buf[done..done + n], off)
+                    .map_err(|source| MemError::Io { gpa: op.gpa, source })?;
+                done += n;
+            }
+        }
+        Ok(())
+    }
+
+    fn memory_map(&self) -> &MemoryMap {
+        &self.map
+    }
+}
+
+/// Sorted, merged union of two sorted range lists.
+pub(crate) fn merge_ranges(mut v: Vec<Range<u64>>) -> Vec<Range<u64>> {
+    v.sort_by_key(|r| r.start);
+    let mut out: Vec<Range<u64>> = Vec::with_capacity(v.len());
+    for r in v {
+        if r.is_empty() {
+            continue;
+        }
+        match out.last_mut() {
+            Some(l) if r.start <= l.end => l.end = l.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// The parts of `extents` (backing offsets) that some region of `map` covers.
+pub(crate) fn clip_to_map(extents: &[Range<u64>], map: &MemoryMap) -> Vec<Range<u64>> {
+    let mut out = Vec::new();
+    for r in map.regions() {
+        let (rs, re) = (r.offset, r.offset + r.size);
+        for e in extents {
+            let (a, b) = (e.start.max(rs), e.end.min(re));
+            if a < b {
+                out.push(a..b);
+            }
+        }
+    }
+    merge_ranges(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+    use vmscope_mem::Gpa;
+
+    #[test]
+    fn extents_of_a_sparse_file() {
+        let mut f = tempfile::tempfile().unwrap();
+        f.set_len(16 << 20).unwrap();
+        f.seek(SeekFrom::Start(4 << 20)).unwrap();
+        f.write_all(&[1u8; 8192]).unwrap();
+        let ram = RamFile::from_file(f, MemoryMap::flat(16 << 20)).unwrap();
+        let ext = ram.data_extents(u64::MAX).unwrap();
+        // tmpfs is page-granular; other file systems may round to blocks.
+        assert!(ext.iter().any(|e| e.contains(&(4 << 20))), "{ext:?}");
+        assert!(ext.iter().map(|e| e.end - e.start).sum::<u64>() < (16 << 20), "{ext:?}");
+        let mut b = [0u8; 4];
+        ram.read(Gpa::new((4 << 20) + 8190), &mut b).unwrap();
+        assert_eq!(b, [1, 1, 0, 0]);
+    }
+
+    #[test]
+    fn merge_and_clip() {
+        assert_eq!(merge_ranges(vec![5..7, 0..2, 1..3, 7..9, 4..4]), vec![0..3, 5..9]);
+        let map = MemoryMap::new(vec![vmscope_mem::Region::new(Gpa::new(0x1000), 0x1000, 0x2000, "r")]).unwrap();
+        assert_eq!(clip_to_map(&[0..0x2800, 0x2f00..0x5000], &map), vec![0x2000..0x2800, 0x2f00..0x3000]);
+    }
+}
