@@ -46,9 +46,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use vmscope_mem::{Gpa, MemoryMap, Region};
+use vmscope_mem::{Gpa, Hva, MemoryMap, Region};
 
-use crate::{DirtyLog, Error, Hypervisor, Result, VcpuRegisters};
+use crate::{DirtyLog, Error, Hypervisor, RamLocation, Result, VcpuRegisters};
 
 /// One control request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +246,20 @@ impl BuiltinVmm {
     /// `memory-map` with the backing details.
     pub fn memory_map_info(&self) -> Result<MemoryMapInfo> {
         self.call(&Request::MemoryMap)
+    }
+
+    /// Where the guest RAM lives in the VMM process, for the technique crates
+    /// (process_vm_readv, /proc/PID/mem, pread or mmap of the memfd).
+    pub fn ram_location(&self) -> Result<RamLocation> {
+        let info = self.memory_map_info()?;
+        let map = MemoryMap::new(info.regions)?;
+        Ok(RamLocation {
+            pid: info.pid,
+            hva: Hva::new(info.backing.hva),
+            size: map.backing_size(),
+            file: info.backing.path.map(PathBuf::from),
+            map,
+        })
     }
 
     /// `snapshot`, into a file when `path` is given.
