@@ -66,9 +66,10 @@ pub enum Error {
         level: Level,
         /// Where the table is.
         table: Gpa,
-        /// What the memory said.
+        /// What the memory said (boxed: keeps `Result<Translation>` small on the
+        /// hot path).
         #[source]
-        source: vmscope_mem::Error,
+        source: Box<vmscope_mem::Error>,
     },
     /// Mapping walks only: an entry points back at a table on the path from the root
     /// to itself (a self-reference or a loop across levels). The subtree is skipped.

@@ -129,6 +129,6 @@ pub(crate) fn read_error(e: vmscope_mem::Error, gva: Gva, level: Level, table: u
         vmscope_mem::Error::Unbacked { .. } | vmscope_mem::Error::Overflow { .. } => {
             Error::OutsideRam { gva, level, table: Gpa::new(table) }
         }
-        source => Error::Read { gva, level, table: Gpa::new(table), source },
+        source => Error::Read { gva, level, table: Gpa::new(table), source: Box::new(source) },
     }
 }

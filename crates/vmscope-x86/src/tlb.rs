@@ -3,7 +3,7 @@
 
 use vmscope_mem::{Gpa, Gva, PhysMem};
 
-use crate::{AddressSpace, Result, Translation};
+use crate::{AddressSpace, Error, Level, PageSize, Perms, Result, Translation};
 
 /// Hits and misses of a [`Tlb`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -14,20 +14,47 @@ pub struct TlbStats {
     pub misses: u64,
 }
 
+/// One cached translation, ready to hand out (48 bytes).
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    /// The root's address | 1 (so that 0 marks an empty slot).
+    /// Virtual 4 KiB page | low 12 bits of the epoch it was filled in.
+    tag: u64,
+    /// Root address | 1 (0 marks an empty slot).
     root: u64,
-    /// The virtual 4 KiB page.
-    page: u64,
-    epoch: u64,
-    /// The translation of `page` itself (offset 0).
+    /// The translation of the page's first byte.
     t: Translation,
 }
 
-/// A direct-mapped cache of translations, keyed by (root, virtual 4 KiB page).
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            tag: 0,
+            root: 0,
+            t: Translation {
+                gva: Gva::new(0),
+                gpa: Gpa::new(0),
+                page_size: PageSize::Size4K,
+                perms: Perms { writable: false, user: false, nx: false },
+                accessed: false,
+                dirty: false,
+                global: false,
+                entry: 0,
+            },
+        }
+    }
+}
+
+/// Two ways of one set. Way 0 is the most recently filled.
+#[derive(Debug, Clone, Copy, Default)]
+struct Set([Slot; 2]);
+
+const EPOCH_MASK: u64 = 0xfff;
+
+/// A two-way set-associative cache of translations, keyed by (root, virtual 4 KiB
+/// page).
 ///
-/// - **Bounded**: `capacity` slots (rounded up to a power of two), allocated once.
+/// - **Bounded**: `capacity` slots of 48 bytes (rounded up to a power of two, at
+///   least 4), allocated once. A fill evicts the older of its set's two ways.
 /// - **Invalidation is explicit**: the cache cannot know when the guest ran. Call
 ///   [`invalidate`](Tlb::invalidate) (O(1), it bumps an epoch) whenever the guest may
 ///   have changed its page tables, e.g. after every resume.
@@ -52,43 +79,37 @@ struct Slot {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Tlb {
-    slots: Box<[Slot]>,
+    sets: Box<[Set]>,
     shift: u32,
     epoch: u64,
     stats: TlbStats,
 }
 
-const EMPTY: Slot = Slot {
-    root: 0,
-    page: 0,
-    epoch: 0,
-    t: Translation {
-        gva: Gva::new(0),
-        gpa: Gpa::new(0),
-        page_size: crate::PageSize::Size4K,
-        perms: crate::Perms { writable: false, user: false, nx: false },
-        accessed: false,
-        dirty: false,
-        global: false,
-        entry: 0,
-    },
-};
-
 impl Tlb {
-    /// A cache of `capacity` translations (rounded up to a power of two, at least 1).
+    /// A cache of `capacity` translations (rounded up to a power of two, at least 4).
     pub fn new(capacity: usize) -> Self {
-        let n = capacity.max(1).next_power_of_two();
-        Tlb { slots: vec![EMPTY; n].into_boxed_slice(), shift: 64 - n.trailing_zeros(), epoch: 0, stats: TlbStats::default() }
+        let sets = capacity.max(4).next_power_of_two() / 2;
+        Tlb {
+            sets: vec![Set::default(); sets].into_boxed_slice(),
+            shift: 64 - sets.trailing_zeros(),
+            epoch: 0,
+            stats: TlbStats::default(),
+        }
     }
 
     /// Slots in the cache.
     pub fn capacity(&self) -> usize {
-        self.slots.len()
+        self.sets.len() * 2
     }
 
     /// Forgets every cached translation (O(1)). Returns the new epoch.
     pub fn invalidate(&mut self) -> u64 {
         self.epoch += 1;
+        // Slots keep 12 bits of their epoch; when those wrap, an entry from 4096
+        // epochs ago would look current, so empty the table then (once per 4096).
+        if self.epoch & EPOCH_MASK == 0 {
+            self.sets.fill(Set::default());
+        }
         self.epoch
     }
 
@@ -103,10 +124,10 @@ impl Tlb {
     }
 
     #[inline(always)]
-    fn slot_of(&self, root: u64, page: u64) -> usize {
+    fn set_of(&self, root: u64, page: u64) -> usize {
         // Fibonacci hashing of page number and root; the shift keeps the top bits.
         let h = ((page >> 12) ^ (root >> 12).rotate_left(29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        if self.shift == 64 { 0 } else { (h >> self.shift) as usize }
+        (h >> self.shift) as usize
     }
 
     /// The cached translation of `gva` in `space`, if there is one.
@@ -114,17 +135,20 @@ impl Tlb {
     pub fn lookup(&mut self, space: &AddressSpace, gva: Gva) -> Option<Translation> {
         let root = space.root().gpa().raw() | 1;
         let page = gva.raw() & !0xfff;
-        let s = &self.slots[self.slot_of(root, page)];
-        if s.root == root && s.page == page && s.epoch == self.epoch {
-            self.stats.hits += 1;
-            let off = gva.raw() & 0xfff;
-            let mut t = s.t;
-            t.gva = gva;
-            t.gpa = Gpa::new(t.gpa.raw() | off);
-            Some(t)
+        let tag = page | (self.epoch & EPOCH_MASK);
+        let set = &self.sets[self.set_of(root, page)].0;
+        let s = &if set[0].tag == tag && set[0].root == root {
+            set[0]
+        } else if set[1].tag == tag && set[1].root == root {
+            set[1]
         } else {
-            None
-        }
+            return None;
+        };
+        self.stats.hits += 1;
+        let mut t = s.t;
+        t.gpa = Gpa::new(t.gpa.raw() | (gva.raw() & 0xfff));
+        t.gva = gva;
+        Some(t)
     }
 
     /// Caches `t`, a translation in `space`, replacing whatever shared its slot.
@@ -135,16 +159,35 @@ impl Tlb {
         let mut t = *t;
         t.gva = Gva::new(page);
         t.gpa = Gpa::new(t.gpa.raw() & !0xfff);
-        let i = self.slot_of(root, page);
-        self.slots[i] = Slot { root, page, epoch: self.epoch, t };
+        let tag = page | (self.epoch & EPOCH_MASK);
+        let i = self.set_of(root, page);
+        let set = &mut self.sets[i].0;
+        let new = Slot { tag, root, t };
+        // Refill in place if the key is there already; else way 0 moves to way 1.
+        if set[1].tag == tag && set[1].root == root {
+            set[1] = new;
+        } else {
+            if !(set[0].tag == tag && set[0].root == root) {
+                set[1] = set[0];
+            }
+            set[0] = new;
+        }
     }
 
     /// Translates `gva` in `space`, from the cache or by a walk that fills it.
     #[inline]
     pub fn translate<M: PhysMem + ?Sized>(&mut self, mem: &M, space: &AddressSpace, gva: Gva) -> Result<Translation> {
-        if let Some(t) = self.lookup(space, gva) {
-            return Ok(t);
+        match self.lookup(space, gva) {
+            Some(t) => Ok(t),
+            None => self.fill(mem, space, gva),
         }
+    }
+
+    /// The miss path, kept out of line so that the hit path stays a few
+    /// instructions.
+    #[cold]
+    #[inline(never)]
+    fn fill<M: PhysMem + ?Sized>(&mut self, mem: &M, space: &AddressSpace, gva: Gva) -> Result<Translation> {
         self.stats.misses += 1;
         let t = space.translate(mem, gva)?;
         self.insert(space, &t);
@@ -168,7 +211,7 @@ impl Tlb {
             match self.lookup(space, gva) {
                 Some(t) => out.push(Ok(t)),
                 None => {
-                    out.push(Ok(EMPTY.t));
+                    out.push(Err(Error::NotPresent { gva, level: Level::Pt }));
                     miss_idx.push(i);
                     miss_gva.push(gva);
                 }

@@ -154,6 +154,13 @@ fn tlb_hits_bounds_and_invalidation() {
     // Another root never hits entries of this one.
     let other = space.with_root(vmscope_x86::Root::new(Gpa::new(0x0)));
     assert!(tlb.lookup(&other, g).is_none());
+    // The slot keeps 12 bits of the epoch: 4096 invalidations later, still a miss.
+    tlb.translate(&mem, &space, g).unwrap();
+    assert!(tlb.lookup(&space, g).is_some());
+    for _ in 0..4096 {
+        tlb.invalidate();
+    }
+    assert!(tlb.lookup(&space, g).is_none());
     // Failures are not cached.
     assert!(tlb.translate(&mem, &space, Gva::new(0x1000)).is_err());
     assert!(tlb.lookup(&space, Gva::new(0x1000)).is_none());
