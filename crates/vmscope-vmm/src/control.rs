@@ -168,16 +168,21 @@ mod erased {
     }
 }
 
-/// Binds `path` with mode 0600 (the umask is tightened around bind, so the socket is
-/// never reachable by others) and serves it on a background thread.
-pub fn listen(path: &Path, ctl: Arc<Controller>) -> Result<PathBuf> {
+/// Binds a unix socket at `path` with mode 0600: the umask is tightened around bind,
+/// so the socket is never reachable by others, not even briefly.
+pub fn bind_private(path: &Path) -> Result<UnixListener> {
     let _ = std::fs::remove_file(path);
     // SAFETY: umask only changes this process's file-creation mask; restored below.
     let old = unsafe { libc::umask(0o177) };
     let bound = UnixListener::bind(path);
     // SAFETY: as above.
     unsafe { libc::umask(old) };
-    let listener = bound.map_err(|e| Error::io(format!("binding {}", path.display()), e))?;
+    bound.map_err(|e| Error::io(format!("binding {}", path.display()), e))
+}
+
+/// Binds `path` with mode 0600 ([`bind_private`]) and serves it on a background thread.
+pub fn listen(path: &Path, ctl: Arc<Controller>) -> Result<PathBuf> {
+    let listener = bind_private(path)?;
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {

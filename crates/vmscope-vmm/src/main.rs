@@ -55,8 +55,9 @@ struct Args {
     #[arg(long, value_name = "stdout|none|PATH", default_value = "stdout")]
     serial0: String,
 
-    /// Unix socket for ttyS1: the VMM listens; one client at a time gets the port's
-    /// output and feeds its input. Output is dropped while no client is connected.
+    /// Unix socket (mode 0600) for ttyS1: the VMM listens; one client at a time gets
+    /// the port's output and feeds its input. Output is dropped while no client is
+    /// connected.
     #[arg(long, value_name = "PATH")]
     serial1_socket: Option<PathBuf>,
 
@@ -115,10 +116,7 @@ fn run(args: Args) -> Result<ExitReason, Box<dyn std::error::Error>> {
         None => SerialOut::Sink,
     };
     let ttys1_listener = match &args.serial1_socket {
-        Some(p) => {
-            let _ = std::fs::remove_file(p);
-            Some(UnixListener::bind(p).map_err(|e| format!("binding {}: {e}", p.display()))?)
-        }
+        Some(p) => Some(control::bind_private(p)?),
         None => None,
     };
     let machine = Machine::start(MachineConfig {
