@@ -1,0 +1,122 @@
+//! vmscope's pre-copy live snapshot: copy while running, then pause and re-copy
+//! what changed, found by comparing (no dirty log is available for QEMU here).
+
+use std::ops::Range;
+use std::time::Instant;
+
+use vmscope_hv::Hypervisor;
+use vmscope_mem::PhysMem;
+
+use crate::buf::AnonBuf;
+use crate::halt::{SnapOptions, SnapStats, copy_file_extents, read_registers};
+use crate::ramfile::{RamFile, clip_to_map};
+use crate::snapshot::{DumpMeta, Snapshot};
+use crate::Result;
+
+/// Copies `ram` while the guest runs, then pauses it, re-reads every data extent,
+/// re-copies the pages that differ from the first copy (and zeroes pages that are no
+/// longer backed), reads registers if asked, and resumes. The result is the guest's
+/// RAM as of the pause. A guest that was already paused is left paused.
+pub fn precopy_snap(hv: &dyn Hypervisor, ram: &RamFile, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
+    let start = Instant::now();
+    let map = ram.memory_map().clone();
+    let mut buf = AnonBuf::zeroed(map.backing_size())?;
+    let live = copy_file_extents(ram, &map, &mut buf)?;
+
+    let was_paused = hv.is_paused()?;
+    let paused_at = Instant::now();
+    if !was_paused {
+        hv.pause()?;
+    }
+    let recopied = recopy_changed(ram, &map, &mut buf, &live);
+    let vcpus = match (&recopied, opts.registers) {
+        (Ok(_), true) => read_registers(hv),
+        _ => Ok(Vec::new()),
+    };
+    if !was_paused {
+        hv.resume()?;
+    }
+    let downtime = paused_at.elapsed();
+    let (extents, changed) = recopied?;
+    let mut snap = Snapshot::new(buf, map, extents, DumpMeta { vmcoreinfo: None, vcpus: vcpus? });
+    if opts.vmcoreinfo {
+        snap.find_vmcoreinfo();
+    }
+    let stats = SnapStats {
+        technique: "live-snap/precopy",
+        downtime,
+        total: start.elapsed(),
+        ram_bytes: snap.memory_map().ram_size(),
+        copied_bytes: snap.copied_bytes(),
+        recopied_pages: changed,
+        ..SnapStats::default()
+    };
+    Ok((snap, stats))
+}
+
+/// During the pause: brings `buf` up to date. Returns the data extents and the
+/// number of pages re-copied.
+fn recopy_changed(
+    ram: &RamFile,
+    map: &vmscope_mem::MemoryMap,
+    buf: &mut AnonBuf,
+    live: &[Range<u64>],
+) -> Result<(Vec<Range<u64>>, u64)> {
+    const CHUNK: usize = 1 << 20;
+    let now = clip_to_map(&ram.data_extents(map.backing_size())?, map);
+    let mut scratch = vec![0u8; CHUNK];
+    let dst = buf.as_mut_slice();
+    let mut changed = 0u64;
+    for e in &now {
+        let mut at = e.start;
+        while at < e.end {
+            let n = ((e.end - at) as usize).min(CHUNK);
+            ram.read_at(&mut scratch[..n], at)?;
+            let base = at as usize;
+            for (i, page) in scratch[..n].chunks(4096).enumerate() {
+                let d = &mut dst[base + i * 4096..base + i * 4096 + page.len()];
+                if d != page {
+                    d.copy_from_slice(page);
+                    changed += 1;
+                }
+            }
+            at += n as u64;
+        }
+    }
+    // Extents that were data during the live copy and are holes now (discarded by
+    // the guest, e.g. a balloon) read as zero.
+    for gone in subtract(live, &now) {
+        dst[gone.start as usize..gone.end as usize].fill(0);
+    }
+    Ok((now, changed))
+}
+
+/// `a` minus `b`; both sorted and merged.
+fn subtract(a: &[Range<u64>], b: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut out = Vec::new();
+    for r in a {
+        let mut cur = r.start;
+        for x in b.iter().filter(|x| x.end > r.start && x.start < r.end) {
+            if x.start > cur {
+                out.push(cur..x.start);
+            }
+            cur = cur.max(x.end);
+        }
+        if cur < r.end {
+            out.push(cur..r.end);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtract_ranges() {
+        assert_eq!(subtract(&[0..10, 20..30], &[2..4, 8..22, 25..26]), vec![0..2, 4..8, 22..25, 26..30]);
+        assert_eq!(subtract(&[0..10], &[]), vec![0..10]);
+        assert_eq!(subtract(&[0..10], &[0..10]), Vec::<Range<u64>>::new());
+    }
+}
