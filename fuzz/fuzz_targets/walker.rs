@@ -13,12 +13,20 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let (head, ram) = data.split_at(2 + 8 * 8);
-    let mode = if head[0] & 1 == 0 { PagingMode::Level4 } else { PagingMode::Level5 };
+    let mode = if head[0] & 1 == 0 {
+        PagingMode::Level4
+    } else {
+        PagingMode::Level5
+    };
     let pages = (ram.len() as u64).div_ceil(4096).max(1);
     let root = Root::new(Gpa::new((u64::from(head[1]) % pages) * 4096));
     let gvas: Vec<Gva> = head[2..]
         .chunks_exact(8)
-        .map(|c| Gva::new(u64::from_le_bytes(c.try_into().expect("chunks_exact(8) yields 8 bytes"))))
+        .map(|c| {
+            Gva::new(u64::from_le_bytes(
+                c.try_into().expect("chunks_exact(8) yields 8 bytes"),
+            ))
+        })
         .collect();
     let mem = SliceMem::new(ram, MemoryMap::flat(ram.len().max(1) as u64));
     let space = AddressSpace::new(root, mode);
@@ -29,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
     for (&gva, batched) in gvas.iter().zip(&out) {
         let single = space.translate(&mem, gva);
         assert_eq!(single.as_ref().ok(), batched.as_ref().ok());
-        assert_eq!(tlb.translate(&mem, &space, gva).ok(), single.as_ref().ok().copied());
+        assert_eq!(
+            tlb.translate(&mem, &space, gva).ok(),
+            single.as_ref().ok().copied()
+        );
         assert_eq!(tlb.translate(&mem, &space, gva).ok(), single.ok());
     }
     let mut it = space.mappings(&mem).max_tables(64);

@@ -157,7 +157,9 @@ impl<M: PhysMem> PageCache<M> {
         if len == 0 || op.buf.len() > self.max_cached_read {
             return false;
         }
-        let Some(end) = op.gpa.raw().checked_add(len - 1) else { return false };
+        let Some(end) = op.gpa.raw().checked_add(len - 1) else {
+            return false;
+        };
         let first = op.gpa.page_base(PAGE_SIZE);
         let span = (end & !(PAGE_SIZE - 1)) - first.raw() + PAGE_SIZE;
         self.inner.memory_map().is_backed(first, span)
@@ -180,11 +182,19 @@ impl State {
     /// `capacity` of them, `page` among them) are not evicted.
     fn insert(&mut self, page: u64, epoch: u64, capacity: usize, pinned: &[u64]) -> usize {
         if let Some(&slot) = self.index.get(&page) {
-            self.slots[slot] = Slot { page, epoch, referenced: true };
+            self.slots[slot] = Slot {
+                page,
+                epoch,
+                referenced: true,
+            };
             return slot;
         }
         let slot = if self.slots.len() < capacity {
-            self.slots.push(Slot { page, epoch, referenced: true });
+            self.slots.push(Slot {
+                page,
+                epoch,
+                referenced: true,
+            });
             self.data.resize(self.slots.len() * PAGE, 0);
             self.slots.len() - 1
         } else {
@@ -205,7 +215,11 @@ impl State {
             if self.index.get(&old) == Some(&victim) {
                 self.index.remove(&old);
             }
-            self.slots[victim] = Slot { page, epoch, referenced: true };
+            self.slots[victim] = Slot {
+                page,
+                epoch,
+                referenced: true,
+            };
             victim
         };
         self.index.insert(page, slot);
@@ -239,8 +253,11 @@ impl<M: PhysMem> PhysMem for PageCache<M> {
             return self.inner.read_batch(ops);
         }
         let mut st = self.lock();
-        let missing: Vec<u64> =
-            needed.iter().copied().filter(|&p| st.lookup(p, epoch).is_none()).collect();
+        let missing: Vec<u64> = needed
+            .iter()
+            .copied()
+            .filter(|&p| st.lookup(p, epoch).is_none())
+            .collect();
         if !missing.is_empty() {
             let mut buf = vec![0u8; missing.len() * PAGE];
             let mut fetch: Vec<ReadOp<'_>> = missing
@@ -282,7 +299,8 @@ impl<M: PhysMem> PhysMem for PageCache<M> {
         }
         drop(st);
         self.misses.fetch_add(missing.len() as u64, Relaxed);
-        self.hits.fetch_add((needed.len() - missing.len()) as u64, Relaxed);
+        self.hits
+            .fetch_add((needed.len() - missing.len()) as u64, Relaxed);
         if bypass {
             let mut rest: Vec<ReadOp<'_>> = ops
                 .iter_mut()

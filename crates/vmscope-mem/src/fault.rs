@@ -85,7 +85,7 @@ impl<M: PhysMem> PhysMem for FaultyMem<M> {
                 let start = op.gpa.raw();
                 let end = start.saturating_add(op.buf.len() as u64);
                 let hit = !op.buf.is_empty() && poisoned.iter().any(|&(s, e)| start < e && s < end);
-                let nth = every != 0 && (first + i as u64 + 1) % every == 0;
+                let nth = every != 0 && (first + i as u64 + 1).is_multiple_of(every);
                 if hit || nth {
                     self.injected.fetch_add(1, Relaxed);
                     return Err(Error::Injected { gpa: op.gpa });

@@ -30,8 +30,8 @@ mod phys;
 mod slice;
 
 pub use addr::{Gpa, Gva, Hva, PAGE_SIZE};
-pub use error::{Error, Result};
 pub use cache::{CacheStats, PageCache};
+pub use error::{Error, Result};
 pub use fault::FaultyMem;
 pub use map::{Chunks, MemoryMap, Region};
 pub use metrics::{MemStats, Metered};

@@ -10,8 +10,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use memflow::architecture::x86::x64;
 use memflow::connector::MappedPhysicalMemory;
 use memflow::mem::{
-    CachedVirtualTranslate, DirectTranslate, MemoryMap as MfMap, VirtualDma, VirtualTranslate, VirtualTranslate2,
-    VirtualTranslate3,
+    CachedVirtualTranslate, DirectTranslate, MemoryMap as MfMap, VirtualDma, VirtualTranslate,
+    VirtualTranslate2, VirtualTranslate3,
 };
 use memflow::types::Address;
 use vmscope_mem::{Gpa, Gva, SliceMem};
@@ -29,8 +29,14 @@ const N: usize = 1024;
 /// A 1 GiB direct map with pages of `size`, as Linux would build it.
 fn direct_map(mode: PagingMode, base: u64, size: PageSize) -> (SliceMem<Vec<u8>>, AddressSpace) {
     let mut b = PageTableBuilder::new(mode);
-    b.map_range(Gva::new(base), Gpa::new(0), GIB, size, pte::WRITABLE | pte::NX | pte::GLOBAL | pte::ACCESSED | pte::DIRTY)
-        .expect("a fresh builder accepts an aligned, non-overlapping range");
+    b.map_range(
+        Gva::new(base),
+        Gpa::new(0),
+        GIB,
+        size,
+        pte::WRITABLE | pte::NX | pte::GLOBAL | pte::ACCESSED | pte::DIRTY,
+    )
+    .expect("a fresh builder accepts an aligned, non-overlapping range");
     b.finish()
 }
 
@@ -64,7 +70,10 @@ fn config() -> Criterion {
 fn uncached(c: &mut Criterion) {
     let mut g = c.benchmark_group("uncached_walk");
     g.throughput(Throughput::Elements(N as u64));
-    for (name, mode, base) in [("4level_4k", PagingMode::Level4, DIRECT_MAP), ("5level_4k", PagingMode::Level5, DIRECT_MAP_5)] {
+    for (name, mode, base) in [
+        ("4level_4k", PagingMode::Level4, DIRECT_MAP),
+        ("5level_4k", PagingMode::Level5, DIRECT_MAP_5),
+    ] {
         let (mem, space) = direct_map(mode, base, PageSize::Size4K);
         let gvas = addresses(base, N);
         g.bench_function(format!("{name}/vmscope"), |b| {
@@ -81,7 +90,10 @@ fn uncached(c: &mut Criterion) {
             g.bench_function(format!("{name}/memflow"), |b| {
                 b.iter(|| {
                     for &gva in &gvas {
-                        black_box(tr.virt_to_phys(&mut mf, Address::from(black_box(gva.raw()))).ok());
+                        black_box(
+                            tr.virt_to_phys(&mut mf, Address::from(black_box(gva.raw())))
+                                .ok(),
+                        );
                     }
                 })
             });
@@ -113,8 +125,20 @@ fn batched(c: &mut Criterion) {
                 true
             };
             let mut fail = |_| true;
-            let addrs = gvas.iter().map(|g| memflow::cglue::CTup3(Address::from(g.raw()), Address::null(), 1 as memflow::types::umem));
-            vat.virt_to_phys_iter(&mut mf, &tr, addrs, &mut (&mut ok).into(), &mut (&mut fail).into());
+            let addrs = gvas.iter().map(|g| {
+                memflow::cglue::CTup3(
+                    Address::from(g.raw()),
+                    Address::null(),
+                    1 as memflow::types::umem,
+                )
+            });
+            vat.virt_to_phys_iter(
+                &mut mf,
+                &tr,
+                addrs,
+                &mut (&mut ok).into(),
+                &mut (&mut fail).into(),
+            );
             black_box(n);
         })
     });
@@ -130,7 +154,11 @@ fn cached(c: &mut Criterion) {
     g.bench_function("4level_4k/vmscope", |b| {
         b.iter(|| {
             for &gva in &gvas {
-                black_box(tlb.translate(&mem, &space, black_box(gva)).map(|t| t.gpa).ok());
+                black_box(
+                    tlb.translate(&mem, &space, black_box(gva))
+                        .map(|t| t.gpa)
+                        .ok(),
+                );
             }
         })
     });
@@ -144,7 +172,10 @@ fn cached(c: &mut Criterion) {
     g.bench_function("4level_4k/memflow", |b| {
         b.iter(|| {
             for &gva in &gvas {
-                black_box(vat.virt_to_phys(&mut mf, &tr, Address::from(black_box(gva.raw()))).ok());
+                black_box(
+                    vat.virt_to_phys(&mut mf, &tr, Address::from(black_box(gva.raw())))
+                        .ok(),
+                );
             }
         })
     });
@@ -172,7 +203,11 @@ fn iterate(c: &mut Criterion) {
                     runs += 1;
                     true
                 };
-                dma.virt_translation_map_range(Address::null(), Address::invalid(), (&mut cb).into());
+                dma.virt_translation_map_range(
+                    Address::null(),
+                    Address::invalid(),
+                    (&mut cb).into(),
+                );
                 assert_eq!(runs, 1);
             })
         });

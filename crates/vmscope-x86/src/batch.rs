@@ -25,15 +25,31 @@ impl AddressSpace {
     /// that pays per system call pays at most once per level (4 or 5 in all). If a
     /// batch fails, [`PhysMem::read_each`] finds out which entries could not be read;
     /// the other walks go on. Results equal [`translate`](Self::translate)'s.
-    pub fn translate_batch<M: PhysMem + ?Sized>(&self, mem: &M, gvas: &[Gva], out: &mut Vec<Result<Translation>>) {
+    pub fn translate_batch<M: PhysMem + ?Sized>(
+        &self,
+        mem: &M,
+        gvas: &[Gva],
+        out: &mut Vec<Result<Translation>>,
+    ) {
         out.clear();
         let mut pending = Vec::with_capacity(gvas.len());
         for (idx, &gva) in gvas.iter().enumerate() {
             if self.mode().is_canonical(gva) {
-                out.push(Err(Error::NotPresent { gva, level: self.mode().levels()[0].level }));
-                pending.push(Pending { idx, table: self.root().gpa().raw(), and: !0, or: 0 });
+                out.push(Err(Error::NotPresent {
+                    gva,
+                    level: self.mode().levels()[0].level,
+                }));
+                pending.push(Pending {
+                    idx,
+                    table: self.root().gpa().raw(),
+                    and: !0,
+                    or: 0,
+                });
             } else {
-                out.push(Err(Error::NonCanonical { gva, mode: self.mode() }));
+                out.push(Err(Error::NonCanonical {
+                    gva,
+                    mode: self.mode(),
+                }));
             }
         }
         let mut entries: Vec<[u8; 8]> = Vec::with_capacity(pending.len());
@@ -47,7 +63,9 @@ impl AddressSpace {
             let mut ops: Vec<ReadOp<'_>> = pending
                 .iter()
                 .zip(entries.iter_mut())
-                .map(|(p, buf)| ReadOp::new(Gpa::new(p.table + def.index(gvas[p.idx].raw()) * 8), buf))
+                .map(|(p, buf)| {
+                    ReadOp::new(Gpa::new(p.table + def.index(gvas[p.idx].raw()) * 8), buf)
+                })
                 .collect();
             let all_ok = mem.read_each(&mut ops, &mut results);
             drop(ops);
@@ -55,25 +73,27 @@ impl AddressSpace {
             for i in 0..pending.len() {
                 let mut p = pending[i];
                 let gva = gvas[p.idx];
-                if !all_ok {
-                    if let Some(Err(_)) = results.get(i) {
-                        let e = std::mem::replace(&mut results[i], Ok(()));
-                        if let Err(e) = e {
-                            out[p.idx] = Err(read_error(e, gva, def.level, p.table));
-                        }
-                        continue;
+                if !all_ok && let Some(r @ Err(_)) = results.get_mut(i) {
+                    if let Err(e) = std::mem::replace(r, Ok(())) {
+                        out[p.idx] = Err(read_error(e, gva, def.level, p.table));
                     }
+                    continue;
                 }
                 let entry = u64::from_le_bytes(entries[i]);
                 if entry & pte::PRESENT == 0 {
-                    out[p.idx] = Err(Error::NotPresent { gva, level: def.level });
+                    out[p.idx] = Err(Error::NotPresent {
+                        gva,
+                        level: def.level,
+                    });
                     continue;
                 }
                 p.and &= entry;
                 p.or |= entry;
                 match pte::step(def, entry, self.reserved(), gva.raw()) {
                     Err(e) => out[p.idx] = Err(e),
-                    Ok(Step::Leaf(frame)) => out[p.idx] = Ok(leaf(gva, frame, def.shift, entry, p.and, p.or)),
+                    Ok(Step::Leaf(frame)) => {
+                        out[p.idx] = Ok(leaf(gva, frame, def.shift, entry, p.and, p.or))
+                    }
                     Ok(Step::Table(next)) => {
                         p.table = next;
                         pending[kept] = p;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use vmscope_mem::{Gpa, Gva};
 use vmscope_x86::fixture::PageTableBuilder;
-use vmscope_x86::{pte, Mapping, PageSize, PagingMode, Perms, Tlb};
+use vmscope_x86::{Mapping, PageSize, PagingMode, Perms, Tlb, pte};
 
 /// Indices are drawn from a few values so that mappings share tables and sit next
 /// to each other (which exercises merging), including both canonical halves.
@@ -33,8 +33,21 @@ fn spec() -> impl Strategy<Value = Spec> {
         pte::WRITABLE | pte::USER,
         pte::WRITABLE | pte::NX | pte::ACCESSED | pte::DIRTY,
     ]);
-    let table = prop::sample::select(vec![pte::WRITABLE | pte::USER, pte::WRITABLE | pte::USER, pte::WRITABLE, pte::USER | pte::NX]);
-    (size, [0usize..5, 0usize..5, 0usize..5, 0usize..5, 0usize..5], 1u64..4, 0u64..8, flags, any::<bool>(), table)
+    let table = prop::sample::select(vec![
+        pte::WRITABLE | pte::USER,
+        pte::WRITABLE | pte::USER,
+        pte::WRITABLE,
+        pte::USER | pte::NX,
+    ]);
+    (
+        size,
+        [0usize..5, 0usize..5, 0usize..5, 0usize..5, 0usize..5],
+        1u64..4,
+        0u64..8,
+        flags,
+        any::<bool>(),
+        table,
+    )
         .prop_map(|(size, idx, count, gpa_frame, leaf, global, table)| Spec {
             size,
             idx,
@@ -60,7 +73,14 @@ struct Page {
 
 /// Builds the tables and the model side by side. Mappings that collide with earlier
 /// ones are refused by the builder and left out of the model too.
-fn build(mode: PagingMode, specs: &[Spec]) -> (vmscope_mem::SliceMem<Vec<u8>>, vmscope_x86::AddressSpace, BTreeMap<u64, Page>) {
+fn build(
+    mode: PagingMode,
+    specs: &[Spec],
+) -> (
+    vmscope_mem::SliceMem<Vec<u8>>,
+    vmscope_x86::AddressSpace,
+    BTreeMap<u64, Page>,
+) {
     let mut b = PageTableBuilder::new(mode);
     let mut model: BTreeMap<u64, Page> = BTreeMap::new();
     // Flags of the table entry that governs each (level shift, linear prefix): set
@@ -102,8 +122,20 @@ fn build(mode: PagingMode, specs: &[Spec]) -> (vmscope_mem::SliceMem<Vec<u8>>, v
                 and &= f;
                 or |= f;
             }
-            let perms = Perms { writable: and & pte::WRITABLE != 0, user: and & pte::USER != 0, nx: or & pte::NX != 0 };
-            model.insert(va, Page { gpa, size: s.size, perms, leaf: s.leaf });
+            let perms = Perms {
+                writable: and & pte::WRITABLE != 0,
+                user: and & pte::USER != 0,
+                nx: or & pte::NX != 0,
+            };
+            model.insert(
+                va,
+                Page {
+                    gpa,
+                    size: s.size,
+                    perms,
+                    leaf: s.leaf,
+                },
+            );
         }
     }
     let (mem, space) = b.finish();
@@ -119,17 +151,22 @@ fn model_translate(model: &BTreeMap<u64, Page>, va: u64) -> Option<(u64, Page)> 
 fn model_runs(model: &BTreeMap<u64, Page>) -> Vec<Mapping> {
     let mut runs: Vec<Mapping> = Vec::new();
     for (&va, p) in model {
-        if let Some(r) = runs.last_mut() {
-            if r.gva.raw().checked_add(r.len) == Some(va)
-                && r.gpa.raw() + r.len == p.gpa
-                && r.page_size == p.size
-                && r.perms == p.perms
-            {
-                r.len += p.size.bytes();
-                continue;
-            }
+        if let Some(r) = runs.last_mut()
+            && r.gva.raw().checked_add(r.len) == Some(va)
+            && r.gpa.raw() + r.len == p.gpa
+            && r.page_size == p.size
+            && r.perms == p.perms
+        {
+            r.len += p.size.bytes();
+            continue;
         }
-        runs.push(Mapping { gva: Gva::new(va), gpa: Gpa::new(p.gpa), len: p.size.bytes(), page_size: p.size, perms: p.perms });
+        runs.push(Mapping {
+            gva: Gva::new(va),
+            gpa: Gpa::new(p.gpa),
+            len: p.size.bytes(),
+            page_size: p.size,
+            perms: p.perms,
+        });
     }
     runs
 }
