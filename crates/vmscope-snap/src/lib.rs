@@ -57,12 +57,14 @@ mod error;
 pub mod formats;
 mod halt;
 pub mod live;
+mod qemu_dump;
 mod ramfile;
 mod snapshot;
 
 pub use error::{Error, Result};
 pub use formats::{DumpFile, Format, WriteStats, write_dump};
 pub use halt::{SnapOptions, SnapStats, Source, halt_snap};
+pub use qemu_dump::qemu_dump_guest_memory;
 pub use ramfile::RamFile;
 pub use snapshot::{DumpMeta, Snapshot, vmcoreinfo_value};
 
