@@ -27,6 +27,14 @@ impl<B: AsRef<[u8]>> PhysMem for SliceMem<B> {
         let bytes = self.bytes.as_ref();
         for op in ops.iter_mut() {
             let len = op.buf.len();
+            // Fast path: the whole op lies in one region and in the slice.
+            if let Some((off, avail)) = self.map.lookup(op.gpa)
+                && avail >= len as u64
+                && let Some(src) = bytes.get(off as usize..).and_then(|s| s.get(..len))
+            {
+                op.buf.copy_from_slice(src);
+                continue;
+            }
             let mut done = 0usize;
             for chunk in self.map.chunks(op.gpa, len as u64) {
                 let (_, off, n) = chunk.map_err(|gpa| Error::Unbacked { gpa })?;

@@ -22,7 +22,9 @@ impl AddressSpace {
     ///
     /// The walks advance in lock step: the entries of one level, for every address
     /// still walking, are fetched with one [`PhysMem::read_batch`], so a technique
-    /// that pays per system call pays at most once per level (4 or 5 in all). If a
+    /// that pays per system call pays at most once per level (4 or 5 in all), and
+    /// consecutive addresses that share an entry share its read (so sorted input
+    /// reads each upper-level entry once). If a
     /// batch fails, [`PhysMem::read_each`] finds out which entries could not be read;
     /// the other walks go on. Results equal [`translate`](Self::translate)'s.
     pub fn translate_batch<M: PhysMem + ?Sized>(
@@ -53,19 +55,30 @@ impl AddressSpace {
             }
         }
         let mut entries: Vec<[u8; 8]> = Vec::with_capacity(pending.len());
+        // For each walk, the index of the read (in `entries`) that fetches its entry:
+        // walks that need the same entry as the walk before them share its read.
+        let mut read_of: Vec<usize> = Vec::with_capacity(pending.len());
+        let mut addrs: Vec<u64> = Vec::with_capacity(pending.len());
         let mut results = Vec::new();
         for def in self.mode().levels() {
             if pending.is_empty() {
                 break;
             }
+            read_of.clear();
+            addrs.clear();
+            for p in &pending {
+                let at = p.table + def.index(gvas[p.idx].raw()) * 8;
+                if addrs.last() != Some(&at) {
+                    addrs.push(at);
+                }
+                read_of.push(addrs.len() - 1);
+            }
             entries.clear();
-            entries.resize(pending.len(), [0; 8]);
-            let mut ops: Vec<ReadOp<'_>> = pending
+            entries.resize(addrs.len(), [0; 8]);
+            let mut ops: Vec<ReadOp<'_>> = addrs
                 .iter()
                 .zip(entries.iter_mut())
-                .map(|(p, buf)| {
-                    ReadOp::new(Gpa::new(p.table + def.index(gvas[p.idx].raw()) * 8), buf)
-                })
+                .map(|(&at, buf)| ReadOp::new(Gpa::new(at), buf))
                 .collect();
             let all_ok = mem.read_each(&mut ops, &mut results);
             drop(ops);
@@ -73,13 +86,12 @@ impl AddressSpace {
             for i in 0..pending.len() {
                 let mut p = pending[i];
                 let gva = gvas[p.idx];
-                if !all_ok && let Some(r @ Err(_)) = results.get_mut(i) {
-                    if let Err(e) = std::mem::replace(r, Ok(())) {
-                        out[p.idx] = Err(read_error(e, gva, def.level, p.table));
-                    }
+                let r = read_of[i];
+                if !all_ok && let Some(Err(e)) = results.get(r) {
+                    out[p.idx] = Err(read_error(e.clone(), gva, def.level, p.table));
                     continue;
                 }
-                let entry = u64::from_le_bytes(entries[i]);
+                let entry = u64::from_le_bytes(entries[r]);
                 if entry & pte::PRESENT == 0 {
                     out[p.idx] = Err(Error::NotPresent {
                         gva,
