@@ -491,6 +491,8 @@ void kmain(u64 bp_pa)
 	write_manifest(nodes);
 	kprintf("tk: manifest at %x: %d mappings, %d lists, cr3 %x, ram %x, %d cpus\n", TK_MANIFEST_PA,
 		(u64)nr_maps, nr_lists, (u64)pml4 - phys_base, ram_end, (u64)nr_cpus);
+	if (cmdline_u64("tk.fault", 0))
+		*(volatile u64 *)0xffffc8ffdead0000UL = 1; /* unmapped: #PF, exit status 99 */
 	if (nr_cpus > 1)
 		start_aps();
 	mutator_run(0);
