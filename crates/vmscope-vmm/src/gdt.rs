@@ -13,6 +13,17 @@ pub fn boot_gdt() -> [u64; 4] {
     ]
 }
 
+/// The PVH entry's GDT: "CS: 32-bit read/execute code segment with base 0 and
+/// limit 4 GiB", DS/ES/SS flat data, and a TSS; same selectors as [`boot_gdt`].
+pub fn pvh_gdt() -> [u64; 4] {
+    [
+        gdt_entry(0, 0, 0),
+        gdt_entry(0xc09b, 0, 0xfffff), // code: D=1, G=1, present, execute/read
+        gdt_entry(0xc093, 0, 0xfffff), // data
+        gdt_entry(0x008b, 0, 0x67),    // TSS: present, busy 32-bit TSS
+    ]
+}
+
 /// Packs a descriptor from flags (access byte in bits 0..8, flags nibble 12..16),
 /// base and 20-bit limit.
 pub const fn gdt_entry(flags: u16, base: u32, limit: u32) -> u64 {

@@ -13,6 +13,16 @@ pub const BOOT_IDT_START: u64 = 0x520;
 
 /// boot_params ("zero page"): the 64-bit boot protocol passes its address in %rsi.
 pub const ZERO_PAGE_START: u64 = 0x7000;
+/// PVH boot protocol (xen/include/public/arch-x86/hvm/start_info.h): the
+/// hvm_start_info structure, whose address the entry gets in %ebx.
+pub const PVH_INFO_START: u64 = 0x6000;
+/// PVH module list (one entry: the initramfs), right after hvm_start_info.
+pub const PVH_MODLIST_START: u64 = 0x6040;
+/// PVH memory map (E820-typed entries), after the module list.
+pub const PVH_MEMMAP_START: u64 = 0x6100;
+/// hvm_start_info.magic.
+pub const XEN_HVM_START_MAGIC_VALUE: u32 = 0x336e_c578;
+
 /// Initial stack pointer for the boot vCPU; the protocol only needs *a* stack below
 /// the kernel, and 0x8ff0 is free low memory under the page tables.
 pub const BOOT_STACK_POINTER: u64 = 0x8ff0;

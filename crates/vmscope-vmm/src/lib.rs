@@ -4,7 +4,7 @@
 //! QEMU does not expose: the KVM dirty log, exact pause points, fork snapshots.
 //!
 //! It boots an ELF kernel (a Linux vmlinux or the vmscope test kernel) or a bzImage
-//! through the 64-bit boot protocol, with an initramfs and a command line, on 1..N
+//! through the 64-bit boot protocol (or an ELF vmlinux through its PVH entry), with an initramfs and a command line, on 1..N
 //! vCPUs (MP table; application processors wait for INIT/SIPI in KVM's in-kernel
 //! LAPIC), with KVM's in-kernel irqchip and PIT. Guest RAM is a memfd mapped shared
 //! (other processes map or pread it through `/proc/PID/fd/N`) or anonymous private
@@ -26,6 +26,7 @@
 //!         initrd: None,
 //!         cmdline: "tk.lists=8".into(),
 //!         vcpus: 2,
+//!         protocol: Default::default(),
 //!     },
 //!     ram_size: 2 << 30,
 //!     backing: Backing::Memfd,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use clap::Parser;
+use vmscope_vmm::boot::BootProtocol;
 use vmscope_vmm::control::{self, Controller};
 use vmscope_vmm::devices::serial::SerialOut;
 use vmscope_vmm::machine::Devices;
@@ -37,6 +38,11 @@ struct Args {
         default_value = "console=ttyS0 reboot=k panic=-1"
     )]
     cmdline: String,
+
+    /// Entry protocol: `linux64` (Linux x86-64 boot protocol, ELF or bzImage) or `pvh`
+    /// (32-bit PVH entry from the ELF note of a vmlinux built with CONFIG_PVH).
+    #[arg(long, value_enum, default_value_t = BootProtocol::Linux64)]
+    boot: BootProtocol,
 
     /// Number of vCPUs (1..=32); the MP table lists them all.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -125,6 +131,7 @@ fn run(args: Args) -> Result<ExitReason, Box<dyn std::error::Error>> {
             initrd: args.initrd,
             cmdline: args.cmdline,
             vcpus: args.vcpus,
+            protocol: args.boot,
         },
         ram_size: args.memory,
         backing: args.backing,

@@ -7,7 +7,8 @@ use kvm_ioctls::VcpuFd;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 use vmscope_hv::VcpuRegisters;
 
-use crate::gdt::{boot_gdt, kvm_segment_from_gdt};
+use crate::boot::{BootEntry, BootProtocol};
+use crate::gdt::{boot_gdt, kvm_segment_from_gdt, pvh_gdt};
 use crate::layout::*;
 use crate::{Error, Result};
 
@@ -37,15 +38,26 @@ fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
     move |source| Error::Kvm { what, source }
 }
 
-/// Writes the boot GDT, IDT and identity page tables into guest memory.
-pub fn write_boot_tables(mem: &GuestMemoryMmap) -> Result<()> {
-    for (i, entry) in boot_gdt().iter().enumerate() {
+fn gdt_for(protocol: BootProtocol) -> [u64; 4] {
+    match protocol {
+        BootProtocol::Linux64 => boot_gdt(),
+        BootProtocol::Pvh => pvh_gdt(),
+    }
+}
+
+/// Writes the boot GDT, IDT and (for the 64-bit entry) identity page tables into
+/// guest memory.
+pub fn write_boot_tables(mem: &GuestMemoryMmap, protocol: BootProtocol) -> Result<()> {
+    for (i, entry) in gdt_for(protocol).iter().enumerate() {
         let addr = GuestAddress(BOOT_GDT_START + (i * 8) as u64);
         mem.write_obj(*entry, addr)
             .map_err(|e| Error::guest(addr.raw_value(), e))?;
     }
     mem.write_obj(0u64, GuestAddress(BOOT_IDT_START))
         .map_err(|e| Error::guest(BOOT_IDT_START, e))?;
+    if protocol == BootProtocol::Pvh {
+        return Ok(()); // PVH enters with paging off
+    }
     mem.write_obj(PDPTE_START | 0x03, GuestAddress(PML4_START))
         .map_err(|e| Error::guest(PML4_START, e))?;
     mem.write_obj(PDE_START | 0x03, GuestAddress(PDPTE_START))
@@ -59,9 +71,11 @@ pub fn write_boot_tables(mem: &GuestMemoryMmap) -> Result<()> {
     Ok(())
 }
 
-/// Puts the boot vCPU in 64-bit mode at `entry` with %rsi = the zero page.
-pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: u64) -> Result<()> {
-    let gdt = boot_gdt();
+/// Puts the boot vCPU at `entry`: in 64-bit mode with %rsi = the zero page (Linux
+/// 64-bit boot protocol), or in 32-bit protected mode without paging with %ebx =
+/// hvm_start_info (PVH).
+pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: BootEntry) -> Result<()> {
+    let gdt = gdt_for(entry.protocol);
     let mut sregs = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
     let code = kvm_segment_from_gdt(gdt[1], 1);
     let data = kvm_segment_from_gdt(gdt[2], 2);
@@ -77,20 +91,29 @@ pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: u64) -> Result<()> {
     sregs.gs = data;
     sregs.ss = data;
     sregs.tr = tss;
-    sregs.cr3 = PML4_START;
-    sregs.cr4 |= X86_CR4_PAE;
-    sregs.cr0 |= X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
-    sregs.efer |= EFER_LME | EFER_LMA;
-    vcpu.set_sregs(&sregs).map_err(kvm("KVM_SET_SREGS"))?;
-
-    let regs = kvm_regs {
-        rflags: 0x2, // bit 1 is reserved-one; IF clear as the protocol demands
-        rip: entry,
-        rsp: BOOT_STACK_POINTER,
-        rbp: BOOT_STACK_POINTER,
-        rsi: ZERO_PAGE_START,
+    let mut regs = kvm_regs {
+        rflags: 0x2,
+        rip: entry.rip,
         ..Default::default()
     };
+    match entry.protocol {
+        BootProtocol::Linux64 => {
+            sregs.cr3 = PML4_START;
+            sregs.cr4 |= X86_CR4_PAE;
+            sregs.cr0 |= X86_CR0_PE | X86_CR0_ET | X86_CR0_PG;
+            sregs.efer |= EFER_LME | EFER_LMA;
+            regs.rsp = BOOT_STACK_POINTER;
+            regs.rbp = BOOT_STACK_POINTER;
+            regs.rsi = ZERO_PAGE_START;
+        }
+        BootProtocol::Pvh => {
+            sregs.cr0 = X86_CR0_PE | X86_CR0_ET;
+            sregs.cr4 = 0;
+            sregs.efer = 0;
+            regs.rbx = PVH_INFO_START;
+        }
+    }
+    vcpu.set_sregs(&sregs).map_err(kvm("KVM_SET_SREGS"))?;
     vcpu.set_regs(&regs).map_err(kvm("KVM_SET_REGS"))?;
     Ok(())
 }

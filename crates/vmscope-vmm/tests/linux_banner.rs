@@ -1,4 +1,5 @@
-//! The Debian 6.1 kernel's ELF vmlinux, entered through the 64-bit boot protocol,
+//! The Debian 6.1 kernel's ELF vmlinux, entered through the 64-bit boot protocol or
+//! its PVH entry,
 //! prints its `Linux version` banner on ttyS0. (Early boot works even where KVM runs
 //! the guest through its instruction emulator; a full boot needs hardware
 //! virtualization, see linux_full_boot.rs.)
@@ -9,22 +10,30 @@ use std::time::Duration;
 
 use common::{Vm, image};
 
-#[test]
-fn debian_vmlinux_prints_its_banner() {
+fn banner(extra: &[&str]) {
     let vmlinux = image("linux-6.1/vmlinux");
-    let mut vm = Vm::start(
-        &vmlinux,
-        &[
-            "--memory",
-            "512M",
-            "--cmdline",
-            "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr panic=-1",
-        ],
-    );
+    let mut args = extra.to_vec();
+    args.extend([
+        "--memory",
+        "512M",
+        "--cmdline",
+        "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr panic=-1",
+    ]);
+    let mut vm = Vm::start(&vmlinux, &args);
     let ok = vm.wait_console("Linux version 6.1", Duration::from_secs(60));
     assert!(
         ok,
         "no banner on ttyS0; console so far:\n{}",
         vm.console_text()
     );
+}
+
+#[test]
+fn debian_vmlinux_prints_its_banner() {
+    banner(&[]);
+}
+
+#[test]
+fn debian_vmlinux_prints_its_banner_through_pvh() {
+    banner(&["--boot", "pvh"]);
 }
