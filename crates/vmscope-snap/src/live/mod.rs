@@ -22,5 +22,5 @@ mod qemu;
 mod stream;
 
 pub use precopy::precopy_snap;
-pub use qemu::qemu_background_snap;
+pub use qemu::{MigrationTiming, qemu_background_save, qemu_background_snap};
 pub use stream::{StreamInfo, parse_stream};

@@ -112,6 +112,63 @@ fn subtract(a: &[Range<u64>], b: &[Range<u64>]) -> Vec<Range<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
+    use std::fs::File;
+    use std::os::unix::fs::FileExt;
+    use vmscope_mem::{Gpa, MemoryMap};
+
+    /// A "guest" that writes its RAM file when paused, i.e. after the live copy.
+    #[derive(Debug)]
+    struct WritingHv {
+        file: File,
+        paused: Cell<bool>,
+    }
+
+    impl Hypervisor for WritingHv {
+        fn pause(&self) -> vmscope_hv::Result<()> {
+            self.file.write_all_at(b"NEW", 0x3000).unwrap(); // changed page
+            self.file.write_all_at(b"HOLE", 0x9000).unwrap(); // a hole gets data
+            self.paused.set(true);
+            Ok(())
+        }
+        fn resume(&self) -> vmscope_hv::Result<()> {
+            self.paused.set(false);
+            Ok(())
+        }
+        fn is_paused(&self) -> vmscope_hv::Result<bool> {
+            Ok(self.paused.get())
+        }
+        fn vcpu_count(&self) -> vmscope_hv::Result<usize> {
+            Ok(1)
+        }
+        fn vcpu_registers(&self, _: usize) -> vmscope_hv::Result<vmscope_hv::VcpuRegisters> {
+            Ok(Default::default())
+        }
+        fn memory_map(&self) -> vmscope_hv::Result<MemoryMap> {
+            Ok(MemoryMap::flat(0x10000))
+        }
+    }
+
+    #[test]
+    fn the_copy_is_as_of_the_pause() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(0x10000).unwrap();
+        f.write_all_at(b"OLD", 0x3000).unwrap();
+        f.write_all_at(b"SAME", 0x5000).unwrap();
+        let hv = WritingHv { file: f.try_clone().unwrap(), paused: Cell::new(false) };
+        let ram = RamFile::from_file(f, MemoryMap::flat(0x10000)).unwrap();
+        let (snap, stats) = precopy_snap(&hv, &ram, SnapOptions { registers: true, vmcoreinfo: false }).unwrap();
+        assert!(!hv.paused.get());
+        let mut b = [0u8; 4];
+        snap.read(Gpa::new(0x3000), &mut b).unwrap();
+        assert_eq!(&b[..3], b"NEW");
+        snap.read(Gpa::new(0x9000), &mut b).unwrap();
+        assert_eq!(&b, b"HOLE");
+        snap.read(Gpa::new(0x5000), &mut b).unwrap();
+        assert_eq!(&b, b"SAME");
+        assert_eq!(stats.recopied_pages, 2);
+        assert_eq!(snap.meta().vcpus.len(), 1);
+    }
 
     #[test]
     fn subtract_ranges() {

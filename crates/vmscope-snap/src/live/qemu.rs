@@ -72,24 +72,40 @@ pub fn qemu_background_snap(hv: &QmpHypervisor, opts: SnapOptions) -> Result<(Sn
     result
 }
 
-struct Timing {
-    downtime: Duration,
-    qemu_downtime: Option<Duration>,
+/// How long a background snapshot paused the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationTiming {
+    /// How long the guest was stopped: QEMU's own figure where it reports one, else
+    /// the gap between the STOP and RESUME events as seen over QMP.
+    pub downtime: Duration,
+    /// The `downtime` QEMU reports in `query-migrate`.
+    pub qemu_downtime: Option<Duration>,
+    /// From the `migrate` command until QEMU reported completion.
+    pub total: Duration,
+}
+
+/// Saves QEMU's background-snapshot migration stream to `path` (`exec:cat > path`),
+/// to be read later with [`parse_stream`] and the guest's memory map.
+pub fn qemu_background_save(hv: &QmpHypervisor, path: &Path) -> Result<MigrationTiming> {
+    migrate(hv, path)
 }
 
 /// Runs the migration to completion; restores the capability afterwards.
-fn migrate(hv: &QmpHypervisor, fifo: &Path) -> Result<Timing> {
+fn migrate(hv: &QmpHypervisor, target: &Path) -> Result<MigrationTiming> {
     let caps = |on: bool| json!({ "capabilities": [ { "capability": "background-snapshot", "state": on } ] });
     hv.qmp().execute("migrate-set-capabilities", Some(caps(true)))?;
-    let r = run_migration(hv, fifo);
+    let r = run_migration(hv, target);
     let reset = hv.qmp().execute("migrate-set-capabilities", Some(caps(false)));
     let t = r?;
     reset?;
     Ok(t)
 }
 
-fn run_migration(hv: &QmpHypervisor, fifo: &Path) -> Result<Timing> {
-    let path = fifo.to_str().filter(|p| !p.contains('\'')).ok_or_else(|| Error::Migration(format!("unusable FIFO path {}", fifo.display())))?;
+fn run_migration(hv: &QmpHypervisor, target: &Path) -> Result<MigrationTiming> {
+    let path = target
+        .to_str()
+        .filter(|p| !p.contains('\''))
+        .ok_or_else(|| Error::Migration(format!("unusable path {} (UTF-8 without quotes needed)", target.display())))?;
     hv.qmp().take_events();
     hv.qmp().execute("migrate", Some(json!({ "uri": format!("exec:cat > '{path}'") })))?;
     let begun = Instant::now();
@@ -111,11 +127,15 @@ fn run_migration(hv: &QmpHypervisor, fifo: &Path) -> Result<Timing> {
         match status.as_str() {
             "completed" => {
                 let qemu_downtime = reply.get("downtime").and_then(Value::as_u64).map(Duration::from_millis);
-                let downtime = match (stop_at, resume_at) {
+                // QEMU's main loop (and so QMP) is blocked while the guest is
+                // stopped: STOP and RESUME usually arrive together, so QEMU's own
+                // figure is the measure; the event gap is a fallback.
+                let seen = match (stop_at, resume_at) {
                     (Some(a), Some(b)) if b >= a => b - a,
-                    _ => qemu_downtime.unwrap_or_default(),
+                    _ => Duration::ZERO,
                 };
-                return Ok(Timing { downtime, qemu_downtime });
+                let downtime = qemu_downtime.unwrap_or(seen);
+                return Ok(MigrationTiming { downtime, qemu_downtime, total: begun.elapsed() });
             }
             "failed" | "cancelled" => {
                 let why = reply.get("error-desc").and_then(Value::as_str).unwrap_or("no reason given");

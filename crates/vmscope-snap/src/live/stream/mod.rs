@@ -13,7 +13,8 @@
 //! ```
 //!
 //! RAM sections come first (QEMU's background snapshot and plain pre-copy both send
-//! device state after the last RAM section); device sections, whose layout only
+//! device state after the last RAM section; the background snapshot sends no END
+//! section, its RAM ends where the first FULL section begins); device sections, whose layout only
 //! QEMU's vmstate descriptions know, are skipped to the end of the stream. The
 //! reader is bounded: it allocates by the caller's memory map, not by anything the
 //! stream says, and a malformed stream is an [`Error::Malformed`].
@@ -295,7 +296,7 @@ pub fn parse_stream<R: Read>(reader: R, map: &MemoryMap) -> Result<(Snapshot, St
     loop {
         let t = match s.u8() {
             Ok(t) => t,
-            Err(Error::Malformed { .. }) if ram_done => break, // stream ended after RAM
+            Err(Error::Malformed { .. }) if ram_done => break, // the stream ended after RAM
             Err(e) => return Err(e),
         };
         match t {
@@ -307,8 +308,10 @@ pub fn parse_stream<R: Read>(reader: R, map: &MemoryMap) -> Result<(Snapshot, St
                 if name == "ram" && t == SEC_START {
                     ram_id = Some(id);
                     ram.section(&mut s)?;
-                } else if ram_done || t == SEC_FULL {
+                } else if ram_id.is_some() && (ram_done || t == SEC_FULL) {
                     // Device state (vmstate, not self-describing): RAM is complete.
+                    // (A background snapshot sends no END section for RAM.)
+                    ram_done = true;
                     s.drain()?;
                     break;
                 } else {

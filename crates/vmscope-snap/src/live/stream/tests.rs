@@ -116,3 +116,24 @@ proptest! {
         let _ = parse_stream(&bytes[..], &map());
     }
 }
+
+#[test]
+fn background_snapshot_streams_have_no_end_section() {
+    // As QEMU 7.2's bg_migration_completion writes it: PART sections, then the
+    // buffered device state right away.
+    let mut w = W::default();
+    w.be32(MAGIC).be32(VERSION);
+    w.header(2, SEC_START, "ram").be64(0x10000 | F_MEM_SIZE).str8("ram").be64(0x10000).be64(F_EOS).u8(FOOTER).be32(2);
+    w.u8(SEC_PART).be32(2).page(Some("ram"), 0x1000, F_PAGE);
+    w.0.extend(std::iter::repeat_n(0x11, 4096));
+    w.be64(F_EOS).u8(FOOTER).be32(2);
+    w.header(0, SEC_FULL, "timer").be64(7).u8(FOOTER).be32(0);
+    w.header(1, SEC_FULL, "cpu_common").u8(1);
+    let (snap, info) = parse_stream(&w.0[..], &map()).unwrap();
+    assert_eq!(info.pages, 1);
+    assert_eq!(snap.data_extents(), &[0x1000..0x2000]);
+    // Without any RAM section, a device section is an error.
+    let mut w = W::default();
+    w.be32(MAGIC).be32(VERSION).header(0, SEC_FULL, "timer").be64(7);
+    assert!(parse_stream(&w.0[..], &map()).is_err());
+}
