@@ -17,9 +17,16 @@ use vmscope_vmm::{BootSpec, Machine, MachineConfig};
 /// A minimal KVM VMM for introspection tests and the vmscope lab.
 ///
 /// Boots an ELF kernel (vmlinux, or the vmscope test kernel) or a bzImage through the
-/// 64-bit boot protocol. Ends when the guest resets (i8042), triple-faults, writes the
-/// debug-exit port 0x501 (exit status = the value written), on a `quit` request, or on
-/// SIGTERM/SIGINT; the exit status is 0 except for a debug exit or an error (1).
+/// 64-bit boot protocol, or a vmlinux through its PVH entry. Ends when the guest resets
+/// (i8042), triple-faults, writes the debug-exit port 0x501 (exit status = the value
+/// written), on a `quit` request, or on SIGTERM/SIGINT/SIGHUP; the exit status is 0
+/// except for a debug exit or an error (1).
+///
+/// Control protocol (--control): one JSON object per line each way, e.g.
+/// {"cmd":"pause"} -> {"ok":true,"result":null}. Commands: pause, resume, status,
+/// memory-map, vcpu-registers {vcpu}, dirty-log-start, dirty-log-fetch,
+/// dirty-log-stop, snapshot {path?}, snapshot-release {id}, quit. Full reference with
+/// an example session: crates/vmscope-vmm/README.md and the vmscope_hv::builtin docs.
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
