@@ -87,7 +87,13 @@ fn quit_ends_the_vmm() {
 #[test]
 fn a_guest_fault_ends_the_vmm_with_the_debug_exit_status() {
     let mut vm = Vm::testkernel(1, "memfd", "tk.fault=1");
-    let st = vm.wait_exit(Duration::from_secs(30)).expect("the VMM ends after the fault");
+    let st = vm
+        .wait_exit(Duration::from_secs(30))
+        .expect("the VMM ends after the fault");
     assert_eq!(st.code(), Some(99), "exit status {st}");
-    assert!(vm.console_text().contains("tk: exception 14"), "console:\n{}", vm.console_text());
+    assert!(
+        vm.console_text().contains("tk: exception 14"),
+        "console:\n{}",
+        vm.console_text()
+    );
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::testkernel::Manifest;
-use common::{Vm, live_memfd};
+use common::{Vm, eventually, live_memfd};
 use vmscope_hv::Hypervisor;
 use vmscope_mem::{Gpa, PhysMem};
 
@@ -55,8 +55,12 @@ fn dirty_log_reports_the_pages_the_mutator_wrote() {
         c.pause().unwrap();
         let _ = log.fetch().unwrap(); // clear: from here on, only new writes
         let before = snapshot_pages(&mem, &pages);
+        let ops = m.ops(&mem);
         c.resume().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            eventually(Duration::from_secs(10), || m.ops(&mem) > ops + 50),
+            "the mutator runs"
+        );
         c.pause().unwrap();
         let dirty: BTreeSet<u64> = log.fetch().unwrap().into_iter().collect();
         let after = snapshot_pages(&mem, &pages);

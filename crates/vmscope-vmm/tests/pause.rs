@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::testkernel::Manifest;
-use common::{Vm, live_memfd};
+use common::{Vm, eventually, live_memfd};
 use vmscope_hv::Hypervisor;
 
 #[test]
@@ -15,8 +15,10 @@ fn pause_freezes_the_mutator() {
     let (c, mem) = live_memfd(&mut vm);
     let m = Manifest::wait(&mem, 2, Duration::from_secs(20));
     let running = m.ops(&mem);
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(m.ops(&mem) > running, "the mutator runs");
+    assert!(
+        eventually(Duration::from_secs(10), || m.ops(&mem) > running),
+        "the mutator runs"
+    );
 
     c.pause().unwrap();
     assert!(c.is_paused().unwrap());
@@ -36,9 +38,9 @@ fn pause_freezes_the_mutator() {
 
     c.resume().unwrap();
     assert!(!c.is_paused().unwrap());
-    std::thread::sleep(Duration::from_millis(200));
+    let both_run = || m.iterations(&mem, 0) > frozen.1 && m.iterations(&mem, 1) > frozen.2;
     assert!(
-        m.iterations(&mem, 0) > frozen.1 && m.iterations(&mem, 1) > frozen.2,
+        eventually(Duration::from_secs(10), both_run),
         "both cpus run again"
     );
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::testkernel::{Manifest, assert_lists_match_journal};
-use common::{FileMem, ProcMem, Vm, live_memfd};
+use common::{FileMem, ProcMem, Vm, eventually, live_memfd};
 use vmscope_mem::{MemoryMap, PhysMem};
 
 /// The snapshot is self-consistent and frozen while the guest runs on.
@@ -18,9 +18,11 @@ fn check_snapshot(snap: &impl PhysMem, live_ops: impl Fn() -> u64) {
         assert_lists_match_journal(&m, snap) >= 6,
         "lists checked in the snapshot"
     );
-    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        eventually(Duration::from_secs(10), || live_ops() > ops + 20),
+        "the guest runs on after the snapshot"
+    );
     assert_eq!(m.ops(snap), ops, "the snapshot changed");
-    assert!(live_ops() > ops, "the guest runs on after the snapshot");
 }
 
 #[test]

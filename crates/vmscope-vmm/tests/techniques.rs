@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::Vm;
 use common::testkernel::{Manifest, assert_lists_match_journal};
+use common::{Vm, eventually};
 use vmscope_hv::{Halted, Hypervisor};
 use vmscope_map::Mapped;
 use vmscope_mem::PhysMem;
@@ -59,7 +59,11 @@ fn every_technique_reads_the_test_kernel() {
                 }
             })
             .unwrap();
-        std::thread::sleep(Duration::from_millis(50));
+        let ops = m.ops(&readers[0].1);
+        assert!(
+            eventually(Duration::from_secs(10), || m.ops(&readers[0].1) > ops),
+            "the guest runs between passes"
+        );
     }
     assert!(!c.is_paused().unwrap(), "a pass resumes the guest");
 }

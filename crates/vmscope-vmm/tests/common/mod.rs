@@ -278,3 +278,19 @@ pub fn has_hw_virt() -> bool {
         .map(|s| s.split_whitespace().any(|w| w == "vmx" || w == "svm"))
         .unwrap_or(false)
 }
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes; whether it held. Tests
+/// wait for guest progress this way rather than sleeping a fixed time, so a loaded
+/// host (other VMs, builds) slows them down instead of failing them.
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
