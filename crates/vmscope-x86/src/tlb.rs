@@ -66,6 +66,8 @@ const EPOCH_MASK: u64 = 0xfff;
 ///   size; a hit returns exactly what the walk returned at fill time, accessed and
 ///   dirty bits included (as a hardware TLB would).
 /// - Failed walks are not cached.
+/// - The key is the root alone: share one TLB only between address spaces that
+///   differ by root, not by mode or reserved-bit settings.
 ///
 /// ```
 /// use vmscope_mem::Gva;
