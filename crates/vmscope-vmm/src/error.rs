@@ -40,6 +40,12 @@ pub enum Error {
     /// The VM configuration is not possible.
     #[error("setup: {0}")]
     Setup(String),
+    /// Reading guest memory failed.
+    #[error("guest memory: {0}")]
+    Memory(#[from] vmscope_mem::Error),
+    /// Guest data does not make sense (e.g. the test kernel's manifest).
+    #[error("guest data: {0}")]
+    Guest(String),
     /// A control request could not be carried out.
     #[error("{0}")]
     Control(String),

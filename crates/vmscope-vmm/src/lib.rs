@@ -39,6 +39,9 @@
 //! # Ok::<(), vmscope_vmm::Error>(())
 //! ```
 //!
+//! [`testkernel`] reads the vmscope test kernel's manifest, lists and journal from any
+//! `PhysMem`, so tests and the lab know the exact guest state to compare against.
+//!
 //! What it deliberately does not do: disks, network, PCI, ACPI, migration, or any
 //! guest feature a test does not need. It is a test and lab instrument, not a
 //! product VMM. Device models (`devices`) know nothing of KVM.
@@ -56,6 +59,7 @@ pub mod memory;
 pub mod mptable;
 pub mod regs;
 pub mod snapshot;
+pub mod testkernel;
 pub mod vcpu;
 
 pub use boot::BootSpec;

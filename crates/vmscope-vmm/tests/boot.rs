@@ -6,7 +6,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::testkernel::Manifest;
+use common::testkernel::wait_manifest;
 use common::{Vm, live_memfd};
 use vmscope_hv::Hypervisor;
 
@@ -14,7 +14,7 @@ use vmscope_hv::Hypervisor;
 fn testkernel_boots_and_publishes_its_manifest() {
     let mut vm = Vm::testkernel(2, "memfd", "tk.lists=8");
     let (c, mem) = live_memfd(&mut vm);
-    let m = Manifest::wait(&mem, 2, Duration::from_secs(20));
+    let m = wait_manifest(&mem, 2, Duration::from_secs(20));
     assert_eq!(m.version, 1);
     assert_eq!(m.nr_cpus, 2);
     assert_eq!(m.nr_lists, 8);
@@ -33,7 +33,10 @@ fn testkernel_boots_and_publishes_its_manifest() {
         m.mappings.iter().any(|x| x.va == 0xffff_ffff_8000_0000),
         "kernel map at __START_KERNEL_map"
     );
-    assert_eq!(m.symbol("init_top_pgt") - 0xffff_8880_0000_0000, m.cr3);
+    assert_eq!(
+        m.symbol("init_top_pgt").unwrap() - 0xffff_8880_0000_0000,
+        m.cr3
+    );
     assert!(vm.console_text().contains("vmscope testkernel: booting"));
 
     let st = c.status().unwrap();

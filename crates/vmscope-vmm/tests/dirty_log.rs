@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::testkernel::Manifest;
+use common::testkernel::{Manifest, wait_manifest};
 use common::{Vm, eventually, live_memfd};
 use vmscope_hv::Hypervisor;
 use vmscope_mem::{Gpa, PhysMem};
@@ -16,9 +16,9 @@ fn watched_pages(m: &Manifest) -> BTreeSet<u64> {
     let mut pages = BTreeSet::new();
     let mut add = |va: u64, len: u64| {
         for off in (0..len).step_by(4096) {
-            pages.insert(m.pa(va + off) >> 12);
+            pages.insert(m.pa(va + off).unwrap().raw() >> 12);
         }
-        pages.insert(m.pa(va + len - 1) >> 12);
+        pages.insert(m.pa(va + len - 1).unwrap().raw() >> 12);
     };
     add(m.lists_va, u64::from(m.nr_lists) * 64);
     add(m.journal_va, m.journal_entries * 32);
@@ -46,7 +46,7 @@ fn snapshot_pages(mem: &impl PhysMem, pages: &BTreeSet<u64>) -> Vec<Vec<u8>> {
 fn dirty_log_reports_the_pages_the_mutator_wrote() {
     let mut vm = Vm::testkernel(2, "memfd", "");
     let (c, mem) = live_memfd(&mut vm);
-    let m = Manifest::wait(&mem, 2, Duration::from_secs(20));
+    let m = wait_manifest(&mem, 2, Duration::from_secs(20));
     let log = c.dirty_log().expect("the built-in VMM has a dirty log");
     log.start().unwrap();
     let pages = watched_pages(&m);
@@ -55,10 +55,10 @@ fn dirty_log_reports_the_pages_the_mutator_wrote() {
         c.pause().unwrap();
         let _ = log.fetch().unwrap(); // clear: from here on, only new writes
         let before = snapshot_pages(&mem, &pages);
-        let ops = m.ops(&mem);
+        let ops = m.ops(&mem).unwrap();
         c.resume().unwrap();
         assert!(
-            eventually(Duration::from_secs(10), || m.ops(&mem) > ops + 50),
+            eventually(Duration::from_secs(10), || m.ops(&mem).unwrap() > ops + 50),
             "the mutator runs"
         );
         c.pause().unwrap();
@@ -83,7 +83,7 @@ fn dirty_log_reports_the_pages_the_mutator_wrote() {
             );
         }
         assert!(
-            dirty.contains(&(m.pa(m.ops_va) >> 12)),
+            dirty.contains(&(m.pa(m.ops_va).unwrap().raw() >> 12)),
             "round {round}: the op counter's page"
         );
     }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::testkernel::Manifest;
+use common::testkernel::wait_manifest;
 use common::{Vm, eventually, live_memfd};
 use vmscope_hv::Hypervisor;
 
@@ -13,19 +13,27 @@ use vmscope_hv::Hypervisor;
 fn pause_freezes_the_mutator() {
     let mut vm = Vm::testkernel(2, "memfd", "");
     let (c, mem) = live_memfd(&mut vm);
-    let m = Manifest::wait(&mem, 2, Duration::from_secs(20));
-    let running = m.ops(&mem);
+    let m = wait_manifest(&mem, 2, Duration::from_secs(20));
+    let running = m.ops(&mem).unwrap();
     assert!(
-        eventually(Duration::from_secs(10), || m.ops(&mem) > running),
+        eventually(Duration::from_secs(10), || m.ops(&mem).unwrap() > running),
         "the mutator runs"
     );
 
     c.pause().unwrap();
     assert!(c.is_paused().unwrap());
-    let frozen = (m.ops(&mem), m.iterations(&mem, 0), m.iterations(&mem, 1));
+    let frozen = (
+        m.ops(&mem).unwrap(),
+        m.iterations(&mem, 0).unwrap(),
+        m.iterations(&mem, 1).unwrap(),
+    );
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
-        (m.ops(&mem), m.iterations(&mem, 0), m.iterations(&mem, 1)),
+        (
+            m.ops(&mem).unwrap(),
+            m.iterations(&mem, 0).unwrap(),
+            m.iterations(&mem, 1).unwrap()
+        ),
         frozen,
         "counters moved while paused"
     );
@@ -38,7 +46,8 @@ fn pause_freezes_the_mutator() {
 
     c.resume().unwrap();
     assert!(!c.is_paused().unwrap());
-    let both_run = || m.iterations(&mem, 0) > frozen.1 && m.iterations(&mem, 1) > frozen.2;
+    let both_run =
+        || m.iterations(&mem, 0).unwrap() > frozen.1 && m.iterations(&mem, 1).unwrap() > frozen.2;
     assert!(
         eventually(Duration::from_secs(10), both_run),
         "both cpus run again"

@@ -9,7 +9,7 @@ mod common;
 use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use common::testkernel::{Manifest, assert_lists_match_journal};
+use common::testkernel::{Manifest, assert_lists_match_journal, wait_manifest};
 use common::{FileMem, Vm, live_memfd};
 use vmscope_hv::Hypervisor;
 use vmscope_mem::{MemoryMap, PhysMem};
@@ -29,7 +29,7 @@ fn copy_pages(src: &std::fs::File, dst: &std::fs::File, map: &MemoryMap, pfns: &
 fn dirty_log_precopy_gives_a_consistent_copy() {
     let mut vm = Vm::testkernel(2, "memfd", "");
     let (c, live) = live_memfd(&mut vm);
-    let m = Manifest::wait(&live, 2, Duration::from_secs(20));
+    let m = wait_manifest(&live, 2, Duration::from_secs(20));
     let info = c.memory_map_info().unwrap();
     let map = MemoryMap::new(info.regions).unwrap();
     let src = std::fs::File::open(info.backing.path.unwrap()).unwrap();
@@ -55,14 +55,16 @@ fn dirty_log_precopy_gives_a_consistent_copy() {
     c.pause().unwrap();
     let last = log.fetch().unwrap();
     copy_pages(&src, &dst, &map, &last);
-    let ops_at_pause = m.ops(&live);
+    let ops_at_pause = m.ops(&live).unwrap();
     c.resume().unwrap();
     log.stop().unwrap();
 
     let copy = FileMem::open(&copy_path, map);
-    let cm = Manifest::read(&copy).expect("manifest in the copy");
+    let cm = Manifest::read(&copy)
+        .unwrap()
+        .expect("manifest in the copy");
     assert_eq!(
-        cm.ops(&copy),
+        cm.ops(&copy).unwrap(),
         ops_at_pause,
         "the copy is at the final pause point"
     );

@@ -6,14 +6,16 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::testkernel::{Manifest, assert_lists_match_journal};
+use common::testkernel::{Manifest, assert_lists_match_journal, wait_manifest};
 use common::{FileMem, ProcMem, Vm, eventually, live_memfd};
 use vmscope_mem::{MemoryMap, PhysMem};
 
 /// The snapshot is self-consistent and frozen while the guest runs on.
 fn check_snapshot(snap: &impl PhysMem, live_ops: impl Fn() -> u64) {
-    let m = Manifest::read(snap).expect("the snapshot holds the manifest");
-    let ops = m.ops(snap);
+    let m = Manifest::read(snap)
+        .unwrap()
+        .expect("the snapshot holds the manifest");
+    let ops = m.ops(snap).unwrap();
     assert!(
         assert_lists_match_journal(&m, snap) >= 6,
         "lists checked in the snapshot"
@@ -22,15 +24,15 @@ fn check_snapshot(snap: &impl PhysMem, live_ops: impl Fn() -> u64) {
         eventually(Duration::from_secs(10), || live_ops() > ops + 20),
         "the guest runs on after the snapshot"
     );
-    assert_eq!(m.ops(snap), ops, "the snapshot changed");
+    assert_eq!(m.ops(snap).unwrap(), ops, "the snapshot changed");
 }
 
 #[test]
 fn memfd_copy_and_file_snapshots() {
     let mut vm = Vm::testkernel(2, "memfd", "");
     let (c, live) = live_memfd(&mut vm);
-    let m = Manifest::wait(&live, 2, Duration::from_secs(20));
-    let live_ops = || m.ops(&live);
+    let m = wait_manifest(&live, 2, Duration::from_secs(20));
+    let live_ops = || m.ops(&live).unwrap();
 
     let s = c.snapshot(None).unwrap();
     assert_eq!(s.kind, "memfd-copy");
@@ -54,8 +56,8 @@ fn fork_snapshots_of_private_ram() {
     assert_eq!(info.backing.kind, "private");
     let map = MemoryMap::new(info.regions).unwrap();
     let live = ProcMem::open(vm.pid(), info.backing.hva, map.clone());
-    let m = Manifest::wait(&live, 1, Duration::from_secs(20));
-    let live_ops = || m.ops(&live);
+    let m = wait_manifest(&live, 1, Duration::from_secs(20));
+    let live_ops = || m.ops(&live).unwrap();
 
     let s = c.snapshot(None).unwrap();
     assert_eq!(s.kind, "fork");

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::testkernel::{Manifest, assert_lists_match_journal};
+use common::testkernel::{Manifest, assert_lists_match_journal, wait_manifest};
 use common::{Vm, eventually};
 use vmscope_hv::{Halted, Hypervisor};
 use vmscope_map::Mapped;
@@ -32,9 +32,11 @@ fn every_technique_reads_the_test_kernel() {
         ),
         ("mmap", Box::new(Mapped::open(loc.clone()).unwrap())),
     ];
-    let m = Manifest::wait(&readers[0].1, 2, Duration::from_secs(20));
+    let m = wait_manifest(&readers[0].1, 2, Duration::from_secs(20));
     for (name, r) in &readers {
-        let mine = Manifest::read(r).unwrap_or_else(|| panic!("{name}: no manifest"));
+        let mine = Manifest::read(r)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}: no manifest"));
         assert_eq!(
             (mine.cr3, mine.lists_va),
             (m.cr3, m.lists_va),
@@ -45,10 +47,10 @@ fn every_technique_reads_the_test_kernel() {
     for round in 0..3 {
         halted
             .pass(|rs| {
-                let reference = m.lists(&rs[0].1);
+                let reference = m.lists(&rs[0].1).unwrap();
                 for (name, r) in rs.iter() {
                     assert_eq!(
-                        m.lists(r),
+                        m.lists(r).unwrap(),
                         reference,
                         "round {round}: {name} disagrees with pread"
                     );
@@ -59,9 +61,10 @@ fn every_technique_reads_the_test_kernel() {
                 }
             })
             .unwrap();
-        let ops = m.ops(&readers[0].1);
+        let ops = m.ops(&readers[0].1).unwrap();
         assert!(
-            eventually(Duration::from_secs(10), || m.ops(&readers[0].1) > ops),
+            eventually(Duration::from_secs(10), || m.ops(&readers[0].1).unwrap()
+                > ops),
             "the guest runs between passes"
         );
     }
@@ -75,7 +78,7 @@ fn process_vm_readv_reads_private_ram() {
     let loc = c.ram_location().unwrap();
     assert!(loc.file.is_none(), "private RAM has no backing file");
     let mem = VmReadv::open(loc).unwrap();
-    let m = Manifest::wait(&mem, 1, Duration::from_secs(20));
+    let m = wait_manifest(&mem, 1, Duration::from_secs(20));
     let halted = Halted::new(&mem, &c);
     let checked = halted.pass(|r| assert_lists_match_journal(&m, r)).unwrap();
     assert!(checked >= 7, "{checked} lists checked");

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::testkernel::Manifest;
+use common::testkernel::wait_manifest;
 use common::{Vm, live_memfd};
 use vmscope_hv::Hypervisor;
 use vmscope_mem::Gva;
@@ -15,7 +15,7 @@ use vmscope_x86::{AddressSpace, PageSize};
 fn manifest_mappings_translate_as_published() {
     let mut vm = Vm::testkernel(1, "memfd", "");
     let (c, mem) = live_memfd(&mut vm);
-    let m = Manifest::wait(&mem, 1, Duration::from_secs(20));
+    let m = wait_manifest(&mem, 1, Duration::from_secs(20));
     let regs = c.vcpu_registers(0).unwrap();
     assert_eq!(regs.page_table_root(), m.cr3);
     let space =
