@@ -230,6 +230,22 @@ impl State {
 impl<M: PhysMem> PhysMem for PageCache<M> {
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> Result<()> {
         let epoch = self.epoch.load(Relaxed);
+        // Fast path, no allocation: one op within one cached page (a page-table entry,
+        // a field).
+        if let [op] = ops {
+            let len = op.buf.len() as u64;
+            let off = op.gpa.offset_in_page(PAGE_SIZE);
+            if len > 0 && off + len <= PAGE_SIZE {
+                let mut st = self.lock();
+                if let Some(slot) = st.lookup(op.gpa.page_base(PAGE_SIZE).raw(), epoch) {
+                    let src = slot * PAGE + off as usize;
+                    op.buf.copy_from_slice(&st.data[src..src + op.buf.len()]);
+                    drop(st);
+                    self.hits.fetch_add(1, Relaxed);
+                    return Ok(());
+                }
+            }
+        }
         // Every page the cacheable ops touch, sorted and deduplicated.
         let mut needed: Vec<u64> = Vec::new();
         let mut bypass = false;
