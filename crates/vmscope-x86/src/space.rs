@@ -36,7 +36,7 @@ impl AddressSpace {
     }
 
     /// Treats physical-address bits `bits..52` of every entry as reserved
-    /// (`bits` is the CPU's MAXPHYADDR, CPUID 0x8000_0008 EAX[7:0]; clamped to 32..=52).
+    /// (`bits` is the CPU's MAXPHYADDR, CPUID 0x8000_0008 EAX bits 7:0; clamped to 32..=52).
     pub const fn with_max_phys_bits(mut self, bits: u32) -> Self {
         let bits = if bits < 32 {
             32
