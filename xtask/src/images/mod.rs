@@ -4,6 +4,7 @@
 //! - `debs/`: the downloaded packages (pinned by the manifest);
 //! - `linux-<id>/`: `bzImage`, `vmlinux` (ELF, carries `.BTF`), `config`, and
 //!   `initramfs.cpio` (busybox, the agent, the kernel's test modules);
+//! - `testkernel/testkernel.elf`: the built-in VMM's test kernel (gcc);
 //! - `manifest.json`: every package and artifact with version and sha256.
 //!
 //! A second run verifies the hashes and downloads nothing. Work happens in a staging
@@ -67,7 +68,10 @@ pub fn ensure() -> anyhow::Result<()> {
 fn build(out: &Path, opts: &Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)?;
     let agent = agent::build()?;
-    let recipe = recipe_hash(&agent);
+    // The test kernel for the built-in VMM (a no-op when its sources are unchanged).
+    let testkernel = crate::testkernel::build(&crate::project_root(), out)?;
+    let testkernel_rel = testkernel.strip_prefix(out).unwrap_or(&testkernel).to_string_lossy().into_owned();
+    let recipe = recipe_hash(&agent, &std::fs::read(&testkernel)?);
     let old = Manifest::load(out)?;
     if let Some(m) = &old
         && !opts.update
@@ -127,6 +131,7 @@ fn build(out: &Path, opts: &Options) -> anyhow::Result<()> {
         }
     }
     std::fs::remove_dir_all(&staging)?;
+    artifacts.push(artifact(out, &testkernel_rel, "built from guest-images/testkernel with gcc".into())?);
     let m = Manifest { recipe, packages, kernels, artifacts };
     m.store(out)?;
     for k in &m.kernels {
@@ -136,7 +141,7 @@ fn build(out: &Path, opts: &Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn recipe_hash(agent: &[u8]) -> String {
+fn recipe_hash(agent: &[u8], testkernel: &[u8]) -> String {
     let mut all = Vec::new();
     all.extend_from_slice(RECIPE_VERSION.as_bytes());
     for part in [initramfs::INIT, initramfs::PASSWD, initramfs::GROUP] {
@@ -144,6 +149,7 @@ fn recipe_hash(agent: &[u8]) -> String {
     }
     all.extend_from_slice(initramfs::MODULES.join(",").as_bytes());
     all.extend_from_slice(sha256_hex(agent).as_bytes());
+    all.extend_from_slice(sha256_hex(testkernel).as_bytes());
     sha256_hex(&all)
 }
 
