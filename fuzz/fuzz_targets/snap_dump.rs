@@ -8,7 +8,9 @@ use vmscope_mem::PhysMem;
 use vmscope_snap::DumpFile;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, rest)) = data.split_first() else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
     // Steer most inputs past the magic check into one parser.
     let mut bytes = match sel % 3 {
         0 => b"\x7fELF\x02\x01\x01\x00".to_vec(),

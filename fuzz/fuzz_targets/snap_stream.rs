@@ -7,7 +7,9 @@ use vmscope_mem::MemoryMap;
 use vmscope_snap::live::parse_stream;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&sel, rest)) = data.split_first() else { return };
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
     let mut bytes = Vec::new();
     if sel % 2 == 0 {
         bytes.extend_from_slice(b"QEVM\x00\x00\x00\x03");

@@ -38,13 +38,19 @@ fn snapshots_do_no_harm() {
     hv.pause().unwrap();
     let start = usage(&g);
     eprintln!("start: {start:?}");
-    assert!(start.0 < map.ram_size() / 2, "an idle guest should leave most of its RAM untouched: {start:?}");
+    assert!(
+        start.0 < map.ram_size() / 2,
+        "an idle guest should leave most of its RAM untouched: {start:?}"
+    );
     const TOLERANCE: u64 = 1 << 20;
 
     let (snap, _) = halt_snap(hv, Source::File(&ram), SnapOptions::default()).unwrap();
     drop(snap);
     let after_halt = usage(&g);
-    assert!(after_halt.0 <= start.0 + TOLERANCE && after_halt.1 <= start.1 + TOLERANCE, "halt-snap: {start:?} -> {after_halt:?}");
+    assert!(
+        after_halt.0 <= start.0 + TOLERANCE && after_halt.1 <= start.1 + TOLERANCE,
+        "halt-snap: {start:?} -> {after_halt:?}"
+    );
 
     let (snap, _) = precopy_snap(hv, &ram, SnapOptions::default()).unwrap();
     drop(snap);
@@ -55,7 +61,14 @@ fn snapshots_do_no_harm() {
     );
 
     // QEMU's background snapshot resumes the guest and populates every page.
-    let (snap, _, _) = qemu_background_snap(hv, SnapOptions { registers: false, vmcoreinfo: false }).unwrap();
+    let (snap, _, _) = qemu_background_snap(
+        hv,
+        SnapOptions {
+            registers: false,
+            vmcoreinfo: false,
+        },
+    )
+    .unwrap();
     drop(snap);
     let after_qemu = usage(&g);
     eprintln!("after QEMU's background snapshot: {after_qemu:?}");

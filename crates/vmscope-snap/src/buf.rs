@@ -21,9 +21,13 @@ unsafe impl Sync for AnonBuf {}
 impl AnonBuf {
     /// `len` zero bytes (no page is allocated until written).
     pub(crate) fn zeroed(len: u64) -> Result<Self> {
-        let len = usize::try_from(len).map_err(|_| Error::Map(format!("{len} bytes do not fit in memory")))?;
+        let len = usize::try_from(len)
+            .map_err(|_| Error::Map(format!("{len} bytes do not fit in memory")))?;
         if len == 0 {
-            return Ok(Self { ptr: NonNull::dangling(), len: 0 });
+            return Ok(Self {
+                ptr: NonNull::dangling(),
+                len: 0,
+            });
         }
         // SAFETY: an anonymous private mapping with no address hint; the result is
         // checked against MAP_FAILED before use.
@@ -38,16 +42,22 @@ impl AnonBuf {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(Error::io(format!("allocating a {len}-byte snapshot buffer"), std::io::Error::last_os_error()));
+            return Err(Error::io(
+                format!("allocating a {len}-byte snapshot buffer"),
+                std::io::Error::last_os_error(),
+            ));
         }
-        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| Error::Map("mmap returned NULL".into()))?;
+        let ptr =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| Error::Map("mmap returned NULL".into()))?;
         Ok(Self { ptr, len })
     }
 
     /// Allocates the pages of `start..start+len` now, so that a later copy into them
     /// (during a pause) takes no page faults. Best effort.
     pub(crate) fn prefault(&mut self, start: u64, len: u64) {
-        let (Ok(start), Ok(len)) = (usize::try_from(start), usize::try_from(len)) else { return };
+        let (Ok(start), Ok(len)) = (usize::try_from(start), usize::try_from(len)) else {
+            return;
+        };
         let end = start.saturating_add(len).min(self.len);
         if start >= end {
             return;
@@ -55,14 +65,22 @@ impl AnonBuf {
         let page_start = start & !4095;
         // SAFETY: the range lies within our own mapping (clamped to `self.len`, and
         // the mapping starts page-aligned); MADV_POPULATE_WRITE only allocates pages.
-        let r = unsafe { libc::madvise(self.ptr.as_ptr().add(page_start).cast(), end - page_start, libc::MADV_POPULATE_WRITE) };
+        let r = unsafe {
+            libc::madvise(
+                self.ptr.as_ptr().add(page_start).cast(),
+                end - page_start,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
         if r != 0 {
             // Older kernels: write the zero each page holds, one byte per page.
             let base = self.ptr.as_ptr();
             let mut i = page_start;
             while i < end {
                 // SAFETY: `i < end <= len`, inside our mapping, which is writable.
-                unsafe { std::ptr::write_volatile(base.add(i), std::ptr::read_volatile(base.add(i))) };
+                unsafe {
+                    std::ptr::write_volatile(base.add(i), std::ptr::read_volatile(base.add(i)))
+                };
                 i += 4096;
             }
         }

@@ -51,6 +51,7 @@
 //! [`live`]).
 
 #![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::single_range_in_vec_init))]
 
 mod buf;
 mod error;
@@ -67,4 +68,3 @@ pub use halt::{SnapOptions, SnapStats, Source, halt_snap};
 pub use qemu_dump::qemu_dump_guest_memory;
 pub use ramfile::RamFile;
 pub use snapshot::{DumpMeta, Snapshot, vmcoreinfo_value};
-
