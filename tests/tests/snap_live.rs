@@ -47,7 +47,7 @@ fn live_snaps_hold_the_guests_writes(mut g: Guest) {
     drop(snap);
 
     // Last: it allocates all of the memfd (see snap_harm.rs).
-    let (snap, stats, info) = qemu_background_snap(hv, SnapOptions::default()).unwrap();
+    let (snap, stats, info) = qemu_background_snap(g.vm.hv(), SnapOptions::default()).unwrap();
     eprintln!(
         "MEASURE {stats:?} blocks={:?} pages={} zero_pages={}",
         info.blocks, info.pages, info.zero_pages
@@ -65,7 +65,7 @@ fn live_snaps_hold_the_guests_writes(mut g: Guest) {
         snap.meta().vmcoreinfo_value("OSRELEASE"),
         Some(release.as_str())
     );
-    assert!(!hv.is_paused().unwrap());
+    assert!(!g.vm.hv().is_paused().unwrap());
     assert!(stats.qemu_downtime.is_some());
     drop(snap);
 
