@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+use vmscope_linux::{Hints, Kernel};
 use vmscope_mem::{Error as MemError, MemoryMap, PhysMem, ReadOp};
 
 /// Guest RAM in a file: pread per chunk.
@@ -34,23 +35,45 @@ impl PhysMem for FileMem {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: dump RAM.bin [info|kallsyms]")?;
+    let path = args.next().ok_or("usage: dump RAM.bin [info|ps|lsmod|kallsyms|tree]")?;
     let what = args.next().unwrap_or_else(|| "info".into());
     let file = File::open(&path)?;
     let size = file.metadata()?.len();
     let mem = FileMem { file, map: MemoryMap::flat(size) };
-    if what == "time" {
-        let start: u64 = u64::from_str_radix(&args.next().unwrap(), 16).unwrap();
-        time_decode(&mem, start, 18 << 20);
-        return Ok(());
-    }
     let t = std::time::Instant::now();
-    let (info, k) = vmscope_linux::discover(&mem, &vmscope_linux::Hints::none())?;
-    eprintln!("discovery: {:?}", t.elapsed());
+    let kernel = Kernel::attach(mem, Hints::none())?;
+    eprintln!("attach: {:?}", t.elapsed());
     match what.as_str() {
-        "kallsyms" => print!("{}", k.symbols.to_proc_kallsyms()),
+        "kallsyms" => print!("{}", kernel.proc_kallsyms()),
+        "ps" => {
+            let t = std::time::Instant::now();
+            let list = kernel.processes();
+            eprintln!("processes: {:?}", t.elapsed());
+            for p in &list.processes {
+                let cmd = p.cmdline.as_ref().map_or("?".to_owned(), |c| c.join(" "));
+                println!("{:>6} {:>6} {:>5} {:>5} {} {:>3} {:>6} {:<16} {}", p.pid, p.ppid, p.uid, p.gid, p.state, p.threads, p.rss_pages.unwrap_or(0), p.comm, cmd);
+            }
+            for a in &list.anomalies {
+                println!("anomaly: {a}");
+            }
+        }
+        "tree" => {
+            for (d, p) in kernel.process_tree().walk() {
+                println!("{}{} {}", "  ".repeat(d), p.pid, p.comm);
+            }
+        }
+        "lsmod" => {
+            let list = kernel.modules();
+            for m in &list.modules {
+                println!("{} {} {} - {} {:#x} {}", m.name, m.size, m.refcount, m.state, m.base, m.taint_flags);
+            }
+            for a in &list.anomalies {
+                println!("anomaly: {a}");
+            }
+        }
         _ => {
-            println!("{}", serde_json::to_string_pretty(&info)?);
+            let info = kernel.info();
+            println!("{}", serde_json::to_string_pretty(info)?);
             for e in &info.evidence {
                 println!("- {e}");
             }
@@ -58,4 +81,3 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     Ok(())
 }
-

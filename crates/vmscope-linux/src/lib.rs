@@ -1,12 +1,80 @@
-//! wip
+//! Linux knowledge for introspection, with no profile to install: the kernel is
+//! found in guest-physical memory, its symbols decoded from its own kallsyms
+//! tables, its types read from its own BTF, and every field offset looked up by
+//! name. On top: processes, threads, the process tree and modules, each a plain
+//! serde-serializable value with the [`Anomaly`]s met while reading it.
+//!
+//! ```no_run
+//! use vmscope_linux::{Hints, Kernel};
+//! # fn mem() -> vmscope_mem::SliceMem<Vec<u8>> { unimplemented!() }
+//!
+//! // `mem` is any PhysMem: a technique's reader of a live guest, or a dump.
+//! let kernel = Kernel::attach(mem(), Hints::none())?;
+//! println!("{} ({}), KASLR {:+#x}", kernel.info().release, kernel.info().paging, kernel.info().kaslr_virtual_offset);
+//! for p in &kernel.processes().processes {
+//!     println!("{:>6} {:>6} {:>5} {} {}", p.pid, p.ppid, p.uid, p.state, p.comm);
+//! }
+//! for m in &kernel.modules().modules {
+//!     println!("{} {} {}", m.name, m.size, m.state);
+//! }
+//! # Ok::<(), vmscope_linux::Error>(())
+//! ```
+//!
+//! The pieces work alone too; this one runs on any bytes:
+//!
+//! ```
+//! use vmscope_linux::{kallsyms, SymbolTable, SymbolSource};
+//!
+//! // kallsyms is found by structure; bytes that are not a table are an error.
+//! assert!(kallsyms::decode_window(&[0x41; 8192], vmscope_mem::Gpa::new(0)).is_err());
+//!
+//! // A System.map gives a symbol table like the one decoded from memory.
+//! let map = SymbolTable::from_system_map("ffffffff81000000 T _text\nffffffff82000100 D linux_banner\n")?;
+//! assert_eq!(map.source(), SymbolSource::SystemMap);
+//! assert_eq!(map.symbolize(0xffffffff81000010).map(|(s, off)| (s.name, off)), Some(("_text", 0x10)));
+//! # Ok::<(), vmscope_linux::Error>(())
+//! ```
+//!
+//! - [`discovery`]: the kernel image, KASLR offsets, paging mode, `init_top_pgt`,
+//!   banner, build ID — and the [`Evidence`] each came from.
+//! - [`kallsyms`]: the symbol table, equal to the guest's `/proc/kallsyms`.
+//! - [`types`] and [`Profile`]: struct sizes, field offsets (nested, anonymous,
+//!   bitfields), enum values, from BTF in memory, a vmlinux, or an ISF file; ISF
+//!   written back out; [`ProfileCache`] keyed by banner and build ID.
+//! - [`views`]: processes, threads, tree, modules, module symbols.
+//!
+//! What this crate deliberately does not do: talk to a hypervisor (registers come
+//! in as [`Hints`]), pause the guest (wrap the memory in a halting decorator for a
+//! consistent pass), write guest memory, or hard-code an offset or layout for a
+//! kernel version. It supports x86-64 guests with BTF (`CONFIG_DEBUG_INFO_BTF`,
+//! or types from a vmlinux or ISF file) and kallsyms with `CONFIG_KALLSYMS_ALL`
+//! (or a CR3 hint). `/proc/kallsyms` lines for BPF programs and ftrace or kprobe
+//! trampolines are not rebuilt.
+
 #![warn(missing_docs)]
 
+mod cache;
 pub mod discovery;
 pub mod elf;
 mod error;
 pub mod kallsyms;
+mod kernel;
+mod kmem;
+pub mod offsets;
+mod profile;
 mod symbols;
+pub mod types;
+pub mod views;
 
+pub use cache::ProfileCache;
 pub use discovery::{Evidence, Hints, KernelInfo, discover};
 pub use error::{Error, Result};
+pub use kernel::{AttachOptions, Kernel};
+pub use kmem::KernelMem;
+pub use offsets::Offsets;
+pub use profile::Profile;
 pub use symbols::{Symbol, SymbolSource, SymbolTable};
+pub use views::modules::{Module, ModuleList, ModuleSymbol};
+pub use views::process::{Process, ProcessList, Thread, ThreadList};
+pub use views::tree::{ProcessTree, TreeNode};
+pub use views::{Anomaly, Limits};

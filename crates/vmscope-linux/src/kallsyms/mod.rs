@@ -96,9 +96,4 @@ pub fn decode_window(window: &[u8], base: Gpa) -> Result<Kallsyms> {
     )))
 }
 
-/// Whether `window` holds a token-table anchor at all (a cheap first test).
-pub(crate) fn has_anchor(window: &[u8]) -> bool {
-    layout::anchors(window).next().is_some()
-}
-
 pub(crate) use layout::{DIGITS, MAX_BACK};

@@ -1,0 +1,101 @@
+//! A cache of resolved field offsets, keyed by the kernel's banner *and* its build
+//! ID (both read from guest memory at every attach): a cached entry is only ever
+//! used for the very build it was made from.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::offsets::Offsets;
+
+/// Bumped whenever [`Offsets`] changes shape; older files are ignored.
+const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    format: u32,
+    banner: String,
+    build_id: String,
+    offsets: Offsets,
+}
+
+/// Resolved offsets per kernel build, in memory and optionally in a directory
+/// (one JSON file per build ID).
+///
+/// ```
+/// let cache = vmscope_linux::ProfileCache::in_memory();
+/// assert!(cache.get("Linux version 6.1 ...", "bb60").is_none());
+/// ```
+#[derive(Debug, Default)]
+pub struct ProfileCache {
+    dir: Option<PathBuf>,
+    entries: Mutex<HashMap<(String, String), Offsets>>,
+}
+
+impl ProfileCache {
+    /// A cache that lives as long as this value.
+    pub fn in_memory() -> Self {
+        ProfileCache::default()
+    }
+
+    /// A cache that also persists to `dir` (created on first store).
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        ProfileCache { dir: Some(dir.into()), entries: Mutex::default() }
+    }
+
+    fn path(&self, build_id: &str) -> Option<PathBuf> {
+        let safe = build_id.bytes().all(|b| b.is_ascii_hexdigit()) && !build_id.is_empty();
+        Some(self.dir.as_ref()?.join(format!("{build_id}.json"))).filter(|_| safe)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Offsets>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The offsets stored for exactly this banner and build ID.
+    pub fn get(&self, banner: &str, build_id: &str) -> Option<Offsets> {
+        let key = (banner.to_owned(), build_id.to_owned());
+        if let Some(o) = self.lock().get(&key) {
+            return Some(o.clone());
+        }
+        let bytes = std::fs::read(self.path(build_id)?).ok()?;
+        let e: Entry = serde_json::from_slice(&bytes).ok()?;
+        if e.format != FORMAT || e.banner != banner || e.build_id != build_id {
+            return None;
+        }
+        self.lock().insert(key, e.offsets.clone());
+        Some(e.offsets)
+    }
+
+    /// Stores offsets for this banner and build ID. Failing to write the file is
+    /// not an error: the cache is an optimisation.
+    pub fn put(&self, banner: &str, build_id: &str, offsets: &Offsets) {
+        self.lock().insert((banner.to_owned(), build_id.to_owned()), offsets.clone());
+        if let (Some(dir), Some(path)) = (&self.dir, self.path(build_id)) {
+            let e = Entry { format: FORMAT, banner: banner.into(), build_id: build_id.into(), offsets: offsets.clone() };
+            if let Ok(json) = serde_json::to_vec(&e) {
+                let _ = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(path, json));
+            }
+        }
+    }
+
+    /// Forgets the entry for this build (e.g. when it failed a check).
+    pub fn evict(&self, banner: &str, build_id: &str) {
+        self.lock().remove(&(banner.to_owned(), build_id.to_owned()));
+        if let Some(p) = self.path(build_id) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    /// Entries held in memory.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no entry is held in memory.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,240 @@
+//! [`Kernel`]: attach to a guest's memory once, then ask for views.
+
+use std::sync::{Arc, OnceLock};
+
+use vmscope_mem::PhysMem;
+use vmscope_x86::AddressSpace;
+
+use crate::discovery::{Hints, KernelInfo, discover};
+use crate::kmem::KernelMem;
+use crate::offsets::Offsets;
+use crate::types::btf::BtfTypes;
+use crate::views::Limits;
+use crate::views::modules::{ModuleList, ModuleSymbol, format_module_symbols};
+use crate::views::process::{ProcessList, ThreadList};
+use crate::views::tree::ProcessTree;
+use crate::{Error, Profile, ProfileCache, Result, SymbolTable};
+
+/// How to attach.
+#[derive(Debug, Default)]
+pub struct AttachOptions<'a> {
+    /// vCPU registers, if the hypervisor gives them.
+    pub hints: Hints,
+    /// Where to find and keep resolved offsets for this build.
+    pub cache: Option<&'a ProfileCache>,
+    /// Types to use instead of the BTF in guest memory (a vmlinux's `.BTF`, an ISF
+    /// file). Refused if its banner or build ID disagree with the guest's.
+    pub types: Option<Profile>,
+    /// Bounds of every walk.
+    pub limits: Limits,
+}
+
+/// Kernel addresses the views start from.
+#[derive(Debug, Clone)]
+pub(crate) struct Addrs {
+    pub init_task: u64,
+    pub modules: u64,
+    /// `__per_cpu_offset[0..nr_cpu_ids]`.
+    pub per_cpu_offsets: Vec<u64>,
+    /// `taint_flags` and its entry count.
+    pub taint_flags: Option<(u64, u64)>,
+}
+
+/// What a view needs: memory, offsets, addresses, bounds.
+pub(crate) struct Ctx<'a, M> {
+    pub k: &'a KernelMem<M>,
+    pub o: &'a Offsets,
+    pub addrs: &'a Addrs,
+    pub limits: Limits,
+}
+
+/// A Linux guest, attached: where its kernel is, its symbols and the offsets of the
+/// structures the views read.
+#[derive(Debug)]
+pub struct Kernel<M> {
+    kmem: KernelMem<M>,
+    info: KernelInfo,
+    symbols: Arc<SymbolTable>,
+    offsets: Offsets,
+    addrs: Addrs,
+    profile: OnceLock<Profile>,
+    from_cache: bool,
+    limits: Limits,
+}
+
+impl<M: PhysMem> Kernel<M> {
+    /// Attaches with memory alone (plus whatever `hints` say): discovery, kallsyms,
+    /// BTF, offsets.
+    pub fn attach(mem: M, hints: Hints) -> Result<Self> {
+        Self::attach_with(mem, AttachOptions { hints, ..AttachOptions::default() })
+    }
+
+    /// Attaches with options: a profile cache, external types, limits.
+    pub fn attach_with(mem: M, opts: AttachOptions<'_>) -> Result<Self> {
+        let (info, k) = discover(&mem, &opts.hints)?;
+        let symbols = Arc::new(k.symbols);
+        let image = info.image(&symbols);
+        let space = AddressSpace::new(info.kernel_root, info.paging);
+        let kmem = KernelMem::new(mem, image, info.page_offset_base, space);
+        let key = info.build_id.clone().map(|b| (info.banner.clone(), b));
+
+        if let Some(t) = &opts.types {
+            if let Some(b) = t.build_id().filter(|b| Some(*b) != info.build_id.as_deref()) {
+                return Err(Error::ProfileMismatch(format!("the types are for build {b}, the guest runs {:?}", info.build_id)));
+            }
+            if let Some(b) = t.banner().filter(|b| *b != info.banner) {
+                return Err(Error::ProfileMismatch(format!("the types are for {b:?}, the guest runs {:?}", info.banner)));
+            }
+        }
+
+        let profile = OnceLock::new();
+        let cached = match (&opts.cache, &key, &opts.types) {
+            (Some(c), Some((banner, id)), None) => c.get(banner, id),
+            _ => None,
+        };
+        let (offsets, from_cache) = match cached {
+            Some(o) => (o, true),
+            None => {
+                let p = match opts.types {
+                    Some(t) => Profile::from_shared(symbols.clone(), t.types_arc()),
+                    None => load_btf(&kmem, &info, symbols.clone())?,
+                };
+                let o = Offsets::resolve(&p)?;
+                let _ = profile.set(p);
+                (o, false)
+            }
+        };
+        let addrs = Self::addrs(&kmem, &symbols)?;
+        let mut kernel = Kernel { kmem, info, symbols, offsets, addrs, profile, from_cache, limits: opts.limits };
+
+        // A cached entry must still describe this memory: `init_task` is the idle
+        // task of CPU 0. If not, resolve again and replace it.
+        if !kernel.init_task_ok() {
+            if let (true, Some(c), Some((banner, id))) = (from_cache, opts.cache, &key) {
+                c.evict(banner, id);
+                let p = load_btf(&kernel.kmem, &kernel.info, kernel.symbols.clone())?;
+                kernel.offsets = Offsets::resolve(&p)?;
+                let _ = kernel.profile.set(p);
+                kernel.from_cache = false;
+            }
+        }
+        if let (Some(c), Some((banner, id)), false) = (opts.cache, &key, kernel.from_cache) {
+            c.put(banner, id, &kernel.offsets);
+        }
+        Ok(kernel)
+    }
+
+    fn addrs(kmem: &KernelMem<M>, s: &SymbolTable) -> Result<Addrs> {
+        let nr = s.addr("nr_cpu_ids").and_then(|a| kmem.read_u32(a).ok()).unwrap_or(1).clamp(1, 8192);
+        let per_cpu_offsets = match s.addr("__per_cpu_offset") {
+            Some(a) => kmem
+                .read_vec(a, nr as usize * 8)
+                .map(|b| b.chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let taint_flags = s.lookup("taint_flags").and_then(|t| {
+            // The table ends where the next symbol starts.
+            let next = s.iter().skip(t.index + 1).find(|n| n.addr > t.addr)?.addr;
+            Some((t.addr, next - t.addr))
+        });
+        Ok(Addrs { init_task: s.require("init_task")?, modules: s.require("modules")?, per_cpu_offsets, taint_flags })
+    }
+
+    fn init_task_ok(&self) -> bool {
+        let o = &self.offsets.task;
+        self.kmem.read_cstr(self.addrs.init_task + o.comm, o.comm_len as usize).is_ok_and(|c| c.starts_with("swapper"))
+    }
+
+    fn ctx(&self) -> Ctx<'_, M> {
+        let limits = self.limits;
+        Ctx { k: &self.kmem, o: &self.offsets, addrs: &self.addrs, limits }
+    }
+
+    /// What discovery found: KASLR offsets, paging mode, banner, evidence.
+    pub fn info(&self) -> &KernelInfo {
+        &self.info
+    }
+
+    /// The kernel's symbols (kallsyms from memory).
+    pub fn symbols(&self) -> &SymbolTable {
+        &self.symbols
+    }
+
+    /// The offsets the views use.
+    pub fn offsets(&self) -> &Offsets {
+        &self.offsets
+    }
+
+    /// Whether the offsets came from the profile cache.
+    pub fn offsets_from_cache(&self) -> bool {
+        self.from_cache
+    }
+
+    /// The full profile (symbols and types). After an attach served from the cache
+    /// the BTF is parsed now, on first use.
+    pub fn profile(&self) -> Result<&Profile> {
+        if let Some(p) = self.profile.get() {
+            return Ok(p);
+        }
+        let p = load_btf(&self.kmem, &self.info, self.symbols.clone())?;
+        Ok(self.profile.get_or_init(|| p))
+    }
+
+    /// Kernel-virtual memory.
+    pub fn kernel_mem(&self) -> &KernelMem<M> {
+        &self.kmem
+    }
+
+    /// The guest-physical memory.
+    pub fn mem(&self) -> &M {
+        self.kmem.phys()
+    }
+
+    /// Forgets cached translations: call when the guest ran since the last view.
+    pub fn invalidate(&self) {
+        self.kmem.invalidate();
+    }
+
+    /// Every process (thread-group leader), with anomalies.
+    pub fn processes(&self) -> ProcessList {
+        self.ctx().processes()
+    }
+
+    /// The threads of process `pid`, or `None` if there is no such process.
+    pub fn threads(&self, pid: i32) -> Option<ThreadList> {
+        self.ctx().threads(pid)
+    }
+
+    /// The process tree.
+    pub fn process_tree(&self) -> ProcessTree {
+        ProcessTree::from_list(self.processes())
+    }
+
+    /// Every loaded module, with anomalies.
+    pub fn modules(&self) -> ModuleList {
+        self.ctx().modules()
+    }
+
+    /// Every module's symbols, as `/proc/kallsyms` lists them after the kernel's.
+    pub fn module_symbols(&self) -> (Vec<ModuleSymbol>, Vec<crate::Anomaly>) {
+        self.ctx().module_symbols()
+    }
+
+    /// `/proc/kallsyms` as root would read it: the kernel's symbols, then every
+    /// module's (BPF programs, ftrace and kprobe trampolines are not included).
+    pub fn proc_kallsyms(&self) -> String {
+        let mut s = self.symbols.to_proc_kallsyms();
+        s.push_str(&format_module_symbols(&self.module_symbols().0));
+        s
+    }
+}
+
+/// Reads and parses the BTF blob in guest memory.
+fn load_btf<M: PhysMem>(kmem: &KernelMem<M>, info: &KernelInfo, symbols: Arc<SymbolTable>) -> Result<Profile> {
+    let (gpa, len) = info.btf.ok_or_else(|| Error::Btf("the kernel has no __start_BTF/__stop_BTF (CONFIG_DEBUG_INFO_BTF)".into()))?;
+    let mut blob = vec![0u8; len as usize];
+    kmem.phys().read(gpa, &mut blob).map_err(|e| Error::phys(gpa, e))?;
+    let types = BtfTypes::parse(&blob)?;
+    Ok(Profile::from_shared(symbols, Arc::new(types)).with_identity(Some(info.banner.clone()), info.build_id.clone()))
+}

@@ -1,0 +1,141 @@
+//! Reading the kernel's virtual address space (and a process's) from guest-physical
+//! memory: the image and the direct map by their fixed offsets, everything else
+//! (vmalloc, modules, per-CPU areas beyond the first chunk) through the kernel
+//! page tables with a TLB.
+
+use std::sync::Mutex;
+
+use vmscope_mem::{Gpa, Gva, PAGE_SIZE, PhysMem};
+use vmscope_x86::{AddressSpace, PagingMode, Root, Tlb};
+
+use crate::discovery::Image;
+use crate::{Error, Result};
+
+/// The kernel's view of memory, over any [`PhysMem`].
+#[derive(Debug)]
+pub struct KernelMem<M> {
+    mem: M,
+    image: Image,
+    direct_base: u64,
+    direct_len: u64,
+    space: AddressSpace,
+    tlb: Mutex<Tlb>,
+}
+
+impl<M: PhysMem> KernelMem<M> {
+    pub(crate) fn new(mem: M, image: Image, direct_base: u64, space: AddressSpace) -> Self {
+        let direct_len = mem.memory_map().end();
+        KernelMem { mem, image, direct_base, direct_len, space, tlb: Mutex::new(Tlb::new(4096)) }
+    }
+
+    /// The guest-physical memory underneath.
+    pub fn phys(&self) -> &M {
+        &self.mem
+    }
+
+    /// The kernel address space (`init_top_pgt`).
+    pub fn space(&self) -> AddressSpace {
+        self.space
+    }
+
+    /// The paging mode.
+    pub fn mode(&self) -> PagingMode {
+        self.space.mode()
+    }
+
+    /// Forgets cached translations; call when the guest may have run since.
+    pub fn invalidate(&self) {
+        self.tlb.lock().unwrap_or_else(|p| p.into_inner()).invalidate();
+    }
+
+    /// Whether `va` lies in the kernel half (the only place kernel pointers go).
+    pub fn is_kernel_address(&self, va: u64) -> bool {
+        let m = self.space.mode();
+        m.is_canonical(Gva::new(va)) && va >= m.upper_half_start().raw()
+    }
+
+    /// The guest-physical address of kernel-virtual `va`, and how many bytes stay
+    /// physically contiguous from there.
+    pub fn translate(&self, va: u64) -> Result<(Gpa, u64)> {
+        if let Some(pa) = self.image.pa(va) {
+            return Ok((pa, self.image.end_va - va));
+        }
+        if va >= self.direct_base && va - self.direct_base < self.direct_len {
+            let off = va - self.direct_base;
+            return Ok((Gpa::new(off), self.direct_len - off));
+        }
+        let gva = Gva::new(va);
+        let mut tlb = self.tlb.lock().unwrap_or_else(|p| p.into_inner());
+        let t = tlb.translate(&self.mem, &self.space, gva).map_err(|source| Error::Translate { gva, source })?;
+        Ok((t.gpa, t.page_size.bytes() - gva.offset_in_page(t.page_size.bytes())))
+    }
+
+    /// Reads `buf.len()` bytes at kernel-virtual `va`.
+    pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<()> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let at = va.checked_add(done as u64).ok_or_else(|| Error::layout("read", "address overflow"))?;
+            let (pa, contiguous) = self.translate(at)?;
+            let n = (buf.len() - done).min(usize::try_from(contiguous).unwrap_or(usize::MAX));
+            self.mem.read(pa, &mut buf[done..done + n]).map_err(|e| Error::phys(pa, e))?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `va` into a new vector.
+    pub fn read_vec(&self, va: u64, len: usize) -> Result<Vec<u8>> {
+        let mut v = vec![0u8; len];
+        self.read(va, &mut v)?;
+        Ok(v)
+    }
+
+    /// A little-endian `u64` at `va`.
+    pub fn read_u64(&self, va: u64) -> Result<u64> {
+        let mut b = [0u8; 8];
+        self.read(va, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    /// A little-endian `u32` at `va`.
+    pub fn read_u32(&self, va: u64) -> Result<u32> {
+        let mut b = [0u8; 4];
+        self.read(va, &mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    /// A NUL-terminated string of at most `max` bytes at `va` (lossy UTF-8).
+    pub fn read_cstr(&self, va: u64, max: usize) -> Result<String> {
+        let mut out = Vec::new();
+        let mut at = va;
+        while out.len() < max {
+            let n = (PAGE_SIZE - (at & (PAGE_SIZE - 1))).min((max - out.len()) as u64) as usize;
+            let mut chunk = vec![0u8; n];
+            self.read(at, &mut chunk)?;
+            if let Some(nul) = chunk.iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..nul]);
+                return Ok(String::from_utf8_lossy(&out).into_owned());
+            }
+            out.extend_from_slice(&chunk);
+            at += n as u64;
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// Reads user memory of the address space rooted at `pgd` (a kernel-virtual
+    /// pointer, as `mm->pgd` holds it). Fails at the first page that is not present.
+    pub fn read_user(&self, pgd: u64, va: u64, buf: &mut [u8]) -> Result<()> {
+        let (root, _) = self.translate(pgd)?;
+        let space = self.space.with_root(Root::new(root));
+        let mut done = 0usize;
+        while done < buf.len() {
+            let gva = Gva::new(va.wrapping_add(done as u64));
+            let t = space.translate(&self.mem, gva).map_err(|source| Error::Translate { gva, source })?;
+            let left = t.page_size.bytes() - gva.offset_in_page(t.page_size.bytes());
+            let n = (buf.len() - done).min(left as usize);
+            self.mem.read(t.gpa, &mut buf[done..done + n]).map_err(|e| Error::phys(t.gpa, e))?;
+            done += n;
+        }
+        Ok(())
+    }
+}

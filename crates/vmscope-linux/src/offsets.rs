@@ -1,0 +1,350 @@
+//! Every field offset the views read, looked up by name in a [`Profile`] once and
+//! kept in plain structs (cacheable: they are what a profile cache stores). Where
+//! kernels differ in shape rather than in offsets — the RSS counters, the module
+//! memory layout, exported-symbol entries — the shape is told from the types too.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::TypeRef;
+use crate::{Error, Profile, Result};
+
+/// `struct list_head`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListOffsets {
+    /// `next`.
+    pub next: u64,
+    /// `prev`.
+    pub prev: u64,
+}
+
+/// `struct task_struct`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct TaskOffsets {
+    /// Size of the struct.
+    pub size: u64,
+    pub tasks: u64,
+    pub pid: u64,
+    pub tgid: u64,
+    pub comm: u64,
+    /// Bytes of `comm`.
+    pub comm_len: u64,
+    /// `__state` (or `state` before 5.14).
+    pub state: u64,
+    /// Bytes of the state field.
+    pub state_size: u64,
+    pub exit_state: u64,
+    pub flags: u64,
+    pub real_parent: u64,
+    pub group_leader: u64,
+    pub mm: u64,
+    pub real_cred: u64,
+    pub signal: u64,
+    pub thread_node: u64,
+    pub start_time: u64,
+    pub start_boottime: Option<u64>,
+    pub utime: u64,
+    pub stime: u64,
+}
+
+/// `struct cred` (each a `kuid_t`/`kgid_t`, read as its `val`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct CredOffsets {
+    pub uid: u64,
+    pub gid: u64,
+    pub euid: u64,
+    pub egid: u64,
+}
+
+/// `struct signal_struct`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct SignalOffsets {
+    pub thread_head: u64,
+    pub nr_threads: u64,
+    pub utime: u64,
+    pub stime: u64,
+}
+
+/// How a kernel counts resident pages per mm.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RssLayout {
+    /// Up to 6.1: `mm->rss_stat.count[i]`, an `atomic_long_t` each.
+    Atomic {
+        /// Offset of `count[0]` in `mm_struct`.
+        base: u64,
+        /// Bytes per counter.
+        stride: u64,
+    },
+    /// From 6.2: `mm->rss_stat[i]`, a `struct percpu_counter` each: a central
+    /// `count` plus a per-CPU `s32` delta at `counters`.
+    PerCpu {
+        /// Offset of `rss_stat[0]` in `mm_struct`.
+        base: u64,
+        /// Bytes per counter.
+        stride: u64,
+        /// `percpu_counter.count`.
+        count: u64,
+        /// `percpu_counter.counters`.
+        counters: u64,
+    },
+}
+
+/// `struct mm_struct`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct MmOffsets {
+    pub pgd: u64,
+    pub arg_start: u64,
+    pub arg_end: u64,
+    pub rss: RssLayout,
+    /// Indices of `MM_FILEPAGES`, `MM_ANONPAGES`, `MM_SHMEMPAGES`.
+    pub rss_counters: Vec<u64>,
+}
+
+/// Where a module's size and base are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModuleMemLayout {
+    /// Up to 6.3: `core_layout` and `init_layout` (`struct module_layout`).
+    Layouts {
+        /// `core_layout.base`.
+        core_base: u64,
+        /// `core_layout.size`.
+        core_size: u64,
+        /// `init_layout.size`.
+        init_size: u64,
+    },
+    /// From 6.4: `mem[MOD_MEM_NUM_TYPES]` (`struct module_memory`).
+    Mem {
+        /// Offset of `mem[0]`.
+        base: u64,
+        /// Bytes per entry.
+        stride: u64,
+        /// Entries.
+        count: u64,
+        /// `module_memory.base`.
+        mem_base: u64,
+        /// `module_memory.size`.
+        mem_size: u64,
+        /// Index of `MOD_TEXT`.
+        text: u64,
+    },
+}
+
+/// `struct module` and what hangs off it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ModuleOffsets {
+    pub size: u64,
+    pub list: u64,
+    pub name: u64,
+    pub name_len: u64,
+    pub state: u64,
+    pub refcnt: u64,
+    pub taints: u64,
+    pub mem: ModuleMemLayout,
+    pub kallsyms: u64,
+    pub syms: u64,
+    pub num_syms: u64,
+    /// `struct mod_kallsyms`: symtab, num_symtab, strtab, typetab.
+    pub mk_symtab: u64,
+    pub mk_num_symtab: u64,
+    pub mk_strtab: u64,
+    pub mk_typetab: u64,
+    /// `Elf64_Sym`: size, `st_name`, `st_value`.
+    pub sym_size: u64,
+    pub sym_name: u64,
+    pub sym_value: u64,
+    /// `struct kernel_symbol`: size and whether it holds 32-bit self-relative
+    /// offsets (`value_offset`, `name_offset`) rather than pointers.
+    pub ksym_size: u64,
+    pub ksym_relative: bool,
+    pub ksym_value: u64,
+    pub ksym_name: u64,
+    /// `enum module_state`: value and name, e.g. `(0, "MODULE_STATE_LIVE")`.
+    pub states: Vec<(i64, String)>,
+}
+
+/// `struct taint_flag` (the kernel's `taint_flags[]` table gives the letters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct TaintFlagOffsets {
+    pub size: u64,
+    pub c_true: u64,
+    pub module: u64,
+}
+
+/// Every offset the views use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct Offsets {
+    pub list: ListOffsets,
+    pub task: TaskOffsets,
+    pub cred: CredOffsets,
+    pub signal: SignalOffsets,
+    pub mm: MmOffsets,
+    pub module: ModuleOffsets,
+    pub taint_flag: Option<TaintFlagOffsets>,
+}
+
+fn array_len(ty: &TypeRef) -> Option<u64> {
+    match ty {
+        TypeRef::Array { count, .. } => Some(u64::from(*count)),
+        _ => None,
+    }
+}
+
+fn struct_name(ty: &TypeRef) -> Option<&str> {
+    match ty {
+        TypeRef::Struct { name, .. } => Some(name),
+        _ => None,
+    }
+}
+
+impl Offsets {
+    /// Looks every offset up in `p`.
+    pub fn resolve(p: &Profile) -> Result<Offsets> {
+        let off = |ty: &str, f: &str| p.offset_of(ty, f);
+        let comm = p.field("task_struct", "comm")?;
+        let state = p.field("task_struct", "__state").or_else(|_| p.field("task_struct", "state"))?;
+        let task = TaskOffsets {
+            size: p.struct_size("task_struct")?,
+            tasks: off("task_struct", "tasks")?,
+            pid: off("task_struct", "pid")?,
+            tgid: off("task_struct", "tgid")?,
+            comm: comm.offset,
+            comm_len: array_len(&comm.ty).unwrap_or(16),
+            state: state.offset,
+            state_size: crate::types::size_of(p.types(), &state.ty).unwrap_or(4),
+            exit_state: off("task_struct", "exit_state")?,
+            flags: off("task_struct", "flags")?,
+            real_parent: off("task_struct", "real_parent")?,
+            group_leader: off("task_struct", "group_leader")?,
+            mm: off("task_struct", "mm")?,
+            real_cred: off("task_struct", "real_cred")?,
+            signal: off("task_struct", "signal")?,
+            thread_node: off("task_struct", "thread_node")?,
+            start_time: off("task_struct", "start_time")?,
+            start_boottime: off("task_struct", "start_boottime").ok(),
+            utime: off("task_struct", "utime")?,
+            stime: off("task_struct", "stime")?,
+        };
+        let cred = CredOffsets {
+            uid: off("cred", "uid.val")?,
+            gid: off("cred", "gid.val")?,
+            euid: off("cred", "euid.val")?,
+            egid: off("cred", "egid.val")?,
+        };
+        let signal = SignalOffsets {
+            thread_head: off("signal_struct", "thread_head")?,
+            nr_threads: off("signal_struct", "nr_threads")?,
+            utime: off("signal_struct", "utime")?,
+            stime: off("signal_struct", "stime")?,
+        };
+        Ok(Offsets {
+            list: ListOffsets { next: off("list_head", "next")?, prev: off("list_head", "prev")? },
+            task,
+            cred,
+            signal,
+            mm: Self::mm(p)?,
+            module: Self::module(p)?,
+            taint_flag: p.struct_size("taint_flag").ok().and_then(|size| {
+                Some(TaintFlagOffsets { size, c_true: off("taint_flag", "c_true").ok()?, module: off("taint_flag", "module").ok()? })
+            }),
+        })
+    }
+
+    fn mm(p: &Profile) -> Result<MmOffsets> {
+        let rss = p.field("mm_struct", "rss_stat")?;
+        let layout = match &rss.ty {
+            // 6.2+: an array of percpu_counter.
+            TypeRef::Array { elem, .. } if struct_name(elem) == Some("percpu_counter") => RssLayout::PerCpu {
+                base: rss.offset,
+                stride: p.struct_size("percpu_counter")?,
+                count: p.offset_of("percpu_counter", "count")?,
+                counters: p.offset_of("percpu_counter", "counters")?,
+            },
+            TypeRef::Struct { name, .. } => {
+                let count = p.field(name, "count")?;
+                let TypeRef::Array { elem, .. } = &count.ty else {
+                    return Err(Error::layout("mm_struct.rss_stat.count", "not an array"));
+                };
+                let stride = crate::types::size_of(p.types(), elem).ok_or_else(|| Error::layout("rss_stat.count[]", "no size"))?;
+                RssLayout::Atomic { base: rss.offset + count.offset, stride }
+            }
+            other => return Err(Error::layout("mm_struct.rss_stat", format!("unexpected type {other}"))),
+        };
+        let counters = ["MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"]
+            .iter()
+            .map(|n| p.enum_value(n).map(|v| v as u64))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(MmOffsets {
+            pgd: p.offset_of("mm_struct", "pgd")?,
+            arg_start: p.offset_of("mm_struct", "arg_start")?,
+            arg_end: p.offset_of("mm_struct", "arg_end")?,
+            rss: layout,
+            rss_counters: counters,
+        })
+    }
+
+    fn module(p: &Profile) -> Result<ModuleOffsets> {
+        let off = |ty: &str, f: &str| p.offset_of(ty, f);
+        let name = p.field("module", "name")?;
+        let mem = match p.field("module", "mem") {
+            Ok(m) => {
+                let TypeRef::Array { elem, count } = &m.ty else {
+                    return Err(Error::layout("module.mem", "not an array"));
+                };
+                let elem_name = struct_name(elem).ok_or_else(|| Error::layout("module.mem[]", "not a struct"))?;
+                ModuleMemLayout::Mem {
+                    base: m.offset,
+                    stride: p.struct_size(elem_name)?,
+                    count: u64::from(*count),
+                    mem_base: off(elem_name, "base")?,
+                    mem_size: off(elem_name, "size")?,
+                    text: p.enum_value("MOD_TEXT")? as u64,
+                }
+            }
+            Err(_) => ModuleMemLayout::Layouts {
+                core_base: off("module", "core_layout.base")?,
+                core_size: off("module", "core_layout.size")?,
+                init_size: off("module", "init_layout.size")?,
+            },
+        };
+        let ksym = p.struct_def("kernel_symbol").ok_or_else(|| Error::TypeMissing("kernel_symbol".into()))?;
+        let ksym_relative = ksym.members.iter().any(|m| m.name == "value_offset");
+        let (kv, kn) = if ksym_relative { ("value_offset", "name_offset") } else { ("value", "name") };
+        let states = p
+            .enum_def("module_state")
+            .map(|e| e.values.into_iter().map(|(n, v)| (v, n)).collect())
+            .unwrap_or_default();
+        Ok(ModuleOffsets {
+            size: p.struct_size("module")?,
+            list: off("module", "list")?,
+            name: name.offset,
+            name_len: array_len(&name.ty).unwrap_or(56),
+            state: off("module", "state")?,
+            refcnt: off("module", "refcnt")?,
+            taints: off("module", "taints")?,
+            mem,
+            kallsyms: off("module", "kallsyms")?,
+            syms: off("module", "syms")?,
+            num_syms: off("module", "num_syms")?,
+            mk_symtab: off("mod_kallsyms", "symtab")?,
+            mk_num_symtab: off("mod_kallsyms", "num_symtab")?,
+            mk_strtab: off("mod_kallsyms", "strtab")?,
+            mk_typetab: off("mod_kallsyms", "typetab")?,
+            sym_size: p.struct_size("elf64_sym")?,
+            sym_name: off("elf64_sym", "st_name")?,
+            sym_value: off("elf64_sym", "st_value")?,
+            ksym_size: ksym.size,
+            ksym_relative,
+            ksym_value: off("kernel_symbol", kv)?,
+            ksym_name: off("kernel_symbol", kn)?,
+            states,
+        })
+    }
+}

@@ -1,0 +1,254 @@
+//! Views: plain, serde-serializable data rebuilt from kernel structures, each with
+//! the [`Anomaly`]s met on the way. Every walk is bounded ([`Limits`]), detects
+//! cycles, checks a pointer before following it, and goes on where it safely can.
+
+pub mod modules;
+pub mod process;
+pub mod tree;
+
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use vmscope_mem::PhysMem;
+
+use crate::kmem::KernelMem;
+use crate::offsets::ListOffsets;
+
+/// Bounds of every walk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Most nodes one list walk visits.
+    pub max_list: usize,
+    /// Most bytes of a command line read.
+    pub max_cmdline: usize,
+    /// Most symbols read from one module.
+    pub max_module_symbols: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_list: 1 << 20, max_cmdline: 128 << 10, max_module_symbols: 1 << 20 }
+    }
+}
+
+/// Something a walk found wrong, and where. The walk records it and goes on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Anomaly {
+    /// A list led back to a node it had already visited (not its head).
+    ListCycle {
+        /// Which list.
+        list: String,
+        /// The node seen twice.
+        node: u64,
+    },
+    /// A list walk hit its step limit.
+    StepLimit {
+        /// Which list.
+        list: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// `node->next->prev` is not `node`.
+    BrokenLink {
+        /// Which list.
+        list: String,
+        /// The node.
+        node: u64,
+        /// Its `next`.
+        next: u64,
+        /// What `next->prev` holds.
+        back: u64,
+    },
+    /// A pointer that cannot be a kernel address (not canonical, user half, or
+    /// misaligned).
+    BadPointer {
+        /// What it is.
+        what: String,
+        /// Where it was read.
+        at: u64,
+        /// Its value.
+        value: u64,
+    },
+    /// A read failed: not mapped, or outside RAM.
+    Unreadable {
+        /// What was being read.
+        what: String,
+        /// The address.
+        addr: u64,
+        /// Why.
+        error: String,
+    },
+    /// A field holds a value that cannot be right.
+    InvalidField {
+        /// The object.
+        what: String,
+        /// Its address.
+        addr: u64,
+        /// The field.
+        field: String,
+        /// The value, printed.
+        value: String,
+    },
+    /// A list was walked backwards from its head after a break going forwards.
+    RecoveredBackwards {
+        /// Which list.
+        list: String,
+        /// Nodes found going backwards.
+        nodes: usize,
+    },
+    /// A process's user memory (its command line) is not present: swapped out,
+    /// not yet faulted in, or unmapped.
+    UserMemoryUnavailable {
+        /// The process.
+        pid: i32,
+        /// The user address.
+        addr: u64,
+        /// Why.
+        error: String,
+    },
+}
+
+impl fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Anomaly::ListCycle { list, node } => write!(f, "{list}: cycle back to {node:#x}"),
+            Anomaly::StepLimit { list, limit } => write!(f, "{list}: stopped after {limit} nodes"),
+            Anomaly::BrokenLink { list, node, next, back } => {
+                write!(f, "{list}: {node:#x}->next = {next:#x} but its prev = {back:#x}")
+            }
+            Anomaly::BadPointer { what, at, value } => write!(f, "{what} at {at:#x}: bad pointer {value:#x}"),
+            Anomaly::Unreadable { what, addr, error } => write!(f, "{what} at {addr:#x}: {error}"),
+            Anomaly::InvalidField { what, addr, field, value } => write!(f, "{what} at {addr:#x}: {field} = {value}"),
+            Anomaly::RecoveredBackwards { list, nodes } => write!(f, "{list}: {nodes} nodes recovered walking backwards"),
+            Anomaly::UserMemoryUnavailable { pid, addr, error } => write!(f, "pid {pid}: user memory at {addr:#x}: {error}"),
+        }
+    }
+}
+
+/// Whether `p` can be a pointer to a kernel object of alignment `align`.
+pub(crate) fn plausible<M: PhysMem>(k: &KernelMem<M>, p: u64, align: u64) -> bool {
+    p != 0 && p % align == 0 && k.is_kernel_address(p)
+}
+
+/// Walks the circular list whose head is at `head` and returns the address of
+/// every node's `list_head` in list order. Bounded by `limit`; a cycle that does
+/// not pass through the head, an unreadable or implausible link, or a link whose
+/// back pointer disagrees is recorded, and when the forward walk breaks the list
+/// is walked backwards from the head to recover the rest.
+pub(crate) fn walk_list<M: PhysMem>(
+    k: &KernelMem<M>,
+    lo: &ListOffsets,
+    head: u64,
+    name: &str,
+    limit: usize,
+    anomalies: &mut Vec<Anomaly>,
+) -> Vec<u64> {
+    let mut nodes = Vec::new();
+    let mut seen = HashSet::new();
+    seen.insert(head);
+    let mut cur = head;
+    let mut broke = false;
+    loop {
+        let next = match k.read_u64(cur + lo.next) {
+            Ok(n) => n,
+            Err(e) => {
+                anomalies.push(Anomaly::Unreadable { what: format!("{name} link"), addr: cur, error: e.to_string() });
+                broke = true;
+                break;
+            }
+        };
+        if next == head {
+            break;
+        }
+        if !plausible(k, next, 8) {
+            anomalies.push(Anomaly::BadPointer { what: format!("{name} next"), at: cur + lo.next, value: next });
+            broke = true;
+            break;
+        }
+        if !seen.insert(next) {
+            anomalies.push(Anomaly::ListCycle { list: name.into(), node: next });
+            broke = true;
+            break;
+        }
+        if nodes.len() >= limit {
+            anomalies.push(Anomaly::StepLimit { list: name.into(), limit });
+            return nodes;
+        }
+        match k.read_u64(next + lo.prev) {
+            Ok(back) if back != cur => {
+                anomalies.push(Anomaly::BrokenLink { list: name.into(), node: cur, next, back });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                anomalies.push(Anomaly::Unreadable { what: format!("{name} node"), addr: next, error: e.to_string() });
+                broke = true;
+                break;
+            }
+        }
+        nodes.push(next);
+        cur = next;
+    }
+    if broke {
+        // Walk back from the head through `prev` until meeting the forward walk.
+        let mut back = Vec::new();
+        let mut cur = head;
+        while back.len() + nodes.len() < limit {
+            let Ok(prev) = k.read_u64(cur + lo.prev) else { break };
+            if prev == head || !plausible(k, prev, 8) || seen.contains(&prev) || k.read_u64(prev + lo.next).is_err() {
+                break;
+            }
+            seen.insert(prev);
+            back.push(prev);
+            cur = prev;
+        }
+        if !back.is_empty() {
+            anomalies.push(Anomaly::RecoveredBackwards { list: name.into(), nodes: back.len() });
+            nodes.extend(back.into_iter().rev());
+        }
+    }
+    nodes
+}
+
+/// A bounds-checked little-endian reader over a struct's bytes: a field beyond the
+/// bytes read yields `None`, never a panic.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bytes<'a>(pub &'a [u8]);
+
+impl Bytes<'_> {
+    pub fn u64(&self, off: u64) -> Option<u64> {
+        let o = usize::try_from(off).ok()?;
+        Some(u64::from_le_bytes(*self.0.get(o..o.checked_add(8)?)?.first_chunk()?))
+    }
+
+    pub fn u32(&self, off: u64) -> Option<u32> {
+        let o = usize::try_from(off).ok()?;
+        Some(u32::from_le_bytes(*self.0.get(o..o.checked_add(4)?)?.first_chunk()?))
+    }
+
+    pub fn i32(&self, off: u64) -> Option<i32> {
+        self.u32(off).map(|v| v as i32)
+    }
+
+    pub fn uint(&self, off: u64, size: u64) -> Option<u64> {
+        match size {
+            8 => self.u64(off),
+            4 => self.u32(off).map(u64::from),
+            2 => {
+                let o = usize::try_from(off).ok()?;
+                Some(u64::from(u16::from_le_bytes(*self.0.get(o..o.checked_add(2)?)?.first_chunk()?)))
+            }
+            1 => self.0.get(usize::try_from(off).ok()?).map(|&b| u64::from(b)),
+            _ => None,
+        }
+    }
+
+    /// A NUL-terminated string in a fixed array of `len` bytes.
+    pub fn cstr(&self, off: u64, len: u64) -> Option<String> {
+        let o = usize::try_from(off).ok()?;
+        let s = self.0.get(o..o.checked_add(usize::try_from(len).ok()?)?)?;
+        let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+        Some(String::from_utf8_lossy(&s[..end]).into_owned())
+    }
+}

@@ -1,0 +1,379 @@
+//! Processes and threads: `init_task.tasks` walked, each task read once and its
+//! credentials, signal struct, mm and command line followed from there.
+
+use serde::{Deserialize, Serialize};
+use vmscope_mem::PhysMem;
+
+use super::{Anomaly, Bytes, plausible, walk_list};
+use crate::kernel::Ctx;
+use crate::offsets::RssLayout;
+
+/// `PF_KTHREAD` in `task_struct.flags`: a kernel thread. (A `#define`, so not in
+/// BTF; its value has been the same since Linux 2.6.)
+pub const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// The state letters `/proc/PID/stat` prints, indexed by `fls()` of the reported
+/// state (`task_state_array` in fs/proc/array.c, stable user ABI).
+const STATE_LETTERS: &[u8; 9] = b"RSDTtXZPI";
+/// `TASK_REPORT`: the state bits `/proc` reports.
+const TASK_REPORT: u32 = 0x7f;
+/// `TASK_IDLE` = `TASK_UNINTERRUPTIBLE | TASK_NOLOAD`: reported as `I`.
+const TASK_IDLE: u32 = 0x402;
+/// `TASK_RTLOCK_WAIT`: reported as `D`.
+const TASK_RTLOCK_WAIT: u32 = 0x1000;
+
+/// The letter `/proc` shows for a task's `__state` and `exit_state`.
+pub fn state_letter(state: u32, exit_state: u32) -> char {
+    let mut report = (state | exit_state) & TASK_REPORT;
+    if state & TASK_IDLE == TASK_IDLE {
+        report = 0x80;
+    }
+    if state & TASK_RTLOCK_WAIT != 0 {
+        report = 2;
+    }
+    let idx = (32 - report.leading_zeros()) as usize;
+    STATE_LETTERS.get(idx).map_or('?', |&c| c as char)
+}
+
+/// One process (thread group), as its leader's task describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Process {
+    /// Thread-group id (what `ps` calls the PID).
+    pub pid: i32,
+    /// The leader's own task id (equals `pid`).
+    pub tid: i32,
+    /// The parent's PID (`real_parent->tgid`; 0 for children of the idle task).
+    pub ppid: i32,
+    /// `comm`.
+    pub comm: String,
+    /// State letter as `/proc` shows it (R, S, D, T, t, X, Z, P, I).
+    pub state: char,
+    /// Real user id (`real_cred->uid`).
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// Effective user id.
+    pub euid: u32,
+    /// Effective group id.
+    pub egid: u32,
+    /// Start time, ns of monotonic time after boot (`start_time`).
+    pub start_time_ns: u64,
+    /// Start time, ns of boot time (`start_boottime`; what `/proc/PID/stat` shows).
+    pub start_boottime_ns: Option<u64>,
+    /// User CPU time of the whole group, ns: live threads plus exited ones.
+    pub utime_ns: u64,
+    /// System CPU time of the whole group, ns.
+    pub stime_ns: u64,
+    /// Resident pages: file + anon + shmem counters of the mm (per-CPU deltas
+    /// summed where the kernel keeps them per CPU). `None` without an mm.
+    pub rss_pages: Option<u64>,
+    /// Threads (`signal->nr_threads`).
+    pub threads: u32,
+    /// A kernel thread (`PF_KTHREAD`).
+    pub kernel_thread: bool,
+    /// Arguments, read through the process's own page tables; empty for kernel
+    /// threads; `None` when the pages are not present (see the anomalies).
+    pub cmdline: Option<Vec<String>>,
+    /// Address of the leader's `task_struct`.
+    pub task: u64,
+}
+
+/// The process list and what was wrong on the way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessList {
+    /// Processes in `init_task.tasks` order.
+    pub processes: Vec<Process>,
+    /// Anomalies met.
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// One thread of a process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thread {
+    /// Task id.
+    pub tid: i32,
+    /// `comm`.
+    pub comm: String,
+    /// State letter.
+    pub state: char,
+    /// User CPU time, ns.
+    pub utime_ns: u64,
+    /// System CPU time, ns.
+    pub stime_ns: u64,
+    /// Address of its `task_struct`.
+    pub task: u64,
+}
+
+/// The threads of one process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadList {
+    /// The process.
+    pub pid: i32,
+    /// Its threads, leader first.
+    pub threads: Vec<Thread>,
+    /// Anomalies met.
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// A task's bytes, read once.
+struct Task {
+    addr: u64,
+    bytes: Vec<u8>,
+}
+
+impl<M: PhysMem> Ctx<'_, M> {
+    fn read_task(&self, addr: u64, an: &mut Vec<Anomaly>) -> Option<Task> {
+        match self.k.read_vec(addr, self.o.task.size as usize) {
+            Ok(bytes) => Some(Task { addr, bytes }),
+            Err(e) => {
+                an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() });
+                None
+            }
+        }
+    }
+
+    fn thread_of(&self, t: &Task) -> Option<Thread> {
+        let (b, o) = (Bytes(&t.bytes), &self.o.task);
+        Some(Thread {
+            tid: b.i32(o.pid)?,
+            comm: b.cstr(o.comm, o.comm_len)?,
+            state: state_letter(b.uint(o.state, o.state_size)? as u32, b.u32(o.exit_state)?),
+            utime_ns: b.u64(o.utime)?,
+            stime_ns: b.u64(o.stime)?,
+            task: t.addr,
+        })
+    }
+
+    /// The tasks of the thread group whose `signal` is at `signal`.
+    fn thread_tasks(&self, signal: u64, an: &mut Vec<Anomaly>) -> Vec<Task> {
+        let head = signal + self.o.signal.thread_head;
+        let nodes = walk_list(self.k, &self.o.list, head, "signal.thread_head", self.limits.max_list, an);
+        nodes.into_iter().filter_map(|n| self.read_task(n - self.o.task.thread_node, an)).collect()
+    }
+
+    fn ptr_field(&self, b: &Bytes<'_>, base: u64, off: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<u64> {
+        let v = b.u64(off)?;
+        if v == 0 {
+            return None;
+        }
+        if !plausible(self.k, v, 8) {
+            an.push(Anomaly::BadPointer { what: what.into(), at: base + off, value: v });
+            return None;
+        }
+        Some(v)
+    }
+
+    fn rss(&self, mm: u64, an: &mut Vec<Anomaly>) -> Option<u64> {
+        let mut total = 0u64;
+        for &i in &self.o.mm.rss_counters {
+            let v: i64 = match &self.o.mm.rss {
+                RssLayout::Atomic { base, stride } => self.k.read_u64(mm + base + i * stride).ok()? as i64,
+                RssLayout::PerCpu { base, stride, count, counters } => {
+                    let c = mm + base + i * stride;
+                    let mut v = self.k.read_u64(c + count).ok()? as i64;
+                    let pcpu = self.k.read_u64(c + counters).ok()?;
+                    if pcpu != 0 {
+                        for off in &self.addrs.per_cpu_offsets {
+                            match self.k.read_u32(pcpu.wrapping_add(*off)) {
+                                Ok(d) => v += i64::from(d as i32),
+                                Err(e) => an.push(Anomaly::Unreadable {
+                                    what: "per-CPU rss counter".into(),
+                                    addr: pcpu.wrapping_add(*off),
+                                    error: e.to_string(),
+                                }),
+                            }
+                        }
+                    }
+                    v
+                }
+            };
+            total += v.max(0) as u64;
+        }
+        Some(total)
+    }
+
+    fn cmdline(&self, pid: i32, mm_bytes: &Bytes<'_>, an: &mut Vec<Anomaly>) -> Option<Vec<String>> {
+        let mo = &self.o.mm;
+        let (pgd, start, end) = (mm_bytes.u64(mo.pgd)?, mm_bytes.u64(mo.arg_start)?, mm_bytes.u64(mo.arg_end)?);
+        if end <= start {
+            return Some(Vec::new());
+        }
+        let len = ((end - start) as usize).min(self.limits.max_cmdline);
+        let mut buf = vec![0u8; len];
+        if let Err(e) = self.k.read_user(pgd, start, &mut buf) {
+            an.push(Anomaly::UserMemoryUnavailable { pid, addr: start, error: e.to_string() });
+            return None;
+        }
+        // A process that rewrote its arguments (setproctitle) may have lost the
+        // final NUL: then, as /proc does, the first string is all there is.
+        if buf.last() != Some(&0) {
+            buf.truncate(buf.iter().position(|&b| b == 0).unwrap_or(buf.len()));
+            buf.push(0);
+        }
+        let args = buf[..buf.len() - 1].split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+        Some(args)
+    }
+
+    fn process(&self, t: &Task, an: &mut Vec<Anomaly>) -> Option<Process> {
+        let (b, o) = (Bytes(&t.bytes), &self.o.task);
+        let (pid, tgid) = (b.i32(o.pid)?, b.i32(o.tgid)?);
+        if pid <= 0 || tgid <= 0 || pid > 1 << 22 || tgid > 1 << 22 {
+            an.push(Anomaly::InvalidField {
+                what: "task_struct".into(),
+                addr: t.addr,
+                field: "pid/tgid".into(),
+                value: format!("{pid}/{tgid}"),
+            });
+            return None;
+        }
+        let th = self.thread_of(t)?;
+        let flags = b.u32(o.flags)?;
+
+        let ppid = match self.ptr_field(&b, t.addr, o.real_parent, "task.real_parent", an) {
+            Some(p) => self.k.read_u32(p + o.tgid).map(|v| v as i32).unwrap_or_else(|e| {
+                an.push(Anomaly::Unreadable { what: "parent task".into(), addr: p, error: e.to_string() });
+                -1
+            }),
+            None => 0,
+        };
+
+        let (mut uid, mut gid, mut euid, mut egid) = (u32::MAX, u32::MAX, u32::MAX, u32::MAX);
+        if let Some(c) = self.ptr_field(&b, t.addr, o.real_cred, "task.real_cred", an) {
+            let co = &self.o.cred;
+            let end = co.uid.max(co.gid).max(co.euid).max(co.egid) + 4;
+            match self.k.read_vec(c, end as usize) {
+                Ok(cb) => {
+                    let cb = Bytes(&cb);
+                    (uid, gid) = (cb.u32(co.uid)?, cb.u32(co.gid)?);
+                    (euid, egid) = (cb.u32(co.euid)?, cb.u32(co.egid)?);
+                }
+                Err(e) => an.push(Anomaly::Unreadable { what: "cred".into(), addr: c, error: e.to_string() }),
+            }
+        }
+
+        let (mut threads, mut utime, mut stime) = (1u32, th.utime_ns, th.stime_ns);
+        if let Some(s) = self.ptr_field(&b, t.addr, o.signal, "task.signal", an) {
+            let so = &self.o.signal;
+            match self.k.read_vec(s, (so.thread_head.max(so.nr_threads).max(so.utime).max(so.stime) + 16) as usize) {
+                Ok(sb) => {
+                    let sb = Bytes(&sb);
+                    threads = sb.i32(so.nr_threads).map_or(1, |n| n.max(0) as u32);
+                    utime = sb.u64(so.utime).unwrap_or(0);
+                    stime = sb.u64(so.stime).unwrap_or(0);
+                    if threads > 1 {
+                        for tt in self.thread_tasks(s, an).iter().filter_map(|x| self.thread_of(x)) {
+                            utime += tt.utime_ns;
+                            stime += tt.stime_ns;
+                        }
+                    } else {
+                        utime += th.utime_ns;
+                        stime += th.stime_ns;
+                    }
+                }
+                Err(e) => an.push(Anomaly::Unreadable { what: "signal_struct".into(), addr: s, error: e.to_string() }),
+            }
+        }
+
+        let kernel_thread = flags & PF_KTHREAD != 0;
+        let (mut rss_pages, mut cmdline) = (None, if kernel_thread { Some(Vec::new()) } else { None });
+        if let Some(mm) = self.ptr_field(&b, t.addr, o.mm, "task.mm", an).filter(|_| !kernel_thread) {
+            let mo = &self.o.mm;
+            match self.k.read_vec(mm, (mo.pgd.max(mo.arg_start).max(mo.arg_end) + 8) as usize) {
+                Ok(mb) => {
+                    cmdline = self.cmdline(pid, &Bytes(&mb), an);
+                    rss_pages = self.rss(mm, an);
+                }
+                Err(e) => an.push(Anomaly::Unreadable { what: "mm_struct".into(), addr: mm, error: e.to_string() }),
+            }
+        } else if !kernel_thread {
+            // An exiting process has dropped its mm: nothing to read.
+            cmdline = Some(Vec::new());
+        }
+
+        Some(Process {
+            pid: tgid,
+            tid: pid,
+            ppid,
+            comm: th.comm,
+            state: th.state,
+            uid,
+            gid,
+            euid,
+            egid,
+            start_time_ns: b.u64(o.start_time)?,
+            start_boottime_ns: o.start_boottime.and_then(|off| b.u64(off)),
+            utime_ns: utime,
+            stime_ns: stime,
+            rss_pages,
+            threads,
+            kernel_thread,
+            cmdline,
+            task: t.addr,
+        })
+    }
+
+    /// The task list after `init_task`, as task addresses.
+    fn task_addrs(&self, an: &mut Vec<Anomaly>) -> Vec<u64> {
+        let head = self.addrs.init_task + self.o.task.tasks;
+        walk_list(self.k, &self.o.list, head, "init_task.tasks", self.limits.max_list, an)
+            .into_iter()
+            .map(|n| n - self.o.task.tasks)
+            .collect()
+    }
+
+    pub(crate) fn processes(&self) -> ProcessList {
+        let mut anomalies = Vec::new();
+        let mut processes = Vec::new();
+        for addr in self.task_addrs(&mut anomalies) {
+            if let Some(t) = self.read_task(addr, &mut anomalies) {
+                if let Some(p) = self.process(&t, &mut anomalies) {
+                    processes.push(p);
+                } else if Bytes(&t.bytes).i32(self.o.task.pid).is_none() {
+                    anomalies.push(Anomaly::Unreadable { what: "task fields".into(), addr, error: "short read".into() });
+                }
+            }
+        }
+        ProcessList { processes, anomalies }
+    }
+
+    pub(crate) fn threads(&self, pid: i32) -> Option<ThreadList> {
+        let mut anomalies = Vec::new();
+        for addr in self.task_addrs(&mut anomalies) {
+            let Some(t) = self.read_task(addr, &mut anomalies) else { continue };
+            let b = Bytes(&t.bytes);
+            if b.i32(self.o.task.tgid) != Some(pid) {
+                continue;
+            }
+            let mut threads = Vec::new();
+            match self.ptr_field(&b, t.addr, self.o.task.signal, "task.signal", &mut anomalies) {
+                Some(s) => {
+                    for tt in self.thread_tasks(s, &mut anomalies) {
+                        threads.extend(self.thread_of(&tt));
+                    }
+                }
+                None => threads.extend(self.thread_of(&t)),
+            }
+            return Some(ThreadList { pid, threads, anomalies });
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_letters() {
+        assert_eq!(state_letter(0, 0), 'R');
+        assert_eq!(state_letter(1, 0), 'S');
+        assert_eq!(state_letter(2, 0), 'D');
+        assert_eq!(state_letter(0x402, 0), 'I');
+        assert_eq!(state_letter(4, 0), 'T');
+        assert_eq!(state_letter(8, 0), 't');
+        assert_eq!(state_letter(0, 0x20), 'Z');
+        assert_eq!(state_letter(0, 0x10), 'X');
+        assert_eq!(state_letter(0x40, 0), 'P');
+        assert_eq!(state_letter(0x1000 | 2, 0), 'D');
+    }
+}
