@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use vmscope_hv::Hypervisor;
 use vmscope_mem::{Gpa, MemoryMap, PhysMem};
 
-use crate::buf::AnonBuf;
+use crate::buf::{AnonBuf, is_zero};
 use crate::ramfile::{RamFile, carve, clip_to_map, merge_ranges, parallel};
 use crate::snapshot::{DumpMeta, Snapshot};
 use crate::{Error, Result};
@@ -197,7 +197,7 @@ fn copy_all_nonzero(
             mem.read(gpa, &mut scratch[..n])?;
             let base = r.offset + at;
             for (i, page) in scratch[..n].chunks(4096).enumerate() {
-                if page.iter().any(|&b| b != 0) {
+                if !is_zero(page) {
                     let off = (base + i as u64 * 4096) as usize;
                     dst[off..off + page.len()].copy_from_slice(page);
                     extents.push(off as u64..(off + page.len()) as u64);

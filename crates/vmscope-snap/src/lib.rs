@@ -2,14 +2,14 @@
 //!
 //! - **halt-snap** ([`halt_snap`]): pause the guest, copy all of its RAM, resume;
 //!   introspect the copy. From QEMU's RAM memfd ([`RamFile`], `pread` of the data
-//!   extents only) or through any [`PhysMem`].
+//!   extents only) or through any [`PhysMem`](vmscope_mem::PhysMem).
 //! - **live-snap** ([`live`]): copy while the guest runs, with a short pause —
 //!   either QEMU's own background-snapshot migration, parsed from its stream
 //!   ([`live::qemu_background_snap`]), or vmscope's pre-copy that re-reads and
 //!   compares during a short pause ([`live::precopy_snap`]).
 //! - **dump files** ([`formats`]): raw (with a JSON sidecar for the memory map), ELF
 //!   core in the layout of QEMU's `dump-guest-memory` with a VMCOREINFO note, and
-//!   LiME; written from any [`PhysMem`] and read back as one ([`DumpFile`]),
+//!   LiME; written from any [`PhysMem`](vmscope_mem::PhysMem) and read back as one ([`DumpFile`]),
 //!   including QEMU's own ELF dumps.
 //!
 //! ```

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use vmscope_mem::{Error as MemError, Gpa, MemoryMap, PhysMem, ReadOp};
 
+use crate::buf::is_zero;
 use crate::snapshot::DumpMeta;
 use crate::{Error, Result};
 
@@ -109,12 +110,12 @@ pub(crate) fn write_region(
         let mut i = 0;
         while i < n {
             let page_end = |i: usize| (i + 4096).min(n);
-            if buf[i..page_end(i)].iter().all(|&b| b == 0) {
+            if is_zero(&buf[i..page_end(i)]) {
                 i = page_end(i);
                 continue;
             }
             let mut j = page_end(i);
-            while j < n && buf[j..page_end(j)].iter().any(|&b| b != 0) {
+            while j < n && !is_zero(&buf[j..page_end(j)]) {
                 j = page_end(j);
             }
             let off = file_off + at + i as u64;

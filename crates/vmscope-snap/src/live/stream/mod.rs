@@ -25,7 +25,7 @@ use std::path::PathBuf;
 
 use vmscope_mem::MemoryMap;
 
-use crate::buf::AnonBuf;
+use crate::buf::{AnonBuf, is_zero};
 use crate::ramfile::merge_ranges;
 use crate::snapshot::{DumpMeta, Snapshot};
 use crate::{Error, Result};
@@ -277,7 +277,7 @@ impl Ram {
             (None, _, _) => s.skip(PAGE)?, // another block, or past the memory map
             (Some(fill), true, Some(d)) => {
                 self.zero_pages += 1;
-                if fill != 0 || d.iter().any(|&b| b != 0) {
+                if fill != 0 || !is_zero(d) {
                     d.fill(fill);
                 }
                 self.mark(addr / PAGE, fill != 0);
