@@ -29,7 +29,8 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// after the snapshot, with the guest running: they suit locating the kernel's page
 /// tables, not a consistent user-space view.
 ///
-/// See the [module docs](super) for the harm this does to memfd-backed RAM.
+/// QEMU resumes a guest that was paused (QEMU 7.2 `bg_migration_vm_start_bh`). See
+/// the [module docs](super) for the harm this does to memfd-backed RAM.
 pub fn qemu_background_snap(
     hv: &QmpHypervisor,
     opts: SnapOptions,
