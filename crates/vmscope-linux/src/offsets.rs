@@ -205,6 +205,13 @@ fn struct_name(ty: &TypeRef) -> Option<&str> {
 }
 
 impl Offsets {
+    /// The types (and enumerators) [`resolve`](Self::resolve) reads: enough roots
+    /// for an ISF file that serves every view ([`Profile::to_isf`]).
+    pub const TYPES: &'static [&'static str] = &[
+        "task_struct", "cred", "signal_struct", "mm_struct", "list_head", "percpu_counter", "module",
+        "mod_kallsyms", "elf64_sym", "kernel_symbol", "taint_flag", "module_state", "MM_FILEPAGES", "MOD_TEXT",
+    ];
+
     /// Looks every offset up in `p`.
     pub fn resolve(p: &Profile) -> Result<Offsets> {
         let off = |ty: &str, f: &str| p.offset_of(ty, f);

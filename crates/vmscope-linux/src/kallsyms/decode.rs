@@ -58,6 +58,6 @@ mod tests {
         assert_eq!(address(-1, base, true), base, "-1 is the base itself");
         assert_eq!(address(-0x11, base, true), base + 0x10);
         assert_eq!(address(0x10, base, false), base + 0x10);
-        assert_eq!(address(-1, base, false), base + 0xffff_ffff);
+        assert_eq!(address(-1, base, false), base.wrapping_add(0xffff_ffff));
     }
 }

@@ -18,7 +18,8 @@ pub const ANON_PREFIX: &str = "unnamed_btf_";
 pub struct BtfTypes {
     btf: Btf,
     len: usize,
-    enumerators: OnceLock<HashMap<String, i64>>,
+    /// Enumerator name to (value, enum name), built on first use.
+    enumerators: OnceLock<HashMap<String, (i64, String)>>,
 }
 
 impl fmt::Debug for BtfTypes {
@@ -144,6 +145,21 @@ impl BtfTypes {
         self.btf.resolve_ids_by_name(name).unwrap_or_default()
     }
 
+    fn enumerators(&self) -> &HashMap<String, (i64, String)> {
+        self.enumerators.get_or_init(|| {
+            let mut map = HashMap::new();
+            for id in self.all_ids() {
+                let Ok(t) = self.btf.resolve_type_by_id(id) else { continue };
+                if let Some(e) = self.enum_by_id(id, &t) {
+                    for (n, v) in e.values {
+                        map.entry(n).or_insert((v, e.name.clone()));
+                    }
+                }
+            }
+            map
+        })
+    }
+
     fn all_ids(&self) -> impl Iterator<Item = u32> + '_ {
         let (_, last) = self.btf.base().type_id_range();
         1..=last
@@ -160,19 +176,11 @@ impl TypeSource for BtfTypes {
     }
 
     fn enumerator(&self, name: &str) -> Option<i64> {
-        let map = self.enumerators.get_or_init(|| {
-            let mut map = HashMap::new();
-            for id in self.all_ids() {
-                let Ok(t) = self.btf.resolve_type_by_id(id) else { continue };
-                if let Some(e) = self.enum_by_id(id, &t) {
-                    for (n, v) in e.values {
-                        map.entry(n).or_insert(v);
-                    }
-                }
-            }
-            map
-        });
-        map.get(name).copied()
+        self.enumerators().get(name).map(|e| e.0)
+    }
+
+    fn enum_containing(&self, name: &str) -> Option<String> {
+        self.enumerators().get(name).map(|e| e.1.clone())
     }
 
     fn struct_names(&self) -> Vec<String> {

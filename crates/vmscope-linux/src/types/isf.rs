@@ -103,7 +103,8 @@ enum IsfType {
 #[derive(Debug, Clone)]
 pub struct IsfTypes {
     file: IsfFile,
-    enumerators: HashMap<String, i64>,
+    /// Enumerator name to (value, enum name).
+    enumerators: HashMap<String, (i64, String)>,
 }
 
 fn base_kind(name: &str) -> &'static str {
@@ -123,9 +124,9 @@ impl IsfTypes {
     pub fn parse(json: &[u8]) -> Result<Self> {
         let file: IsfFile = serde_json::from_slice(json).map_err(|e| Error::Isf(e.to_string()))?;
         let mut enumerators = HashMap::new();
-        for e in file.enums.values() {
+        for (name, e) in &file.enums {
             for (n, v) in &e.constants {
-                enumerators.entry(n.clone()).or_insert(*v);
+                enumerators.entry(n.clone()).or_insert((*v, name.clone()));
             }
         }
         Ok(IsfTypes { file, enumerators })
@@ -205,7 +206,11 @@ impl TypeSource for IsfTypes {
     }
 
     fn enumerator(&self, name: &str) -> Option<i64> {
-        self.enumerators.get(name).copied()
+        self.enumerators.get(name).map(|e| e.0)
+    }
+
+    fn enum_containing(&self, name: &str) -> Option<String> {
+        self.enumerators.get(name).map(|e| e.1.clone())
     }
 
     fn struct_names(&self) -> Vec<String> {
@@ -220,8 +225,9 @@ impl TypeSource for IsfTypes {
 /// What [`write_isf`] puts in the file.
 #[derive(Debug, Clone, Default)]
 pub struct IsfOptions {
-    /// Structs, unions and enums to write with what they embed (members by value,
-    /// anonymous types, enums); `None` writes every type the source has.
+    /// Structs, unions, enums (or enumerators, for their enum) to write with what
+    /// they embed (members by value, anonymous types, enums); `None` writes every
+    /// type the source has.
     pub roots: Option<Vec<String>>,
     /// Subtracted from every symbol address in the kernel image range, to write
     /// link-time addresses (the KASLR virtual offset of the running kernel).
@@ -293,7 +299,19 @@ pub fn write_isf(types: &dyn TypeSource, symbols: Option<&SymbolTable>, opts: &I
     let mut enums = BTreeMap::new();
 
     let mut queue: VecDeque<(bool, String)> = match &opts.roots {
-        Some(roots) => roots.iter().map(|r| (types.struct_def(r).is_some(), r.clone())).collect(),
+        Some(roots) => roots
+            .iter()
+            .filter_map(|r| {
+                if types.struct_def(r).is_some() {
+                    Some((true, r.clone()))
+                } else if types.enum_def(r).is_some() {
+                    Some((false, r.clone()))
+                } else {
+                    // An enumerator: write the enum that declares it.
+                    types.enum_containing(r).map(|e| (false, e))
+                }
+            })
+            .collect(),
         None => {
             let mut q: VecDeque<_> = types.struct_names().into_iter().map(|n| (true, n)).collect();
             q.extend(types.enum_names().into_iter().map(|n| (false, n)));

@@ -118,6 +118,11 @@ pub trait TypeSource: fmt::Debug + Send + Sync {
     fn enum_def(&self, name: &str) -> Option<EnumDef>;
     /// The value of the enumerator `name`, whichever enum declares it.
     fn enumerator(&self, name: &str) -> Option<i64>;
+    /// The name of the enum that declares enumerator `name`.
+    fn enum_containing(&self, name: &str) -> Option<String> {
+        let _ = name;
+        None
+    }
     /// The names of every complete struct and union (anonymous ones included).
     fn struct_names(&self) -> Vec<String>;
     /// The names of every enum (anonymous ones included).

@@ -1,0 +1,168 @@
+//! Real kernels without booting them: each vmlinux that `cargo xtask images` built
+//! is laid out in a buffer at its physical load addresses — what RAM holds right
+//! after a boot without KASLR — and discovery, kallsyms, BTF, profiles from every
+//! source and ISF round trips are checked on it.
+//!
+//! Skipped (with a note) when the images are not built.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use vmscope_linux::types::btf::BtfTypes;
+use vmscope_linux::{Hints, Offsets, Profile, SymbolSource, SymbolTable, discover, elf::Elf};
+use vmscope_mem::{Gpa, MemoryMap, SliceMem};
+use vmscope_x86::PagingMode;
+
+/// `/proc/kallsyms` (vmlinux part) of each known build, at link-time addresses:
+/// build ID, symbols, SHA-256 — taken from the guests themselves (as root).
+const KNOWN: &[(&str, usize, &str)] = &[
+    ("bb603a9147d3efe4744bf83c83eee397c591cc20", 87182, "4117daf70980364b8f501aaae922da68d9d5957fa9fdacdaac16669d2d5b995e"),
+    ("3bde3ce03156c39bec3310fbdd6bd14bfbefb62e", 157881, "d63022e8b1de08ae6b79199a3186a832d41b73b6c081f15f6f0477a175b0ad32"),
+];
+
+fn vmlinuxes() -> Vec<PathBuf> {
+    let start = std::env::var_os("VMSCOPE_IMAGES").map(PathBuf::from);
+    let dir = start.or_else(|| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .map(|a| a.join("target/guest-images"))
+            .find(|d| d.join("manifest.json").exists())
+    });
+    let Some(dir) = dir else {
+        eprintln!("note: no guest images (run `cargo xtask images`); skipping");
+        return Vec::new();
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    manifest["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| dir.join(k["vmlinux"].as_str().unwrap()))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+/// The vmlinux's loadable segments at their physical addresses.
+fn boot_image(elf: &Elf<'_>) -> SliceMem<Vec<u8>> {
+    let segs = elf.load_segments().unwrap();
+    let end = segs.iter().map(|s| s.paddr + s.memsz).max().unwrap();
+    let size = (end + (4 << 20)).next_multiple_of(2 << 20);
+    let mut ram = vec![0u8; size as usize];
+    for s in &segs {
+        ram[s.paddr as usize..s.paddr as usize + s.data.len()].copy_from_slice(s.data);
+    }
+    SliceMem::new(ram, MemoryMap::flat(size))
+}
+
+fn sha256(s: &str) -> String {
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn discovery_and_kallsyms_on_the_image() {
+    for path in vmlinuxes() {
+        let bytes = std::fs::read(&path).unwrap();
+        let elf = Elf::parse(&bytes).unwrap();
+        let mem = boot_image(&elf);
+        let (info, k) = discover(&mem, &Hints::none()).unwrap();
+        let id: String = elf.build_id().unwrap().unwrap().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(info.build_id.as_deref(), Some(id.as_str()), "{}", path.display());
+        assert_eq!((info.kaslr_virtual_offset, info.kaslr_physical_offset), (0, 0));
+        assert_eq!(info.text_pa, Gpa::new(0x100_0000));
+        assert_eq!(info.paging, PagingMode::Level4);
+        assert!(info.banner.starts_with("Linux version "), "{:?}", info.banner);
+        assert_eq!(elf.section(".BTF").unwrap().unwrap().data.len() as u64, info.btf.unwrap().1);
+        assert_eq!(k.symbols.addr("_text"), Some(0xffff_ffff_8100_0000));
+
+        let text = k.symbols.to_proc_kallsyms();
+        match KNOWN.iter().find(|(b, ..)| *b == id) {
+            Some((_, count, hash)) => {
+                assert_eq!(text.lines().count(), *count);
+                assert_eq!(sha256(&text), *hash, "{}: kallsyms differ from the guest's /proc/kallsyms", path.display());
+            }
+            None => eprintln!("note: {} (build {id}) has no recorded /proc/kallsyms; decoded {} symbols", path.display(), k.symbols.len()),
+        }
+    }
+}
+
+#[test]
+fn every_type_source_gives_the_same_profile() {
+    for path in vmlinuxes() {
+        let bytes = std::fs::read(&path).unwrap();
+        let elf = Elf::parse(&bytes).unwrap();
+        let mem = boot_image(&elf);
+        let (info, k) = discover(&mem, &Hints::none()).unwrap();
+
+        // BTF read from "memory" and BTF from the ELF section.
+        let (gpa, len) = info.btf.unwrap();
+        let blob = &mem.bytes()[gpa.raw() as usize..(gpa.raw() + len) as usize];
+        let from_mem = Profile::from_btf(blob, k.symbols.clone()).unwrap();
+        let from_elf = Profile::from_vmlinux(&bytes, k.symbols.clone()).unwrap();
+        assert_eq!(from_elf.build_id(), info.build_id.as_deref());
+        let offsets = Offsets::resolve(&from_mem).unwrap();
+        assert_eq!(offsets, Offsets::resolve(&from_elf).unwrap());
+
+        // Types through ISF and back.
+        let roots = Offsets::TYPES;
+        let isf = from_mem.to_isf(Some(roots), 0).unwrap();
+        let back = Profile::from_isf(isf.as_bytes()).unwrap();
+        assert_eq!(offsets, Offsets::resolve(&back).unwrap(), "{}", path.display());
+        let names = back.types().struct_names();
+        assert!(names.len() > roots.len(), "embedded types are written too");
+        for name in &names {
+            let (a, b) = (from_mem.struct_def(name).unwrap(), back.struct_def(name).unwrap());
+            assert_eq!(a.size, b.size, "{name}");
+            for m in a.members.iter().filter(|m| !m.name.is_empty()) {
+                let (fa, fb) = (from_mem.field(name, &m.name).unwrap(), back.field(name, &m.name).unwrap());
+                assert_eq!((fa.bit_offset, fa.bit_size, fa.offset), (fb.bit_offset, fb.bit_size, fb.offset), "{name}.{}", m.name);
+            }
+        }
+        for e in back.types().enum_names() {
+            assert_eq!(from_mem.enum_def(&e).map(|d| d.values.len()), back.enum_def(&e).map(|d| d.values.len()), "{e}");
+        }
+        // Symbols through ISF: link-time addresses, every name.
+        for s in k.symbols.iter().step_by(97) {
+            assert_eq!(back.symbol(s.name), k.symbols.addr(s.name), "{}", s.name);
+        }
+
+        // A System.map of the same symbols, plus the same types.
+        let map = k.symbols.to_proc_kallsyms();
+        let sysmap = Profile::from_system_map(&map, Arc::new(BtfTypes::parse(blob).unwrap())).unwrap();
+        assert_eq!(sysmap.symbols().source(), SymbolSource::SystemMap);
+        assert_eq!(sysmap.symbols().len(), k.symbols.len());
+        assert_eq!(Offsets::resolve(&sysmap).unwrap(), offsets);
+        let slid = sysmap.slid(0x20_0000);
+        assert_eq!(slid.symbol("_text"), Some(0xffff_ffff_8120_0000));
+        assert_eq!(slid.symbol("fixed_percpu_data"), sysmap.symbol("fixed_percpu_data"), "absolute symbols stay");
+    }
+}
+
+#[test]
+fn btf_answers_nested_anonymous_bitfield_and_enum_queries() {
+    for path in vmlinuxes() {
+        let bytes = std::fs::read(&path).unwrap();
+        let p = Profile::from_vmlinux(&bytes, SymbolTable::from_iter(SymbolSource::Kallsyms, [])).unwrap();
+        assert_eq!(p.struct_size("list_head").unwrap(), 16);
+        assert_eq!(p.offset_of("list_head", "prev").unwrap(), 8);
+        // mm_struct's members sit in an anonymous struct.
+        let pgd = p.field("mm_struct", "pgd").unwrap();
+        assert!(p.struct_def("mm_struct").unwrap().members.iter().all(|m| m.name != "pgd"));
+        assert_eq!(pgd.offset % 8, 0);
+        // Nested through a typedef'd struct: kuid_t.val.
+        assert_eq!(p.offset_of("cred", "uid.val").unwrap(), p.offset_of("cred", "uid").unwrap());
+        // Bitfields.
+        let bf = p.field("task_struct", "sched_reset_on_fork").unwrap();
+        assert_eq!(bf.bit_size, Some(1));
+        assert!(bf.bit_offset >= bf.offset * 8 && bf.bit_offset < bf.offset * 8 + 64);
+        // Indexing into arrays.
+        let comm = p.field("task_struct", "comm[3]").unwrap();
+        assert_eq!(comm.offset, p.offset_of("task_struct", "comm").unwrap() + 3);
+        // Enumerators, named and anonymous enums alike.
+        assert_eq!(p.enum_value("MODULE_STATE_LIVE").unwrap(), 0);
+        assert_eq!(p.enum_value("MM_ANONPAGES").unwrap(), 1);
+        assert!(p.enum_value("NO_SUCH_ENUMERATOR").is_err());
+        assert!(p.field("task_struct", "no_such_field").is_err());
+        assert!(p.struct_size("no_such_struct").is_err());
+    }
+}
