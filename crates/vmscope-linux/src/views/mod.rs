@@ -252,3 +252,134 @@ impl Bytes<'_> {
         Some(String::from_utf8_lossy(&s[..end]).into_owned())
     }
 }
+
+#[cfg(test)]
+pub(crate) mod fixture;
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::fixture::{DIRECT, Fx};
+    use super::*;
+
+    fn three() -> (Fx, [u64; 4]) {
+        let mut fx = Fx::new();
+        let init = fx.process(1, fx.init_task, 0, "init", Some("/sbin/init splash"));
+        let kthreadd = fx.kthread(2, fx.init_task, "kthreadd");
+        let sleeper = fx.process(100, init, 1001, "sleep", Some("sleep 999"));
+        let alice = fx.process(101, init, 1002, "myname", None);
+        (fx, [init, kthreadd, sleeper, alice])
+    }
+
+    #[test]
+    fn processes_as_proc_shows_them() {
+        let (fx, _) = three();
+        let (k, addrs) = fx.finish();
+        let list = fx.ctx(&k, &addrs, Limits::default()).processes();
+        let got: Vec<(i32, i32, u32, &str, char)> =
+            list.processes.iter().map(|p| (p.pid, p.ppid, p.uid, p.comm.as_str(), p.state)).collect();
+        assert_eq!(got, [(1, 0, 0, "init", 'S'), (2, 0, 0, "kthreadd", 'I'), (100, 1, 1001, "sleep", 'S'), (101, 1, 1002, "myname", 'S')]);
+        let p = &list.processes;
+        assert_eq!(p[0].cmdline.as_deref(), Some(&["/sbin/init".to_owned(), "splash".to_owned()][..]));
+        assert!(p[1].kernel_thread && p[1].cmdline.as_deref() == Some(&[][..]) && p[1].rss_pages.is_none());
+        assert_eq!(p[2].cmdline.as_deref(), Some(&["sleep".to_owned(), "999".to_owned()][..]));
+        assert_eq!((p[2].rss_pages, p[2].threads, p[2].utime_ns, p[2].stime_ns), (Some(7), 1, 1000, 2000));
+        // Absent user memory is reported, not fatal.
+        assert_eq!(p[3].cmdline, None);
+        assert!(matches!(list.anomalies.as_slice(), [Anomaly::UserMemoryUnavailable { pid: 101, .. }]), "{:?}", list.anomalies);
+
+        let tree = tree::ProcessTree::from_list(list.clone());
+        let shape: Vec<(usize, i32)> = tree.walk().into_iter().map(|(d, p)| (d, p.pid)).collect();
+        assert_eq!(shape, [(0, 1), (1, 100), (1, 101), (0, 2)]);
+    }
+
+    #[test]
+    fn a_cycle_is_reported_and_the_walk_ends() {
+        let (mut fx, [_, _, sleeper, alice]) = three();
+        fx.w64(alice, sleeper); // alice->next points back into the list
+        let (k, addrs) = fx.finish();
+        let list = fx.ctx(&k, &addrs, Limits::default()).processes();
+        assert_eq!(list.processes.len(), 4);
+        assert!(list.anomalies.iter().any(|a| matches!(a, Anomaly::ListCycle { node, .. } if *node == sleeper)), "{:?}", list.anomalies);
+    }
+
+    #[test]
+    fn a_broken_link_is_walked_around_backwards() {
+        let (mut fx, [init, ..]) = three();
+        // kthreadd->next leads outside RAM: the forward walk stops at kthreadd, the
+        // backward walk from the head recovers alice and the sleeper.
+        let kthreadd = fx.r64(init);
+        fx.w64(kthreadd, DIRECT + (1 << 40));
+        let (k, addrs) = fx.finish();
+        let list = fx.ctx(&k, &addrs, Limits::default()).processes();
+        let pids: Vec<i32> = list.processes.iter().map(|p| p.pid).collect();
+        assert_eq!(pids, [1, 2, 100, 101]);
+        assert!(list.anomalies.iter().any(|a| matches!(a, Anomaly::Unreadable { .. })), "{:?}", list.anomalies);
+        assert!(list.anomalies.iter().any(|a| matches!(a, Anomaly::RecoveredBackwards { nodes: 2, .. })), "{:?}", list.anomalies);
+    }
+
+    #[test]
+    fn bad_pointers_and_limits() {
+        let (mut fx, [init, _, sleeper, _]) = three();
+        fx.w64(sleeper + 80, 0x1234); // real_cred: not a kernel pointer
+        fx.w64(init + 56, 0xdead_0000_0000_0000); // real_parent: not canonical
+        let (k, addrs) = fx.finish();
+        let list = fx.ctx(&k, &addrs, Limits { max_list: 2, ..Limits::default() }).processes();
+        assert_eq!(list.processes.len(), 2);
+        assert!(list.anomalies.iter().any(|a| matches!(a, Anomaly::StepLimit { limit: 2, .. })));
+        assert!(list.anomalies.iter().any(|a| matches!(a, Anomaly::BadPointer { value: 0xdead_0000_0000_0000, .. })));
+        let list = fx.ctx(&k, &addrs, Limits::default()).processes();
+        assert_eq!(list.processes[2].uid, u32::MAX, "an unreadable cred leaves the ids unknown");
+    }
+
+    #[test]
+    fn modules_and_their_symbols() {
+        let mut fx = Fx::new();
+        let dummy = fx.module("dummy", 16384, 0, &["dummy_export"], &["dummy_local", "cleanup_module"]);
+        let fw = fx.module("qemu_fw_cfg", 20480, 1 << 12, &[], &["fw_cfg_probe"]);
+        let (k, addrs) = fx.finish();
+        let ctx = fx.ctx(&k, &addrs, Limits::default());
+        let list = ctx.modules();
+        let got: Vec<(&str, u64, i64, &str)> = list.modules.iter().map(|m| (m.name.as_str(), m.size, m.refcount, m.state.as_str())).collect();
+        assert_eq!(got, [("dummy", 16384, 0, "Live"), ("qemu_fw_cfg", 20480, 0, "Live")]);
+        assert_eq!(list.modules[1].taints, 1 << 12);
+        let (syms, an) = ctx.module_symbols();
+        assert!(an.is_empty(), "{an:?}");
+        let text = modules::format_module_symbols(&syms);
+        let want = format!(
+            "{:016x} T dummy_export\t[dummy]\n{:016x} t dummy_local\t[dummy]\n{:016x} t cleanup_module\t[dummy]\n{:016x} t fw_cfg_probe\t[qemu_fw_cfg]\n",
+            dummy,
+            dummy + 0x10,
+            dummy + 0x20,
+            fw
+        );
+        assert_eq!(text, want);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever the bytes of the tasks, modules and their links, the views end
+        /// and do not panic.
+        #[test]
+        fn arbitrary_kernel_bytes_never_panic(junk in prop::collection::vec((0u64..0x3000, any::<u64>()), 1..64)) {
+            let mut fx = Fx::new();
+            let i = fx.process(1, fx.init_task, 0, "init", Some("/sbin/init"));
+            fx.process(2, i, 5, "a", Some("a b c"));
+            fx.module("m", 100, 0, &["x"], &["y"]);
+            let base = fx.init_task;
+            for (off, v) in junk {
+                fx.w64(base + (off & !7), v);
+            }
+            let (k, addrs) = fx.finish();
+            let ctx = fx.ctx(&k, &addrs, Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64 });
+            let list = ctx.processes();
+            prop_assert!(list.processes.len() <= 64);
+            let _ = tree::ProcessTree::from_list(list);
+            let _ = ctx.modules();
+            let _ = ctx.module_symbols();
+            let _ = ctx.threads(1);
+        }
+    }
+}
