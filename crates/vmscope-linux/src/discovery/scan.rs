@@ -9,12 +9,13 @@ use super::{Evidence, Hints, LARGE_PAGE, START_KERNEL_MAP};
 use crate::kallsyms::{self, DIGITS, Kallsyms, MAX_BACK};
 use crate::{Error, Result};
 
-/// How far past a token table the offsets and seqs may reach (6.4+ order).
-const MAX_AHEAD: u64 = 12 << 20;
-/// A first, smaller look back from a token table (enough for ~250k symbols).
-const FIRST_BACK: u64 = 6 << 20;
+/// The windows read around a token-table candidate, (back, ahead): a small one
+/// that holds the tables of kernels with up to ~250k symbols, then the largest
+/// the tables can span (names, markers and seqs before the token table; offsets
+/// and seqs after it from 6.4 on).
+const WINDOWS: [(u64, u64); 2] = [(4 << 20, 4 << 20), (MAX_BACK as u64, 12 << 20)];
 /// Scanning chunk.
-const CHUNK: u64 = 32 << 20;
+const CHUNK: u64 = 8 << 20;
 /// The most of the kernel image searched forward from where it starts.
 const IMAGE_SPAN: u64 = 96 << 20;
 const BANNER: &[u8] = b"Linux version ";
@@ -32,15 +33,12 @@ fn read_clipped<M: PhysMem + ?Sized>(mem: &M, start: Gpa, len: u64) -> Result<(G
 /// Tries to decode kallsyms around the token-table candidate at `anchor`.
 fn around_anchor<M: PhysMem + ?Sized>(mem: &M, anchor: Gpa) -> Option<Kallsyms> {
     let region = mem.memory_map().region_of(anchor)?;
-    for back in [FIRST_BACK, MAX_BACK as u64] {
+    for (back, ahead) in WINDOWS {
         let start = anchor.raw().saturating_sub(back).max(region.gpa.raw()) & !0xfff;
         let start = start.max(region.gpa.raw().next_multiple_of(8));
-        let Ok((base, w)) = read_clipped(mem, Gpa::new(start), anchor.raw() - start + MAX_AHEAD) else { continue };
+        let Ok((base, w)) = read_clipped(mem, Gpa::new(start), anchor.raw() - start + ahead) else { continue };
         if let Ok(k) = kallsyms::decode_window(&w, base) {
             return Some(k);
-        }
-        if start == region.gpa.raw() {
-            break;
         }
     }
     None
