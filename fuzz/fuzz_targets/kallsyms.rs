@@ -16,7 +16,9 @@ mod pack;
 
 fn check(window: &[u8]) {
     let base = Gpa::new(0x20_0000);
-    let Ok(k) = decode_window(window, base) else { return };
+    let Ok(k) = decode_window(window, base) else {
+        return;
+    };
     assert_eq!(k.symbols.len(), k.layout.count as usize);
     let view = TablesView::new(window, base, k.layout);
     for i in [0, k.layout.count / 2, k.layout.count.saturating_sub(1)] {
@@ -31,7 +33,9 @@ fn check(window: &[u8]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     if mode & 1 == 0 {
         check(rest);
         return;
@@ -43,16 +47,31 @@ fuzz_target!(|data: &[u8]| {
         .take(300)
         .enumerate()
         .map(|(i, c)| {
-            let name: String = c.iter().map(|b| b"abcdefghijklmnopqrstuvwxyz0123456789_"[*b as usize % 37] as char).collect();
-            let kind = if c.first().is_some_and(|b| b & 0x80 != 0) { 't' } else { 'T' };
-            (format!("s{name}"), kind, 0xffff_ffff_8100_0000 + 0x40 * i as u64 + u64::from(c[0]))
+            let name: String = c
+                .iter()
+                .map(|b| b"abcdefghijklmnopqrstuvwxyz0123456789_"[*b as usize % 37] as char)
+                .collect();
+            let kind = if c.first().is_some_and(|b| b & 0x80 != 0) {
+                't'
+            } else {
+                'T'
+            };
+            (
+                format!("s{name}"),
+                kind,
+                0xffff_ffff_8100_0000 + 0x40 * i as u64 + u64::from(c[0]),
+            )
         })
         .collect();
     if syms.is_empty() {
         return;
     }
     let opts = pack::PackOptions {
-        order: if mode & 2 == 0 { TableOrder::OffsetsFirst } else { TableOrder::OffsetsLast },
+        order: if mode & 2 == 0 {
+            TableOrder::OffsetsFirst
+        } else {
+            TableOrder::OffsetsLast
+        },
         seqs: mode & 4 != 0,
         absolute_percpu: mode & 8 == 0,
         lead: usize::from(mode >> 4),

@@ -21,7 +21,12 @@ impl PhysMem for FileMem {
             for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
                 let (_, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
                 let n = n as usize;
-                self.file.read_exact_at(&mut op.buf[done..done + n], off).map_err(|source| MemError::Io { gpa: op.gpa, source })?;
+                self.file
+                    .read_exact_at(&mut op.buf[done..done + n], off)
+                    .map_err(|source| MemError::Io {
+                        gpa: op.gpa,
+                        source,
+                    })?;
                 done += n;
             }
         }
@@ -35,11 +40,16 @@ impl PhysMem for FileMem {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: dump RAM.bin [info|ps|lsmod|kallsyms|tree]")?;
+    let path = args
+        .next()
+        .ok_or("usage: dump RAM.bin [info|ps|lsmod|kallsyms|tree]")?;
     let what = args.next().unwrap_or_else(|| "info".into());
     let file = File::open(&path)?;
     let size = file.metadata()?.len();
-    let mem = FileMem { file, map: MemoryMap::flat(size) };
+    let mem = FileMem {
+        file,
+        map: MemoryMap::flat(size),
+    };
     let t = std::time::Instant::now();
     let kernel = Kernel::attach(mem, Hints::none())?;
     eprintln!("attach: {:?}", t.elapsed());
@@ -51,7 +61,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             eprintln!("processes: {:?}", t.elapsed());
             for p in &list.processes {
                 let cmd = p.cmdline.as_ref().map_or("?".to_owned(), |c| c.join(" "));
-                println!("{:>6} {:>6} {:>5} {:>5} {} {:>3} {:>6} {:<16} {}", p.pid, p.ppid, p.uid, p.gid, p.state, p.threads, p.rss_pages.unwrap_or(0), p.comm, cmd);
+                println!(
+                    "{:>6} {:>6} {:>5} {:>5} {} {:>3} {:>6} {:<16} {}",
+                    p.pid,
+                    p.ppid,
+                    p.uid,
+                    p.gid,
+                    p.state,
+                    p.threads,
+                    p.rss_pages.unwrap_or(0),
+                    p.comm,
+                    cmd
+                );
             }
             for a in &list.anomalies {
                 println!("anomaly: {a}");
@@ -65,7 +86,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "lsmod" => {
             let list = kernel.modules();
             for m in &list.modules {
-                println!("{} {} {} - {} {:#x} {}", m.name, m.size, m.refcount, m.state, m.base, m.taint_flags);
+                println!(
+                    "{} {} {} - {} {:#x} {}",
+                    m.name, m.size, m.refcount, m.state, m.base, m.taint_flags
+                );
             }
             for a in &list.anomalies {
                 println!("anomaly: {a}");

@@ -17,8 +17,16 @@ use vmscope_x86::PagingMode;
 /// `/proc/kallsyms` (vmlinux part) of each known build, at link-time addresses:
 /// build ID, symbols, SHA-256 — taken from the guests themselves (as root).
 const KNOWN: &[(&str, usize, &str)] = &[
-    ("bb603a9147d3efe4744bf83c83eee397c591cc20", 87182, "4117daf70980364b8f501aaae922da68d9d5957fa9fdacdaac16669d2d5b995e"),
-    ("3bde3ce03156c39bec3310fbdd6bd14bfbefb62e", 157881, "d63022e8b1de08ae6b79199a3186a832d41b73b6c081f15f6f0477a175b0ad32"),
+    (
+        "bb603a9147d3efe4744bf83c83eee397c591cc20",
+        87182,
+        "4117daf70980364b8f501aaae922da68d9d5957fa9fdacdaac16669d2d5b995e",
+    ),
+    (
+        "3bde3ce03156c39bec3310fbdd6bd14bfbefb62e",
+        157881,
+        "d63022e8b1de08ae6b79199a3186a832d41b73b6c081f15f6f0477a175b0ad32",
+    ),
 ];
 
 fn vmlinuxes() -> Vec<PathBuf> {
@@ -33,7 +41,8 @@ fn vmlinuxes() -> Vec<PathBuf> {
         eprintln!("note: no guest images (run `cargo xtask images`); skipping");
         return Vec::new();
     };
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     manifest["kernels"]
         .as_array()
         .unwrap()
@@ -56,7 +65,10 @@ fn boot_image(elf: &Elf<'_>) -> SliceMem<Vec<u8>> {
 }
 
 fn sha256(s: &str) -> String {
-    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[test]
@@ -66,22 +78,52 @@ fn discovery_and_kallsyms_on_the_image() {
         let elf = Elf::parse(&bytes).unwrap();
         let mem = boot_image(&elf);
         let (info, k) = discover(&mem, &Hints::none()).unwrap();
-        let id: String = elf.build_id().unwrap().unwrap().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(info.build_id.as_deref(), Some(id.as_str()), "{}", path.display());
-        assert_eq!((info.kaslr_virtual_offset, info.kaslr_physical_offset), (0, 0));
+        let id: String = elf
+            .build_id()
+            .unwrap()
+            .unwrap()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            info.build_id.as_deref(),
+            Some(id.as_str()),
+            "{}",
+            path.display()
+        );
+        assert_eq!(
+            (info.kaslr_virtual_offset, info.kaslr_physical_offset),
+            (0, 0)
+        );
         assert_eq!(info.text_pa, Gpa::new(0x100_0000));
         assert_eq!(info.paging, PagingMode::Level4);
-        assert!(info.banner.starts_with("Linux version "), "{:?}", info.banner);
-        assert_eq!(elf.section(".BTF").unwrap().unwrap().data.len() as u64, info.btf.unwrap().1);
+        assert!(
+            info.banner.starts_with("Linux version "),
+            "{:?}",
+            info.banner
+        );
+        assert_eq!(
+            elf.section(".BTF").unwrap().unwrap().data.len() as u64,
+            info.btf.unwrap().1
+        );
         assert_eq!(k.symbols.addr("_text"), Some(0xffff_ffff_8100_0000));
 
         let text = k.symbols.to_proc_kallsyms();
         match KNOWN.iter().find(|(b, ..)| *b == id) {
             Some((_, count, hash)) => {
                 assert_eq!(text.lines().count(), *count);
-                assert_eq!(sha256(&text), *hash, "{}: kallsyms differ from the guest's /proc/kallsyms", path.display());
+                assert_eq!(
+                    sha256(&text),
+                    *hash,
+                    "{}: kallsyms differ from the guest's /proc/kallsyms",
+                    path.display()
+                );
             }
-            None => eprintln!("note: {} (build {id}) has no recorded /proc/kallsyms; decoded {} symbols", path.display(), k.symbols.len()),
+            None => eprintln!(
+                "note: {} (build {id}) has no recorded /proc/kallsyms; decoded {} symbols",
+                path.display(),
+                k.symbols.len()
+            ),
         }
     }
 }
@@ -107,19 +149,39 @@ fn every_type_source_gives_the_same_profile() {
         let roots = Offsets::TYPES;
         let isf = from_mem.to_isf(Some(roots), 0).unwrap();
         let back = Profile::from_isf(isf.as_bytes()).unwrap();
-        assert_eq!(offsets, Offsets::resolve(&back).unwrap(), "{}", path.display());
+        assert_eq!(
+            offsets,
+            Offsets::resolve(&back).unwrap(),
+            "{}",
+            path.display()
+        );
         let names = back.types().struct_names();
         assert!(names.len() > roots.len(), "embedded types are written too");
         for name in &names {
-            let (a, b) = (from_mem.struct_def(name).unwrap(), back.struct_def(name).unwrap());
+            let (a, b) = (
+                from_mem.struct_def(name).unwrap(),
+                back.struct_def(name).unwrap(),
+            );
             assert_eq!(a.size, b.size, "{name}");
             for m in a.members.iter().filter(|m| !m.name.is_empty()) {
-                let (fa, fb) = (from_mem.field(name, &m.name).unwrap(), back.field(name, &m.name).unwrap());
-                assert_eq!((fa.bit_offset, fa.bit_size, fa.offset), (fb.bit_offset, fb.bit_size, fb.offset), "{name}.{}", m.name);
+                let (fa, fb) = (
+                    from_mem.field(name, &m.name).unwrap(),
+                    back.field(name, &m.name).unwrap(),
+                );
+                assert_eq!(
+                    (fa.bit_offset, fa.bit_size, fa.offset),
+                    (fb.bit_offset, fb.bit_size, fb.offset),
+                    "{name}.{}",
+                    m.name
+                );
             }
         }
         for e in back.types().enum_names() {
-            assert_eq!(from_mem.enum_def(&e).map(|d| d.values.len()), back.enum_def(&e).map(|d| d.values.len()), "{e}");
+            assert_eq!(
+                from_mem.enum_def(&e).map(|d| d.values.len()),
+                back.enum_def(&e).map(|d| d.values.len()),
+                "{e}"
+            );
         }
         // Symbols through ISF: link-time addresses, every name.
         for s in k.symbols.iter().step_by(97) {
@@ -128,13 +190,18 @@ fn every_type_source_gives_the_same_profile() {
 
         // A System.map of the same symbols, plus the same types.
         let map = k.symbols.to_proc_kallsyms();
-        let sysmap = Profile::from_system_map(&map, Arc::new(BtfTypes::parse(blob).unwrap())).unwrap();
+        let sysmap =
+            Profile::from_system_map(&map, Arc::new(BtfTypes::parse(blob).unwrap())).unwrap();
         assert_eq!(sysmap.symbols().source(), SymbolSource::SystemMap);
         assert_eq!(sysmap.symbols().len(), k.symbols.len());
         assert_eq!(Offsets::resolve(&sysmap).unwrap(), offsets);
         let slid = sysmap.slid(0x20_0000);
         assert_eq!(slid.symbol("_text"), Some(0xffff_ffff_8120_0000));
-        assert_eq!(slid.symbol("fixed_percpu_data"), sysmap.symbol("fixed_percpu_data"), "absolute symbols stay");
+        assert_eq!(
+            slid.symbol("fixed_percpu_data"),
+            sysmap.symbol("fixed_percpu_data"),
+            "absolute symbols stay"
+        );
     }
 }
 
@@ -142,15 +209,25 @@ fn every_type_source_gives_the_same_profile() {
 fn btf_answers_nested_anonymous_bitfield_and_enum_queries() {
     for path in vmlinuxes() {
         let bytes = std::fs::read(&path).unwrap();
-        let p = Profile::from_vmlinux(&bytes, SymbolTable::from_iter(SymbolSource::Kallsyms, [])).unwrap();
+        let p = Profile::from_vmlinux(&bytes, SymbolTable::from_iter(SymbolSource::Kallsyms, []))
+            .unwrap();
         assert_eq!(p.struct_size("list_head").unwrap(), 16);
         assert_eq!(p.offset_of("list_head", "prev").unwrap(), 8);
         // mm_struct's members sit in an anonymous struct.
         let pgd = p.field("mm_struct", "pgd").unwrap();
-        assert!(p.struct_def("mm_struct").unwrap().members.iter().all(|m| m.name != "pgd"));
+        assert!(
+            p.struct_def("mm_struct")
+                .unwrap()
+                .members
+                .iter()
+                .all(|m| m.name != "pgd")
+        );
         assert_eq!(pgd.offset % 8, 0);
         // Nested through a typedef'd struct: kuid_t.val.
-        assert_eq!(p.offset_of("cred", "uid.val").unwrap(), p.offset_of("cred", "uid").unwrap());
+        assert_eq!(
+            p.offset_of("cred", "uid.val").unwrap(),
+            p.offset_of("cred", "uid").unwrap()
+        );
         // Bitfields.
         let bf = p.field("task_struct", "sched_reset_on_fork").unwrap();
         assert_eq!(bf.bit_size, Some(1));

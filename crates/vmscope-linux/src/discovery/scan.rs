@@ -23,10 +23,14 @@ const BANNER: &[u8] = b"Linux version ";
 /// Reads `[start, start+len)` clipped to the RAM region holding `start`.
 fn read_clipped<M: PhysMem + ?Sized>(mem: &M, start: Gpa, len: u64) -> Result<(Gpa, Vec<u8>)> {
     let map = mem.memory_map();
-    let r = map.region_of(start).ok_or(Error::phys(start, vmscope_mem::Error::Unbacked { gpa: start }))?;
+    let r = map.region_of(start).ok_or(Error::phys(
+        start,
+        vmscope_mem::Error::Unbacked { gpa: start },
+    ))?;
     let len = len.min(r.end() - start.raw());
     let mut buf = vec![0u8; len as usize];
-    mem.read(start, &mut buf).map_err(|e| Error::phys(start, e))?;
+    mem.read(start, &mut buf)
+        .map_err(|e| Error::phys(start, e))?;
     Ok((start, buf))
 }
 
@@ -36,7 +40,9 @@ fn around_anchor<M: PhysMem + ?Sized>(mem: &M, anchor: Gpa) -> Option<Kallsyms> 
     for (back, ahead) in WINDOWS {
         let start = anchor.raw().saturating_sub(back).max(region.gpa.raw()) & !0xfff;
         let start = start.max(region.gpa.raw().next_multiple_of(8));
-        let Ok((base, w)) = read_clipped(mem, Gpa::new(start), anchor.raw() - start + ahead) else { continue };
+        let Ok((base, w)) = read_clipped(mem, Gpa::new(start), anchor.raw() - start + ahead) else {
+            continue;
+        };
         if let Ok(k) = kallsyms::decode_window(&w, base) {
             return Some(k);
         }
@@ -46,12 +52,19 @@ fn around_anchor<M: PhysMem + ?Sized>(mem: &M, anchor: Gpa) -> Option<Kallsyms> 
 
 /// Searches `[start, start+len)` (one region) chunk by chunk for a token table
 /// that decodes.
-fn search_range<M: PhysMem + ?Sized>(mem: &M, start: Gpa, len: u64, tried: &mut Vec<u64>) -> Option<Kallsyms> {
+fn search_range<M: PhysMem + ?Sized>(
+    mem: &M,
+    start: Gpa,
+    len: u64,
+    tried: &mut Vec<u64>,
+) -> Option<Kallsyms> {
     let mut at = start.raw();
     let end = start.raw().saturating_add(len);
     while at < end {
         let n = (end - at).min(CHUNK + DIGITS.len() as u64);
-        let Ok((base, buf)) = read_clipped(mem, Gpa::new(at), n) else { return None };
+        let Ok((base, buf)) = read_clipped(mem, Gpa::new(at), n) else {
+            return None;
+        };
         for hit in memchr::memmem::find_iter(&buf, DIGITS) {
             let anchor = base.raw() + hit as u64;
             // A window around one anchor covers its neighbours too.
@@ -80,7 +93,9 @@ fn image_start_from_cr3<M: PhysMem + ?Sized>(mem: &M, hints: &Hints) -> Option<(
         Some(cr4) => vec![PagingMode::from_cr4(cr4)],
         None => vec![PagingMode::Level4, PagingMode::Level5],
     };
-    let vas: Vec<Gva> = (0..512u64).map(|i| Gva::new(START_KERNEL_MAP + i * LARGE_PAGE)).collect();
+    let vas: Vec<Gva> = (0..512u64)
+        .map(|i| Gva::new(START_KERNEL_MAP + i * LARGE_PAGE))
+        .collect();
     for mode in modes {
         // Under PTI, CR3 may be the user half; its kernel half maps the kernel.
         let space = AddressSpace::new(Root::from_cr3(cr3).pti_kernel(), mode);
@@ -106,7 +121,11 @@ fn banner_pages<M: PhysMem + ?Sized>(mem: &M) -> Vec<Gpa> {
         }
     }
     let mut bufs = vec![[0u8; 0x1000]; pages.len()];
-    let mut ops: Vec<ReadOp<'_>> = pages.iter().zip(bufs.iter_mut()).map(|(&g, b)| ReadOp::new(g, b)).collect();
+    let mut ops: Vec<ReadOp<'_>> = pages
+        .iter()
+        .zip(bufs.iter_mut())
+        .map(|(&g, b)| ReadOp::new(g, b))
+        .collect();
     let mut results = Vec::new();
     mem.read_each(&mut ops, &mut results);
     drop(ops);
@@ -120,13 +139,20 @@ fn banner_pages<M: PhysMem + ?Sized>(mem: &M) -> Vec<Gpa> {
 }
 
 /// Finds and decodes kallsyms, recording the evidence that led there.
-pub(super) fn find_kallsyms<M: PhysMem + ?Sized>(mem: &M, hints: &Hints, evidence: &mut Vec<Evidence>) -> Result<Kallsyms> {
+pub(super) fn find_kallsyms<M: PhysMem + ?Sized>(
+    mem: &M,
+    hints: &Hints,
+    evidence: &mut Vec<Evidence>,
+) -> Result<Kallsyms> {
     let mut tried = Vec::new();
-    if let Some((start, mode)) = image_start_from_cr3(mem, hints) {
-        if let Some(k) = search_range(mem, start, IMAGE_SPAN, &mut tried) {
-            evidence.push(Evidence::Cr3KernelMapping { image_start: start, mode });
-            return Ok(k);
-        }
+    if let Some((start, mode)) = image_start_from_cr3(mem, hints)
+        && let Some(k) = search_range(mem, start, IMAGE_SPAN, &mut tried)
+    {
+        evidence.push(Evidence::Cr3KernelMapping {
+            image_start: start,
+            mode,
+        });
+        return Ok(k);
     }
     for page in banner_pages(mem) {
         if let Some(k) = search_range(mem, page, IMAGE_SPAN, &mut tried) {
@@ -146,6 +172,10 @@ pub(super) fn find_kallsyms<M: PhysMem + ?Sized>(mem: &M, hints: &Hints, evidenc
         "no kallsyms tables in {} bytes of RAM ({} token-table candidates tried){}",
         scanned,
         tried.len(),
-        if hints.cr3.is_some() { "; the CR3 given maps no kernel image" } else { "" }
+        if hints.cr3.is_some() {
+            "; the CR3 given maps no kernel image"
+        } else {
+            ""
+        }
     )))
 }

@@ -24,6 +24,9 @@ const MAX_SYMS: u32 = 1 << 22;
 /// How far back from the token table `num_syms` may be (names, markers and seqs).
 pub(crate) const MAX_BACK: usize = 24 << 20;
 
+/// Where each token starts in the window and how long it is, by byte code.
+pub(crate) type Tokens = [(u32, u16); 256];
+
 /// Where each table is, as offsets into the window searched; see
 /// [`KallsymsLayout`](super::KallsymsLayout) for the guest-physical form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +41,8 @@ pub(crate) struct Found {
     pub seqs_of_names: Option<usize>,
     pub count: u32,
     pub order: TableOrder,
-    /// Start of each token in the window, by byte code.
-    pub tokens: [(u32, u16); 256],
+    /// Start and length of each token in the window, by byte code.
+    pub tokens: Tokens,
 }
 
 /// Which of the two orders `scripts/kallsyms` used.
@@ -56,15 +59,21 @@ fn align8(x: usize) -> usize {
 }
 
 pub(crate) fn u16_at(w: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(*w.get(at..at.checked_add(2)?)?.first_chunk()?))
+    Some(u16::from_le_bytes(
+        *w.get(at..at.checked_add(2)?)?.first_chunk()?,
+    ))
 }
 
 pub(crate) fn u32_at(w: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(*w.get(at..at.checked_add(4)?)?.first_chunk()?))
+    Some(u32::from_le_bytes(
+        *w.get(at..at.checked_add(4)?)?.first_chunk()?,
+    ))
 }
 
 pub(crate) fn u64_at(w: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(*w.get(at..at.checked_add(8)?)?.first_chunk()?))
+    Some(u64::from_le_bytes(
+        *w.get(at..at.checked_add(8)?)?.first_chunk()?,
+    ))
 }
 
 /// Every place in `w` the digit run occurs.
@@ -74,7 +83,7 @@ pub(crate) fn anchors(w: &[u8]) -> impl Iterator<Item = usize> + '_ {
 
 /// The token table whose digit tokens are at `anchor`, if one is there. `w` must
 /// start at an 8-byte aligned guest-physical address.
-pub(crate) fn token_table_at(w: &[u8], anchor: usize) -> Option<(usize, usize, [(u32, u16); 256])> {
+pub(crate) fn token_table_at(w: &[u8], anchor: usize) -> Option<(usize, usize, Tokens)> {
     // The 48 tokens before '0' are short: a few hundred bytes at most.
     let lowest = anchor.saturating_sub(4096);
     let mut start = anchor & !7;
@@ -91,7 +100,7 @@ pub(crate) fn token_table_at(w: &[u8], anchor: usize) -> Option<(usize, usize, [
 
 /// Tokens from `start`: 256 NUL-terminated printable strings, token `'0'` at
 /// `anchor`, followed (8-aligned) by a `u16` index of their offsets.
-fn check_tokens(w: &[u8], start: usize, anchor: usize) -> Option<(usize, [(u32, u16); 256])> {
+fn check_tokens(w: &[u8], start: usize, anchor: usize) -> Option<(usize, Tokens)> {
     let mut tokens = [(0u32, 0u16); 256];
     let mut at = start;
     for tok in tokens.iter_mut() {
@@ -155,7 +164,9 @@ fn names_match_markers(w: &[u8], names: usize, count: u32, markers: usize) -> bo
 fn markers_plausible(w: &[u8], at: usize, m: usize, limit: usize) -> bool {
     let mut prev = None;
     for k in 0..m {
-        let Some(v) = u32_at(w, at + 4 * k) else { return false };
+        let Some(v) = u32_at(w, at + 4 * k) else {
+            return false;
+        };
         let ok = match prev {
             None => v == 0,
             Some(p) => v > p && (v as usize) < limit,
@@ -178,8 +189,16 @@ fn find_names(w: &[u8], token_table: usize) -> Option<(usize, u32, usize, Option
             let m = (n as usize).div_ceil(256);
             let names = q + 8;
             let direct = token_table.checked_sub(align8(4 * m));
-            let with_seqs = token_table.checked_sub(align8(3 * n as usize)).and_then(|s| Some((s.checked_sub(align8(4 * m))?, s)));
-            for (markers, seqs) in [direct.map(|mk| (mk, None)), with_seqs.map(|(mk, s)| (mk, Some(s)))].into_iter().flatten() {
+            let with_seqs = token_table
+                .checked_sub(align8(3 * n as usize))
+                .and_then(|s| Some((s.checked_sub(align8(4 * m))?, s)));
+            for (markers, seqs) in [
+                direct.map(|mk| (mk, None)),
+                with_seqs.map(|(mk, s)| (mk, Some(s))),
+            ]
+            .into_iter()
+            .flatten()
+            {
                 if markers > names
                     && markers_plausible(w, markers, m, markers - names)
                     && names_match_markers(w, names, n, markers)
@@ -199,16 +218,26 @@ fn find_names(w: &[u8], token_table: usize) -> Option<(usize, u32, usize, Option
 /// Whether the `count` offsets at `at`, resolved against the base at `base_at`,
 /// give non-decreasing kernel addresses.
 fn offsets_sorted(w: &[u8], at: usize, count: u32, base_at: usize) -> bool {
-    let Some(base) = u64_at(w, base_at) else { return false };
+    let Some(base) = u64_at(w, base_at) else {
+        return false;
+    };
     // The base is a kernel-half address under 4- or 5-level paging.
     if base >> 47 != 0x1_ffff && base >> 56 != 0xff {
         return false;
     }
-    let Some(raw) = w.get(at..at + 4 * count as usize) else { return false };
-    let absolute_percpu = raw.chunks_exact(4).any(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) < 0);
+    let Some(raw) = w.get(at..at + 4 * count as usize) else {
+        return false;
+    };
+    let absolute_percpu = raw
+        .chunks_exact(4)
+        .any(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) < 0);
     let mut prev = 0u64;
     for c in raw.chunks_exact(4) {
-        let a = super::decode::address(i32::from_le_bytes([c[0], c[1], c[2], c[3]]), base, absolute_percpu);
+        let a = super::decode::address(
+            i32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            base,
+            absolute_percpu,
+        );
         if a < prev {
             return false;
         }
@@ -219,7 +248,9 @@ fn offsets_sorted(w: &[u8], at: usize, count: u32, base_at: usize) -> bool {
 
 /// Whether the `count` 3-byte entries at `at` are a permutation of `0..count`.
 fn is_permutation(w: &[u8], at: usize, count: u32) -> bool {
-    let Some(raw) = w.get(at..at + 3 * count as usize) else { return false };
+    let Some(raw) = w.get(at..at + 3 * count as usize) else {
+        return false;
+    };
     let mut seen = vec![false; count as usize];
     for c in raw.chunks_exact(3) {
         let v = (usize::from(c[0]) << 16) | (usize::from(c[1]) << 8) | usize::from(c[2]);
@@ -237,7 +268,9 @@ pub(crate) fn locate(w: &[u8], anchor: usize) -> Option<Found> {
     let (num_syms, count, markers, seqs_between) = find_names(w, token_table)?;
     let n = count as usize;
     // Offsets first: base right before num_syms, offsets before it.
-    let first = num_syms.checked_sub(8).and_then(|rb| Some((rb.checked_sub(align8(4 * n))?, rb)));
+    let first = num_syms
+        .checked_sub(8)
+        .and_then(|rb| Some((rb.checked_sub(align8(4 * n))?, rb)));
     // Offsets last: after the token index.
     let last_offsets = align8(token_index + 512);
     let last = (last_offsets, align8(last_offsets + 4 * n));

@@ -24,7 +24,10 @@ pub struct BtfTypes {
 
 impl fmt::Debug for BtfTypes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BtfTypes").field("bytes", &self.len).field("types", &self.btf.base().type_id_range().1).finish()
+        f.debug_struct("BtfTypes")
+            .field("bytes", &self.len)
+            .field("types", &self.btf.base().type_id_range().1)
+            .finish()
     }
 }
 
@@ -38,7 +41,11 @@ impl BtfTypes {
         let parsed = std::panic::catch_unwind(|| Btf::from_bytes(bytes))
             .map_err(|_| Error::Btf("the BTF parser panicked on this blob".into()))?;
         let btf = parsed.map_err(|e| Error::Btf(e.to_string()))?;
-        Ok(BtfTypes { btf, len: bytes.len(), enumerators: OnceLock::new() })
+        Ok(BtfTypes {
+            btf,
+            len: bytes.len(),
+            enumerators: OnceLock::new(),
+        })
     }
 
     /// The `btf-rs` object, for queries this crate does not wrap.
@@ -63,30 +70,72 @@ impl BtfTypes {
     fn type_ref_depth(&self, mut id: u32, mut depth: u32) -> TypeRef {
         while depth < 32 {
             depth += 1;
-            let Ok(t) = self.btf.resolve_type_by_id(id) else { return TypeRef::Void };
+            let Ok(t) = self.btf.resolve_type_by_id(id) else {
+                return TypeRef::Void;
+            };
             match &t {
                 Type::Void => return TypeRef::Void,
                 Type::Int(i) => {
                     let name = self.btf.resolve_name(i).unwrap_or_default();
-                    return TypeRef::Base { name, size: i.size() as u32, signed: i.is_signed() };
+                    return TypeRef::Base {
+                        name,
+                        size: i.size() as u32,
+                        signed: i.is_signed(),
+                    };
                 }
                 Type::Float(f) => {
                     let name = self.btf.resolve_name(f).unwrap_or_default();
-                    return TypeRef::Base { name, size: f.size() as u32, signed: true };
+                    return TypeRef::Base {
+                        name,
+                        size: f.size() as u32,
+                        signed: true,
+                    };
                 }
                 Type::Ptr(p) => {
-                    let to = p.get_type_id().map_or(TypeRef::Void, |to| self.type_ref_depth(to, depth));
+                    let to = p
+                        .get_type_id()
+                        .map_or(TypeRef::Void, |to| self.type_ref_depth(to, depth));
                     return TypeRef::Pointer { to: Box::new(to) };
                 }
                 Type::Array(a) => {
-                    let elem = a.get_type_id().map_or(TypeRef::Void, |e| self.type_ref_depth(e, depth));
-                    return TypeRef::Array { elem: Box::new(elem), count: a.len() as u32 };
+                    let elem = a
+                        .get_type_id()
+                        .map_or(TypeRef::Void, |e| self.type_ref_depth(e, depth));
+                    return TypeRef::Array {
+                        elem: Box::new(elem),
+                        count: a.len() as u32,
+                    };
                 }
-                Type::Struct(s) => return TypeRef::Struct { name: self.name_of(s, id), union: false },
-                Type::Union(u) => return TypeRef::Struct { name: self.name_of(u, id), union: true },
-                Type::Fwd(f) => return TypeRef::Struct { name: self.name_of(f, id), union: f.is_union() },
-                Type::Enum(e) => return TypeRef::Enum { name: self.name_of(e, id), size: e.size() as u32 },
-                Type::Enum64(e) => return TypeRef::Enum { name: self.name_of(e, id), size: e.size() as u32 },
+                Type::Struct(s) => {
+                    return TypeRef::Struct {
+                        name: self.name_of(s, id),
+                        union: false,
+                    };
+                }
+                Type::Union(u) => {
+                    return TypeRef::Struct {
+                        name: self.name_of(u, id),
+                        union: true,
+                    };
+                }
+                Type::Fwd(f) => {
+                    return TypeRef::Struct {
+                        name: self.name_of(f, id),
+                        union: f.is_union(),
+                    };
+                }
+                Type::Enum(e) => {
+                    return TypeRef::Enum {
+                        name: self.name_of(e, id),
+                        size: e.size() as u32,
+                    };
+                }
+                Type::Enum64(e) => {
+                    return TypeRef::Enum {
+                        name: self.name_of(e, id),
+                        size: e.size() as u32,
+                    };
+                }
                 Type::FuncProto(_) | Type::Func(_) => return TypeRef::Function,
                 other => match other.as_btf_type().and_then(|b| b.get_type_id()) {
                     Some(next) => id = next,
@@ -113,7 +162,12 @@ impl BtfTypes {
                 ty: m.get_type_id().map_or(TypeRef::Void, |t| self.type_ref(t)),
             })
             .collect();
-        Some(StructDef { name: self.name_of(s, id), union, size: s.size() as u64, members })
+        Some(StructDef {
+            name: self.name_of(s, id),
+            union,
+            size: s.size() as u64,
+            members,
+        })
     }
 
     fn enum_by_id(&self, id: u32, t: &Type) -> Option<EnumDef> {
@@ -122,11 +176,19 @@ impl BtfTypes {
                 .members
                 .iter()
                 .map(|m| {
-                    let v = if e.is_signed() { i64::from(m.val() as i32) } else { i64::from(m.val()) };
+                    let v = if e.is_signed() {
+                        i64::from(m.val() as i32)
+                    } else {
+                        i64::from(m.val())
+                    };
                     (self.btf.resolve_name(m).unwrap_or_default(), v)
                 })
                 .collect(),
-            Type::Enum64(e) => e.members.iter().map(|m| (self.btf.resolve_name(m).unwrap_or_default(), m.val() as i64)).collect(),
+            Type::Enum64(e) => e
+                .members
+                .iter()
+                .map(|m| (self.btf.resolve_name(m).unwrap_or_default(), m.val() as i64))
+                .collect(),
             _ => return None,
         };
         let (size, name) = match t {
@@ -149,7 +211,9 @@ impl BtfTypes {
         self.enumerators.get_or_init(|| {
             let mut map = HashMap::new();
             for id in self.all_ids() {
-                let Ok(t) = self.btf.resolve_type_by_id(id) else { continue };
+                let Ok(t) = self.btf.resolve_type_by_id(id) else {
+                    continue;
+                };
                 if let Some(e) = self.enum_by_id(id, &t) {
                     for (n, v) in e.values {
                         map.entry(n).or_insert((v, e.name.clone()));
@@ -168,11 +232,15 @@ impl BtfTypes {
 
 impl TypeSource for BtfTypes {
     fn struct_def(&self, name: &str) -> Option<StructDef> {
-        self.ids(name).into_iter().find_map(|id| self.struct_by_id(id, &self.btf.resolve_type_by_id(id).ok()?))
+        self.ids(name)
+            .into_iter()
+            .find_map(|id| self.struct_by_id(id, &self.btf.resolve_type_by_id(id).ok()?))
     }
 
     fn enum_def(&self, name: &str) -> Option<EnumDef> {
-        self.ids(name).into_iter().find_map(|id| self.enum_by_id(id, &self.btf.resolve_type_by_id(id).ok()?))
+        self.ids(name)
+            .into_iter()
+            .find_map(|id| self.enum_by_id(id, &self.btf.resolve_type_by_id(id).ok()?))
     }
 
     fn enumerator(&self, name: &str) -> Option<i64> {

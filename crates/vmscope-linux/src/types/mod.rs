@@ -66,7 +66,9 @@ impl fmt::Display for TypeRef {
             TypeRef::Base { name, .. } => f.write_str(name),
             TypeRef::Pointer { to } => write!(f, "{to} *"),
             TypeRef::Array { elem, count } => write!(f, "{elem}[{count}]"),
-            TypeRef::Struct { name, union } => write!(f, "{} {name}", if *union { "union" } else { "struct" }),
+            TypeRef::Struct { name, union } => {
+                write!(f, "{} {name}", if *union { "union" } else { "struct" })
+            }
             TypeRef::Enum { name, .. } => write!(f, "enum {name}"),
             TypeRef::Function => f.write_str("function"),
         }
@@ -156,14 +158,21 @@ fn size_of_depth(src: &dyn TypeSource, ty: &TypeRef, depth: u32) -> Option<u64> 
         TypeRef::Void | TypeRef::Function => None,
         TypeRef::Base { size, .. } | TypeRef::Enum { size, .. } => Some(u64::from(*size)),
         TypeRef::Pointer { .. } => Some(8),
-        TypeRef::Array { elem, count } => size_of_depth(src, elem, depth + 1)?.checked_mul(u64::from(*count)),
+        TypeRef::Array { elem, count } => {
+            size_of_depth(src, elem, depth + 1)?.checked_mul(u64::from(*count))
+        }
         TypeRef::Struct { name, .. } => src.struct_def(name).map(|s| s.size),
     }
 }
 
 /// Finds member `name` of `def`, looking through anonymous struct and union
 /// members; returns its bit offset from the start of `def`.
-fn find_member(src: &dyn TypeSource, def: &StructDef, name: &str, depth: u32) -> Option<(u64, Member)> {
+fn find_member(
+    src: &dyn TypeSource,
+    def: &StructDef,
+    name: &str,
+    depth: u32,
+) -> Option<(u64, Member)> {
     if depth > 16 {
         return None;
     }
@@ -171,12 +180,11 @@ fn find_member(src: &dyn TypeSource, def: &StructDef, name: &str, depth: u32) ->
         return Some((m.bit_offset, m.clone()));
     }
     for m in def.members.iter().filter(|m| m.name.is_empty()) {
-        if let TypeRef::Struct { name: inner, .. } = &m.ty {
-            if let Some(inner) = src.struct_def(inner) {
-                if let Some((off, found)) = find_member(src, &inner, name, depth + 1) {
-                    return Some((m.bit_offset + off, found));
-                }
-            }
+        if let TypeRef::Struct { name: inner, .. } = &m.ty
+            && let Some(inner) = src.struct_def(inner)
+            && let Some((off, found)) = find_member(src, &inner, name, depth + 1)
+        {
+            return Some((m.bit_offset + off, found));
         }
     }
     None
@@ -187,13 +195,18 @@ fn find_member(src: &dyn TypeSource, def: &StructDef, name: &str, depth: u32) ->
 /// through at every step.
 pub fn field(src: &dyn TypeSource, ty: &str, path: &str) -> Result<FieldInfo> {
     let missing = || Error::field(ty, path);
-    let mut def = src.struct_def(ty).ok_or_else(|| Error::TypeMissing(ty.into()))?;
+    let mut def = src
+        .struct_def(ty)
+        .ok_or_else(|| Error::TypeMissing(ty.into()))?;
     let mut bits = 0u64;
     let mut parts = path.split('.').peekable();
     while let Some(part) = parts.next() {
         let (name, index) = match part.split_once('[') {
             Some((n, rest)) => {
-                let idx: u64 = rest.strip_suffix(']').and_then(|i| i.parse().ok()).ok_or_else(missing)?;
+                let idx: u64 = rest
+                    .strip_suffix(']')
+                    .and_then(|i| i.parse().ok())
+                    .ok_or_else(missing)?;
                 (n, Some(idx))
             }
             None => (part, None),
@@ -202,7 +215,9 @@ pub fn field(src: &dyn TypeSource, ty: &str, path: &str) -> Result<FieldInfo> {
         bits += off;
         let mut cur = m.ty.clone();
         if let Some(i) = index {
-            let TypeRef::Array { elem, count } = cur else { return Err(missing()) };
+            let TypeRef::Array { elem, count } = cur else {
+                return Err(missing());
+            };
             if count != 0 && i >= u64::from(count) {
                 return Err(missing());
             }
@@ -220,9 +235,16 @@ pub fn field(src: &dyn TypeSource, ty: &str, path: &str) -> Result<FieldInfo> {
                 }
                 None => bits / 8,
             };
-            return Ok(FieldInfo { offset, bit_offset: bits, bit_size, ty: cur });
+            return Ok(FieldInfo {
+                offset,
+                bit_offset: bits,
+                bit_size,
+                ty: cur,
+            });
         }
-        let TypeRef::Struct { name: next, .. } = &cur else { return Err(missing()) };
+        let TypeRef::Struct { name: next, .. } = &cur else {
+            return Err(missing());
+        };
         def = src.struct_def(next).ok_or_else(missing)?;
     }
     Err(missing())
