@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use vmscope_linux::types::btf::BtfTypes;
-use vmscope_linux::{Hints, Offsets, Profile, SymbolSource, SymbolTable, discover, elf::Elf};
+use vmscope_linux::{
+    Evidence, Hints, Offsets, Profile, SymbolSource, SymbolTable, discover, elf::Elf,
+};
 use vmscope_mem::{Gpa, MemoryMap, SliceMem};
 use vmscope_x86::PagingMode;
 
@@ -107,6 +109,41 @@ fn discovery_and_kallsyms_on_the_image() {
             info.btf.unwrap().1
         );
         assert_eq!(k.symbols.addr("_text"), Some(0xffff_ffff_8100_0000));
+
+        // With registers: CR3 (the kernel's own tables here), CR4, LSTAR.
+        let entry = k.symbols.addr("entry_SYSCALL_64").unwrap();
+        let cr3 = info.kernel_root.gpa().raw();
+        let (with_regs, _) =
+            discover(&mem, &Hints::from_registers(cr3, 0).with_lstar(entry)).unwrap();
+        assert_eq!(
+            (with_regs.text_pa, with_regs.kernel_root),
+            (info.text_pa, info.kernel_root)
+        );
+        assert!(
+            matches!(with_regs.evidence[0], Evidence::Cr3KernelMapping { .. }),
+            "{:?}",
+            with_regs.evidence
+        );
+        assert!(
+            with_regs
+                .evidence
+                .contains(&Evidence::LstarIsEntrySyscall { lstar: entry })
+        );
+        assert!(
+            with_regs
+                .evidence
+                .contains(&Evidence::PagingFromCr4 { cr4: 0 })
+        );
+        // A syscall entry that is not the kernel's is reported.
+        let (hooked, _) = discover(
+            &mem,
+            &Hints::from_registers(cr3, 0).with_lstar(entry + 0x40),
+        )
+        .unwrap();
+        assert!(hooked.evidence.contains(&Evidence::LstarMismatch {
+            lstar: entry + 0x40,
+            entry_syscall: entry
+        }));
 
         let text = k.symbols.to_proc_kallsyms();
         match KNOWN.iter().find(|(b, ..)| *b == id) {
@@ -241,5 +278,59 @@ fn btf_answers_nested_anonymous_bitfield_and_enum_queries() {
         assert!(p.enum_value("NO_SUCH_ENUMERATOR").is_err());
         assert!(p.field("task_struct", "no_such_field").is_err());
         assert!(p.struct_size("no_such_struct").is_err());
+    }
+}
+
+#[test]
+fn the_profile_cache_serves_only_its_own_build() {
+    use vmscope_linux::{AttachOptions, Kernel, ProfileCache};
+    for path in vmlinuxes() {
+        let bytes = std::fs::read(&path).unwrap();
+        let mem = boot_image(&Elf::parse(&bytes).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ProfileCache::in_dir(dir.path());
+        let opts = |c| AttachOptions {
+            cache: Some(c),
+            ..AttachOptions::default()
+        };
+
+        let first = Kernel::attach_with(&mem, opts(&cache)).unwrap();
+        assert!(!first.offsets_from_cache());
+        let (banner, id) = (
+            first.info().banner.clone(),
+            first.info().build_id.clone().unwrap(),
+        );
+        assert!(
+            first.processes().processes.is_empty(),
+            "a kernel that never ran has no tasks"
+        );
+        assert!(first.modules().modules.is_empty());
+        let again = Kernel::attach_with(&mem, opts(&cache)).unwrap();
+        assert!(again.offsets_from_cache());
+        assert_eq!(again.offsets(), first.offsets());
+        assert!(
+            again.profile().unwrap().struct_size("task_struct").unwrap() > 1000,
+            "types load on demand"
+        );
+
+        // Another process reading the same directory.
+        let other = ProfileCache::in_dir(dir.path());
+        assert!(
+            Kernel::attach_with(&mem, opts(&other))
+                .unwrap()
+                .offsets_from_cache()
+        );
+        // Same build ID, another banner (or the reverse): not this kernel.
+        assert!(other.get("Linux version 0.0", &id).is_none());
+        assert!(other.get(&banner, "0123").is_none());
+
+        // An entry that does not fit the memory is caught, dropped and replaced.
+        let mut bad = first.offsets().clone();
+        bad.task.comm += 8;
+        cache.put(&banner, &id, &bad);
+        let fixed = Kernel::attach_with(&mem, opts(&cache)).unwrap();
+        assert!(!fixed.offsets_from_cache());
+        assert_eq!(fixed.offsets(), first.offsets());
+        assert_eq!(cache.get(&banner, &id).as_ref(), Some(first.offsets()));
     }
 }

@@ -38,6 +38,9 @@ pub struct Hints {
     pub cr3: Option<u64>,
     /// CR4 (bit 12 selects 5-level paging).
     pub cr4: Option<u64>,
+    /// LSTAR, the syscall entry point (0 or `None` when the hypervisor does not
+    /// say; QEMU's monitor does not).
+    pub lstar: Option<u64>,
 }
 
 impl Hints {
@@ -51,7 +54,14 @@ impl Hints {
         Hints {
             cr3: Some(cr3),
             cr4: Some(cr4),
+            lstar: None,
         }
+    }
+
+    /// These hints plus LSTAR (ignored when 0).
+    pub fn with_lstar(mut self, lstar: u64) -> Self {
+        self.lstar = (lstar != 0).then_some(lstar);
+        self
     }
 }
 
@@ -98,6 +108,20 @@ pub enum Evidence {
         /// Where it is.
         text_pa: Gpa,
     },
+    /// LSTAR holds `entry_SYSCALL_64`, as kallsyms places it: the virtual KASLR
+    /// offset is confirmed by the CPU itself.
+    LstarIsEntrySyscall {
+        /// The LSTAR value.
+        lstar: u64,
+    },
+    /// LSTAR does not hold `entry_SYSCALL_64`: the syscall entry was redirected
+    /// (a hook, a rootkit) or the hint is stale.
+    LstarMismatch {
+        /// The LSTAR value.
+        lstar: u64,
+        /// `entry_SYSCALL_64` per kallsyms.
+        entry_syscall: u64,
+    },
     /// The paging mode came from CR4.
     PagingFromCr4 {
         /// The CR4 value.
@@ -137,6 +161,18 @@ impl fmt::Display for Evidence {
                 write!(
                     f,
                     "_text at {text_pa}: linux_banner and init_top_pgt check out there"
+                )
+            }
+            Evidence::LstarIsEntrySyscall { lstar } => {
+                write!(f, "LSTAR {lstar:#x} is entry_SYSCALL_64")
+            }
+            Evidence::LstarMismatch {
+                lstar,
+                entry_syscall,
+            } => {
+                write!(
+                    f,
+                    "LSTAR {lstar:#x} is NOT entry_SYSCALL_64 ({entry_syscall:#x})"
                 )
             }
             Evidence::PagingFromCr4 { cr4 } => write!(f, "paging mode from CR4 {cr4:#x}"),
@@ -192,6 +228,16 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, hints: &Hints) -> Result<(KernelIn
     });
     let (img, banner) = image::locate_image(mem, &k, hints, &mut evidence)?;
     let syms = &k.symbols;
+    if let (Some(lstar), Some(entry)) = (hints.lstar, syms.addr("entry_SYSCALL_64")) {
+        evidence.push(if lstar == entry {
+            Evidence::LstarIsEntrySyscall { lstar }
+        } else {
+            Evidence::LstarMismatch {
+                lstar,
+                entry_syscall: entry,
+            }
+        });
+    }
     let (paging, kernel_root) = image::paging(mem, syms, &img, hints, &mut evidence)?;
     let text_pa = img.text_va.wrapping_sub(img.delta);
     let default_direct_map = match paging {

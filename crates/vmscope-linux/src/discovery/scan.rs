@@ -84,18 +84,23 @@ fn search_range<M: PhysMem + ?Sized>(
     None
 }
 
-/// With a CR3: the guest-physical start of the lowest mapped 2 MiB page of the
-/// kernel text mapping (`__START_KERNEL_map` + 0..1 GiB), under each mode CR4
-/// allows.
+/// With a CR3: the guest-physical start of the 2 MiB page holding LSTAR's target,
+/// or else of the lowest mapped 2 MiB page of the kernel text mapping
+/// (`__START_KERNEL_map` + 0..1 GiB), under each mode CR4 allows.
 fn image_start_from_cr3<M: PhysMem + ?Sized>(mem: &M, hints: &Hints) -> Option<(Gpa, PagingMode)> {
     let cr3 = hints.cr3?;
     let modes = match hints.cr4 {
         Some(cr4) => vec![PagingMode::from_cr4(cr4)],
         None => vec![PagingMode::Level4, PagingMode::Level5],
     };
-    let vas: Vec<Gva> = (0..512u64)
-        .map(|i| Gva::new(START_KERNEL_MAP + i * LARGE_PAGE))
-        .collect();
+    // LSTAR points into kernel text: one translation finds it. Otherwise probe
+    // every 2 MiB of the kernel text mapping in one batch.
+    let vas: Vec<Gva> = match hints.lstar {
+        Some(l) => vec![Gva::new(l)],
+        None => (0..512u64)
+            .map(|i| Gva::new(START_KERNEL_MAP + i * LARGE_PAGE))
+            .collect(),
+    };
     for mode in modes {
         // Under PTI, CR3 may be the user half; its kernel half maps the kernel.
         let space = AddressSpace::new(Root::from_cr3(cr3).pti_kernel(), mode);

@@ -274,3 +274,123 @@ impl TypeSource for BtfTypes {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::types::field;
+
+    /// A small BTF blob, encoded by hand: `int`; `struct pair { int a:3; union {
+    /// int b; }; }` (an anonymous member at byte 4); `enum color { RED, BLUE = 2 }`;
+    /// `typedef struct pair pair_t`; `pair_t *`.
+    fn blob() -> Vec<u8> {
+        let strings = b"\0int\0pair\0a\0b\0color\0RED\0BLUE\0pair_t\0";
+        let off = |s: &str| {
+            let pat = [s.as_bytes(), b"\0"].concat();
+            strings
+                .windows(pat.len())
+                .position(|w| w == pat.as_slice())
+                .unwrap() as u32
+        };
+        let mut t: Vec<u32> = Vec::new();
+        let info = |kind: u32, vlen: u32, kflag: u32| (kflag << 31) | (kind << 24) | vlen;
+        t.extend([off("int"), info(1, 0, 0), 4, (1 << 24) | 32]); // 1: int
+        t.extend([
+            off("pair"),
+            info(4, 2, 1),
+            8,
+            off("a"),
+            1,
+            (3 << 24),
+            0,
+            3,
+            32,
+        ]); // 2: struct pair
+        t.extend([0, info(5, 1, 0), 4, off("b"), 1, 0]); // 3: anonymous union
+        t.extend([
+            off("color"),
+            info(6, 2, 0),
+            4,
+            off("RED"),
+            0,
+            off("BLUE"),
+            2,
+        ]); // 4: enum color
+        t.extend([off("pair_t"), info(8, 0, 0), 2]); // 5: typedef
+        t.extend([0, info(2, 0, 0), 5]); // 6: pointer to pair_t
+        let types: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut out = vec![0x9f, 0xeb, 1, 0];
+        for v in [
+            24u32,
+            0,
+            types.len() as u32,
+            types.len() as u32,
+            strings.len() as u32,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&types);
+        out.extend_from_slice(strings);
+        out
+    }
+
+    #[test]
+    fn anonymous_members_bitfields_enums() {
+        let t = BtfTypes::parse(&blob()).unwrap();
+        let a = field(&t, "pair", "a").unwrap();
+        assert_eq!((a.offset, a.bit_offset, a.bit_size), (0, 0, Some(3)));
+        let b = field(&t, "pair", "b").unwrap();
+        assert_eq!(
+            (b.offset, b.bit_size),
+            (4, None),
+            "found through the anonymous union"
+        );
+        assert_eq!(
+            t.struct_def("pair").unwrap().members[1].ty,
+            TypeRef::Struct {
+                name: "unnamed_btf_3".into(),
+                union: true
+            }
+        );
+        assert_eq!(t.enumerator("BLUE"), Some(2));
+        assert_eq!(t.enum_containing("RED").as_deref(), Some("color"));
+        assert_eq!(t.enum_def("color").unwrap().values.len(), 2);
+        let mut names = t.struct_names();
+        names.sort();
+        assert_eq!(names, ["pair", "unnamed_btf_3"]);
+        assert!(field(&t, "pair", "c").is_err());
+    }
+
+    proptest! {
+        /// Arbitrary bytes, and the valid blob with bytes changed, never panic the
+        /// parser or the queries.
+        #[test]
+        fn arbitrary_btf_never_panics(
+            noise in prop::collection::vec(any::<u8>(), 0..512),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        ) {
+            let _ = BtfTypes::parse(&noise);
+            let mut b = blob();
+            for (at, v) in flips {
+                let i = at.index(b.len());
+                b[i] = v;
+            }
+            if let Ok(t) = BtfTypes::parse(&b) {
+                let _ = field(&t, "pair", "b");
+                let _ = field(&t, "pair", "a.b[2]");
+                let _ = t.enumerator("BLUE");
+                for n in t.struct_names() {
+                    let _ = t.struct_def(&n);
+                }
+                let _ = crate::types::isf::write_isf(&t, None, &Default::default());
+            }
+        }
+
+        #[test]
+        fn arbitrary_isf_never_panics(json in "\\PC{0,200}") {
+            let _ = crate::types::isf::IsfTypes::parse(json.as_bytes());
+        }
+    }
+}
