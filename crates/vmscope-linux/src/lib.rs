@@ -46,10 +46,11 @@
 //! What this crate deliberately does not do: talk to a hypervisor (registers come
 //! in as [`Hints`]), pause the guest (wrap the memory in a halting decorator for a
 //! consistent pass), write guest memory, or hard-code an offset or layout for a
-//! kernel version. It supports x86-64 guests with BTF (`CONFIG_DEBUG_INFO_BTF`,
-//! or types from a vmlinux or ISF file) and kallsyms with `CONFIG_KALLSYMS_ALL`
-//! (or a CR3 hint). `/proc/kallsyms` lines for BPF programs and ftrace or kprobe
-//! trampolines are not rebuilt.
+//! kernel version. It supports x86-64 kernels with `CONFIG_KALLSYMS_ALL` (data
+//! symbols such as `init_task` must be in kallsyms) and BTF in memory
+//! (`CONFIG_DEBUG_INFO_BTF`) or types from a vmlinux or ISF file. The
+//! `/proc/kallsyms` lines of BPF programs and ftrace or kprobe trampolines are not
+//! rebuilt.
 
 #![warn(missing_docs)]
 
