@@ -145,6 +145,26 @@ fn discovery_and_kallsyms_on_the_image() {
             entry_syscall: entry
         }));
 
+        // Without the banner at the start of .rodata, a scan of all RAM finds the
+        // tables all the same.
+        let Some(&Evidence::RodataBanner { rodata }) = info.evidence.first() else {
+            panic!("{:?}", info.evidence)
+        };
+        let mut ram = mem.bytes().to_vec();
+        ram[rodata.raw() as usize..rodata.raw() as usize + 0x1000].fill(0);
+        let len = ram.len() as u64;
+        let (scanned, _) =
+            discover(&SliceMem::new(ram, MemoryMap::flat(len)), &Hints::none()).unwrap();
+        assert!(
+            matches!(scanned.evidence[0], Evidence::FullScan { .. }),
+            "{:?}",
+            scanned.evidence
+        );
+        assert_eq!(
+            (scanned.text_pa, scanned.kernel_root),
+            (info.text_pa, info.kernel_root)
+        );
+
         let text = k.symbols.to_proc_kallsyms();
         match KNOWN.iter().find(|(b, ..)| *b == id) {
             Some((_, count, hash)) => {

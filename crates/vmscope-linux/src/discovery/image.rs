@@ -209,7 +209,7 @@ pub(super) fn build_id<M: PhysMem + ?Sized>(
 pub(super) fn btf_location(syms: &SymbolTable, image: &Image) -> Option<(Gpa, u64)> {
     let (start, stop) = (syms.addr("__start_BTF")?, syms.addr("__stop_BTF")?);
     let len = stop.checked_sub(start)?;
-    (len > 24 && len < 256 << 20).then_some((image.pa(start)?, len))
+    (len > 24 && len < 64 << 20).then_some((image.pa(start)?, len))
 }
 
 /// The link-time address of `_text` on x86-64 (`__START_KERNEL`) with the default

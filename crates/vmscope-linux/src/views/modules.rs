@@ -11,6 +11,9 @@ use super::{Anomaly, Bytes, plausible, walk_list};
 use crate::kernel::Ctx;
 use crate::offsets::ModuleMemLayout;
 
+/// The most of a module's string table read in one go.
+const MAX_STRTAB: usize = 4 << 20;
+
 /// `MODULE_REF_BASE`: `refcnt` counts one more than the references.
 const MODULE_REF_BASE: i64 = 1;
 
@@ -284,7 +287,9 @@ impl<M: PhysMem> Ctx<'_, M> {
         let names: Vec<u32> = (0..n)
             .map(|i| syms.u32(i as u64 * mo.sym_size + mo.sym_name).unwrap_or(0))
             .collect();
-        let strtab_len = names.iter().max().map_or(0, |&m| m as usize + 512);
+        // One read of the string table, unless the offsets claim an implausibly
+        // large one (then each name is read alone).
+        let strtab_len = names.iter().max().map_or(0, |&m| m as usize + 512).min(MAX_STRTAB);
         // The string table is read once; a name that runs past it is read alone.
         let strings = self.k.read_vec(strtab, strtab_len).ok();
         let exports = self.exports(&b, an);
