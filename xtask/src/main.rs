@@ -2,6 +2,7 @@
 
 mod deps;
 mod images;
+mod lab;
 mod test;
 mod testkernel;
 
@@ -13,6 +14,7 @@ cargo xtask <task> [options]
 tasks:
   images       build guest images from Debian packages into target/guest-images/
   testkernel   build only the test kernel for the built-in VMM
+  lab          run the study's experiments on real guests (cargo xtask lab --help)
   test         install host tools and build images if missing, then run every test
                (unit, property, end-to-end against real guests); extra args go to nextest
   lint         clippy with warnings as errors
@@ -31,6 +33,7 @@ fn main() -> anyhow::Result<()> {
             images::run(&rest)
         }
         "test" => test::run(&rest),
+        "lab" => lab::run(&rest),
         "lint" => test::lint(),
         "testkernel" => {
             let out = testkernel::build(&project_root(), &images::out_dir())?;

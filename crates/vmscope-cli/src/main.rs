@@ -1,0 +1,3 @@
+//! `vmscope`: introspect a running QEMU guest.
+
+fn main() {}
