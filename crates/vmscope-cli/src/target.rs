@@ -7,21 +7,42 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use vmscope_agent::Client;
+use vmscope_hv::builtin::BuiltinVmm;
 use vmscope_hv::qemu::{QemuCommandLine, QmpHypervisor};
 use vmscope_hv::{Halted, Hypervisor, RamLocation};
+use vmscope_snap::{RamFile, SnapOptions, SnapStats, Snapshot, Source};
 use vmscope_map::Mapped;
 use vmscope_mem::{MemoryMap, PhysMem};
 use vmscope_read::VmReadv;
 
 use crate::Technique;
 
-/// A running QEMU guest.
+/// The hypervisor's control channel.
+#[derive(Debug)]
+pub enum Hv {
+    /// QEMU over QMP.
+    Qemu(QmpHypervisor),
+    /// vmscope's built-in VMM over its control socket.
+    Builtin(BuiltinVmm),
+}
+
+impl Hv {
+    /// As the common trait.
+    pub fn as_dyn(&self) -> &dyn Hypervisor {
+        match self {
+            Hv::Qemu(q) => q,
+            Hv::Builtin(b) => b,
+        }
+    }
+}
+
+/// A running guest: QEMU, or the built-in VMM.
 #[derive(Debug)]
 pub struct Target {
-    /// QEMU's process id.
+    /// The hypervisor's process id.
     pub pid: u32,
-    /// QMP, when reachable.
-    pub hv: Option<QmpHypervisor>,
+    /// Its control channel, when reachable.
+    pub hv: Option<Hv>,
     /// Where its RAM is.
     pub loc: RamLocation,
     /// The guest agent's socket (ttyS1), when QEMU has one.
@@ -35,15 +56,11 @@ impl Target {
     /// `qmp` is given) and the agent's serial socket; QMP gives the memory map.
     pub fn qemu(pid: u32, qmp: Option<&Path>) -> anyhow::Result<Self> {
         let cmdline = QemuCommandLine::of(pid)?;
-        let qmp_path = qmp.map(Path::to_path_buf).or_else(|| cmdline.qmp.clone());
-        let hv = match &qmp_path {
+        let hv = match qmp {
             Some(p) => Some(QmpHypervisor::connect(p, Duration::from_secs(5)).with_context(|| {
-                format!(
-                    "connecting to QEMU's QMP socket {} (is another client connected? QEMU serves one per socket)",
-                    p.display()
-                )
+                format!("connecting to QEMU's QMP socket {}", p.display())
             })?),
-            None => None,
+            None => connect_any(&cmdline.qmp)?,
         };
         let (map, map_source) = match &hv {
             Some(h) => (h.memory_map()?, "QMP info mtree"),
@@ -56,11 +73,25 @@ impl Target {
                  -object memory-backend-memfd,id=ram,size=SIZE,share=on -machine memory-backend=ram"
             );
         }
-        Ok(Self { pid, hv, loc, agent_socket: cmdline.agent_socket().map(Path::to_path_buf), map_source })
+        Ok(Self {
+            pid,
+            hv: hv.map(Hv::Qemu),
+            loc,
+            agent_socket: cmdline.agent_socket().map(Path::to_path_buf),
+            map_source,
+        })
+    }
+
+    /// A guest of vmscope's built-in VMM, through its control socket.
+    pub fn builtin(control: &Path, agent_socket: Option<PathBuf>) -> anyhow::Result<Self> {
+        let vmm = BuiltinVmm::connect(control)
+            .with_context(|| format!("connecting to the VMM's control socket {}", control.display()))?;
+        let loc = vmm.ram_location()?;
+        Ok(Self { pid: loc.pid, hv: Some(Hv::Builtin(vmm)), loc, agent_socket, map_source: "VMM memory-map" })
     }
 
     /// The hypervisor, or an error that says how to offer one.
-    pub fn hypervisor(&self, technique: Technique) -> anyhow::Result<&QmpHypervisor> {
+    pub fn hypervisor(&self, technique: Technique) -> anyhow::Result<&Hv> {
         self.hv.as_ref().ok_or_else(|| {
             anyhow!(
                 "technique {technique} pauses the guest and needs QEMU's QMP socket: start QEMU with \
@@ -85,17 +116,39 @@ impl Target {
             }
             Technique::LiveRead => Access::Live(Reader::Read(VmReadv::open(self.loc.clone())?)),
             Technique::LiveMap => Access::Live(Reader::Map(Mapped::open(self.loc.clone())?)),
-            Technique::HaltRead => {
-                Access::Halt(Halted::new(Reader::Read(VmReadv::open(self.loc.clone())?), self.hypervisor(technique)?))
-            }
-            Technique::HaltMap => {
-                Access::Halt(Halted::new(Reader::Map(Mapped::open(self.loc.clone())?), self.hypervisor(technique)?))
-            }
+            Technique::HaltRead => Access::Halt(Halted::new(
+                Reader::Read(VmReadv::open(self.loc.clone())?),
+                self.hypervisor(technique)?.as_dyn(),
+            )),
+            Technique::HaltMap => Access::Halt(Halted::new(
+                Reader::Map(Mapped::open(self.loc.clone())?),
+                self.hypervisor(technique)?.as_dyn(),
+            )),
             Technique::HaltSnap | Technique::LiveSnap => {
-                self.hypervisor(technique)?;
-                bail!("technique {technique} is not available in this build yet")
+                let hv = self.hypervisor(technique)?.as_dyn();
+                let ram = RamFile::open(self.loc.file.as_deref().expect("checked at attach"), self.loc.map.clone())?;
+                Access::Snap { live: technique == Technique::LiveSnap, ram, hv, last: RefCell::new(None) }
             }
         })
+    }
+}
+
+/// Connects to the first QMP socket that greets within a second (another client may
+/// hold one; QEMU serves one client per socket).
+fn connect_any(sockets: &[PathBuf]) -> anyhow::Result<Option<QmpHypervisor>> {
+    let mut last = None;
+    for s in sockets {
+        match QmpHypervisor::connect(s, Duration::from_millis(1500)) {
+            Ok(h) => return Ok(Some(h)),
+            Err(e) => last = Some((s, e)),
+        }
+    }
+    match last {
+        None => Ok(None),
+        Some((s, e)) => Err(anyhow!(
+            "QEMU's QMP socket {} does not answer ({e}); another client may hold it: add a second              -qmp unix:PATH,server=on,wait=off to QEMU, or pass --qmp PATH",
+            s.display()
+        )),
     }
 }
 
@@ -134,7 +187,19 @@ pub enum Access<'t> {
     /// Reads while the guest runs.
     Live(Reader),
     /// Reads with the guest paused per pass.
-    Halt(Halted<'t, Reader, QmpHypervisor>),
+    Halt(Halted<'t, Reader, dyn Hypervisor + 't>),
+    /// A snapshot per pass: halt-snap (pause, copy, resume) or live-snap (vmscope's
+    /// pre-copy: copy running, pause, re-copy what changed).
+    Snap {
+        /// live-snap rather than halt-snap.
+        live: bool,
+        /// The RAM backing, read with pread of its data extents.
+        ram: RamFile,
+        /// Pauses the guest.
+        hv: &'t dyn Hypervisor,
+        /// What the last snapshot cost.
+        last: RefCell<Option<SnapStats>>,
+    },
 }
 
 impl Access<'_> {
@@ -150,6 +215,31 @@ impl Access<'_> {
                 let _ = r.refresh();
                 f(r.mem())
             })?),
+            Access::Snap { .. } => {
+                let snap = self.snapshot()?;
+                Ok(f(&snap))
+            }
+        }
+    }
+
+    /// Takes one snapshot (snapshot techniques only).
+    pub fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        let Access::Snap { live, ram, hv, last } = self else { bail!("not a snapshot technique") };
+        let opts = SnapOptions { registers: false, vmcoreinfo: false };
+        let (snap, stats) = if *live {
+            vmscope_snap::live::precopy_snap(*hv, ram, opts)?
+        } else {
+            vmscope_snap::halt_snap(*hv, Source::File(ram), opts)?
+        };
+        *last.borrow_mut() = Some(stats);
+        Ok(snap)
+    }
+
+    /// What the last snapshot cost (snapshot techniques only).
+    pub fn last_snapshot(&self) -> Option<SnapStats> {
+        match self {
+            Access::Snap { last, .. } => last.borrow().clone(),
+            _ => None,
         }
     }
 

@@ -26,7 +26,7 @@ use vmscope_mem::MemoryMap;
 
 /// What introspection needs from a hypervisor. Methods take `&self`; implementations
 /// serialise access to their control channel themselves.
-pub trait Hypervisor {
+pub trait Hypervisor: std::fmt::Debug {
     /// Stops every vCPU. Returns once the guest no longer runs.
     fn pause(&self) -> Result<()>;
 

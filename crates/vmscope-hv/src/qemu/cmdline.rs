@@ -9,8 +9,8 @@ use crate::{Error, Result};
 /// The parts of a QEMU command line vmscope cares about.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QemuCommandLine {
-    /// The QMP unix socket, if QEMU serves one.
-    pub qmp: Option<PathBuf>,
+    /// QMP unix sockets, in command-line order (QEMU serves one client on each).
+    pub qmp: Vec<PathBuf>,
     /// Each `-serial` in order (ttyS0, ttyS1, ...): the unix socket it goes to, if any.
     pub serial_sockets: Vec<Option<PathBuf>>,
     /// `-object memory-backend-*` with `share=on`.
@@ -55,7 +55,7 @@ impl QemuCommandLine {
                 match opt {
                     "qmp" | "qmp-pretty" => {
                         if let Some(rest) = v.strip_prefix("unix:") {
-                            out.qmp.get_or_insert(abs(rest.split(',').next().unwrap_or(rest)));
+                            out.qmp.push(abs(rest.split(',').next().unwrap_or(rest)));
                         }
                     }
                     "chardev" => {
@@ -85,8 +85,10 @@ impl QemuCommandLine {
                 }
             }
         }
-        if out.qmp.is_none() {
-            out.qmp = monitors.iter().find_map(|m| chardevs.iter().find(|(id, _)| id == m).map(|(_, p)| p.clone()));
+        for m in &monitors {
+            if let Some((_, p)) = chardevs.iter().find(|(id, _)| id == m) {
+                out.qmp.push(p.clone());
+            }
         }
         out.serial_sockets = serials
             .iter()
@@ -134,7 +136,7 @@ mod tests {
             ),
             Path::new("/run/vm"),
         );
-        assert_eq!(c.qmp.as_deref(), Some(Path::new("/run/vm/qmp.sock")));
+        assert_eq!(c.qmp, vec![Path::new("/run/vm/qmp.sock")]);
         assert_eq!(c.agent_socket(), Some(Path::new("/run/vm/agent.sock")));
         assert!(c.shared_backend);
         assert_eq!(c.memory.as_deref(), Some("1G"));
@@ -146,7 +148,7 @@ mod tests {
             &args("-chardev socket,id=mon0,path=/tmp/m.sock,server=on -mon chardev=mon0,mode=control -m 512"),
             Path::new("/"),
         );
-        assert_eq!(c.qmp.as_deref(), Some(Path::new("/tmp/m.sock")));
+        assert_eq!(c.qmp, vec![Path::new("/tmp/m.sock")]);
         assert!(!c.shared_backend);
         assert_eq!(c.agent_socket(), None);
     }

@@ -153,6 +153,10 @@ impl QemuConfig {
             "chardev:agent".into(),
             "-qmp".into(),
             format!("unix:{},server=on,wait=off", p("qmp.sock")),
+            // A second monitor for other clients (the `vmscope` command, the lab):
+            // QEMU serves one client per QMP socket, and the first is ours.
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", p("qmp-extra.sock")),
             "-device".into(),
             "vmcoreinfo".into(),
         ];
@@ -306,6 +310,11 @@ impl QemuVm {
     /// The QMP socket (already connected to by [`QemuVm::hv`]; QEMU serves one client).
     pub fn qmp_socket(&self) -> PathBuf {
         self.dir.join("qmp.sock")
+    }
+
+    /// A second QMP socket, free for another client.
+    pub fn extra_qmp_socket(&self) -> PathBuf {
+        self.dir.join("qmp-extra.sock")
     }
 
     /// Everything the guest wrote to ttyS0.
