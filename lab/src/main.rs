@@ -1,9 +1,112 @@
-//! `vmscope-lab`: the study's experiments on real guests. Run through `cargo xtask lab`.
+//! `vmscope-lab`: the study's experiments on real guests, with a report, CSV per
+//! experiment, SVG charts and the exact environment written to
+//! `lab/results/<run>/`. Run it through `cargo xtask lab`.
 
 mod env;
+mod experiments;
+mod guests;
+mod measure;
 mod plot;
+mod qemu_runs;
+mod report;
 mod table;
 
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::Parser;
+
+use experiments::{Ctx, HypervisorKind};
+
+/// The vmscope laboratory.
+#[derive(Debug, Parser)]
+#[command(about, long_about = None)]
+struct Args {
+    /// Run only these experiments (repeatable); default: all.
+    #[arg(long = "experiment", value_name = "NAME")]
+    experiments: Vec<String>,
+    /// Short measurements: about two minutes in all.
+    #[arg(long)]
+    quick: bool,
+    /// Guests under QEMU (Debian kernels), or the test kernel under the built-in VMM.
+    #[arg(long, value_enum, default_value_t = HypervisorKind::Qemu)]
+    hypervisor: HypervisorKind,
+    /// Guest kernels to use under QEMU (repeatable): 6.1, 6.12.
+    #[arg(long = "kernel", value_name = "ID")]
+    kernels: Vec<String>,
+    /// Where results go (default: lab/results/<time>-<commit>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Guest images (default: $VMSCOPE_IMAGES or target/guest-images).
+    #[arg(long, value_name = "DIR")]
+    images: Option<PathBuf>,
+    /// List the experiments and exit.
+    #[arg(long)]
+    list: bool,
+}
+
 fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.list {
+        for (name, what, _) in experiments::ALL {
+            println!("{name:12} {what}");
+        }
+        return Ok(());
+    }
+    let chosen: Vec<_> = if args.experiments.is_empty() {
+        experiments::ALL.to_vec()
+    } else {
+        let mut v = Vec::new();
+        for name in &args.experiments {
+            match experiments::ALL.iter().find(|e| e.0 == name) {
+                Some(e) => v.push(*e),
+                None => bail!(
+                    "unknown experiment `{name}`; there are: {}",
+                    experiments::ALL.iter().map(|e| e.0).collect::<Vec<_>>().join(", ")
+                ),
+            }
+        }
+        v
+    };
+    let root = workspace_root();
+    let images = args
+        .images
+        .or_else(|| std::env::var_os("VMSCOPE_IMAGES").map(PathBuf::from))
+        .unwrap_or_else(|| root.join("target/guest-images"));
+    let kernels = if args.kernels.is_empty() { vec!["6.1".to_owned(), "6.12".to_owned()] } else { args.kernels };
+    let (hv_name, accel) = match args.hypervisor {
+        HypervisorKind::Qemu => ("QEMU", vmscope_hv::qemu::Accel::detect().name()),
+        HypervisorKind::Builtin => ("vmscope-vmm (built-in)", "kvm"),
+    };
+    let guest_kernels = match args.hypervisor {
+        HypervisorKind::Builtin => vec!["testkernel".to_owned()],
+        HypervisorKind::Qemu => vmscope_hv::qemu::GuestImages::open(&images)
+            .map(|g| g.kernels.iter().filter(|k| kernels.contains(&k.id)).map(|k| format!("{} ({})", k.release, k.version)).collect())
+            .unwrap_or_default(),
+    };
+    let env = env::Environment::capture(accel, hv_name, guest_kernels);
+    let dir = args.out.unwrap_or_else(|| report::run_dir(&root, &env));
+    let report = report::Report::new(dir.clone(), env)?;
+    let mut ctx = Ctx { hypervisor: args.hypervisor, quick: args.quick, kernels, images, report };
+    let mut failed = Vec::new();
+    for (name, _, run) in chosen {
+        eprintln!("lab: {name}");
+        if let Err(e) = run(&mut ctx) {
+            eprintln!("lab: {name} failed: {e:#}");
+            failed.push(name);
+        }
+    }
+    ctx.report.write()?;
+    println!("{}", dir.join("report.md").display());
+    if !failed.is_empty() {
+        bail!("experiments failed: {}", failed.join(", "));
+    }
     Ok(())
+}
+
+/// The workspace root: the ancestor of the current directory with a `lab/` and a
+/// `Cargo.toml`, else the current directory.
+fn workspace_root() -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    cwd.ancestors().find(|d| d.join("lab/Cargo.toml").exists()).map(PathBuf::from).unwrap_or(cwd)
 }

@@ -1,0 +1,108 @@
+//! Experiment 1 (and 2): how many introspection passes per second each technique
+//! sustains, and what each pass costs the introspector in CPU time.
+//!
+//! A pass on QEMU guests is the process list; on the built-in VMM, reading every list
+//! of the test kernel.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use vmscope_cli::{Access, Target, Technique};
+use vmscope_mem::PhysMem;
+use vmscope_vmm::testkernel::Manifest;
+
+use super::{Ctx, HypervisorKind};
+use crate::guests::BuiltinGuest;
+use crate::measure::{Rate, run_for};
+use crate::table::Table;
+
+const COLUMNS: &[&str] =
+    &["hypervisor", "guest", "technique", "passes", "failed", "seconds", "passes_per_s", "cpu_us_per_pass", "items"];
+
+pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    let mut table = Table::new(COLUMNS);
+    match ctx.hypervisor {
+        HypervisorKind::Builtin => builtin(ctx, &mut table)?,
+        HypervisorKind::Qemu => crate::qemu_runs::frequency(ctx, &mut table)?,
+    }
+    let bars: Vec<(String, f64)> = table
+        .rows
+        .iter()
+        .map(|r| (format!("{} {}", r[2], r[1]), r[6].parse::<f64>().unwrap_or(0.0)))
+        .collect();
+    crate::plot::log_bars(&ctx.report.path("frequency.svg"), "Monitoring frequency", "passes per second (log)", &bars)?;
+    let prose = match ctx.hypervisor {
+        HypervisorKind::Builtin => {
+            "Passes per second each technique sustains on the built-in VMM running the test kernel (a pass \
+             reads every list of the test kernel), and the introspector's CPU time (user + system, getrusage) \
+             per pass. Halting techniques pause the guest through the VMM's control socket for each pass; \
+             snapshot techniques copy the RAM memfd (halt-snap: paused; live-snap: pre-copy, then a short pause)."
+        }
+        HypervisorKind::Qemu => {
+            "Passes per second each technique sustains on an idle QEMU guest (a pass is the full process \
+             list), and the introspector's CPU time (user + system, getrusage) per pass. Halting techniques \
+             pause the guest over QMP for each pass; snapshot techniques copy all of guest RAM (halt-snap: \
+             paused; live-snap: pre-copy, then a short pause); the agent asks the guest over its serial port."
+        }
+    };
+    ctx.report.section("frequency", "Monitoring frequency and host cost", prose, &table, &["frequency.svg"])
+}
+
+/// Formats one result row.
+pub fn row(hv: &str, guest: &str, t: Technique, r: &Rate) -> Vec<String> {
+    vec![
+        hv.into(),
+        guest.into(),
+        t.name().into(),
+        r.passes.to_string(),
+        r.failed.to_string(),
+        format!("{:.2}", r.wall.as_secs_f64()),
+        format!("{:.1}", r.per_second()),
+        format!("{:.1}", r.cpu_us_per_pass()),
+        r.items.to_string(),
+    ]
+}
+
+/// Techniques that read memory, in report order.
+pub const MEMORY_TECHNIQUES: [Technique; 6] = [
+    Technique::LiveMap,
+    Technique::LiveRead,
+    Technique::HaltMap,
+    Technique::HaltRead,
+    Technique::HaltSnap,
+    Technique::LiveSnap,
+];
+
+fn builtin(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
+    let guest = BuiltinGuest::start(&ctx.images, 2, "1G")?;
+    let target = Target::builtin(&guest.control, None)?;
+    let manifest = wait_for_manifest(&target)?;
+    let pb = ctx.bar(MEMORY_TECHNIQUES.len() as u64, "frequency (built-in VMM)");
+    for t in MEMORY_TECHNIQUES {
+        pb.set_message(format!("frequency: {t} on the test kernel"));
+        let access = target.open(t).with_context(|| format!("opening {t}"))?;
+        let max = if matches!(t, Technique::HaltSnap | Technique::LiveSnap) { 50 } else { u64::MAX };
+        let rate = run_for(ctx.budget(), 3, max, || lists_pass(&access, &manifest), || {});
+        table.push(row("builtin", "testkernel", t, &rate));
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    Ok(())
+}
+
+fn lists_pass(access: &Access<'_>, manifest: &Manifest) -> anyhow::Result<usize> {
+    let lists = access.pass(|mem| manifest.lists(mem))??;
+    Ok(lists.iter().map(|l| l.ids.len()).sum())
+}
+
+fn wait_for_manifest(target: &Target) -> anyhow::Result<Manifest> {
+    let mem = vmscope_read::Pread::open(target.loc.clone())?;
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(m) = Manifest::read(&mem as &dyn PhysMem)? {
+            return Ok(m);
+        }
+        anyhow::ensure!(t.elapsed() < Duration::from_secs(60), "the test kernel published no manifest in 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

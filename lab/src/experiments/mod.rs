@@ -1,0 +1,54 @@
+//! The experiments, by name.
+
+pub mod frequency;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use indicatif::ProgressBar;
+
+use crate::report::Report;
+
+/// Which hypervisor runs the guests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HypervisorKind {
+    /// Debian kernels under QEMU (KVM with hardware virtualization, else TCG).
+    Qemu,
+    /// The test kernel under vmscope's built-in KVM VMM.
+    Builtin,
+}
+
+/// What every experiment gets.
+#[derive(Debug)]
+pub struct Ctx {
+    pub hypervisor: HypervisorKind,
+    pub quick: bool,
+    /// Guest kernels to run on (QEMU).
+    pub kernels: Vec<String>,
+    pub images: PathBuf,
+    pub report: Report,
+}
+
+impl Ctx {
+    /// How long to measure one configuration.
+    pub fn budget(&self) -> Duration {
+        if self.quick { Duration::from_millis(1500) } else { Duration::from_secs(5) }
+    }
+
+    pub fn bar(&self, len: u64, what: &str) -> ProgressBar {
+        let pb = ProgressBar::new(len);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg:40} [{bar:30}] {pos}/{len} {elapsed}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        pb.set_message(what.to_owned());
+        pb
+    }
+}
+
+/// Every experiment: (name, what it measures, runner).
+pub type Runner = fn(&mut Ctx) -> anyhow::Result<()>;
+
+pub const ALL: &[(&str, &str, Runner)] =
+    &[("frequency", "monitoring frequency and host CPU cost per pass, per technique", frequency::run)];
