@@ -8,7 +8,7 @@ use plotters::prelude::*;
 pub fn log_bars(path: &Path, title: &str, y_label: &str, bars: &[(String, f64)]) -> anyhow::Result<()> {
     let max = bars.iter().map(|b| b.1).fold(1.0_f64, f64::max);
     let min = bars.iter().map(|b| b.1).filter(|v| *v > 0.0).fold(max, f64::min);
-    let lo = 10f64.powf(min.log10().floor()).min(1.0).max(1e-3);
+    let lo = 10f64.powf(min.log10().floor()).clamp(1e-3, 1.0);
     let hi = 10f64.powf(max.log10().ceil() + 0.0).max(lo * 10.0);
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE)?;

@@ -82,7 +82,7 @@ impl Client {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::Timeout { what: format!("{}", request_name(req)), secs: timeout.as_secs_f64() });
+                return Err(Error::Timeout { what: request_name(req).to_owned(), secs: timeout.as_secs_f64() });
             }
             self.stream.set_read_timeout(Some(left))?;
             match self.stream.read(&mut buf) {

@@ -7,8 +7,10 @@
 
 #![warn(missing_docs)]
 
+pub mod output;
+pub mod source;
 mod target;
 mod technique;
 
-pub use target::{Access, Reader, Target};
+pub use target::{Access, Hv, Reader, Target};
 pub use technique::Technique;

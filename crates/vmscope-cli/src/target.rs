@@ -146,7 +146,8 @@ fn connect_any(sockets: &[PathBuf]) -> anyhow::Result<Option<QmpHypervisor>> {
     match last {
         None => Ok(None),
         Some((s, e)) => Err(anyhow!(
-            "QEMU's QMP socket {} does not answer ({e}); another client may hold it: add a second              -qmp unix:PATH,server=on,wait=off to QEMU, or pass --qmp PATH",
+            "QEMU's QMP socket {} does not answer ({e}); another client may hold it: add a second \
+             -qmp unix:PATH,server=on,wait=off to QEMU, or pass --qmp PATH",
             s.display()
         )),
     }

@@ -197,6 +197,23 @@ impl<M: PhysMem> Kernel<M> {
         }
     }
 
+    /// The same kernel over other memory — a snapshot of this guest, or another
+    /// technique's reader of it — without discovering anything again. The caller
+    /// vouches that `mem` holds the kernel this one attached to; passes that take a
+    /// fresh snapshot each time use this to pay for attaching once.
+    pub fn rebind<N: PhysMem>(&self, mem: N) -> Kernel<N> {
+        Kernel {
+            kmem: self.kmem.rebind(mem),
+            info: self.info.clone(),
+            symbols: self.symbols.clone(),
+            offsets: self.offsets.clone(),
+            addrs: self.addrs.clone(),
+            profile: OnceLock::new(),
+            from_cache: self.from_cache,
+            limits: self.limits,
+        }
+    }
+
     /// What discovery found: KASLR offsets, paging mode, banner, evidence.
     pub fn info(&self) -> &KernelInfo {
         &self.info

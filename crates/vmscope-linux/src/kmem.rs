@@ -35,6 +35,11 @@ impl<M: PhysMem> KernelMem<M> {
         }
     }
 
+    /// The same kernel address space over other memory (a fresh TLB).
+    pub(crate) fn rebind<N: PhysMem>(&self, mem: N) -> KernelMem<N> {
+        KernelMem::new(mem, self.image, self.direct_base, self.space)
+    }
+
     /// The guest-physical memory underneath.
     pub fn phys(&self) -> &M {
         &self.mem

@@ -33,19 +33,27 @@ impl QemuCommandLine {
                 args.first().map(String::as_str).unwrap_or("?")
             )));
         }
-        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_else(|_| PathBuf::from("/"));
-        Ok(Self::parse(&args[1..], &cwd))
+        // A relative socket path is relative to where QEMU started, which is its cwd
+        // unless it daemonized (then "/"); the user's shell is likely still there.
+        let mut dirs: Vec<PathBuf> = std::fs::read_link(format!("/proc/{pid}/cwd")).into_iter().collect();
+        dirs.extend(std::env::current_dir());
+        Ok(Self::parse(&args[1..], &dirs))
     }
 
-    /// Parses QEMU arguments; relative socket paths are taken relative to `cwd`.
-    pub fn parse(args: &[String], cwd: &Path) -> Self {
+    /// Parses QEMU arguments. A relative socket path is resolved against the first of
+    /// `dirs` where it exists (or the first of `dirs`).
+    pub fn parse(args: &[String], dirs: &[PathBuf]) -> Self {
         let mut out = Self::default();
         let mut chardevs: Vec<(String, PathBuf)> = Vec::new();
         let mut monitors: Vec<String> = Vec::new();
         let mut serials: Vec<String> = Vec::new();
         let abs = |p: &str| {
             let p = Path::new(p);
-            if p.is_absolute() { p.to_path_buf() } else { cwd.join(p) }
+            if p.is_absolute() {
+                return p.to_path_buf();
+            }
+            let found = dirs.iter().map(|d| d.join(p)).find(|c| c.exists());
+            found.unwrap_or_else(|| dirs.first().map_or_else(|| p.to_path_buf(), |d| d.join(p)))
         };
         let mut it = args.iter().map(String::as_str);
         while let Some(a) = it.next() {
@@ -75,10 +83,8 @@ impl QemuCommandLine {
                         }
                     }
                     "serial" => serials.push(v.to_owned()),
-                    "object" => {
-                        if v.starts_with("memory-backend-") && prop(v, "share").is_some_and(|s| s == "on" || s == "true") {
-                            out.shared_backend = true;
-                        }
+                    "object" if v.starts_with("memory-backend-") => {
+                        out.shared_backend |= prop(v, "share").is_some_and(|s| s == "on" || s == "true");
                     }
                     "m" => out.memory = Some(v.to_owned()),
                     _ => {}
@@ -95,10 +101,8 @@ impl QemuCommandLine {
             .map(|s| {
                 if let Some(id) = s.strip_prefix("chardev:") {
                     chardevs.iter().find(|(i, _)| i == id).map(|(_, p)| p.clone())
-                } else if let Some(rest) = s.strip_prefix("unix:") {
-                    Some(abs(rest.split(',').next().unwrap_or(rest)))
                 } else {
-                    None
+                    s.strip_prefix("unix:").map(|rest| abs(rest.split(',').next().unwrap_or(rest)))
                 }
             })
             .collect();
@@ -134,7 +138,7 @@ mod tests {
                  -chardev socket,id=agent,path=agent.sock,server=on,wait=off -serial chardev:agent \
                  -qmp unix:qmp.sock,server=on,wait=off",
             ),
-            Path::new("/run/vm"),
+            &[PathBuf::from("/run/vm")],
         );
         assert_eq!(c.qmp, vec![Path::new("/run/vm/qmp.sock")]);
         assert_eq!(c.agent_socket(), Some(Path::new("/run/vm/agent.sock")));
@@ -146,7 +150,7 @@ mod tests {
     fn monitor_on_a_chardev() {
         let c = QemuCommandLine::parse(
             &args("-chardev socket,id=mon0,path=/tmp/m.sock,server=on -mon chardev=mon0,mode=control -m 512"),
-            Path::new("/"),
+            &[PathBuf::from("/")],
         );
         assert_eq!(c.qmp, vec![Path::new("/tmp/m.sock")]);
         assert!(!c.shared_backend);

@@ -1,0 +1,121 @@
+//! What the `vmscope` command prints.
+
+use std::fmt::Write as _;
+
+use vmscope_agent::{ModuleInfo, ProcessInfo};
+use vmscope_linux::{Anomaly, KernelInfo, Module, Process};
+
+/// One row of `ps`, from either the kernel's memory or the agent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[allow(missing_docs)]
+pub struct PsRow {
+    pub pid: i32,
+    pub ppid: i32,
+    pub uid: u32,
+    pub state: char,
+    pub comm: String,
+    pub cmd: String,
+}
+
+impl From<&Process> for PsRow {
+    fn from(p: &Process) -> Self {
+        let cmd = match &p.cmdline {
+            Some(a) if !a.is_empty() => a.join(" "),
+            Some(_) => format!("[{}]", p.comm),
+            None => format!("[{}] (arguments not in memory)", p.comm),
+        };
+        PsRow { pid: p.pid, ppid: p.ppid, uid: p.uid, state: p.state, comm: p.comm.clone(), cmd }
+    }
+}
+
+impl From<&ProcessInfo> for PsRow {
+    fn from(p: &ProcessInfo) -> Self {
+        let cmd = if p.cmdline.is_empty() { format!("[{}]", p.comm) } else { p.cmdline.clone() };
+        PsRow { pid: p.pid, ppid: p.ppid, uid: p.uid, state: p.state, comm: p.comm.clone(), cmd }
+    }
+}
+
+/// `ps -ef`-like: PID PPID UID STATE COMM CMD.
+pub fn ps_table(rows: &[PsRow]) -> String {
+    let mut s = format!("{:>7} {:>7} {:>6} {:5} {:16} {}\n", "PID", "PPID", "UID", "STATE", "COMM", "CMD");
+    for r in rows {
+        let _ = writeln!(s, "{:>7} {:>7} {:>6} {:5} {:16} {}", r.pid, r.ppid, r.uid, r.state, r.comm, r.cmd);
+    }
+    s
+}
+
+/// One row of `lsmod`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[allow(missing_docs)]
+pub struct ModRow {
+    pub name: String,
+    pub size: u64,
+    pub refcount: i64,
+    pub state: String,
+    pub base: Option<u64>,
+    pub taint: String,
+}
+
+impl From<&Module> for ModRow {
+    fn from(m: &Module) -> Self {
+        ModRow {
+            name: m.name.clone(),
+            size: m.size,
+            refcount: m.refcount,
+            state: m.state.clone(),
+            base: Some(m.base),
+            taint: m.taint_flags.clone(),
+        }
+    }
+}
+
+impl From<&ModuleInfo> for ModRow {
+    fn from(m: &ModuleInfo) -> Self {
+        ModRow { name: m.name.clone(), size: m.size, refcount: m.refcount, state: m.state.clone(), base: None, taint: String::new() }
+    }
+}
+
+/// Like `lsmod`, with state, base and taint.
+pub fn lsmod_table(rows: &[ModRow]) -> String {
+    let mut s = format!("{:24} {:>9} {:>5} {:9} {:18} {}\n", "Module", "Size", "Used", "State", "Base", "Taint");
+    for r in rows {
+        let base = r.base.map(|b| format!("{b:#x}")).unwrap_or_else(|| "-".into());
+        let _ = writeln!(s, "{:24} {:>9} {:>5} {:9} {:18} {}", r.name, r.size, r.refcount, r.state, base, r.taint);
+    }
+    s
+}
+
+/// `info`: what discovery found and from what evidence.
+pub fn info_text(i: &KernelInfo) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "release        {}", i.release);
+    let _ = writeln!(s, "banner         {}", i.banner.trim_end());
+    let _ = writeln!(s, "build id       {}", i.build_id.as_deref().unwrap_or("-"));
+    let _ = writeln!(s, "paging         {}", i.paging);
+    let _ = writeln!(s, "page tables    {} (init_top_pgt)", i.kernel_root);
+    let _ = writeln!(s, "kernel text    va {:#x}  pa {}", i.text_va, i.text_pa);
+    let _ = writeln!(s, "KASLR          virtual {:+#x}  physical {:+#x}", i.kaslr_virtual_offset, i.kaslr_physical_offset);
+    let _ = writeln!(s, "direct map     {:#x}", i.page_offset_base);
+    if let Some((gpa, len)) = i.btf {
+        let _ = writeln!(s, "BTF            {len} bytes at {gpa}");
+    }
+    for e in &i.evidence {
+        let _ = writeln!(s, "evidence       {e}");
+    }
+    s
+}
+
+/// Anomalies as a short note for stderr.
+pub fn anomalies_note(a: &[Anomaly]) -> Option<String> {
+    if a.is_empty() {
+        return None;
+    }
+    let mut s = format!("vmscope: {} anomal{} while reading:\n", a.len(), if a.len() == 1 { "y" } else { "ies" });
+    for x in a.iter().take(5) {
+        let _ = writeln!(s, "  {x}");
+    }
+    if a.len() > 5 {
+        let _ = writeln!(s, "  ... (--json shows all)");
+    }
+    Some(s)
+}
