@@ -40,6 +40,9 @@ struct Args {
     /// Guest images (default: $VMSCOPE_IMAGES or target/guest-images).
     #[arg(long, value_name = "DIR")]
     images: Option<PathBuf>,
+    /// Measure only these techniques (repeatable); default: all.
+    #[arg(long = "technique", value_name = "NAME")]
+    techniques: Vec<vmscope_cli::Technique>,
     /// List the experiments and exit.
     #[arg(long)]
     list: bool,
@@ -87,7 +90,7 @@ fn main() -> anyhow::Result<()> {
     let env = env::Environment::capture(accel, hv_name, guest_kernels);
     let dir = args.out.unwrap_or_else(|| report::run_dir(&root, &env));
     let report = report::Report::new(dir.clone(), env)?;
-    let mut ctx = Ctx { hypervisor: args.hypervisor, quick: args.quick, kernels, images, report };
+    let mut ctx = Ctx { hypervisor: args.hypervisor, quick: args.quick, kernels, images, report, techniques: args.techniques };
     let mut failed = Vec::new();
     for (name, _, run) in chosen {
         eprintln!("lab: {name}");

@@ -21,6 +21,9 @@ pub struct Rate {
     pub cpu: Duration,
     /// What the last successful pass found (tasks, list nodes...).
     pub items: usize,
+    /// Syscall techniques: pages fetched from the hypervisor per pass (each one
+    /// system call or part of one), which is where their time goes.
+    pub pages_fetched: Option<f64>,
 }
 
 impl Rate {

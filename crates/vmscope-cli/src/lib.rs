@@ -12,5 +12,5 @@ pub mod source;
 mod target;
 mod technique;
 
-pub use target::{Access, Hv, Reader, Target};
+pub use target::{Access, Hv, ReadMethod, Reader, Target};
 pub use technique::Technique;

@@ -12,8 +12,8 @@ use vmscope_hv::qemu::{QemuCommandLine, QmpHypervisor};
 use vmscope_hv::{Halted, Hypervisor, RamLocation};
 use vmscope_snap::{RamFile, SnapOptions, SnapStats, Snapshot, Source};
 use vmscope_map::Mapped;
-use vmscope_mem::{MemoryMap, PhysMem};
-use vmscope_read::VmReadv;
+use vmscope_mem::{MemoryMap, PageCache, PhysMem};
+use vmscope_read::{Pread, ProcMem, VmReadv};
 
 use crate::Technique;
 
@@ -49,6 +49,8 @@ pub struct Target {
     pub agent_socket: Option<PathBuf>,
     /// How the memory map was learnt.
     pub map_source: &'static str,
+    /// How live-read and halt-read read.
+    pub read_method: ReadMethod,
 }
 
 impl Target {
@@ -79,6 +81,7 @@ impl Target {
             loc,
             agent_socket: cmdline.agent_socket().map(Path::to_path_buf),
             map_source,
+            read_method: ReadMethod::default(),
         })
     }
 
@@ -87,7 +90,14 @@ impl Target {
         let vmm = BuiltinVmm::connect(control)
             .with_context(|| format!("connecting to the VMM's control socket {}", control.display()))?;
         let loc = vmm.ram_location()?;
-        Ok(Self { pid: loc.pid, hv: Some(Hv::Builtin(vmm)), loc, agent_socket, map_source: "VMM memory-map" })
+        Ok(Self {
+            pid: loc.pid,
+            hv: Some(Hv::Builtin(vmm)),
+            loc,
+            agent_socket,
+            map_source: "VMM memory-map",
+            read_method: ReadMethod::default(),
+        })
     }
 
     /// The hypervisor, or an error that says how to offer one.
@@ -114,10 +124,10 @@ impl Target {
                     .with_context(|| format!("talking to the guest agent on {}", sock.display()))?;
                 Access::Agent(RefCell::new(c))
             }
-            Technique::LiveRead => Access::Live(Reader::Read(VmReadv::open(self.loc.clone())?)),
+            Technique::LiveRead => Access::Live(Reader::syscall(&self.loc, self.read_method)?),
             Technique::LiveMap => Access::Live(Reader::Map(Mapped::open(self.loc.clone())?)),
             Technique::HaltRead => Access::Halt(Halted::new(
-                Reader::Read(VmReadv::open(self.loc.clone())?),
+                Reader::syscall(&self.loc, self.read_method)?,
                 self.hypervisor(technique)?.as_dyn(),
             )),
             Technique::HaltMap => Access::Halt(Halted::new(
@@ -153,28 +163,97 @@ fn connect_any(sockets: &[PathBuf]) -> anyhow::Result<Option<QmpHypervisor>> {
     }
 }
 
-/// A live reader of either kind.
+/// How the syscall techniques (live-read, halt-read) read guest RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadMethod {
+    /// `pread` of the RAM backing file (QEMU's memfd through /proc/PID/fd): no page
+    /// of QEMU's address space is touched, so it is the cheapest.
+    #[default]
+    Pread,
+    /// `process_vm_readv` of the hypervisor process, batched into iovecs.
+    VmReadv,
+    /// `pread` of /proc/PID/mem.
+    ProcMem,
+}
+
+impl ReadMethod {
+    /// Every method, in report order.
+    pub const ALL: [ReadMethod; 3] = [ReadMethod::Pread, ReadMethod::VmReadv, ReadMethod::ProcMem];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadMethod::Pread => "pread",
+            ReadMethod::VmReadv => "process_vm_readv",
+            ReadMethod::ProcMem => "proc-mem",
+        }
+    }
+}
+
+impl std::str::FromStr for ReadMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ReadMethod::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown read method `{s}`; choose pread, process_vm_readv or proc-mem"))
+    }
+}
+
+/// A reader of guest RAM for the syscall and mapping techniques.
 #[derive(Debug)]
 pub enum Reader {
+    /// pread of the backing file.
+    Pread(PageCache<Pread>),
     /// process_vm_readv.
-    Read(VmReadv),
+    VmReadv(PageCache<VmReadv>),
+    /// /proc/PID/mem.
+    ProcMem(PageCache<ProcMem>),
     /// mmap.
     Map(Mapped),
 }
 
+/// Pages a syscall reader keeps within one pass (16 MiB). The cache is emptied when a
+/// pass starts: system calls are the cost of these techniques, and a walk reads many
+/// fields of one page.
+const PASS_CACHE_PAGES: usize = 4096;
+
 impl Reader {
+    fn syscall(loc: &RamLocation, method: ReadMethod) -> anyhow::Result<Self> {
+        let loc = loc.clone();
+        Ok(match method {
+            ReadMethod::Pread => Reader::Pread(PageCache::new(Pread::open(loc)?, PASS_CACHE_PAGES)),
+            ReadMethod::VmReadv => Reader::VmReadv(PageCache::new(VmReadv::open(loc)?, PASS_CACHE_PAGES)),
+            ReadMethod::ProcMem => Reader::ProcMem(PageCache::new(ProcMem::open(loc)?, PASS_CACHE_PAGES)),
+        })
+    }
+
     fn mem(&self) -> &dyn PhysMem {
         match self {
-            Reader::Read(r) => r,
+            Reader::Pread(r) => r,
+            Reader::VmReadv(r) => r,
+            Reader::ProcMem(r) => r,
             Reader::Map(m) => m,
         }
     }
 
-    /// Re-reads which backing pages exist, once per pass.
-    fn refresh(&self) -> anyhow::Result<()> {
+    /// Starts a pass: forgets cached pages, and re-reads which backing pages exist
+    /// at most every half second (see [`vmscope_hv::HoleGuard::refresh_if_older`]).
+    fn begin_pass(&self) -> anyhow::Result<()> {
+        let max_age = std::time::Duration::from_millis(500);
         match self {
-            Reader::Read(r) => r.holes().refresh()?,
-            Reader::Map(m) => m.holes().refresh()?,
+            Reader::Pread(r) => {
+                r.invalidate();
+            }
+            Reader::VmReadv(r) => {
+                r.invalidate();
+                r.inner().holes().refresh_if_older(max_age)?
+            }
+            Reader::ProcMem(r) => {
+                r.invalidate();
+                r.inner().holes().refresh_if_older(max_age)?
+            }
+            Reader::Map(m) => m.holes().refresh_if_older(max_age)?,
         }
         Ok(())
     }
@@ -209,11 +288,11 @@ impl Access<'_> {
         match self {
             Access::Agent(_) => bail!("the agent technique does not read guest memory"),
             Access::Live(r) => {
-                r.refresh()?;
+                r.begin_pass()?;
                 Ok(f(r.mem()))
             }
             Access::Halt(h) => Ok(h.pass(|r| {
-                let _ = r.refresh();
+                let _ = r.begin_pass();
                 f(r.mem())
             })?),
             Access::Snap { .. } => {
@@ -241,6 +320,22 @@ impl Access<'_> {
         match self {
             Access::Snap { last, .. } => last.borrow().clone(),
             _ => None,
+        }
+    }
+
+    /// Page-cache counters of a syscall reader (pages fetched from the hypervisor are
+    /// its misses).
+    pub fn cache_stats(&self) -> Option<vmscope_mem::CacheStats> {
+        let r = match self {
+            Access::Live(r) => r,
+            Access::Halt(h) => h.inner(),
+            _ => return None,
+        };
+        match r {
+            Reader::Pread(c) => Some(c.stats()),
+            Reader::VmReadv(c) => Some(c.stats()),
+            Reader::ProcMem(c) => Some(c.stats()),
+            Reader::Map(_) => None,
         }
     }
 

@@ -69,6 +69,8 @@ fn find_fd(pid: u32, target: &str) -> Option<PathBuf> {
         .find(|p| std::fs::read_link(p).is_ok_and(|l| l.to_string_lossy() == target))
 }
 
+const PAGE: u64 = 4096;
+
 /// The populated extents of a backing file: where it has pages. Reading a hole through
 /// the hypervisor's address space (process_vm_readv, /proc/PID/mem, a mapping) would
 /// make the kernel allocate a page the guest never touched; a technique asks here first
@@ -77,12 +79,23 @@ fn find_fd(pid: u32, target: &str) -> Option<PathBuf> {
 pub struct Extents {
     /// Sorted, disjoint `(start, end)` byte ranges with data.
     ranges: Vec<(u64, u64)>,
+    /// One bit per wholly populated 4 KiB page, for a constant-time answer to the
+    /// question every read asks (empty: use `ranges`).
+    pages: Vec<u64>,
 }
 
 impl Extents {
     /// Scans `file` with SEEK_DATA/SEEK_HOLE up to `size`.
     pub fn scan(file: &File, size: u64) -> Result<Self> {
-        Self::scan_range(file, 0, size)
+        let mut x = Self::scan_range(file, 0, size)?;
+        let mut pages = vec![0u64; size.div_ceil(PAGE * 64) as usize];
+        for &(s, e) in &x.ranges {
+            for p in s.div_ceil(PAGE)..e / PAGE {
+                pages[(p / 64) as usize] |= 1 << (p % 64);
+            }
+        }
+        x.pages = pages;
+        Ok(x)
     }
 
     /// Scans only `offset..offset+len`.
@@ -112,11 +125,16 @@ impl Extents {
             ranges.push((data as u64, (hole.min(end)) as u64));
             pos = hole;
         }
-        Ok(Self { ranges })
+        Ok(Self { ranges, pages: Vec::new() })
     }
 
     /// Every byte of `offset..offset+len` is populated.
+    #[inline]
     pub fn all_data(&self, offset: u64, len: u64) -> bool {
+        let (first, last) = (offset / PAGE, (offset + len.max(1) - 1) / PAGE);
+        if last - first < 16 && ((last / 64) as usize) < self.pages.len() {
+            return (first..=last).all(|p| self.pages[(p / 64) as usize] & (1 << (p % 64)) != 0);
+        }
         let i = self.ranges.partition_point(|&(_, e)| e <= offset);
         self.ranges.get(i).is_some_and(|&(s, e)| s <= offset && offset + len <= e)
     }
@@ -168,6 +186,7 @@ pub struct HoleGuard {
     file: Option<File>,
     size: u64,
     extents: RwLock<Extents>,
+    refreshed: std::sync::Mutex<std::time::Instant>,
 }
 
 impl HoleGuard {
@@ -178,7 +197,12 @@ impl HoleGuard {
             Some(_) => Some(loc.open_file()?),
             None => None,
         };
-        let g = Self { file, size: loc.size, extents: RwLock::new(Extents::default()) };
+        let g = Self {
+            file,
+            size: loc.size,
+            extents: RwLock::new(Extents::default()),
+            refreshed: std::sync::Mutex::new(std::time::Instant::now()),
+        };
         g.refresh()?;
         Ok(g)
     }
@@ -188,8 +212,25 @@ impl HoleGuard {
         if let Some(f) = &self.file {
             let x = Extents::scan(f, self.size)?;
             *self.extents.write().unwrap_or_else(|p| p.into_inner()) = x;
+            *self.refreshed.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         }
         Ok(())
+    }
+
+    /// Refreshes if the extents are older than `max_age`. Staleness costs only a
+    /// re-check when a read lands in what looks like a hole (the guest touched a new
+    /// page); a page the hypervisor gave back since is read as data (and so
+    /// re-allocated) until the next refresh, which bounds that harm in time.
+    pub fn refresh_if_older(&self, max_age: std::time::Duration) -> crate::Result<()> {
+        let age = self.refreshed.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+        if age >= max_age { self.refresh() } else { Ok(()) }
+    }
+
+    /// Whether every byte of `offset..offset+len` is known to be populated (the fast
+    /// path of every read); when not, [`split`](Self::split) says which parts are.
+    #[inline]
+    pub fn is_populated(&self, offset: u64, len: u64) -> bool {
+        self.file.is_none() || self.extents.read().unwrap_or_else(|p| p.into_inner()).all_data(offset, len)
     }
 
     /// Splits a backing range into `(offset, len, populated)` pieces. Pieces that look

@@ -11,6 +11,9 @@ use vmscope_x86::{AddressSpace, PagingMode, Root, Tlb};
 use crate::discovery::Image;
 use crate::{Error, Result};
 
+/// TLB slots of a kernel rebound to other memory (see [`KernelMem::rebind`]).
+const REBIND_TLB: usize = 64;
+
 /// The kernel's view of memory, over any [`PhysMem`].
 #[derive(Debug)]
 pub struct KernelMem<M> {
@@ -24,6 +27,10 @@ pub struct KernelMem<M> {
 
 impl<M: PhysMem> KernelMem<M> {
     pub(crate) fn new(mem: M, image: Image, direct_base: u64, space: AddressSpace) -> Self {
+        Self::with_tlb(mem, image, direct_base, space, 4096)
+    }
+
+    fn with_tlb(mem: M, image: Image, direct_base: u64, space: AddressSpace, tlb_slots: usize) -> Self {
         let direct_len = mem.memory_map().end();
         KernelMem {
             mem,
@@ -31,13 +38,15 @@ impl<M: PhysMem> KernelMem<M> {
             direct_base,
             direct_len,
             space,
-            tlb: Mutex::new(Tlb::new(4096)),
+            tlb: Mutex::new(Tlb::new(tlb_slots)),
         }
     }
 
     /// The same kernel address space over other memory (a fresh TLB).
     pub(crate) fn rebind<N: PhysMem>(&self, mem: N) -> KernelMem<N> {
-        KernelMem::new(mem, self.image, self.direct_base, self.space)
+        // Rebinding happens per pass: most addresses translate through the image or
+        // the direct map, so a small TLB serves and costs little to set up.
+        KernelMem::with_tlb(mem, self.image, self.direct_base, self.space, REBIND_TLB)
     }
 
     /// The guest-physical memory underneath.

@@ -85,6 +85,14 @@ impl PhysMem for Mapped {
             let mut done = 0usize;
             for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
                 let (_, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
+                if self.holes.is_populated(off, n) && (off + n) as usize <= self.len {
+                    let dst = &mut op.buf[done..done + n as usize];
+                    // SAFETY: off + n <= self.len, inside the live mapping; dst is a
+                    // distinct buffer of exactly n bytes.
+                    unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(off as usize), dst.as_mut_ptr(), n as usize) };
+                    done += n as usize;
+                    continue;
+                }
                 for (o, len, data) in self.holes.split(off, n) {
                     let len = len as usize;
                     let dst = &mut op.buf[done..done + len];

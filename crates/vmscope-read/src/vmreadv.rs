@@ -88,6 +88,13 @@ impl PhysMem for VmReadv {
             let mut done = 0usize;
             for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
                 let (gpa, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
+                if self.holes.is_populated(off, n) {
+                    // SAFETY: done + n <= op.buf.len(): the chunks cover exactly
+                    // the op's length.
+                    pieces.push(Piece { remote: self.base + off, local: unsafe { base.add(done) }, len: n as usize, gpa });
+                    done += n as usize;
+                    continue;
+                }
                 for (o, len, data) in self.holes.split(off, n) {
                     let len = len as usize;
                     if data {

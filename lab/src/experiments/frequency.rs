@@ -17,7 +17,7 @@ use crate::measure::{Rate, run_for};
 use crate::table::Table;
 
 const COLUMNS: &[&str] =
-    &["hypervisor", "guest", "technique", "passes", "failed", "seconds", "passes_per_s", "cpu_us_per_pass", "items"];
+    &["hypervisor", "guest", "technique", "method", "passes", "failed", "seconds", "passes_per_s", "cpu_us_per_pass", "pages_per_pass", "items"];
 
 pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let mut table = Table::new(COLUMNS);
@@ -28,7 +28,10 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let bars: Vec<(String, f64)> = table
         .rows
         .iter()
-        .map(|r| (format!("{} {}", r[2], r[1]), r[6].parse::<f64>().unwrap_or(0.0)))
+        .map(|r| {
+            let label = if r[2] == "live-read" { format!("{} ({}) {}", r[2], r[3], r[1]) } else { format!("{} {}", r[2], r[1]) };
+            (label, r[7].parse::<f64>().unwrap_or(0.0))
+        })
         .collect();
     crate::plot::log_bars(&ctx.report.path("frequency.svg"), "Monitoring frequency", "passes per second (log)", &bars)?;
     let prose = match ctx.hypervisor {
@@ -49,16 +52,18 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
 }
 
 /// Formats one result row.
-pub fn row(hv: &str, guest: &str, t: Technique, r: &Rate) -> Vec<String> {
+pub fn row(hv: &str, guest: &str, t: Technique, method: &str, r: &Rate) -> Vec<String> {
     vec![
         hv.into(),
         guest.into(),
         t.name().into(),
+        method.into(),
         r.passes.to_string(),
         r.failed.to_string(),
         format!("{:.2}", r.wall.as_secs_f64()),
         format!("{:.1}", r.per_second()),
         format!("{:.1}", r.cpu_us_per_pass()),
+        r.pages_fetched.map_or_else(|| "-".into(), |p| format!("{p:.0}")),
         r.items.to_string(),
     ]
 }
@@ -77,13 +82,14 @@ fn builtin(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
     let guest = BuiltinGuest::start(&ctx.images, 2, "1G")?;
     let target = Target::builtin(&guest.control, None)?;
     let manifest = wait_for_manifest(&target)?;
-    let pb = ctx.bar(MEMORY_TECHNIQUES.len() as u64, "frequency (built-in VMM)");
-    for t in MEMORY_TECHNIQUES {
+    let techniques: Vec<Technique> = MEMORY_TECHNIQUES.into_iter().filter(|&t| ctx.wants(t)).collect();
+    let pb = ctx.bar(techniques.len() as u64, "frequency (built-in VMM)");
+    for t in techniques {
         pb.set_message(format!("frequency: {t} on the test kernel"));
         let access = target.open(t).with_context(|| format!("opening {t}"))?;
         let max = if matches!(t, Technique::HaltSnap | Technique::LiveSnap) { 50 } else { u64::MAX };
         let rate = run_for(ctx.budget(), 3, max, || lists_pass(&access, &manifest), || {});
-        table.push(row("builtin", "testkernel", t, &rate));
+        table.push(row("builtin", "testkernel", t, "default", &rate));
         pb.inc(1);
     }
     pb.finish_and_clear();

@@ -27,9 +27,16 @@ pub struct Ctx {
     pub kernels: Vec<String>,
     pub images: PathBuf,
     pub report: Report,
+    /// Techniques to measure (empty: all).
+    pub techniques: Vec<vmscope_cli::Technique>,
 }
 
 impl Ctx {
+    /// Whether technique `t` is to be measured.
+    pub fn wants(&self, t: vmscope_cli::Technique) -> bool {
+        self.techniques.is_empty() || self.techniques.contains(&t)
+    }
+
     /// How long to measure one configuration.
     pub fn budget(&self) -> Duration {
         if self.quick { Duration::from_millis(1500) } else { Duration::from_secs(5) }

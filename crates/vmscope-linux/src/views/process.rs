@@ -1,6 +1,8 @@
 //! Processes and threads: `init_task.tasks` walked, each task read once and its
 //! credentials, signal struct, mm and command line followed from there.
 
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use vmscope_mem::PhysMem;
 
@@ -123,7 +125,7 @@ struct Task {
 
 impl<M: PhysMem> Ctx<'_, M> {
     fn read_task(&self, addr: u64, an: &mut Vec<Anomaly>) -> Option<Task> {
-        match self.k.read_vec(addr, self.o.task.size as usize) {
+        match self.k.read_vec(addr, self.o.task.read_span() as usize) {
             Ok(bytes) => Some(Task { addr, bytes }),
             Err(e) => {
                 an.push(Anomaly::Unreadable {
@@ -188,22 +190,29 @@ impl<M: PhysMem> Ctx<'_, M> {
         Some(v)
     }
 
-    fn rss(&self, mm: u64, an: &mut Vec<Anomaly>) -> Option<u64> {
+    /// Bytes of `mm_struct` the views need: up to the last of pgd, the argument
+    /// bounds and the RSS counters.
+    fn mm_span(&self) -> u64 {
+        let mo = &self.o.mm;
+        let last = mo.rss_counters.iter().copied().max().unwrap_or(0);
+        let rss_end = match &mo.rss {
+            RssLayout::Atomic { base, stride } => base + last * stride + 8,
+            RssLayout::PerCpu { base, stride, count, counters } => base + last * stride + (*count).max(*counters) + 8,
+        };
+        (mo.pgd.max(mo.arg_start).max(mo.arg_end) + 8).max(rss_end)
+    }
+
+    /// Resident pages from the mm's counters (in `mm_bytes`), with the per-CPU deltas
+    /// of 6.2+ read from the per-CPU areas.
+    fn rss(&self, mm_bytes: &Bytes<'_>, an: &mut Vec<Anomaly>) -> Option<u64> {
         let mut total = 0u64;
         for &i in &self.o.mm.rss_counters {
             let v: i64 = match &self.o.mm.rss {
-                RssLayout::Atomic { base, stride } => {
-                    self.k.read_u64(mm + base + i * stride).ok()? as i64
-                }
-                RssLayout::PerCpu {
-                    base,
-                    stride,
-                    count,
-                    counters,
-                } => {
-                    let c = mm + base + i * stride;
-                    let mut v = self.k.read_u64(c + count).ok()? as i64;
-                    let pcpu = self.k.read_u64(c + counters).ok()?;
+                RssLayout::Atomic { base, stride } => mm_bytes.u64(base + i * stride)? as i64,
+                RssLayout::PerCpu { base, stride, count, counters } => {
+                    let c = base + i * stride;
+                    let mut v = mm_bytes.u64(c + count)? as i64;
+                    let pcpu = mm_bytes.u64(c + counters)?;
                     if pcpu != 0 {
                         for off in &self.addrs.per_cpu_offsets {
                             match self.k.read_u32(pcpu.wrapping_add(*off)) {
@@ -262,7 +271,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         Some(args)
     }
 
-    fn process(&self, t: &Task, an: &mut Vec<Anomaly>) -> Option<Process> {
+    fn process(&self, t: &Task, tgids: &HashMap<u64, i32>, an: &mut Vec<Anomaly>) -> Option<Process> {
         let (b, o) = (Bytes(&t.bytes), &self.o.task);
         let (pid, tgid) = (b.i32(o.pid)?, b.i32(o.tgid)?);
         if pid <= 0 || tgid <= 0 || pid > 1 << 22 || tgid > 1 << 22 {
@@ -278,6 +287,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         let flags = b.u32(o.flags)?;
 
         let ppid = match self.ptr_field(&b, t.addr, o.real_parent, "task.real_parent", an) {
+            // The parent is usually a task of this walk: its tgid is already known.
+            Some(p) if tgids.contains_key(&p) => tgids[&p],
             Some(p) => self
                 .k
                 .read_u32(p + o.tgid)
@@ -362,14 +373,10 @@ impl<M: PhysMem> Ctx<'_, M> {
             .ptr_field(&b, t.addr, o.mm, "task.mm", an)
             .filter(|_| !kernel_thread)
         {
-            let mo = &self.o.mm;
-            match self
-                .k
-                .read_vec(mm, (mo.pgd.max(mo.arg_start).max(mo.arg_end) + 8) as usize)
-            {
+            match self.k.read_vec(mm, self.mm_span() as usize) {
                 Ok(mb) => {
                     cmdline = self.cmdline(pid, &Bytes(&mb), an);
-                    rss_pages = self.rss(mm, an);
+                    rss_pages = self.rss(&Bytes(&mb), an);
                 }
                 Err(e) => an.push(Anomaly::Unreadable {
                     what: "mm_struct".into(),
@@ -423,17 +430,15 @@ impl<M: PhysMem> Ctx<'_, M> {
     pub(crate) fn processes(&self) -> ProcessList {
         let mut anomalies = Vec::new();
         let mut processes = Vec::new();
-        for addr in self.task_addrs(&mut anomalies) {
-            if let Some(t) = self.read_task(addr, &mut anomalies) {
-                if let Some(p) = self.process(&t, &mut anomalies) {
-                    processes.push(p);
-                } else if Bytes(&t.bytes).i32(self.o.task.pid).is_none() {
-                    anomalies.push(Anomaly::Unreadable {
-                        what: "task fields".into(),
-                        addr,
-                        error: "short read".into(),
-                    });
-                }
+        let tasks: Vec<Task> =
+            self.task_addrs(&mut anomalies).into_iter().filter_map(|a| self.read_task(a, &mut anomalies)).collect();
+        let tgids: HashMap<u64, i32> =
+            tasks.iter().filter_map(|t| Some((t.addr, Bytes(&t.bytes).i32(self.o.task.tgid)?))).collect();
+        for t in tasks {
+            if let Some(p) = self.process(&t, &tgids, &mut anomalies) {
+                processes.push(p);
+            } else if Bytes(&t.bytes).i32(self.o.task.pid).is_none() {
+                anomalies.push(Anomaly::Unreadable { what: "task fields".into(), addr: t.addr, error: "short read".into() });
             }
         }
         ProcessList {
