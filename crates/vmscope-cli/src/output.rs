@@ -24,7 +24,10 @@ impl From<&Process> for PsRow {
             Some(_) => format!("[{}]", p.comm),
             None => format!("[{}] (arguments not in memory)", p.comm),
         };
-        PsRow { pid: p.pid, ppid: p.ppid, uid: p.uid, state: p.state, comm: p.comm.clone(), cmd }
+        // /proc names a kernel thread by its full name when its comm is truncated.
+        let comm = p.full_name.clone().unwrap_or_else(|| p.comm.clone());
+        let cmd = if p.kernel_thread { format!("[{comm}]") } else { cmd };
+        PsRow { pid: p.pid, ppid: p.ppid, uid: p.uid, state: p.state, comm, cmd }
     }
 }
 

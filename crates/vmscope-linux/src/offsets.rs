@@ -45,6 +45,14 @@ pub struct TaskOffsets {
     pub start_boottime: Option<u64>,
     pub utime: u64,
     pub stime: u64,
+    /// Where a kernel thread keeps its `struct kthread` (`worker_private`, or
+    /// `set_child_tid` before 5.17).
+    #[serde(default)]
+    pub kthread: Option<u64>,
+    /// `kthread.full_name`: the name of a kernel thread whose comm is truncated
+    /// (5.17+), which /proc shows instead of the comm.
+    #[serde(default)]
+    pub kthread_full_name: Option<u64>,
 }
 
 impl TaskOffsets {
@@ -70,6 +78,7 @@ impl TaskOffsets {
             self.utime + 8,
             self.stime + 8,
             self.comm + self.comm_len,
+            self.kthread.map_or(0, |o| o + 8),
         ];
         eight.into_iter().max().unwrap_or(self.size).min(self.size)
     }
@@ -237,6 +246,7 @@ impl Offsets {
     /// for an ISF file that serves every view ([`Profile::to_isf`]).
     pub const TYPES: &'static [&'static str] = &[
         "task_struct",
+        "kthread",
         "cred",
         "signal_struct",
         "mm_struct",
@@ -280,6 +290,8 @@ impl Offsets {
             start_boottime: off("task_struct", "start_boottime").ok(),
             utime: off("task_struct", "utime")?,
             stime: off("task_struct", "stime")?,
+            kthread: off("task_struct", "worker_private").or_else(|_| off("task_struct", "set_child_tid")).ok(),
+            kthread_full_name: off("kthread", "full_name").ok(),
         };
         let cred = CredOffsets {
             uid: off("cred", "uid.val")?,

@@ -48,6 +48,10 @@ pub struct Process {
     pub ppid: i32,
     /// `comm`.
     pub comm: String,
+    /// A kernel thread's full name when its comm is truncated (`kthread.full_name`,
+    /// 5.17+): what /proc shows as its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_name: Option<String>,
     /// State letter as `/proc` shows it (R, S, D, T, t, X, Z, P, I).
     pub state: char,
     /// Real user id (`real_cred->uid`).
@@ -188,6 +192,19 @@ impl<M: PhysMem> Ctx<'_, M> {
             return None;
         }
         Some(v)
+    }
+
+    /// The full name of a kernel thread, when the kernel keeps one.
+    fn kthread_full_name(&self, b: &Bytes<'_>, task: u64, an: &mut Vec<Anomaly>) -> Option<String> {
+        let (Some(kt), Some(fno)) = (self.o.task.kthread, self.o.task.kthread_full_name) else { return None };
+        let kthread = self.ptr_field(b, task, kt, "task.worker_private (kthread)", an)?;
+        let name = self.k.read_u64(kthread + fno).ok().filter(|&p| p != 0)?;
+        if !plausible(self.k, name, 1) {
+            an.push(Anomaly::BadPointer { what: "kthread.full_name".into(), at: kthread + fno, value: name });
+            return None;
+        }
+        // The kernel allocates it with kstrdup of a name printed into at most 64 bytes.
+        self.k.read_cstr(name, 64).ok().filter(|n| !n.is_empty())
     }
 
     /// Bytes of `mm_struct` the views need: up to the last of pgd, the argument
@@ -361,6 +378,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
 
         let kernel_thread = flags & PF_KTHREAD != 0;
+        let full_name = if kernel_thread { self.kthread_full_name(&b, t.addr, an) } else { None };
         let (mut rss_pages, mut cmdline) = (
             None,
             if kernel_thread {
@@ -394,6 +412,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             tid: pid,
             ppid,
             comm: th.comm,
+            full_name,
             state: th.state,
             uid,
             gid,

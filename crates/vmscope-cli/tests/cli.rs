@@ -1,0 +1,176 @@
+//! `vmscope` against a QEMU started by hand with exactly the flags the README gives,
+//! checked against the guest's own /proc through the agent.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use vmscope_agent::Client;
+
+/// QEMU started from the README's command line (daemonized, as a user would);
+/// killed on drop.
+struct ReadmeQemu {
+    pid: u32,
+    dir: tempfile::TempDir,
+}
+
+impl ReadmeQemu {
+    fn start(kernel: &str) -> Self {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+        let section = readme.split("## Running a guest vmscope can introspect").nth(1).expect("the README section");
+        let block = section.split("```sh").nth(1).and_then(|b| b.split("```").next()).expect("its command block");
+        let images = vmscope_e2e::images().dir;
+        let line = block
+            .replace("\\\n", " ")
+            .replace("target/guest-images", &images.display().to_string())
+            .replace("linux-6.1", &format!("linux-{kernel}"));
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} -daemonize -pidfile qemu.pid", line.trim()))
+            .current_dir(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "the README's QEMU command failed");
+        let pid: u32 = std::fs::read_to_string(dir.path().join("qemu.pid")).unwrap().trim().parse().unwrap();
+        let q = ReadmeQemu { pid, dir };
+        let t = Instant::now();
+        while !std::fs::read_to_string(q.dir.path().join("console.log")).unwrap_or_default().contains("VMSCOPE-READY") {
+            assert!(t.elapsed() < Duration::from_secs(120), "the guest never became ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        q
+    }
+
+    fn agent(&self) -> Client {
+        Client::connect(self.dir.path().join("agent.sock"), Duration::from_secs(30)).unwrap()
+    }
+
+    /// Runs `vmscope --qemu PID args...` from the directory QEMU started in.
+    fn vmscope(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_vmscope"))
+            .arg("--qemu")
+            .arg(self.pid.to_string())
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for ReadmeQemu {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a pid we started and a signal number; no memory.
+        unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+    }
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    assert!(o.status.success(), "vmscope failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// PID -> (PPID, UID, COMM) from `vmscope ps` output.
+fn parse_ps(text: &str) -> BTreeMap<i32, (i32, u32, String)> {
+    let mut lines = text.lines();
+    let head = lines.next().unwrap();
+    assert!(head.split_whitespace().eq(["PID", "PPID", "UID", "STATE", "COMM", "CMD"]), "{head}");
+    lines
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].parse().unwrap(), (f[1].parse().unwrap(), f[2].parse().unwrap(), f[4].to_owned()))
+        })
+        .collect()
+}
+
+fn truth(q: &ReadmeQemu) -> BTreeMap<i32, (i32, u32, String)> {
+    q.agent().processes().unwrap().into_iter().map(|p| (p.pid, (p.ppid, p.uid, p.comm))).collect()
+}
+
+#[test]
+fn ps_lsmod_info_against_a_hand_started_qemu() {
+    let q = ReadmeQemu::start("6.1");
+    {
+        let mut a = q.agent();
+        a.sh("insmod /lib/modules/dummy.ko && insmod /lib/modules/crc7.ko").unwrap();
+        let r = a
+            .exec(vmscope_agent::ExecRequest {
+                argv: vec!["/bin/sh".into(), "-c".into(), "sleep 100000 >/dev/null 2>&1 &".into()],
+                uid: Some(1001),
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(r.success());
+    }
+    let before = truth(&q);
+    let ours = parse_ps(&stdout(&q.vmscope(&["ps"])));
+    let after = truth(&q);
+    for (pid, want) in before.iter().filter(|(p, w)| after.get(p) == Some(w)) {
+        let got = ours.get(pid).unwrap_or_else(|| panic!("pid {pid} {want:?} missing from vmscope ps"));
+        let comm_ok = got.2 == want.2 || (got.2.starts_with("kworker/") && want.2.starts_with(&got.2));
+        assert!(got.0 == want.0 && got.1 == want.1 && comm_ok, "pid {pid}: vmscope {got:?}, /proc {want:?}");
+    }
+    assert!(ours.values().any(|(_, uid, comm)| *uid == 1001 && comm == "sleep"), "alice's sleep is missing");
+
+    // JSON: one document.
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&q.vmscope(&["ps", "--json"]))).unwrap();
+    assert_eq!(doc["processes"].as_array().unwrap().len(), ours.len());
+
+    // lsmod equals /proc/modules (names and sizes).
+    let mods = stdout(&q.vmscope(&["lsmod"]));
+    let proc_modules = String::from_utf8(q.agent().read_file("/proc/modules", 1 << 20).unwrap()).unwrap();
+    let want: BTreeMap<String, u64> =
+        proc_modules.lines().map(|l| { let f: Vec<&str> = l.split_whitespace().collect(); (f[0].to_owned(), f[1].parse().unwrap()) }).collect();
+    let got: BTreeMap<String, u64> =
+        mods.lines().skip(1).map(|l| { let f: Vec<&str> = l.split_whitespace().collect(); (f[0].to_owned(), f[1].parse().unwrap()) }).collect();
+    assert_eq!(got, want);
+    assert!(got.contains_key("dummy") && got.contains_key("crc7"));
+
+    // info: the release the guest reports.
+    let release = q.agent().sh("uname -r").unwrap();
+    let info = stdout(&q.vmscope(&["info"]));
+    assert!(info.lines().next().unwrap().ends_with(release.trim()), "{info}");
+    assert!(info.contains("evidence"), "{info}");
+
+    // Every technique answers `ps` from the command line (agent last: it needs the
+    // agent's socket, which the test no longer holds).
+    for t in ["live-read", "halt-read", "halt-map", "halt-snap", "live-snap", "agent"] {
+        let rows = parse_ps(&stdout(&q.vmscope(&["--technique", t, "ps"])));
+        assert!(rows.contains_key(&1) && rows.len() + 5 >= ours.len(), "{t}: {} rows", rows.len());
+    }
+}
+
+#[test]
+fn dump_and_read_back() {
+    let q = ReadmeQemu::start("6.12");
+    let dir = tempfile::tempdir().unwrap();
+    let live = parse_ps(&stdout(&q.vmscope(&["--technique", "halt-map", "ps"])));
+    for format in ["elf", "lime", "raw"] {
+        let out: PathBuf = dir.path().join(format!("guest.{format}"));
+        let o = q.vmscope(&["dump", "--format", format, out.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let o = Command::new(env!("CARGO_BIN_EXE_vmscope")).arg("--dump").arg(&out).arg("ps").output().unwrap();
+        let dumped = parse_ps(&stdout(&o));
+        // The guest ran between the two: compare the processes both saw.
+        let common = live.keys().filter(|p| dumped.contains_key(p)).count();
+        assert!(common + 3 >= live.len(), "{format}: {common} of {} processes", live.len());
+        let o = Command::new(env!("CARGO_BIN_EXE_vmscope")).arg("--dump").arg(&out).arg("info").output().unwrap();
+        assert!(stdout(&o).starts_with("release        6.12"), "{format}");
+    }
+}
+
+#[test]
+fn errors_say_what_to_do() {
+    let bin = env!("CARGO_BIN_EXE_vmscope");
+    let me = std::process::id().to_string();
+    let o = Command::new(bin).args(["--qemu", &me, "ps"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not QEMU"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(bin).arg("ps").output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--qemu PID"));
+    let o = Command::new(bin).args(["--dump", "/nonexistent.elf", "ps"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.elf"));
+    let o = Command::new(bin).args(["--qemu", &me, "--technique", "sideways", "ps"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("live-map"), "lists the techniques");
+}

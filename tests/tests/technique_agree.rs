@@ -1,0 +1,90 @@
+//! Same answer everywhere: on an idle guest, every technique's process list (pid,
+//! ppid, comm, uid) equals what the guest's own /proc says through the agent, on
+//! both kernels.
+
+use std::collections::BTreeMap;
+
+use vmscope_agent::{Client, ProcessInfo};
+use vmscope_cli::source::hints;
+use vmscope_cli::{ReadMethod, Target, Technique};
+use vmscope_e2e::boot;
+use vmscope_linux::{AttachOptions, Kernel};
+
+type Row = (i32, String, u32);
+
+fn from_agent(p: &[ProcessInfo]) -> BTreeMap<i32, Row> {
+    p.iter().map(|p| (p.pid, (p.ppid, p.comm.clone(), p.uid))).collect()
+}
+
+/// /proc shows a kworker's workqueue after its comm (`kworker/0:1-events`); the
+/// task's own comm is the part before it.
+fn same_comm(ours: &str, proc: &str) -> bool {
+    ours == proc || (ours.starts_with("kworker/") && proc.starts_with(ours) && proc[ours.len()..].starts_with('-'))
+}
+
+fn agree(id: &str) {
+    let mut g = boot(id);
+    // A few dozen user processes, as on a real idle machine.
+    g.sh("i=0; while [ $i -lt 30 ]; do sh -c \"exec -a busybox-idle-$i /bin/busybox sleep 100000\" >/dev/null 2>&1 & i=$((i+1)); done");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = from_agent(&g.agent.processes().unwrap());
+    let Guest { agent, vm, .. } = g;
+    drop(agent); // QEMU serves one client on the agent's socket: the agent technique reconnects.
+
+    let mut target = Target::qemu(vm.pid(), Some(&vm.extra_qmp_socket())).unwrap();
+    let kernel = Kernel::attach_with(
+        vmscope_map::Mapped::open(target.loc.clone()).unwrap(),
+        AttachOptions { hints: hints(&target), ..Default::default() },
+    )
+    .unwrap();
+    let mut seen: Vec<(String, BTreeMap<i32, Row>)> = Vec::new();
+    for t in Technique::ALL {
+        let methods: &[ReadMethod] = if t == Technique::LiveRead { &ReadMethod::ALL } else { &[ReadMethod::Pread] };
+        for &m in methods {
+            target.read_method = m;
+            let access = target.open(t).unwrap_or_else(|e| panic!("{t}: {e:#}"));
+            let rows: BTreeMap<i32, Row> = match access.agent() {
+                Some(mut a) => from_agent(&a.processes().unwrap()),
+                None => access
+                    .pass(|mem| kernel.rebind(mem).processes())
+                    .unwrap()
+                    .processes
+                    .iter()
+                    .map(|p| (p.pid, (p.ppid, p.full_name.clone().unwrap_or_else(|| p.comm.clone()), p.uid)))
+                    .collect(),
+            };
+            seen.push((format!("{t} ({})", m.name()), rows));
+        }
+    }
+    let after = from_agent(&Client::connect(vm.agent_socket(), std::time::Duration::from_secs(10)).unwrap().processes().unwrap());
+
+    // Processes present throughout: everyone must report them identically.
+    let stable: Vec<(&i32, &Row)> = before.iter().filter(|(pid, row)| after.get(pid) == Some(row)).collect();
+    assert!(stable.len() >= 80, "only {} stable processes", stable.len());
+    for (name, rows) in &seen {
+        for (pid, (ppid, comm, uid)) in &stable {
+            let got = rows.get(pid).unwrap_or_else(|| panic!("{name}: pid {pid} ({comm}) missing"));
+            assert!(
+                got.0 == *ppid && got.2 == *uid && same_comm(&got.1, comm),
+                "{name}: pid {pid}: got {got:?}, /proc says {:?}",
+                (ppid, comm, uid)
+            );
+        }
+        // Nothing invented: every pid seen is one /proc showed at some point.
+        for pid in rows.keys() {
+            assert!(before.contains_key(pid) || after.contains_key(pid), "{name}: pid {pid} unknown to /proc");
+        }
+    }
+}
+
+use vmscope_e2e::Guest;
+
+#[test]
+fn every_technique_agrees_with_the_agent_on_6_1() {
+    agree("6.1");
+}
+
+#[test]
+fn every_technique_agrees_with_the_agent_on_6_12() {
+    agree("6.12");
+}
