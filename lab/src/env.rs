@@ -28,7 +28,10 @@ impl Environment {
             .find_map(|l| l.strip_prefix("model name"))
             .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
             .unwrap_or_else(|| "unknown".into());
-        let hw = cpuinfo.lines().filter(|l| l.starts_with("flags")).any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+        let hw = cpuinfo
+            .lines()
+            .filter(|l| l.starts_with("flags"))
+            .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
         let mem_kib: u64 = meminfo
             .lines()
@@ -56,7 +59,10 @@ impl Environment {
             ("date (UTC)", self.date_utc.clone()),
             ("commit", self.commit.clone()),
             ("host", format!("{}, {} × {}, {} GiB", self.host_kernel, self.cpus, self.cpu_model, self.memory_gib)),
-            ("hardware virtualization", if self.hardware_virtualization { "yes (vmx/svm)".into() } else { "no".into() }),
+            (
+                "hardware virtualization",
+                if self.hardware_virtualization { "yes (vmx/svm)".into() } else { "no".into() },
+            ),
             ("hypervisor", self.hypervisor.clone()),
             ("accelerator", self.accelerator.clone()),
             ("QEMU", self.qemu_version.clone()),

@@ -78,5 +78,8 @@ fn vmm_binary() -> anyhow::Result<PathBuf> {
     if p.exists() {
         return Ok(p);
     }
-    bail!("vmscope-vmm not found beside {}: build it (cargo build --release -p vmscope-vmm) or set VMSCOPE_VMM", exe.display())
+    bail!(
+        "vmscope-vmm not found beside {}: build it (cargo build --release -p vmscope-vmm) or set VMSCOPE_VMM",
+        exe.display()
+    )
 }

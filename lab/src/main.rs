@@ -84,13 +84,20 @@ fn main() -> anyhow::Result<()> {
     let guest_kernels = match args.hypervisor {
         HypervisorKind::Builtin => vec!["testkernel".to_owned()],
         HypervisorKind::Qemu => vmscope_hv::qemu::GuestImages::open(&images)
-            .map(|g| g.kernels.iter().filter(|k| kernels.contains(&k.id)).map(|k| format!("{} ({})", k.release, k.version)).collect())
+            .map(|g| {
+                g.kernels
+                    .iter()
+                    .filter(|k| kernels.contains(&k.id))
+                    .map(|k| format!("{} ({})", k.release, k.version))
+                    .collect()
+            })
             .unwrap_or_default(),
     };
     let env = env::Environment::capture(accel, hv_name, guest_kernels);
     let dir = args.out.unwrap_or_else(|| report::run_dir(&root, &env));
     let report = report::Report::new(dir.clone(), env)?;
-    let mut ctx = Ctx { hypervisor: args.hypervisor, quick: args.quick, kernels, images, report, techniques: args.techniques };
+    let mut ctx =
+        Ctx { hypervisor: args.hypervisor, quick: args.quick, kernels, images, report, techniques: args.techniques };
     let mut failed = Vec::new();
     for (name, _, run) in chosen {
         eprintln!("lab: {name}");

@@ -32,7 +32,8 @@ pub fn log_bars(path: &Path, title: &str, y_label: &str, bars: &[(String, f64)])
         .draw()?;
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
         let v = v.max(lo);
-        let mut bar = Rectangle::new([(SegmentValue::Exact(i), lo), (SegmentValue::Exact(i + 1), v)], BLUE.mix(0.6).filled());
+        let mut bar =
+            Rectangle::new([(SegmentValue::Exact(i), lo), (SegmentValue::Exact(i + 1), v)], BLUE.mix(0.6).filled());
         bar.set_margin(0, 0, 12, 12);
         bar
     }))?;
@@ -45,7 +46,8 @@ mod tests {
     #[test]
     fn writes_an_svg() {
         let p = std::env::temp_dir().join(format!("vmscope-lab-plot-{}.svg", std::process::id()));
-        super::log_bars(&p, "passes per second", "passes/s", &[("live-map".into(), 12000.0), ("agent".into(), 40.0)]).unwrap();
+        super::log_bars(&p, "passes per second", "passes/s", &[("live-map".into(), 12000.0), ("agent".into(), 40.0)])
+            .unwrap();
         let svg = std::fs::read_to_string(&p).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("live-map") && svg.contains("agent"));
         std::fs::remove_file(p).unwrap();

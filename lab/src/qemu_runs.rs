@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use vmscope_cli::source::{hints, profile_cache};
 use vmscope_agent::Client;
+use vmscope_cli::source::{hints, profile_cache};
 use vmscope_cli::{Access, ReadMethod, Target, Technique};
 use vmscope_hv::qemu::{GuestImages, QemuVm};
 use vmscope_linux::{AttachOptions, Kernel};

@@ -22,7 +22,14 @@ impl Report {
 
     /// Adds an experiment's section: prose, its table (also written as `name.csv`),
     /// and the charts already written into the directory.
-    pub fn section(&mut self, name: &str, title: &str, prose: &str, table: &Table, charts: &[&str]) -> anyhow::Result<()> {
+    pub fn section(
+        &mut self,
+        name: &str,
+        title: &str,
+        prose: &str,
+        table: &Table,
+        charts: &[&str],
+    ) -> anyhow::Result<()> {
         table.write_csv(&self.dir.join(format!("{name}.csv")))?;
         let mut s = format!("## {title}\n\n{prose}\n\n{}\nData: [`{name}.csv`]({name}.csv)\n", table.markdown());
         for c in charts {

@@ -23,10 +23,13 @@ impl Table {
     pub fn write_csv(&self, path: &Path) -> std::io::Result<()> {
         let mut s = String::new();
         let line = |s: &mut String, cells: &[String]| {
-            let escaped: Vec<String> = cells
-                .iter()
-                .map(|c| if c.contains([',', '"', '\n']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.clone() })
-                .collect();
+            let escaped: Vec<String> =
+                cells
+                    .iter()
+                    .map(|c| {
+                        if c.contains([',', '"', '\n']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.clone() }
+                    })
+                    .collect();
             s.push_str(&escaped.join(","));
             s.push('\n');
         };

@@ -17,7 +17,8 @@ fn exec_status_binary_output_uid_and_timeout() {
 
     // Every byte value survives, both ways.
     let all: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
-    let r = g.agent.exec(ExecRequest { argv: vec!["/bin/cat".into()], stdin: all.clone(), ..Default::default() }).unwrap();
+    let r =
+        g.agent.exec(ExecRequest { argv: vec!["/bin/cat".into()], stdin: all.clone(), ..Default::default() }).unwrap();
     assert!(r.success(), "{r:?}");
     assert_eq!(r.stdout, all);
 

@@ -16,20 +16,11 @@ fn load_modules(g: &mut Guest) {
 fn check(mut g: Guest) {
     load_modules(&mut g);
     let modules = g.sh("cat /proc/modules");
-    assert!(
-        modules.lines().count() >= 5,
-        "modules did not load: {modules}"
-    );
+    assert!(modules.lines().count() >= 5, "modules did not load: {modules}");
     g.agent.timeout = Duration::from_secs(600);
-    let want = g
-        .agent
-        .read_file("/proc/kallsyms", 64 << 20)
-        .expect("/proc/kallsyms");
+    let want = g.agent.read_file("/proc/kallsyms", 64 << 20).expect("/proc/kallsyms");
     let want = String::from_utf8(want).expect("kallsyms is text");
-    assert!(
-        !want.starts_with("0000000000000000 T"),
-        "addresses are hidden: the agent is not root"
-    );
+    assert!(!want.starts_with("0000000000000000 T"), "addresses are hidden: the agent is not root");
 
     let kernel = Kernel::attach(g.ram(), Hints::none()).expect("attach");
     let got = kernel.proc_kallsyms();
@@ -37,11 +28,7 @@ fn check(mut g: Guest) {
     // rebuilt; these guests have none, so the whole file must match.
     if got != want {
         let (w, o): (Vec<&str>, Vec<&str>) = (want.lines().collect(), got.lines().collect());
-        let first = w
-            .iter()
-            .zip(&o)
-            .position(|(a, b)| a != b)
-            .unwrap_or(w.len().min(o.len()));
+        let first = w.iter().zip(&o).position(|(a, b)| a != b).unwrap_or(w.len().min(o.len()));
         panic!(
             "kallsyms differ: guest {} lines, vmscope {} lines; first difference at line {}:\n guest:   {:?}\n vmscope: {:?}",
             w.len(),
@@ -53,10 +40,7 @@ fn check(mut g: Guest) {
     }
     let core = want.lines().filter(|l| !l.ends_with(']')).count();
     assert_eq!(kernel.symbols().len(), core);
-    assert!(
-        want.lines().count() > core,
-        "module symbols are part of the comparison"
-    );
+    assert!(want.lines().count() > core, "module symbols are part of the comparison");
 }
 
 #[test]

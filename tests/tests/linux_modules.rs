@@ -17,32 +17,19 @@ fn check(mut g: Guest) {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let addr = u64::from_str_radix(f[5].trim_start_matches("0x"), 16)
-                .expect("an address (root sees it)");
-            (
-                f[0].to_owned(),
-                f[1].parse().unwrap(),
-                f[2].parse().unwrap(),
-                f[4].to_owned(),
-                addr,
-            )
+            let addr = u64::from_str_radix(f[5].trim_start_matches("0x"), 16).expect("an address (root sees it)");
+            (f[0].to_owned(), f[1].parse().unwrap(), f[2].parse().unwrap(), f[4].to_owned(), addr)
         })
         .collect();
-    assert!(
-        want.len() >= order.split_whitespace().count(),
-        "not every module loaded:\n{proc_modules}"
-    );
+    assert!(want.len() >= order.split_whitespace().count(), "not every module loaded:\n{proc_modules}");
     let agent = g.agent.modules().expect("the agent's module list");
     assert_eq!(agent.len(), want.len());
 
     let kernel = Kernel::attach(g.ram(), Hints::none()).expect("attach");
     let list = kernel.modules();
     assert!(list.anomalies.is_empty(), "{:#?}", list.anomalies);
-    let got: Vec<(String, u64, i64, String, u64)> = list
-        .modules
-        .iter()
-        .map(|m| (m.name.clone(), m.size, m.refcount, m.state.clone(), m.base))
-        .collect();
+    let got: Vec<(String, u64, i64, String, u64)> =
+        list.modules.iter().map(|m| (m.name.clone(), m.size, m.refcount, m.state.clone(), m.base)).collect();
     assert_eq!(got, want);
     for m in &list.modules {
         assert_eq!(m.taints, 0, "{} is tainted", m.name);
@@ -52,12 +39,7 @@ fn check(mut g: Guest) {
     let (syms, anomalies) = kernel.module_symbols();
     assert!(anomalies.is_empty(), "{anomalies:#?}");
     for m in &list.modules {
-        assert!(
-            syms.iter()
-                .any(|s| s.module == m.name && s.addr >= m.base && s.addr < m.base + m.size),
-            "{}",
-            m.name
-        );
+        assert!(syms.iter().any(|s| s.module == m.name && s.addr >= m.base && s.addr < m.base + m.size), "{}", m.name);
     }
 }
 

@@ -7,9 +7,7 @@ use std::time::Duration;
 use vmscope_e2e::{Guest, boot};
 use vmscope_hv::Hypervisor;
 use vmscope_mem::{Gpa, PhysMem};
-use vmscope_snap::{
-    DumpFile, Format, RamFile, SnapOptions, Source, halt_snap, qemu_dump_guest_memory,
-};
+use vmscope_snap::{DumpFile, Format, RamFile, SnapOptions, Source, halt_snap, qemu_dump_guest_memory};
 
 /// Every byte of every region of `live`'s map reads the same from `copy`.
 fn same_ram(what: &str, live: &dyn PhysMem, copy: &dyn PhysMem) {
@@ -21,18 +19,10 @@ fn same_ram(what: &str, live: &dyn PhysMem, copy: &dyn PhysMem) {
             let n = (r.size - at).min(CHUNK) as usize;
             let gpa = Gpa::new(r.gpa.raw() + at);
             live.read(gpa, &mut a[..n]).unwrap();
-            copy.read(gpa, &mut b[..n])
-                .unwrap_or_else(|e| panic!("{what}: reading {gpa}: {e}"));
+            copy.read(gpa, &mut b[..n]).unwrap_or_else(|e| panic!("{what}: reading {gpa}: {e}"));
             if a[..n] != b[..n] {
-                let i = a[..n]
-                    .iter()
-                    .zip(&b[..n])
-                    .position(|(x, y)| x != y)
-                    .unwrap_or(0);
-                panic!(
-                    "{what}: differs from live RAM at {:#x}",
-                    gpa.raw() + i as u64
-                );
+                let i = a[..n].iter().zip(&b[..n]).position(|(x, y)| x != y).unwrap_or(0);
+                panic!("{what}: differs from live RAM at {:#x}", gpa.raw() + i as u64);
             }
             at += n as u64;
         }
@@ -51,8 +41,7 @@ fn same_samples(what: &str, live: &dyn PhysMem, copy: &dyn PhysMem) {
         let gpa = Gpa::new(r.gpa.raw() + (x >> 8) % (r.size - 64));
         let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
         live.read(gpa, &mut a).unwrap();
-        copy.read(gpa, &mut b)
-            .unwrap_or_else(|e| panic!("{what}: reading {gpa}: {e}"));
+        copy.read(gpa, &mut b).unwrap_or_else(|e| panic!("{what}: reading {gpa}: {e}"));
         assert_eq!(a, b, "{what}: differs from live RAM at {gpa}");
     }
 }
@@ -69,49 +58,29 @@ fn dumps_read_like_the_paused_guest(mut g: Guest) {
     let (snap, stats) = halt_snap(hv, Source::File(&ram), SnapOptions::default()).unwrap();
     assert!(hv.is_paused().unwrap(), "a paused guest stays paused");
     eprintln!("halt-snap (already paused): {stats:?}");
-    assert!(
-        memchr::memmem::find(snap.backing(), marker.as_bytes()).is_some(),
-        "marker not in the snapshot"
-    );
+    assert!(memchr::memmem::find(snap.backing(), marker.as_bytes()).is_some(), "marker not in the snapshot");
     same_ram("halt-snap", &live, &snap);
-    assert_eq!(
-        snap.meta().vmcoreinfo_value("OSRELEASE"),
-        Some(release.as_str()),
-        "VMCOREINFO found in RAM"
-    );
+    assert_eq!(snap.meta().vmcoreinfo_value("OSRELEASE"), Some(release.as_str()), "VMCOREINFO found in RAM");
     let regs0 = hv.vcpu_registers(0).unwrap();
     assert_eq!(snap.meta().vcpus.len(), hv.vcpu_count().unwrap());
     assert_eq!(snap.meta().vcpus[0].cr3, regs0.cr3);
 
     // The generic path (any PhysMem) copies the same.
-    let (generic, _) = halt_snap(
-        hv,
-        Source::Mem(&live),
-        SnapOptions {
-            registers: false,
-            vmcoreinfo: false,
-        },
-    )
-    .unwrap();
+    let (generic, _) = halt_snap(hv, Source::Mem(&live), SnapOptions { registers: false, vmcoreinfo: false }).unwrap();
     same_samples("halt-snap through PhysMem", &live, &generic);
     drop(generic);
 
     for f in [Format::Raw, Format::Elf, Format::Lime] {
         let path = g.vm.dir().join(format!("dump.{}", f.name()));
         let st = snap.write(&path, f).unwrap();
-        let on_disk = std::fs::metadata(&path)
-            .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
-            .unwrap();
+        let on_disk = std::fs::metadata(&path).map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).unwrap();
         eprintln!("{f:?}: {st:?}, {on_disk} bytes on disk");
         let d = DumpFile::open(&path).unwrap();
         assert_eq!(d.format(), f);
         same_samples(f.name(), &live, &d);
         same_ram(f.name(), &live, &d);
         if f != Format::Lime {
-            assert_eq!(
-                d.meta().vmcoreinfo_value("OSRELEASE"),
-                Some(release.as_str())
-            );
+            assert_eq!(d.meta().vmcoreinfo_value("OSRELEASE"), Some(release.as_str()));
             assert_eq!(d.meta().vcpus[0].cr3, regs0.cr3);
         }
         std::fs::remove_file(&path).unwrap();
@@ -125,16 +94,8 @@ fn dumps_read_like_the_paused_guest(mut g: Guest) {
     assert_eq!(q.format(), Format::Elf);
     same_samples("QEMU dump-guest-memory", &live, &q);
     same_ram("QEMU dump-guest-memory", &live, &q);
-    assert_eq!(
-        q.meta().vmcoreinfo_value("OSRELEASE"),
-        Some(release.as_str()),
-        "QEMU's VMCOREINFO note"
-    );
-    assert_eq!(
-        q.meta().vmcoreinfo,
-        snap.meta().vmcoreinfo,
-        "the note vmscope found is the one QEMU dumps"
-    );
+    assert_eq!(q.meta().vmcoreinfo_value("OSRELEASE"), Some(release.as_str()), "QEMU's VMCOREINFO note");
+    assert_eq!(q.meta().vmcoreinfo, snap.meta().vmcoreinfo, "the note vmscope found is the one QEMU dumps");
     assert_eq!(q.meta().vcpus.len(), hv.vcpu_count().unwrap());
     assert_eq!(q.meta().vcpus[0].cr3, regs0.cr3);
     assert_eq!(q.meta().vcpus[0].rip, regs0.rip);

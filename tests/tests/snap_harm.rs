@@ -38,10 +38,7 @@ fn snapshots_do_no_harm() {
     hv.pause().unwrap();
     let start = usage(&g);
     eprintln!("start: {start:?}");
-    assert!(
-        start.0 < map.ram_size() / 2,
-        "an idle guest should leave most of its RAM untouched: {start:?}"
-    );
+    assert!(start.0 < map.ram_size() / 2, "an idle guest should leave most of its RAM untouched: {start:?}");
     const TOLERANCE: u64 = 1 << 20;
 
     let (snap, _) = halt_snap(hv, Source::File(&ram), SnapOptions::default()).unwrap();
@@ -61,14 +58,7 @@ fn snapshots_do_no_harm() {
     );
 
     // QEMU's background snapshot resumes the guest and populates every page.
-    let (snap, _, _) = qemu_background_snap(
-        hv,
-        SnapOptions {
-            registers: false,
-            vmcoreinfo: false,
-        },
-    )
-    .unwrap();
+    let (snap, _, _) = qemu_background_snap(hv, SnapOptions { registers: false, vmcoreinfo: false }).unwrap();
     drop(snap);
     let after_qemu = usage(&g);
     eprintln!("after QEMU's background snapshot: {after_qemu:?}");

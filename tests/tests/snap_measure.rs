@@ -41,42 +41,19 @@ fn measure_snapshots() {
     let live = g.ram();
     eprintln!("| technique | copied | guest paused, ms: median (min-max) | total, ms |");
     for phase in ["idle guest", "all RAM backed"] {
-        let halt: Vec<_> = (0..5)
-            .map(|_| halt_snap(hv, Source::File(&ram), opts).unwrap().1)
-            .collect();
+        let halt: Vec<_> = (0..5).map(|_| halt_snap(hv, Source::File(&ram), opts).unwrap().1).collect();
         report(&format!("halt-snap, memfd pread ({phase})"), &halt);
-        let bare = SnapOptions {
-            registers: false,
-            vmcoreinfo: false,
-        };
-        let halt: Vec<_> = (0..5)
-            .map(|_| halt_snap(hv, Source::File(&ram), bare).unwrap().1)
-            .collect();
-        report(
-            &format!("halt-snap, memfd pread, no registers ({phase})"),
-            &halt,
-        );
-        let generic: Vec<_> = (0..3)
-            .map(|_| halt_snap(hv, Source::Mem(&live), opts).unwrap().1)
-            .collect();
+        let bare = SnapOptions { registers: false, vmcoreinfo: false };
+        let halt: Vec<_> = (0..5).map(|_| halt_snap(hv, Source::File(&ram), bare).unwrap().1).collect();
+        report(&format!("halt-snap, memfd pread, no registers ({phase})"), &halt);
+        let generic: Vec<_> = (0..3).map(|_| halt_snap(hv, Source::Mem(&live), opts).unwrap().1).collect();
         report(&format!("halt-snap, any PhysMem ({phase})"), &generic);
-        let pre: Vec<_> = (0..5)
-            .map(|_| precopy_snap(hv, &ram, opts).unwrap().1)
-            .collect();
+        let pre: Vec<_> = (0..5).map(|_| precopy_snap(hv, &ram, opts).unwrap().1).collect();
         report(&format!("live-snap, pre-copy ({phase})"), &pre);
-        let q: Vec<_> = (0..3)
-            .map(|_| qemu_background_snap(hv, opts).unwrap().1)
-            .collect();
-        report(
-            &format!("live-snap, QEMU background snapshot ({phase})"),
-            &q,
-        );
+        let q: Vec<_> = (0..3).map(|_| qemu_background_snap(hv, opts).unwrap().1).collect();
+        report(&format!("live-snap, QEMU background snapshot ({phase})"), &q);
     }
     let path = g.vm.dir().join("q.elf");
     let took = qemu_dump_guest_memory(hv, &path, Duration::from_secs(120)).unwrap();
-    eprintln!(
-        "| QEMU dump-guest-memory (elf, paging=false) | 1024 MiB | {:.0} | {:.0} |",
-        ms(took),
-        ms(took)
-    );
+    eprintln!("| QEMU dump-guest-memory (elf, paging=false) | 1024 MiB | {:.0} | {:.0} |", ms(took), ms(took));
 }

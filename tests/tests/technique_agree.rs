@@ -56,7 +56,9 @@ fn agree(id: &str) {
             seen.push((format!("{t} ({})", m.name()), rows));
         }
     }
-    let after = from_agent(&Client::connect(vm.agent_socket(), std::time::Duration::from_secs(10)).unwrap().processes().unwrap());
+    let after = from_agent(
+        &Client::connect(vm.agent_socket(), std::time::Duration::from_secs(10)).unwrap().processes().unwrap(),
+    );
 
     // Processes present throughout: everyone must report them identically.
     let stable: Vec<(&i32, &Row)> = before.iter().filter(|(pid, row)| after.get(pid) == Some(row)).collect();

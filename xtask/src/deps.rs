@@ -17,8 +17,7 @@ const TOOLS: &[(&str, &str)] = &[
 ];
 
 fn have(cmd: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
 }
 
 /// Installs what is missing with apt-get (as root, or through `sudo -n`); says what

@@ -19,7 +19,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         ]),
         "building the lab",
     )?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("target"));
     crate::test::status(
         Command::new(target.join("release/vmscope-lab"))
             .current_dir(&root)

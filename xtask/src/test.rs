@@ -26,11 +26,19 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Clippy with warnings as errors, and formatting.
+/// Formatting, and clippy with warnings as errors.
 pub fn lint() -> anyhow::Result<()> {
     let root = crate::project_root();
+    status(Command::new("cargo").current_dir(&root).args(["fmt", "--all", "--check"]), "cargo fmt --check")?;
     status(
-        Command::new("cargo").current_dir(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        Command::new("cargo").current_dir(&root).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
         "clippy",
     )
 }

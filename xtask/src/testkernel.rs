@@ -35,15 +35,7 @@ const CFLAGS: &[&str] = &[
     "-fcf-protection=none",
     "-march=x86-64",
 ];
-const LDFLAGS: &[&str] = &[
-    "-nostdlib",
-    "-static",
-    "-no-pie",
-    "-z",
-    "max-page-size=4096",
-    "-z",
-    "noexecstack",
-];
+const LDFLAGS: &[&str] = &["-nostdlib", "-static", "-no-pie", "-z", "max-page-size=4096", "-z", "noexecstack"];
 const SOURCES: &[&str] = &["head.S", "main.c", "mutator.c"];
 const INPUTS: &[&str] = &["head.S", "main.c", "mutator.c", "tk.h", "linker.ld"];
 
@@ -89,22 +81,11 @@ pub fn build(root: &Path, out_dir: &Path) -> anyhow::Result<PathBuf> {
     let mut objects = Vec::new();
     for s in SOURCES {
         let obj = dir.join(format!("{s}.o"));
-        run(Command::new("gcc")
-            .args(CFLAGS)
-            .arg("-c")
-            .arg(src.join(s))
-            .arg("-o")
-            .arg(&obj))?;
+        run(Command::new("gcc").args(CFLAGS).arg("-c").arg(src.join(s)).arg("-o").arg(&obj))?;
         objects.push(obj);
     }
     let tmp = dir.join("testkernel.elf.tmp");
-    run(Command::new("ld")
-        .args(LDFLAGS)
-        .arg("-T")
-        .arg(src.join("linker.ld"))
-        .args(&objects)
-        .arg("-o")
-        .arg(&tmp))?;
+    run(Command::new("ld").args(LDFLAGS).arg("-T").arg(src.join("linker.ld")).args(&objects).arg("-o").arg(&tmp))?;
     check_instructions(&tmp)?;
     fs::rename(&tmp, &image)?;
     fs::write(&stamp, &digest)?;
@@ -155,14 +136,8 @@ fn check_instructions(image: &Path) -> anyhow::Result<()> {
         .filter(|insn| {
             // The mnemonic is the last prefix-free word before the operands.
             let mut words = insn.split_whitespace();
-            let mnemonic = words.find(|w| {
-                !matches!(
-                    *w,
-                    "lock" | "rep" | "repz" | "repnz" | "cs" | "ds" | "data16"
-                )
-            });
-            mnemonic.is_some_and(|m| FORBIDDEN.contains(&m))
-                || FORBIDDEN_REGS.iter().any(|r| insn.contains(r))
+            let mnemonic = words.find(|w| !matches!(*w, "lock" | "rep" | "repz" | "repnz" | "cs" | "ds" | "data16"));
+            mnemonic.is_some_and(|m| FORBIDDEN.contains(&m)) || FORBIDDEN_REGS.iter().any(|r| insn.contains(r))
         })
         .collect();
     if !bad.is_empty() {

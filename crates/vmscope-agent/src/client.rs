@@ -34,7 +34,13 @@ impl Client {
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
         };
-        let mut c = Self { stream, decoder: Decoder::new(), next_id: 1, timeout: Duration::from_secs(30), release: String::new() };
+        let mut c = Self {
+            stream,
+            decoder: Decoder::new(),
+            next_id: 1,
+            timeout: Duration::from_secs(30),
+            release: String::new(),
+        };
         loop {
             let left = timeout.saturating_sub(start.elapsed());
             if left.is_zero() {
@@ -108,7 +114,8 @@ impl Client {
 
     /// Runs `line` with `/bin/sh -c`; returns its stdout if it exits with status 0.
     pub fn sh(&mut self, line: &str) -> Result<String> {
-        let r = self.exec(ExecRequest { argv: vec!["/bin/sh".into(), "-c".into(), line.into()], ..Default::default() })?;
+        let r =
+            self.exec(ExecRequest { argv: vec!["/bin/sh".into(), "-c".into(), line.into()], ..Default::default() })?;
         if !r.success() {
             return Err(Error::Command {
                 command: line.into(),

@@ -35,4 +35,6 @@ mod message;
 #[cfg(feature = "client")]
 pub use client::Client;
 pub use error::{Error, Result};
-pub use message::{from_payload, to_payload, ExecRequest, ExecResult, ModuleInfo, ProcessInfo, Request, Response, PROTOCOL_VERSION};
+pub use message::{
+    ExecRequest, ExecResult, ModuleInfo, PROTOCOL_VERSION, ProcessInfo, Request, Response, from_payload, to_payload,
+};

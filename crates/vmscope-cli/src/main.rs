@@ -118,7 +118,8 @@ fn view(args: &Args, technique: &str, k: &vmscope_linux::Kernel<&dyn PhysMem>) -
         Command::Lsmod => {
             let list = k.modules();
             if args.json {
-                let doc = serde_json::json!({ "technique": technique, "modules": list.modules, "anomalies": list.anomalies });
+                let doc =
+                    serde_json::json!({ "technique": technique, "modules": list.modules, "anomalies": list.anomalies });
                 writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
             } else {
                 let rows: Vec<ModRow> = list.modules.iter().map(ModRow::from).collect();
@@ -150,7 +151,11 @@ fn agent(args: &Args, target: &Target) -> anyhow::Result<()> {
         Command::Ps => {
             let rows: Vec<PsRow> = client.processes()?.iter().map(PsRow::from).collect();
             if args.json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({ "technique": "agent", "processes": rows }))?)?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "technique": "agent", "processes": rows }))?
+                )?;
             } else {
                 out.write_all(output::ps_table(&rows).as_bytes())?;
             }
@@ -158,7 +163,11 @@ fn agent(args: &Args, target: &Target) -> anyhow::Result<()> {
         Command::Lsmod => {
             let rows: Vec<ModRow> = client.modules()?.iter().map(ModRow::from).collect();
             if args.json {
-                writeln!(out, "{}", serde_json::to_string_pretty(&serde_json::json!({ "technique": "agent", "modules": rows }))?)?;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "technique": "agent", "modules": rows }))?
+                )?;
             } else {
                 out.write_all(output::lsmod_table(&rows).as_bytes())?;
             }

@@ -74,7 +74,14 @@ impl From<&Module> for ModRow {
 
 impl From<&ModuleInfo> for ModRow {
     fn from(m: &ModuleInfo) -> Self {
-        ModRow { name: m.name.clone(), size: m.size, refcount: m.refcount, state: m.state.clone(), base: None, taint: String::new() }
+        ModRow {
+            name: m.name.clone(),
+            size: m.size,
+            refcount: m.refcount,
+            state: m.state.clone(),
+            base: None,
+            taint: String::new(),
+        }
     }
 }
 
@@ -97,7 +104,8 @@ pub fn info_text(i: &KernelInfo) -> String {
     let _ = writeln!(s, "paging         {}", i.paging);
     let _ = writeln!(s, "page tables    {} (init_top_pgt)", i.kernel_root);
     let _ = writeln!(s, "kernel text    va {:#x}  pa {}", i.text_va, i.text_pa);
-    let _ = writeln!(s, "KASLR          virtual {:+#x}  physical {:+#x}", i.kaslr_virtual_offset, i.kaslr_physical_offset);
+    let _ =
+        writeln!(s, "KASLR          virtual {:+#x}  physical {:+#x}", i.kaslr_virtual_offset, i.kaslr_physical_offset);
     let _ = writeln!(s, "direct map     {:#x}", i.page_offset_base);
     if let Some((gpa, len)) = i.btf {
         let _ = writeln!(s, "BTF            {len} bytes at {gpa}");

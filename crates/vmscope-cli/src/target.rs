@@ -10,10 +10,10 @@ use vmscope_agent::Client;
 use vmscope_hv::builtin::BuiltinVmm;
 use vmscope_hv::qemu::{QemuCommandLine, QmpHypervisor};
 use vmscope_hv::{Halted, Hypervisor, RamLocation};
-use vmscope_snap::{RamFile, SnapOptions, SnapStats, Snapshot, Source};
 use vmscope_map::Mapped;
 use vmscope_mem::{MemoryMap, PageCache, PhysMem};
 use vmscope_read::{Pread, ProcMem, VmReadv};
+use vmscope_snap::{RamFile, SnapOptions, SnapStats, Snapshot, Source};
 
 use crate::Technique;
 
@@ -59,9 +59,10 @@ impl Target {
     pub fn qemu(pid: u32, qmp: Option<&Path>) -> anyhow::Result<Self> {
         let cmdline = QemuCommandLine::of(pid)?;
         let hv = match qmp {
-            Some(p) => Some(QmpHypervisor::connect(p, Duration::from_secs(5)).with_context(|| {
-                format!("connecting to QEMU's QMP socket {}", p.display())
-            })?),
+            Some(p) => Some(
+                QmpHypervisor::connect(p, Duration::from_secs(5))
+                    .with_context(|| format!("connecting to QEMU's QMP socket {}", p.display()))?,
+            ),
             None => connect_any(&cmdline.qmp)?,
         };
         let (map, map_source) = match &hv {

@@ -120,10 +120,21 @@ fn ps_lsmod_info_against_a_hand_started_qemu() {
     // lsmod equals /proc/modules (names and sizes).
     let mods = stdout(&q.vmscope(&["lsmod"]));
     let proc_modules = String::from_utf8(q.agent().read_file("/proc/modules", 1 << 20).unwrap()).unwrap();
-    let want: BTreeMap<String, u64> =
-        proc_modules.lines().map(|l| { let f: Vec<&str> = l.split_whitespace().collect(); (f[0].to_owned(), f[1].parse().unwrap()) }).collect();
-    let got: BTreeMap<String, u64> =
-        mods.lines().skip(1).map(|l| { let f: Vec<&str> = l.split_whitespace().collect(); (f[0].to_owned(), f[1].parse().unwrap()) }).collect();
+    let want: BTreeMap<String, u64> = proc_modules
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_owned(), f[1].parse().unwrap())
+        })
+        .collect();
+    let got: BTreeMap<String, u64> = mods
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_owned(), f[1].parse().unwrap())
+        })
+        .collect();
     assert_eq!(got, want);
     assert!(got.contains_key("dummy") && got.contains_key("crc7"));
 

@@ -181,18 +181,11 @@ impl BuiltinVmm {
     /// Connects to the control socket at `path`.
     pub fn connect(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let stream = UnixStream::connect(&path)
-            .map_err(|e| Error::io(format!("connecting to {}", path.display()), e))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .map_err(|e| Error::io("setting a read timeout", e))?;
-        let writer = stream
-            .try_clone()
-            .map_err(|e| Error::io("cloning the socket", e))?;
-        Ok(Self {
-            path,
-            conn: Mutex::new((BufReader::new(stream), writer)),
-        })
+        let stream =
+            UnixStream::connect(&path).map_err(|e| Error::io(format!("connecting to {}", path.display()), e))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60))).map_err(|e| Error::io("setting a read timeout", e))?;
+        let writer = stream.try_clone().map_err(|e| Error::io("cloning the socket", e))?;
+        Ok(Self { path, conn: Mutex::new((BufReader::new(stream), writer)) })
     }
 
     /// Sends one request and returns its result, or the VMM's error.
@@ -202,21 +195,14 @@ impl BuiltinVmm {
         let what = || format!("control socket {}", self.path.display());
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let (reader, writer) = &mut *guard;
-        writer
-            .write_all(line.as_bytes())
-            .map_err(|e| Error::io(what(), e))?;
+        writer.write_all(line.as_bytes()).map_err(|e| Error::io(what(), e))?;
         let mut answer = String::new();
-        let n = reader
-            .read_line(&mut answer)
-            .map_err(|e| Error::io(what(), e))?;
+        let n = reader.read_line(&mut answer).map_err(|e| Error::io(what(), e))?;
         if n == 0 {
-            return Err(Error::Protocol(format!(
-                "{}: the VMM closed the connection",
-                what()
-            )));
+            return Err(Error::Protocol(format!("{}: the VMM closed the connection", what())));
         }
-        let reply: Reply = serde_json::from_str(&answer)
-            .map_err(|e| Error::Protocol(format!("bad reply {answer:?}: {e}")))?;
+        let reply: Reply =
+            serde_json::from_str(&answer).map_err(|e| Error::Protocol(format!("bad reply {answer:?}: {e}")))?;
         if reply.ok {
             Ok(reply.result)
         } else {
@@ -224,11 +210,7 @@ impl BuiltinVmm {
                 .ok()
                 .and_then(|v| v.get("cmd").and_then(|c| c.as_str()).map(str::to_owned))
                 .unwrap_or_default();
-            Err(Error::Command {
-                command,
-                class: "VmmError".into(),
-                desc: reply.error.unwrap_or_default(),
-            })
+            Err(Error::Command { command, class: "VmmError".into(), desc: reply.error.unwrap_or_default() })
         }
     }
 

@@ -30,7 +30,8 @@ impl RamLocation {
     /// RAM of the QEMU process `pid`, laid out as `map` says (from QMP).
     pub fn qemu(pid: u32, map: MemoryMap) -> Result<Self> {
         let m = crate::qemu::ram_mapping(pid)?;
-        let hva = m.hva.checked_sub(m.file_offset).ok_or_else(|| Error::Protocol("RAM mapping below its offset".into()))?;
+        let hva =
+            m.hva.checked_sub(m.file_offset).ok_or_else(|| Error::Protocol("RAM mapping below its offset".into()))?;
         let file = if m.shared { Some(find_fd(pid, &m.path).unwrap_or(m.map_file)) } else { None };
         if map.backing_size() > m.file_offset + m.size {
             return Err(Error::Protocol(format!(

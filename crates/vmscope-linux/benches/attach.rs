@@ -35,25 +35,15 @@ fn attach(c: &mut Criterion) {
     let vm = QemuVm::launch(cfg).expect("boot the guest");
     let hv = vm.hv();
     let map = hv.memory_map().expect("memory map");
-    let mem =
-        Pread::open(RamLocation::qemu(vm.pid(), map).expect("RAM location")).expect("open RAM");
+    let mem = Pread::open(RamLocation::qemu(vm.pid(), map).expect("RAM location")).expect("open RAM");
     let regs = hv.vcpu_registers(0).expect("registers");
     let hints = Hints::from_registers(regs.cr3, regs.cr4);
     let cache = ProfileCache::in_memory();
     // Fill the cache once, as a first attach to this build would.
-    Kernel::attach_with(
-        &mem,
-        AttachOptions {
-            cache: Some(&cache),
-            ..AttachOptions::default()
-        },
-    )
-    .expect("attach");
+    Kernel::attach_with(&mem, AttachOptions { cache: Some(&cache), ..AttachOptions::default() }).expect("attach");
 
     let mut g = c.benchmark_group("attach_ps");
-    g.sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8));
+    g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(8));
     g.bench_function("cold", |b| {
         b.iter(|| {
             let k = Kernel::attach(&mem, Hints::none()).expect("attach");
@@ -62,29 +52,16 @@ fn attach(c: &mut Criterion) {
     });
     g.bench_function("cached", |b| {
         b.iter(|| {
-            let k = Kernel::attach_with(
-                &mem,
-                AttachOptions {
-                    cache: Some(&cache),
-                    ..AttachOptions::default()
-                },
-            )
-            .expect("attach");
+            let k = Kernel::attach_with(&mem, AttachOptions { cache: Some(&cache), ..AttachOptions::default() })
+                .expect("attach");
             assert!(k.offsets_from_cache());
             black_box(k.processes().processes.len())
         })
     });
     g.bench_function("cached_cr3", |b| {
         b.iter(|| {
-            let k = Kernel::attach_with(
-                &mem,
-                AttachOptions {
-                    hints,
-                    cache: Some(&cache),
-                    ..AttachOptions::default()
-                },
-            )
-            .expect("attach");
+            let k = Kernel::attach_with(&mem, AttachOptions { hints, cache: Some(&cache), ..AttachOptions::default() })
+                .expect("attach");
             black_box(k.processes().processes.len())
         })
     });

@@ -23,10 +23,7 @@ impl PhysMem for FileMem {
                 let n = n as usize;
                 self.file
                     .read_exact_at(&mut op.buf[done..done + n], off)
-                    .map_err(|source| MemError::Io {
-                        gpa: op.gpa,
-                        source,
-                    })?;
+                    .map_err(|source| MemError::Io { gpa: op.gpa, source })?;
                 done += n;
             }
         }
@@ -40,16 +37,11 @@ impl PhysMem for FileMem {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let path = args
-        .next()
-        .ok_or("usage: dump RAM.bin [info|ps|lsmod|kallsyms|tree]")?;
+    let path = args.next().ok_or("usage: dump RAM.bin [info|ps|lsmod|kallsyms|tree]")?;
     let what = args.next().unwrap_or_else(|| "info".into());
     let file = File::open(&path)?;
     let size = file.metadata()?.len();
-    let mem = FileMem {
-        file,
-        map: MemoryMap::flat(size),
-    };
+    let mem = FileMem { file, map: MemoryMap::flat(size) };
     let t = std::time::Instant::now();
     let kernel = Kernel::attach(mem, Hints::none())?;
     eprintln!("attach: {:?}", t.elapsed());
@@ -86,10 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "lsmod" => {
             let list = kernel.modules();
             for m in &list.modules {
-                println!(
-                    "{} {} {} - {} {:#x} {}",
-                    m.name, m.size, m.refcount, m.state, m.base, m.taint_flags
-                );
+                println!("{} {} {} - {} {:#x} {}", m.name, m.size, m.refcount, m.state, m.base, m.taint_flags);
             }
             for a in &list.anomalies {
                 println!("anomaly: {a}");

@@ -42,10 +42,7 @@ impl ProfileCache {
 
     /// A cache that also persists to `dir` (created on first store).
     pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
-        ProfileCache {
-            dir: Some(dir.into()),
-            entries: Mutex::default(),
-        }
+        ProfileCache { dir: Some(dir.into()), entries: Mutex::default() }
     }
 
     fn path(&self, build_id: &str) -> Option<PathBuf> {
@@ -75,15 +72,10 @@ impl ProfileCache {
     /// Stores offsets for this banner and build ID. Failing to write the file is
     /// not an error: the cache is an optimisation.
     pub fn put(&self, banner: &str, build_id: &str, offsets: &Offsets) {
-        self.lock()
-            .insert((banner.to_owned(), build_id.to_owned()), offsets.clone());
+        self.lock().insert((banner.to_owned(), build_id.to_owned()), offsets.clone());
         if let (Some(dir), Some(path)) = (&self.dir, self.path(build_id)) {
-            let e = Entry {
-                format: FORMAT,
-                banner: banner.into(),
-                build_id: build_id.into(),
-                offsets: offsets.clone(),
-            };
+            let e =
+                Entry { format: FORMAT, banner: banner.into(), build_id: build_id.into(), offsets: offsets.clone() };
             if let Ok(json) = serde_json::to_vec(&e) {
                 let _ = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(path, json));
             }
@@ -92,8 +84,7 @@ impl ProfileCache {
 
     /// Forgets the entry for this build (e.g. when it failed a check).
     pub fn evict(&self, banner: &str, build_id: &str) {
-        self.lock()
-            .remove(&(banner.to_owned(), build_id.to_owned()));
+        self.lock().remove(&(banner.to_owned(), build_id.to_owned()));
         if let Some(p) = self.path(build_id) {
             let _ = std::fs::remove_file(p);
         }

@@ -32,13 +32,9 @@ pub struct Elf<'a> {
 }
 
 fn rd<const N: usize>(b: &[u8], at: usize) -> Result<[u8; N]> {
-    b.get(
-        at..at
-            .checked_add(N)
-            .ok_or_else(|| Error::Elf("offset overflow".into()))?,
-    )
-    .and_then(|s| s.first_chunk::<N>().copied())
-    .ok_or_else(|| Error::Elf(format!("truncated at {at:#x}")))
+    b.get(at..at.checked_add(N).ok_or_else(|| Error::Elf("offset overflow".into()))?)
+        .and_then(|s| s.first_chunk::<N>().copied())
+        .ok_or_else(|| Error::Elf(format!("truncated at {at:#x}")))
 }
 
 fn u16_at(b: &[u8], at: usize) -> Result<u16> {
@@ -81,22 +77,14 @@ impl<'a> Elf<'a> {
         }
         let hdr = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
         let strtab_at = hdr(shstrndx).ok_or_else(|| Error::Elf("bad shstrndx".into()))?;
-        let strtab = slice(
-            b,
-            u64_at(b, strtab_at + 0x18)?,
-            u64_at(b, strtab_at + 0x20)?,
-        )?;
+        let strtab = slice(b, u64_at(b, strtab_at + 0x18)?, u64_at(b, strtab_at + 0x20)?)?;
         let mut out = Vec::with_capacity(shnum);
         for i in 0..shnum {
             let h = hdr(i).ok_or_else(|| Error::Elf("bad section header offset".into()))?;
             let name_off = u32_at(b, h)? as usize;
             let kind = u32_at(b, h + 4)?;
             let addr = u64_at(b, h + 0x10)?;
-            let data = if kind == 8 {
-                &[][..]
-            } else {
-                slice(b, u64_at(b, h + 0x18)?, u64_at(b, h + 0x20)?)?
-            };
+            let data = if kind == 8 { &[][..] } else { slice(b, u64_at(b, h + 0x18)?, u64_at(b, h + 0x20)?)? };
             let name = strtab
                 .get(name_off..)
                 .and_then(|s| s.split(|&c| c == 0).next())
@@ -109,11 +97,7 @@ impl<'a> Elf<'a> {
 
     /// The section called `name`.
     pub fn section(&self, name: &str) -> Result<Option<Section<'a>>> {
-        Ok(self
-            .sections()?
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, s)| s))
+        Ok(self.sections()?.into_iter().find(|(n, _)| n == name).map(|(_, s)| s))
     }
 
     /// Every `PT_LOAD` segment.

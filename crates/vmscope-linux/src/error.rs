@@ -92,24 +92,15 @@ impl Error {
     }
 
     pub(crate) fn field(ty: &str, field: &str) -> Self {
-        Error::FieldMissing {
-            ty: ty.into(),
-            field: field.into(),
-        }
+        Error::FieldMissing { ty: ty.into(), field: field.into() }
     }
 
     pub(crate) fn layout(what: impl Into<String>, why: impl Into<String>) -> Self {
-        Error::Layout {
-            what: what.into(),
-            why: why.into(),
-        }
+        Error::Layout { what: what.into(), why: why.into() }
     }
 
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.display().to_string(),
-            source,
-        }
+        Error::Io { path: path.display().to_string(), source }
     }
 }
 

@@ -66,13 +66,7 @@ impl<M: PhysMem> Kernel<M> {
     /// Attaches with memory alone (plus whatever `hints` say): discovery, kallsyms,
     /// BTF, offsets.
     pub fn attach(mem: M, hints: Hints) -> Result<Self> {
-        Self::attach_with(
-            mem,
-            AttachOptions {
-                hints,
-                ..AttachOptions::default()
-            },
-        )
+        Self::attach_with(mem, AttachOptions { hints, ..AttachOptions::default() })
     }
 
     /// Attaches with options: a profile cache, external types, limits.
@@ -85,10 +79,7 @@ impl<M: PhysMem> Kernel<M> {
         let key = info.build_id.clone().map(|b| (info.banner.clone(), b));
 
         if let Some(t) = &opts.types {
-            if let Some(b) = t
-                .build_id()
-                .filter(|b| Some(*b) != info.build_id.as_deref())
-            {
+            if let Some(b) = t.build_id().filter(|b| Some(*b) != info.build_id.as_deref()) {
                 return Err(Error::ProfileMismatch(format!(
                     "the types are for build {b}, the guest runs {:?}",
                     info.build_id
@@ -120,16 +111,7 @@ impl<M: PhysMem> Kernel<M> {
             }
         };
         let addrs = Self::addrs(&kmem, &symbols)?;
-        let mut kernel = Kernel {
-            kmem,
-            info,
-            symbols,
-            offsets,
-            addrs,
-            profile,
-            from_cache,
-            limits: opts.limits,
-        };
+        let mut kernel = Kernel { kmem, info, symbols, offsets, addrs, profile, from_cache, limits: opts.limits };
 
         // A cached entry must still describe this memory: `init_task` is the idle
         // task of CPU 0. If not, resolve again and replace it.
@@ -149,19 +131,13 @@ impl<M: PhysMem> Kernel<M> {
     }
 
     fn addrs(kmem: &KernelMem<M>, s: &SymbolTable) -> Result<Addrs> {
-        let nr = s
-            .addr("nr_cpu_ids")
-            .and_then(|a| kmem.read_u32(a).ok())
-            .unwrap_or(1)
-            .clamp(1, 8192);
+        let nr = s.addr("nr_cpu_ids").and_then(|a| kmem.read_u32(a).ok()).unwrap_or(1).clamp(1, 8192);
         let per_cpu_offsets = match s.addr("__per_cpu_offset") {
             Some(a) => kmem
                 .read_vec(a, nr as usize * 8)
                 .map(|b| {
                     b.chunks_exact(8)
-                        .map(|c| {
-                            u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])
-                        })
+                        .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -172,29 +148,17 @@ impl<M: PhysMem> Kernel<M> {
             let next = s.iter().skip(t.index + 1).find(|n| n.addr > t.addr)?.addr;
             Some((t.addr, next - t.addr))
         });
-        Ok(Addrs {
-            init_task: s.require("init_task")?,
-            modules: s.require("modules")?,
-            per_cpu_offsets,
-            taint_flags,
-        })
+        Ok(Addrs { init_task: s.require("init_task")?, modules: s.require("modules")?, per_cpu_offsets, taint_flags })
     }
 
     fn init_task_ok(&self) -> bool {
         let o = &self.offsets.task;
-        self.kmem
-            .read_cstr(self.addrs.init_task + o.comm, o.comm_len as usize)
-            .is_ok_and(|c| c.starts_with("swapper"))
+        self.kmem.read_cstr(self.addrs.init_task + o.comm, o.comm_len as usize).is_ok_and(|c| c.starts_with("swapper"))
     }
 
     fn ctx(&self) -> Ctx<'_, M> {
         let limits = self.limits;
-        Ctx {
-            k: &self.kmem,
-            o: &self.offsets,
-            addrs: &self.addrs,
-            limits,
-        }
+        Ctx { k: &self.kmem, o: &self.offsets, addrs: &self.addrs, limits }
     }
 
     /// The same kernel over other memory — a snapshot of this guest, or another
@@ -294,19 +258,12 @@ impl<M: PhysMem> Kernel<M> {
 }
 
 /// Reads and parses the BTF blob in guest memory.
-fn load_btf<M: PhysMem>(
-    kmem: &KernelMem<M>,
-    info: &KernelInfo,
-    symbols: Arc<SymbolTable>,
-) -> Result<Profile> {
-    let (gpa, len) = info.btf.ok_or_else(|| {
-        Error::Btf("the kernel has no __start_BTF/__stop_BTF (CONFIG_DEBUG_INFO_BTF)".into())
-    })?;
+fn load_btf<M: PhysMem>(kmem: &KernelMem<M>, info: &KernelInfo, symbols: Arc<SymbolTable>) -> Result<Profile> {
+    let (gpa, len) = info
+        .btf
+        .ok_or_else(|| Error::Btf("the kernel has no __start_BTF/__stop_BTF (CONFIG_DEBUG_INFO_BTF)".into()))?;
     let mut blob = vec![0u8; len as usize];
-    kmem.phys()
-        .read(gpa, &mut blob)
-        .map_err(|e| Error::phys(gpa, e))?;
+    kmem.phys().read(gpa, &mut blob).map_err(|e| Error::phys(gpa, e))?;
     let types = BtfTypes::parse(&blob)?;
-    Ok(Profile::from_shared(symbols, Arc::new(types))
-        .with_identity(Some(info.banner.clone()), info.build_id.clone()))
+    Ok(Profile::from_shared(symbols, Arc::new(types)).with_identity(Some(info.banner.clone()), info.build_id.clone()))
 }

@@ -32,14 +32,7 @@ impl<M: PhysMem> KernelMem<M> {
 
     fn with_tlb(mem: M, image: Image, direct_base: u64, space: AddressSpace, tlb_slots: usize) -> Self {
         let direct_len = mem.memory_map().end();
-        KernelMem {
-            mem,
-            image,
-            direct_base,
-            direct_len,
-            space,
-            tlb: Mutex::new(Tlb::new(tlb_slots)),
-        }
+        KernelMem { mem, image, direct_base, direct_len, space, tlb: Mutex::new(Tlb::new(tlb_slots)) }
     }
 
     /// The same kernel address space over other memory (a fresh TLB).
@@ -66,10 +59,7 @@ impl<M: PhysMem> KernelMem<M> {
 
     /// Forgets cached translations; call when the guest may have run since.
     pub fn invalidate(&self) {
-        self.tlb
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .invalidate();
+        self.tlb.lock().unwrap_or_else(|p| p.into_inner()).invalidate();
     }
 
     /// Whether `va` lies in the kernel half (the only place kernel pointers go).
@@ -90,27 +80,18 @@ impl<M: PhysMem> KernelMem<M> {
         }
         let gva = Gva::new(va);
         let mut tlb = self.tlb.lock().unwrap_or_else(|p| p.into_inner());
-        let t = tlb
-            .translate(&self.mem, &self.space, gva)
-            .map_err(|source| Error::Translate { gva, source })?;
-        Ok((
-            t.gpa,
-            t.page_size.bytes() - gva.offset_in_page(t.page_size.bytes()),
-        ))
+        let t = tlb.translate(&self.mem, &self.space, gva).map_err(|source| Error::Translate { gva, source })?;
+        Ok((t.gpa, t.page_size.bytes() - gva.offset_in_page(t.page_size.bytes())))
     }
 
     /// Reads `buf.len()` bytes at kernel-virtual `va`.
     pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<()> {
         let mut done = 0usize;
         while done < buf.len() {
-            let at = va
-                .checked_add(done as u64)
-                .ok_or_else(|| Error::layout("read", "address overflow"))?;
+            let at = va.checked_add(done as u64).ok_or_else(|| Error::layout("read", "address overflow"))?;
             let (pa, contiguous) = self.translate(at)?;
             let n = (buf.len() - done).min(usize::try_from(contiguous).unwrap_or(usize::MAX));
-            self.mem
-                .read(pa, &mut buf[done..done + n])
-                .map_err(|e| Error::phys(pa, e))?;
+            self.mem.read(pa, &mut buf[done..done + n]).map_err(|e| Error::phys(pa, e))?;
             done += n;
         }
         Ok(())
@@ -163,14 +144,10 @@ impl<M: PhysMem> KernelMem<M> {
         let mut done = 0usize;
         while done < buf.len() {
             let gva = Gva::new(va.wrapping_add(done as u64));
-            let t = space
-                .translate(&self.mem, gva)
-                .map_err(|source| Error::Translate { gva, source })?;
+            let t = space.translate(&self.mem, gva).map_err(|source| Error::Translate { gva, source })?;
             let left = t.page_size.bytes() - gva.offset_in_page(t.page_size.bytes());
             let n = (buf.len() - done).min(left as usize);
-            self.mem
-                .read(t.gpa, &mut buf[done..done + n])
-                .map_err(|e| Error::phys(t.gpa, e))?;
+            self.mem.read(t.gpa, &mut buf[done..done + n]).map_err(|e| Error::phys(t.gpa, e))?;
             done += n;
         }
         Ok(())

@@ -266,9 +266,7 @@ impl Offsets {
     pub fn resolve(p: &Profile) -> Result<Offsets> {
         let off = |ty: &str, f: &str| p.offset_of(ty, f);
         let comm = p.field("task_struct", "comm")?;
-        let state = p
-            .field("task_struct", "__state")
-            .or_else(|_| p.field("task_struct", "state"))?;
+        let state = p.field("task_struct", "__state").or_else(|_| p.field("task_struct", "state"))?;
         let task = TaskOffsets {
             size: p.struct_size("task_struct")?,
             tasks: off("task_struct", "tasks")?,
@@ -306,10 +304,7 @@ impl Offsets {
             stime: off("signal_struct", "stime")?,
         };
         Ok(Offsets {
-            list: ListOffsets {
-                next: off("list_head", "next")?,
-                prev: off("list_head", "prev")?,
-            },
+            list: ListOffsets { next: off("list_head", "next")?, prev: off("list_head", "prev")? },
             task,
             cred,
             signal,
@@ -329,14 +324,12 @@ impl Offsets {
         let rss = p.field("mm_struct", "rss_stat")?;
         let layout = match &rss.ty {
             // 6.2+: an array of percpu_counter.
-            TypeRef::Array { elem, .. } if struct_name(elem) == Some("percpu_counter") => {
-                RssLayout::PerCpu {
-                    base: rss.offset,
-                    stride: p.struct_size("percpu_counter")?,
-                    count: p.offset_of("percpu_counter", "count")?,
-                    counters: p.offset_of("percpu_counter", "counters")?,
-                }
-            }
+            TypeRef::Array { elem, .. } if struct_name(elem) == Some("percpu_counter") => RssLayout::PerCpu {
+                base: rss.offset,
+                stride: p.struct_size("percpu_counter")?,
+                count: p.offset_of("percpu_counter", "count")?,
+                counters: p.offset_of("percpu_counter", "counters")?,
+            },
             TypeRef::Struct { name, .. } => {
                 let count = p.field(name, "count")?;
                 let TypeRef::Array { elem, .. } = &count.ty else {
@@ -344,16 +337,10 @@ impl Offsets {
                 };
                 let stride = crate::types::size_of(p.types(), elem)
                     .ok_or_else(|| Error::layout("rss_stat.count[]", "no size"))?;
-                RssLayout::Atomic {
-                    base: rss.offset + count.offset,
-                    stride,
-                }
+                RssLayout::Atomic { base: rss.offset + count.offset, stride }
             }
             other => {
-                return Err(Error::layout(
-                    "mm_struct.rss_stat",
-                    format!("unexpected type {other}"),
-                ));
+                return Err(Error::layout("mm_struct.rss_stat", format!("unexpected type {other}")));
             }
         };
         let counters = ["MM_FILEPAGES", "MM_ANONPAGES", "MM_SHMEMPAGES"]
@@ -377,8 +364,7 @@ impl Offsets {
                 let TypeRef::Array { elem, count } = &m.ty else {
                     return Err(Error::layout("module.mem", "not an array"));
                 };
-                let elem_name = struct_name(elem)
-                    .ok_or_else(|| Error::layout("module.mem[]", "not a struct"))?;
+                let elem_name = struct_name(elem).ok_or_else(|| Error::layout("module.mem[]", "not a struct"))?;
                 ModuleMemLayout::Mem {
                     base: m.offset,
                     stride: p.struct_size(elem_name)?,
@@ -394,19 +380,11 @@ impl Offsets {
                 init_size: off("module", "init_layout.size")?,
             },
         };
-        let ksym = p
-            .struct_def("kernel_symbol")
-            .ok_or_else(|| Error::TypeMissing("kernel_symbol".into()))?;
+        let ksym = p.struct_def("kernel_symbol").ok_or_else(|| Error::TypeMissing("kernel_symbol".into()))?;
         let ksym_relative = ksym.members.iter().any(|m| m.name == "value_offset");
-        let (kv, kn) = if ksym_relative {
-            ("value_offset", "name_offset")
-        } else {
-            ("value", "name")
-        };
-        let states = p
-            .enum_def("module_state")
-            .map(|e| e.values.into_iter().map(|(n, v)| (v, n)).collect())
-            .unwrap_or_default();
+        let (kv, kn) = if ksym_relative { ("value_offset", "name_offset") } else { ("value", "name") };
+        let states =
+            p.enum_def("module_state").map(|e| e.values.into_iter().map(|(n, v)| (v, n)).collect()).unwrap_or_default();
         Ok(ModuleOffsets {
             size: p.struct_size("module")?,
             list: off("module", "list")?,

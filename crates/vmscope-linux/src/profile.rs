@@ -41,21 +41,11 @@ pub struct Profile {
 impl Profile {
     /// A profile from a symbol table and a type source.
     pub fn new(symbols: SymbolTable, types: Arc<dyn TypeSource>) -> Self {
-        Profile {
-            symbols: Arc::new(symbols),
-            types,
-            banner: None,
-            build_id: None,
-        }
+        Profile { symbols: Arc::new(symbols), types, banner: None, build_id: None }
     }
 
     pub(crate) fn from_shared(symbols: Arc<SymbolTable>, types: Arc<dyn TypeSource>) -> Self {
-        Profile {
-            symbols,
-            types,
-            banner: None,
-            build_id: None,
-        }
+        Profile { symbols, types, banner: None, build_id: None }
     }
 
     /// Symbols plus the types of a raw BTF blob.
@@ -67,19 +57,14 @@ impl Profile {
     /// comes from its notes.
     pub fn from_vmlinux(elf: &[u8], symbols: SymbolTable) -> Result<Self> {
         let elf = crate::elf::Elf::parse(elf)?;
-        let btf = elf
-            .section(".BTF")?
-            .ok_or_else(|| Error::Btf("the ELF file has no .BTF section".into()))?;
+        let btf = elf.section(".BTF")?.ok_or_else(|| Error::Btf("the ELF file has no .BTF section".into()))?;
         let mut p = Self::from_btf(btf.data, symbols)?;
         p.build_id = elf.build_id()?.map(|b| hex(&b));
         Ok(p)
     }
 
     /// [`from_vmlinux`](Self::from_vmlinux) reading the file at `path`.
-    pub fn from_vmlinux_file(
-        path: impl AsRef<std::path::Path>,
-        symbols: SymbolTable,
-    ) -> Result<Self> {
+    pub fn from_vmlinux_file(path: impl AsRef<std::path::Path>, symbols: SymbolTable) -> Result<Self> {
         let bytes = std::fs::read(path.as_ref()).map_err(|e| Error::io(path.as_ref(), e))?;
         Self::from_vmlinux(&bytes, symbols)
     }
@@ -115,10 +100,7 @@ impl Profile {
     /// The same profile with every non-absolute symbol moved by `delta` (link-time
     /// to running-kernel addresses: the KASLR virtual offset).
     pub fn slid(&self, delta: i64) -> Profile {
-        Profile {
-            symbols: Arc::new(self.symbols.slid(delta)),
-            ..self.clone()
-        }
+        Profile { symbols: Arc::new(self.symbols.slid(delta)), ..self.clone() }
     }
 
     /// The symbols.
@@ -157,10 +139,7 @@ impl Profile {
 
     /// The size of struct or union `name` in bytes.
     pub fn struct_size(&self, name: &str) -> Result<u64> {
-        self.types
-            .struct_def(name)
-            .map(|s| s.size)
-            .ok_or_else(|| Error::TypeMissing(name.into()))
+        self.types.struct_def(name).map(|s| s.size).ok_or_else(|| Error::TypeMissing(name.into()))
     }
 
     /// The member `path` of struct `ty` (see [`types::field`]: dotted, indexed,
@@ -176,9 +155,7 @@ impl Profile {
 
     /// The value of enumerator `name`.
     pub fn enum_value(&self, name: &str) -> Result<i64> {
-        self.types
-            .enumerator(name)
-            .ok_or_else(|| Error::EnumMissing(name.into()))
+        self.types.enumerator(name).ok_or_else(|| Error::EnumMissing(name.into()))
     }
 
     /// The enum `name`.

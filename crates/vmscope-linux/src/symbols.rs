@@ -64,20 +64,11 @@ pub struct SymbolTable {
 impl SymbolTable {
     /// An empty table.
     pub fn new(source: SymbolSource) -> Self {
-        SymbolTable {
-            source,
-            entries: Vec::new(),
-            names: String::new(),
-            by_name: HashMap::new(),
-            by_addr: Vec::new(),
-        }
+        SymbolTable { source, entries: Vec::new(), names: String::new(), by_name: HashMap::new(), by_addr: Vec::new() }
     }
 
     /// Builds a table from `(name, address, type letter)` triples, in order.
-    pub fn from_iter<'a>(
-        source: SymbolSource,
-        syms: impl IntoIterator<Item = (&'a str, u64, char)>,
-    ) -> Self {
+    pub fn from_iter<'a>(source: SymbolSource, syms: impl IntoIterator<Item = (&'a str, u64, char)>) -> Self {
         let mut t = Self::new(source);
         for (name, addr, kind) in syms {
             t.push(name, addr, kind);
@@ -90,12 +81,7 @@ impl SymbolTable {
         let name_start = self.names.len() as u32;
         self.names.push_str(name);
         let kind = if kind.is_ascii() { kind as u8 } else { b'?' };
-        self.entries.push(Entry {
-            addr,
-            name_start,
-            name_len: name.len() as u32,
-            kind,
-        });
+        self.entries.push(Entry { addr, name_start, name_len: name.len() as u32, kind });
     }
 
     /// Builds the lookup indices; call after the last push.
@@ -114,19 +100,12 @@ impl SymbolTable {
 
     fn name_of(&self, i: usize) -> &str {
         let e = &self.entries[i];
-        self.names
-            .get(e.name_start as usize..(e.name_start + e.name_len) as usize)
-            .unwrap_or("")
+        self.names.get(e.name_start as usize..(e.name_start + e.name_len) as usize).unwrap_or("")
     }
 
     fn sym(&self, i: usize) -> Symbol<'_> {
         let e = &self.entries[i];
-        Symbol {
-            name: self.name_of(i),
-            addr: e.addr,
-            kind: e.kind as char,
-            index: i,
-        }
+        Symbol { name: self.name_of(i), addr: e.addr, kind: e.kind as char, index: i }
     }
 
     /// Where the table came from.
@@ -156,13 +135,8 @@ impl SymbolTable {
 
     /// Every symbol called `name`, in table order.
     pub fn lookup_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = Symbol<'a>> + 'a {
-        let first = self
-            .by_name
-            .get(name)
-            .map_or(self.entries.len(), |&i| i as usize);
-        (first..self.entries.len())
-            .filter(move |&i| self.name_of(i) == name)
-            .map(|i| self.sym(i))
+        let first = self.by_name.get(name).map_or(self.entries.len(), |&i| i as usize);
+        (first..self.entries.len()).filter(move |&i| self.name_of(i) == name).map(|i| self.sym(i))
     }
 
     /// The address of the first symbol called `name`.
@@ -172,16 +146,13 @@ impl SymbolTable {
 
     /// Like [`addr`](Self::addr), but an error naming the symbol when it is missing.
     pub fn require(&self, name: &str) -> Result<u64> {
-        self.addr(name)
-            .ok_or_else(|| Error::SymbolMissing(name.into()))
+        self.addr(name).ok_or_else(|| Error::SymbolMissing(name.into()))
     }
 
     /// The symbol containing `addr` — the last one at or below it — and the offset
     /// into it. Absolute symbols are not considered.
     pub fn symbolize(&self, addr: u64) -> Option<(Symbol<'_>, u64)> {
-        let n = self
-            .by_addr
-            .partition_point(|&i| self.entries[i as usize].addr <= addr);
+        let n = self.by_addr.partition_point(|&i| self.entries[i as usize].addr <= addr);
         let i = *self.by_addr.get(n.checked_sub(1)?)? as usize;
         let s = self.sym(i);
         Some((s, addr - s.addr))
@@ -224,16 +195,12 @@ impl SymbolTable {
             if line.is_empty() {
                 continue;
             }
-            let bad = |why: &str| Error::SystemMap {
-                line: n + 1,
-                why: why.into(),
-            };
+            let bad = |why: &str| Error::SystemMap { line: n + 1, why: why.into() };
             let mut it = line.split_whitespace();
             let (Some(a), Some(k), Some(name)) = (it.next(), it.next(), it.next()) else {
                 return Err(bad("expected `address type name`"));
             };
-            let addr =
-                u64::from_str_radix(a, 16).map_err(|_| bad("the address is not hexadecimal"))?;
+            let addr = u64::from_str_radix(a, 16).map_err(|_| bad("the address is not hexadecimal"))?;
             let mut kc = k.chars();
             let (Some(kind), None) = (kc.next(), kc.next()) else {
                 return Err(bad("the type is not one letter"));
@@ -241,10 +208,7 @@ impl SymbolTable {
             t.push(name, addr, kind);
         }
         if t.is_empty() {
-            return Err(Error::SystemMap {
-                line: 0,
-                why: "no symbols".into(),
-            });
+            return Err(Error::SystemMap { line: 0, why: "no symbols".into() });
         }
         t.finish();
         Ok(t)
@@ -272,32 +236,17 @@ mod tests {
         assert_eq!(t.lookup_all("dup").count(), 2);
         let (s, off) = t.symbolize(0x1015).unwrap();
         assert_eq!((s.name, off), ("dup", 5));
-        assert!(
-            t.symbolize(0x10).is_none(),
-            "absolute symbols are not used for symbolization"
-        );
-        assert_eq!(
-            t.to_proc_kallsyms().lines().next(),
-            Some("0000000000000000 A fixed_percpu_data")
-        );
+        assert!(t.symbolize(0x10).is_none(), "absolute symbols are not used for symbolization");
+        assert_eq!(t.to_proc_kallsyms().lines().next(), Some("0000000000000000 A fixed_percpu_data"));
         let s = t.slid(0x100);
-        assert_eq!(
-            (s.addr("_text"), s.addr("fixed_percpu_data")),
-            (Some(0x1100), Some(0))
-        );
+        assert_eq!((s.addr("_text"), s.addr("fixed_percpu_data")), (Some(0x1100), Some(0)));
     }
 
     #[test]
     fn system_map() {
-        let t = SymbolTable::from_system_map(
-            "ffffffff81000000 T _text\n\nffffffff82000000 D linux_banner\n",
-        )
-        .unwrap();
+        let t = SymbolTable::from_system_map("ffffffff81000000 T _text\n\nffffffff82000000 D linux_banner\n").unwrap();
         assert_eq!(t.len(), 2);
         assert_eq!(t.addr("linux_banner"), Some(0xffff_ffff_8200_0000));
-        assert!(matches!(
-            SymbolTable::from_system_map("zz T a"),
-            Err(Error::SystemMap { line: 1, .. })
-        ));
+        assert!(matches!(SymbolTable::from_system_map("zz T a"), Err(Error::SystemMap { line: 1, .. })));
     }
 }

@@ -19,17 +19,12 @@ const COUNT: usize = 2048;
 const BASE: u64 = 0x1a00_0000;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 #[test]
 fn fixtures_decode_to_the_guests_kallsyms() {
-    for (kernel, order) in [
-        ("6.1", TableOrder::OffsetsFirst),
-        ("6.12", TableOrder::OffsetsLast),
-    ] {
+    for (kernel, order) in [("6.1", TableOrder::OffsetsFirst), ("6.12", TableOrder::OffsetsLast)] {
         let bytes = std::fs::read(fixture(&format!("kallsyms-{kernel}.bin"))).unwrap();
         let want = std::fs::read_to_string(fixture(&format!("kallsyms-{kernel}.txt"))).unwrap();
         let k = decode_window(&bytes, Gpa::new(BASE)).unwrap();
@@ -43,10 +38,7 @@ fn fixtures_decode_to_the_guests_kallsyms() {
             let first = k.symbols.lookup(s.name).unwrap().index as u32;
             assert_eq!(view.lookup(s.name), Some(first), "{kernel}: {}", s.name);
             if !s.is_absolute() {
-                assert_eq!(
-                    k.symbols.symbolize(s.addr).map(|(x, off)| (x.addr, off)),
-                    Some((s.addr, 0))
-                );
+                assert_eq!(k.symbols.symbolize(s.addr).map(|(x, off)| (x.addr, off)), Some((s.addr, 0)));
             }
         }
         assert_eq!(view.lookup("no_such_symbol"), None);
@@ -74,20 +66,13 @@ fn cut(mem: &impl PhysMem, l: &KallsymsLayout, names: &[String]) -> Vec<u8> {
     let mut end = 0;
     for _ in 0..COUNT {
         let b0 = all_names[end] as usize;
-        end += if b0 & 0x80 == 0 {
-            1 + b0
-        } else {
-            2 + ((b0 & 0x7f) | (all_names[end + 1] as usize) << 7)
-        };
+        end += if b0 & 0x80 == 0 { 1 + b0 } else { 2 + ((b0 & 0x7f) | (all_names[end + 1] as usize) << 7) };
     }
     let markers = read(l.markers, 4 * COUNT.div_ceil(256));
     let offsets = read(l.offsets, 4 * COUNT);
     let mut order: Vec<usize> = (0..COUNT).collect();
     order.sort_by(|&a, &b| names[a].cmp(&names[b]).then(a.cmp(&b)));
-    let seqs: Vec<u8> = order
-        .iter()
-        .flat_map(|&i| (i as u32).to_be_bytes()[1..].to_vec())
-        .collect();
+    let seqs: Vec<u8> = order.iter().flat_map(|&i| (i as u32).to_be_bytes()[1..].to_vec()).collect();
 
     let mut w = Vec::new();
     let offsets_and_base = |w: &mut Vec<u8>| {
@@ -124,20 +109,13 @@ fn cut(mem: &impl PhysMem, l: &KallsymsLayout, names: &[String]) -> Vec<u8> {
 #[test]
 #[ignore = "rebuilds the committed fixtures from RAM dumps (VMSCOPE_DUMPS)"]
 fn make_fixtures() {
-    let dumps = PathBuf::from(
-        std::env::var("VMSCOPE_DUMPS").expect("VMSCOPE_DUMPS=dir with 61k/ and 612k5/"),
-    );
+    let dumps = PathBuf::from(std::env::var("VMSCOPE_DUMPS").expect("VMSCOPE_DUMPS=dir with 61k/ and 612k5/"));
     for (kernel, dir) in [("6.1", "61k"), ("6.12", "612k5")] {
         let ram = std::fs::read(dumps.join(dir).join("ram.bin")).unwrap();
         let size = ram.len() as u64;
         let mem = SliceMem::new(ram, MemoryMap::flat(size));
         let (_, k) = discover(&mem, &Hints::none()).unwrap();
-        let names: Vec<String> = k
-            .symbols
-            .iter()
-            .take(COUNT)
-            .map(|s| s.name.to_owned())
-            .collect();
+        let names: Vec<String> = k.symbols.iter().take(COUNT).map(|s| s.name.to_owned()).collect();
         let bin = cut(&mem, &k.layout, &names);
         let proc = std::fs::read_to_string(dumps.join(dir).join("kallsyms")).unwrap();
         let txt: String = proc.lines().take(COUNT).map(|l| format!("{l}\n")).collect();

@@ -10,9 +10,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use vmscope_linux::types::btf::BtfTypes;
-use vmscope_linux::{
-    Evidence, Hints, Offsets, Profile, SymbolSource, SymbolTable, discover, elf::Elf,
-};
+use vmscope_linux::{Evidence, Hints, Offsets, Profile, SymbolSource, SymbolTable, discover, elf::Elf};
 use vmscope_mem::{Gpa, MemoryMap, SliceMem};
 use vmscope_x86::PagingMode;
 
@@ -67,10 +65,7 @@ fn boot_image(elf: &Elf<'_>) -> SliceMem<Vec<u8>> {
 }
 
 fn sha256(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
@@ -80,101 +75,42 @@ fn discovery_and_kallsyms_on_the_image() {
         let elf = Elf::parse(&bytes).unwrap();
         let mem = boot_image(&elf);
         let (info, k) = discover(&mem, &Hints::none()).unwrap();
-        let id: String = elf
-            .build_id()
-            .unwrap()
-            .unwrap()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(
-            info.build_id.as_deref(),
-            Some(id.as_str()),
-            "{}",
-            path.display()
-        );
-        assert_eq!(
-            (info.kaslr_virtual_offset, info.kaslr_physical_offset),
-            (0, 0)
-        );
+        let id: String = elf.build_id().unwrap().unwrap().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(info.build_id.as_deref(), Some(id.as_str()), "{}", path.display());
+        assert_eq!((info.kaslr_virtual_offset, info.kaslr_physical_offset), (0, 0));
         assert_eq!(info.text_pa, Gpa::new(0x100_0000));
         assert_eq!(info.paging, PagingMode::Level4);
-        assert!(
-            info.banner.starts_with("Linux version "),
-            "{:?}",
-            info.banner
-        );
-        assert_eq!(
-            elf.section(".BTF").unwrap().unwrap().data.len() as u64,
-            info.btf.unwrap().1
-        );
+        assert!(info.banner.starts_with("Linux version "), "{:?}", info.banner);
+        assert_eq!(elf.section(".BTF").unwrap().unwrap().data.len() as u64, info.btf.unwrap().1);
         assert_eq!(k.symbols.addr("_text"), Some(0xffff_ffff_8100_0000));
 
         // With registers: CR3 (the kernel's own tables here), CR4, LSTAR.
         let entry = k.symbols.addr("entry_SYSCALL_64").unwrap();
         let cr3 = info.kernel_root.gpa().raw();
-        let (with_regs, _) =
-            discover(&mem, &Hints::from_registers(cr3, 0).with_lstar(entry)).unwrap();
-        assert_eq!(
-            (with_regs.text_pa, with_regs.kernel_root),
-            (info.text_pa, info.kernel_root)
-        );
-        assert!(
-            matches!(with_regs.evidence[0], Evidence::Cr3KernelMapping { .. }),
-            "{:?}",
-            with_regs.evidence
-        );
-        assert!(
-            with_regs
-                .evidence
-                .contains(&Evidence::LstarIsEntrySyscall { lstar: entry })
-        );
-        assert!(
-            with_regs
-                .evidence
-                .contains(&Evidence::PagingFromCr4 { cr4: 0 })
-        );
+        let (with_regs, _) = discover(&mem, &Hints::from_registers(cr3, 0).with_lstar(entry)).unwrap();
+        assert_eq!((with_regs.text_pa, with_regs.kernel_root), (info.text_pa, info.kernel_root));
+        assert!(matches!(with_regs.evidence[0], Evidence::Cr3KernelMapping { .. }), "{:?}", with_regs.evidence);
+        assert!(with_regs.evidence.contains(&Evidence::LstarIsEntrySyscall { lstar: entry }));
+        assert!(with_regs.evidence.contains(&Evidence::PagingFromCr4 { cr4: 0 }));
         // A syscall entry that is not the kernel's is reported.
-        let (hooked, _) = discover(
-            &mem,
-            &Hints::from_registers(cr3, 0).with_lstar(entry + 0x40),
-        )
-        .unwrap();
-        assert!(hooked.evidence.contains(&Evidence::LstarMismatch {
-            lstar: entry + 0x40,
-            entry_syscall: entry
-        }));
+        let (hooked, _) = discover(&mem, &Hints::from_registers(cr3, 0).with_lstar(entry + 0x40)).unwrap();
+        assert!(hooked.evidence.contains(&Evidence::LstarMismatch { lstar: entry + 0x40, entry_syscall: entry }));
 
         // Without the banner at the start of .rodata, a scan of all RAM finds the
         // tables all the same.
-        let Some(&Evidence::RodataBanner { rodata }) = info.evidence.first() else {
-            panic!("{:?}", info.evidence)
-        };
+        let Some(&Evidence::RodataBanner { rodata }) = info.evidence.first() else { panic!("{:?}", info.evidence) };
         let mut ram = mem.bytes().to_vec();
         ram[rodata.raw() as usize..rodata.raw() as usize + 0x1000].fill(0);
         let len = ram.len() as u64;
-        let (scanned, _) =
-            discover(&SliceMem::new(ram, MemoryMap::flat(len)), &Hints::none()).unwrap();
-        assert!(
-            matches!(scanned.evidence[0], Evidence::FullScan { .. }),
-            "{:?}",
-            scanned.evidence
-        );
-        assert_eq!(
-            (scanned.text_pa, scanned.kernel_root),
-            (info.text_pa, info.kernel_root)
-        );
+        let (scanned, _) = discover(&SliceMem::new(ram, MemoryMap::flat(len)), &Hints::none()).unwrap();
+        assert!(matches!(scanned.evidence[0], Evidence::FullScan { .. }), "{:?}", scanned.evidence);
+        assert_eq!((scanned.text_pa, scanned.kernel_root), (info.text_pa, info.kernel_root));
 
         let text = k.symbols.to_proc_kallsyms();
         match KNOWN.iter().find(|(b, ..)| *b == id) {
             Some((_, count, hash)) => {
                 assert_eq!(text.lines().count(), *count);
-                assert_eq!(
-                    sha256(&text),
-                    *hash,
-                    "{}: kallsyms differ from the guest's /proc/kallsyms",
-                    path.display()
-                );
+                assert_eq!(sha256(&text), *hash, "{}: kallsyms differ from the guest's /proc/kallsyms", path.display());
             }
             None => eprintln!(
                 "note: {} (build {id}) has no recorded /proc/kallsyms; decoded {} symbols",
@@ -206,25 +142,14 @@ fn every_type_source_gives_the_same_profile() {
         let roots = Offsets::TYPES;
         let isf = from_mem.to_isf(Some(roots), 0).unwrap();
         let back = Profile::from_isf(isf.as_bytes()).unwrap();
-        assert_eq!(
-            offsets,
-            Offsets::resolve(&back).unwrap(),
-            "{}",
-            path.display()
-        );
+        assert_eq!(offsets, Offsets::resolve(&back).unwrap(), "{}", path.display());
         let names = back.types().struct_names();
         assert!(names.len() > roots.len(), "embedded types are written too");
         for name in &names {
-            let (a, b) = (
-                from_mem.struct_def(name).unwrap(),
-                back.struct_def(name).unwrap(),
-            );
+            let (a, b) = (from_mem.struct_def(name).unwrap(), back.struct_def(name).unwrap());
             assert_eq!(a.size, b.size, "{name}");
             for m in a.members.iter().filter(|m| !m.name.is_empty()) {
-                let (fa, fb) = (
-                    from_mem.field(name, &m.name).unwrap(),
-                    back.field(name, &m.name).unwrap(),
-                );
+                let (fa, fb) = (from_mem.field(name, &m.name).unwrap(), back.field(name, &m.name).unwrap());
                 assert_eq!(
                     (fa.bit_offset, fa.bit_size, fa.offset),
                     (fb.bit_offset, fb.bit_size, fb.offset),
@@ -234,11 +159,7 @@ fn every_type_source_gives_the_same_profile() {
             }
         }
         for e in back.types().enum_names() {
-            assert_eq!(
-                from_mem.enum_def(&e).map(|d| d.values.len()),
-                back.enum_def(&e).map(|d| d.values.len()),
-                "{e}"
-            );
+            assert_eq!(from_mem.enum_def(&e).map(|d| d.values.len()), back.enum_def(&e).map(|d| d.values.len()), "{e}");
         }
         // Symbols through ISF: link-time addresses, every name.
         for s in k.symbols.iter().step_by(97) {
@@ -247,18 +168,13 @@ fn every_type_source_gives_the_same_profile() {
 
         // A System.map of the same symbols, plus the same types.
         let map = k.symbols.to_proc_kallsyms();
-        let sysmap =
-            Profile::from_system_map(&map, Arc::new(BtfTypes::parse(blob).unwrap())).unwrap();
+        let sysmap = Profile::from_system_map(&map, Arc::new(BtfTypes::parse(blob).unwrap())).unwrap();
         assert_eq!(sysmap.symbols().source(), SymbolSource::SystemMap);
         assert_eq!(sysmap.symbols().len(), k.symbols.len());
         assert_eq!(Offsets::resolve(&sysmap).unwrap(), offsets);
         let slid = sysmap.slid(0x20_0000);
         assert_eq!(slid.symbol("_text"), Some(0xffff_ffff_8120_0000));
-        assert_eq!(
-            slid.symbol("fixed_percpu_data"),
-            sysmap.symbol("fixed_percpu_data"),
-            "absolute symbols stay"
-        );
+        assert_eq!(slid.symbol("fixed_percpu_data"), sysmap.symbol("fixed_percpu_data"), "absolute symbols stay");
     }
 }
 
@@ -266,25 +182,15 @@ fn every_type_source_gives_the_same_profile() {
 fn btf_answers_nested_anonymous_bitfield_and_enum_queries() {
     for path in vmlinuxes() {
         let bytes = std::fs::read(&path).unwrap();
-        let p = Profile::from_vmlinux(&bytes, SymbolTable::from_iter(SymbolSource::Kallsyms, []))
-            .unwrap();
+        let p = Profile::from_vmlinux(&bytes, SymbolTable::from_iter(SymbolSource::Kallsyms, [])).unwrap();
         assert_eq!(p.struct_size("list_head").unwrap(), 16);
         assert_eq!(p.offset_of("list_head", "prev").unwrap(), 8);
         // mm_struct's members sit in an anonymous struct.
         let pgd = p.field("mm_struct", "pgd").unwrap();
-        assert!(
-            p.struct_def("mm_struct")
-                .unwrap()
-                .members
-                .iter()
-                .all(|m| m.name != "pgd")
-        );
+        assert!(p.struct_def("mm_struct").unwrap().members.iter().all(|m| m.name != "pgd"));
         assert_eq!(pgd.offset % 8, 0);
         // Nested through a typedef'd struct: kuid_t.val.
-        assert_eq!(
-            p.offset_of("cred", "uid.val").unwrap(),
-            p.offset_of("cred", "uid").unwrap()
-        );
+        assert_eq!(p.offset_of("cred", "uid.val").unwrap(), p.offset_of("cred", "uid").unwrap());
         // Bitfields.
         let bf = p.field("task_struct", "sched_reset_on_fork").unwrap();
         assert_eq!(bf.bit_size, Some(1));
@@ -309,37 +215,21 @@ fn the_profile_cache_serves_only_its_own_build() {
         let mem = boot_image(&Elf::parse(&bytes).unwrap());
         let dir = tempfile::tempdir().unwrap();
         let cache = ProfileCache::in_dir(dir.path());
-        let opts = |c| AttachOptions {
-            cache: Some(c),
-            ..AttachOptions::default()
-        };
+        let opts = |c| AttachOptions { cache: Some(c), ..AttachOptions::default() };
 
         let first = Kernel::attach_with(&mem, opts(&cache)).unwrap();
         assert!(!first.offsets_from_cache());
-        let (banner, id) = (
-            first.info().banner.clone(),
-            first.info().build_id.clone().unwrap(),
-        );
-        assert!(
-            first.processes().processes.is_empty(),
-            "a kernel that never ran has no tasks"
-        );
+        let (banner, id) = (first.info().banner.clone(), first.info().build_id.clone().unwrap());
+        assert!(first.processes().processes.is_empty(), "a kernel that never ran has no tasks");
         assert!(first.modules().modules.is_empty());
         let again = Kernel::attach_with(&mem, opts(&cache)).unwrap();
         assert!(again.offsets_from_cache());
         assert_eq!(again.offsets(), first.offsets());
-        assert!(
-            again.profile().unwrap().struct_size("task_struct").unwrap() > 1000,
-            "types load on demand"
-        );
+        assert!(again.profile().unwrap().struct_size("task_struct").unwrap() > 1000, "types load on demand");
 
         // Another process reading the same directory.
         let other = ProfileCache::in_dir(dir.path());
-        assert!(
-            Kernel::attach_with(&mem, opts(&other))
-                .unwrap()
-                .offsets_from_cache()
-        );
+        assert!(Kernel::attach_with(&mem, opts(&other)).unwrap().offsets_from_cache());
         // Same build ID, another banner (or the reverse): not this kernel.
         assert!(other.get("Linux version 0.0", &id).is_none());
         assert!(other.get(&banner, "0123").is_none());

@@ -58,7 +58,8 @@ impl Mapped {
             .map_err(|_| Error::Unsupported("backing larger than the address space".into()))?;
         // SAFETY: a fresh read-only shared mapping of an fd we hold; the kernel picks
         // the address; the result is checked against MAP_FAILED below.
-        let ptr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0) };
+        let ptr =
+            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0) };
         if ptr == libc::MAP_FAILED {
             return Err(Error::Io { what: "mapping the RAM backing".into(), source: std::io::Error::last_os_error() });
         }
@@ -130,7 +131,8 @@ mod tests {
         f.as_file().set_len(0x40000).unwrap();
         f.as_file().write_all_at(b"hello", 0x20010).unwrap();
         let map = MemoryMap::new(vec![Region::new(Gpa::new(0x100000), 0x40000, 0, "ram")]).unwrap();
-        let loc = RamLocation { pid: std::process::id(), hva: Hva::new(0), size: 0x40000, file: Some(f.path().into()), map };
+        let loc =
+            RamLocation { pid: std::process::id(), hva: Hva::new(0), size: 0x40000, file: Some(f.path().into()), map };
         let m = Mapped::open(loc).unwrap();
         let mut b = [0u8; 5];
         m.read(Gpa::new(0x120010), &mut b).unwrap();

@@ -194,19 +194,11 @@ impl State {
     /// `capacity` of them, `page` among them) are not evicted.
     fn insert(&mut self, page: u64, epoch: u64, capacity: usize, pinned: &[u64]) -> usize {
         if let Some(&slot) = self.index.get(&page) {
-            self.slots[slot] = Slot {
-                page,
-                epoch,
-                referenced: true,
-            };
+            self.slots[slot] = Slot { page, epoch, referenced: true };
             return slot;
         }
         let slot = if self.slots.len() < capacity {
-            self.slots.push(Slot {
-                page,
-                epoch,
-                referenced: true,
-            });
+            self.slots.push(Slot { page, epoch, referenced: true });
             self.data.resize(self.slots.len() * PAGE, 0);
             self.slots.len() - 1
         } else {
@@ -227,11 +219,7 @@ impl State {
             if self.index.get(&old) == Some(&victim) {
                 self.index.remove(&old);
             }
-            self.slots[victim] = Slot {
-                page,
-                epoch,
-                referenced: true,
-            };
+            self.slots[victim] = Slot { page, epoch, referenced: true };
             victim
         };
         self.index.insert(page, slot);
@@ -281,11 +269,7 @@ impl<M: PhysMem> PhysMem for PageCache<M> {
             return self.inner.read_batch(ops);
         }
         let mut st = self.lock();
-        let mut missing: Vec<u64> = needed
-            .iter()
-            .copied()
-            .filter(|&p| st.lookup(p, epoch).is_none())
-            .collect();
+        let mut missing: Vec<u64> = needed.iter().copied().filter(|&p| st.lookup(p, epoch).is_none()).collect();
         let wanted = missing.len();
         if self.readahead > 1 && !missing.is_empty() {
             let block = self.readahead * PAGE_SIZE;

@@ -66,15 +66,8 @@ impl Clone for Error {
     fn clone(&self) -> Self {
         match self {
             Error::Unbacked { gpa } => Error::Unbacked { gpa: *gpa },
-            Error::Overflow { gpa, len } => Error::Overflow {
-                gpa: *gpa,
-                len: *len,
-            },
-            Error::Short { gpa, wanted, got } => Error::Short {
-                gpa: *gpa,
-                wanted: *wanted,
-                got: *got,
-            },
+            Error::Overflow { gpa, len } => Error::Overflow { gpa: *gpa, len: *len },
+            Error::Short { gpa, wanted, got } => Error::Short { gpa: *gpa, wanted: *wanted, got: *got },
             Error::Io { gpa, source } => Error::Io {
                 gpa: *gpa,
                 source: match source.raw_os_error() {
@@ -82,10 +75,7 @@ impl Clone for Error {
                     None => std::io::Error::new(source.kind(), source.to_string()),
                 },
             },
-            Error::Unterminated { gpa, max } => Error::Unterminated {
-                gpa: *gpa,
-                max: *max,
-            },
+            Error::Unterminated { gpa, max } => Error::Unterminated { gpa: *gpa, max: *max },
             Error::BadMap(s) => Error::BadMap(s.clone()),
             Error::Injected { gpa } => Error::Injected { gpa: *gpa },
         }
@@ -98,16 +88,10 @@ mod tests {
 
     #[test]
     fn clone_keeps_io_errors() {
-        let e = Error::Io {
-            gpa: Gpa::new(8),
-            source: std::io::Error::from_raw_os_error(14),
-        };
+        let e = Error::Io { gpa: Gpa::new(8), source: std::io::Error::from_raw_os_error(14) };
         let c = e.clone();
         assert_eq!(c.to_string(), e.to_string());
-        let e = Error::Io {
-            gpa: Gpa::new(8),
-            source: std::io::Error::other("gone"),
-        };
+        let e = Error::Io { gpa: Gpa::new(8), source: std::io::Error::other("gone") };
         assert_eq!(e.clone().to_string(), e.to_string());
     }
 }

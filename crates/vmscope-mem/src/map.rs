@@ -21,12 +21,7 @@ pub struct Region {
 impl Region {
     /// A region of `size` bytes at `gpa`, stored at `offset` in the backing.
     pub fn new(gpa: Gpa, size: u64, offset: u64, name: impl Into<String>) -> Self {
-        Self {
-            gpa,
-            size,
-            offset,
-            name: name.into(),
-        }
+        Self { gpa, size, offset, name: name.into() }
     }
 
     /// One past the last guest-physical address.
@@ -54,16 +49,10 @@ impl MemoryMap {
         regions.sort_by_key(|r| r.gpa);
         for r in &regions {
             if r.size == 0 {
-                return Err(Error::BadMap(format!(
-                    "region {} at {} is empty",
-                    r.name, r.gpa
-                )));
+                return Err(Error::BadMap(format!("region {} at {} is empty", r.name, r.gpa)));
             }
             if r.gpa.raw().checked_add(r.size).is_none() || r.offset.checked_add(r.size).is_none() {
-                return Err(Error::BadMap(format!(
-                    "region {} at {} wraps",
-                    r.name, r.gpa
-                )));
+                return Err(Error::BadMap(format!("region {} at {} wraps", r.name, r.gpa)));
             }
         }
         for w in regions.windows(2) {
@@ -83,9 +72,7 @@ impl MemoryMap {
 
     /// One region from GPA 0 of `size` bytes at backing offset 0.
     pub fn flat(size: u64) -> Self {
-        Self {
-            regions: vec![Region::new(Gpa::new(0), size, 0, "ram")],
-        }
+        Self { regions: vec![Region::new(Gpa::new(0), size, 0, "ram")] }
     }
 
     /// The regions, sorted by address.
@@ -105,11 +92,7 @@ impl MemoryMap {
 
     /// The size the backing store needs: the highest `offset + size`.
     pub fn backing_size(&self) -> u64 {
-        self.regions
-            .iter()
-            .map(|r| r.offset + r.size)
-            .max()
-            .unwrap_or(0)
+        self.regions.iter().map(|r| r.offset + r.size).max().unwrap_or(0)
     }
 
     /// The region holding `gpa`.
@@ -137,12 +120,7 @@ impl MemoryMap {
     /// region: `Ok((gpa, backing offset, len))`, or `Err(gpa)` at the first hole,
     /// after which iteration stops.
     pub fn chunks(&self, gpa: Gpa, len: u64) -> Chunks<'_> {
-        Chunks {
-            map: self,
-            next: gpa.raw(),
-            left: len,
-            failed: false,
-        }
+        Chunks { map: self, next: gpa.raw(), left: len, failed: false }
     }
 }
 
@@ -187,12 +165,7 @@ mod tests {
 
     fn q35_4g() -> MemoryMap {
         MemoryMap::new(vec![
-            Region::new(
-                Gpa::new(0x1_0000_0000),
-                0x8000_0000,
-                0x8000_0000,
-                "ram-above-4g",
-            ),
+            Region::new(Gpa::new(0x1_0000_0000), 0x8000_0000, 0x8000_0000, "ram-above-4g"),
             Region::new(Gpa::new(0), 0x8000_0000, 0, "ram-below-4g"),
         ])
         .unwrap()
@@ -201,15 +174,9 @@ mod tests {
     #[test]
     fn lookup_across_the_pci_hole() {
         let m = q35_4g();
-        assert_eq!(
-            m.lookup(Gpa::new(0x1000)),
-            Some((0x1000, 0x8000_0000 - 0x1000))
-        );
+        assert_eq!(m.lookup(Gpa::new(0x1000)), Some((0x1000, 0x8000_0000 - 0x1000)));
         assert_eq!(m.lookup(Gpa::new(0x9000_0000)), None);
-        assert_eq!(
-            m.lookup(Gpa::new(0x1_0000_0010)),
-            Some((0x8000_0010, 0x7fff_fff0))
-        );
+        assert_eq!(m.lookup(Gpa::new(0x1_0000_0010)), Some((0x8000_0010, 0x7fff_fff0)));
         assert_eq!(m.ram_size(), 0x1_0000_0000);
         assert_eq!(m.backing_size(), 0x1_0000_0000);
         assert!(!m.is_backed(Gpa::new(0x7fff_fff0), 0x20));
@@ -224,18 +191,9 @@ mod tests {
         ])
         .unwrap();
         let c: Vec<_> = m.chunks(Gpa::new(0xff0), 0x20).collect();
-        assert_eq!(
-            c,
-            vec![
-                Ok((Gpa::new(0xff0), 0x5ff0, 0x10)),
-                Ok((Gpa::new(0x1000), 0, 0x10))
-            ]
-        );
+        assert_eq!(c, vec![Ok((Gpa::new(0xff0), 0x5ff0, 0x10)), Ok((Gpa::new(0x1000), 0, 0x10))]);
         let c: Vec<_> = m.chunks(Gpa::new(0x1ff0), 0x20).collect();
-        assert_eq!(
-            c,
-            vec![Ok((Gpa::new(0x1ff0), 0xff0, 0x10)), Err(Gpa::new(0x2000))]
-        );
+        assert_eq!(c, vec![Ok((Gpa::new(0x1ff0), 0xff0, 0x10)), Err(Gpa::new(0x2000))]);
     }
 
     #[test]

@@ -121,9 +121,7 @@ pub trait PhysMem {
                 return Ok(out);
             }
             out.extend_from_slice(&buf[..n]);
-            cur = cur
-                .checked_add(n as u64)
-                .ok_or(Error::Overflow { gpa, len: max })?;
+            cur = cur.checked_add(n as u64).ok_or(Error::Overflow { gpa, len: max })?;
         }
         Err(Error::Unterminated { gpa, max })
     }

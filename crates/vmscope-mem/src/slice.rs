@@ -39,11 +39,7 @@ impl<B: AsRef<[u8]>> PhysMem for SliceMem<B> {
             for chunk in self.map.chunks(op.gpa, len as u64) {
                 let (_, off, n) = chunk.map_err(|gpa| Error::Unbacked { gpa })?;
                 let (off, n) = (off as usize, n as usize);
-                let src = bytes.get(off..off + n).ok_or(Error::Short {
-                    gpa: op.gpa,
-                    wanted: len,
-                    got: done,
-                })?;
+                let src = bytes.get(off..off + n).ok_or(Error::Short { gpa: op.gpa, wanted: len, got: done })?;
                 op.buf[done..done + n].copy_from_slice(src);
                 done += n;
             }
@@ -59,11 +55,7 @@ impl<B: AsRef<[u8]>> PhysMem for SliceMem<B> {
         // Fast path for the page walker: one lookup, one 8-byte copy.
         if let Some((off, avail)) = self.map.lookup(gpa)
             && avail >= 8
-            && let Some(b) = self
-                .bytes
-                .as_ref()
-                .get(off as usize..)
-                .and_then(|s| s.first_chunk::<8>())
+            && let Some(b) = self.bytes.as_ref().get(off as usize..).and_then(|s| s.first_chunk::<8>())
         {
             return Ok(u64::from_le_bytes(*b));
         }
@@ -97,13 +89,8 @@ mod tests {
         let mut b = [0u8; 8];
         mem.read(Gpa::new(0x1ffc), &mut b).unwrap();
         assert_eq!(&b, b"abcdefgh");
-        assert!(
-            matches!(mem.read(Gpa::new(0x2ffc), &mut b), Err(Error::Unbacked { gpa }) if gpa == Gpa::new(0x3000))
-        );
-        assert!(matches!(
-            mem.read(Gpa::new(0x0), &mut b),
-            Err(Error::Unbacked { .. })
-        ));
+        assert!(matches!(mem.read(Gpa::new(0x2ffc), &mut b), Err(Error::Unbacked { gpa }) if gpa == Gpa::new(0x3000)));
+        assert!(matches!(mem.read(Gpa::new(0x0), &mut b), Err(Error::Unbacked { .. })));
     }
 
     #[test]
@@ -112,10 +99,7 @@ mod tests {
         ram[0x1005] = 0;
         let mem = SliceMem::new(ram, MemoryMap::flat(0x2000));
         assert_eq!(mem.read_cstr(Gpa::new(0x1000), 100).unwrap(), b"xxxxx");
-        assert!(matches!(
-            mem.read_cstr(Gpa::new(0), 16),
-            Err(Error::Unterminated { .. })
-        ));
+        assert!(matches!(mem.read_cstr(Gpa::new(0), 16), Err(Error::Unterminated { .. })));
         // A string running into the end of RAM fails as unbacked, not by panicking.
         assert!(matches!(
             mem.read_cstr(Gpa::new(0x1ffe), 100).unwrap_err(),

@@ -1,20 +1,14 @@
 //! Property tests: the memory map and every decorator against a byte-level model.
 
 use proptest::prelude::*;
-use vmscope_mem::{
-    Error, FaultyMem, Gpa, MemoryMap, Metered, PageCache, PhysMem, ReadOp, Region, SliceMem,
-};
+use vmscope_mem::{Error, FaultyMem, Gpa, MemoryMap, Metered, PageCache, PhysMem, ReadOp, Region, SliceMem};
 
 /// Non-overlapping regions in a 64 KiB GPA window, backed by a shuffled layout in a
 /// byte vector whose byte at backing offset `o` is `o as u8 ^ 0x5a`.
 fn layout() -> impl Strategy<Value = (Vec<Region>, usize)> {
     // Cut the window at sorted points; keep every other piece as RAM.
-    (
-        prop::collection::btree_set(1u64..0x10000, 2..12),
-        any::<bool>(),
-        any::<u64>(),
-    )
-        .prop_map(|(cuts, first_is_ram, seed)| {
+    (prop::collection::btree_set(1u64..0x10000, 2..12), any::<bool>(), any::<u64>()).prop_map(
+        |(cuts, first_is_ram, seed)| {
             let mut pts = vec![0u64];
             pts.extend(cuts);
             pts.push(0x10000);
@@ -34,14 +28,12 @@ fn layout() -> impl Strategy<Value = (Vec<Region>, usize)> {
                 offset += regions[i].size;
             }
             (regions, offset as usize)
-        })
+        },
+    )
 }
 
 fn model_byte(map: &MemoryMap, gpa: u64) -> Option<u8> {
-    map.regions()
-        .iter()
-        .find(|r| r.contains(Gpa::new(gpa)))
-        .map(|r| (r.offset + gpa - r.gpa.raw()) as u8 ^ 0x5a)
+    map.regions().iter().find(|r| r.contains(Gpa::new(gpa))).map(|r| (r.offset + gpa - r.gpa.raw()) as u8 ^ 0x5a)
 }
 
 /// Every byte of the GPA window (and a bit past it) per the model, built once per
@@ -62,11 +54,7 @@ impl Model {
     }
 
     fn read(&self, gpa: u64, len: usize) -> Option<Vec<u8>> {
-        self.0
-            .get(gpa as usize..gpa as usize + len)?
-            .iter()
-            .copied()
-            .collect()
+        self.0.get(gpa as usize..gpa as usize + len)?.iter().copied().collect()
     }
 }
 
@@ -78,17 +66,10 @@ fn ops() -> impl Strategy<Value = Vec<(u64, usize)>> {
     prop::collection::vec((0u64..0x10400, 0usize..0x2400), 1..8)
 }
 
-fn check_batch<M: PhysMem>(
-    mem: &M,
-    map: &Model,
-    ops: &[(u64, usize)],
-) -> Result<(), TestCaseError> {
+fn check_batch<M: PhysMem>(mem: &M, map: &Model, ops: &[(u64, usize)]) -> Result<(), TestCaseError> {
     let mut bufs: Vec<Vec<u8>> = ops.iter().map(|&(_, l)| vec![0u8; l]).collect();
-    let mut rops: Vec<ReadOp<'_>> = ops
-        .iter()
-        .zip(bufs.iter_mut())
-        .map(|(&(g, _), b)| ReadOp::new(Gpa::new(g), b))
-        .collect();
+    let mut rops: Vec<ReadOp<'_>> =
+        ops.iter().zip(bufs.iter_mut()).map(|(&(g, _), b)| ReadOp::new(Gpa::new(g), b)).collect();
     let r = mem.read_batch(&mut rops);
     let want: Vec<Option<Vec<u8>>> = ops.iter().map(|&(g, l)| map.read(g, l)).collect();
     if want.iter().all(Option::is_some) {
@@ -101,11 +82,8 @@ fn check_batch<M: PhysMem>(
     }
     // read_each: per-op outcomes match the model.
     let mut bufs: Vec<Vec<u8>> = ops.iter().map(|&(_, l)| vec![0u8; l]).collect();
-    let mut rops: Vec<ReadOp<'_>> = ops
-        .iter()
-        .zip(bufs.iter_mut())
-        .map(|(&(g, _), b)| ReadOp::new(Gpa::new(g), b))
-        .collect();
+    let mut rops: Vec<ReadOp<'_>> =
+        ops.iter().zip(bufs.iter_mut()).map(|(&(g, _), b)| ReadOp::new(Gpa::new(g), b)).collect();
     let mut results = Vec::new();
     mem.read_each(&mut rops, &mut results);
     drop(rops);

@@ -59,7 +59,14 @@ impl VmReadv {
             // exact length; remote addresses are only read by the kernel, and the
             // counts are at most IOV_MAX.
             let got = unsafe {
-                libc::process_vm_readv(self.pid, local.as_ptr(), local.len() as _, remote.as_ptr(), remote.len() as _, 0)
+                libc::process_vm_readv(
+                    self.pid,
+                    local.as_ptr(),
+                    local.len() as _,
+                    remote.as_ptr(),
+                    remote.len() as _,
+                    0,
+                )
             };
             if got < 0 {
                 let source = io::Error::last_os_error();
@@ -91,7 +98,12 @@ impl PhysMem for VmReadv {
                 if self.holes.is_populated(off, n) {
                     // SAFETY: done + n <= op.buf.len(): the chunks cover exactly
                     // the op's length.
-                    pieces.push(Piece { remote: self.base + off, local: unsafe { base.add(done) }, len: n as usize, gpa });
+                    pieces.push(Piece {
+                        remote: self.base + off,
+                        local: unsafe { base.add(done) },
+                        len: n as usize,
+                        gpa,
+                    });
                     done += n as usize;
                     continue;
                 }

@@ -21,13 +21,9 @@ unsafe impl Sync for AnonBuf {}
 impl AnonBuf {
     /// `len` zero bytes (no page is allocated until written).
     pub(crate) fn zeroed(len: u64) -> Result<Self> {
-        let len = usize::try_from(len)
-            .map_err(|_| Error::Map(format!("{len} bytes do not fit in memory")))?;
+        let len = usize::try_from(len).map_err(|_| Error::Map(format!("{len} bytes do not fit in memory")))?;
         if len == 0 {
-            return Ok(Self {
-                ptr: NonNull::dangling(),
-                len: 0,
-            });
+            return Ok(Self { ptr: NonNull::dangling(), len: 0 });
         }
         // SAFETY: an anonymous private mapping with no address hint; the result is
         // checked against MAP_FAILED before use.
@@ -42,13 +38,9 @@ impl AnonBuf {
             )
         };
         if p == libc::MAP_FAILED {
-            return Err(Error::io(
-                format!("allocating a {len}-byte snapshot buffer"),
-                std::io::Error::last_os_error(),
-            ));
+            return Err(Error::io(format!("allocating a {len}-byte snapshot buffer"), std::io::Error::last_os_error()));
         }
-        let ptr =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| Error::Map("mmap returned NULL".into()))?;
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(|| Error::Map("mmap returned NULL".into()))?;
         Ok(Self { ptr, len })
     }
 
@@ -66,11 +58,7 @@ impl AnonBuf {
         // SAFETY: the range lies within our own mapping (clamped to `self.len`, and
         // the mapping starts page-aligned); MADV_POPULATE_WRITE only allocates pages.
         let r = unsafe {
-            libc::madvise(
-                self.ptr.as_ptr().add(page_start).cast(),
-                end - page_start,
-                libc::MADV_POPULATE_WRITE,
-            )
+            libc::madvise(self.ptr.as_ptr().add(page_start).cast(), end - page_start, libc::MADV_POPULATE_WRITE)
         };
         if r != 0 {
             // Older kernels: write the zero each page holds, one byte per page.
@@ -78,9 +66,7 @@ impl AnonBuf {
             let mut i = page_start;
             while i < end {
                 // SAFETY: `i < end <= len`, inside our mapping, which is writable.
-                unsafe {
-                    std::ptr::write_volatile(base.add(i), std::ptr::read_volatile(base.add(i)))
-                };
+                unsafe { std::ptr::write_volatile(base.add(i), std::ptr::read_volatile(base.add(i))) };
                 i += 4096;
             }
         }
@@ -111,9 +97,9 @@ impl Drop for AnonBuf {
 pub(crate) fn is_zero(b: &[u8]) -> bool {
     let mut blocks = b.chunks_exact(64);
     for blk in &mut blocks {
-        let acc = blk.chunks_exact(8).fold(0u64, |a, w| {
-            a | u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]])
-        });
+        let acc = blk
+            .chunks_exact(8)
+            .fold(0u64, |a, w| a | u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]));
         if acc != 0 {
             return false;
         }

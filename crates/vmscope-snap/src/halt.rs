@@ -59,10 +59,7 @@ pub struct SnapOptions {
 
 impl Default for SnapOptions {
     fn default() -> Self {
-        Self {
-            registers: true,
-            vmcoreinfo: true,
-        }
+        Self { registers: true, vmcoreinfo: true }
     }
 }
 
@@ -93,11 +90,7 @@ pub struct SnapStats {
 /// With [`Source::File`] the copy is prepared before the pause (data extents found,
 /// the destination pages allocated), so the pause holds only the copy itself. A guest
 /// that was already paused is left paused.
-pub fn halt_snap(
-    hv: &dyn Hypervisor,
-    src: Source<'_>,
-    opts: SnapOptions,
-) -> Result<(Snapshot, SnapStats)> {
+pub fn halt_snap(hv: &dyn Hypervisor, src: Source<'_>, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
     let start = Instant::now();
     let map = src.memory_map().clone();
     let mut buf = AnonBuf::zeroed(map.backing_size())?;
@@ -117,15 +110,7 @@ pub fn halt_snap(
     }
     let downtime = paused_at.elapsed();
     let (extents, vcpus) = copied?;
-    let mut snap = Snapshot::new(
-        buf,
-        map,
-        extents,
-        DumpMeta {
-            vmcoreinfo: None,
-            vcpus,
-        },
-    );
+    let mut snap = Snapshot::new(buf, map, extents, DumpMeta { vmcoreinfo: None, vcpus });
     if opts.vmcoreinfo {
         snap.find_vmcoreinfo();
     }
@@ -152,27 +137,17 @@ fn copy_paused(
         Source::File(ram) => copy_file_extents(ram, map, buf)?,
         Source::Mem(mem) => copy_all_nonzero(mem, map, buf)?,
     };
-    let vcpus = if opts.registers {
-        read_registers(hv)?
-    } else {
-        Vec::new()
-    };
+    let vcpus = if opts.registers { read_registers(hv)? } else { Vec::new() };
     Ok((extents, vcpus))
 }
 
 /// Every vCPU's registers.
 pub(crate) fn read_registers(hv: &dyn Hypervisor) -> Result<Vec<vmscope_hv::VcpuRegisters>> {
-    (0..hv.vcpu_count()?)
-        .map(|i| hv.vcpu_registers(i).map_err(Error::from))
-        .collect()
+    (0..hv.vcpu_count()?).map(|i| hv.vcpu_registers(i).map_err(Error::from)).collect()
 }
 
 /// Copies the data extents of `ram` that `map` covers into `buf`; returns them.
-pub(crate) fn copy_file_extents(
-    ram: &RamFile,
-    map: &MemoryMap,
-    buf: &mut AnonBuf,
-) -> Result<Vec<Range<u64>>> {
+pub(crate) fn copy_file_extents(ram: &RamFile, map: &MemoryMap, buf: &mut AnonBuf) -> Result<Vec<Range<u64>>> {
     let extents = clip_to_map(&ram.data_extents(map.backing_size())?, map);
     let pieces = carve(buf.as_mut_slice(), &extents, 8 << 20)?;
     parallel(pieces, |(off, dst)| ram.read_at(dst, off).map(|()| 0))?;
@@ -180,11 +155,7 @@ pub(crate) fn copy_file_extents(
 }
 
 /// Reads every region of `mem` in chunks and stores the pages that are not zero.
-fn copy_all_nonzero(
-    mem: &dyn PhysMem,
-    map: &MemoryMap,
-    buf: &mut AnonBuf,
-) -> Result<Vec<Range<u64>>> {
+fn copy_all_nonzero(mem: &dyn PhysMem, map: &MemoryMap, buf: &mut AnonBuf) -> Result<Vec<Range<u64>>> {
     const CHUNK: u64 = 2 << 20;
     let mut scratch = vec![0u8; CHUNK as usize];
     let dst = buf.as_mut_slice();
@@ -239,10 +210,7 @@ mod tests {
             Ok(2)
         }
         fn vcpu_registers(&self, index: usize) -> vmscope_hv::Result<vmscope_hv::VcpuRegisters> {
-            Ok(vmscope_hv::VcpuRegisters {
-                cr3: 0x1000 * (index as u64 + 1),
-                ..Default::default()
-            })
+            Ok(vmscope_hv::VcpuRegisters { cr3: 0x1000 * (index as u64 + 1), ..Default::default() })
         }
         fn memory_map(&self) -> vmscope_hv::Result<MemoryMap> {
             Ok(MemoryMap::flat(0))
@@ -277,15 +245,7 @@ mod tests {
         let mem = SliceMem::new(vec![0u8; 0x2000], MemoryMap::flat(0x2000));
         let hv = FakeHv::default();
         hv.paused.set(true);
-        halt_snap(
-            &hv,
-            Source::Mem(&mem),
-            SnapOptions {
-                registers: false,
-                vmcoreinfo: false,
-            },
-        )
-        .unwrap();
+        halt_snap(&hv, Source::Mem(&mem), SnapOptions { registers: false, vmcoreinfo: false }).unwrap();
         assert!(hv.paused.get());
         assert_eq!(hv.pauses.get(), 0);
     }

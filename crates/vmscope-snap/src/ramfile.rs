@@ -30,12 +30,8 @@ impl RamFile {
         let m = vmscope_hv::qemu::ram_mapping(pid)?;
         let target = m.path.trim_end_matches(" (deleted)");
         let fd_dir = format!("/proc/{pid}/fd");
-        let entries = std::fs::read_dir(&fd_dir).map_err(|e| {
-            Error::io(
-                format!("listing {fd_dir} (need ptrace rights over QEMU)"),
-                e,
-            )
-        })?;
+        let entries = std::fs::read_dir(&fd_dir)
+            .map_err(|e| Error::io(format!("listing {fd_dir} (need ptrace rights over QEMU)"), e))?;
         for e in entries.flatten() {
             let p = e.path();
             let Ok(link) = std::fs::read_link(&p) else {
@@ -50,17 +46,13 @@ impl RamFile {
 
     /// Opens a RAM backing file by path.
     pub fn open(path: &Path, map: MemoryMap) -> Result<Self> {
-        let file =
-            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         Self::from_file(file, map)
     }
 
     /// Serves an already open backing file.
     pub fn from_file(file: File, map: MemoryMap) -> Result<Self> {
-        let size = file
-            .metadata()
-            .map_err(|e| Error::io("stat of the RAM backing", e))?
-            .len();
+        let size = file.metadata().map_err(|e| Error::io("stat of the RAM backing", e))?.len();
         if map.backing_size() > size {
             return Err(Error::Map(format!(
                 "the memory map needs {:#x} bytes of backing, the RAM file has {size:#x}",
@@ -103,10 +95,7 @@ impl RamFile {
             // SAFETY: as above.
             let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
             if hole < 0 {
-                return Err(Error::io(
-                    "SEEK_HOLE on the RAM backing",
-                    std::io::Error::last_os_error(),
-                ));
+                return Err(Error::io("SEEK_HOLE on the RAM backing", std::io::Error::last_os_error()));
             }
             let (a, b) = (data as u64, (hole as u64).min(end));
             if a >= end {
@@ -122,12 +111,9 @@ impl RamFile {
 
     /// Reads `buf.len()` bytes at backing offset `offset`.
     pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        self.file.read_exact_at(buf, offset).map_err(|e| {
-            Error::io(
-                format!("pread of {} bytes at RAM offset {offset:#x}", buf.len()),
-                e,
-            )
-        })
+        self.file
+            .read_exact_at(buf, offset)
+            .map_err(|e| Error::io(format!("pread of {} bytes at RAM offset {offset:#x}", buf.len()), e))
     }
 }
 
@@ -140,10 +126,7 @@ impl PhysMem for RamFile {
                 let n = n as usize;
                 self.file
                     .read_exact_at(&mut op.buf[done..done + n], off)
-                    .map_err(|source| MemError::Io {
-                        gpa: op.gpa,
-                        source,
-                    })?;
+                    .map_err(|source| MemError::Io { gpa: op.gpa, source })?;
                 done += n;
             }
         }
@@ -157,11 +140,7 @@ impl PhysMem for RamFile {
 
 /// Pieces of at most `max` bytes of `extents` (sorted, disjoint), each with its
 /// slice of `dst` (indexed like the extents), for parallel copies.
-pub(crate) fn carve<'a>(
-    dst: &'a mut [u8],
-    extents: &[Range<u64>],
-    max: u64,
-) -> Result<Vec<(u64, &'a mut [u8])>> {
+pub(crate) fn carve<'a>(dst: &'a mut [u8], extents: &[Range<u64>], max: u64) -> Result<Vec<(u64, &'a mut [u8])>> {
     let mut out = Vec::new();
     let mut rest = dst;
     let mut base = 0u64;
@@ -169,13 +148,10 @@ pub(crate) fn carve<'a>(
         let mut at = e.start;
         while at < e.end {
             let n = (e.end - at).min(max);
-            let skip =
-                usize::try_from(at - base).map_err(|_| Error::Map("extent offset".into()))?;
+            let skip = usize::try_from(at - base).map_err(|_| Error::Map("extent offset".into()))?;
             let len = n as usize;
             if rest.len() < skip + len {
-                return Err(Error::Map(format!(
-                    "extent {at:#x}+{n:#x} is outside the snapshot buffer"
-                )));
+                return Err(Error::Map(format!("extent {at:#x}+{n:#x} is outside the snapshot buffer")));
             }
             let (_, tail) = std::mem::take(&mut rest).split_at_mut(skip);
             let (piece, tail) = tail.split_at_mut(len);
@@ -191,9 +167,7 @@ pub(crate) fn carve<'a>(
 /// Runs `f` over `items` on up to 4 threads (the guest is paused meanwhile, so its
 /// vCPU threads leave the host's cores free), summing the results.
 pub(crate) fn parallel<T: Send>(items: Vec<T>, f: impl Fn(T) -> Result<u64> + Sync) -> Result<u64> {
-    let n = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 4);
+    let n = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
     if n == 1 || items.len() < 2 {
         return items.into_iter().map(&f).sum();
     }
@@ -203,17 +177,9 @@ pub(crate) fn parallel<T: Send>(items: Vec<T>, f: impl Fn(T) -> Result<u64> + Sy
     }
     let f = &f;
     std::thread::scope(|s| {
-        let handles: Vec<_> = lanes
-            .into_iter()
-            .map(|lane| s.spawn(move || lane.into_iter().map(f).sum::<Result<u64>>()))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Map("a copy thread panicked".into())))
-            })
-            .sum()
+        let handles: Vec<_> =
+            lanes.into_iter().map(|lane| s.spawn(move || lane.into_iter().map(f).sum::<Result<u64>>())).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Map("a copy thread panicked".into())))).sum()
     })
 }
 
@@ -264,10 +230,7 @@ mod tests {
         let ext = ram.data_extents(u64::MAX).unwrap();
         // tmpfs is page-granular; other file systems may round to blocks.
         assert!(ext.iter().any(|e| e.contains(&(4 << 20))), "{ext:?}");
-        assert!(
-            ext.iter().map(|e| e.end - e.start).sum::<u64>() < (16 << 20),
-            "{ext:?}"
-        );
+        assert!(ext.iter().map(|e| e.end - e.start).sum::<u64>() < (16 << 20), "{ext:?}");
         let mut b = [0u8; 4];
         ram.read(Gpa::new((4 << 20) + 8190), &mut b).unwrap();
         assert_eq!(b, [1, 1, 0, 0]);
@@ -282,30 +245,15 @@ mod tests {
         for (o, s) in pieces {
             s.fill(o as u8);
         }
-        assert_eq!(
-            (buf[19], buf[20], buf[29], buf[30], buf[99]),
-            (10, 20, 0, 30, 90)
-        );
+        assert_eq!((buf[19], buf[20], buf[29], buf[30], buf[99]), (10, 20, 0, 30, 90));
         assert!(carve(&mut buf, &[95..105], 10).is_err());
         assert_eq!(parallel((0..10u64).collect(), Ok).unwrap(), 45);
     }
 
     #[test]
     fn merge_and_clip() {
-        assert_eq!(
-            merge_ranges(vec![5..7, 0..2, 1..3, 7..9, 4..4]),
-            vec![0..3, 5..9]
-        );
-        let map = MemoryMap::new(vec![vmscope_mem::Region::new(
-            Gpa::new(0x1000),
-            0x1000,
-            0x2000,
-            "r",
-        )])
-        .unwrap();
-        assert_eq!(
-            clip_to_map(&[0..0x2800, 0x2f00..0x5000], &map),
-            vec![0x2000..0x2800, 0x2f00..0x3000]
-        );
+        assert_eq!(merge_ranges(vec![5..7, 0..2, 1..3, 7..9, 4..4]), vec![0..3, 5..9]);
+        let map = MemoryMap::new(vec![vmscope_mem::Region::new(Gpa::new(0x1000), 0x1000, 0x2000, "r")]).unwrap();
+        assert_eq!(clip_to_map(&[0..0x2800, 0x2f00..0x5000], &map), vec![0x2000..0x2800, 0x2f00..0x3000]);
     }
 }

@@ -32,8 +32,7 @@ impl DumpMeta {
 
 /// The value of `key` in VMCOREINFO text.
 pub fn vmcoreinfo_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+    text.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
 }
 
 /// Guest RAM copied into this process. Reads never touch the guest again.
@@ -46,17 +45,8 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Wraps a filled buffer (indexed by backing offset) and the extents that hold data.
-    pub(crate) fn new(
-        buf: AnonBuf,
-        map: MemoryMap,
-        extents: Vec<Range<u64>>,
-        meta: DumpMeta,
-    ) -> Self {
-        Self {
-            mem: SliceMem::new(buf, map),
-            extents,
-            meta,
-        }
+    pub(crate) fn new(buf: AnonBuf, map: MemoryMap, extents: Vec<Range<u64>>, meta: DumpMeta) -> Self {
+        Self { mem: SliceMem::new(buf, map), extents, meta }
     }
 
     /// The backing-store ranges that were copied (everything else reads as zero: it
@@ -131,10 +121,7 @@ pub(crate) fn scan_vmcoreinfo(bytes: &[u8], extents: &[Range<u64>]) -> Option<St
 
 /// Parses one ELF note `VMCOREINFO` (Nhdr, name, text) at the start of `b`.
 pub(crate) fn parse_vmcoreinfo_note(b: &[u8]) -> Option<String> {
-    let u32_at = |o: usize| {
-        b.get(o..o + 4)
-            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    };
+    let u32_at = |o: usize| b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]));
     if u32_at(0)? != 11 || u32_at(8)? != 0 || b.get(12..23)? != b"VMCOREINFO\0" {
         return None;
     }
@@ -170,12 +157,7 @@ mod tests {
         let n = note(text);
         buf.as_mut_slice()[0x100..0x100 + n.len()].copy_from_slice(&n); // not aligned: ignored
         buf.as_mut_slice()[0x3000..0x3000 + n.len()].copy_from_slice(&n);
-        let mut s = Snapshot::new(
-            buf,
-            MemoryMap::flat(0x10000),
-            vec![0..0x10000],
-            DumpMeta::default(),
-        );
+        let mut s = Snapshot::new(buf, MemoryMap::flat(0x10000), vec![0..0x10000], DumpMeta::default());
         assert!(s.find_vmcoreinfo());
         assert_eq!(s.meta().vmcoreinfo_value("OSRELEASE"), Some("6.1.0-test"));
         assert_eq!(s.meta().vmcoreinfo_value("PAGESIZE"), Some("4096"));

@@ -7,9 +7,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use vmscope_hv::builtin::{
-    Backing as BackingInfo, DirtyPages, MemoryMapInfo, Reply, Request, Status,
-};
+use vmscope_hv::builtin::{Backing as BackingInfo, DirtyPages, MemoryMapInfo, Reply, Request, Status};
 
 use crate::machine::Machine;
 use crate::memory::Backing;
@@ -28,11 +26,7 @@ pub struct Controller {
 impl Controller {
     /// A controller for `machine`.
     pub fn new(machine: Arc<Machine>) -> Arc<Self> {
-        Arc::new(Self {
-            machine,
-            snapshots: Snapshots::default(),
-            serial: Mutex::new(()),
-        })
+        Arc::new(Self { machine, snapshots: Snapshots::default(), serial: Mutex::new(()) })
     }
 
     /// Carries out one request.
@@ -50,14 +44,10 @@ impl Controller {
             Request::MemoryMap => Ok(json(&self.memory_map())),
             Request::VcpuRegisters { vcpu } => Ok(json(&m.vcpu_registers(*vcpu)?)),
             Request::DirtyLogStart => m.dirty_log_start().map(|_| serde_json::Value::Null),
-            Request::DirtyLogFetch => Ok(json(&DirtyPages {
-                pfns: m.dirty_log_fetch()?,
-            })),
+            Request::DirtyLogFetch => Ok(json(&DirtyPages { pfns: m.dirty_log_fetch()? })),
             Request::DirtyLogStop => m.dirty_log_stop().map(|_| serde_json::Value::Null),
             Request::Snapshot { path } => Ok(json(&self.snapshots.take(m, path.as_deref())?)),
-            Request::SnapshotRelease { id } => {
-                self.snapshots.release(*id).map(|_| serde_json::Value::Null)
-            }
+            Request::SnapshotRelease { id } => self.snapshots.release(*id).map(|_| serde_json::Value::Null),
             Request::Quit => {
                 m.ctl.set_exit(ExitReason::Quit);
                 Ok(serde_json::Value::Null)
@@ -122,25 +112,14 @@ impl Controller {
             }
             let reply = match serde_json::from_str::<Request>(&line) {
                 Ok(req) => match self.handle(&req) {
-                    Ok(result) => Reply {
-                        ok: true,
-                        result,
-                        error: None,
-                    },
-                    Err(e) => Reply {
-                        ok: false,
-                        result: serde_json::Value::Null,
-                        error: Some(e.to_string()),
-                    },
+                    Ok(result) => Reply { ok: true, result, error: None },
+                    Err(e) => Reply { ok: false, result: serde_json::Value::Null, error: Some(e.to_string()) },
                 },
-                Err(e) => Reply {
-                    ok: false,
-                    result: serde_json::Value::Null,
-                    error: Some(format!("bad request: {e}")),
-                },
+                Err(e) => {
+                    Reply { ok: false, result: serde_json::Value::Null, error: Some(format!("bad request: {e}")) }
+                }
             };
-            let mut out =
-                serde_json::to_string(&reply).unwrap_or_else(|_| r#"{"ok":false}"#.into());
+            let mut out = serde_json::to_string(&reply).unwrap_or_else(|_| r#"{"ok":false}"#.into());
             out.push('\n');
             if writer.write_all(out.as_bytes()).is_err() {
                 break;
@@ -188,9 +167,7 @@ pub fn listen(path: &Path, ctl: Arc<Controller>) -> Result<PathBuf> {
         .spawn(move || {
             for stream in listener.incoming().flatten() {
                 let ctl = ctl.clone();
-                let _ = std::thread::Builder::new()
-                    .name("control-conn".into())
-                    .spawn(move || ctl.serve(stream));
+                let _ = std::thread::Builder::new().name("control-conn".into()).spawn(move || ctl.serve(stream));
             }
         })
         .map_err(|e| Error::io("spawning the control thread", e))?;

@@ -56,23 +56,14 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub(crate) fn os(what: impl Into<String>) -> Self {
-        Error::Io {
-            what: what.into(),
-            source: std::io::Error::last_os_error(),
-        }
+        Error::Io { what: what.into(), source: std::io::Error::last_os_error() }
     }
 
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io {
-            what: what.into(),
-            source,
-        }
+        Error::Io { what: what.into(), source }
     }
 
     pub(crate) fn guest(gpa: u64, e: impl std::fmt::Display) -> Self {
-        Error::GuestMemory {
-            gpa,
-            msg: e.to_string(),
-        }
+        Error::GuestMemory { gpa, msg: e.to_string() }
     }
 }

@@ -43,11 +43,7 @@ fn get_base(entry: u64) -> u64 {
 fn get_limit(entry: u64) -> u32 {
     let limit = (((entry & 0x000f_0000_0000_0000) >> 32) | (entry & 0x0000_0000_0000_ffff)) as u32;
     // With G=1 the limit counts 4 KiB pages.
-    if entry & (1 << 55) != 0 {
-        (limit << 12) | 0xfff
-    } else {
-        limit
-    }
+    if entry & (1 << 55) != 0 { (limit << 12) | 0xfff } else { limit }
 }
 
 fn bit(entry: u64, n: u32) -> u8 {
@@ -81,10 +77,7 @@ mod tests {
     fn code_segment_is_long_mode() {
         let gdt = boot_gdt();
         let cs = kvm_segment_from_gdt(gdt[1], 1);
-        assert_eq!(
-            (cs.l, cs.db, cs.present, cs.selector, cs.type_),
-            (1, 0, 1, 8, 0xb)
-        );
+        assert_eq!((cs.l, cs.db, cs.present, cs.selector, cs.type_), (1, 0, 1, 8, 0xb));
         assert_eq!(cs.limit, 0xffff_ffff);
         let ds = kvm_segment_from_gdt(gdt[2], 2);
         assert_eq!((ds.l, ds.db, ds.type_, ds.selector), (0, 1, 3, 0x10));

@@ -7,9 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use kvm_bindings::{
-    KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES, kvm_pit_config, kvm_userspace_memory_region,
-};
+use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES, kvm_pit_config, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VmFd};
 use vm_superio::Serial;
 use vmm_sys_util::eventfd::EventFd;
@@ -65,9 +63,7 @@ impl Devices {
                 let _ = self.com2.write((port - COM2_PORT) as u8, value);
                 Action::None
             }
-            I8042_DATA_PORT | I8042_COMMAND_PORT => {
-                self.i8042.write((port - I8042_DATA_PORT) as u8, value)
-            }
+            I8042_DATA_PORT | I8042_COMMAND_PORT => self.i8042.write((port - I8042_DATA_PORT) as u8, value),
             DEBUG_EXIT_PORT => Action::Exit(value),
             _ => Action::None,
         }
@@ -117,19 +113,13 @@ impl Machine {
     pub fn start(cfg: MachineConfig) -> Result<Arc<Self>> {
         let vcpus = usize::from(cfg.boot.vcpus);
         if vcpus == 0 || vcpus > 32 {
-            return Err(Error::Setup(format!(
-                "{vcpus} vCPUs: between 1 and 32 are supported"
-            )));
+            return Err(Error::Setup(format!("{vcpus} vCPUs: between 1 and 32 are supported")));
         }
         let kvm_sys = Kvm::new().map_err(kvm("opening /dev/kvm"))?;
         let vm = kvm_sys.create_vm().map_err(kvm("KVM_CREATE_VM"))?;
-        vm.set_tss_address(KVM_TSS_ADDRESS as usize)
-            .map_err(kvm("KVM_SET_TSS_ADDR"))?;
+        vm.set_tss_address(KVM_TSS_ADDRESS as usize).map_err(kvm("KVM_SET_TSS_ADDR"))?;
         vm.create_irq_chip().map_err(kvm("KVM_CREATE_IRQCHIP"))?;
-        let pit = kvm_pit_config {
-            flags: kvm_bindings::KVM_PIT_SPEAKER_DUMMY,
-            ..Default::default()
-        };
+        let pit = kvm_pit_config { flags: kvm_bindings::KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
         vm.create_pit2(pit).map_err(kvm("KVM_CREATE_PIT2"))?;
 
         let ram = GuestRam::new(cfg.ram_size, cfg.backing)?;
@@ -137,31 +127,25 @@ impl Machine {
             let region = slot_region(slot as u32, r.gpa.raw(), r.size, ram.hva + r.offset, 0);
             // SAFETY: the host range [hva + offset, + size) is part of the RAM mapping,
             // which stays mapped for the life of the process, so KVM never sees it go.
-            unsafe { vm.set_user_memory_region(region) }
-                .map_err(kvm("KVM_SET_USER_MEMORY_REGION"))?;
+            unsafe { vm.set_user_memory_region(region) }.map_err(kvm("KVM_SET_USER_MEMORY_REGION"))?;
         }
         let entry = boot::load(&ram, &cfg.boot)?;
 
         let com1_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::io("eventfd", e))?;
         let com2_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(|e| Error::io("eventfd", e))?;
-        vm.register_irqfd(&com1_evt, COM1_IRQ)
-            .map_err(kvm("KVM_IRQFD (ttyS0)"))?;
-        vm.register_irqfd(&com2_evt, COM2_IRQ)
-            .map_err(kvm("KVM_IRQFD (ttyS1)"))?;
+        vm.register_irqfd(&com1_evt, COM1_IRQ).map_err(kvm("KVM_IRQFD (ttyS0)"))?;
+        vm.register_irqfd(&com2_evt, COM2_IRQ).map_err(kvm("KVM_IRQFD (ttyS1)"))?;
         let devices = Arc::new(Mutex::new(Devices {
             com1: Serial::new(EventFdTrigger(com1_evt), cfg.serial0),
             com2: Serial::new(EventFdTrigger(com2_evt), cfg.serial1),
             i8042: I8042,
         }));
 
-        let cpuid = kvm_sys
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        let cpuid = kvm_sys.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(kvm("KVM_GET_SUPPORTED_CPUID"))?;
         let mut fds = Vec::new();
         for i in 0..vcpus {
             let fd = vm.create_vcpu(i as u64).map_err(kvm("KVM_CREATE_VCPU"))?;
-            fd.set_cpuid2(&regs::vcpu_cpuid(&cpuid, i as u8, vcpus as u8))
-                .map_err(kvm("KVM_SET_CPUID2"))?;
+            fd.set_cpuid2(&regs::vcpu_cpuid(&cpuid, i as u8, vcpus as u8)).map_err(kvm("KVM_SET_CPUID2"))?;
             regs::setup_common(&fd)?;
             if i == 0 {
                 regs::setup_boot_vcpu(&fd, entry)?;
@@ -170,8 +154,7 @@ impl Machine {
             fds.push(fd);
         }
 
-        vcpu::install_kick_handler()
-            .map_err(|e| Error::io("installing the vCPU kick handler", e))?;
+        vcpu::install_kick_handler().map_err(|e| Error::io("installing the vCPU kick handler", e))?;
         let ctl = Arc::new(RunControl::default());
         {
             let mut st = ctl.lock();
@@ -220,12 +203,7 @@ impl Machine {
             if st.parked >= st.alive {
                 break;
             }
-            st = self
-                .ctl
-                .cv
-                .wait_timeout(st, Duration::from_millis(1))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            st = self.ctl.cv.wait_timeout(st, Duration::from_millis(1)).unwrap_or_else(|p| p.into_inner()).0;
             if Instant::now() > deadline {
                 st.pause_requested = false;
                 self.ctl.cv.notify_all();
@@ -250,10 +228,7 @@ impl Machine {
     /// Registers of vCPU `index`, pausing the VM briefly if it runs.
     pub fn vcpu_registers(&self, index: usize) -> Result<VcpuRegisters> {
         if index >= self.vcpus {
-            return Err(Error::Control(format!(
-                "no vCPU {index}: there are {}",
-                self.vcpus
-            )));
+            return Err(Error::Control(format!("no vCPU {index}: there are {}", self.vcpus)));
         }
         let was_paused = self.is_paused();
         self.pause()?;
@@ -293,16 +268,9 @@ impl Machine {
     fn set_logging(&self, on: bool) -> Result<()> {
         let flags = if on { KVM_MEM_LOG_DIRTY_PAGES } else { 0 };
         for (slot, r) in self.ram.map.regions().iter().enumerate() {
-            let region = slot_region(
-                slot as u32,
-                r.gpa.raw(),
-                r.size,
-                self.ram.hva + r.offset,
-                flags,
-            );
+            let region = slot_region(slot as u32, r.gpa.raw(), r.size, self.ram.hva + r.offset, flags);
             // SAFETY: same slot, same host range as at start; only the flags change.
-            unsafe { self.vm.set_user_memory_region(region) }
-                .map_err(kvm("KVM_SET_USER_MEMORY_REGION"))?;
+            unsafe { self.vm.set_user_memory_region(region) }.map_err(kvm("KVM_SET_USER_MEMORY_REGION"))?;
         }
         Ok(())
     }
@@ -323,16 +291,11 @@ impl Machine {
     pub fn dirty_log_fetch(&self) -> Result<Vec<u64>> {
         let mut d = lock(&self.dirty);
         if !d.on {
-            return Err(Error::Control(
-                "dirty logging is not on (dirty-log-start)".into(),
-            ));
+            return Err(Error::Control("dirty logging is not on (dirty-log-start)".into()));
         }
         let mut pfns: BTreeSet<u64> = std::mem::take(&mut d.vmm_written);
         for (slot, r) in self.ram.map.regions().iter().enumerate() {
-            let bitmap = self
-                .vm
-                .get_dirty_log(slot as u32, r.size as usize)
-                .map_err(kvm("KVM_GET_DIRTY_LOG"))?;
+            let bitmap = self.vm.get_dirty_log(slot as u32, r.size as usize).map_err(kvm("KVM_GET_DIRTY_LOG"))?;
             let first = r.gpa.raw() >> 12;
             for (w, word) in bitmap.iter().enumerate() {
                 let mut bits = *word;
@@ -370,20 +333,8 @@ impl Machine {
     }
 }
 
-fn slot_region(
-    slot: u32,
-    gpa: u64,
-    size: u64,
-    hva: u64,
-    flags: u32,
-) -> kvm_userspace_memory_region {
-    kvm_userspace_memory_region {
-        slot,
-        flags,
-        guest_phys_addr: gpa,
-        memory_size: size,
-        userspace_addr: hva,
-    }
+fn slot_region(slot: u32, gpa: u64, size: u64, hva: u64, flags: u32) -> kvm_userspace_memory_region {
+    kvm_userspace_memory_region { slot, flags, guest_phys_addr: gpa, memory_size: size, userspace_addr: hva }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -39,11 +39,7 @@ struct Args {
     initrd: Option<PathBuf>,
 
     /// Kernel command line.
-    #[arg(
-        long,
-        value_name = "STRING",
-        default_value = "console=ttyS0 reboot=k panic=-1"
-    )]
+    #[arg(long, value_name = "STRING", default_value = "console=ttyS0 reboot=k panic=-1")]
     cmdline: String,
 
     /// Entry protocol: `linux64` (Linux x86-64 boot protocol, ELF or bzImage) or `pvh`
@@ -92,8 +88,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
         _ => (s, 0),
     };
     let n: u64 = num.parse().map_err(|e| format!("bad size {s:?}: {e}"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("size {s:?} overflows"))
+    n.checked_mul(1 << shift).ok_or_else(|| format!("size {s:?} overflows"))
 }
 
 fn main() {
@@ -154,14 +149,12 @@ fn run(args: Args) -> Result<ExitReason, Box<dyn std::error::Error>> {
     }
     {
         let machine = machine.clone();
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                let mut sig = 0;
-                // SAFETY: stop_signals is an initialised sigset; sig is a valid out pointer.
-                unsafe { libc::sigwait(&stop_signals, &mut sig) };
-                machine.ctl.set_exit(ExitReason::Quit);
-            })?;
+        std::thread::Builder::new().name("signals".into()).spawn(move || {
+            let mut sig = 0;
+            // SAFETY: stop_signals is an initialised sigset; sig is a valid out pointer.
+            unsafe { libc::sigwait(&stop_signals, &mut sig) };
+            machine.ctl.set_exit(ExitReason::Quit);
+        })?;
     }
     let reason = machine.wait_exit();
     machine.shutdown(reason.clone());
@@ -193,44 +186,36 @@ fn block_stop_signals() -> std::io::Result<libc::sigset_t> {
 
 /// Accepts ttyS1 clients one at a time: output goes to the newest client, its input
 /// goes into the UART's receive FIFO.
-fn serve_ttys1(
-    listener: UnixListener,
-    client: Arc<Mutex<Option<UnixStream>>>,
-    devices: Arc<Mutex<Devices>>,
-) {
-    let _ = std::thread::Builder::new()
-        .name("ttyS1".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let Ok(reader) = stream.try_clone() else {
-                    continue;
-                };
-                *client.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream);
-                let devices = devices.clone();
-                let _ = std::thread::Builder::new()
-                    .name("ttyS1-in".into())
-                    .spawn(move || {
-                        let mut reader = reader;
-                        let mut buf = [0u8; 256];
-                        while let Ok(n) = reader.read(&mut buf) {
-                            if n == 0 {
-                                break;
-                            }
-                            let mut pending = &buf[..n];
-                            while !pending.is_empty() {
-                                let taken = devices
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .com2
-                                    .enqueue_raw_bytes(pending)
-                                    .unwrap_or(0);
-                                pending = &pending[taken..];
-                                if taken == 0 {
-                                    std::thread::sleep(std::time::Duration::from_millis(1));
-                                }
-                            }
+fn serve_ttys1(listener: UnixListener, client: Arc<Mutex<Option<UnixStream>>>, devices: Arc<Mutex<Devices>>) {
+    let _ = std::thread::Builder::new().name("ttyS1".into()).spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let Ok(reader) = stream.try_clone() else {
+                continue;
+            };
+            *client.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream);
+            let devices = devices.clone();
+            let _ = std::thread::Builder::new().name("ttyS1-in".into()).spawn(move || {
+                let mut reader = reader;
+                let mut buf = [0u8; 256];
+                while let Ok(n) = reader.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut pending = &buf[..n];
+                    while !pending.is_empty() {
+                        let taken = devices
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .com2
+                            .enqueue_raw_bytes(pending)
+                            .unwrap_or(0);
+                        pending = &pending[taken..];
+                        if taken == 0 {
+                            std::thread::sleep(std::time::Duration::from_millis(1));
                         }
-                    });
-            }
-        });
+                    }
+                }
+            });
+        }
+    });
 }

@@ -14,10 +14,7 @@ const MP_EXTINT: u8 = 3;
 const HEADER_LEN: usize = 44;
 
 fn checksum(bytes: &[u8]) -> u8 {
-    bytes
-        .iter()
-        .fold(0u8, |a, b| a.wrapping_add(*b))
-        .wrapping_neg()
+    bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b)).wrapping_neg()
 }
 
 /// The MP floating pointer followed by the configuration table, to be written at

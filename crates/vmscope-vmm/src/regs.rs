@@ -50,23 +50,18 @@ fn gdt_for(protocol: BootProtocol) -> [u64; 4] {
 pub fn write_boot_tables(mem: &GuestMemoryMmap, protocol: BootProtocol) -> Result<()> {
     for (i, entry) in gdt_for(protocol).iter().enumerate() {
         let addr = GuestAddress(BOOT_GDT_START + (i * 8) as u64);
-        mem.write_obj(*entry, addr)
-            .map_err(|e| Error::guest(addr.raw_value(), e))?;
+        mem.write_obj(*entry, addr).map_err(|e| Error::guest(addr.raw_value(), e))?;
     }
-    mem.write_obj(0u64, GuestAddress(BOOT_IDT_START))
-        .map_err(|e| Error::guest(BOOT_IDT_START, e))?;
+    mem.write_obj(0u64, GuestAddress(BOOT_IDT_START)).map_err(|e| Error::guest(BOOT_IDT_START, e))?;
     if protocol == BootProtocol::Pvh {
         return Ok(()); // PVH enters with paging off
     }
-    mem.write_obj(PDPTE_START | 0x03, GuestAddress(PML4_START))
-        .map_err(|e| Error::guest(PML4_START, e))?;
-    mem.write_obj(PDE_START | 0x03, GuestAddress(PDPTE_START))
-        .map_err(|e| Error::guest(PDPTE_START, e))?;
+    mem.write_obj(PDPTE_START | 0x03, GuestAddress(PML4_START)).map_err(|e| Error::guest(PML4_START, e))?;
+    mem.write_obj(PDE_START | 0x03, GuestAddress(PDPTE_START)).map_err(|e| Error::guest(PDPTE_START, e))?;
     for i in 0..512u64 {
         let addr = GuestAddress(PDE_START + i * 8);
         // Present, writable, 2 MiB page: identity map of the first GiB.
-        mem.write_obj((i << 21) | 0x83, addr)
-            .map_err(|e| Error::guest(addr.raw_value(), e))?;
+        mem.write_obj((i << 21) | 0x83, addr).map_err(|e| Error::guest(addr.raw_value(), e))?;
     }
     Ok(())
 }
@@ -91,11 +86,7 @@ pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: BootEntry) -> Result<()> {
     sregs.gs = data;
     sregs.ss = data;
     sregs.tr = tss;
-    let mut regs = kvm_regs {
-        rflags: 0x2,
-        rip: entry.rip,
-        ..Default::default()
-    };
+    let mut regs = kvm_regs { rflags: 0x2, rip: entry.rip, ..Default::default() };
     match entry.protocol {
         BootProtocol::Linux64 => {
             sregs.cr3 = PML4_START;
@@ -120,11 +111,7 @@ pub fn setup_boot_vcpu(vcpu: &VcpuFd, entry: BootEntry) -> Result<()> {
 
 /// FPU, MSR and LAPIC state every vCPU starts with (as a PC after reset would).
 pub fn setup_common(vcpu: &VcpuFd) -> Result<()> {
-    let fpu = kvm_fpu {
-        fcw: 0x37f,
-        mxcsr: 0x1f80,
-        ..Default::default()
-    };
+    let fpu = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
     vcpu.set_fpu(&fpu).map_err(kvm("KVM_SET_FPU"))?;
     let entries: Vec<kvm_msr_entry> = [
         (MSR_IA32_SYSENTER_CS, 0),
@@ -139,11 +126,7 @@ pub fn setup_common(vcpu: &VcpuFd) -> Result<()> {
         (MSR_IA32_MISC_ENABLE, MSR_IA32_MISC_ENABLE_FAST_STRING),
     ]
     .iter()
-    .map(|&(index, data)| kvm_msr_entry {
-        index,
-        data,
-        ..Default::default()
-    })
+    .map(|&(index, data)| kvm_msr_entry { index, data, ..Default::default() })
     .collect();
     let msrs = Msrs::from_entries(&entries).map_err(|_| Error::Setup("too many MSRs".into()))?;
     vcpu.set_msrs(&msrs).map_err(kvm("KVM_SET_MSRS"))?;
@@ -188,29 +171,12 @@ pub fn vcpu_cpuid(base: &CpuId, index: u8, count: u8) -> CpuId {
 pub fn read_registers(vcpu: &VcpuFd) -> Result<VcpuRegisters> {
     let r = vcpu.get_regs().map_err(kvm("KVM_GET_REGS"))?;
     let s = vcpu.get_sregs().map_err(kvm("KVM_GET_SREGS"))?;
-    let wanted = [
-        MSR_EFER,
-        MSR_LSTAR,
-        MSR_FS_BASE,
-        MSR_GS_BASE,
-        MSR_KERNEL_GS_BASE,
-    ];
-    let entries: Vec<kvm_msr_entry> = wanted
-        .iter()
-        .map(|&index| kvm_msr_entry {
-            index,
-            ..Default::default()
-        })
-        .collect();
-    let mut msrs =
-        Msrs::from_entries(&entries).map_err(|_| Error::Setup("too many MSRs".into()))?;
+    let wanted = [MSR_EFER, MSR_LSTAR, MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE];
+    let entries: Vec<kvm_msr_entry> =
+        wanted.iter().map(|&index| kvm_msr_entry { index, ..Default::default() }).collect();
+    let mut msrs = Msrs::from_entries(&entries).map_err(|_| Error::Setup("too many MSRs".into()))?;
     let n = vcpu.get_msrs(&mut msrs).map_err(kvm("KVM_GET_MSRS"))?;
-    let msr = |index: u32| {
-        msrs.as_slice()[..n]
-            .iter()
-            .find(|e| e.index == index)
-            .map_or(0, |e| e.data)
-    };
+    let msr = |index: u32| msrs.as_slice()[..n].iter().find(|e| e.index == index).map_or(0, |e| e.data);
     Ok(VcpuRegisters {
         rax: r.rax,
         rbx: r.rbx,

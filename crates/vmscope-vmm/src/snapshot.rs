@@ -47,16 +47,8 @@ impl Snapshots {
         let was_paused = m.is_paused();
         let pid = std::process::id();
         let regions = m.ram.map.regions().to_vec();
-        let mut info = SnapshotInfo {
-            id,
-            kind: String::new(),
-            pid,
-            fd: None,
-            path: None,
-            hva: None,
-            regions,
-            pause_us: 0,
-        };
+        let mut info =
+            SnapshotInfo { id, kind: String::new(), pid, fd: None, path: None, hva: None, regions, pause_us: 0 };
         match m.ram.backing {
             Backing::Memfd => {
                 let src = m.ram.memfd.as_ref().expect("memfd backing has a memfd");
@@ -77,8 +69,7 @@ impl Snapshots {
                         (f, "memfd-copy", Some(fd), format!("/proc/{pid}/fd/{fd}"))
                     }
                 };
-                dst.set_len(m.ram.size)
-                    .map_err(|e| Error::io("sizing the snapshot", e))?;
+                dst.set_len(m.ram.size).map_err(|e| Error::io("sizing the snapshot", e))?;
                 let t = Instant::now();
                 m.pause()?;
                 let copied = sparse_copy(src, &dst, m.ram.size);
@@ -91,18 +82,12 @@ impl Snapshots {
                 info.fd = fd;
                 info.path = Some(p);
                 if kind == "memfd-copy" {
-                    self.held
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id, Held::Memfd(dst));
+                    self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Held::Memfd(dst));
                 }
             }
             Backing::Private => {
                 let target = match path {
-                    Some(p) => Some(
-                        CString::new(p)
-                            .map_err(|_| Error::Control("snapshot path has a NUL".into()))?,
-                    ),
+                    Some(p) => Some(CString::new(p).map_err(|_| Error::Control("snapshot path has a NUL".into()))?),
                     None => None,
                 };
                 let t = Instant::now();
@@ -136,10 +121,7 @@ impl Snapshots {
                 } else {
                     info.kind = "fork".into();
                     info.hva = Some(m.ram.hva);
-                    self.held
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(id, Held::Child(child));
+                    self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Held::Child(child));
                 }
             }
         }
@@ -148,11 +130,7 @@ impl Snapshots {
 
     /// Releases snapshot `id`.
     pub fn release(&self, id: u64) -> Result<()> {
-        let held = self
-            .held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
         match held {
             None => Err(Error::Control(format!("no snapshot {id}"))),
             Some(Held::Memfd(f)) => {
@@ -168,13 +146,7 @@ impl Snapshots {
 
     /// Releases every snapshot (on exit).
     pub fn release_all(&self) {
-        let all: Vec<Held> = self
-            .held
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .map(|(_, h)| h)
-            .collect();
+        let all: Vec<Held> = self.held.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, h)| h).collect();
         for h in all {
             if let Held::Child(pid) = h {
                 reap(pid);
@@ -205,20 +177,14 @@ unsafe fn child_main(target: Option<&CString>, hva: u64, size: u64) -> ! {
         }
         match target {
             Some(path) => {
-                let fd = libc::open(
-                    path.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-                    0o600,
-                );
+                let fd =
+                    libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC, 0o600);
                 if fd < 0 {
                     libc::_exit(2);
                 }
                 // Only pages the guest ever touched: the rest read as zero and stay
                 // holes. /proc/self/pagemap says which (present or swapped).
-                let pagemap = libc::open(
-                    c"/proc/self/pagemap".as_ptr(),
-                    libc::O_RDONLY | libc::O_CLOEXEC,
-                );
+                let pagemap = libc::open(c"/proc/self/pagemap".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
                 let mut entries = [0u64; 256];
                 let mut off = 0u64;
                 while off < size {
@@ -239,10 +205,7 @@ unsafe fn child_main(target: Option<&CString>, hva: u64, size: u64) -> ! {
                         let used = got != want as isize || e & (3 << 62) != 0;
                         let po = off + i as u64 * 4096;
                         let p = (hva + po) as *const u8;
-                        if used
-                            && !all_zero(p, 4096)
-                            && libc::pwrite(fd, p.cast(), 4096, po as libc::off_t) != 4096
-                        {
+                        if used && !all_zero(p, 4096) && libc::pwrite(fd, p.cast(), 4096, po as libc::off_t) != 4096 {
                             libc::_exit(3);
                         }
                     }
@@ -300,8 +263,7 @@ fn sparse_copy(src: &File, dst: &File, size: u64) -> Result<()> {
             let (mut i, mut o) = (pos, pos);
             // SAFETY: both descriptors are open files we own; i and o are valid
             // offset pointers; the length is bounded by the extent.
-            let n =
-                unsafe { libc::copy_file_range(sfd, &mut i, dfd, &mut o, (end - pos) as usize, 0) };
+            let n = unsafe { libc::copy_file_range(sfd, &mut i, dfd, &mut o, (end - pos) as usize, 0) };
             if n <= 0 {
                 // Not every pair of file systems supports it: copy through a buffer.
                 copy_range(src, dst, pos as u64, (end - pos) as u64)?;
@@ -320,10 +282,8 @@ fn copy_range(src: &File, dst: &File, start: u64, len: u64) -> Result<()> {
     let mut off = start;
     while off < start + len {
         let n = ((start + len - off) as usize).min(buf.len());
-        src.read_exact_at(&mut buf[..n], off)
-            .map_err(|e| Error::io("reading RAM for a snapshot", e))?;
-        dst.write_all_at(&buf[..n], off)
-            .map_err(|e| Error::io("writing the snapshot", e))?;
+        src.read_exact_at(&mut buf[..n], off).map_err(|e| Error::io("reading RAM for a snapshot", e))?;
+        dst.write_all_at(&buf[..n], off).map_err(|e| Error::io("writing the snapshot", e))?;
         off += n as u64;
     }
     Ok(())

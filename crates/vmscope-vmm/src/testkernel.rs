@@ -109,9 +109,7 @@ impl Manifest {
         let nr_mappings = u32_at(&h, 36) as usize;
         let nr_symbols = u32_at(&h, 40) as usize;
         if nr_mappings > MAX_MAPPINGS || nr_symbols > MAX_SYMBOLS {
-            return Err(guest(format!(
-                "manifest claims {nr_mappings} mappings, {nr_symbols} symbols"
-            )));
+            return Err(guest(format!("manifest claims {nr_mappings} mappings, {nr_symbols} symbols")));
         }
         let mut mb = vec![0u8; nr_mappings * 64];
         mem.read(Gpa::new(u64_at(&h, 48)), &mut mb)?;
@@ -128,10 +126,7 @@ impl Manifest {
             .collect();
         let mut sb = vec![0u8; nr_symbols * 40];
         mem.read(Gpa::new(u64_at(&h, 56)), &mut sb)?;
-        let symbols = sb
-            .chunks(40)
-            .map(|c| (cstr(&c[..24]), u64_at(c, 24), u64_at(c, 32)))
-            .collect();
+        let symbols = sb.chunks(40).map(|c| (cstr(&c[..24]), u64_at(c, 24), u64_at(c, 32))).collect();
         Ok(Some(Manifest {
             version: u32_at(&h, 8),
             cr3: u64_at(&h, 16),
@@ -155,15 +150,11 @@ impl Manifest {
 
     /// The physical address of `va` by the manifest's mapping table.
     pub fn pa(&self, va: u64) -> Option<Gpa> {
-        self.mappings
-            .iter()
-            .find(|m| va >= m.va && va - m.va < m.size)
-            .map(|m| Gpa::new(m.pa + (va - m.va)))
+        self.mappings.iter().find(|m| va >= m.va && va - m.va < m.size).map(|m| Gpa::new(m.pa + (va - m.va)))
     }
 
     fn pa_or_err(&self, va: u64) -> Result<Gpa> {
-        self.pa(va)
-            .ok_or_else(|| guest(format!("{va:#x} is in no manifest mapping")))
+        self.pa(va).ok_or_else(|| guest(format!("{va:#x} is in no manifest mapping")))
     }
 
     /// A symbol's address.
@@ -193,9 +184,7 @@ impl Manifest {
 
     /// Every list as memory holds it now.
     pub fn lists<M: PhysMem + ?Sized>(&self, mem: &M) -> Result<Vec<ListView>> {
-        (0..u64::from(self.nr_lists))
-            .map(|l| self.list(mem, l))
-            .collect()
+        (0..u64::from(self.nr_lists)).map(|l| self.list(mem, l)).collect()
     }
 
     /// List `l`, walked from its head along `next`, at most `max_len + 1` steps.
@@ -217,13 +206,7 @@ impl Manifest {
             ids.push(u64_at(&n, 16) as u8);
             p = u64_at(&n, 0);
         }
-        Ok(ListView {
-            seq: u64_at(&b, 0),
-            last_op: u64_at(&b, 16),
-            len: u64_at(&b, 24),
-            ids,
-            broken,
-        })
+        Ok(ListView { seq: u64_at(&b, 0), last_op: u64_at(&b, 16), len: u64_at(&b, 24), ids, broken })
     }
 
     /// The journal's filled slots.
@@ -256,11 +239,7 @@ impl Manifest {
                 continue;
             }
             let (op, order) = journal_state(&journal, l as u64);
-            if view.broken
-                || view.last_op != op
-                || view.ids != order
-                || view.len as usize != view.ids.len()
-            {
+            if view.broken || view.last_op != op || view.ids != order || view.len as usize != view.ids.len() {
                 check.mismatches.push(format!(
                     "list {l} (seq {}, last_op {}, len {}, broken {}): memory {:?}, journal op {op} {:?}",
                     view.seq, view.last_op, view.len, view.broken, view.ids, order

@@ -121,12 +121,7 @@ pub fn install_kick_handler() -> std::io::Result<()> {
 }
 
 /// The body of vCPU thread `index`.
-pub fn run_vcpu(
-    mut vcpu: VcpuFd,
-    index: usize,
-    ctl: Arc<RunControl>,
-    devices: Arc<Mutex<Devices>>,
-) {
+pub fn run_vcpu(mut vcpu: VcpuFd, index: usize, ctl: Arc<RunControl>, devices: Arc<Mutex<Devices>>) {
     KVM_RUN.with(|p| p.set(vcpu.get_kvm_run() as *mut kvm_run));
     loop {
         if !park_if_requested(&vcpu, index, &ctl) {
@@ -151,13 +146,9 @@ pub fn run_vcpu(
             }
             Ok(VcpuExit::MmioWrite(..)) | Ok(VcpuExit::Hlt) | Ok(VcpuExit::IrqWindowOpen) => None,
             Ok(VcpuExit::Shutdown) => {
-                let (rip, cs) = (
-                    vcpu.get_regs().map(|r| r.rip).unwrap_or(0),
-                    vcpu.get_sregs().map(|s| s.cs.selector).unwrap_or(0),
-                );
-                eprintln!(
-                    "vmscope-vmm: vCPU {index}: shutdown (triple fault?) at {cs:#x}:{rip:#x}"
-                );
+                let (rip, cs) =
+                    (vcpu.get_regs().map(|r| r.rip).unwrap_or(0), vcpu.get_sregs().map(|s| s.cs.selector).unwrap_or(0));
+                eprintln!("vmscope-vmm: vCPU {index}: shutdown (triple fault?) at {cs:#x}:{rip:#x}");
                 Some(ExitReason::Shutdown)
             }
             Ok(VcpuExit::SystemEvent(kind, _)) => match kind {
@@ -166,16 +157,12 @@ pub fn run_vcpu(
             },
             Ok(VcpuExit::InternalError) => {
                 let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
-                Some(ExitReason::Error(format!(
-                    "vCPU {index}: KVM internal error at rip {rip:#x}"
-                )))
+                Some(ExitReason::Error(format!("vCPU {index}: KVM internal error at rip {rip:#x}")))
             }
-            Ok(VcpuExit::FailEntry(reason, cpu)) => Some(ExitReason::Error(format!(
-                "vCPU {index}: entry failed, reason {reason:#x} on cpu {cpu}"
-            ))),
-            Ok(other) => Some(ExitReason::Error(format!(
-                "vCPU {index}: unexpected exit {other:?}"
-            ))),
+            Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                Some(ExitReason::Error(format!("vCPU {index}: entry failed, reason {reason:#x} on cpu {cpu}")))
+            }
+            Ok(other) => Some(ExitReason::Error(format!("vCPU {index}: unexpected exit {other:?}"))),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                 vcpu.set_kvm_immediate_exit(0);
                 None

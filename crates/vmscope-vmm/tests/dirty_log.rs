@@ -22,10 +22,7 @@ fn watched_pages(m: &Manifest) -> BTreeSet<u64> {
     };
     add(m.lists_va, u64::from(m.nr_lists) * 64);
     add(m.journal_va, m.journal_entries * 32);
-    add(
-        m.nodes_va,
-        u64::from(m.nr_lists) * m.nodes_per_list * m.node_size,
-    );
+    add(m.nodes_va, u64::from(m.nr_lists) * m.nodes_per_list * m.node_size);
     add(m.percpu_va, 16 * 64);
     add(m.ops_va, 8);
     pages
@@ -57,35 +54,19 @@ fn dirty_log_reports_the_pages_the_mutator_wrote() {
         let before = snapshot_pages(&mem, &pages);
         let ops = m.ops(&mem).unwrap();
         c.resume().unwrap();
-        assert!(
-            eventually(Duration::from_secs(10), || m.ops(&mem).unwrap() > ops + 50),
-            "the mutator runs"
-        );
+        assert!(eventually(Duration::from_secs(10), || m.ops(&mem).unwrap() > ops + 50), "the mutator runs");
         c.pause().unwrap();
         let dirty: BTreeSet<u64> = log.fetch().unwrap().into_iter().collect();
         let after = snapshot_pages(&mem, &pages);
         c.resume().unwrap();
 
-        let changed: Vec<u64> = pages
-            .iter()
-            .zip(before.iter().zip(&after))
-            .filter(|(_, (b, a))| b != a)
-            .map(|(p, _)| *p)
-            .collect();
-        assert!(
-            !changed.is_empty(),
-            "round {round}: the mutator changed nothing"
-        );
+        let changed: Vec<u64> =
+            pages.iter().zip(before.iter().zip(&after)).filter(|(_, (b, a))| b != a).map(|(p, _)| *p).collect();
+        assert!(!changed.is_empty(), "round {round}: the mutator changed nothing");
         for pfn in &changed {
-            assert!(
-                dirty.contains(pfn),
-                "round {round}: page {pfn:#x} changed but is not in the dirty log"
-            );
+            assert!(dirty.contains(pfn), "round {round}: page {pfn:#x} changed but is not in the dirty log");
         }
-        assert!(
-            dirty.contains(&(m.pa(m.ops_va).unwrap().raw() >> 12)),
-            "round {round}: the op counter's page"
-        );
+        assert!(dirty.contains(&(m.pa(m.ops_va).unwrap().raw() >> 12)), "round {round}: the op counter's page");
     }
     log.stop().unwrap();
     assert!(log.fetch().is_err(), "fetch without logging is an error");

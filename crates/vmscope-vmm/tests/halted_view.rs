@@ -17,19 +17,12 @@ fn halted_lists_equal_the_journal() {
     let mut checked = 0;
     let mut last_ops = 0;
     for _ in 0..8 {
-        assert!(
-            eventually(Duration::from_secs(10), || m.ops(&mem).unwrap()
-                > last_ops + 10),
-            "the mutator runs"
-        );
+        assert!(eventually(Duration::from_secs(10), || m.ops(&mem).unwrap() > last_ops + 10), "the mutator runs");
         c.pause().unwrap();
         let ops = m.ops(&mem).unwrap();
         last_ops = ops;
         checked += assert_lists_match_journal(&m, &mem);
         c.resume().unwrap();
     }
-    assert!(
-        checked >= 8 * 6,
-        "too many lists caught mid-update: {checked} checked"
-    );
+    assert!(checked >= 8 * 6, "too many lists caught mid-update: {checked} checked");
 }

@@ -13,19 +13,10 @@ use common::{Vm, image};
 fn banner(extra: &[&str]) {
     let vmlinux = image("linux-6.1/vmlinux");
     let mut args = extra.to_vec();
-    args.extend([
-        "--memory",
-        "512M",
-        "--cmdline",
-        "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr panic=-1",
-    ]);
+    args.extend(["--memory", "512M", "--cmdline", "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr panic=-1"]);
     let mut vm = Vm::start(&vmlinux, &args);
     let ok = vm.wait_console("Linux version 6.1", Duration::from_secs(60));
-    assert!(
-        ok,
-        "no banner on ttyS0; console so far:\n{}",
-        vm.console_text()
-    );
+    assert!(ok, "no banner on ttyS0; console so far:\n{}", vm.console_text());
 }
 
 #[test]

@@ -25,23 +25,8 @@ fn linux_boots_to_the_initramfs_shell() {
     let bz = image("linux-6.1/bzImage");
     let initrd = image("linux-6.1/initramfs.cpio");
     let initrd = initrd.to_str().expect("UTF-8 path");
-    let mut vm = Vm::start(
-        &bz,
-        &[
-            "--memory",
-            "1G",
-            "--vcpus",
-            "2",
-            "--initrd",
-            initrd,
-            "--cmdline",
-            "console=ttyS0 panic=-1",
-        ],
-    );
+    let mut vm =
+        Vm::start(&bz, &["--memory", "1G", "--vcpus", "2", "--initrd", initrd, "--cmdline", "console=ttyS0 panic=-1"]);
     let ok = vm.wait_console("Run /init as init process", Duration::from_secs(120));
-    assert!(
-        ok,
-        "the kernel did not run /init; console:\n{}",
-        vm.console_text()
-    );
+    assert!(ok, "the kernel did not run /init; console:\n{}", vm.console_text());
 }

@@ -15,41 +15,22 @@ fn pause_freezes_the_mutator() {
     let (c, mem) = live_memfd(&mut vm);
     let m = wait_manifest(&mem, 2, Duration::from_secs(20));
     let running = m.ops(&mem).unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || m.ops(&mem).unwrap() > running),
-        "the mutator runs"
-    );
+    assert!(eventually(Duration::from_secs(10), || m.ops(&mem).unwrap() > running), "the mutator runs");
 
     c.pause().unwrap();
     assert!(c.is_paused().unwrap());
-    let frozen = (
-        m.ops(&mem).unwrap(),
-        m.iterations(&mem, 0).unwrap(),
-        m.iterations(&mem, 1).unwrap(),
-    );
+    let frozen = (m.ops(&mem).unwrap(), m.iterations(&mem, 0).unwrap(), m.iterations(&mem, 1).unwrap());
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
-        (
-            m.ops(&mem).unwrap(),
-            m.iterations(&mem, 0).unwrap(),
-            m.iterations(&mem, 1).unwrap()
-        ),
+        (m.ops(&mem).unwrap(), m.iterations(&mem, 0).unwrap(), m.iterations(&mem, 1).unwrap()),
         frozen,
         "counters moved while paused"
     );
     let r0 = c.vcpu_registers(0).unwrap();
-    assert_eq!(
-        c.vcpu_registers(0).unwrap(),
-        r0,
-        "registers of a paused vCPU are stable"
-    );
+    assert_eq!(c.vcpu_registers(0).unwrap(), r0, "registers of a paused vCPU are stable");
 
     c.resume().unwrap();
     assert!(!c.is_paused().unwrap());
-    let both_run =
-        || m.iterations(&mem, 0).unwrap() > frozen.1 && m.iterations(&mem, 1).unwrap() > frozen.2;
-    assert!(
-        eventually(Duration::from_secs(10), both_run),
-        "both cpus run again"
-    );
+    let both_run = || m.iterations(&mem, 0).unwrap() > frozen.1 && m.iterations(&mem, 1).unwrap() > frozen.2;
+    assert!(eventually(Duration::from_secs(10), both_run), "both cpus run again");
 }

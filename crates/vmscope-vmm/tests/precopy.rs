@@ -17,9 +17,7 @@ use vmscope_mem::{MemoryMap, PhysMem};
 fn copy_pages(src: &std::fs::File, dst: &std::fs::File, map: &MemoryMap, pfns: &[u64]) {
     let mut page = [0u8; 4096];
     for pfn in pfns {
-        let (off, _) = map
-            .lookup(vmscope_mem::Gpa::new(pfn << 12))
-            .expect("dirty page is RAM");
+        let (off, _) = map.lookup(vmscope_mem::Gpa::new(pfn << 12)).expect("dirty page is RAM");
         src.read_exact_at(&mut page, off).unwrap();
         dst.write_all_at(&page, off).unwrap();
     }
@@ -60,14 +58,8 @@ fn dirty_log_precopy_gives_a_consistent_copy() {
     log.stop().unwrap();
 
     let copy = FileMem::open(&copy_path, map);
-    let cm = Manifest::read(&copy)
-        .unwrap()
-        .expect("manifest in the copy");
-    assert_eq!(
-        cm.ops(&copy).unwrap(),
-        ops_at_pause,
-        "the copy is at the final pause point"
-    );
+    let cm = Manifest::read(&copy).unwrap().expect("manifest in the copy");
+    assert_eq!(cm.ops(&copy).unwrap(), ops_at_pause, "the copy is at the final pause point");
     let checked = assert_lists_match_journal(&cm, &copy);
     assert!(checked >= 6, "{checked} lists checked");
     assert!(copy.memory_map().ram_size() > 0);

@@ -12,18 +12,10 @@ use vmscope_mem::{MemoryMap, PhysMem};
 
 /// The snapshot is self-consistent and frozen while the guest runs on.
 fn check_snapshot(snap: &impl PhysMem, live_ops: impl Fn() -> u64) {
-    let m = Manifest::read(snap)
-        .unwrap()
-        .expect("the snapshot holds the manifest");
+    let m = Manifest::read(snap).unwrap().expect("the snapshot holds the manifest");
     let ops = m.ops(snap).unwrap();
-    assert!(
-        assert_lists_match_journal(&m, snap) >= 6,
-        "lists checked in the snapshot"
-    );
-    assert!(
-        eventually(Duration::from_secs(10), || live_ops() > ops + 20),
-        "the guest runs on after the snapshot"
-    );
+    assert!(assert_lists_match_journal(&m, snap) >= 6, "lists checked in the snapshot");
+    assert!(eventually(Duration::from_secs(10), || live_ops() > ops + 20), "the guest runs on after the snapshot");
     assert_eq!(m.ops(snap).unwrap(), ops, "the snapshot changed");
 }
 
@@ -65,10 +57,7 @@ fn fork_snapshots_of_private_ram() {
     let snap = ProcMem::open(s.pid, s.hva.unwrap(), map.clone());
     check_snapshot(&snap, live_ops);
     c.snapshot_release(s.id).unwrap();
-    assert!(
-        !Path::new(&format!("/proc/{}/mem", s.pid)).exists(),
-        "the snapshot child ended"
-    );
+    assert!(!Path::new(&format!("/proc/{}/mem", s.pid)).exists(), "the snapshot child ended");
 
     let file = vm.dir().join("ram.snap");
     let s = c.snapshot(Some(&file)).unwrap();

@@ -22,26 +22,14 @@ fn every_technique_reads_the_test_kernel() {
     assert_eq!(loc.pid, vm.pid());
     let readers: Vec<(&str, Box<dyn PhysMem>)> = vec![
         ("pread", Box::new(Pread::open(loc.clone()).unwrap())),
-        (
-            "process_vm_readv",
-            Box::new(VmReadv::open(loc.clone()).unwrap()),
-        ),
-        (
-            "/proc/PID/mem",
-            Box::new(ProcMem::open(loc.clone()).unwrap()),
-        ),
+        ("process_vm_readv", Box::new(VmReadv::open(loc.clone()).unwrap())),
+        ("/proc/PID/mem", Box::new(ProcMem::open(loc.clone()).unwrap())),
         ("mmap", Box::new(Mapped::open(loc.clone()).unwrap())),
     ];
     let m = wait_manifest(&readers[0].1, 2, Duration::from_secs(20));
     for (name, r) in &readers {
-        let mine = Manifest::read(r)
-            .unwrap()
-            .unwrap_or_else(|| panic!("{name}: no manifest"));
-        assert_eq!(
-            (mine.cr3, mine.lists_va),
-            (m.cr3, m.lists_va),
-            "{name}: manifest"
-        );
+        let mine = Manifest::read(r).unwrap().unwrap_or_else(|| panic!("{name}: no manifest"));
+        assert_eq!((mine.cr3, mine.lists_va), (m.cr3, m.lists_va), "{name}: manifest");
     }
     let halted = Halted::new(&readers, &c);
     for round in 0..3 {
@@ -49,22 +37,14 @@ fn every_technique_reads_the_test_kernel() {
             .pass(|rs| {
                 let reference = m.lists(&rs[0].1).unwrap();
                 for (name, r) in rs.iter() {
-                    assert_eq!(
-                        m.lists(r).unwrap(),
-                        reference,
-                        "round {round}: {name} disagrees with pread"
-                    );
-                    assert!(
-                        assert_lists_match_journal(&m, r) >= 6,
-                        "round {round}: {name}"
-                    );
+                    assert_eq!(m.lists(r).unwrap(), reference, "round {round}: {name} disagrees with pread");
+                    assert!(assert_lists_match_journal(&m, r) >= 6, "round {round}: {name}");
                 }
             })
             .unwrap();
         let ops = m.ops(&readers[0].1).unwrap();
         assert!(
-            eventually(Duration::from_secs(10), || m.ops(&readers[0].1).unwrap()
-                > ops),
+            eventually(Duration::from_secs(10), || m.ops(&readers[0].1).unwrap() > ops),
             "the guest runs between passes"
         );
     }

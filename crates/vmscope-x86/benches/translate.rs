@@ -10,8 +10,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use memflow::architecture::x86::x64;
 use memflow::connector::MappedPhysicalMemory;
 use memflow::mem::{
-    CachedVirtualTranslate, DirectTranslate, MemoryMap as MfMap, VirtualDma, VirtualTranslate,
-    VirtualTranslate2, VirtualTranslate3,
+    CachedVirtualTranslate, DirectTranslate, MemoryMap as MfMap, VirtualDma, VirtualTranslate, VirtualTranslate2,
+    VirtualTranslate3,
 };
 use memflow::types::Address;
 use vmscope_mem::{Gpa, Gva, SliceMem};
@@ -70,10 +70,9 @@ fn config() -> Criterion {
 fn uncached(c: &mut Criterion) {
     let mut g = c.benchmark_group("uncached_walk");
     g.throughput(Throughput::Elements(N as u64));
-    for (name, mode, base) in [
-        ("4level_4k", PagingMode::Level4, DIRECT_MAP),
-        ("5level_4k", PagingMode::Level5, DIRECT_MAP_5),
-    ] {
+    for (name, mode, base) in
+        [("4level_4k", PagingMode::Level4, DIRECT_MAP), ("5level_4k", PagingMode::Level5, DIRECT_MAP_5)]
+    {
         let (mem, space) = direct_map(mode, base, PageSize::Size4K);
         let gvas = addresses(base, N);
         g.bench_function(format!("{name}/vmscope"), |b| {
@@ -90,10 +89,7 @@ fn uncached(c: &mut Criterion) {
             g.bench_function(format!("{name}/memflow"), |b| {
                 b.iter(|| {
                     for &gva in &gvas {
-                        black_box(
-                            tr.virt_to_phys(&mut mf, Address::from(black_box(gva.raw())))
-                                .ok(),
-                        );
+                        black_box(tr.virt_to_phys(&mut mf, Address::from(black_box(gva.raw()))).ok());
                     }
                 })
             });
@@ -125,20 +121,10 @@ fn batched(c: &mut Criterion) {
                 true
             };
             let mut fail = |_| true;
-            let addrs = gvas.iter().map(|g| {
-                memflow::cglue::CTup3(
-                    Address::from(g.raw()),
-                    Address::null(),
-                    1 as memflow::types::umem,
-                )
-            });
-            vat.virt_to_phys_iter(
-                &mut mf,
-                &tr,
-                addrs,
-                &mut (&mut ok).into(),
-                &mut (&mut fail).into(),
-            );
+            let addrs = gvas
+                .iter()
+                .map(|g| memflow::cglue::CTup3(Address::from(g.raw()), Address::null(), 1 as memflow::types::umem));
+            vat.virt_to_phys_iter(&mut mf, &tr, addrs, &mut (&mut ok).into(), &mut (&mut fail).into());
             black_box(n);
         })
     });
@@ -154,11 +140,7 @@ fn cached(c: &mut Criterion) {
     g.bench_function("4level_4k/vmscope", |b| {
         b.iter(|| {
             for &gva in &gvas {
-                black_box(
-                    tlb.translate(&mem, &space, black_box(gva))
-                        .map(|t| t.gpa)
-                        .ok(),
-                );
+                black_box(tlb.translate(&mem, &space, black_box(gva)).map(|t| t.gpa).ok());
             }
         })
     });
@@ -172,10 +154,7 @@ fn cached(c: &mut Criterion) {
     g.bench_function("4level_4k/memflow", |b| {
         b.iter(|| {
             for &gva in &gvas {
-                black_box(
-                    vat.virt_to_phys(&mut mf, &tr, Address::from(black_box(gva.raw())))
-                        .ok(),
-                );
+                black_box(vat.virt_to_phys(&mut mf, &tr, Address::from(black_box(gva.raw()))).ok());
             }
         })
     });
@@ -203,11 +182,7 @@ fn iterate(c: &mut Criterion) {
                     runs += 1;
                     true
                 };
-                dma.virt_translation_map_range(
-                    Address::null(),
-                    Address::invalid(),
-                    (&mut cb).into(),
-                );
+                dma.virt_translation_map_range(Address::null(), Address::invalid(), (&mut cb).into());
                 assert_eq!(runs, 1);
             })
         });

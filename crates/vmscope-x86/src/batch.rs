@@ -27,31 +27,15 @@ impl AddressSpace {
     /// reads each upper-level entry once). If a
     /// batch fails, [`PhysMem::read_each`] finds out which entries could not be read;
     /// the other walks go on. Results equal [`translate`](Self::translate)'s.
-    pub fn translate_batch<M: PhysMem + ?Sized>(
-        &self,
-        mem: &M,
-        gvas: &[Gva],
-        out: &mut Vec<Result<Translation>>,
-    ) {
+    pub fn translate_batch<M: PhysMem + ?Sized>(&self, mem: &M, gvas: &[Gva], out: &mut Vec<Result<Translation>>) {
         out.clear();
         let mut pending = Vec::with_capacity(gvas.len());
         for (idx, &gva) in gvas.iter().enumerate() {
             if self.mode().is_canonical(gva) {
-                out.push(Err(Error::NotPresent {
-                    gva,
-                    level: self.mode().levels()[0].level,
-                }));
-                pending.push(Pending {
-                    idx,
-                    table: self.root().gpa().raw(),
-                    and: !0,
-                    or: 0,
-                });
+                out.push(Err(Error::NotPresent { gva, level: self.mode().levels()[0].level }));
+                pending.push(Pending { idx, table: self.root().gpa().raw(), and: !0, or: 0 });
             } else {
-                out.push(Err(Error::NonCanonical {
-                    gva,
-                    mode: self.mode(),
-                }));
+                out.push(Err(Error::NonCanonical { gva, mode: self.mode() }));
             }
         }
         let mut entries: Vec<[u8; 8]> = Vec::with_capacity(pending.len());
@@ -75,11 +59,8 @@ impl AddressSpace {
             }
             entries.clear();
             entries.resize(addrs.len(), [0; 8]);
-            let mut ops: Vec<ReadOp<'_>> = addrs
-                .iter()
-                .zip(entries.iter_mut())
-                .map(|(&at, buf)| ReadOp::new(Gpa::new(at), buf))
-                .collect();
+            let mut ops: Vec<ReadOp<'_>> =
+                addrs.iter().zip(entries.iter_mut()).map(|(&at, buf)| ReadOp::new(Gpa::new(at), buf)).collect();
             let all_ok = mem.read_each(&mut ops, &mut results);
             drop(ops);
             let mut kept = 0;
@@ -93,19 +74,14 @@ impl AddressSpace {
                 }
                 let entry = u64::from_le_bytes(entries[r]);
                 if entry & pte::PRESENT == 0 {
-                    out[p.idx] = Err(Error::NotPresent {
-                        gva,
-                        level: def.level,
-                    });
+                    out[p.idx] = Err(Error::NotPresent { gva, level: def.level });
                     continue;
                 }
                 p.and &= entry;
                 p.or |= entry;
                 match pte::step(def, entry, self.reserved(), gva.raw()) {
                     Err(e) => out[p.idx] = Err(e),
-                    Ok(Step::Leaf(frame)) => {
-                        out[p.idx] = Ok(leaf(gva, frame, def.shift, entry, p.and, p.or))
-                    }
+                    Ok(Step::Leaf(frame)) => out[p.idx] = Ok(leaf(gva, frame, def.shift, entry, p.and, p.or)),
                     Ok(Step::Table(next)) => {
                         p.table = next;
                         pending[kept] = p;

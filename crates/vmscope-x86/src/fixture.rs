@@ -54,12 +54,7 @@ pub struct PageTableBuilder {
 impl PageTableBuilder {
     /// An empty address space under `mode`: one zeroed root table at `0x1000`.
     pub fn new(mode: PagingMode) -> Self {
-        let mut b = PageTableBuilder {
-            mode,
-            ram: vec![0; 0x1000],
-            root: 0,
-            table_flags: pte::WRITABLE | pte::USER,
-        };
+        let mut b = PageTableBuilder { mode, ram: vec![0; 0x1000], root: 0, table_flags: pte::WRITABLE | pte::USER };
         b.root = b.alloc_table().raw();
         b
     }
@@ -102,26 +97,13 @@ impl PageTableBuilder {
 
     /// Maps one page of `size` at `gva` to `gpa` with leaf `flags` (present and,
     /// for large pages, the page-size bit are added).
-    pub fn map(
-        &mut self,
-        gva: Gva,
-        gpa: Gpa,
-        size: PageSize,
-        flags: u64,
-    ) -> Result<(), FixtureError> {
+    pub fn map(&mut self, gva: Gva, gpa: Gpa, size: PageSize, flags: u64) -> Result<(), FixtureError> {
         self.map_in(self.root(), gva, gpa, size, flags)
     }
 
     /// [`map`](Self::map) into the tables under another `root` (e.g. the user half
     /// of a PTI pair, or a second process) sharing this RAM.
-    pub fn map_in(
-        &mut self,
-        root: Root,
-        gva: Gva,
-        gpa: Gpa,
-        size: PageSize,
-        flags: u64,
-    ) -> Result<(), FixtureError> {
+    pub fn map_in(&mut self, root: Root, gva: Gva, gpa: Gpa, size: PageSize, flags: u64) -> Result<(), FixtureError> {
         let bytes = size.bytes();
         if !gva.is_aligned(bytes) || !gpa.is_aligned(bytes) || !self.mode.is_canonical(gva) {
             return Err(FixtureError::Misaligned { gva, gpa, size });
@@ -152,14 +134,7 @@ impl PageTableBuilder {
     }
 
     /// Maps `len` bytes (a multiple of `size`) at `gva` to `gpa` with pages of `size`.
-    pub fn map_range(
-        &mut self,
-        gva: Gva,
-        gpa: Gpa,
-        len: u64,
-        size: PageSize,
-        flags: u64,
-    ) -> Result<(), FixtureError> {
+    pub fn map_range(&mut self, gva: Gva, gpa: Gpa, len: u64, size: PageSize, flags: u64) -> Result<(), FixtureError> {
         let mut off = 0;
         while off < len {
             let (Some(v), Some(p)) = (gva.checked_add(off), gpa.checked_add(off)) else {

@@ -161,35 +161,15 @@ impl<M: PhysMem + ?Sized> Mappings<'_, M> {
         let gva = Gva::new(self.space.mode().canonicalize(base.max(self.first)));
         if self.tables_read >= self.max_tables {
             self.depth = 0;
-            return Err(Error::Budget {
-                gva,
-                tables: self.tables_read,
-            });
+            return Err(Error::Budget { gva, tables: self.tables_read });
         }
         self.tables_read += 1;
         let def = &self.levels[d];
-        self.mem
-            .read_u64s(Gpa::new(table), &mut self.tables[d])
-            .map_err(|e| read_error(e, gva, def.level, table))?;
+        self.mem.read_u64s(Gpa::new(table), &mut self.tables[d]).map_err(|e| read_error(e, gva, def.level, table))?;
         let span_last = base + ((512u64 << def.shift) - 1);
-        let next = if self.first > base {
-            ((self.first - base) >> def.shift) as usize
-        } else {
-            0
-        };
-        let last = if self.last < span_last {
-            ((self.last - base) >> def.shift) as usize
-        } else {
-            511
-        };
-        self.frames[d] = Frame {
-            table,
-            base,
-            next,
-            last,
-            and,
-            or,
-        };
+        let next = if self.first > base { ((self.first - base) >> def.shift) as usize } else { 0 };
+        let last = if self.last < span_last { ((self.last - base) >> def.shift) as usize } else { 511 };
+        self.frames[d] = Frame { table, base, next, last, and, or };
         self.depth = d + 1;
         Ok(())
     }
@@ -282,22 +262,12 @@ impl<M: PhysMem + ?Sized> Iterator for Mappings<'_, M> {
                     if let Some(run) = &mut self.run {
                         let end = run.gva.raw().checked_add(run.len);
                         let pend = run.gpa.raw().checked_add(run.len);
-                        if end == Some(va)
-                            && pend == Some(frame)
-                            && run.page_size == page_size
-                            && run.perms == perms
-                        {
+                        if end == Some(va) && pend == Some(frame) && run.page_size == page_size && run.perms == perms {
                             run.len += len;
                             continue;
                         }
                     }
-                    let new = Mapping {
-                        gva: Gva::new(va),
-                        gpa: Gpa::new(frame),
-                        len,
-                        page_size,
-                        perms,
-                    };
+                    let new = Mapping { gva: Gva::new(va), gpa: Gpa::new(frame), len, page_size, perms };
                     if let Some(done) = self.run.replace(new) {
                         return Some(Ok(done));
                     }
@@ -306,11 +276,7 @@ impl<M: PhysMem + ?Sized> Iterator for Mappings<'_, M> {
                     let on_path = self.frames[..self.depth].iter().any(|fr| fr.table == next);
                     if on_path {
                         let level = def.level;
-                        return self.fail(Error::TableLoop {
-                            gva: Gva::new(va),
-                            level,
-                            table: Gpa::new(next),
-                        });
+                        return self.fail(Error::TableLoop { gva: Gva::new(va), level, table: Gpa::new(next) });
                     }
                     if let Err(err) = self.push(d + 1, next, lin, and, or) {
                         return self.fail(err);

@@ -65,36 +65,11 @@ impl LevelDef {
 
 /// The five x86-64 levels, root first. 4-level paging uses the last four.
 pub const LEVELS: [LevelDef; 5] = [
-    LevelDef {
-        level: Level::Pml5,
-        shift: 48,
-        maps_pages: false,
-        large_reserved: 0,
-    },
-    LevelDef {
-        level: Level::Pml4,
-        shift: 39,
-        maps_pages: false,
-        large_reserved: 0,
-    },
-    LevelDef {
-        level: Level::Pdpt,
-        shift: 30,
-        maps_pages: true,
-        large_reserved: 0x3fff_e000,
-    },
-    LevelDef {
-        level: Level::Pd,
-        shift: 21,
-        maps_pages: true,
-        large_reserved: 0x001f_e000,
-    },
-    LevelDef {
-        level: Level::Pt,
-        shift: 12,
-        maps_pages: true,
-        large_reserved: 0,
-    },
+    LevelDef { level: Level::Pml5, shift: 48, maps_pages: false, large_reserved: 0 },
+    LevelDef { level: Level::Pml4, shift: 39, maps_pages: false, large_reserved: 0 },
+    LevelDef { level: Level::Pdpt, shift: 30, maps_pages: true, large_reserved: 0x3fff_e000 },
+    LevelDef { level: Level::Pd, shift: 21, maps_pages: true, large_reserved: 0x001f_e000 },
+    LevelDef { level: Level::Pt, shift: 12, maps_pages: true, large_reserved: 0 },
 ];
 
 /// 4-level (48-bit virtual addresses) or 5-level (LA57, 57-bit) paging.
@@ -119,11 +94,7 @@ impl fmt::Display for PagingMode {
 impl PagingMode {
     /// The mode CR4 selects (bit 12, LA57).
     pub const fn from_cr4(cr4: u64) -> Self {
-        if cr4 & (1 << 12) != 0 {
-            PagingMode::Level5
-        } else {
-            PagingMode::Level4
-        }
+        if cr4 & (1 << 12) != 0 { PagingMode::Level5 } else { PagingMode::Level4 }
     }
 
     /// The levels of a walk, root first.

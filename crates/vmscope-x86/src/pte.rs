@@ -81,11 +81,7 @@ impl Perms {
     /// Combines the AND and the OR of every entry on a walk.
     #[inline]
     pub(crate) const fn from_walk(and: u64, or: u64) -> Self {
-        Perms {
-            writable: and & WRITABLE != 0,
-            user: and & USER != 0,
-            nx: or & NX != 0,
-        }
+        Perms { writable: and & WRITABLE != 0, user: and & USER != 0, nx: or & NX != 0 }
     }
 }
 
@@ -146,21 +142,13 @@ pub(crate) enum Step {
 pub(crate) fn step(def: &LevelDef, entry: u64, reserved: u64, va: u64) -> Result<Step, Error> {
     let leaf = def.shift == 12 || entry & PAGE_SIZE != 0;
     if entry & reserved != 0 || (leaf && entry & def.large_reserved != 0) {
-        return Err(Error::ReservedBits {
-            gva: Gva::new(va),
-            level: def.level,
-            entry,
-        });
+        return Err(Error::ReservedBits { gva: Gva::new(va), level: def.level, entry });
     }
     if !leaf {
         return Ok(Step::Table(entry & ADDR_MASK));
     }
     if !def.maps_pages {
-        return Err(Error::IllegalLargePage {
-            gva: Gva::new(va),
-            level: def.level,
-            entry,
-        });
+        return Err(Error::IllegalLargePage { gva: Gva::new(va), level: def.level, entry });
     }
     Ok(Step::Leaf(entry & ADDR_MASK & !(def.entry_span() - 1)))
 }

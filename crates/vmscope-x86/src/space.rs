@@ -23,11 +23,7 @@ impl AddressSpace {
     /// The address space rooted at `root` under `mode`, with MAXPHYADDR = 52 and
     /// EFER.NXE = 1 (what every 64-bit Linux runs with).
     pub const fn new(root: Root, mode: PagingMode) -> Self {
-        AddressSpace {
-            root,
-            mode,
-            reserved: 0,
-        }
+        AddressSpace { root, mode, reserved: 0 }
     }
 
     /// The address space a vCPU is in: root from CR3, mode from CR4.LA57.
@@ -52,11 +48,7 @@ impl AddressSpace {
 
     /// Whether EFER.NXE is set; when it is not, bit 63 of an entry is reserved.
     pub const fn with_nx_enabled(mut self, nxe: bool) -> Self {
-        self.reserved = if nxe {
-            self.reserved & !pte::NX
-        } else {
-            self.reserved | pte::NX
-        };
+        self.reserved = if nxe { self.reserved & !pte::NX } else { self.reserved | pte::NX };
         self
     }
 
@@ -96,23 +88,15 @@ impl AddressSpace {
     pub fn translate<M: PhysMem + ?Sized>(&self, mem: &M, gva: Gva) -> Result<Translation> {
         let va = gva.raw();
         if !self.mode.is_canonical(gva) {
-            return Err(Error::NonCanonical {
-                gva,
-                mode: self.mode,
-            });
+            return Err(Error::NonCanonical { gva, mode: self.mode });
         }
         let mut table = self.root.gpa().raw();
         let (mut and, mut or) = (!0u64, 0u64);
         for def in self.mode.levels() {
             let at = table + def.index(va) * 8;
-            let entry = mem
-                .read_u64(Gpa::new(at))
-                .map_err(|e| read_error(e, gva, def.level, table))?;
+            let entry = mem.read_u64(Gpa::new(at)).map_err(|e| read_error(e, gva, def.level, table))?;
             if entry & pte::PRESENT == 0 {
-                return Err(Error::NotPresent {
-                    gva,
-                    level: def.level,
-                });
+                return Err(Error::NotPresent { gva, level: def.level });
             }
             and &= entry;
             or |= entry;
@@ -149,17 +133,8 @@ pub(crate) fn leaf(gva: Gva, frame: u64, shift: u32, entry: u64, and: u64, or: u
 pub(crate) fn read_error(e: vmscope_mem::Error, gva: Gva, level: Level, table: u64) -> Error {
     match e {
         vmscope_mem::Error::Unbacked { .. } | vmscope_mem::Error::Overflow { .. } => {
-            Error::OutsideRam {
-                gva,
-                level,
-                table: Gpa::new(table),
-            }
+            Error::OutsideRam { gva, level, table: Gpa::new(table) }
         }
-        source => Error::Read {
-            gva,
-            level,
-            table: Gpa::new(table),
-            source: Box::new(source),
-        },
+        source => Error::Read { gva, level, table: Gpa::new(table), source: Box::new(source) },
     }
 }

@@ -34,11 +34,7 @@ impl Default for Slot {
                 gva: Gva::new(0),
                 gpa: Gpa::new(0),
                 page_size: PageSize::Size4K,
-                perms: Perms {
-                    writable: false,
-                    user: false,
-                    nx: false,
-                },
+                perms: Perms { writable: false, user: false, nx: false },
                 accessed: false,
                 dirty: false,
                 global: false,
@@ -182,12 +178,7 @@ impl Tlb {
 
     /// Translates `gva` in `space`, from the cache or by a walk that fills it.
     #[inline]
-    pub fn translate<M: PhysMem + ?Sized>(
-        &mut self,
-        mem: &M,
-        space: &AddressSpace,
-        gva: Gva,
-    ) -> Result<Translation> {
+    pub fn translate<M: PhysMem + ?Sized>(&mut self, mem: &M, space: &AddressSpace, gva: Gva) -> Result<Translation> {
         match self.lookup(space, gva) {
             Some(t) => Ok(t),
             None => self.fill(mem, space, gva),
@@ -198,12 +189,7 @@ impl Tlb {
     /// instructions.
     #[cold]
     #[inline(never)]
-    fn fill<M: PhysMem + ?Sized>(
-        &mut self,
-        mem: &M,
-        space: &AddressSpace,
-        gva: Gva,
-    ) -> Result<Translation> {
+    fn fill<M: PhysMem + ?Sized>(&mut self, mem: &M, space: &AddressSpace, gva: Gva) -> Result<Translation> {
         self.stats.misses += 1;
         let t = space.translate(mem, gva)?;
         self.insert(space, &t);
@@ -227,10 +213,7 @@ impl Tlb {
             match self.lookup(space, gva) {
                 Some(t) => out.push(Ok(t)),
                 None => {
-                    out.push(Err(Error::NotPresent {
-                        gva,
-                        level: Level::Pt,
-                    }));
+                    out.push(Err(Error::NotPresent { gva, level: Level::Pt }));
                     miss_idx.push(i);
                     miss_gva.push(gva);
                 }

@@ -26,7 +26,7 @@ fn hostile_ram(seed: u64, pages: u64) -> Vec<u8> {
             0 | 1 => 0,
             2 => r(),
             3 => (r() % pages) << 12 | (r() & 0x8000_0000_0000_01ff) | pte::PRESENT, // page-size bit random too
-            4 => pte::PRESENT | pte::WRITABLE, // points at page 0: the root
+            4 => pte::PRESENT | pte::WRITABLE,                                       // points at page 0: the root
             _ => ((r() % pages) << 12) | pte::PRESENT | (r() & 0x1fe),
         };
         ram.extend_from_slice(&e.to_le_bytes());
@@ -40,12 +40,7 @@ fn mode() -> impl Strategy<Value = PagingMode> {
 
 /// With `exact`, batch, single and cached translation must agree (memory that does
 /// not change under them); otherwise only that nothing panics or runs away.
-fn check_all<M: PhysMem>(
-    mem: &M,
-    space: AddressSpace,
-    gvas: &[Gva],
-    exact: bool,
-) -> Result<(), TestCaseError> {
+fn check_all<M: PhysMem>(mem: &M, space: AddressSpace, gvas: &[Gva], exact: bool) -> Result<(), TestCaseError> {
     let mut out = Vec::new();
     space.translate_batch(mem, gvas, &mut out);
     let mut tlb = Tlb::new(16);
@@ -117,11 +112,7 @@ fn every_entry_points_at_the_root() {
         // Iteration: every top-level entry is a self-reference, with the default limit.
         let items: Vec<_> = space.mappings(&mem).collect();
         assert_eq!(items.len(), 512);
-        assert!(
-            items
-                .iter()
-                .all(|i| matches!(i, Err(Error::TableLoop { .. })))
-        );
+        assert!(items.iter().all(|i| matches!(i, Err(Error::TableLoop { .. }))));
     }
 }
 
@@ -143,10 +134,7 @@ fn loops_across_levels_are_detected() {
     let mem = SliceMem::new(ram, MemoryMap::flat(4 * 4096));
     let space = AddressSpace::new(Root::new(Gpa::new(0)), PagingMode::Level4);
     let items: Vec<_> = space.mappings(&mem).collect();
-    let loops = items
-        .iter()
-        .filter(|i| matches!(i, Err(Error::TableLoop { .. })))
-        .count();
+    let loops = items.iter().filter(|i| matches!(i, Err(Error::TableLoop { .. }))).count();
     let maps: Vec<_> = items.iter().filter_map(|i| i.as_ref().ok()).collect();
     assert_eq!(loops, 2);
     assert_eq!(maps.len(), 1);
@@ -161,11 +149,7 @@ fn fan_out_stops_at_the_budget() {
     // Table k: every entry points at table k+1; the last table maps 4 KiB pages.
     let mut ram = Vec::new();
     for k in 0..4u64 {
-        let e = if k < 3 {
-            ((k + 1) << 12) | p
-        } else {
-            (0x100 << 12) | p
-        };
+        let e = if k < 3 { ((k + 1) << 12) | p } else { (0x100 << 12) | p };
         for _ in 0..512 {
             ram.extend_from_slice(&e.to_le_bytes());
         }
@@ -174,10 +158,7 @@ fn fan_out_stops_at_the_budget() {
     let space = AddressSpace::new(Root::new(Gpa::new(0)), PagingMode::Level4);
     let mut it = space.mappings(&mem).max_tables(1000);
     let items: Vec<_> = it.by_ref().collect();
-    assert!(matches!(
-        items.last(),
-        Some(Err(Error::Budget { tables: 1000, .. }))
-    ));
+    assert!(matches!(items.last(), Some(Err(Error::Budget { tables: 1000, .. }))));
     assert_eq!(it.tables_read(), 1000);
     assert!(it.next().is_none());
 }

@@ -39,15 +39,7 @@ fn spec() -> impl Strategy<Value = Spec> {
         pte::WRITABLE,
         pte::USER | pte::NX,
     ]);
-    (
-        size,
-        [0usize..5, 0usize..5, 0usize..5, 0usize..5, 0usize..5],
-        1u64..4,
-        0u64..8,
-        flags,
-        any::<bool>(),
-        table,
-    )
+    (size, [0usize..5, 0usize..5, 0usize..5, 0usize..5, 0usize..5], 1u64..4, 0u64..8, flags, any::<bool>(), table)
         .prop_map(|(size, idx, count, gpa_frame, leaf, global, table)| Spec {
             size,
             idx,
@@ -76,11 +68,7 @@ struct Page {
 fn build(
     mode: PagingMode,
     specs: &[Spec],
-) -> (
-    vmscope_mem::SliceMem<Vec<u8>>,
-    vmscope_x86::AddressSpace,
-    BTreeMap<u64, Page>,
-) {
+) -> (vmscope_mem::SliceMem<Vec<u8>>, vmscope_x86::AddressSpace, BTreeMap<u64, Page>) {
     let mut b = PageTableBuilder::new(mode);
     let mut model: BTreeMap<u64, Page> = BTreeMap::new();
     // Flags of the table entry that governs each (level shift, linear prefix): set
@@ -122,20 +110,8 @@ fn build(
                 and &= f;
                 or |= f;
             }
-            let perms = Perms {
-                writable: and & pte::WRITABLE != 0,
-                user: and & pte::USER != 0,
-                nx: or & pte::NX != 0,
-            };
-            model.insert(
-                va,
-                Page {
-                    gpa,
-                    size: s.size,
-                    perms,
-                    leaf: s.leaf,
-                },
-            );
+            let perms = Perms { writable: and & pte::WRITABLE != 0, user: and & pte::USER != 0, nx: or & pte::NX != 0 };
+            model.insert(va, Page { gpa, size: s.size, perms, leaf: s.leaf });
         }
     }
     let (mem, space) = b.finish();

@@ -18,10 +18,8 @@ pub fn read_file(path: &str, max: u64) -> std::io::Result<Vec<u8>> {
 /// left out.
 pub fn processes() -> Vec<ProcessInfo> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut out: Vec<ProcessInfo> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(process)
-        .collect();
+    let mut out: Vec<ProcessInfo> =
+        dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).filter_map(process).collect();
     out.sort_by_key(|p| p.pid);
     out
 }
@@ -37,7 +35,11 @@ fn process(pid: i32) -> Option<ProcessInfo> {
     let ppid = rest.next()?.parse().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
-        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok())
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
     };
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline = cmdline

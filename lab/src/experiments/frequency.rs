@@ -16,8 +16,19 @@ use crate::guests::BuiltinGuest;
 use crate::measure::{Rate, run_for};
 use crate::table::Table;
 
-const COLUMNS: &[&str] =
-    &["hypervisor", "guest", "technique", "method", "passes", "failed", "seconds", "passes_per_s", "cpu_us_per_pass", "pages_per_pass", "items"];
+const COLUMNS: &[&str] = &[
+    "hypervisor",
+    "guest",
+    "technique",
+    "method",
+    "passes",
+    "failed",
+    "seconds",
+    "passes_per_s",
+    "cpu_us_per_pass",
+    "pages_per_pass",
+    "items",
+];
 
 pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let mut table = Table::new(COLUMNS);
@@ -29,7 +40,11 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         .rows
         .iter()
         .map(|r| {
-            let label = if r[2] == "live-read" { format!("{} ({}) {}", r[2], r[3], r[1]) } else { format!("{} {}", r[2], r[1]) };
+            let label = if r[2] == "live-read" {
+                format!("{} ({}) {}", r[2], r[3], r[1])
+            } else {
+                format!("{} {}", r[2], r[1])
+            };
             (label, r[7].parse::<f64>().unwrap_or(0.0))
         })
         .collect();

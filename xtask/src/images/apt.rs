@@ -68,9 +68,10 @@ impl Apt {
         // The file that appeared, or (if it was already there) the one of that name.
         let after = list_debs(into)?;
         let new: Vec<_> = after.iter().filter(|p| !before.contains(p)).cloned().collect();
-        let pick = new.into_iter().chain(after).find(|p| {
-            p.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&prefix))
-        });
+        let pick = new
+            .into_iter()
+            .chain(after)
+            .find(|p| p.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&prefix)));
         pick.with_context(|| format!("apt-get download {spec} left no {prefix}*.deb in {}", into.display()))
     }
 }

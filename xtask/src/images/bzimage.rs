@@ -80,9 +80,5 @@ pub fn module_depends(ko: &[u8]) -> Vec<String> {
     };
     let rest = &ko[at + KEY.len()..];
     let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-    String::from_utf8_lossy(&rest[..end])
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+    String::from_utf8_lossy(&rest[..end]).split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }

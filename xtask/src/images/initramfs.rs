@@ -14,18 +14,8 @@ pub const GROUP: &str = include_str!("../../../guest-images/initramfs/group");
 
 /// Modules copied into the initramfs (with their dependencies): qemu_fw_cfg for
 /// `-device vmcoreinfo`, the rest small and free of hardware so tests can load them.
-pub const MODULES: &[&str] = &[
-    "qemu_fw_cfg",
-    "dummy",
-    "nls_utf8",
-    "nls_cp437",
-    "crc7",
-    "crc-itu-t",
-    "ts_kmp",
-    "ts_bm",
-    "ts_fsm",
-    "libcrc32c",
-];
+pub const MODULES: &[&str] =
+    &["qemu_fw_cfg", "dummy", "nls_utf8", "nls_cp437", "crc7", "crc-itu-t", "ts_kmp", "ts_bm", "ts_fsm", "libcrc32c"];
 
 /// [`MODULES`] and their dependencies from `moddir`, in load order, as
 /// (name, decompressed .ko).
@@ -83,7 +73,22 @@ fn visit(
 
 pub fn build(busybox: &[u8], agent: &[u8], modules: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
     let mut w = Writer::new(Vec::new());
-    for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "tmp", "run", "root"] {
+    for d in [
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "dev",
+        "etc",
+        "lib",
+        "lib/modules",
+        "proc",
+        "sys",
+        "tmp",
+        "run",
+        "root",
+    ] {
         w.add(d, Entry::Dir)?;
     }
     // Without /dev/console in the archive, /init has no stdout.

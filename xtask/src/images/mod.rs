@@ -155,12 +155,7 @@ fn recipe_hash(agent: &[u8], testkernel: &[u8]) -> String {
 
 fn artifact(out: &Path, rel: &str, source: String) -> anyhow::Result<Artifact> {
     let p = out.join(rel);
-    Ok(Artifact {
-        path: rel.to_owned(),
-        source,
-        size: std::fs::metadata(&p)?.len(),
-        sha256: sha256_file(&p)?,
-    })
+    Ok(Artifact { path: rel.to_owned(), source, size: std::fs::metadata(&p)?.len(), sha256: sha256_file(&p)? })
 }
 
 /// A package: the pinned .deb if present and intact, else downloaded.
@@ -212,7 +207,10 @@ fn fetch_pinned(
             return Ok(p.clone());
         }
         let deb = apt.download(&format!("{}={}", p.name, p.version), debs).with_context(|| {
-            format!("{} {} is pinned by the manifest; if Debian no longer has it, run `cargo xtask images --update`", p.name, p.version)
+            format!(
+                "{} {} is pinned by the manifest; if Debian no longer has it, run `cargo xtask images --update`",
+                p.name, p.version
+            )
         })?;
         let got = sha256_file(&deb)?;
         if got != p.sha256 {

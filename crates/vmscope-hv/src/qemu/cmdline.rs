@@ -26,7 +26,9 @@ impl QemuCommandLine {
             .map_err(|e| Error::io(format!("reading the command line of process {pid}"), e))?;
         let args: Vec<String> =
             raw.split(|&b| b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-        let prog = args.first().map(|a| Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
+        let prog = args
+            .first()
+            .map(|a| Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
         if !prog.as_deref().is_some_and(|p| p.starts_with("qemu-system") || p.starts_with("qemu-kvm")) {
             return Err(Error::Launch(format!(
                 "process {pid} is not QEMU (it runs {:?}); pass the PID of qemu-system-x86_64",
@@ -58,7 +60,8 @@ impl QemuCommandLine {
         let mut it = args.iter().map(String::as_str);
         while let Some(a) = it.next() {
             let opt = a.trim_start_matches('-');
-            if a.starts_with('-') && matches!(opt, "qmp" | "qmp-pretty" | "chardev" | "mon" | "serial" | "object" | "m") {
+            if a.starts_with('-') && matches!(opt, "qmp" | "qmp-pretty" | "chardev" | "mon" | "serial" | "object" | "m")
+            {
                 let Some(v) = it.next() else { break };
                 match opt {
                     "qmp" | "qmp-pretty" => {

@@ -27,7 +27,9 @@ pub fn parse_mtree_flat(text: &str, ram_name: Option<&str>) -> Result<MemoryMap>
     let ranges = memory_flat_view(text)?;
     let name = match ram_name {
         Some(n) => n.to_owned(),
-        None => largest_ram(&ranges).ok_or_else(|| Error::Protocol("info mtree -f shows no RAM in AS \"memory\"".into()))?,
+        None => {
+            largest_ram(&ranges).ok_or_else(|| Error::Protocol("info mtree -f shows no RAM in AS \"memory\"".into()))?
+        }
     };
     let mut regions: Vec<Region> = Vec::new();
     for r in ranges.iter().filter(|r| r.name == name && (r.kind == "ram" || r.kind == "rom")) {
@@ -91,11 +93,8 @@ fn parse_range(t: &str) -> Option<FlatRange> {
     let kind = attrs.split(", ").nth(1)?.to_owned();
     let mut words = rest.split_whitespace();
     let name = words.next()?.to_owned();
-    let offset = words
-        .next()
-        .and_then(|w| w.strip_prefix('@'))
-        .and_then(|h| u64::from_str_radix(h, 16).ok())
-        .unwrap_or(0);
+    let offset =
+        words.next().and_then(|w| w.strip_prefix('@')).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0);
     (end >= start).then_some(FlatRange { start, end, kind, name, offset })
 }
 
@@ -170,7 +169,10 @@ pub fn parse_registers(text: &str) -> Result<VcpuRegisters> {
         }
     }
     if found < 20 || r.cr0 == 0 && r.cr3 == 0 {
-        return Err(Error::Protocol(format!("info registers: unexpected output: {}", text.lines().next().unwrap_or(""))));
+        return Err(Error::Protocol(format!(
+            "info registers: unexpected output: {}",
+            text.lines().next().unwrap_or("")
+        )));
     }
     Ok(r)
 }
@@ -209,7 +211,12 @@ FlatView #2
         let r: Vec<_> = m.regions().iter().map(|r| (r.gpa.raw(), r.size, r.offset)).collect();
         assert_eq!(
             r,
-            vec![(0, 0xa0000, 0), (0xc0000, 0xe000, 0xc0000), (0x100000, 0x7ff0_0000, 0x100000), (0x1_0000_0000, 0x8000_0000, 0x8000_0000)]
+            vec![
+                (0, 0xa0000, 0),
+                (0xc0000, 0xe000, 0xc0000),
+                (0x100000, 0x7ff0_0000, 0x100000),
+                (0x1_0000_0000, 0x8000_0000, 0x8000_0000)
+            ]
         );
         assert!(parse_mtree_flat(MTREE_4G, Some("nope")).is_err());
     }

@@ -319,7 +319,9 @@ impl QemuVm {
 
     /// Everything the guest wrote to ttyS0.
     pub fn console(&self) -> String {
-        std::fs::read(self.dir.join("console.log")).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        std::fs::read(self.dir.join("console.log"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     /// The last `lines` lines of the console.

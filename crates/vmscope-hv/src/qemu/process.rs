@@ -40,7 +40,8 @@ pub fn ram_mapping(pid: u32) -> Result<RamMapping> {
             continue;
         }
         let Some((a, b)) = range.split_once('-') else { continue };
-        let (Ok(a), Ok(b), Ok(off)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16), u64::from_str_radix(off, 16))
+        let (Ok(a), Ok(b), Ok(off)) =
+            (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16), u64::from_str_radix(off, 16))
         else {
             continue;
         };

@@ -89,9 +89,7 @@ impl Qmp {
         }
         let mut line = msg.to_string();
         line.push('\n');
-        self.writer
-            .write_all(line.as_bytes())
-            .map_err(|e| Error::io(format!("sending QMP command {command}"), e))?;
+        self.writer.write_all(line.as_bytes()).map_err(|e| Error::io(format!("sending QMP command {command}"), e))?;
         let deadline = Instant::now() + timeout;
         loop {
             let m = self.read_message(deadline, command)?;

@@ -27,8 +27,7 @@ impl Image {
 pub(crate) fn read_banner<M: PhysMem + ?Sized>(mem: &M, gpa: Gpa) -> Option<String> {
     let s = mem.read_cstr(gpa, 1024).ok()?;
     let text = std::str::from_utf8(&s).ok()?;
-    (text.starts_with("Linux version ") && text.ends_with('\n') && text.len() > 20)
-        .then(|| text.to_owned())
+    (text.starts_with("Linux version ") && text.ends_with('\n') && text.len() > 20).then(|| text.to_owned())
 }
 
 /// The physical address of the kernel's top-level page table entry 511 target
@@ -64,14 +63,9 @@ pub(super) fn locate_image<M: PhysMem + ?Sized>(
     let end = syms.addr("_end").unwrap_or(text + (1 << 30));
     let banner_va = syms.require("linux_banner")?;
     let check = |delta: u64| -> Option<(Image, String)> {
-        let image = Image {
-            text_va: text,
-            end_va: end,
-            delta,
-        };
+        let image = Image { text_va: text, end_va: end, delta };
         let banner = read_banner(mem, image.pa(banner_va)?)?;
-        let pgt_known =
-            syms.addr("init_top_pgt").is_some() && syms.addr("level3_kernel_pgt").is_some();
+        let pgt_known = syms.addr("init_top_pgt").is_some() && syms.addr("level3_kernel_pgt").is_some();
         (!pgt_known || top_entry_ok(mem, syms, &image)).then_some((image, banner))
     };
 
@@ -79,9 +73,7 @@ pub(super) fn locate_image<M: PhysMem + ?Sized>(
     if let Some(va) = syms.addr("kallsyms_token_table") {
         let delta = va.wrapping_sub(k.layout.token_table.raw());
         if let Some(found) = check(delta) {
-            evidence.push(Evidence::KallsymsSelfReference {
-                symbol: "kallsyms_token_table".into(),
-            });
+            evidence.push(Evidence::KallsymsSelfReference { symbol: "kallsyms_token_table".into() });
             return Ok(found);
         }
     }
@@ -104,9 +96,7 @@ pub(super) fn locate_image<M: PhysMem + ?Sized>(
     let mut pa = tables & !(LARGE_PAGE - 1);
     loop {
         if let Some(found) = check(text.wrapping_sub(pa)) {
-            evidence.push(Evidence::TextByBannerAndPageTables {
-                text_pa: Gpa::new(pa),
-            });
+            evidence.push(Evidence::TextByBannerAndPageTables { text_pa: Gpa::new(pa) });
             return Ok(found);
         }
         if pa < lowest + LARGE_PAGE {
@@ -131,16 +121,10 @@ pub(super) fn paging<M: PhysMem + ?Sized>(
     evidence: &mut Vec<Evidence>,
 ) -> Result<(PagingMode, Root)> {
     let top = syms.require("init_top_pgt")?;
-    let root = Root::new(
-        image
-            .pa(top)
-            .ok_or_else(|| Error::layout("init_top_pgt", "outside the kernel image"))?,
-    );
+    let root = Root::new(image.pa(top).ok_or_else(|| Error::layout("init_top_pgt", "outside the kernel image"))?);
     let text = Gva::new(image.text_va);
     let works = |mode: PagingMode| {
-        AddressSpace::new(root, mode)
-            .translate(mem, text)
-            .is_ok_and(|t| Some(t.gpa) == image.pa(image.text_va))
+        AddressSpace::new(root, mode).translate(mem, text).is_ok_and(|t| Some(t.gpa) == image.pa(image.text_va))
     };
     if let Some(cr4) = hints.cr4 {
         let mode = PagingMode::from_cr4(cr4);
@@ -149,16 +133,10 @@ pub(super) fn paging<M: PhysMem + ?Sized>(
             return Ok((mode, root));
         }
     }
-    if let Some(pa) = syms
-        .addr("__pgtable_l5_enabled")
-        .and_then(|va| image.pa(va))
+    if let Some(pa) = syms.addr("__pgtable_l5_enabled").and_then(|va| image.pa(va))
         && let Ok(v) = mem.read_u32(pa)
     {
-        let mode = if v != 0 {
-            PagingMode::Level5
-        } else {
-            PagingMode::Level4
-        };
+        let mode = if v != 0 { PagingMode::Level5 } else { PagingMode::Level4 };
         if works(mode) {
             evidence.push(Evidence::PagingFromKernelVariable {
                 symbol: "__pgtable_l5_enabled".into(),
@@ -173,28 +151,16 @@ pub(super) fn paging<M: PhysMem + ?Sized>(
             return Ok((mode, root));
         }
     }
-    Err(Error::KernelNotFound(format!(
-        "init_top_pgt at {} maps _text under neither 4- nor 5-level paging",
-        root.gpa()
-    )))
+    Err(Error::KernelNotFound(format!("init_top_pgt at {} maps _text under neither 4- nor 5-level paging", root.gpa())))
 }
 
 /// Reads a kernel variable of the image as a `u64`.
-pub(crate) fn image_u64<M: PhysMem + ?Sized>(
-    mem: &M,
-    syms: &SymbolTable,
-    image: &Image,
-    name: &str,
-) -> Option<u64> {
+pub(crate) fn image_u64<M: PhysMem + ?Sized>(mem: &M, syms: &SymbolTable, image: &Image, name: &str) -> Option<u64> {
     mem.read_u64(image.pa(syms.addr(name)?)?).ok()
 }
 
 /// The GNU build ID from the ELF notes between `__start_notes` and `__stop_notes`.
-pub(super) fn build_id<M: PhysMem + ?Sized>(
-    mem: &M,
-    syms: &SymbolTable,
-    image: &Image,
-) -> Option<Vec<u8>> {
+pub(super) fn build_id<M: PhysMem + ?Sized>(mem: &M, syms: &SymbolTable, image: &Image) -> Option<Vec<u8>> {
     let (start, stop) = (syms.addr("__start_notes")?, syms.addr("__stop_notes")?);
     let len = stop.checked_sub(start)?;
     if len == 0 || len > 1 << 16 {

@@ -51,11 +51,7 @@ impl Hints {
 
     /// CR3 and CR4 of a vCPU.
     pub fn from_registers(cr3: u64, cr4: u64) -> Self {
-        Hints {
-            cr3: Some(cr3),
-            cr4: Some(cr4),
-            lstar: None,
-        }
+        Hints { cr3: Some(cr3), cr4: Some(cr4), lstar: None }
     }
 
     /// These hints plus LSTAR (ignored when 0).
@@ -158,22 +154,13 @@ impl fmt::Display for Evidence {
                 write!(f, "_text translates to {text_pa} through CR3")
             }
             Evidence::TextByBannerAndPageTables { text_pa } => {
-                write!(
-                    f,
-                    "_text at {text_pa}: linux_banner and init_top_pgt check out there"
-                )
+                write!(f, "_text at {text_pa}: linux_banner and init_top_pgt check out there")
             }
             Evidence::LstarIsEntrySyscall { lstar } => {
                 write!(f, "LSTAR {lstar:#x} is entry_SYSCALL_64")
             }
-            Evidence::LstarMismatch {
-                lstar,
-                entry_syscall,
-            } => {
-                write!(
-                    f,
-                    "LSTAR {lstar:#x} is NOT entry_SYSCALL_64 ({entry_syscall:#x})"
-                )
+            Evidence::LstarMismatch { lstar, entry_syscall } => {
+                write!(f, "LSTAR {lstar:#x} is NOT entry_SYSCALL_64 ({entry_syscall:#x})")
             }
             Evidence::PagingFromCr4 { cr4 } => write!(f, "paging mode from CR4 {cr4:#x}"),
             Evidence::PagingFromKernelVariable { symbol, value } => {
@@ -222,20 +209,14 @@ pub struct KernelInfo {
 pub fn discover<M: PhysMem + ?Sized>(mem: &M, hints: &Hints) -> Result<(KernelInfo, Kallsyms)> {
     let mut evidence = Vec::new();
     let k = scan::find_kallsyms(mem, hints, &mut evidence)?;
-    evidence.push(Evidence::Kallsyms {
-        token_table: k.layout.token_table,
-        count: k.layout.count,
-    });
+    evidence.push(Evidence::Kallsyms { token_table: k.layout.token_table, count: k.layout.count });
     let (img, banner) = image::locate_image(mem, &k, hints, &mut evidence)?;
     let syms = &k.symbols;
     if let (Some(lstar), Some(entry)) = (hints.lstar, syms.addr("entry_SYSCALL_64")) {
         evidence.push(if lstar == entry {
             Evidence::LstarIsEntrySyscall { lstar }
         } else {
-            Evidence::LstarMismatch {
-                lstar,
-                entry_syscall: entry,
-            }
+            Evidence::LstarMismatch { lstar, entry_syscall: entry }
         });
     }
     let (paging, kernel_root) = image::paging(mem, syms, &img, hints, &mut evidence)?;
@@ -244,17 +225,11 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, hints: &Hints) -> Result<(KernelIn
         PagingMode::Level4 => 0xffff_8880_0000_0000,
         PagingMode::Level5 => 0xff11_0000_0000_0000,
     };
-    let page_offset_base =
-        image_u64(mem, syms, &img, "page_offset_base").unwrap_or(default_direct_map);
+    let page_offset_base = image_u64(mem, syms, &img, "page_offset_base").unwrap_or(default_direct_map);
     let info = KernelInfo {
-        release: banner
-            .split_whitespace()
-            .nth(2)
-            .unwrap_or_default()
-            .to_owned(),
+        release: banner.split_whitespace().nth(2).unwrap_or_default().to_owned(),
         banner,
-        build_id: image::build_id(mem, syms, &img)
-            .map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
+        build_id: image::build_id(mem, syms, &img).map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
         text_va: img.text_va,
         text_pa: Gpa::new(text_pa),
         kaslr_virtual_offset: img.text_va.wrapping_sub(image::DEFAULT_TEXT_VA) as i64,

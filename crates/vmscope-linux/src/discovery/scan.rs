@@ -23,14 +23,10 @@ const BANNER: &[u8] = b"Linux version ";
 /// Reads `[start, start+len)` clipped to the RAM region holding `start`.
 fn read_clipped<M: PhysMem + ?Sized>(mem: &M, start: Gpa, len: u64) -> Result<(Gpa, Vec<u8>)> {
     let map = mem.memory_map();
-    let r = map.region_of(start).ok_or(Error::phys(
-        start,
-        vmscope_mem::Error::Unbacked { gpa: start },
-    ))?;
+    let r = map.region_of(start).ok_or(Error::phys(start, vmscope_mem::Error::Unbacked { gpa: start }))?;
     let len = len.min(r.end() - start.raw());
     let mut buf = vec![0u8; len as usize];
-    mem.read(start, &mut buf)
-        .map_err(|e| Error::phys(start, e))?;
+    mem.read(start, &mut buf).map_err(|e| Error::phys(start, e))?;
     Ok((start, buf))
 }
 
@@ -52,12 +48,7 @@ fn around_anchor<M: PhysMem + ?Sized>(mem: &M, anchor: Gpa) -> Option<Kallsyms> 
 
 /// Searches `[start, start+len)` (one region) chunk by chunk for a token table
 /// that decodes.
-fn search_range<M: PhysMem + ?Sized>(
-    mem: &M,
-    start: Gpa,
-    len: u64,
-    tried: &mut Vec<u64>,
-) -> Option<Kallsyms> {
+fn search_range<M: PhysMem + ?Sized>(mem: &M, start: Gpa, len: u64, tried: &mut Vec<u64>) -> Option<Kallsyms> {
     let mut at = start.raw();
     let end = start.raw().saturating_add(len);
     while at < end {
@@ -97,9 +88,7 @@ fn image_start_from_cr3<M: PhysMem + ?Sized>(mem: &M, hints: &Hints) -> Option<(
     // every 2 MiB of the kernel text mapping in one batch.
     let vas: Vec<Gva> = match hints.lstar {
         Some(l) => vec![Gva::new(l)],
-        None => (0..512u64)
-            .map(|i| Gva::new(START_KERNEL_MAP + i * LARGE_PAGE))
-            .collect(),
+        None => (0..512u64).map(|i| Gva::new(START_KERNEL_MAP + i * LARGE_PAGE)).collect(),
     };
     for mode in modes {
         // Under PTI, CR3 may be the user half; its kernel half maps the kernel.
@@ -126,11 +115,7 @@ fn banner_pages<M: PhysMem + ?Sized>(mem: &M) -> Vec<Gpa> {
         }
     }
     let mut bufs = vec![[0u8; 0x1000]; pages.len()];
-    let mut ops: Vec<ReadOp<'_>> = pages
-        .iter()
-        .zip(bufs.iter_mut())
-        .map(|(&g, b)| ReadOp::new(g, b))
-        .collect();
+    let mut ops: Vec<ReadOp<'_>> = pages.iter().zip(bufs.iter_mut()).map(|(&g, b)| ReadOp::new(g, b)).collect();
     let mut results = Vec::new();
     mem.read_each(&mut ops, &mut results);
     drop(ops);
@@ -153,10 +138,7 @@ pub(super) fn find_kallsyms<M: PhysMem + ?Sized>(
     if let Some((start, mode)) = image_start_from_cr3(mem, hints)
         && let Some(k) = search_range(mem, start, IMAGE_SPAN, &mut tried)
     {
-        evidence.push(Evidence::Cr3KernelMapping {
-            image_start: start,
-            mode,
-        });
+        evidence.push(Evidence::Cr3KernelMapping { image_start: start, mode });
         return Ok(k);
     }
     for page in banner_pages(mem) {
@@ -177,10 +159,6 @@ pub(super) fn find_kallsyms<M: PhysMem + ?Sized>(
         "no kallsyms tables in {} bytes of RAM ({} token-table candidates tried){}",
         scanned,
         tried.len(),
-        if hints.cr3.is_some() {
-            "; the CR3 given maps no kernel image"
-        } else {
-            ""
-        }
+        if hints.cr3.is_some() { "; the CR3 given maps no kernel image" } else { "" }
     )))
 }

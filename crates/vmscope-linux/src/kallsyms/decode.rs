@@ -21,18 +21,12 @@ pub(crate) fn address(entry: i32, base: u64, absolute_percpu: bool) -> u64 {
 /// Decodes every symbol of the tables `f` found in `w`. Returns `None` if a name
 /// runs past the window (which `locate` already ruled out) or uses no token.
 pub(crate) fn decode(w: &[u8], f: &Found) -> Option<(SymbolTable, u64, bool)> {
-    let tok: Vec<&[u8]> = f
-        .tokens
-        .iter()
-        .map(|&(at, len)| w.get(at as usize..at as usize + len as usize))
-        .collect::<Option<_>>()?;
+    let tok: Vec<&[u8]> =
+        f.tokens.iter().map(|&(at, len)| w.get(at as usize..at as usize + len as usize)).collect::<Option<_>>()?;
     let base = u64_at(w, f.relative_base)?;
     let n = f.count as usize;
     let raw = w.get(f.offsets..f.offsets + 4 * n)?;
-    let entries: Vec<i32> = raw
-        .chunks_exact(4)
-        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let entries: Vec<i32> = raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let absolute_percpu = entries.iter().any(|&e| e < 0);
 
     let mut table = SymbolTable::new(SymbolSource::Kallsyms);
@@ -61,11 +55,7 @@ mod tests {
     #[test]
     fn addresses() {
         let base = 0xffff_ffff_8100_0000;
-        assert_eq!(
-            address(0x1000, base, true),
-            0x1000,
-            "non-negative entries are absolute"
-        );
+        assert_eq!(address(0x1000, base, true), 0x1000, "non-negative entries are absolute");
         assert_eq!(address(-1, base, true), base, "-1 is the base itself");
         assert_eq!(address(-0x11, base, true), base + 0x10);
         assert_eq!(address(0x10, base, false), base + 0x10);

@@ -59,21 +59,15 @@ fn align8(x: usize) -> usize {
 }
 
 pub(crate) fn u16_at(w: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        *w.get(at..at.checked_add(2)?)?.first_chunk()?,
-    ))
+    Some(u16::from_le_bytes(*w.get(at..at.checked_add(2)?)?.first_chunk()?))
 }
 
 pub(crate) fn u32_at(w: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        *w.get(at..at.checked_add(4)?)?.first_chunk()?,
-    ))
+    Some(u32::from_le_bytes(*w.get(at..at.checked_add(4)?)?.first_chunk()?))
 }
 
 pub(crate) fn u64_at(w: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(
-        *w.get(at..at.checked_add(8)?)?.first_chunk()?,
-    ))
+    Some(u64::from_le_bytes(*w.get(at..at.checked_add(8)?)?.first_chunk()?))
 }
 
 /// Every place in `w` the digit run occurs.
@@ -189,15 +183,10 @@ fn find_names(w: &[u8], token_table: usize) -> Option<(usize, u32, usize, Option
             let m = (n as usize).div_ceil(256);
             let names = q + 8;
             let direct = token_table.checked_sub(align8(4 * m));
-            let with_seqs = token_table
-                .checked_sub(align8(3 * n as usize))
-                .and_then(|s| Some((s.checked_sub(align8(4 * m))?, s)));
-            for (markers, seqs) in [
-                direct.map(|mk| (mk, None)),
-                with_seqs.map(|(mk, s)| (mk, Some(s))),
-            ]
-            .into_iter()
-            .flatten()
+            let with_seqs =
+                token_table.checked_sub(align8(3 * n as usize)).and_then(|s| Some((s.checked_sub(align8(4 * m))?, s)));
+            for (markers, seqs) in
+                [direct.map(|mk| (mk, None)), with_seqs.map(|(mk, s)| (mk, Some(s)))].into_iter().flatten()
             {
                 if markers > names
                     && markers_plausible(w, markers, m, markers - names)
@@ -228,16 +217,10 @@ fn offsets_sorted(w: &[u8], at: usize, count: u32, base_at: usize) -> bool {
     let Some(raw) = w.get(at..at + 4 * count as usize) else {
         return false;
     };
-    let absolute_percpu = raw
-        .chunks_exact(4)
-        .any(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) < 0);
+    let absolute_percpu = raw.chunks_exact(4).any(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) < 0);
     let mut prev = 0u64;
     for c in raw.chunks_exact(4) {
-        let a = super::decode::address(
-            i32::from_le_bytes([c[0], c[1], c[2], c[3]]),
-            base,
-            absolute_percpu,
-        );
+        let a = super::decode::address(i32::from_le_bytes([c[0], c[1], c[2], c[3]]), base, absolute_percpu);
         if a < prev {
             return false;
         }
@@ -268,9 +251,7 @@ pub(crate) fn locate(w: &[u8], anchor: usize) -> Option<Found> {
     let (num_syms, count, markers, seqs_between) = find_names(w, token_table)?;
     let n = count as usize;
     // Offsets first: base right before num_syms, offsets before it.
-    let first = num_syms
-        .checked_sub(8)
-        .and_then(|rb| Some((rb.checked_sub(align8(4 * n))?, rb)));
+    let first = num_syms.checked_sub(8).and_then(|rb| Some((rb.checked_sub(align8(4 * n))?, rb)));
     // Offsets last: after the token index.
     let last_offsets = align8(token_index + 512);
     let last = (last_offsets, align8(last_offsets + 4 * n));

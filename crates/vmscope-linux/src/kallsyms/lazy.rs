@@ -19,11 +19,7 @@ pub struct TablesView<'w> {
 impl<'w> TablesView<'w> {
     /// The tables `layout` describes, inside `window` (guest-physical bytes from `base`).
     pub fn new(window: &'w [u8], base: Gpa, layout: KallsymsLayout) -> Self {
-        TablesView {
-            w: window,
-            base,
-            layout,
-        }
+        TablesView { w: window, base, layout }
     }
 
     fn off(&self, gpa: Gpa) -> Option<usize> {
@@ -36,10 +32,7 @@ impl<'w> TablesView<'w> {
             return None;
         }
         let names = self.off(self.layout.names)?;
-        let marker = u32_at(
-            self.w,
-            self.off(self.layout.markers)? + 4 * (index as usize / 256),
-        )?;
+        let marker = u32_at(self.w, self.off(self.layout.markers)? + 4 * (index as usize / 256))?;
         let mut at = names + marker as usize;
         for _ in 0..index % 256 {
             let (len, hdr) = entry_len(self.w, at)?;
@@ -65,11 +58,7 @@ impl<'w> TablesView<'w> {
             return None;
         }
         let e = u32_at(self.w, self.off(self.layout.offsets)? + 4 * index as usize)? as i32;
-        Some(address(
-            e,
-            self.layout.relative_base_value,
-            self.layout.absolute_percpu,
-        ))
+        Some(address(e, self.layout.relative_base_value, self.layout.absolute_percpu))
     }
 
     /// The index of the first symbol called `name`: a binary search over
@@ -80,9 +69,7 @@ impl<'w> TablesView<'w> {
             return (0..self.layout.count).find(|&i| self.name(i).is_some_and(|(_, n)| n == name));
         };
         let seq = |k: u32| -> Option<u32> {
-            let b = self
-                .w
-                .get(seqs + 3 * k as usize..seqs + 3 * k as usize + 3)?;
+            let b = self.w.get(seqs + 3 * k as usize..seqs + 3 * k as usize + 3)?;
             Some((u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]))
         };
         // The first position whose name is not below `name`.

@@ -65,9 +65,7 @@ pub struct Kallsyms {
 /// be a complete, consistent set of tables.
 pub fn decode_window(window: &[u8], base: Gpa) -> Result<Kallsyms> {
     if !base.is_aligned(8) {
-        return Err(Error::Kallsyms(format!(
-            "window base {base} is not 8-byte aligned"
-        )));
+        return Err(Error::Kallsyms(format!("window base {base} is not 8-byte aligned")));
     }
     let mut anchors = 0;
     for anchor in layout::anchors(window) {
@@ -75,8 +73,7 @@ pub fn decode_window(window: &[u8], base: Gpa) -> Result<Kallsyms> {
         let Some(found) = layout::locate(window, anchor) else {
             continue;
         };
-        let Some((symbols, relative_base_value, absolute_percpu)) = decode::decode(window, &found)
-        else {
+        let Some((symbols, relative_base_value, absolute_percpu)) = decode::decode(window, &found) else {
             continue;
         };
         let at = |off: usize| Gpa::new(base.raw() + off as u64);
@@ -119,23 +116,16 @@ mod tests {
     }
 
     fn symbols(max: usize) -> impl Strategy<Value = Vec<Sym>> {
-        let kernel = (
-            names(),
-            prop::sample::select(vec!['T', 't', 'D', 'd', 'R', 'r', 'B', 'b', 'W']),
-            0u64..(64 << 20),
-        )
-            .prop_map(|(n, k, off)| (n, k, 0xffff_ffff_8100_0000 + off));
+        let kernel =
+            (names(), prop::sample::select(vec!['T', 't', 'D', 'd', 'R', 'r', 'B', 'b', 'W']), 0u64..(64 << 20))
+                .prop_map(|(n, k, off)| (n, k, 0xffff_ffff_8100_0000 + off));
         let percpu = (names(), 0u64..0x40000).prop_map(|(n, a)| (n, 'A', a));
         prop::collection::vec(prop_oneof![9 => kernel, 1 => percpu], 1..max)
     }
 
     fn options() -> impl Strategy<Value = PackOptions> {
         (any::<bool>(), any::<bool>(), 0usize..64).prop_map(|(first, seqs, lead)| PackOptions {
-            order: if first {
-                TableOrder::OffsetsFirst
-            } else {
-                TableOrder::OffsetsLast
-            },
+            order: if first { TableOrder::OffsetsFirst } else { TableOrder::OffsetsLast },
             seqs,
             absolute_percpu: true,
             lead,
@@ -147,24 +137,12 @@ mod tests {
         // A name longer than 127 token bytes takes a two-byte length; without
         // absolute per-CPU symbols every offset is an unsigned distance from the base.
         let long = "x".repeat(300) + "0123456789";
-        let syms: Vec<Sym> = vec![
-            ("_text".into(), 'T', 0xffff_ffff_8100_0000),
-            (long, 't', 0xffff_ffff_8100_0040),
-        ];
-        let opts = PackOptions {
-            order: TableOrder::OffsetsLast,
-            seqs: false,
-            absolute_percpu: false,
-            lead: 8,
-        };
+        let syms: Vec<Sym> = vec![("_text".into(), 'T', 0xffff_ffff_8100_0000), (long, 't', 0xffff_ffff_8100_0040)];
+        let opts = PackOptions { order: TableOrder::OffsetsLast, seqs: false, absolute_percpu: false, lead: 8 };
         let (bytes, want) = pack(&syms, opts);
         let k = decode_window(&bytes, Gpa::new(0x1000)).unwrap();
         assert!(!k.layout.absolute_percpu);
-        let got: Vec<Sym> = k
-            .symbols
-            .iter()
-            .map(|s| (s.name.to_owned(), s.kind, s.addr))
-            .collect();
+        let got: Vec<Sym> = k.symbols.iter().map(|s| (s.name.to_owned(), s.kind, s.addr)).collect();
         assert_eq!(got, want);
     }
 

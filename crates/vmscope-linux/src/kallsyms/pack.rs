@@ -77,16 +77,8 @@ fn encode(s: &[u8], toks: &[Vec<u8>]) -> Vec<u8> {
 pub(crate) fn pack(syms: &[Sym], opts: PackOptions) -> (Vec<u8>, Vec<Sym>) {
     let mut syms = syms.to_vec();
     syms.sort_by_key(|s| s.2);
-    let base = syms
-        .iter()
-        .map(|s| s.2)
-        .filter(|&a| !opts.absolute_percpu || a > i32::MAX as u64)
-        .min()
-        .unwrap_or(0);
-    let strings: Vec<Vec<u8>> = syms
-        .iter()
-        .map(|(n, k, _)| [&[*k as u8][..], n.as_bytes()].concat())
-        .collect();
+    let base = syms.iter().map(|s| s.2).filter(|&a| !opts.absolute_percpu || a > i32::MAX as u64).min().unwrap_or(0);
+    let strings: Vec<Vec<u8>> = syms.iter().map(|(n, k, _)| [&[*k as u8][..], n.as_bytes()].concat()).collect();
     let toks = tokens(&strings);
 
     let mut names = Vec::new();

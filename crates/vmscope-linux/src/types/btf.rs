@@ -24,10 +24,7 @@ pub struct BtfTypes {
 
 impl fmt::Debug for BtfTypes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BtfTypes")
-            .field("bytes", &self.len)
-            .field("types", &self.btf.base().type_id_range().1)
-            .finish()
+        f.debug_struct("BtfTypes").field("bytes", &self.len).field("types", &self.btf.base().type_id_range().1).finish()
     }
 }
 
@@ -41,11 +38,7 @@ impl BtfTypes {
         let parsed = std::panic::catch_unwind(|| Btf::from_bytes(bytes))
             .map_err(|_| Error::Btf("the BTF parser panicked on this blob".into()))?;
         let btf = parsed.map_err(|e| Error::Btf(e.to_string()))?;
-        Ok(BtfTypes {
-            btf,
-            len: bytes.len(),
-            enumerators: OnceLock::new(),
-        })
+        Ok(BtfTypes { btf, len: bytes.len(), enumerators: OnceLock::new() })
     }
 
     /// The `btf-rs` object, for queries this crate does not wrap.
@@ -77,64 +70,34 @@ impl BtfTypes {
                 Type::Void => return TypeRef::Void,
                 Type::Int(i) => {
                     let name = self.btf.resolve_name(i).unwrap_or_default();
-                    return TypeRef::Base {
-                        name,
-                        size: i.size() as u32,
-                        signed: i.is_signed(),
-                    };
+                    return TypeRef::Base { name, size: i.size() as u32, signed: i.is_signed() };
                 }
                 Type::Float(f) => {
                     let name = self.btf.resolve_name(f).unwrap_or_default();
-                    return TypeRef::Base {
-                        name,
-                        size: f.size() as u32,
-                        signed: true,
-                    };
+                    return TypeRef::Base { name, size: f.size() as u32, signed: true };
                 }
                 Type::Ptr(p) => {
-                    let to = p
-                        .get_type_id()
-                        .map_or(TypeRef::Void, |to| self.type_ref_depth(to, depth));
+                    let to = p.get_type_id().map_or(TypeRef::Void, |to| self.type_ref_depth(to, depth));
                     return TypeRef::Pointer { to: Box::new(to) };
                 }
                 Type::Array(a) => {
-                    let elem = a
-                        .get_type_id()
-                        .map_or(TypeRef::Void, |e| self.type_ref_depth(e, depth));
-                    return TypeRef::Array {
-                        elem: Box::new(elem),
-                        count: a.len() as u32,
-                    };
+                    let elem = a.get_type_id().map_or(TypeRef::Void, |e| self.type_ref_depth(e, depth));
+                    return TypeRef::Array { elem: Box::new(elem), count: a.len() as u32 };
                 }
                 Type::Struct(s) => {
-                    return TypeRef::Struct {
-                        name: self.name_of(s, id),
-                        union: false,
-                    };
+                    return TypeRef::Struct { name: self.name_of(s, id), union: false };
                 }
                 Type::Union(u) => {
-                    return TypeRef::Struct {
-                        name: self.name_of(u, id),
-                        union: true,
-                    };
+                    return TypeRef::Struct { name: self.name_of(u, id), union: true };
                 }
                 Type::Fwd(f) => {
-                    return TypeRef::Struct {
-                        name: self.name_of(f, id),
-                        union: f.is_union(),
-                    };
+                    return TypeRef::Struct { name: self.name_of(f, id), union: f.is_union() };
                 }
                 Type::Enum(e) => {
-                    return TypeRef::Enum {
-                        name: self.name_of(e, id),
-                        size: e.size() as u32,
-                    };
+                    return TypeRef::Enum { name: self.name_of(e, id), size: e.size() as u32 };
                 }
                 Type::Enum64(e) => {
-                    return TypeRef::Enum {
-                        name: self.name_of(e, id),
-                        size: e.size() as u32,
-                    };
+                    return TypeRef::Enum { name: self.name_of(e, id), size: e.size() as u32 };
                 }
                 Type::FuncProto(_) | Type::Func(_) => return TypeRef::Function,
                 other => match other.as_btf_type().and_then(|b| b.get_type_id()) {
@@ -162,12 +125,7 @@ impl BtfTypes {
                 ty: m.get_type_id().map_or(TypeRef::Void, |t| self.type_ref(t)),
             })
             .collect();
-        Some(StructDef {
-            name: self.name_of(s, id),
-            union,
-            size: s.size() as u64,
-            members,
-        })
+        Some(StructDef { name: self.name_of(s, id), union, size: s.size() as u64, members })
     }
 
     fn enum_by_id(&self, id: u32, t: &Type) -> Option<EnumDef> {
@@ -176,19 +134,13 @@ impl BtfTypes {
                 .members
                 .iter()
                 .map(|m| {
-                    let v = if e.is_signed() {
-                        i64::from(m.val() as i32)
-                    } else {
-                        i64::from(m.val())
-                    };
+                    let v = if e.is_signed() { i64::from(m.val() as i32) } else { i64::from(m.val()) };
                     (self.btf.resolve_name(m).unwrap_or_default(), v)
                 })
                 .collect(),
-            Type::Enum64(e) => e
-                .members
-                .iter()
-                .map(|m| (self.btf.resolve_name(m).unwrap_or_default(), m.val() as i64))
-                .collect(),
+            Type::Enum64(e) => {
+                e.members.iter().map(|m| (self.btf.resolve_name(m).unwrap_or_default(), m.val() as i64)).collect()
+            }
             _ => return None,
         };
         let (size, name) = match t {
@@ -232,15 +184,11 @@ impl BtfTypes {
 
 impl TypeSource for BtfTypes {
     fn struct_def(&self, name: &str) -> Option<StructDef> {
-        self.ids(name)
-            .into_iter()
-            .find_map(|id| self.struct_by_id(id, &self.btf.resolve_type_by_id(id).ok()?))
+        self.ids(name).into_iter().find_map(|id| self.struct_by_id(id, &self.btf.resolve_type_by_id(id).ok()?))
     }
 
     fn enum_def(&self, name: &str) -> Option<EnumDef> {
-        self.ids(name)
-            .into_iter()
-            .find_map(|id| self.enum_by_id(id, &self.btf.resolve_type_by_id(id).ok()?))
+        self.ids(name).into_iter().find_map(|id| self.enum_by_id(id, &self.btf.resolve_type_by_id(id).ok()?))
     }
 
     fn enumerator(&self, name: &str) -> Option<i64> {
@@ -289,46 +237,19 @@ mod tests {
         let strings = b"\0int\0pair\0a\0b\0color\0RED\0BLUE\0pair_t\0";
         let off = |s: &str| {
             let pat = [s.as_bytes(), b"\0"].concat();
-            strings
-                .windows(pat.len())
-                .position(|w| w == pat.as_slice())
-                .unwrap() as u32
+            strings.windows(pat.len()).position(|w| w == pat.as_slice()).unwrap() as u32
         };
         let mut t: Vec<u32> = Vec::new();
         let info = |kind: u32, vlen: u32, kflag: u32| (kflag << 31) | (kind << 24) | vlen;
         t.extend([off("int"), info(1, 0, 0), 4, (1 << 24) | 32]); // 1: int
-        t.extend([
-            off("pair"),
-            info(4, 2, 1),
-            8,
-            off("a"),
-            1,
-            (3 << 24),
-            0,
-            3,
-            32,
-        ]); // 2: struct pair
+        t.extend([off("pair"), info(4, 2, 1), 8, off("a"), 1, (3 << 24), 0, 3, 32]); // 2: struct pair
         t.extend([0, info(5, 1, 0), 4, off("b"), 1, 0]); // 3: anonymous union
-        t.extend([
-            off("color"),
-            info(6, 2, 0),
-            4,
-            off("RED"),
-            0,
-            off("BLUE"),
-            2,
-        ]); // 4: enum color
+        t.extend([off("color"), info(6, 2, 0), 4, off("RED"), 0, off("BLUE"), 2]); // 4: enum color
         t.extend([off("pair_t"), info(8, 0, 0), 2]); // 5: typedef
         t.extend([0, info(2, 0, 0), 5]); // 6: pointer to pair_t
         let types: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
         let mut out = vec![0x9f, 0xeb, 1, 0];
-        for v in [
-            24u32,
-            0,
-            types.len() as u32,
-            types.len() as u32,
-            strings.len() as u32,
-        ] {
+        for v in [24u32, 0, types.len() as u32, types.len() as u32, strings.len() as u32] {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&types);
@@ -342,17 +263,10 @@ mod tests {
         let a = field(&t, "pair", "a").unwrap();
         assert_eq!((a.offset, a.bit_offset, a.bit_size), (0, 0, Some(3)));
         let b = field(&t, "pair", "b").unwrap();
-        assert_eq!(
-            (b.offset, b.bit_size),
-            (4, None),
-            "found through the anonymous union"
-        );
+        assert_eq!((b.offset, b.bit_size), (4, None), "found through the anonymous union");
         assert_eq!(
             t.struct_def("pair").unwrap().members[1].ty,
-            TypeRef::Struct {
-                name: "unnamed_btf_3".into(),
-                union: true
-            }
+            TypeRef::Struct { name: "unnamed_btf_3".into(), union: true }
         );
         assert_eq!(t.enumerator("BLUE"), Some(2));
         assert_eq!(t.enum_containing("RED").as_deref(), Some("color"));

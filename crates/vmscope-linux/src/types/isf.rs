@@ -134,24 +134,14 @@ impl IsfTypes {
 
     /// The symbols, sorted by address (ISF addresses are link-time ones).
     pub fn symbols(&self) -> SymbolTable {
-        let mut v: Vec<(&str, u64)> = self
-            .file
-            .symbols
-            .iter()
-            .map(|(n, s)| (n.as_str(), s.address))
-            .collect();
+        let mut v: Vec<(&str, u64)> = self.file.symbols.iter().map(|(n, s)| (n.as_str(), s.address)).collect();
         v.sort_by_key(|&(n, a)| (a, n));
         SymbolTable::from_iter(SymbolSource::Isf, v.into_iter().map(|(n, a)| (n, a, '?')))
     }
 
     /// The bytes of `linux_banner`, if the file carries them.
     pub fn banner(&self) -> Option<String> {
-        let data = self
-            .file
-            .symbols
-            .get("linux_banner")?
-            .constant_data
-            .as_deref()?;
+        let data = self.file.symbols.get("linux_banner")?.constant_data.as_deref()?;
         let bytes = base64_decode(data)?;
         let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
         String::from_utf8(bytes[..end].to_vec()).ok()
@@ -165,31 +155,17 @@ impl IsfTypes {
             IsfType::Base { name } if name == "void" => TypeRef::Void,
             IsfType::Base { name } => {
                 let b = self.file.base_types.get(name);
-                TypeRef::Base {
-                    name: name.clone(),
-                    size: b.map_or(0, |b| b.size),
-                    signed: b.is_some_and(|b| b.signed),
-                }
+                TypeRef::Base { name: name.clone(), size: b.map_or(0, |b| b.size), signed: b.is_some_and(|b| b.signed) }
             }
-            IsfType::Pointer { subtype } => TypeRef::Pointer {
-                to: Box::new(self.type_ref(subtype, depth + 1)),
-            },
-            IsfType::Array { count, subtype } => TypeRef::Array {
-                elem: Box::new(self.type_ref(subtype, depth + 1)),
-                count: *count,
-            },
-            IsfType::Struct { name } | IsfType::Class { name } => TypeRef::Struct {
-                name: name.clone(),
-                union: false,
-            },
-            IsfType::Union { name } => TypeRef::Struct {
-                name: name.clone(),
-                union: true,
-            },
-            IsfType::Enum { name } => TypeRef::Enum {
-                name: name.clone(),
-                size: self.file.enums.get(name).map_or(4, |e| e.size),
-            },
+            IsfType::Pointer { subtype } => TypeRef::Pointer { to: Box::new(self.type_ref(subtype, depth + 1)) },
+            IsfType::Array { count, subtype } => {
+                TypeRef::Array { elem: Box::new(self.type_ref(subtype, depth + 1)), count: *count }
+            }
+            IsfType::Struct { name } | IsfType::Class { name } => TypeRef::Struct { name: name.clone(), union: false },
+            IsfType::Union { name } => TypeRef::Struct { name: name.clone(), union: true },
+            IsfType::Enum { name } => {
+                TypeRef::Enum { name: name.clone(), size: self.file.enums.get(name).map_or(4, |e| e.size) }
+            }
             IsfType::Function => TypeRef::Function,
             IsfType::Bitfield { ty, .. } => self.type_ref(ty, depth + 1),
         }
@@ -204,11 +180,9 @@ impl TypeSource for IsfTypes {
             .iter()
             .map(|(n, f)| {
                 let (bit_offset, bit_size) = match &f.ty {
-                    IsfType::Bitfield {
-                        bit_position,
-                        bit_length,
-                        ..
-                    } => (f.offset * 8 + u64::from(*bit_position), Some(*bit_length)),
+                    IsfType::Bitfield { bit_position, bit_length, .. } => {
+                        (f.offset * 8 + u64::from(*bit_position), Some(*bit_length))
+                    }
                     _ => (f.offset * 8, None),
                 };
                 let anonymous = f.anonymous || n.starts_with("unnamed_field");
@@ -221,24 +195,14 @@ impl TypeSource for IsfTypes {
             })
             .collect();
         members.sort_by_key(|m| m.bit_offset);
-        Some(StructDef {
-            name: name.into(),
-            union: s.kind == "union",
-            size: s.size,
-            members,
-        })
+        Some(StructDef { name: name.into(), union: s.kind == "union", size: s.size, members })
     }
 
     fn enum_def(&self, name: &str) -> Option<EnumDef> {
         let e = self.file.enums.get(name)?;
-        let mut values: Vec<(String, i64)> =
-            e.constants.iter().map(|(n, v)| (n.clone(), *v)).collect();
+        let mut values: Vec<(String, i64)> = e.constants.iter().map(|(n, v)| (n.clone(), *v)).collect();
         values.sort_by_key(|&(_, v)| v);
-        Some(EnumDef {
-            name: name.into(),
-            size: e.size,
-            values,
-        })
+        Some(EnumDef { name: name.into(), size: e.size, values })
     }
 
     fn enumerator(&self, name: &str) -> Option<i64> {
@@ -292,9 +256,7 @@ fn deps(ty: &TypeRef, out: &mut Vec<(bool, String)>) {
 
 fn isf_type(ty: &TypeRef, bases: &mut BTreeMap<String, IsfBase>) -> IsfType {
     match ty {
-        TypeRef::Void => IsfType::Base {
-            name: "void".into(),
-        },
+        TypeRef::Void => IsfType::Base { name: "void".into() },
         TypeRef::Base { name, size, signed } => {
             bases.entry(name.clone()).or_insert_with(|| IsfBase {
                 size: *size,
@@ -304,13 +266,8 @@ fn isf_type(ty: &TypeRef, bases: &mut BTreeMap<String, IsfBase>) -> IsfType {
             });
             IsfType::Base { name: name.clone() }
         }
-        TypeRef::Pointer { to } => IsfType::Pointer {
-            subtype: Box::new(isf_type(to, bases)),
-        },
-        TypeRef::Array { elem, count } => IsfType::Array {
-            count: *count,
-            subtype: Box::new(isf_type(elem, bases)),
-        },
+        TypeRef::Pointer { to } => IsfType::Pointer { subtype: Box::new(isf_type(to, bases)) },
+        TypeRef::Array { elem, count } => IsfType::Array { count: *count, subtype: Box::new(isf_type(elem, bases)) },
         TypeRef::Struct { name, union: false } => IsfType::Struct { name: name.clone() },
         TypeRef::Struct { name, union: true } => IsfType::Union { name: name.clone() },
         TypeRef::Enum { name, .. } => IsfType::Enum { name: name.clone() },
@@ -339,30 +296,10 @@ fn enum_base(size: u32, signed: bool, bases: &mut BTreeMap<String, IsfBase>) -> 
 }
 
 /// Writes `types` and `symbols` as ISF JSON.
-pub fn write_isf(
-    types: &dyn TypeSource,
-    symbols: Option<&SymbolTable>,
-    opts: &IsfOptions,
-) -> Result<String> {
+pub fn write_isf(types: &dyn TypeSource, symbols: Option<&SymbolTable>, opts: &IsfOptions) -> Result<String> {
     let mut bases = BTreeMap::new();
-    bases.insert(
-        "void".into(),
-        IsfBase {
-            size: 0,
-            signed: false,
-            kind: "void".into(),
-            endian: "little".into(),
-        },
-    );
-    bases.insert(
-        "pointer".into(),
-        IsfBase {
-            size: 8,
-            signed: false,
-            kind: "int".into(),
-            endian: "little".into(),
-        },
-    );
+    bases.insert("void".into(), IsfBase { size: 0, signed: false, kind: "void".into(), endian: "little".into() });
+    bases.insert("pointer".into(), IsfBase { size: 8, signed: false, kind: "int".into(), endian: "little".into() });
     let mut user_types = BTreeMap::new();
     let mut enums = BTreeMap::new();
 
@@ -381,11 +318,7 @@ pub fn write_isf(
             })
             .collect(),
         None => {
-            let mut q: VecDeque<_> = types
-                .struct_names()
-                .into_iter()
-                .map(|n| (true, n))
-                .collect();
+            let mut q: VecDeque<_> = types.struct_names().into_iter().map(|n| (true, n)).collect();
             q.extend(types.enum_names().into_iter().map(|n| (false, n)));
             q
         }
@@ -419,45 +352,20 @@ pub fn write_isf(
                     None => (inner, m.bit_offset / 8),
                 };
                 let anonymous = m.name.is_empty();
-                let mut key = if anonymous {
-                    format!("unnamed_field_{offset:x}")
-                } else {
-                    m.name.clone()
-                };
+                let mut key = if anonymous { format!("unnamed_field_{offset:x}") } else { m.name.clone() };
                 let mut n = 1;
                 while fields.contains_key(&key) {
                     key = format!("unnamed_field_{offset:x}_{n}");
                     n += 1;
                 }
-                fields.insert(
-                    key,
-                    IsfField {
-                        ty,
-                        offset,
-                        anonymous,
-                    },
-                );
+                fields.insert(key, IsfField { ty, offset, anonymous });
             }
             let kind = if def.union { "union" } else { "struct" };
-            user_types.insert(
-                name,
-                IsfStruct {
-                    size: def.size,
-                    fields,
-                    kind: kind.into(),
-                },
-            );
+            user_types.insert(name, IsfStruct { size: def.size, fields, kind: kind.into() });
         } else if let Some(e) = types.enum_def(&name) {
             let signed = e.values.iter().any(|&(_, v)| v < 0);
             let base = enum_base(e.size, signed, &mut bases);
-            enums.insert(
-                name,
-                IsfEnum {
-                    size: e.size,
-                    base,
-                    constants: e.values.into_iter().collect(),
-                },
-            );
+            enums.insert(name, IsfEnum { size: e.size, base, constants: e.values.into_iter().collect() });
         }
     }
 
@@ -469,11 +377,7 @@ pub fn write_isf(
             } else {
                 s.addr
             };
-            syms.entry(s.name.to_owned()).or_insert(IsfSymbol {
-                address,
-                ty: None,
-                constant_data: None,
-            });
+            syms.entry(s.name.to_owned()).or_insert(IsfSymbol { address, ty: None, constant_data: None });
         }
     }
     if let (Some(banner), Some(sym)) = (&opts.banner, syms.get_mut("linux_banner")) {
@@ -481,10 +385,7 @@ pub fn write_isf(
         bytes.push(0);
         sym.constant_data = Some(base64_encode(&bytes));
     }
-    let (pname, pver) = opts
-        .producer
-        .clone()
-        .unwrap_or_else(|| ("vmscope".into(), env!("CARGO_PKG_VERSION").into()));
+    let (pname, pver) = opts.producer.clone().unwrap_or_else(|| ("vmscope".into(), env!("CARGO_PKG_VERSION").into()));
     let file = IsfFile {
         metadata: serde_json::json!({
             "format": "6.2.0",
@@ -505,9 +406,8 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 fn base64_encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= c.len() {
                 out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);

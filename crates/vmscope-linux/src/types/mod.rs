@@ -158,21 +158,14 @@ fn size_of_depth(src: &dyn TypeSource, ty: &TypeRef, depth: u32) -> Option<u64> 
         TypeRef::Void | TypeRef::Function => None,
         TypeRef::Base { size, .. } | TypeRef::Enum { size, .. } => Some(u64::from(*size)),
         TypeRef::Pointer { .. } => Some(8),
-        TypeRef::Array { elem, count } => {
-            size_of_depth(src, elem, depth + 1)?.checked_mul(u64::from(*count))
-        }
+        TypeRef::Array { elem, count } => size_of_depth(src, elem, depth + 1)?.checked_mul(u64::from(*count)),
         TypeRef::Struct { name, .. } => src.struct_def(name).map(|s| s.size),
     }
 }
 
 /// Finds member `name` of `def`, looking through anonymous struct and union
 /// members; returns its bit offset from the start of `def`.
-fn find_member(
-    src: &dyn TypeSource,
-    def: &StructDef,
-    name: &str,
-    depth: u32,
-) -> Option<(u64, Member)> {
+fn find_member(src: &dyn TypeSource, def: &StructDef, name: &str, depth: u32) -> Option<(u64, Member)> {
     if depth > 16 {
         return None;
     }
@@ -195,18 +188,13 @@ fn find_member(
 /// through at every step.
 pub fn field(src: &dyn TypeSource, ty: &str, path: &str) -> Result<FieldInfo> {
     let missing = || Error::field(ty, path);
-    let mut def = src
-        .struct_def(ty)
-        .ok_or_else(|| Error::TypeMissing(ty.into()))?;
+    let mut def = src.struct_def(ty).ok_or_else(|| Error::TypeMissing(ty.into()))?;
     let mut bits = 0u64;
     let mut parts = path.split('.').peekable();
     while let Some(part) = parts.next() {
         let (name, index) = match part.split_once('[') {
             Some((n, rest)) => {
-                let idx: u64 = rest
-                    .strip_suffix(']')
-                    .and_then(|i| i.parse().ok())
-                    .ok_or_else(missing)?;
+                let idx: u64 = rest.strip_suffix(']').and_then(|i| i.parse().ok()).ok_or_else(missing)?;
                 (n, Some(idx))
             }
             None => (part, None),
@@ -235,12 +223,7 @@ pub fn field(src: &dyn TypeSource, ty: &str, path: &str) -> Result<FieldInfo> {
                 }
                 None => bits / 8,
             };
-            return Ok(FieldInfo {
-                offset,
-                bit_offset: bits,
-                bit_size,
-                ty: cur,
-            });
+            return Ok(FieldInfo { offset, bit_offset: bits, bit_size, ty: cur });
         }
         let TypeRef::Struct { name: next, .. } = &cur else {
             return Err(missing());

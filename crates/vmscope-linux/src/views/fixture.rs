@@ -34,11 +34,7 @@ impl TypeSource for MapTypes {
         self.enums.iter().find(|e| e.name == name).cloned()
     }
     fn enumerator(&self, name: &str) -> Option<i64> {
-        self.enums
-            .iter()
-            .flat_map(|e| &e.values)
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| *v)
+        self.enums.iter().flat_map(|e| &e.values).find(|(n, _)| n == name).map(|(_, v)| *v)
     }
     fn struct_names(&self) -> Vec<String> {
         self.structs.keys().cloned().collect()
@@ -49,47 +45,24 @@ impl TypeSource for MapTypes {
 }
 
 fn int(size: u32, signed: bool) -> TypeRef {
-    TypeRef::Base {
-        name: format!("{}int{}", if signed { "" } else { "u" }, size * 8),
-        size,
-        signed,
-    }
+    TypeRef::Base { name: format!("{}int{}", if signed { "" } else { "u" }, size * 8), size, signed }
 }
 fn st(name: &str) -> TypeRef {
-    TypeRef::Struct {
-        name: name.into(),
-        union: false,
-    }
+    TypeRef::Struct { name: name.into(), union: false }
 }
 fn ptr(to: TypeRef) -> TypeRef {
     TypeRef::Pointer { to: Box::new(to) }
 }
 fn arr(elem: TypeRef, count: u32) -> TypeRef {
-    TypeRef::Array {
-        elem: Box::new(elem),
-        count,
-    }
+    TypeRef::Array { elem: Box::new(elem), count }
 }
 
 fn def(types: &mut MapTypes, name: &str, size: u64, fields: &[(&str, u64, TypeRef)]) {
     let members = fields
         .iter()
-        .map(|(n, off, ty)| Member {
-            name: (*n).into(),
-            bit_offset: off * 8,
-            bit_size: None,
-            ty: ty.clone(),
-        })
+        .map(|(n, off, ty)| Member { name: (*n).into(), bit_offset: off * 8, bit_size: None, ty: ty.clone() })
         .collect();
-    types.structs.insert(
-        name.into(),
-        StructDef {
-            name: name.into(),
-            union: false,
-            size,
-            members,
-        },
-    );
+    types.structs.insert(name.into(), StructDef { name: name.into(), union: false, size, members });
 }
 
 /// The types, laid out like a small 6.1 kernel.
@@ -97,12 +70,7 @@ pub(crate) fn types() -> Arc<dyn TypeSource> {
     let mut t = MapTypes::default();
     let u64t = int(8, false);
     let lh = st("list_head");
-    def(
-        &mut t,
-        "list_head",
-        16,
-        &[("next", 0, ptr(lh.clone())), ("prev", 8, ptr(lh.clone()))],
-    );
+    def(&mut t, "list_head", 16, &[("next", 0, ptr(lh.clone())), ("prev", 8, ptr(lh.clone()))]);
     def(&mut t, "kuid_t", 4, &[("val", 0, int(4, false))]);
     def(
         &mut t,
@@ -132,12 +100,7 @@ pub(crate) fn types() -> Arc<dyn TypeSource> {
         &mut t,
         "cred",
         32,
-        &[
-            ("uid", 4, st("kuid_t")),
-            ("gid", 8, st("kuid_t")),
-            ("euid", 12, st("kuid_t")),
-            ("egid", 16, st("kuid_t")),
-        ],
+        &[("uid", 4, st("kuid_t")), ("gid", 8, st("kuid_t")), ("euid", 12, st("kuid_t")), ("egid", 16, st("kuid_t"))],
     );
     def(
         &mut t,
@@ -151,12 +114,7 @@ pub(crate) fn types() -> Arc<dyn TypeSource> {
         ],
     );
     def(&mut t, "atomic_long_t", 8, &[("counter", 0, int(8, true))]);
-    def(
-        &mut t,
-        "mm_rss_stat",
-        32,
-        &[("count", 0, arr(st("atomic_long_t"), 4))],
-    );
+    def(&mut t, "mm_rss_stat", 32, &[("count", 0, arr(st("atomic_long_t"), 4))]);
     // mm_struct's members sit in an anonymous struct, as in real kernels.
     def(
         &mut t,
@@ -170,12 +128,7 @@ pub(crate) fn types() -> Arc<dyn TypeSource> {
         ],
     );
     def(&mut t, "mm_struct", 128, &[("", 0, st("unnamed_mm"))]);
-    def(
-        &mut t,
-        "module_layout",
-        16,
-        &[("base", 0, u64t.clone()), ("size", 8, int(4, false))],
-    );
+    def(&mut t, "module_layout", 16, &[("base", 0, u64t.clone()), ("size", 8, int(4, false))]);
     def(
         &mut t,
         "module",
@@ -204,21 +157,12 @@ pub(crate) fn types() -> Arc<dyn TypeSource> {
             ("typetab", 24, u64t.clone()),
         ],
     );
-    def(
-        &mut t,
-        "elf64_sym",
-        24,
-        &[("st_name", 0, int(4, false)), ("st_value", 8, u64t.clone())],
-    );
+    def(&mut t, "elf64_sym", 24, &[("st_name", 0, int(4, false)), ("st_value", 8, u64t.clone())]);
     def(
         &mut t,
         "kernel_symbol",
         12,
-        &[
-            ("value_offset", 0, int(4, true)),
-            ("name_offset", 4, int(4, true)),
-            ("namespace_offset", 8, int(4, true)),
-        ],
+        &[("value_offset", 0, int(4, true)), ("name_offset", 4, int(4, true)), ("namespace_offset", 8, int(4, true))],
     );
     t.enums.push(EnumDef {
         name: "unnamed_btf_1".into(),
@@ -263,14 +207,7 @@ impl Fx {
         }
         let profile = Profile::new(SymbolTable::new(SymbolSource::Kallsyms), types());
         let offsets = Offsets::resolve(&profile).expect("the fixture types have every field");
-        let mut fx = Fx {
-            b,
-            pool,
-            used: 0,
-            offsets,
-            init_task: 0,
-            modules: 0,
-        };
+        let mut fx = Fx { b, pool, used: 0, offsets, init_task: 0, modules: 0 };
         fx.init_task = fx.alloc(256);
         let head = fx.init_task;
         fx.link_head(head);
@@ -337,14 +274,7 @@ impl Fx {
 
     /// A process with one thread; `cmdline` mapped at user address 0x40_0000 of its
     /// own page tables (unless `None`: then the page is absent).
-    pub fn process(
-        &mut self,
-        pid: i32,
-        parent: u64,
-        uid: u32,
-        comm: &str,
-        cmdline: Option<&str>,
-    ) -> u64 {
+    pub fn process(&mut self, pid: i32, parent: u64, uid: u32, comm: &str, cmdline: Option<&str>) -> u64 {
         let t = self.alloc(256);
         self.w32(t + 16, pid as u32);
         self.w32(t + 20, pid as u32);
@@ -370,12 +300,7 @@ impl Fx {
             let user_va = 0x40_0000 + (pid as u64) * 0x1000;
             let page = self.alloc_page();
             self.b
-                .map(
-                    Gva::new(user_va),
-                    Gpa::new(page - DIRECT),
-                    PageSize::Size4K,
-                    pte::USER | pte::WRITABLE,
-                )
+                .map(Gva::new(user_va), Gpa::new(page - DIRECT), PageSize::Size4K, pte::USER | pte::WRITABLE)
                 .expect("a fresh user page");
             let args = c.replace(' ', "\0") + "\0";
             self.write_bytes(page, args.as_bytes());
@@ -404,14 +329,7 @@ impl Fx {
 
     /// A module with `exports` exported and `locals` local symbols; symbol `i` is at
     /// the module's address plus `0x10 * i`.
-    pub fn module(
-        &mut self,
-        name: &str,
-        size: u32,
-        taints: u64,
-        exports: &[&str],
-        locals: &[&str],
-    ) -> u64 {
+    pub fn module(&mut self, name: &str, size: u32, taints: u64, exports: &[&str], locals: &[&str]) -> u64 {
         let m = self.alloc(192);
         self.write_str(m + 16, name);
         self.w32(m + 76, 1);
@@ -458,18 +376,10 @@ impl Fx {
     /// The memory and a view context over it.
     pub fn finish(&self) -> (KernelMem<SliceMem<Vec<u8>>>, Addrs) {
         let (mem, space) = self.b.clone().finish();
-        let image = Image {
-            text_va: 0,
-            end_va: 0,
-            delta: 0,
-        };
+        let image = Image { text_va: 0, end_va: 0, delta: 0 };
         let k = KernelMem::new(mem, image, DIRECT, space);
-        let addrs = Addrs {
-            init_task: self.init_task,
-            modules: self.modules,
-            per_cpu_offsets: Vec::new(),
-            taint_flags: None,
-        };
+        let addrs =
+            Addrs { init_task: self.init_task, modules: self.modules, per_cpu_offsets: Vec::new(), taint_flags: None };
         (k, addrs)
     }
 
@@ -479,11 +389,6 @@ impl Fx {
         addrs: &'a Addrs,
         limits: Limits,
     ) -> Ctx<'a, SliceMem<Vec<u8>>> {
-        Ctx {
-            k,
-            o: &self.offsets,
-            addrs,
-            limits,
-        }
+        Ctx { k, o: &self.offsets, addrs, limits }
     }
 }

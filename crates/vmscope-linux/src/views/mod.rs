@@ -28,11 +28,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_list: 1 << 20,
-            max_cmdline: 128 << 10,
-            max_module_symbols: 1 << 20,
-        }
+        Limits { max_list: 1 << 20, max_cmdline: 128 << 10, max_module_symbols: 1 << 20 }
     }
 }
 
@@ -119,27 +115,14 @@ impl fmt::Display for Anomaly {
         match self {
             Anomaly::ListCycle { list, node } => write!(f, "{list}: cycle back to {node:#x}"),
             Anomaly::StepLimit { list, limit } => write!(f, "{list}: stopped after {limit} nodes"),
-            Anomaly::BrokenLink {
-                list,
-                node,
-                next,
-                back,
-            } => {
-                write!(
-                    f,
-                    "{list}: {node:#x}->next = {next:#x} but its prev = {back:#x}"
-                )
+            Anomaly::BrokenLink { list, node, next, back } => {
+                write!(f, "{list}: {node:#x}->next = {next:#x} but its prev = {back:#x}")
             }
             Anomaly::BadPointer { what, at, value } => {
                 write!(f, "{what} at {at:#x}: bad pointer {value:#x}")
             }
             Anomaly::Unreadable { what, addr, error } => write!(f, "{what} at {addr:#x}: {error}"),
-            Anomaly::InvalidField {
-                what,
-                addr,
-                field,
-                value,
-            } => write!(f, "{what} at {addr:#x}: {field} = {value}"),
+            Anomaly::InvalidField { what, addr, field, value } => write!(f, "{what} at {addr:#x}: {field} = {value}"),
             Anomaly::RecoveredBackwards { list, nodes } => {
                 write!(f, "{list}: {nodes} nodes recovered walking backwards")
             }
@@ -177,11 +160,7 @@ pub(crate) fn walk_list<M: PhysMem>(
         let next = match k.read_u64(cur + lo.next) {
             Ok(n) => n,
             Err(e) => {
-                anomalies.push(Anomaly::Unreadable {
-                    what: format!("{name} link"),
-                    addr: cur,
-                    error: e.to_string(),
-                });
+                anomalies.push(Anomaly::Unreadable { what: format!("{name} link"), addr: cur, error: e.to_string() });
                 broke = true;
                 break;
             }
@@ -190,45 +169,26 @@ pub(crate) fn walk_list<M: PhysMem>(
             break;
         }
         if !plausible(k, next, 8) {
-            anomalies.push(Anomaly::BadPointer {
-                what: format!("{name} next"),
-                at: cur + lo.next,
-                value: next,
-            });
+            anomalies.push(Anomaly::BadPointer { what: format!("{name} next"), at: cur + lo.next, value: next });
             broke = true;
             break;
         }
         if !seen.insert(next) {
-            anomalies.push(Anomaly::ListCycle {
-                list: name.into(),
-                node: next,
-            });
+            anomalies.push(Anomaly::ListCycle { list: name.into(), node: next });
             broke = true;
             break;
         }
         if nodes.len() >= limit {
-            anomalies.push(Anomaly::StepLimit {
-                list: name.into(),
-                limit,
-            });
+            anomalies.push(Anomaly::StepLimit { list: name.into(), limit });
             return nodes;
         }
         match k.read_u64(next + lo.prev) {
             Ok(back) if back != cur => {
-                anomalies.push(Anomaly::BrokenLink {
-                    list: name.into(),
-                    node: cur,
-                    next,
-                    back,
-                });
+                anomalies.push(Anomaly::BrokenLink { list: name.into(), node: cur, next, back });
             }
             Ok(_) => {}
             Err(e) => {
-                anomalies.push(Anomaly::Unreadable {
-                    what: format!("{name} node"),
-                    addr: next,
-                    error: e.to_string(),
-                });
+                anomalies.push(Anomaly::Unreadable { what: format!("{name} node"), addr: next, error: e.to_string() });
                 broke = true;
                 break;
             }
@@ -244,11 +204,7 @@ pub(crate) fn walk_list<M: PhysMem>(
             let Ok(prev) = k.read_u64(cur + lo.prev) else {
                 break;
             };
-            if prev == head
-                || !plausible(k, prev, 8)
-                || seen.contains(&prev)
-                || k.read_u64(prev + lo.next).is_err()
-            {
+            if prev == head || !plausible(k, prev, 8) || seen.contains(&prev) || k.read_u64(prev + lo.next).is_err() {
                 break;
             }
             seen.insert(prev);
@@ -256,10 +212,7 @@ pub(crate) fn walk_list<M: PhysMem>(
             cur = prev;
         }
         if !back.is_empty() {
-            anomalies.push(Anomaly::RecoveredBackwards {
-                list: name.into(),
-                nodes: back.len(),
-            });
+            anomalies.push(Anomaly::RecoveredBackwards { list: name.into(), nodes: back.len() });
             nodes.extend(back.into_iter().rev());
         }
     }
@@ -274,16 +227,12 @@ pub(crate) struct Bytes<'a>(pub &'a [u8]);
 impl Bytes<'_> {
     pub fn u64(&self, off: u64) -> Option<u64> {
         let o = usize::try_from(off).ok()?;
-        Some(u64::from_le_bytes(
-            *self.0.get(o..o.checked_add(8)?)?.first_chunk()?,
-        ))
+        Some(u64::from_le_bytes(*self.0.get(o..o.checked_add(8)?)?.first_chunk()?))
     }
 
     pub fn u32(&self, off: u64) -> Option<u32> {
         let o = usize::try_from(off).ok()?;
-        Some(u32::from_le_bytes(
-            *self.0.get(o..o.checked_add(4)?)?.first_chunk()?,
-        ))
+        Some(u32::from_le_bytes(*self.0.get(o..o.checked_add(4)?)?.first_chunk()?))
     }
 
     pub fn i32(&self, off: u64) -> Option<i32> {
@@ -296,14 +245,9 @@ impl Bytes<'_> {
             4 => self.u32(off).map(u64::from),
             2 => {
                 let o = usize::try_from(off).ok()?;
-                Some(u64::from(u16::from_le_bytes(
-                    *self.0.get(o..o.checked_add(2)?)?.first_chunk()?,
-                )))
+                Some(u64::from(u16::from_le_bytes(*self.0.get(o..o.checked_add(2)?)?.first_chunk()?)))
             }
-            1 => self
-                .0
-                .get(usize::try_from(off).ok()?)
-                .map(|&b| u64::from(b)),
+            1 => self.0.get(usize::try_from(off).ok()?).map(|&b| u64::from(b)),
             _ => None,
         }
     }
@@ -341,11 +285,8 @@ mod tests {
         let (fx, _) = three();
         let (k, addrs) = fx.finish();
         let list = fx.ctx(&k, &addrs, Limits::default()).processes();
-        let got: Vec<(i32, i32, u32, &str, char)> = list
-            .processes
-            .iter()
-            .map(|p| (p.pid, p.ppid, p.uid, p.comm.as_str(), p.state))
-            .collect();
+        let got: Vec<(i32, i32, u32, &str, char)> =
+            list.processes.iter().map(|p| (p.pid, p.ppid, p.uid, p.comm.as_str(), p.state)).collect();
         assert_eq!(
             got,
             [
@@ -356,30 +297,14 @@ mod tests {
             ]
         );
         let p = &list.processes;
-        assert_eq!(
-            p[0].cmdline.as_deref(),
-            Some(&["/sbin/init".to_owned(), "splash".to_owned()][..])
-        );
-        assert!(
-            p[1].kernel_thread
-                && p[1].cmdline.as_deref() == Some(&[][..])
-                && p[1].rss_pages.is_none()
-        );
-        assert_eq!(
-            p[2].cmdline.as_deref(),
-            Some(&["sleep".to_owned(), "999".to_owned()][..])
-        );
-        assert_eq!(
-            (p[2].rss_pages, p[2].threads, p[2].utime_ns, p[2].stime_ns),
-            (Some(7), 1, 1000, 2000)
-        );
+        assert_eq!(p[0].cmdline.as_deref(), Some(&["/sbin/init".to_owned(), "splash".to_owned()][..]));
+        assert!(p[1].kernel_thread && p[1].cmdline.as_deref() == Some(&[][..]) && p[1].rss_pages.is_none());
+        assert_eq!(p[2].cmdline.as_deref(), Some(&["sleep".to_owned(), "999".to_owned()][..]));
+        assert_eq!((p[2].rss_pages, p[2].threads, p[2].utime_ns, p[2].stime_ns), (Some(7), 1, 1000, 2000));
         // Absent user memory is reported, not fatal.
         assert_eq!(p[3].cmdline, None);
         assert!(
-            matches!(
-                list.anomalies.as_slice(),
-                [Anomaly::UserMemoryUnavailable { pid: 101, .. }]
-            ),
+            matches!(list.anomalies.as_slice(), [Anomaly::UserMemoryUnavailable { pid: 101, .. }]),
             "{:?}",
             list.anomalies
         );
@@ -397,9 +322,7 @@ mod tests {
         let list = fx.ctx(&k, &addrs, Limits::default()).processes();
         assert_eq!(list.processes.len(), 4);
         assert!(
-            list.anomalies
-                .iter()
-                .any(|a| matches!(a, Anomaly::ListCycle { node, .. } if *node == sleeper)),
+            list.anomalies.iter().any(|a| matches!(a, Anomaly::ListCycle { node, .. } if *node == sleeper)),
             "{:?}",
             list.anomalies
         );
@@ -416,17 +339,9 @@ mod tests {
         let list = fx.ctx(&k, &addrs, Limits::default()).processes();
         let pids: Vec<i32> = list.processes.iter().map(|p| p.pid).collect();
         assert_eq!(pids, [1, 2, 100, 101]);
+        assert!(list.anomalies.iter().any(|a| matches!(a, Anomaly::Unreadable { .. })), "{:?}", list.anomalies);
         assert!(
-            list.anomalies
-                .iter()
-                .any(|a| matches!(a, Anomaly::Unreadable { .. })),
-            "{:?}",
-            list.anomalies
-        );
-        assert!(
-            list.anomalies
-                .iter()
-                .any(|a| matches!(a, Anomaly::RecoveredBackwards { nodes: 2, .. })),
+            list.anomalies.iter().any(|a| matches!(a, Anomaly::RecoveredBackwards { nodes: 2, .. })),
             "{:?}",
             list.anomalies
         );
@@ -438,63 +353,25 @@ mod tests {
         fx.w64(sleeper + 80, 0x1234); // real_cred: not a kernel pointer
         fx.w64(init + 56, 0xdead_0000_0000_0000); // real_parent: not canonical
         let (k, addrs) = fx.finish();
-        let list = fx
-            .ctx(
-                &k,
-                &addrs,
-                Limits {
-                    max_list: 2,
-                    ..Limits::default()
-                },
-            )
-            .processes();
+        let list = fx.ctx(&k, &addrs, Limits { max_list: 2, ..Limits::default() }).processes();
         assert_eq!(list.processes.len(), 2);
-        assert!(
-            list.anomalies
-                .iter()
-                .any(|a| matches!(a, Anomaly::StepLimit { limit: 2, .. }))
-        );
-        assert!(list.anomalies.iter().any(|a| matches!(
-            a,
-            Anomaly::BadPointer {
-                value: 0xdead_0000_0000_0000,
-                ..
-            }
-        )));
+        assert!(list.anomalies.iter().any(|a| matches!(a, Anomaly::StepLimit { limit: 2, .. })));
+        assert!(list.anomalies.iter().any(|a| matches!(a, Anomaly::BadPointer { value: 0xdead_0000_0000_0000, .. })));
         let list = fx.ctx(&k, &addrs, Limits::default()).processes();
-        assert_eq!(
-            list.processes[2].uid,
-            u32::MAX,
-            "an unreadable cred leaves the ids unknown"
-        );
+        assert_eq!(list.processes[2].uid, u32::MAX, "an unreadable cred leaves the ids unknown");
     }
 
     #[test]
     fn modules_and_their_symbols() {
         let mut fx = Fx::new();
-        let dummy = fx.module(
-            "dummy",
-            16384,
-            0,
-            &["dummy_export"],
-            &["dummy_local", "cleanup_module"],
-        );
+        let dummy = fx.module("dummy", 16384, 0, &["dummy_export"], &["dummy_local", "cleanup_module"]);
         let fw = fx.module("qemu_fw_cfg", 20480, 1 << 12, &[], &["fw_cfg_probe"]);
         let (k, addrs) = fx.finish();
         let ctx = fx.ctx(&k, &addrs, Limits::default());
         let list = ctx.modules();
-        let got: Vec<(&str, u64, i64, &str)> = list
-            .modules
-            .iter()
-            .map(|m| (m.name.as_str(), m.size, m.refcount, m.state.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("dummy", 16384, 0, "Live"),
-                ("qemu_fw_cfg", 20480, 0, "Live")
-            ]
-        );
+        let got: Vec<(&str, u64, i64, &str)> =
+            list.modules.iter().map(|m| (m.name.as_str(), m.size, m.refcount, m.state.as_str())).collect();
+        assert_eq!(got, [("dummy", 16384, 0, "Live"), ("qemu_fw_cfg", 20480, 0, "Live")]);
         assert_eq!(list.modules[1].taints, 1 << 12);
         let (syms, an) = ctx.module_symbols();
         assert!(an.is_empty(), "{an:?}");

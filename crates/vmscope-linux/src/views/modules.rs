@@ -76,30 +76,19 @@ fn state_word(name: &str) -> String {
 impl<M: PhysMem> Ctx<'_, M> {
     fn module_nodes(&self, an: &mut Vec<Anomaly>) -> Vec<(u64, Vec<u8>)> {
         let mo = &self.o.module;
-        walk_list(
-            self.k,
-            &self.o.list,
-            self.addrs.modules,
-            "modules",
-            self.limits.max_list,
-            an,
-        )
-        .into_iter()
-        .filter_map(|n| {
-            let addr = n - mo.list;
-            match self.k.read_vec(addr, mo.size as usize) {
-                Ok(b) => Some((addr, b)),
-                Err(e) => {
-                    an.push(Anomaly::Unreadable {
-                        what: "struct module".into(),
-                        addr,
-                        error: e.to_string(),
-                    });
-                    None
+        walk_list(self.k, &self.o.list, self.addrs.modules, "modules", self.limits.max_list, an)
+            .into_iter()
+            .filter_map(|n| {
+                let addr = n - mo.list;
+                match self.k.read_vec(addr, mo.size as usize) {
+                    Ok(b) => Some((addr, b)),
+                    Err(e) => {
+                        an.push(Anomaly::Unreadable { what: "struct module".into(), addr, error: e.to_string() });
+                        None
+                    }
                 }
-            }
-        })
-        .collect()
+            })
+            .collect()
     }
 
     fn taint_letters(&self, taints: u64) -> String {
@@ -140,26 +129,11 @@ impl<M: PhysMem> Ctx<'_, M> {
             .find(|(v, _)| *v == state_value)
             .map_or_else(|| format!("state {state_value}"), |(_, n)| state_word(n));
         let (base, size) = match &mo.mem {
-            ModuleMemLayout::Layouts {
-                core_base,
-                core_size,
-                init_size,
-            } => (
-                b.u64(*core_base)?,
-                u64::from(b.u32(*core_size)?) + u64::from(b.u32(*init_size)?),
-            ),
-            ModuleMemLayout::Mem {
-                base,
-                stride,
-                count,
-                mem_base,
-                mem_size,
-                text,
-            } => {
-                let size = (0..*count)
-                    .filter_map(|i| b.u32(base + i * stride + mem_size))
-                    .map(u64::from)
-                    .sum();
+            ModuleMemLayout::Layouts { core_base, core_size, init_size } => {
+                (b.u64(*core_base)?, u64::from(b.u32(*core_size)?) + u64::from(b.u32(*init_size)?))
+            }
+            ModuleMemLayout::Mem { base, stride, count, mem_base, mem_size, text } => {
+                let size = (0..*count).filter_map(|i| b.u32(base + i * stride + mem_size)).map(u64::from).sum();
                 (b.u64(base + text * stride + mem_base)?, size)
             }
         };
@@ -180,10 +154,7 @@ impl<M: PhysMem> Ctx<'_, M> {
     pub(crate) fn modules(&self) -> ModuleList {
         let mut anomalies = Vec::new();
         let nodes = self.module_nodes(&mut anomalies);
-        let modules = nodes
-            .iter()
-            .filter_map(|(a, b)| self.module(*a, b, &mut anomalies))
-            .collect();
+        let modules = nodes.iter().filter_map(|(a, b)| self.module(*a, b, &mut anomalies)).collect();
         ModuleList { modules, anomalies }
     }
 
@@ -198,11 +169,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             return out;
         }
         let Ok(raw) = self.k.read_vec(syms, n as usize * mo.ksym_size as usize) else {
-            an.push(Anomaly::Unreadable {
-                what: "module exports".into(),
-                addr: syms,
-                error: "unreadable".into(),
-            });
+            an.push(Anomaly::Unreadable { what: "module exports".into(), addr: syms, error: "unreadable".into() });
             return out;
         };
         let raw = Bytes(&raw);
@@ -210,8 +177,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             let at = i * mo.ksym_size;
             let (value, name_ptr) = if mo.ksym_relative {
                 // Self-relative: the field's own address plus the offset it holds.
-                let (Some(v), Some(nm)) = (raw.i32(at + mo.ksym_value), raw.i32(at + mo.ksym_name))
-                else {
+                let (Some(v), Some(nm)) = (raw.i32(at + mo.ksym_value), raw.i32(at + mo.ksym_name)) else {
                     continue;
                 };
                 let field = syms + at;
@@ -220,8 +186,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                     (field + mo.ksym_name).wrapping_add_signed(i64::from(nm)),
                 )
             } else {
-                let (Some(v), Some(nm)) = (raw.u64(at + mo.ksym_value), raw.u64(at + mo.ksym_name))
-                else {
+                let (Some(v), Some(nm)) = (raw.u64(at + mo.ksym_value), raw.u64(at + mo.ksym_name)) else {
                     continue;
                 };
                 (v, nm)
@@ -239,27 +204,15 @@ impl<M: PhysMem> Ctx<'_, M> {
         let Some(mk) = b.u64(mo.kallsyms).filter(|&p| plausible(self.k, p, 8)) else {
             return out;
         };
-        let end = mo
-            .mk_symtab
-            .max(mo.mk_num_symtab)
-            .max(mo.mk_strtab)
-            .max(mo.mk_typetab)
-            + 8;
+        let end = mo.mk_symtab.max(mo.mk_num_symtab).max(mo.mk_strtab).max(mo.mk_typetab) + 8;
         let Ok(kb) = self.k.read_vec(mk, end as usize) else {
-            an.push(Anomaly::Unreadable {
-                what: "mod_kallsyms".into(),
-                addr: mk,
-                error: "unreadable".into(),
-            });
+            an.push(Anomaly::Unreadable { what: "mod_kallsyms".into(), addr: mk, error: "unreadable".into() });
             return out;
         };
         let kb = Bytes(&kb);
-        let (Some(symtab), Some(n), Some(strtab), Some(typetab)) = (
-            kb.u64(mo.mk_symtab),
-            kb.u32(mo.mk_num_symtab),
-            kb.u64(mo.mk_strtab),
-            kb.u64(mo.mk_typetab),
-        ) else {
+        let (Some(symtab), Some(n), Some(strtab), Some(typetab)) =
+            (kb.u64(mo.mk_symtab), kb.u32(mo.mk_num_symtab), kb.u64(mo.mk_strtab), kb.u64(mo.mk_typetab))
+        else {
             return out;
         };
         let n = n as usize;
@@ -272,21 +225,13 @@ impl<M: PhysMem> Ctx<'_, M> {
             });
             return out;
         }
-        let (Ok(syms), Ok(types)) = (
-            self.k.read_vec(symtab, n * mo.sym_size as usize),
-            self.k.read_vec(typetab, n),
-        ) else {
-            an.push(Anomaly::Unreadable {
-                what: "module symtab".into(),
-                addr: symtab,
-                error: "unreadable".into(),
-            });
+        let (Ok(syms), Ok(types)) = (self.k.read_vec(symtab, n * mo.sym_size as usize), self.k.read_vec(typetab, n))
+        else {
+            an.push(Anomaly::Unreadable { what: "module symtab".into(), addr: symtab, error: "unreadable".into() });
             return out;
         };
         let syms = Bytes(&syms);
-        let names: Vec<u32> = (0..n)
-            .map(|i| syms.u32(i as u64 * mo.sym_size + mo.sym_name).unwrap_or(0))
-            .collect();
+        let names: Vec<u32> = (0..n).map(|i| syms.u32(i as u64 * mo.sym_size + mo.sym_name).unwrap_or(0)).collect();
         // One read of the string table, unless the offsets claim an implausibly
         // large one (then each name is read alone).
         let strtab_len = names.iter().max().map_or(0, |&m| m as usize + 512).min(MAX_STRTAB);
@@ -299,27 +244,15 @@ impl<M: PhysMem> Ctx<'_, M> {
                     let end = s.iter().position(|&c| c == 0).unwrap_or(0);
                     String::from_utf8_lossy(&s[..end]).into_owned()
                 }
-                _ => self
-                    .k
-                    .read_cstr(strtab + u64::from(name_off), 512)
-                    .unwrap_or_default(),
+                _ => self.k.read_cstr(strtab + u64::from(name_off), 512).unwrap_or_default(),
             };
             if name.is_empty() {
                 continue;
             }
             let addr = syms.u64(i as u64 * mo.sym_size + mo.sym_value).unwrap_or(0);
             let t = types[i] as char;
-            let kind = if exports.get(&name) == Some(&addr) {
-                t.to_ascii_uppercase()
-            } else {
-                t.to_ascii_lowercase()
-            };
-            out.push(ModuleSymbol {
-                name,
-                addr,
-                kind,
-                module: module.to_owned(),
-            });
+            let kind = if exports.get(&name) == Some(&addr) { t.to_ascii_uppercase() } else { t.to_ascii_lowercase() };
+            out.push(ModuleSymbol { name, addr, kind, module: module.to_owned() });
         }
         out
     }
@@ -328,21 +261,13 @@ impl<M: PhysMem> Ctx<'_, M> {
     pub(crate) fn module_symbols(&self) -> (Vec<ModuleSymbol>, Vec<Anomaly>) {
         let mut an = Vec::new();
         let mut out = Vec::new();
-        let unformed = self
-            .o
-            .module
-            .states
-            .iter()
-            .find(|(_, n)| n == "MODULE_STATE_UNFORMED")
-            .map(|(v, _)| *v);
+        let unformed = self.o.module.states.iter().find(|(_, n)| n == "MODULE_STATE_UNFORMED").map(|(v, _)| *v);
         for (addr, bytes) in self.module_nodes(&mut an) {
             let b = Bytes(&bytes);
             if b.i32(self.o.module.state).map(i64::from) == unformed {
                 continue;
             }
-            let name = b
-                .cstr(self.o.module.name, self.o.module.name_len)
-                .unwrap_or_default();
+            let name = b.cstr(self.o.module.name, self.o.module.name_len).unwrap_or_default();
             let _ = addr;
             out.extend(self.symbols_of(&name, &bytes, &mut an));
         }

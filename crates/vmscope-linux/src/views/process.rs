@@ -132,11 +132,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         match self.k.read_vec(addr, self.o.task.read_span() as usize) {
             Ok(bytes) => Some(Task { addr, bytes }),
             Err(e) => {
-                an.push(Anomaly::Unreadable {
-                    what: "task_struct".into(),
-                    addr,
-                    error: e.to_string(),
-                });
+                an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() });
                 None
             }
         }
@@ -157,38 +153,17 @@ impl<M: PhysMem> Ctx<'_, M> {
     /// The tasks of the thread group whose `signal` is at `signal`.
     fn thread_tasks(&self, signal: u64, an: &mut Vec<Anomaly>) -> Vec<Task> {
         let head = signal + self.o.signal.thread_head;
-        let nodes = walk_list(
-            self.k,
-            &self.o.list,
-            head,
-            "signal.thread_head",
-            self.limits.max_list,
-            an,
-        );
-        nodes
-            .into_iter()
-            .filter_map(|n| self.read_task(n - self.o.task.thread_node, an))
-            .collect()
+        let nodes = walk_list(self.k, &self.o.list, head, "signal.thread_head", self.limits.max_list, an);
+        nodes.into_iter().filter_map(|n| self.read_task(n - self.o.task.thread_node, an)).collect()
     }
 
-    fn ptr_field(
-        &self,
-        b: &Bytes<'_>,
-        base: u64,
-        off: u64,
-        what: &str,
-        an: &mut Vec<Anomaly>,
-    ) -> Option<u64> {
+    fn ptr_field(&self, b: &Bytes<'_>, base: u64, off: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<u64> {
         let v = b.u64(off)?;
         if v == 0 {
             return None;
         }
         if !plausible(self.k, v, 8) {
-            an.push(Anomaly::BadPointer {
-                what: what.into(),
-                at: base + off,
-                value: v,
-            });
+            an.push(Anomaly::BadPointer { what: what.into(), at: base + off, value: v });
             return None;
         }
         Some(v)
@@ -250,29 +225,16 @@ impl<M: PhysMem> Ctx<'_, M> {
         Some(total)
     }
 
-    fn cmdline(
-        &self,
-        pid: i32,
-        mm_bytes: &Bytes<'_>,
-        an: &mut Vec<Anomaly>,
-    ) -> Option<Vec<String>> {
+    fn cmdline(&self, pid: i32, mm_bytes: &Bytes<'_>, an: &mut Vec<Anomaly>) -> Option<Vec<String>> {
         let mo = &self.o.mm;
-        let (pgd, start, end) = (
-            mm_bytes.u64(mo.pgd)?,
-            mm_bytes.u64(mo.arg_start)?,
-            mm_bytes.u64(mo.arg_end)?,
-        );
+        let (pgd, start, end) = (mm_bytes.u64(mo.pgd)?, mm_bytes.u64(mo.arg_start)?, mm_bytes.u64(mo.arg_end)?);
         if end <= start {
             return Some(Vec::new());
         }
         let len = ((end - start) as usize).min(self.limits.max_cmdline);
         let mut buf = vec![0u8; len];
         if let Err(e) = self.k.read_user(pgd, start, &mut buf) {
-            an.push(Anomaly::UserMemoryUnavailable {
-                pid,
-                addr: start,
-                error: e.to_string(),
-            });
+            an.push(Anomaly::UserMemoryUnavailable { pid, addr: start, error: e.to_string() });
             return None;
         }
         // A process that rewrote its arguments (setproctitle) may have lost the
@@ -281,10 +243,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             buf.truncate(buf.iter().position(|&b| b == 0).unwrap_or(buf.len()));
             buf.push(0);
         }
-        let args = buf[..buf.len() - 1]
-            .split(|&b| b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
+        let args = buf[..buf.len() - 1].split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
         Some(args)
     }
 
@@ -306,18 +265,10 @@ impl<M: PhysMem> Ctx<'_, M> {
         let ppid = match self.ptr_field(&b, t.addr, o.real_parent, "task.real_parent", an) {
             // The parent is usually a task of this walk: its tgid is already known.
             Some(p) if tgids.contains_key(&p) => tgids[&p],
-            Some(p) => self
-                .k
-                .read_u32(p + o.tgid)
-                .map(|v| v as i32)
-                .unwrap_or_else(|e| {
-                    an.push(Anomaly::Unreadable {
-                        what: "parent task".into(),
-                        addr: p,
-                        error: e.to_string(),
-                    });
-                    -1
-                }),
+            Some(p) => self.k.read_u32(p + o.tgid).map(|v| v as i32).unwrap_or_else(|e| {
+                an.push(Anomaly::Unreadable { what: "parent task".into(), addr: p, error: e.to_string() });
+                -1
+            }),
             None => 0,
         };
 
@@ -331,36 +282,21 @@ impl<M: PhysMem> Ctx<'_, M> {
                     (uid, gid) = (cb.u32(co.uid)?, cb.u32(co.gid)?);
                     (euid, egid) = (cb.u32(co.euid)?, cb.u32(co.egid)?);
                 }
-                Err(e) => an.push(Anomaly::Unreadable {
-                    what: "cred".into(),
-                    addr: c,
-                    error: e.to_string(),
-                }),
+                Err(e) => an.push(Anomaly::Unreadable { what: "cred".into(), addr: c, error: e.to_string() }),
             }
         }
 
         let (mut threads, mut utime, mut stime) = (1u32, th.utime_ns, th.stime_ns);
         if let Some(s) = self.ptr_field(&b, t.addr, o.signal, "task.signal", an) {
             let so = &self.o.signal;
-            match self.k.read_vec(
-                s,
-                (so.thread_head
-                    .max(so.nr_threads)
-                    .max(so.utime)
-                    .max(so.stime)
-                    + 16) as usize,
-            ) {
+            match self.k.read_vec(s, (so.thread_head.max(so.nr_threads).max(so.utime).max(so.stime) + 16) as usize) {
                 Ok(sb) => {
                     let sb = Bytes(&sb);
                     threads = sb.i32(so.nr_threads).map_or(1, |n| n.max(0) as u32);
                     utime = sb.u64(so.utime).unwrap_or(0);
                     stime = sb.u64(so.stime).unwrap_or(0);
                     if threads > 1 {
-                        for tt in self
-                            .thread_tasks(s, an)
-                            .iter()
-                            .filter_map(|x| self.thread_of(x))
-                        {
+                        for tt in self.thread_tasks(s, an).iter().filter_map(|x| self.thread_of(x)) {
                             utime += tt.utime_ns;
                             stime += tt.stime_ns;
                         }
@@ -369,38 +305,20 @@ impl<M: PhysMem> Ctx<'_, M> {
                         stime += th.stime_ns;
                     }
                 }
-                Err(e) => an.push(Anomaly::Unreadable {
-                    what: "signal_struct".into(),
-                    addr: s,
-                    error: e.to_string(),
-                }),
+                Err(e) => an.push(Anomaly::Unreadable { what: "signal_struct".into(), addr: s, error: e.to_string() }),
             }
         }
 
         let kernel_thread = flags & PF_KTHREAD != 0;
         let full_name = if kernel_thread { self.kthread_full_name(&b, t.addr, an) } else { None };
-        let (mut rss_pages, mut cmdline) = (
-            None,
-            if kernel_thread {
-                Some(Vec::new())
-            } else {
-                None
-            },
-        );
-        if let Some(mm) = self
-            .ptr_field(&b, t.addr, o.mm, "task.mm", an)
-            .filter(|_| !kernel_thread)
-        {
+        let (mut rss_pages, mut cmdline) = (None, if kernel_thread { Some(Vec::new()) } else { None });
+        if let Some(mm) = self.ptr_field(&b, t.addr, o.mm, "task.mm", an).filter(|_| !kernel_thread) {
             match self.k.read_vec(mm, self.mm_span() as usize) {
                 Ok(mb) => {
                     cmdline = self.cmdline(pid, &Bytes(&mb), an);
                     rss_pages = self.rss(&Bytes(&mb), an);
                 }
-                Err(e) => an.push(Anomaly::Unreadable {
-                    what: "mm_struct".into(),
-                    addr: mm,
-                    error: e.to_string(),
-                }),
+                Err(e) => an.push(Anomaly::Unreadable { what: "mm_struct".into(), addr: mm, error: e.to_string() }),
             }
         } else if !kernel_thread {
             // An exiting process has dropped its mm: nothing to read.
@@ -433,17 +351,10 @@ impl<M: PhysMem> Ctx<'_, M> {
     /// The task list after `init_task`, as task addresses.
     fn task_addrs(&self, an: &mut Vec<Anomaly>) -> Vec<u64> {
         let head = self.addrs.init_task + self.o.task.tasks;
-        walk_list(
-            self.k,
-            &self.o.list,
-            head,
-            "init_task.tasks",
-            self.limits.max_list,
-            an,
-        )
-        .into_iter()
-        .map(|n| n - self.o.task.tasks)
-        .collect()
+        walk_list(self.k, &self.o.list, head, "init_task.tasks", self.limits.max_list, an)
+            .into_iter()
+            .map(|n| n - self.o.task.tasks)
+            .collect()
     }
 
     pub(crate) fn processes(&self) -> ProcessList {
@@ -457,13 +368,14 @@ impl<M: PhysMem> Ctx<'_, M> {
             if let Some(p) = self.process(&t, &tgids, &mut anomalies) {
                 processes.push(p);
             } else if Bytes(&t.bytes).i32(self.o.task.pid).is_none() {
-                anomalies.push(Anomaly::Unreadable { what: "task fields".into(), addr: t.addr, error: "short read".into() });
+                anomalies.push(Anomaly::Unreadable {
+                    what: "task fields".into(),
+                    addr: t.addr,
+                    error: "short read".into(),
+                });
             }
         }
-        ProcessList {
-            processes,
-            anomalies,
-        }
+        ProcessList { processes, anomalies }
     }
 
     pub(crate) fn threads(&self, pid: i32) -> Option<ThreadList> {
@@ -477,13 +389,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                 continue;
             }
             let mut threads = Vec::new();
-            match self.ptr_field(
-                &b,
-                t.addr,
-                self.o.task.signal,
-                "task.signal",
-                &mut anomalies,
-            ) {
+            match self.ptr_field(&b, t.addr, self.o.task.signal, "task.signal", &mut anomalies) {
                 Some(s) => {
                     for tt in self.thread_tasks(s, &mut anomalies) {
                         threads.extend(self.thread_of(&tt));
@@ -491,11 +397,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                 }
                 None => threads.extend(self.thread_of(&t)),
             }
-            return Some(ThreadList {
-                pid,
-                threads,
-                anomalies,
-            });
+            return Some(ThreadList { pid, threads, anomalies });
         }
         None
     }

@@ -41,37 +41,18 @@ impl ProcessTree {
             }
         }
         fn build(p: Process, children: &mut BTreeMap<i32, Vec<Process>>, depth: usize) -> TreeNode {
-            let mut kids = if depth < 4096 {
-                children.remove(&p.pid).unwrap_or_default()
-            } else {
-                Vec::new()
-            };
+            let mut kids = if depth < 4096 { children.remove(&p.pid).unwrap_or_default() } else { Vec::new() };
             kids.sort_by_key(|c| c.pid);
-            let children_nodes = kids
-                .into_iter()
-                .map(|c| build(c, children, depth + 1))
-                .collect();
-            TreeNode {
-                process: p,
-                children: children_nodes,
-            }
+            let children_nodes = kids.into_iter().map(|c| build(c, children, depth + 1)).collect();
+            TreeNode { process: p, children: children_nodes }
         }
         roots.sort_by_key(|p| p.pid);
-        let mut nodes: Vec<TreeNode> = roots
-            .into_iter()
-            .map(|p| build(p, &mut children, 0))
-            .collect();
+        let mut nodes: Vec<TreeNode> = roots.into_iter().map(|p| build(p, &mut children, 0)).collect();
         // Whatever is left sits in a parent cycle: list it at the top.
         for (_, orphans) in std::mem::take(&mut children) {
-            nodes.extend(orphans.into_iter().map(|p| TreeNode {
-                process: p,
-                children: Vec::new(),
-            }));
+            nodes.extend(orphans.into_iter().map(|p| TreeNode { process: p, children: Vec::new() }));
         }
-        ProcessTree {
-            roots: nodes,
-            anomalies: list.anomalies,
-        }
+        ProcessTree { roots: nodes, anomalies: list.anomalies }
     }
 
     /// Every process, depth first, with its depth.

@@ -63,8 +63,8 @@ fn prstatus(index: usize, r: &VcpuRegisters) -> Vec<u8> {
     let mut d = vec![0u8; PRSTATUS_SIZE];
     put32(&mut d, 32, index as u32 + 1);
     let regs = [
-        r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx, r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx, r.rdx,
-        r.rsi, r.rdi, 0, r.rip, 0, r.rflags, r.rsp, 0, r.fs_base, r.gs_base,
+        r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx, r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx, r.rdx, r.rsi, r.rdi, 0,
+        r.rip, 0, r.rflags, r.rsp, 0, r.fs_base, r.gs_base,
     ];
     for (i, v) in regs.iter().enumerate() {
         put64(&mut d, PRSTATUS_REGS + 8 * i, *v);
@@ -78,10 +78,8 @@ fn qemu_cpustate(r: &VcpuRegisters) -> Vec<u8> {
     let mut d = vec![0u8; QEMU_CPUSTATE_SIZE];
     put32(&mut d, 0, 1);
     put32(&mut d, 4, QEMU_CPUSTATE_SIZE as u32);
-    let gp = [
-        r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rsp, r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12,
-        r.r13, r.r14, r.r15,
-    ];
+    let gp =
+        [r.rax, r.rbx, r.rcx, r.rdx, r.rsi, r.rdi, r.rsp, r.rbp, r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15];
     for (i, v) in gp.iter().enumerate() {
         put64(&mut d, 8 + 8 * i, *v);
     }
@@ -123,11 +121,7 @@ fn regs_from_qemu_note(d: &[u8]) -> VcpuRegisters {
         cr2: le_u64(d, 408),
         cr3: le_u64(d, 416),
         cr4: le_u64(d, 424),
-        kernel_gs_base: if le_u32(d, 4) as usize >= QEMU_CPUSTATE_SIZE {
-            le_u64(d, 432)
-        } else {
-            0
-        },
+        kernel_gs_base: if le_u32(d, 4) as usize >= QEMU_CPUSTATE_SIZE { le_u64(d, 432) } else { 0 },
         ..VcpuRegisters::default()
     }
 }
@@ -226,8 +220,7 @@ pub(crate) fn write(file: &File, mem: &dyn PhysMem, meta: &DumpMeta) -> Result<W
     put64(&mut head, s1 + 32, STRTAB.len() as u64);
 
     let w = |b: &[u8], off: u64| {
-        file.write_all_at(b, off)
-            .map_err(|e| Error::io(format!("writing the ELF dump at {off:#x}"), e))
+        file.write_all_at(b, off).map_err(|e| Error::io(format!("writing the ELF dump at {off:#x}"), e))
     };
     w(&head, 0)?;
     w(&notes, note_off)?;
@@ -236,10 +229,7 @@ pub(crate) fn write(file: &File, mem: &dyn PhysMem, meta: &DumpMeta) -> Result<W
         data += write_region(file, off, mem, gpa, size)?;
     }
     w(STRTAB, strtab_off)?;
-    Ok(WriteStats {
-        file_bytes: strtab_off + STRTAB.len() as u64,
-        data_bytes: data,
-    })
+    Ok(WriteStats { file_bytes: strtab_off + STRTAB.len() as u64, data_bytes: data })
 }
 
 pub(crate) fn parse(p: &Parser<'_>) -> Result<(MemoryMap, DumpMeta)> {
@@ -259,36 +249,26 @@ pub(crate) fn parse(p: &Parser<'_>) -> Result<(MemoryMap, DumpMeta)> {
         phnum = u64::from(le_u32(&sh0, 44));
     }
     if phnum > MAX_PHDRS || !p.fits(phoff, phnum * PHDR) {
-        return Err(p.bad(
-            phoff,
-            format!("{phnum} program headers do not fit in the file"),
-        ));
+        return Err(p.bad(phoff, format!("{phnum} program headers do not fit in the file")));
     }
     let phdrs = p.bytes(phoff, (phnum * PHDR) as usize)?;
     let mut regions = Vec::new();
     let mut meta = DumpMeta::default();
     let (mut qemu_cpus, mut core_cpus) = (Vec::new(), Vec::new());
     for (i, ph) in phdrs.chunks_exact(PHDR as usize).enumerate() {
-        let (ty, off, paddr, filesz) =
-            (le_u32(ph, 0), le_u64(ph, 8), le_u64(ph, 24), le_u64(ph, 32));
+        let (ty, off, paddr, filesz) = (le_u32(ph, 0), le_u64(ph, 8), le_u64(ph, 24), le_u64(ph, 32));
         let at = phoff + i as u64 * PHDR;
         match ty {
             PT_LOAD if filesz > 0 => {
                 if !p.fits(off, filesz) {
-                    return Err(p.bad(at, format!("PT_LOAD {i}: {filesz:#x} bytes at {off:#x} run past the end of the file")));
+                    return Err(
+                        p.bad(at, format!("PT_LOAD {i}: {filesz:#x} bytes at {off:#x} run past the end of the file"))
+                    );
                 }
                 if paddr.checked_add(filesz).is_none() {
-                    return Err(p.bad(
-                        at,
-                        format!("PT_LOAD {i}: p_paddr {paddr:#x} + {filesz:#x} wraps"),
-                    ));
+                    return Err(p.bad(at, format!("PT_LOAD {i}: p_paddr {paddr:#x} + {filesz:#x} wraps")));
                 }
-                regions.push(Region::new(
-                    Gpa::new(paddr),
-                    filesz,
-                    off,
-                    format!("load{i}"),
-                ));
+                regions.push(Region::new(Gpa::new(paddr), filesz, off, format!("load{i}")));
             }
             PT_NOTE if filesz > 0 => {
                 if filesz > MAX_NOTES {
@@ -298,14 +278,9 @@ pub(crate) fn parse(p: &Parser<'_>) -> Result<(MemoryMap, DumpMeta)> {
                 for (name, ty, desc) in parse_notes(&n) {
                     match (name, ty) {
                         (b"VMCOREINFO", _) => {
-                            meta.vmcoreinfo = meta
-                                .vmcoreinfo
-                                .take()
-                                .or_else(|| parse_vmcoreinfo_text(desc))
+                            meta.vmcoreinfo = meta.vmcoreinfo.take().or_else(|| parse_vmcoreinfo_text(desc))
                         }
-                        (b"QEMU", 0) if desc.len() >= 432 => {
-                            qemu_cpus.push(regs_from_qemu_note(desc))
-                        }
+                        (b"QEMU", 0) if desc.len() >= 432 => qemu_cpus.push(regs_from_qemu_note(desc)),
                         (b"CORE", NT_PRSTATUS) if desc.len() >= PRSTATUS_SIZE - 8 => {
                             core_cpus.push(regs_from_prstatus(desc))
                         }
@@ -319,11 +294,7 @@ pub(crate) fn parse(p: &Parser<'_>) -> Result<(MemoryMap, DumpMeta)> {
     if regions.is_empty() {
         return Err(p.bad(phoff, "no PT_LOAD segment with data"));
     }
-    meta.vcpus = if qemu_cpus.is_empty() {
-        core_cpus
-    } else {
-        qemu_cpus
-    };
+    meta.vcpus = if qemu_cpus.is_empty() { core_cpus } else { qemu_cpus };
     let map = MemoryMap::new(regions).map_err(|e| p.bad(phoff, e.to_string()))?;
     Ok((map, meta))
 }
@@ -334,28 +305,15 @@ pub(crate) fn parse_notes(n: &[u8]) -> Vec<(&[u8], u32, &[u8])> {
     let mut out = Vec::new();
     let mut off = 0usize;
     while off + 12 <= n.len() {
-        let (namesz, descsz, ty) = (
-            le_u32(n, off) as usize,
-            le_u32(n, off + 4) as usize,
-            le_u32(n, off + 8),
-        );
+        let (namesz, descsz, ty) = (le_u32(n, off) as usize, le_u32(n, off + 4) as usize, le_u32(n, off + 8));
         let name_at = off + 12;
-        let Some(desc_at) = namesz
-            .checked_next_multiple_of(4)
-            .and_then(|x| x.checked_add(name_at))
-        else {
+        let Some(desc_at) = namesz.checked_next_multiple_of(4).and_then(|x| x.checked_add(name_at)) else {
             break;
         };
-        let Some(next) = descsz
-            .checked_next_multiple_of(4)
-            .and_then(|x| x.checked_add(desc_at))
-        else {
+        let Some(next) = descsz.checked_next_multiple_of(4).and_then(|x| x.checked_add(desc_at)) else {
             break;
         };
-        let (Some(name), Some(desc)) = (
-            n.get(name_at..name_at + namesz),
-            n.get(desc_at..desc_at + descsz),
-        ) else {
+        let (Some(name), Some(desc)) = (n.get(name_at..name_at + namesz), n.get(desc_at..desc_at + descsz)) else {
             break;
         };
         let name = name.strip_suffix(b"\0").unwrap_or(name);

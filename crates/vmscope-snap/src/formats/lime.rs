@@ -34,16 +34,12 @@ pub(crate) fn write(file: &File, mem: &dyn PhysMem) -> Result<WriteStats> {
     let mut off = 0u64;
     let mut data = 0;
     for r in mem.memory_map().regions() {
-        file.write_all_at(&header(r.gpa.raw(), r.end() - 1), off)
-            .map_err(|e| Error::io("writing a LiME header", e))?;
+        file.write_all_at(&header(r.gpa.raw(), r.end() - 1), off).map_err(|e| Error::io("writing a LiME header", e))?;
         off += HEADER_SIZE;
         data += write_region(file, off, mem, r.gpa, r.size)?;
         off += r.size;
     }
-    Ok(WriteStats {
-        file_bytes: off,
-        data_bytes: data,
-    })
+    Ok(WriteStats { file_bytes: off, data_bytes: data })
 }
 
 pub(crate) fn parse(p: &Parser<'_>) -> Result<MemoryMap> {
@@ -60,27 +56,16 @@ pub(crate) fn parse(p: &Parser<'_>) -> Result<MemoryMap> {
             return Err(p.bad(off, format!("unknown version {version}")));
         }
         let Some(len) = end.checked_sub(start).and_then(|d| d.checked_add(1)) else {
-            return Err(p.bad(
-                off,
-                format!("range {start:#x}..={end:#x} is backwards or too large"),
-            ));
+            return Err(p.bad(off, format!("range {start:#x}..={end:#x} is backwards or too large")));
         };
         let data = off + HEADER_SIZE;
         if !p.fits(data, len) {
-            return Err(p.bad(
-                off,
-                format!("range {start:#x}..={end:#x} runs past the end of the file"),
-            ));
+            return Err(p.bad(off, format!("range {start:#x}..={end:#x} runs past the end of the file")));
         }
         if regions.len() == MAX_RANGES {
             return Err(p.bad(off, "too many ranges"));
         }
-        regions.push(Region::new(
-            Gpa::new(start),
-            len,
-            data,
-            format!("lime{}", regions.len()),
-        ));
+        regions.push(Region::new(Gpa::new(start), len, data, format!("lime{}", regions.len())));
         off = data + len;
     }
     if regions.is_empty() {

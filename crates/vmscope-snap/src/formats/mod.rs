@@ -69,42 +69,27 @@ pub struct WriteStats {
 }
 
 /// Writes the RAM of `mem` (every region of its memory map) and `meta` to `path`.
-pub fn write_dump(
-    path: &Path,
-    format: Format,
-    mem: &dyn PhysMem,
-    meta: &DumpMeta,
-) -> Result<WriteStats> {
-    let file =
-        File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+pub fn write_dump(path: &Path, format: Format, mem: &dyn PhysMem, meta: &DumpMeta) -> Result<WriteStats> {
+    let file = File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
     let stats = match format {
         Format::Raw => raw::write(&file, path, mem, meta)?,
         Format::Elf => elf::write(&file, mem, meta)?,
         Format::Lime => lime::write(&file, mem)?,
     };
-    file.set_len(stats.file_bytes)
-        .map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
+    file.set_len(stats.file_bytes).map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
     Ok(stats)
 }
 
 /// Copies region `gpa..gpa+size` of `mem` to `file` at `file_off`, skipping all-zero
 /// pages (the file stays sparse there). Returns the bytes written.
-pub(crate) fn write_region(
-    file: &File,
-    file_off: u64,
-    mem: &dyn PhysMem,
-    gpa: Gpa,
-    size: u64,
-) -> Result<u64> {
+pub(crate) fn write_region(file: &File, file_off: u64, mem: &dyn PhysMem, gpa: Gpa, size: u64) -> Result<u64> {
     const CHUNK: u64 = 4 << 20;
     let mut buf = vec![0u8; CHUNK.min(size) as usize];
     let mut written = 0;
     let mut at = 0;
     while at < size {
         let n = (size - at).min(CHUNK) as usize;
-        let g = gpa
-            .checked_add(at)
-            .ok_or(MemError::Overflow { gpa, len: n })?;
+        let g = gpa.checked_add(at).ok_or(MemError::Overflow { gpa, len: n })?;
         mem.read(g, &mut buf[..n])?;
         // Write runs of non-zero pages.
         let mut i = 0;
@@ -119,8 +104,7 @@ pub(crate) fn write_region(
                 j = page_end(j);
             }
             let off = file_off + at + i as u64;
-            file.write_all_at(&buf[i..j], off)
-                .map_err(|e| Error::io(format!("writing the dump at {off:#x}"), e))?;
+            file.write_all_at(&buf[i..j], off).map_err(|e| Error::io(format!("writing the dump at {off:#x}"), e))?;
             written += (j - i) as u64;
             i = j;
         }
@@ -170,21 +154,11 @@ pub(crate) struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     pub(crate) fn new(b: &'a dyn Backing, path: &'a Path, format: &'static str) -> Self {
-        Self {
-            b,
-            path,
-            format,
-            size: b.size(),
-        }
+        Self { b, path, format, size: b.size() }
     }
 
     pub(crate) fn bad(&self, offset: u64, why: impl Into<String>) -> Error {
-        Error::Malformed {
-            path: self.path.to_owned(),
-            format: self.format,
-            offset,
-            why: why.into(),
-        }
+        Error::Malformed { path: self.path.to_owned(), format: self.format, offset, why: why.into() }
     }
 
     /// Whether `len` bytes at `off` lie inside the file.
@@ -195,31 +169,22 @@ impl<'a> Parser<'a> {
     /// `len` bytes at `off` (`len` bounded by the caller).
     pub(crate) fn bytes(&self, off: u64, len: usize) -> Result<Vec<u8>> {
         if !self.fits(off, len as u64) {
-            return Err(self.bad(
-                off,
-                format!("{len} bytes needed, the file ends at {:#x}", self.size),
-            ));
+            return Err(self.bad(off, format!("{len} bytes needed, the file ends at {:#x}", self.size)));
         }
         let mut v = vec![0u8; len];
-        self.b
-            .read_exact_at(&mut v, off)
-            .map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
+        self.b.read_exact_at(&mut v, off).map_err(|e| Error::io(format!("reading {}", self.path.display()), e))?;
         Ok(v)
     }
 }
 
 pub(crate) fn le_u16(b: &[u8], o: usize) -> u16 {
-    b.get(o..o + 2)
-        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
+    b.get(o..o + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
 }
 pub(crate) fn le_u32(b: &[u8], o: usize) -> u32 {
-    b.get(o..o + 4)
-        .map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    b.get(o..o + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 pub(crate) fn le_u64(b: &[u8], o: usize) -> u64 {
-    b.get(o..o + 8)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
+    b.get(o..o + 8).and_then(|s| s.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
 /// A dump file opened for reading: guest RAM served from the file by `pread`.
@@ -238,8 +203,7 @@ impl DumpFile {
     /// `dump-guest-memory` ELF files (paging=false) read too.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file =
-            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let sidecar = raw::read_sidecar(path)?;
         Self::parse(Box::new(file), path, sidecar)
     }
@@ -252,26 +216,19 @@ impl DumpFile {
     fn parse(backing: Box<dyn Backing>, path: &Path, sidecar: Option<Vec<u8>>) -> Result<Self> {
         let mut magic = [0u8; 8];
         let n = backing.size().min(8) as usize;
-        backing
-            .read_exact_at(&mut magic[..n], 0)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        backing.read_exact_at(&mut magic[..n], 0).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         let p = Parser::new(&*backing, path, "dump");
         let (format, map, meta) = if magic.starts_with(b"\x7fELF") {
             let (m, meta) = elf::parse(&Parser { format: "ELF", ..p })?;
             (Format::Elf, m, meta)
         } else if magic[..4] == lime::MAGIC.to_le_bytes() {
-            (
-                Format::Lime,
-                lime::parse(&Parser {
-                    format: "LiME",
-                    ..p
-                })?,
-                DumpMeta::default(),
-            )
+            (Format::Lime, lime::parse(&Parser { format: "LiME", ..p })?, DumpMeta::default())
         } else if magic.starts_with(b"QEVM") {
             return Err(Error::Unsupported {
                 path: path.to_owned(),
-                why: "a QEMU migration stream: parse it with vmscope_snap::live::parse_stream and the guest's memory map".into(),
+                why:
+                    "a QEMU migration stream: parse it with vmscope_snap::live::parse_stream and the guest's memory map"
+                        .into(),
             });
         } else if magic.starts_with(b"KDUMP   ") || magic.starts_with(b"makedumpfile") {
             return Err(Error::Unsupported {
@@ -282,13 +239,7 @@ impl DumpFile {
             let (m, meta) = raw::parse(&Parser { format: "raw", ..p }, sidecar.as_deref())?;
             (Format::Raw, m, meta)
         };
-        Ok(Self {
-            backing,
-            map,
-            format,
-            meta,
-            path: path.to_owned(),
-        })
+        Ok(Self { backing, map, format, meta, path: path.to_owned() })
     }
 
     /// The format recognised.
@@ -316,10 +267,7 @@ impl PhysMem for DumpFile {
                 let n = n as usize;
                 self.backing
                     .read_exact_at(&mut op.buf[done..done + n], off)
-                    .map_err(|source| MemError::Io {
-                        gpa: op.gpa,
-                        source,
-                    })?;
+                    .map_err(|source| MemError::Io { gpa: op.gpa, source })?;
                 done += n;
             }
         }

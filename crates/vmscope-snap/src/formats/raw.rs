@@ -57,12 +57,7 @@ pub fn sidecar_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-pub(crate) fn write(
-    file: &File,
-    path: &Path,
-    mem: &dyn PhysMem,
-    meta: &DumpMeta,
-) -> Result<WriteStats> {
+pub(crate) fn write(file: &File, path: &Path, mem: &dyn PhysMem, meta: &DumpMeta) -> Result<WriteStats> {
     let map = mem.memory_map();
     let mut data = 0;
     for r in map.regions() {
@@ -74,23 +69,15 @@ pub(crate) fn write(
         regions: map
             .regions()
             .iter()
-            .map(|r| SidecarRegion {
-                gpa: r.gpa.raw(),
-                size: r.size,
-                name: r.name.clone(),
-            })
+            .map(|r| SidecarRegion { gpa: r.gpa.raw(), size: r.size, name: r.name.clone() })
             .collect(),
         vmcoreinfo: meta.vmcoreinfo.clone(),
         vcpus: meta.vcpus.clone(),
     };
     let sp = sidecar_path(path);
-    let json =
-        serde_json::to_vec_pretty(&car).map_err(|e| Error::io("encoding the sidecar", e.into()))?;
+    let json = serde_json::to_vec_pretty(&car).map_err(|e| Error::io("encoding the sidecar", e.into()))?;
     std::fs::write(&sp, json).map_err(|e| Error::io(format!("writing {}", sp.display()), e))?;
-    Ok(WriteStats {
-        file_bytes: map.end(),
-        data_bytes: data,
-    })
+    Ok(WriteStats { file_bytes: map.end(), data_bytes: data })
 }
 
 /// The sidecar of `path`, if there is one.
@@ -104,9 +91,7 @@ pub(crate) fn read_sidecar(path: &Path) -> Result<Option<Vec<u8>>> {
             offset: 0,
             why: format!("{} bytes is too large for a sidecar", m.len()),
         }),
-        Ok(_) => std::fs::read(&sp)
-            .map(Some)
-            .map_err(|e| Error::io(format!("reading {}", sp.display()), e)),
+        Ok(_) => std::fs::read(&sp).map(Some).map_err(|e| Error::io(format!("reading {}", sp.display()), e)),
     }
 }
 
@@ -118,16 +103,9 @@ pub(crate) fn parse(p: &Parser<'_>, sidecar: Option<&[u8]>) -> Result<(MemoryMap
         }
         return Ok((MemoryMap::flat(p.size), DumpMeta::default()));
     };
-    let car: Sidecar =
-        serde_json::from_slice(json).map_err(|e| p.bad(0, format!("sidecar: {e}")))?;
+    let car: Sidecar = serde_json::from_slice(json).map_err(|e| p.bad(0, format!("sidecar: {e}")))?;
     if car.format != SIDECAR_FORMAT || car.version != 1 {
-        return Err(p.bad(
-            0,
-            format!(
-                "sidecar is {:?} version {}, not {SIDECAR_FORMAT} 1",
-                car.format, car.version
-            ),
-        ));
+        return Err(p.bad(0, format!("sidecar is {:?} version {}, not {SIDECAR_FORMAT} 1", car.format, car.version)));
     }
     if car.regions.len() > MAX_REGIONS {
         return Err(p.bad(0, format!("sidecar lists {} regions", car.regions.len())));
@@ -137,20 +115,11 @@ pub(crate) fn parse(p: &Parser<'_>, sidecar: Option<&[u8]>) -> Result<(MemoryMap
         if r.size == 0 || !p.fits(r.gpa, r.size) {
             return Err(p.bad(
                 r.gpa,
-                format!(
-                    "region {:#x}+{:#x} is empty or past the end of the file ({:#x})",
-                    r.gpa, r.size, p.size
-                ),
+                format!("region {:#x}+{:#x} is empty or past the end of the file ({:#x})", r.gpa, r.size, p.size),
             ));
         }
         regions.push(Region::new(Gpa::new(r.gpa), r.size, r.gpa, r.name.clone()));
     }
     let map = MemoryMap::new(regions).map_err(|e| p.bad(0, format!("sidecar: {e}")))?;
-    Ok((
-        map,
-        DumpMeta {
-            vmcoreinfo: car.vmcoreinfo,
-            vcpus: car.vcpus,
-        },
-    ))
+    Ok((map, DumpMeta { vmcoreinfo: car.vmcoreinfo, vcpus: car.vcpus }))
 }

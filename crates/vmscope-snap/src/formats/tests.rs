@@ -24,20 +24,8 @@ fn meta() -> DumpMeta {
     DumpMeta {
         vmcoreinfo: Some("OSRELEASE=6.1.0-test\nPAGESIZE=4096\n".into()),
         vcpus: vec![
-            VcpuRegisters {
-                rip: 0xffff_ffff_8100_0000,
-                cr3: 0x1234_5000,
-                cr4: 0x3406f0,
-                rsp: 7,
-                ..Default::default()
-            },
-            VcpuRegisters {
-                rip: 1,
-                cr3: 0x9000,
-                r15: 15,
-                gs_base: 0xffff_8880_0000_0000,
-                ..Default::default()
-            },
+            VcpuRegisters { rip: 0xffff_ffff_8100_0000, cr3: 0x1234_5000, cr4: 0x3406f0, rsp: 7, ..Default::default() },
+            VcpuRegisters { rip: 1, cr3: 0x9000, r15: 15, gs_base: 0xffff_8880_0000_0000, ..Default::default() },
         ],
     }
 }
@@ -60,21 +48,14 @@ fn every_format_round_trips() {
         let path = dir.path().join(format!("dump.{}", f.name()));
         let st = write_dump(&path, f, &g, &meta()).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), st.file_bytes);
-        assert_eq!(
-            st.data_bytes,
-            2 * 4096 + 0x4000,
-            "{f:?}: only non-zero pages are written"
-        );
+        assert_eq!(st.data_bytes, 2 * 4096 + 0x4000, "{f:?}: only non-zero pages are written");
         let d = DumpFile::open(&path).unwrap();
         assert_eq!(d.format(), f);
         same_memory(&g, &d);
         let mut b = [0u8; 8];
         d.read(Gpa::new(0x1000), &mut b).unwrap();
         assert_eq!(&b, b"LOW-MARK");
-        assert!(
-            d.read(Gpa::new(0xb_0000), &mut b).is_err(),
-            "{f:?}: the hole is unbacked"
-        );
+        assert!(d.read(Gpa::new(0xb_0000), &mut b).is_err(), "{f:?}: the hole is unbacked");
         match f {
             Format::Lime => assert_eq!(d.meta(), &DumpMeta::default()),
             _ => {
@@ -110,11 +91,11 @@ fn raw_without_sidecar_is_flat_and_elf_notes_parse() {
 #[test]
 fn hostile_files_are_errors() {
     let cases: Vec<Vec<u8>> = vec![
-        lime::header(0x2000, 0x1000).to_vec(), // backwards
-        lime::header(0, u64::MAX).to_vec(),    // too large
-        lime::header(0, 0xfff).to_vec(),       // truncated data
+        lime::header(0x2000, 0x1000).to_vec(),                 // backwards
+        lime::header(0, u64::MAX).to_vec(),                    // too large
+        lime::header(0, 0xfff).to_vec(),                       // truncated data
         [&lime::header(0, 0)[..], &[0], &[0xEu8; 8]].concat(), // trailing junk
-        b"\x7fELF\x02\x01\x01".to_vec(),       // short ELF header
+        b"\x7fELF\x02\x01\x01".to_vec(),                       // short ELF header
         {
             let mut e = vec![0u8; 64];
             e[..7].copy_from_slice(b"\x7fELF\x02\x01\x01");
@@ -133,10 +114,7 @@ fn hostile_files_are_errors() {
     two.extend(vec![0u8; 0x1000]);
     two.extend(lime::header(0x800, 0x17ff));
     two.extend(vec![0u8; 0x1000]);
-    assert!(matches!(
-        DumpFile::from_bytes(two),
-        Err(Error::Malformed { .. })
-    ));
+    assert!(matches!(DumpFile::from_bytes(two), Err(Error::Malformed { .. })));
 }
 
 proptest! {

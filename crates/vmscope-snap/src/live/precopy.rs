@@ -17,11 +17,7 @@ use crate::snapshot::{DumpMeta, Snapshot};
 /// re-copies the pages that differ from the first copy (and zeroes pages that are no
 /// longer backed), reads registers if asked, and resumes. The result is the guest's
 /// RAM as of the pause. A guest that was already paused is left paused.
-pub fn precopy_snap(
-    hv: &dyn Hypervisor,
-    ram: &RamFile,
-    opts: SnapOptions,
-) -> Result<(Snapshot, SnapStats)> {
+pub fn precopy_snap(hv: &dyn Hypervisor, ram: &RamFile, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
     let start = Instant::now();
     let map = ram.memory_map().clone();
     let mut buf = AnonBuf::zeroed(map.backing_size())?;
@@ -42,15 +38,7 @@ pub fn precopy_snap(
     }
     let downtime = paused_at.elapsed();
     let (extents, changed) = recopied?;
-    let mut snap = Snapshot::new(
-        buf,
-        map,
-        extents,
-        DumpMeta {
-            vmcoreinfo: None,
-            vcpus: vcpus?,
-        },
-    );
+    let mut snap = Snapshot::new(buf, map, extents, DumpMeta { vmcoreinfo: None, vcpus: vcpus? });
     if opts.vmcoreinfo {
         snap.find_vmcoreinfo();
     }
@@ -76,24 +64,21 @@ fn recopy_changed(
 ) -> Result<(Vec<Range<u64>>, u64)> {
     const CHUNK: usize = 1 << 20;
     let now = clip_to_map(&ram.data_extents(map.backing_size())?, map);
-    let changed = parallel(
-        carve(buf.as_mut_slice(), &now, CHUNK as u64)?,
-        |(off, dst)| {
-            thread_local! { static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHUNK]) }
-            SCRATCH.with_borrow_mut(|scratch| {
-                let cur = &mut scratch[..dst.len()];
-                ram.read_at(cur, off)?;
-                let mut changed = 0;
-                for (d, page) in dst.chunks_mut(4096).zip(cur.chunks(4096)) {
-                    if d != page {
-                        d.copy_from_slice(page);
-                        changed += 1;
-                    }
+    let changed = parallel(carve(buf.as_mut_slice(), &now, CHUNK as u64)?, |(off, dst)| {
+        thread_local! { static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHUNK]) }
+        SCRATCH.with_borrow_mut(|scratch| {
+            let cur = &mut scratch[..dst.len()];
+            ram.read_at(cur, off)?;
+            let mut changed = 0;
+            for (d, page) in dst.chunks_mut(4096).zip(cur.chunks(4096)) {
+                if d != page {
+                    d.copy_from_slice(page);
+                    changed += 1;
                 }
-                Ok(changed)
-            })
-        },
-    )?;
+            }
+            Ok(changed)
+        })
+    })?;
     let dst = buf.as_mut_slice();
     // Extents that were data during the live copy and are holes now (discarded by
     // the guest, e.g. a balloon) read as zero.
@@ -167,20 +152,9 @@ mod tests {
         f.set_len(0x10000).unwrap();
         f.write_all_at(b"OLD", 0x3000).unwrap();
         f.write_all_at(b"SAME", 0x5000).unwrap();
-        let hv = WritingHv {
-            file: f.try_clone().unwrap(),
-            paused: Cell::new(false),
-        };
+        let hv = WritingHv { file: f.try_clone().unwrap(), paused: Cell::new(false) };
         let ram = RamFile::from_file(f, MemoryMap::flat(0x10000)).unwrap();
-        let (snap, stats) = precopy_snap(
-            &hv,
-            &ram,
-            SnapOptions {
-                registers: true,
-                vmcoreinfo: false,
-            },
-        )
-        .unwrap();
+        let (snap, stats) = precopy_snap(&hv, &ram, SnapOptions { registers: true, vmcoreinfo: false }).unwrap();
         assert!(!hv.paused.get());
         let mut b = [0u8; 4];
         snap.read(Gpa::new(0x3000), &mut b).unwrap();
@@ -195,10 +169,7 @@ mod tests {
 
     #[test]
     fn subtract_ranges() {
-        assert_eq!(
-            subtract(&[0..10, 20..30], &[2..4, 8..22, 25..26]),
-            vec![0..2, 4..8, 22..25, 26..30]
-        );
+        assert_eq!(subtract(&[0..10, 20..30], &[2..4, 8..22, 25..26]), vec![0..2, 4..8, 22..25, 26..30]);
         assert_eq!(subtract(&[0..10], &[]), vec![0..10]);
         assert_eq!(subtract(&[0..10], &[0..10]), Vec::<Range<u64>>::new());
     }

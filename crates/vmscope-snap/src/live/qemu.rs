@@ -31,10 +31,7 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 ///
 /// QEMU resumes a guest that was paused (QEMU 7.2 `bg_migration_vm_start_bh`). See
 /// the [module docs](super) for the harm this does to memfd-backed RAM.
-pub fn qemu_background_snap(
-    hv: &QmpHypervisor,
-    opts: SnapOptions,
-) -> Result<(Snapshot, SnapStats, StreamInfo)> {
+pub fn qemu_background_snap(hv: &QmpHypervisor, opts: SnapOptions) -> Result<(Snapshot, SnapStats, StreamInfo)> {
     let start = Instant::now();
     let map = hv.memory_map()?;
     let dir = std::env::temp_dir().join(format!(
@@ -42,25 +39,21 @@ pub fn qemu_background_snap(
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let fifo = dir.join("stream");
     let result = (|| {
         mkfifo(&fifo)?;
         let reader_fifo = fifo.clone();
         let reader_map = map.clone();
         let reader = std::thread::spawn(move || -> Result<(Snapshot, StreamInfo)> {
-            let f = File::open(&reader_fifo)
-                .map_err(|e| Error::io(format!("opening {}", reader_fifo.display()), e))?;
+            let f = File::open(&reader_fifo).map_err(|e| Error::io(format!("opening {}", reader_fifo.display()), e))?;
             parse_stream(BufReader::with_capacity(1 << 20, f), &reader_map)
         });
         let migrated = migrate(hv, &fifo);
         if migrated.is_err() {
             unblock_reader(&fifo);
         }
-        let parsed = reader
-            .join()
-            .map_err(|_| Error::Migration("the stream reader panicked".into()))?;
+        let parsed = reader.join().map_err(|_| Error::Migration("the stream reader panicked".into()))?;
         let (timing, (mut snap, info)) = (migrated?, parsed?);
         if opts.registers {
             snap.meta_mut().vcpus = read_registers(hv)?;
@@ -105,12 +98,9 @@ pub fn qemu_background_save(hv: &QmpHypervisor, path: &Path) -> Result<Migration
 /// Runs the migration to completion; restores the capability afterwards.
 fn migrate(hv: &QmpHypervisor, target: &Path) -> Result<MigrationTiming> {
     let caps = |on: bool| json!({ "capabilities": [ { "capability": "background-snapshot", "state": on } ] });
-    hv.qmp()
-        .execute("migrate-set-capabilities", Some(caps(true)))?;
+    hv.qmp().execute("migrate-set-capabilities", Some(caps(true)))?;
     let r = run_migration(hv, target);
-    let reset = hv
-        .qmp()
-        .execute("migrate-set-capabilities", Some(caps(false)));
+    let reset = hv.qmp().execute("migrate-set-capabilities", Some(caps(false)));
     let t = r?;
     reset?;
     Ok(t)
@@ -120,17 +110,9 @@ fn run_migration(hv: &QmpHypervisor, target: &Path) -> Result<MigrationTiming> {
     let path = target
         .to_str()
         .filter(|p| !p.contains('\''))
-        .ok_or_else(|| {
-            Error::Migration(format!(
-                "unusable path {} (UTF-8 without quotes needed)",
-                target.display()
-            ))
-        })?;
+        .ok_or_else(|| Error::Migration(format!("unusable path {} (UTF-8 without quotes needed)", target.display())))?;
     hv.qmp().take_events();
-    hv.qmp().execute(
-        "migrate",
-        Some(json!({ "uri": format!("exec:cat > '{path}'") })),
-    )?;
+    hv.qmp().execute("migrate", Some(json!({ "uri": format!("exec:cat > '{path}'") })))?;
     let begun = Instant::now();
     let (mut stop_at, mut resume_at) = (None, None);
     loop {
@@ -145,20 +127,11 @@ fn run_migration(hv: &QmpHypervisor, target: &Path) -> Result<MigrationTiming> {
                     _ => {}
                 }
             }
-            (
-                r.get("status")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned(),
-                r,
-            )
+            (r.get("status").and_then(Value::as_str).unwrap_or("").to_owned(), r)
         };
         match status.as_str() {
             "completed" => {
-                let qemu_downtime = reply
-                    .get("downtime")
-                    .and_then(Value::as_u64)
-                    .map(Duration::from_millis);
+                let qemu_downtime = reply.get("downtime").and_then(Value::as_u64).map(Duration::from_millis);
                 // QEMU's main loop (and so QMP) is blocked while the guest is
                 // stopped: STOP and RESUME usually arrive together, so QEMU's own
                 // figure is the measure; the event gap is a fallback.
@@ -167,27 +140,15 @@ fn run_migration(hv: &QmpHypervisor, target: &Path) -> Result<MigrationTiming> {
                     _ => Duration::ZERO,
                 };
                 let downtime = qemu_downtime.unwrap_or(seen);
-                return Ok(MigrationTiming {
-                    downtime,
-                    qemu_downtime,
-                    total: begun.elapsed(),
-                });
+                return Ok(MigrationTiming { downtime, qemu_downtime, total: begun.elapsed() });
             }
             "failed" | "cancelled" => {
-                let why = reply
-                    .get("error-desc")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no reason given");
-                return Err(Error::Migration(format!(
-                    "QEMU's migration {status}: {why}"
-                )));
+                let why = reply.get("error-desc").and_then(Value::as_str).unwrap_or("no reason given");
+                return Err(Error::Migration(format!("QEMU's migration {status}: {why}")));
             }
             _ if begun.elapsed() > DEADLINE => {
                 let _ = hv.qmp().execute("migrate_cancel", None);
-                return Err(Error::Migration(format!(
-                    "not done after {} s; cancelled",
-                    DEADLINE.as_secs()
-                )));
+                return Err(Error::Migration(format!("not done after {} s; cancelled", DEADLINE.as_secs())));
             }
             _ => std::thread::sleep(Duration::from_millis(1)),
         }
@@ -195,22 +156,15 @@ fn run_migration(hv: &QmpHypervisor, target: &Path) -> Result<MigrationTiming> {
 }
 
 fn mkfifo(path: &Path) -> Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::Migration("FIFO path has a NUL".into()))?;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::Migration("FIFO path has a NUL".into()))?;
     // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
     if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
-        return Err(Error::io(
-            format!("mkfifo {}", path.display()),
-            std::io::Error::last_os_error(),
-        ));
+        return Err(Error::io(format!("mkfifo {}", path.display()), std::io::Error::last_os_error()));
     }
     Ok(())
 }
 
 /// Lets a reader blocked in opening the FIFO go on (to EOF) when QEMU never opened it.
 fn unblock_reader(fifo: &Path) {
-    let _ = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(fifo);
+    let _ = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(fifo);
 }

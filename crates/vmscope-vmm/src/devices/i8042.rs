@@ -17,11 +17,7 @@ impl I8042 {
 
     /// A write of `value` at `offset`.
     pub fn write(&mut self, offset: u8, value: u8) -> Action {
-        if offset == 4 && value == CMD_RESET_CPU {
-            Action::Reset
-        } else {
-            Action::None
-        }
+        if offset == 4 && value == CMD_RESET_CPU { Action::Reset } else { Action::None }
     }
 }
 

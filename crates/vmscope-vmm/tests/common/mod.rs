@@ -24,11 +24,7 @@ pub fn images_dir() -> PathBuf {
 /// An image under [`images_dir`], or a panic telling how to build it.
 pub fn image(rel: &str) -> PathBuf {
     let p = images_dir().join(rel);
-    assert!(
-        p.exists(),
-        "guest image {} is missing: run `cargo xtask images` (or set VMSCOPE_IMAGES)",
-        p.display()
-    );
+    assert!(p.exists(), "guest image {} is missing: run `cargo xtask images` (or set VMSCOPE_IMAGES)", p.display());
     p
 }
 
@@ -75,32 +71,14 @@ impl Vm {
             });
         }
         let child = cmd.spawn().expect("spawning vmscope-vmm");
-        Vm {
-            child,
-            dir,
-            control,
-            console,
-            status: None,
-        }
+        Vm { child, dir, control, console, status: None }
     }
 
     /// The test kernel on `vcpus` vCPUs with 2 GiB (so its direct map has a 1 GiB
     /// page) and `backing`.
     pub fn testkernel(vcpus: u8, backing: &str, cmdline: &str) -> Vm {
         let v = vcpus.to_string();
-        Vm::start(
-            &testkernel_image(),
-            &[
-                "--vcpus",
-                &v,
-                "--memory",
-                "2G",
-                "--backing",
-                backing,
-                "--cmdline",
-                cmdline,
-            ],
-        )
+        Vm::start(&testkernel_image(), &["--vcpus", &v, "--memory", "2G", "--backing", backing, "--cmdline", cmdline])
     }
 
     /// The VMM's pid.
@@ -123,11 +101,7 @@ impl Vm {
             if let Some(st) = self.try_wait() {
                 panic!("vmscope-vmm exited with {st} before its control socket was up");
             }
-            assert!(
-                Instant::now() < deadline,
-                "no control socket at {}",
-                self.control.display()
-            );
+            assert!(Instant::now() < deadline, "no control socket at {}", self.control.display());
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -204,12 +178,7 @@ impl PhysMem for FileMem {
             for chunk in self.map.chunks(op.gpa, op.buf.len() as u64) {
                 let (_, off, len) = chunk.map_err(|gpa| MemError::Unbacked { gpa })?;
                 let buf = &mut op.buf[done..done + len as usize];
-                self.file
-                    .read_exact_at(buf, off)
-                    .map_err(|source| MemError::Io {
-                        gpa: op.gpa,
-                        source,
-                    })?;
+                self.file.read_exact_at(buf, off).map_err(|source| MemError::Io { gpa: op.gpa, source })?;
                 done += len as usize;
             }
         }
@@ -231,10 +200,7 @@ pub struct ProcMem {
 impl ProcMem {
     /// Reads process `pid`'s RAM mapping at `hva`.
     pub fn open(pid: u32, hva: u64, map: MemoryMap) -> ProcMem {
-        ProcMem {
-            inner: FileMem::open(Path::new(&format!("/proc/{pid}/mem")), map),
-            hva,
-        }
+        ProcMem { inner: FileMem::open(Path::new(&format!("/proc/{pid}/mem")), map), hva }
     }
 }
 
@@ -248,10 +214,7 @@ impl PhysMem for ProcMem {
                 self.inner
                     .file
                     .read_exact_at(buf, self.hva + off)
-                    .map_err(|source| MemError::Io {
-                        gpa: op.gpa,
-                        source,
-                    })?;
+                    .map_err(|source| MemError::Io { gpa: op.gpa, source })?;
                 done += len as usize;
             }
         }

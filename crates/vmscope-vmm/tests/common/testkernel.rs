@@ -15,10 +15,7 @@ pub fn wait_manifest<M: PhysMem + ?Sized>(mem: &M, cpus: u64, timeout: Duration)
         {
             return m;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no test kernel manifest with {cpus} cpus online"
-        );
+        assert!(Instant::now() < deadline, "no test kernel manifest with {cpus} cpus online");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -27,14 +24,7 @@ pub fn wait_manifest<M: PhysMem + ?Sized>(mem: &M, cpus: u64, timeout: Duration)
 /// Panics with the differences on a mismatch.
 pub fn assert_lists_match_journal<M: PhysMem + ?Sized>(m: &Manifest, mem: &M) -> usize {
     let check = m.check_lists(mem).expect("reading lists and journal");
-    assert!(
-        check.mismatches.is_empty(),
-        "lists differ from the journal:\n{}",
-        check.mismatches.join("\n")
-    );
-    assert!(
-        check.mid_update.len() <= m.nr_cpus as usize,
-        "more lists mid-update than cpus: {check:?}"
-    );
+    assert!(check.mismatches.is_empty(), "lists differ from the journal:\n{}", check.mismatches.join("\n"));
+    assert!(check.mid_update.len() <= m.nr_cpus as usize, "more lists mid-update than cpus: {check:?}");
     check.matching
 }

@@ -99,9 +99,7 @@ impl<R: Read> In<R> {
                 self.pos += b.len() as u64;
                 Ok(())
             }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                Err(self.bad("the stream ends early"))
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(self.bad("the stream ends early")),
             Err(e) => Err(Error::io("reading the migration stream", e)),
         }
     }
@@ -215,9 +213,7 @@ impl Ram {
                 F_PAGE => self.page(s, addr, None)?,
                 F_EOS => return Ok(()),
                 f if f & (F_COMPRESS | F_XBZRLE | F_HOOK) != 0 => {
-                    return Err(s.bad(format!(
-                        "RAM flags {f:#x}: compression, XBZRLE and RDMA are not supported"
-                    )));
+                    return Err(s.bad(format!("RAM flags {f:#x}: compression, XBZRLE and RDMA are not supported")));
                 }
                 f => return Err(s.bad(format!("unknown RAM flags {f:#x}"))),
             }
@@ -229,9 +225,8 @@ impl Ram {
         while left > 0 {
             let id = s.idstr()?;
             let len = s.be64()?;
-            left = left
-                .checked_sub(len)
-                .ok_or_else(|| s.bad(format!("block {id} of {len:#x} bytes exceeds MEM_SIZE")))?;
+            left =
+                left.checked_sub(len).ok_or_else(|| s.bad(format!("block {id} of {len:#x} bytes exceeds MEM_SIZE")))?;
             if len == 0 {
                 return Err(s.bad(format!("block {id} is empty")));
             }
@@ -256,18 +251,11 @@ impl Ram {
         let Some(len) = self.blocks.iter().find(|(n, _)| n == cur).map(|(_, l)| *l) else {
             return Err(s.bad(format!("page of unknown block {cur:?}")));
         };
-        if addr
-            .checked_add(PAGE)
-            .is_none_or(|e| e > len.next_multiple_of(PAGE))
-        {
-            return Err(s.bad(format!(
-                "page {addr:#x} is outside block {cur} ({len:#x} bytes)"
-            )));
+        if addr.checked_add(PAGE).is_none_or(|e| e > len.next_multiple_of(PAGE)) {
+            return Err(s.bad(format!("page {addr:#x} is outside block {cur} ({len:#x} bytes)")));
         }
         let ours = self.ram_block.as_deref() == Some(cur);
-        let dst = usize::try_from(addr)
-            .ok()
-            .and_then(|a| self.buf.as_mut_slice().get_mut(a..a + PAGE as usize));
+        let dst = usize::try_from(addr).ok().and_then(|a| self.buf.as_mut_slice().get_mut(a..a + PAGE as usize));
         match (zero_fill, ours, dst) {
             (None, true, Some(d)) => {
                 s.fill(d)?;
@@ -292,11 +280,7 @@ impl Ram {
 /// (the block named like `map`'s first region, else the largest block; its offsets
 /// are `map`'s backing offsets). Device state is read and dropped.
 pub fn parse_stream<R: Read>(reader: R, map: &MemoryMap) -> Result<(Snapshot, StreamInfo)> {
-    let mut s = In {
-        r: reader,
-        pos: 0,
-        peeked: None,
-    };
+    let mut s = In { r: reader, pos: 0, peeked: None };
     let (magic, version) = (s.be32()?, s.be32()?);
     if magic != MAGIC {
         return Err(s.bad(format!("magic {magic:#010x} is not QEVM")));
@@ -340,17 +324,13 @@ pub fn parse_stream<R: Read>(reader: R, map: &MemoryMap) -> Result<(Snapshot, St
                     s.drain()?;
                     break;
                 } else {
-                    return Err(s.bad(format!(
-                        "iterable section {name:?} is not supported (only \"ram\")"
-                    )));
+                    return Err(s.bad(format!("iterable section {name:?} is not supported (only \"ram\")")));
                 }
             }
             SEC_PART | SEC_END => {
                 let id = s.be32()?;
                 if Some(id) != ram_id {
-                    return Err(s.bad(format!(
-                        "section {id} continues, but only RAM ({ram_id:?}) is known"
-                    )));
+                    return Err(s.bad(format!("section {id} continues, but only RAM ({ram_id:?}) is known")));
                 }
                 ram.section(&mut s)?;
                 ram_done |= t == SEC_END;
@@ -378,10 +358,7 @@ pub fn parse_stream<R: Read>(reader: R, map: &MemoryMap) -> Result<(Snapshot, St
     info.zero_pages = ram.zero_pages;
     info.bytes = s.pos;
     let extents = ram.extents();
-    Ok((
-        Snapshot::new(ram.buf, map.clone(), extents, DumpMeta::default()),
-        info,
-    ))
+    Ok((Snapshot::new(ram.buf, map.clone(), extents, DumpMeta::default()), info))
 }
 
 /// The configuration section: machine name and known subsections.
@@ -400,9 +377,7 @@ fn configuration<R: Read>(s: &mut In<R>) -> Result<String> {
             "configuration/target-page-bits" => {
                 let bits = s.be32()?;
                 if bits != 12 {
-                    return Err(s.bad(format!(
-                        "target page bits {bits}, only 4 KiB pages are read"
-                    )));
+                    return Err(s.bad(format!("target page bits {bits}, only 4 KiB pages are read")));
                 }
             }
             "configuration/capabilities" => {

@@ -42,14 +42,9 @@ pub(crate) fn sample() -> Vec<u8> {
     w.be32(MAGIC).be32(VERSION);
     w.u8(CONFIGURATION).be32(10);
     w.0.extend_from_slice(b"pc-q35-7.2");
-    w.u8(SUBSECTION)
-        .str8("configuration/capabilities")
-        .be32(1)
-        .be32(1)
-        .str8("x-ignore-shared");
+    w.u8(SUBSECTION).str8("configuration/capabilities").be32(1).be32(1).str8("x-ignore-shared");
     // START: block list.
-    w.header(2, SEC_START, "ram")
-        .be64((0x10000 + 0x2000) | F_MEM_SIZE);
+    w.header(2, SEC_START, "ram").be64((0x10000 + 0x2000) | F_MEM_SIZE);
     w.str8("pc.bios").be64(0x2000).str8("ram").be64(0x10000);
     w.be64(F_EOS).u8(FOOTER).be32(2);
     // PART: pages.
@@ -64,19 +59,9 @@ pub(crate) fn sample() -> Vec<u8> {
     w.0.extend((0..4096).map(|i| (i % 7) as u8));
     w.be64(F_EOS).u8(FOOTER).be32(2);
     // A page sent again as zero (plain pre-copy re-sends dirty pages).
-    w.u8(SEC_END)
-        .be32(2)
-        .page(Some("ram"), 0x3000, F_ZERO)
-        .u8(0)
-        .be64(F_EOS)
-        .u8(FOOTER)
-        .be32(2);
+    w.u8(SEC_END).be32(2).page(Some("ram"), 0x3000, F_ZERO).u8(0).be64(F_EOS).u8(FOOTER).be32(2);
     // Device state nobody here can parse, then EOF.
-    w.header(3, SEC_FULL, "timer")
-        .be64(0x1234_5678)
-        .u8(FOOTER)
-        .be32(3)
-        .u8(SEC_EOF);
+    w.header(3, SEC_FULL, "timer").be64(0x1234_5678).u8(FOOTER).be32(3).u8(SEC_EOF);
     w.0
 }
 
@@ -93,10 +78,7 @@ fn parses_ram_and_skips_the_rest() {
     let bytes = sample();
     let (snap, info) = parse_stream(&bytes[..], &map()).unwrap();
     assert_eq!(info.machine, "pc-q35-7.2");
-    assert_eq!(
-        info.blocks,
-        vec![("pc.bios".to_owned(), 0x2000), ("ram".to_owned(), 0x10000)]
-    );
+    assert_eq!(info.blocks, vec![("pc.bios".to_owned(), 0x2000), ("ram".to_owned(), 0x10000)]);
     assert_eq!(info.ram_block, "ram");
     assert_eq!((info.pages, info.zero_pages), (2, 3));
     assert_eq!(info.bytes, bytes.len() as u64);
@@ -141,13 +123,7 @@ fn background_snapshot_streams_have_no_end_section() {
     // buffered device state right away.
     let mut w = W::default();
     w.be32(MAGIC).be32(VERSION);
-    w.header(2, SEC_START, "ram")
-        .be64(0x10000 | F_MEM_SIZE)
-        .str8("ram")
-        .be64(0x10000)
-        .be64(F_EOS)
-        .u8(FOOTER)
-        .be32(2);
+    w.header(2, SEC_START, "ram").be64(0x10000 | F_MEM_SIZE).str8("ram").be64(0x10000).be64(F_EOS).u8(FOOTER).be32(2);
     w.u8(SEC_PART).be32(2).page(Some("ram"), 0x1000, F_PAGE);
     w.0.extend(std::iter::repeat_n(0x11, 4096));
     w.be64(F_EOS).u8(FOOTER).be32(2);
@@ -158,9 +134,6 @@ fn background_snapshot_streams_have_no_end_section() {
     assert_eq!(snap.data_extents(), &[0x1000..0x2000]);
     // Without any RAM section, a device section is an error.
     let mut w = W::default();
-    w.be32(MAGIC)
-        .be32(VERSION)
-        .header(0, SEC_FULL, "timer")
-        .be64(7);
+    w.be32(MAGIC).be32(VERSION).header(0, SEC_FULL, "timer").be64(7);
     assert!(parse_stream(&w.0[..], &map()).is_err());
 }
