@@ -282,7 +282,7 @@ impl<M: PhysMem> PhysMem for PageCache<M> {
                         break;
                     }
                     if needed.binary_search(&q).is_err()
-                        && !st.index.get(&q).is_some_and(|&i| st.slots[i].epoch == epoch)
+                        && st.index.get(&q).is_none_or(|&i| st.slots[i].epoch != epoch)
                         && self.inner.memory_map().is_backed(Gpa::new(q), PAGE_SIZE)
                     {
                         extra.push(q);
@@ -369,7 +369,7 @@ mod tests {
 
     fn ram() -> Metered<SliceMem<Vec<u8>>> {
         let bytes: Vec<u8> = (0..16 * PAGE).map(|i| (i / PAGE) as u8).collect();
-        Metered::new(SliceMem::new(bytes, MemoryMap::flat(16 * PAGE_SIZE as u64)))
+        Metered::new(SliceMem::new(bytes, MemoryMap::flat(16 * PAGE_SIZE)))
     }
 
     #[test]

@@ -98,12 +98,8 @@ impl PhysMem for VmReadv {
                 if self.holes.is_populated(off, n) {
                     // SAFETY: done + n <= op.buf.len(): the chunks cover exactly
                     // the op's length.
-                    pieces.push(Piece {
-                        remote: self.base + off,
-                        local: unsafe { base.add(done) },
-                        len: n as usize,
-                        gpa,
-                    });
+                    let local = unsafe { base.add(done) };
+                    pieces.push(Piece { remote: self.base + off, local, len: n as usize, gpa });
                     done += n as usize;
                     continue;
                 }
