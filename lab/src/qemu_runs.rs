@@ -11,7 +11,7 @@ use vmscope_linux::{AttachOptions, Kernel};
 use vmscope_mem::PhysMem;
 
 use crate::experiments::Ctx;
-use crate::experiments::frequency::{MEMORY_TECHNIQUES, row};
+use crate::experiments::frequency::{memory_techniques, row};
 use crate::measure::run_for;
 use crate::table::Table;
 
@@ -77,8 +77,7 @@ pub fn ps_pass<K: PhysMem>(access: &Access<'_>, kernel: &Kernel<K>) -> anyhow::R
 
 pub fn frequency(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
     let kernels = ctx.kernels.clone();
-    let techniques: Vec<Technique> =
-        MEMORY_TECHNIQUES.into_iter().chain([Technique::Agent]).filter(|&t| ctx.wants(t)).collect();
+    let techniques: Vec<Technique> = memory_techniques().chain([Technique::Agent]).filter(|&t| ctx.wants(t)).collect();
     let pb = ctx.bar((kernels.len() * techniques.len()) as u64, "frequency (QEMU)");
     for id in &kernels {
         pb.set_message(format!("frequency: booting linux-{id}"));

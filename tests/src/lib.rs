@@ -4,13 +4,11 @@
 //! Every test boots its own QEMU; `cargo nextest` runs each test in its own process.
 //! A guest is killed when its [`Guest`] drops, and with its starting thread.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use vmscope_agent::Client;
 use vmscope_hv::qemu::{GuestImages, GuestKernel, QemuConfig, QemuVm};
-use vmscope_mem::{Error as MemError, MemoryMap, PhysMem, ReadOp};
+use vmscope_mem::PhysMem;
 
 /// A booted guest and a connection to its agent.
 #[allow(missing_debug_implementations)]
@@ -51,51 +49,10 @@ impl Guest {
     }
 
     /// Guest RAM through the QEMU process's memfd (pread: touches nothing).
-    pub fn ram(&self) -> MemfdRam {
+    pub fn ram(&self) -> vmscope_read::Pread {
         let map = vmscope_hv::Hypervisor::memory_map(self.vm.hv()).expect("memory map over QMP");
-        MemfdRam::open(self.vm.pid(), map).expect("the RAM memfd of QEMU")
-    }
-}
-
-#[allow(missing_debug_implementations)]
-/// The simplest reader of guest RAM: pread on QEMU's memfd through /proc/PID/fd.
-/// (The techniques proper live in vmscope-read and vmscope-map.)
-pub struct MemfdRam {
-    file: File,
-    map: MemoryMap,
-}
-
-impl MemfdRam {
-    /// Opens the memfd of QEMU process `pid`.
-    pub fn open(pid: u32, map: MemoryMap) -> std::io::Result<Self> {
-        for e in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
-            let p = e?.path();
-            if std::fs::read_link(&p).is_ok_and(|l| l.to_string_lossy().contains("memory-backend-memfd")) {
-                return Ok(Self { file: File::open(&p)?, map });
-            }
-        }
-        Err(std::io::Error::other(format!("QEMU {pid} has no memory-backend-memfd fd")))
-    }
-}
-
-impl PhysMem for MemfdRam {
-    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
-        for op in ops {
-            let mut done = 0usize;
-            for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
-                let (_, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
-                let n = n as usize;
-                self.file
-                    .read_exact_at(&mut op.buf[done..done + n], off)
-                    .map_err(|source| MemError::Io { gpa: op.gpa, source })?;
-                done += n;
-            }
-        }
-        Ok(())
-    }
-
-    fn memory_map(&self) -> &MemoryMap {
-        &self.map
+        let loc = vmscope_hv::RamLocation::qemu(self.vm.pid(), map).expect("QEMU's RAM backing");
+        vmscope_read::Pread::open(loc).expect("the RAM memfd of QEMU")
     }
 }
 

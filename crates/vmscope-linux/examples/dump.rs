@@ -3,37 +3,9 @@
 //! `cargo run --release -p vmscope-linux --example dump -- RAM.bin [ps|lsmod|info|kallsyms]`
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 use vmscope_linux::{Hints, Kernel};
-use vmscope_mem::{Error as MemError, MemoryMap, PhysMem, ReadOp};
-
-/// Guest RAM in a file: pread per chunk.
-struct FileMem {
-    file: File,
-    map: MemoryMap,
-}
-
-impl PhysMem for FileMem {
-    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
-        for op in ops {
-            let mut done = 0usize;
-            for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
-                let (_, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
-                let n = n as usize;
-                self.file
-                    .read_exact_at(&mut op.buf[done..done + n], off)
-                    .map_err(|source| MemError::Io { gpa: op.gpa, source })?;
-                done += n;
-            }
-        }
-        Ok(())
-    }
-
-    fn memory_map(&self) -> &MemoryMap {
-        &self.map
-    }
-}
+use vmscope_mem::{FileMem, MemoryMap};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -41,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let what = args.next().unwrap_or_else(|| "info".into());
     let file = File::open(&path)?;
     let size = file.metadata()?.len();
-    let mem = FileMem { file, map: MemoryMap::flat(size) };
+    let mem = FileMem::new(file, MemoryMap::flat(size));
     let t = std::time::Instant::now();
     let kernel = Kernel::attach(mem, Hints::none())?;
     eprintln!("attach: {:?}", t.elapsed());

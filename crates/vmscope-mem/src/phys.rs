@@ -127,47 +127,24 @@ pub trait PhysMem {
     }
 }
 
-impl<M: PhysMem + ?Sized> PhysMem for &M {
-    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> Result<()> {
-        (**self).read_batch(ops)
-    }
-    fn read_each(&self, ops: &mut [ReadOp<'_>], results: &mut Vec<Result<()>>) -> bool {
-        (**self).read_each(ops, results)
-    }
-    fn read_u64(&self, gpa: Gpa) -> Result<u64> {
-        (**self).read_u64(gpa)
-    }
-    fn memory_map(&self) -> &MemoryMap {
-        (**self).memory_map()
-    }
+/// Every pointer to memory is memory: `&M`, `Box<M>`, `Arc<M>`.
+macro_rules! forward_phys_mem {
+    ($($ptr:ty),*) => {$(
+        impl<M: PhysMem + ?Sized> PhysMem for $ptr {
+            fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> Result<()> {
+                (**self).read_batch(ops)
+            }
+            fn read_each(&self, ops: &mut [ReadOp<'_>], results: &mut Vec<Result<()>>) -> bool {
+                (**self).read_each(ops, results)
+            }
+            fn read_u64(&self, gpa: Gpa) -> Result<u64> {
+                (**self).read_u64(gpa)
+            }
+            fn memory_map(&self) -> &MemoryMap {
+                (**self).memory_map()
+            }
+        }
+    )*};
 }
 
-impl<M: PhysMem + ?Sized> PhysMem for Box<M> {
-    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> Result<()> {
-        (**self).read_batch(ops)
-    }
-    fn read_each(&self, ops: &mut [ReadOp<'_>], results: &mut Vec<Result<()>>) -> bool {
-        (**self).read_each(ops, results)
-    }
-    fn read_u64(&self, gpa: Gpa) -> Result<u64> {
-        (**self).read_u64(gpa)
-    }
-    fn memory_map(&self) -> &MemoryMap {
-        (**self).memory_map()
-    }
-}
-
-impl<M: PhysMem + ?Sized> PhysMem for std::sync::Arc<M> {
-    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> Result<()> {
-        (**self).read_batch(ops)
-    }
-    fn read_each(&self, ops: &mut [ReadOp<'_>], results: &mut Vec<Result<()>>) -> bool {
-        (**self).read_each(ops, results)
-    }
-    fn read_u64(&self, gpa: Gpa) -> Result<u64> {
-        (**self).read_u64(gpa)
-    }
-    fn memory_map(&self) -> &MemoryMap {
-        (**self).memory_map()
-    }
-}
+forward_phys_mem!(&M, Box<M>, std::sync::Arc<M>);

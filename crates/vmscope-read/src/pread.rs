@@ -5,7 +5,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use vmscope_hv::RamLocation;
-use vmscope_mem::{Error as MemError, MemoryMap, PhysMem, ReadOp};
+use vmscope_mem::{MemoryMap, PhysMem, ReadOp, read_mapped};
 
 /// Guest RAM read with `pread` on the backing file.
 #[derive(Debug)]
@@ -32,18 +32,7 @@ impl Pread {
 
 impl PhysMem for Pread {
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
-        for op in ops {
-            let mut done = 0usize;
-            for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
-                let (_, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
-                let n = n as usize;
-                self.file
-                    .read_exact_at(&mut op.buf[done..done + n], off)
-                    .map_err(|source| MemError::Io { gpa: op.gpa, source })?;
-                done += n;
-            }
-        }
-        Ok(())
+        read_mapped(&self.map, ops, |buf, off| self.file.read_exact_at(buf, off))
     }
 
     fn memory_map(&self) -> &MemoryMap {

@@ -84,20 +84,15 @@ pub fn row(hv: &str, guest: &str, t: Technique, method: &str, r: &Rate) -> Vec<S
 }
 
 /// Techniques that read memory, in report order.
-pub const MEMORY_TECHNIQUES: [Technique; 6] = [
-    Technique::LiveMap,
-    Technique::LiveRead,
-    Technique::HaltMap,
-    Technique::HaltRead,
-    Technique::HaltSnap,
-    Technique::LiveSnap,
-];
+pub fn memory_techniques() -> impl Iterator<Item = Technique> {
+    Technique::ALL.into_iter().filter(|t| t.reads_memory())
+}
 
 fn builtin(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
     let guest = BuiltinGuest::start(&ctx.images, 2, "1G")?;
     let target = Target::builtin(&guest.control, None)?;
     let manifest = wait_for_manifest(&target)?;
-    let techniques: Vec<Technique> = MEMORY_TECHNIQUES.into_iter().filter(|&t| ctx.wants(t)).collect();
+    let techniques: Vec<Technique> = memory_techniques().filter(|&t| ctx.wants(t)).collect();
     let pb = ctx.bar(techniques.len() as u64, "frequency (built-in VMM)");
     for t in techniques {
         pb.set_message(format!("frequency: {t} on the test kernel"));

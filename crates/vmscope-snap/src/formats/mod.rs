@@ -260,18 +260,7 @@ impl DumpFile {
 
 impl PhysMem for DumpFile {
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
-        for op in ops.iter_mut() {
-            let mut done = 0usize;
-            for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
-                let (_, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
-                let n = n as usize;
-                self.backing
-                    .read_exact_at(&mut op.buf[done..done + n], off)
-                    .map_err(|source| MemError::Io { gpa: op.gpa, source })?;
-                done += n;
-            }
-        }
-        Ok(())
+        vmscope_mem::read_mapped(&self.map, ops, |buf, off| self.backing.read_exact_at(buf, off))
     }
 
     fn memory_map(&self) -> &MemoryMap {
