@@ -4,28 +4,30 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-/// A horizontal-label bar chart on a log-10 value axis: one bar per (label, value).
-pub fn log_bars(path: &Path, title: &str, y_label: &str, bars: &[(String, f64)]) -> anyhow::Result<()> {
+/// A horizontal bar chart on a log-10 value axis, one bar per (label, value), labels
+/// on the left so long technique names stay readable.
+pub fn log_bars(path: &Path, title: &str, x_label: &str, bars: &[(String, f64)]) -> anyhow::Result<()> {
     let max = bars.iter().map(|b| b.1).fold(1.0_f64, f64::max);
     let min = bars.iter().map(|b| b.1).filter(|v| *v > 0.0).fold(max, f64::min);
     let lo = 10f64.powf(min.log10().floor()).clamp(1e-3, 1.0);
-    let hi = 10f64.powf(max.log10().ceil() + 0.0).max(lo * 10.0);
-    let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
-    root.fill(&WHITE)?;
+    let hi = 10f64.powf(max.log10().ceil()).max(lo * 10.0);
     let n = bars.len().max(1);
+    let height = 90 + 30 * n as u32;
+    let root = SVGBackend::new(path, (960, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(16)
-        .x_label_area_size(60)
-        .y_label_area_size(80)
-        .build_cartesian_2d((0..n).into_segmented(), (lo..hi).log_scale())?;
-    let labels: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+        .x_label_area_size(40)
+        .y_label_area_size(300)
+        .build_cartesian_2d((lo..hi).log_scale(), (0..n).into_segmented())?;
     chart
         .configure_mesh()
-        .disable_x_mesh()
-        .y_desc(y_label)
-        .x_labels(n)
-        .x_label_formatter(&|x| match x {
+        .disable_y_mesh()
+        .x_desc(x_label)
+        .y_labels(n)
+        .y_label_formatter(&|y| match y {
             SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
         })
@@ -33,8 +35,8 @@ pub fn log_bars(path: &Path, title: &str, y_label: &str, bars: &[(String, f64)])
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
         let v = v.max(lo);
         let mut bar =
-            Rectangle::new([(SegmentValue::Exact(i), lo), (SegmentValue::Exact(i + 1), v)], BLUE.mix(0.6).filled());
-        bar.set_margin(0, 0, 12, 12);
+            Rectangle::new([(lo, SegmentValue::Exact(i)), (v, SegmentValue::Exact(i + 1))], BLUE.mix(0.6).filled());
+        bar.set_margin(5, 5, 0, 0);
         bar
     }))?;
     root.present()?;
