@@ -13,13 +13,17 @@ use vmscope_linux::{AttachOptions, Kernel};
 type Row = (i32, String, u32);
 
 fn from_agent(p: &[ProcessInfo]) -> BTreeMap<i32, Row> {
-    p.iter().map(|p| (p.pid, (p.ppid, p.comm.clone(), p.uid))).collect()
+    p.iter().map(|p| (p.pid, (p.ppid, task_name(&p.comm), p.uid))).collect()
 }
 
-/// /proc shows a kworker's workqueue after its comm (`kworker/0:1-events`); the
-/// task's own comm is the part before it.
-fn same_comm(ours: &str, proc: &str) -> bool {
-    ours == proc || (ours.starts_with("kworker/") && proc.starts_with(ours) && proc[ours.len()..].starts_with('-'))
+/// /proc shows the workqueue a kworker last served after its name
+/// (`kworker/0:1-events`), which changes from moment to moment; the task's own
+/// comm is the part before it.
+fn task_name(comm: &str) -> String {
+    match comm.strip_prefix("kworker/") {
+        Some(rest) => format!("kworker/{}", rest.split('-').next().unwrap_or(rest)),
+        None => comm.to_owned(),
+    }
 }
 
 fn agree(id: &str) {
@@ -50,7 +54,7 @@ fn agree(id: &str) {
                     .unwrap()
                     .processes
                     .iter()
-                    .map(|p| (p.pid, (p.ppid, p.full_name.clone().unwrap_or_else(|| p.comm.clone()), p.uid)))
+                    .map(|p| (p.pid, (p.ppid, task_name(p.full_name.as_deref().unwrap_or(&p.comm)), p.uid)))
                     .collect(),
             };
             seen.push((format!("{t} ({})", m.name()), rows));
@@ -67,7 +71,7 @@ fn agree(id: &str) {
         for (pid, (ppid, comm, uid)) in &stable {
             let got = rows.get(pid).unwrap_or_else(|| panic!("{name}: pid {pid} ({comm}) missing"));
             assert!(
-                got.0 == *ppid && got.2 == *uid && same_comm(&got.1, comm),
+                got.0 == *ppid && got.2 == *uid && got.1 == *comm,
                 "{name}: pid {pid}: got {got:?}, /proc says {:?}",
                 (ppid, comm, uid)
             );
