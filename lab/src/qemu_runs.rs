@@ -5,14 +5,13 @@ use std::time::Duration;
 use anyhow::Context;
 use vmscope_agent::Client;
 use vmscope_cli::source::{hints, profile_cache};
-use vmscope_cli::{Access, ReadMethod, Target, Technique};
+use vmscope_cli::{Access, Target, Technique};
 use vmscope_hv::qemu::{GuestImages, QemuVm};
 use vmscope_linux::{AttachOptions, Kernel};
 use vmscope_mem::PhysMem;
 
 use crate::experiments::Ctx;
-use crate::experiments::frequency::{memory_techniques, row};
-use crate::measure::run_for;
+use crate::experiments::frequency::{configurations, measure, memory_techniques};
 use crate::table::Table;
 
 /// Tasks in the guest while passes are measured (the study's idle guest).
@@ -77,8 +76,8 @@ pub fn ps_pass<K: PhysMem>(access: &Access<'_>, kernel: &Kernel<K>) -> anyhow::R
 
 pub fn frequency(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
     let kernels = ctx.kernels.clone();
-    let techniques: Vec<Technique> = memory_techniques().chain([Technique::Agent]).filter(|&t| ctx.wants(t)).collect();
-    let pb = ctx.bar((kernels.len() * techniques.len()) as u64, "frequency (QEMU)");
+    let configs = configurations(ctx, memory_techniques().chain([Technique::Agent]));
+    let pb = ctx.bar((kernels.len() * configs.len()) as u64, "frequency (QEMU)");
     for id in &kernels {
         pb.set_message(format!("frequency: booting linux-{id}"));
         let mut b = boot(ctx, id, 1024)?;
@@ -86,27 +85,9 @@ pub fn frequency(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
         let kernel = attach(&b.target).context("attaching")?;
         let hv = format!("qemu-{}", vmscope_hv::qemu::Accel::detect().name());
         let guest = format!("linux-{id}");
-        for &t in &techniques {
-            // live-read once per read method; everything else with the default.
-            let methods: &[ReadMethod] = if t == Technique::LiveRead { &ReadMethod::ALL } else { &[ReadMethod::Pread] };
-            for &m in methods {
-                pb.set_message(format!("frequency: {t} on linux-{id}"));
-                b.target.read_method = m;
-                let access = b.target.open(t).with_context(|| format!("opening {t}"))?;
-                let max = if matches!(t, Technique::HaltSnap | Technique::LiveSnap) { 40 } else { u64::MAX };
-                let before = access.cache_stats();
-                let mut rate = run_for(ctx.budget(), 3, max, || ps_pass(&access, &kernel), || {});
-                if let (Some(a), Some(b)) = (before, access.cache_stats()) {
-                    rate.pages_fetched = Some((b.misses - a.misses) as f64 / rate.passes.max(1) as f64);
-                }
-                let method = match t {
-                    Technique::LiveRead | Technique::HaltRead => m.name(),
-                    Technique::LiveMap | Technique::HaltMap => "mmap",
-                    Technique::HaltSnap | Technique::LiveSnap => "pread copy",
-                    Technique::Agent => "serial",
-                };
-                table.push(row(&hv, &guest, t, method, &rate));
-            }
+        for &(t, m) in &configs {
+            pb.set_message(format!("frequency: {t} on linux-{id}"));
+            table.push(measure(ctx, (&hv, &guest), &mut b.target, (t, m), |a| ps_pass(a, &kernel))?);
             pb.inc(1);
         }
         drop(b);

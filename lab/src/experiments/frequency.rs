@@ -15,6 +15,7 @@ use super::{Ctx, HypervisorKind};
 use crate::guests::BuiltinGuest;
 use crate::measure::{Rate, run_for};
 use crate::table::Table;
+use vmscope_cli::ReadMethod;
 
 const COLUMNS: &[&str] = &[
     "hypervisor",
@@ -36,6 +37,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         HypervisorKind::Builtin => builtin(ctx, &mut table)?,
         HypervisorKind::Qemu => crate::qemu_runs::frequency(ctx, &mut table)?,
     }
+    add_baseline_ratio(&mut table);
     let bars: Vec<(String, f64)> = table
         .rows
         .iter()
@@ -60,10 +62,34 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             "Passes per second each technique sustains on an idle QEMU guest (a pass is the full process \
              list), and the introspector's CPU time (user + system, getrusage) per pass. Halting techniques \
              pause the guest over QMP for each pass; snapshot techniques copy all of guest RAM (halt-snap: \
-             paused; live-snap: pre-copy, then a short pause); the agent asks the guest over its serial port."
+             paused; live-snap: pre-copy, then a short pause); the agent asks the guest over its serial port.\n\n\
+             Where the time goes: a mapping costs a memcpy per field; a syscall technique fetches each page it \
+             needs per pass (`pages_per_pass`), so its CPU time per pass divided by that is the price of one fetch \
+             (pread of the memfd is cheapest; process_vm_readv and /proc/PID/mem pin every page of QEMU's address \
+             space first). The QEMU guest's TCG threads share the host's cores with the introspector, so on a \
+             small host these figures are lower and noisier than the technique itself allows."
         }
     };
     ctx.report.section("frequency", "Monitoring frequency and host cost", prose, &table, &["frequency.svg"])
+}
+
+/// Appends `x_baseline`: each row's passes per second over that of the baseline
+/// measured in the same run on the same guest — the agent (the guest answering for
+/// itself) on QEMU, halt-read on the built-in VMM.
+fn add_baseline_ratio(table: &mut Table) {
+    table.columns.push("x_baseline".into());
+    let rate = |r: &Vec<String>| r[7].parse::<f64>().unwrap_or(0.0);
+    let baselines: Vec<(String, f64)> = table
+        .rows
+        .iter()
+        .filter(|r| r[2] == "agent" || (r[0] == "builtin" && r[2] == "halt-read"))
+        .map(|r| (r[1].clone(), rate(r)))
+        .collect();
+    for r in &mut table.rows {
+        let base = baselines.iter().find(|(g, _)| *g == r[1]).map(|b| b.1).filter(|b| *b > 0.0);
+        let cell = base.map_or_else(|| "-".into(), |b| format!("{:.1}", rate(r) / b));
+        r.push(cell);
+    }
 }
 
 /// Formats one result row.
@@ -83,6 +109,44 @@ pub fn row(hv: &str, guest: &str, t: Technique, method: &str, r: &Rate) -> Vec<S
     ]
 }
 
+/// Measures `t` (with read method `m` where it reads by syscalls) on `target` for
+/// one budget of `pass`es, and formats the row.
+pub fn measure(
+    ctx: &Ctx,
+    (hv, guest): (&str, &str),
+    target: &mut Target,
+    (t, m): (Technique, ReadMethod),
+    pass: impl Fn(&Access<'_>) -> anyhow::Result<usize>,
+) -> anyhow::Result<Vec<String>> {
+    target.read_method = m;
+    let access = target.open(t).with_context(|| format!("opening {t}"))?;
+    let max = if matches!(t, Technique::HaltSnap | Technique::LiveSnap) { 40 } else { u64::MAX };
+    let before = access.cache_stats();
+    let mut rate = run_for(ctx.budget(), 3, max, || pass(&access), || {});
+    if let (Some(a), Some(b)) = (before, access.cache_stats()) {
+        rate.pages_fetched = Some((b.misses - a.misses) as f64 / rate.passes.max(1) as f64);
+    }
+    let method = match t {
+        Technique::LiveRead | Technique::HaltRead => m.name(),
+        Technique::LiveMap | Technique::HaltMap => "mmap",
+        Technique::HaltSnap | Technique::LiveSnap => "pread copy",
+        Technique::Agent => "serial",
+    };
+    Ok(row(hv, guest, t, method, &rate))
+}
+
+/// Each technique to measure, with the read methods to measure it with: live-read
+/// once per method, everything else with the default.
+pub fn configurations(ctx: &Ctx, techniques: impl Iterator<Item = Technique>) -> Vec<(Technique, ReadMethod)> {
+    techniques
+        .filter(|&t| ctx.wants(t))
+        .flat_map(|t| {
+            let methods: &[ReadMethod] = if t == Technique::LiveRead { &ReadMethod::ALL } else { &[ReadMethod::Pread] };
+            methods.iter().map(move |&m| (t, m))
+        })
+        .collect()
+}
+
 /// Techniques that read memory, in report order.
 pub fn memory_techniques() -> impl Iterator<Item = Technique> {
     Technique::ALL.into_iter().filter(|t| t.reads_memory())
@@ -90,16 +154,13 @@ pub fn memory_techniques() -> impl Iterator<Item = Technique> {
 
 fn builtin(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
     let guest = BuiltinGuest::start(&ctx.images, 2, "1G")?;
-    let target = Target::builtin(&guest.control, None)?;
+    let mut target = Target::builtin(&guest.control, None)?;
     let manifest = wait_for_manifest(&target)?;
-    let techniques: Vec<Technique> = memory_techniques().filter(|&t| ctx.wants(t)).collect();
-    let pb = ctx.bar(techniques.len() as u64, "frequency (built-in VMM)");
-    for t in techniques {
+    let configs = configurations(ctx, memory_techniques());
+    let pb = ctx.bar(configs.len() as u64, "frequency (built-in VMM)");
+    for (t, m) in configs {
         pb.set_message(format!("frequency: {t} on the test kernel"));
-        let access = target.open(t).with_context(|| format!("opening {t}"))?;
-        let max = if matches!(t, Technique::HaltSnap | Technique::LiveSnap) { 50 } else { u64::MAX };
-        let rate = run_for(ctx.budget(), 3, max, || lists_pass(&access, &manifest), || {});
-        table.push(row("builtin", "testkernel", t, "default", &rate));
+        table.push(measure(ctx, ("builtin", "testkernel"), &mut target, (t, m), |a| lists_pass(a, &manifest))?);
         pb.inc(1);
     }
     pb.finish_and_clear();
