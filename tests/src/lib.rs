@@ -87,10 +87,4 @@ pub fn find_banners(mem: &impl PhysMem) -> Vec<String> {
     found
 }
 
-/// Whether process `pid` exists and is not a zombie.
-pub fn process_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
-        Err(_) => false,
-    }
-}
+pub use vmscope_hv::qemu::process_alive;

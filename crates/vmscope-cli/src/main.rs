@@ -6,9 +6,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use serde_json::json;
 use vmscope_cli::output::{self, ModRow, PsRow};
 use vmscope_cli::source::{self, dump_hints, with_kernel};
 use vmscope_cli::{Target, Technique};
+use vmscope_linux::Anomaly;
 use vmscope_mem::PhysMem;
 use vmscope_snap::{DumpFile, Format};
 
@@ -98,92 +100,70 @@ fn run(args: &Args) -> anyhow::Result<()> {
     source::live(&target, technique, |k| view(args, technique.name(), k))
 }
 
+/// Prints `doc` as one JSON document, or else `table` with a note of the
+/// `anomalies` on stderr.
+fn emit(
+    json: bool,
+    doc: serde_json::Value,
+    table: impl FnOnce() -> String,
+    anomalies: &[Anomaly],
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+    } else {
+        out.write_all(table().as_bytes())?;
+        if let Some(n) = output::anomalies_note(anomalies) {
+            eprint!("{n}");
+        }
+    }
+    Ok(())
+}
+
 /// Prints the requested view of an attached kernel.
 fn view(args: &Args, technique: &str, k: &vmscope_linux::Kernel<&dyn PhysMem>) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
     match args.command {
         Command::Ps => {
             let list = k.processes();
-            if args.json {
-                let doc = serde_json::json!({ "technique": technique, "processes": list.processes, "anomalies": list.anomalies });
-                writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-            } else {
-                let rows: Vec<PsRow> = list.processes.iter().map(PsRow::from).collect();
-                out.write_all(output::ps_table(&rows).as_bytes())?;
-                if let Some(n) = output::anomalies_note(&list.anomalies) {
-                    eprint!("{n}");
-                }
-            }
+            let doc = json!({ "technique": technique, "processes": list.processes, "anomalies": list.anomalies });
+            let rows: Vec<PsRow> = list.processes.iter().map(PsRow::from).collect();
+            emit(args.json, doc, || output::ps_table(&rows), &list.anomalies)
         }
         Command::Lsmod => {
             let list = k.modules();
-            if args.json {
-                let doc =
-                    serde_json::json!({ "technique": technique, "modules": list.modules, "anomalies": list.anomalies });
-                writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-            } else {
-                let rows: Vec<ModRow> = list.modules.iter().map(ModRow::from).collect();
-                out.write_all(output::lsmod_table(&rows).as_bytes())?;
-                if let Some(n) = output::anomalies_note(&list.anomalies) {
-                    eprint!("{n}");
-                }
-            }
+            let doc = json!({ "technique": technique, "modules": list.modules, "anomalies": list.anomalies });
+            let rows: Vec<ModRow> = list.modules.iter().map(ModRow::from).collect();
+            emit(args.json, doc, || output::lsmod_table(&rows), &list.anomalies)
         }
         Command::Info => {
-            if args.json {
-                let doc = serde_json::json!({ "technique": technique, "kernel": k.info() });
-                writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-            } else {
-                out.write_all(output::info_text(k.info()).as_bytes())?;
-            }
+            let doc = json!({ "technique": technique, "kernel": k.info() });
+            emit(args.json, doc, || output::info_text(k.info()), &[])
         }
         Command::Dump { .. } => unreachable!("dump is handled before attaching"),
     }
-    Ok(())
 }
 
 /// The agent technique: the guest answers from its own /proc.
 fn agent(args: &Args, target: &Target) -> anyhow::Result<()> {
     let access = target.open(Technique::Agent)?;
     let mut client = access.agent().expect("the agent technique opens a client");
-    let mut out = std::io::stdout().lock();
     match args.command {
         Command::Ps => {
             let rows: Vec<PsRow> = client.processes()?.iter().map(PsRow::from).collect();
-            if args.json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({ "technique": "agent", "processes": rows }))?
-                )?;
-            } else {
-                out.write_all(output::ps_table(&rows).as_bytes())?;
-            }
+            emit(args.json, json!({ "technique": "agent", "processes": rows }), || output::ps_table(&rows), &[])
         }
         Command::Lsmod => {
             let rows: Vec<ModRow> = client.modules()?.iter().map(ModRow::from).collect();
-            if args.json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({ "technique": "agent", "modules": rows }))?
-                )?;
-            } else {
-                out.write_all(output::lsmod_table(&rows).as_bytes())?;
-            }
+            emit(args.json, json!({ "technique": "agent", "modules": rows }), || output::lsmod_table(&rows), &[])
         }
         Command::Info => {
             let version = String::from_utf8_lossy(&client.read_file("/proc/version", 4096)?).trim_end().to_owned();
-            if args.json {
-                let doc = serde_json::json!({ "technique": "agent", "release": client.release(), "banner": version });
-                writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-            } else {
-                writeln!(out, "release        {}\nbanner         {version}", client.release())?;
-            }
+            let release = client.release().to_owned();
+            let doc = json!({ "technique": "agent", "release": release, "banner": version });
+            emit(args.json, doc, || format!("release        {release}\nbanner         {version}\n"), &[])
         }
         Command::Dump { .. } => unreachable!("dump is handled before the agent"),
     }
-    Ok(())
 }
 
 /// Writes guest memory to `out`: a snapshot technique copies it (halt-snap unless

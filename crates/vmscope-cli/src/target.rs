@@ -76,13 +76,14 @@ impl Target {
                  -object memory-backend-memfd,id=ram,size=SIZE,share=on -machine memory-backend=ram"
             );
         }
+        let read_method = ReadMethod::for_location(&loc);
         Ok(Self {
             pid,
             hv: hv.map(Hv::Qemu),
             loc,
             agent_socket: cmdline.agent_socket().map(Path::to_path_buf),
             map_source,
-            read_method: ReadMethod::default(),
+            read_method,
         })
     }
 
@@ -91,13 +92,14 @@ impl Target {
         let vmm = BuiltinVmm::connect(control)
             .with_context(|| format!("connecting to the VMM's control socket {}", control.display()))?;
         let loc = vmm.ram_location()?;
+        let read_method = ReadMethod::for_location(&loc);
         Ok(Self {
             pid: loc.pid,
             hv: Some(Hv::Builtin(vmm)),
             loc,
             agent_socket,
             map_source: "VMM memory-map",
-            read_method: ReadMethod::default(),
+            read_method,
         })
     }
 
@@ -137,7 +139,7 @@ impl Target {
             )),
             Technique::HaltSnap | Technique::LiveSnap => {
                 let hv = self.hypervisor(technique)?.as_dyn();
-                let ram = RamFile::open(self.loc.file.as_deref().expect("checked at attach"), self.loc.map.clone())?;
+                let ram = RamFile::from_location(&self.loc)?;
                 Access::Snap { live: technique == Technique::LiveSnap, ram, hv, last: RefCell::new(None) }
             }
         })
@@ -180,6 +182,12 @@ pub enum ReadMethod {
 impl ReadMethod {
     /// Every method, in report order.
     pub const ALL: [ReadMethod; 3] = [ReadMethod::Pread, ReadMethod::VmReadv, ReadMethod::ProcMem];
+
+    /// The default for `loc`: pread where there is a backing file to read, else
+    /// process_vm_readv (private RAM reads as the zero page where untouched).
+    pub fn for_location(loc: &RamLocation) -> Self {
+        if loc.file.is_some() { ReadMethod::Pread } else { ReadMethod::VmReadv }
+    }
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -292,10 +300,10 @@ impl Access<'_> {
                 r.begin_pass()?;
                 Ok(f(r.mem()))
             }
-            Access::Halt(h) => Ok(h.pass(|r| {
-                let _ = r.begin_pass();
-                f(r.mem())
-            })?),
+            Access::Halt(h) => h.pass(|r| -> anyhow::Result<R> {
+                r.begin_pass()?;
+                Ok(f(r.mem()))
+            })?,
             Access::Snap { .. } => {
                 let snap = self.snapshot()?;
                 Ok(f(&snap))

@@ -99,21 +99,28 @@ impl Extents {
         Ok(x)
     }
 
-    /// Scans only `offset..offset+len`.
+    /// Scans only `offset..offset+len`. A file system without `SEEK_DATA` reports
+    /// the whole range as data.
     pub fn scan_range(file: &File, offset: u64, len: u64) -> Result<Self> {
         let fd = file.as_raw_fd();
         let mut ranges = Vec::new();
-        let mut pos = i64::try_from(offset).unwrap_or(i64::MAX);
+        let start = i64::try_from(offset).unwrap_or(i64::MAX);
         let end = i64::try_from(offset.saturating_add(len)).unwrap_or(i64::MAX);
+        let mut pos = start;
         while pos < end {
-            // SAFETY: lseek on an fd we own; no memory is passed.
+            // SAFETY: lseek on an fd we own; no memory is passed. It moves only this
+            // open file's position, which no pread depends on.
             let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
             if data < 0 {
                 let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::ENXIO) {
-                    break; // no data after pos
+                match e.raw_os_error() {
+                    Some(libc::ENXIO) => break, // no data after pos
+                    Some(libc::EINVAL) if pos == start => {
+                        ranges.push((start as u64, end as u64));
+                        break;
+                    }
+                    _ => return Err(Error::io("SEEK_DATA on the RAM backing", e)),
                 }
-                return Err(Error::io("SEEK_DATA on the RAM backing", e));
             }
             // SAFETY: as above.
             let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
@@ -124,7 +131,7 @@ impl Extents {
                 break;
             }
             ranges.push((data as u64, (hole.min(end)) as u64));
-            pos = hole;
+            pos = hole.max(data + 1);
         }
         Ok(Self { ranges, pages: Vec::new() })
     }

@@ -5,10 +5,10 @@
 
 use std::fs::File;
 use std::ops::Range;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use vmscope_hv::{Extents, RamLocation};
 use vmscope_mem::{MemoryMap, PhysMem, ReadOp};
 
 use crate::{Error, Result};
@@ -27,21 +27,12 @@ impl RamFile {
     /// back to `/proc/PID/map_files`), serving it through `map` (from
     /// [`Hypervisor::memory_map`](vmscope_hv::Hypervisor::memory_map)).
     pub fn open_qemu(pid: u32, map: MemoryMap) -> Result<Self> {
-        let m = vmscope_hv::qemu::ram_mapping(pid)?;
-        let target = m.path.trim_end_matches(" (deleted)");
-        let fd_dir = format!("/proc/{pid}/fd");
-        let entries = std::fs::read_dir(&fd_dir)
-            .map_err(|e| Error::io(format!("listing {fd_dir} (need ptrace rights over QEMU)"), e))?;
-        for e in entries.flatten() {
-            let p = e.path();
-            let Ok(link) = std::fs::read_link(&p) else {
-                continue;
-            };
-            if link.to_string_lossy().trim_end_matches(" (deleted)") == target {
-                return Self::open(&p, map);
-            }
-        }
-        Self::open(&m.map_file, map)
+        Self::from_location(&RamLocation::qemu(pid, map)?)
+    }
+
+    /// Opens the backing file of `loc` (QEMU's memfd, the built-in VMM's memfd).
+    pub fn from_location(loc: &RamLocation) -> Result<Self> {
+        Self::from_file(loc.open_file()?, loc.map.clone())
     }
 
     /// Opens a RAM backing file by path.
@@ -71,42 +62,8 @@ impl RamFile {
     /// touched), sorted, page-granular, clipped to `limit`. Holes read as zero and
     /// are not listed. A file system without `SEEK_DATA` reports one extent.
     pub fn data_extents(&self, limit: u64) -> Result<Vec<Range<u64>>> {
-        let fd = self.file.as_raw_fd();
-        let end = self.size.min(limit);
-        let mut out = Vec::new();
-        let mut pos: u64 = 0;
-        while pos < end {
-            let Ok(p) = libc::off_t::try_from(pos) else {
-                break;
-            };
-            // SAFETY: lseek on our own fd; it moves only this open file description's
-            // position, which no pread depends on.
-            let data = unsafe { libc::lseek(fd, p, libc::SEEK_DATA) };
-            if data < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::ENXIO) => break, // no data after pos
-                    Some(libc::EINVAL) if out.is_empty() && pos == 0 => {
-                        return Ok(std::iter::once(0..end).collect());
-                    }
-                    _ => return Err(Error::io("SEEK_DATA on the RAM backing", e)),
-                }
-            }
-            // SAFETY: as above.
-            let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-            if hole < 0 {
-                return Err(Error::io("SEEK_HOLE on the RAM backing", std::io::Error::last_os_error()));
-            }
-            let (a, b) = (data as u64, (hole as u64).min(end));
-            if a >= end {
-                break;
-            }
-            if b > a {
-                out.push(a..b);
-            }
-            pos = b.max(a + 1);
-        }
-        Ok(out)
+        let x = Extents::scan_range(&self.file, 0, self.size.min(limit))?;
+        Ok(x.ranges().iter().map(|&(a, b)| a..b).collect())
     }
 
     /// Reads `buf.len()` bytes at backing offset `offset`.

@@ -280,11 +280,7 @@ impl QemuVm {
 
     /// Whether QEMU still runs.
     pub fn is_running(&self) -> bool {
-        // /proc/PID/stat state Z (or absence) means it is gone.
-        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid())) {
-            Ok(s) => s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
-            Err(_) => false,
-        }
+        process_alive(self.pid())
     }
 
     /// The hypervisor interface (QMP).
@@ -340,6 +336,14 @@ impl Drop for QemuVm {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
     }
 }
 

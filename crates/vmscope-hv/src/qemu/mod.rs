@@ -11,7 +11,7 @@ mod qmp;
 pub use cmdline::QemuCommandLine;
 pub use hmp::{parse_mtree_flat, parse_registers};
 pub use images::{GuestImages, GuestKernel};
-pub use launch::{Accel, QemuConfig, QemuVm, RAM_ID, READY_MARKER};
+pub use launch::{Accel, QemuConfig, QemuVm, RAM_ID, READY_MARKER, process_alive};
 pub use process::{RamMapping, ram_mapping};
 pub use qmp::{Event, Qmp};
 
