@@ -167,11 +167,10 @@ fn connect_any(sockets: &[PathBuf]) -> anyhow::Result<Option<QmpHypervisor>> {
 }
 
 /// How the syscall techniques (live-read, halt-read) read guest RAM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMethod {
     /// `pread` of the RAM backing file (QEMU's memfd through /proc/PID/fd): no page
     /// of QEMU's address space is touched, so it is the cheapest.
-    #[default]
     Pread,
     /// `process_vm_readv` of the hypervisor process, batched into iovecs.
     VmReadv,

@@ -175,11 +175,6 @@ impl Extents {
         out
     }
 
-    /// Total populated bytes.
-    pub fn data_bytes(&self) -> u64 {
-        self.ranges.iter().map(|(s, e)| e - s).sum()
-    }
-
     /// The populated ranges.
     pub fn ranges(&self) -> &[(u64, u64)] {
         &self.ranges
