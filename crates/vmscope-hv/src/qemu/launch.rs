@@ -55,6 +55,18 @@ impl Accel {
             _ => "tcg",
         }
     }
+
+    /// The `-accel` argument. TCG runs every vCPU on one host thread: with one thread
+    /// per vCPU (MTTCG), a vCPU can execute code another vCPU has just rewritten from a
+    /// stale translation, and Linux's live code patching (text_poke_bp's int3) then
+    /// oopses during boot — seen in CI on 6.12 in 2 of about 40 boots. One thread also
+    /// keeps an idle guest to one host core, leaving the other to the introspector.
+    pub fn qemu_arg(self) -> &'static str {
+        match self.resolve() {
+            Accel::Kvm => "kvm",
+            _ => "tcg,thread=single",
+        }
+    }
 }
 
 /// How to start a guest. [`QemuConfig::new`] gives the defaults: 1 GiB, 2 vCPUs,
@@ -126,7 +138,7 @@ impl QemuConfig {
         let p = |f: &str| dir.join(f).display().to_string();
         let mut a: Vec<String> = vec![
             "-accel".into(),
-            accel.name().into(),
+            accel.qemu_arg().into(),
             "-machine".into(),
             format!("q35,memory-backend={RAM_ID}"),
             "-cpu".into(),
