@@ -2,6 +2,7 @@
 //! invalidation.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -61,11 +62,14 @@ pub struct PageCache<M> {
 #[derive(Debug, Default)]
 struct State {
     /// Page base -> slot.
-    index: HashMap<u64, usize>,
+    index: HashMap<u64, usize, BuildHasherDefault<PageHasher>>,
     slots: Vec<Slot>,
     /// `slots.len()` pages of data, slot `i` at `i * PAGE`.
     data: Vec<u8>,
     hand: usize,
+    /// Where misses of several pages land before they go to their slots; kept, so a
+    /// miss allocates and zeroes nothing.
+    scratch: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -175,6 +179,31 @@ impl<M: PhysMem> PageCache<M> {
         let first = op.gpa.page_base(PAGE_SIZE);
         let span = (end & !(PAGE_SIZE - 1)) - first.raw() + PAGE_SIZE;
         self.inner.memory_map().is_backed(first, span)
+    }
+}
+
+/// Hashes a page base with one multiplication (Fibonacci hashing). SipHash was the
+/// cost of every cache hit. A guest choosing its pointers could make keys collide,
+/// but the table never holds more than `capacity` pages, which bounds every probe.
+#[derive(Debug, Default, Clone, Copy)]
+struct PageHasher(u64);
+
+impl Hasher for PageHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fold the well-mixed high half down: pages at a power-of-two stride (slabs)
+        // would otherwise share their low bits, which pick the bucket.
+        let x = (n >> 12).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = x ^ (x >> 32);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -293,8 +322,18 @@ impl<M: PhysMem> PhysMem for PageCache<M> {
             missing.sort_unstable();
             missing.dedup();
         }
-        if !missing.is_empty() {
-            let mut buf = vec![0u8; missing.len() * PAGE];
+        if let [page] = missing[..] {
+            // One page missing, the common case: straight into its slot.
+            let slot = st.insert(page, epoch, self.capacity, &needed);
+            let mut fetch = [ReadOp::new(Gpa::new(page), &mut st.data[slot * PAGE..(slot + 1) * PAGE])];
+            if self.inner.read_batch(&mut fetch).is_err() {
+                st.index.remove(&page);
+                drop(st);
+                return self.inner.read_batch(ops);
+            }
+        } else if !missing.is_empty() {
+            let mut buf = std::mem::take(&mut st.scratch);
+            buf.resize(buf.len().max(missing.len() * PAGE), 0);
             // One op per run of consecutive pages: a backend that pays per op (a
             // pread each) reads a run in one call.
             let mut fetch: Vec<ReadOp<'_>> = Vec::new();
@@ -310,9 +349,12 @@ impl<M: PhysMem> PhysMem for PageCache<M> {
                 rest = tail;
                 i = j;
             }
-            if self.inner.read_batch(&mut fetch).is_err() {
+            let fetched = self.inner.read_batch(&mut fetch);
+            drop(fetch);
+            if fetched.is_err() {
                 // Let the wrapped memory report the exact first failure of the caller's
                 // batch; nothing of this batch is cached.
+                st.scratch = buf;
                 drop(st);
                 return self.inner.read_batch(ops);
             }
@@ -320,6 +362,7 @@ impl<M: PhysMem> PhysMem for PageCache<M> {
                 let slot = st.insert(*p, epoch, self.capacity, &needed);
                 st.data[slot * PAGE..(slot + 1) * PAGE].copy_from_slice(page);
             }
+            st.scratch = buf;
         }
         for op in ops.iter_mut() {
             if !self.cacheable(op) {

@@ -134,6 +134,32 @@ proptest! {
     }
 
     #[test]
+    fn page_cache_never_keeps_a_failed_fetch(ops in ops(), pg in 0u64..0x10000, plen in 1u64..0x3000, cap in 1usize..6) {
+        // Faults below the cache: a page whose fetch failed must not be served later.
+        let map = MemoryMap::flat(0x12000);
+        let model = Model::new(&map);
+        let faulty = FaultyMem::new(SliceMem::new(backing(0x12000), map.clone()));
+        faulty.poison(Gpa::new(pg), plen);
+        let mem = PageCache::new(faulty, cap);
+        for &(g, l) in &ops {
+            let mut b = vec![0u8; l];
+            let _ = mem.read(Gpa::new(g), &mut b);
+        }
+        mem.inner().clear_poison();
+        for &(g, l) in &ops {
+            let mut b = vec![0u8; l];
+            let r = mem.read(Gpa::new(g), &mut b);
+            match model.read(g, l) {
+                Some(want) => {
+                    prop_assert!(r.is_ok(), "{r:?}");
+                    prop_assert_eq!(b, want);
+                }
+                None => prop_assert!(r.is_err()),
+            }
+        }
+    }
+
+    #[test]
     fn page_cache_sees_writes_after_invalidation(g in 0u64..0x3ff8, v in any::<u64>()) {
         use std::sync::{Arc, RwLock};
         // A memory whose bytes change behind the cache, like a running guest.
