@@ -1,7 +1,9 @@
 //! The process list rebuilt from guest RAM matches the guest's own /proc: a few
 //! dozen user processes started with distinct names, users and command lines, each
 //! found with the pid, ppid, uid, gid, comm, state, thread count and command line
-//! the guest reports; threads and the tree agree with them.
+//! the guest reports, and with its start time and resident set; a multi-threaded
+//! process that burnt CPU has its threads, their names and its CPU time; the tree
+//! agrees with them.
 
 use std::collections::HashMap;
 
@@ -38,7 +40,91 @@ fn start_workload(g: &mut Guest) {
             "for i in 0 1 2 3 4 5 6 7 8 9; do sh -c \"exec -a busybox-carol-$i /bin/busybox sleep 300$i\" {quiet} done"
         ),
     );
+    // Four threads (vmsw-1..3 beside the main one), after 250 ms of CPU in the main one.
+    sh_as(g, 1004, &format!("/sbin/vmscope-workload threads 4 250 {quiet}"));
     std::thread::sleep(std::time::Duration::from_millis(500));
+}
+
+/// What the guest's /proc says of one task, from `/proc/PID[/task/TID]/stat`.
+#[derive(Debug)]
+struct Stat {
+    comm: String,
+    /// Clock ticks (USER_HZ, 100 per second).
+    utime: u64,
+    stime: u64,
+    starttime: u64,
+    /// Pages, from the mm's counters.
+    rss: u64,
+}
+
+fn parse_stat(line: &str) -> Stat {
+    let (open, close) = (line.find('(').expect("stat comm"), line.rfind(')').expect("stat comm"));
+    let f: Vec<&str> = line[close + 2..].split(' ').collect();
+    // f[0] is field 3 (state): utime is field 14, stime 15, starttime 22, rss 24.
+    let n = |field: usize| f[field - 3].parse::<u64>().unwrap_or_else(|_| panic!("stat field {field}: {line}"));
+    Stat { comm: line[open + 1..close].to_owned(), utime: n(14), stime: n(15), starttime: n(22), rss: n(24) }
+}
+
+/// Nanoseconds to USER_HZ clock ticks, as the kernel's nsec_to_clock_t does.
+fn ticks(ns: u64) -> u64 {
+    ns / 10_000_000
+}
+
+/// Start time, resident set, threads and CPU time against the guest's /proc.
+fn check_details(g: &mut Guest, kernel: &Kernel<vmscope_read::Pread>, list: &[Process], pids: &[i32]) {
+    let ours: HashMap<i32, &Process> = list.iter().map(|p| (p.pid, p)).collect();
+    // Resident pages by a walk of the page tables (smaps) — the mm's counters,
+    // which /proc/PID/stat shows, lag behind in per-CPU deltas that vmscope sums.
+    let pid_list = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+    let out = g.sh(&format!(
+        "for p in {pid_list}; do echo \"$(cat /proc/$p/stat)|$(grep '^Rss:' /proc/$p/smaps_rollup)\"; done"
+    ));
+    let mut errors = Vec::new();
+    for (line, &pid) in out.lines().zip(pids) {
+        let (stat, rss) = line.split_once('|').expect("stat|Rss");
+        let want = parse_stat(stat);
+        let rss_kib: u64 = rss.split_whitespace().nth(1).and_then(|v| v.parse().ok()).expect("Rss: N kB");
+        let p = ours[&pid];
+        let start = p.start_boottime_ns.map(ticks);
+        if start != Some(want.starttime) {
+            errors.push(format!("pid {pid}: start {start:?} ticks, guest {}", want.starttime));
+        }
+        if p.rss_pages != Some(rss_kib / 4) {
+            errors.push(format!("pid {pid}: rss {:?} pages, guest {} (stat {})", p.rss_pages, rss_kib / 4, want.rss));
+        }
+    }
+    assert!(errors.is_empty(), "{} mismatches:\n{}", errors.len(), errors.join("\n"));
+
+    // The multi-threaded workload: its threads by id and name, their CPU time.
+    let mt = list.iter().find(|p| p.uid == 1004 && p.comm == "vmscope-workloa").expect("vmscope-workload running");
+    assert_eq!(mt.threads, 4, "{mt:?}");
+    let out = g.sh(&format!("for t in /proc/{}/task/*; do echo \"${{t##*/}} $(cat $t/stat)\"; done", mt.pid));
+    let mut want: Vec<(i32, Stat)> = out
+        .lines()
+        .map(|l| {
+            let (tid, stat) = l.split_once(' ').expect("tid stat");
+            (tid.parse().expect("tid"), parse_stat(stat))
+        })
+        .collect();
+    want.sort_by_key(|(tid, _)| *tid);
+    let threads = kernel.threads(mt.pid).expect("the workload's threads");
+    let mut got: Vec<_> = threads.threads.iter().collect();
+    got.sort_by_key(|t| t.tid);
+    let got_names: Vec<(i32, &str)> = got.iter().map(|t| (t.tid, t.comm.as_str())).collect();
+    let want_names: Vec<(i32, &str)> = want.iter().map(|(tid, s)| (*tid, s.comm.as_str())).collect();
+    assert_eq!(got_names, want_names, "threads of the workload");
+    // CPU time: /proc scales the sampled utime and stime to the scheduler's exact
+    // runtime, so they agree only within a few ticks; the main thread's 250 ms are
+    // there, and the sleepers have next to none.
+    for (t, (_, w)) in got.iter().zip(&want) {
+        let (ours, guest) = (ticks(t.utime_ns + t.stime_ns), w.utime + w.stime);
+        assert!(ours.abs_diff(guest) <= 3 + guest / 5, "thread {} ({}): {ours} ticks, guest {guest}", t.tid, t.comm);
+    }
+    let main = ticks(got[0].utime_ns + got[0].stime_ns);
+    assert!(main >= 20, "the main thread burnt 250 ms, vmscope saw {main} ticks");
+    let group = ticks(mt.utime_ns + mt.stime_ns);
+    let guest_group = want.iter().map(|(_, w)| w.utime + w.stime).sum::<u64>();
+    assert!(group.abs_diff(guest_group) <= 3 + guest_group / 5, "process: {group} ticks, guest {guest_group}");
 }
 
 fn same(ours: &Process, want: &ProcessInfo) -> Result<(), String> {
@@ -62,6 +148,7 @@ fn check(mut g: Guest) {
         })
         .collect();
     assert_eq!(workload.len(), 40, "the workload did not start: {truth:#?}");
+    let pids: Vec<i32> = workload.iter().map(|p| p.pid).collect();
 
     let regs = g.vm.hv().vcpu_registers(0).expect("registers");
     let kernel = Kernel::attach(g.ram(), Hints::from_registers(regs.cr3, regs.cr4)).expect("attach");
@@ -91,6 +178,8 @@ fn check(mut g: Guest) {
             .iter()
             .any(|p| { p.uid == 1003 && p.cmdline.as_ref().is_some_and(|c| c[0] == "busybox-carol-7") })
     );
+
+    check_details(&mut g, &kernel, &list.processes, &pids);
 
     // Threads of a sleeper: itself.
     let sleeper = workload[0];

@@ -53,7 +53,15 @@ pub struct TaskOffsets {
     /// (5.17+), which /proc shows instead of the comm.
     #[serde(default)]
     pub kthread_full_name: Option<u64>,
+    /// `rss_stat.count`: up to 6.1 (SPLIT_RSS_COUNTING), each thread holds up to 64
+    /// page-count changes of its mm here (`int` each) before it folds them in.
+    #[serde(default)]
+    pub rss_cache: Option<u64>,
 }
+
+/// The most `mm_struct` page counters a kernel has had (`NR_MM_COUNTERS`: file,
+/// anon, swap entries, shmem).
+pub(crate) const NR_MM_COUNTERS_MAX: u64 = 4;
 
 impl TaskOffsets {
     /// Bytes from the start of `task_struct` that hold every field the views read:
@@ -79,6 +87,7 @@ impl TaskOffsets {
             self.stime + 8,
             self.comm + self.comm_len,
             self.kthread.map_or(0, |o| o + 8),
+            self.rss_cache.map_or(0, |o| o + 4 * NR_MM_COUNTERS_MAX),
         ];
         eight.into_iter().max().unwrap_or(self.size).min(self.size)
     }
@@ -290,6 +299,7 @@ impl Offsets {
             stime: off("task_struct", "stime")?,
             kthread: off("task_struct", "worker_private").or_else(|_| off("task_struct", "set_child_tid")).ok(),
             kthread_full_name: off("kthread", "full_name").ok(),
+            rss_cache: off("task_struct", "rss_stat.count").ok(),
         };
         let cred = CredOffsets {
             uid: off("cred", "uid.val")?,

@@ -8,6 +8,7 @@
 mod exec;
 mod port;
 mod procfs;
+mod workload;
 
 use std::io::Write;
 
@@ -15,7 +16,12 @@ use vmscope_agent::frame::{self, Decoder, Kind};
 use vmscope_agent::{PROTOCOL_VERSION, Request, Response, from_payload, to_payload};
 
 fn main() {
-    let path = std::env::args().nth(1).unwrap_or_else(|| "/dev/ttyS1".into());
+    let args: Vec<String> = std::env::args().collect();
+    if args.first().is_some_and(|a| a.ends_with("vmscope-workload")) {
+        eprintln!("vmscope-workload: {}", workload::run(&args[1..]));
+        std::process::exit(2);
+    }
+    let path = args.get(1).cloned().unwrap_or_else(|| "/dev/ttyS1".into());
     let mut port = match port::Port::open(&path) {
         Ok(p) => p,
         Err(e) => {

@@ -97,6 +97,8 @@ pub fn build(busybox: &[u8], agent: &[u8], modules: &[(String, Vec<u8>)]) -> any
     w.add("bin/sh", Entry::Symlink { target: "busybox" })?;
     w.add("init", Entry::File { data: INIT.as_bytes(), mode: 0o755 })?;
     w.add("sbin/vmscope-agent", Entry::File { data: agent, mode: 0o755 })?;
+    // The same binary runs the tests' known workloads under this name.
+    w.add("sbin/vmscope-workload", Entry::Symlink { target: "vmscope-agent" })?;
     w.add("etc/passwd", Entry::File { data: PASSWD.as_bytes(), mode: 0o644 })?;
     w.add("etc/group", Entry::File { data: GROUP.as_bytes(), mode: 0o644 })?;
     let mut list = String::new();

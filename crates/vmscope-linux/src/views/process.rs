@@ -8,7 +8,7 @@ use vmscope_mem::PhysMem;
 
 use super::{Anomaly, Bytes, plausible, walk_list};
 use crate::kernel::Ctx;
-use crate::offsets::RssLayout;
+use crate::offsets::{NR_MM_COUNTERS_MAX, RssLayout};
 
 /// `PF_KTHREAD` in `task_struct.flags`: a kernel thread. (A `#define`, so not in
 /// BTF; its value has been the same since Linux 2.6.)
@@ -194,11 +194,13 @@ impl<M: PhysMem> Ctx<'_, M> {
         (mo.pgd.max(mo.arg_start).max(mo.arg_end) + 8).max(rss_end)
     }
 
-    /// Resident pages from the mm's counters (in `mm_bytes`), with the per-CPU deltas
-    /// of 6.2+ read from the per-CPU areas.
-    fn rss(&self, mm_bytes: &Bytes<'_>, an: &mut Vec<Anomaly>) -> Option<u64> {
+    /// Resident pages from the mm's counters (in `mm_bytes`), with the changes not
+    /// yet folded in: the per-CPU deltas of 6.2+ read from the per-CPU areas, or, up
+    /// to 6.1, each thread's cached counts (`cached`, one per `rss_counters` entry).
+    /// /proc shows the counters alone; vmscope's figure is what the page tables hold.
+    fn rss(&self, mm_bytes: &Bytes<'_>, cached: &[i64], an: &mut Vec<Anomaly>) -> Option<u64> {
         let mut total = 0u64;
-        for &i in &self.o.mm.rss_counters {
+        for (n, &i) in self.o.mm.rss_counters.iter().enumerate() {
             let v: i64 = match &self.o.mm.rss {
                 RssLayout::Atomic { base, stride } => mm_bytes.u64(base + i * stride)? as i64,
                 RssLayout::PerCpu { base, stride, count, counters } => {
@@ -220,9 +222,20 @@ impl<M: PhysMem> Ctx<'_, M> {
                     v
                 }
             };
-            total += v.max(0) as u64;
+            total += (v + cached.get(n).copied().unwrap_or(0)).max(0) as u64;
         }
         Some(total)
+    }
+
+    /// A thread's cached page-count changes (up to 6.1), per `rss_counters` entry;
+    /// empty where the kernel keeps none.
+    fn rss_cached(&self, task: &Bytes<'_>) -> Vec<i64> {
+        let Some(base) = self.o.task.rss_cache else { return Vec::new() };
+        let counters = &self.o.mm.rss_counters;
+        counters
+            .iter()
+            .map(|&i| if i < NR_MM_COUNTERS_MAX { task.i32(base + 4 * i).map_or(0, i64::from) } else { 0 })
+            .collect()
     }
 
     fn cmdline(&self, pid: i32, mm_bytes: &Bytes<'_>, an: &mut Vec<Anomaly>) -> Option<Vec<String>> {
@@ -287,6 +300,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
 
         let (mut threads, mut utime, mut stime) = (1u32, th.utime_ns, th.stime_ns);
+        // Page-count changes the threads hold back from the mm (up to 6.1).
+        let mut rss_cached = self.rss_cached(&b);
         if let Some(s) = self.ptr_field(&b, t.addr, o.signal, "task.signal", an) {
             let so = &self.o.signal;
             match self.k.read_vec(s, (so.thread_head.max(so.nr_threads).max(so.utime).max(so.stime) + 16) as usize) {
@@ -296,9 +311,14 @@ impl<M: PhysMem> Ctx<'_, M> {
                     utime = sb.u64(so.utime).unwrap_or(0);
                     stime = sb.u64(so.stime).unwrap_or(0);
                     if threads > 1 {
-                        for tt in self.thread_tasks(s, an).iter().filter_map(|x| self.thread_of(x)) {
+                        rss_cached.clear();
+                        for task in self.thread_tasks(s, an) {
+                            let Some(tt) = self.thread_of(&task) else { continue };
                             utime += tt.utime_ns;
                             stime += tt.stime_ns;
+                            for (sum, v) in zip_grow(&mut rss_cached, self.rss_cached(&Bytes(&task.bytes))) {
+                                *sum += v;
+                            }
                         }
                     } else {
                         utime += th.utime_ns;
@@ -316,7 +336,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             match self.k.read_vec(mm, self.mm_span() as usize) {
                 Ok(mb) => {
                     cmdline = self.cmdline(pid, &Bytes(&mb), an);
-                    rss_pages = self.rss(&Bytes(&mb), an);
+                    rss_pages = self.rss(&Bytes(&mb), &rss_cached, an);
                 }
                 Err(e) => an.push(Anomaly::Unreadable { what: "mm_struct".into(), addr: mm, error: e.to_string() }),
             }
@@ -401,6 +421,14 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
         None
     }
+}
+
+/// Pairs `sum`'s entries with `add`'s, growing `sum` with zeros to `add`'s length.
+fn zip_grow(sum: &mut Vec<i64>, add: Vec<i64>) -> impl Iterator<Item = (&mut i64, i64)> {
+    if sum.len() < add.len() {
+        sum.resize(add.len(), 0);
+    }
+    sum.iter_mut().zip(add)
 }
 
 #[cfg(test)]
