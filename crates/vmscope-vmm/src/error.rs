@@ -49,6 +49,9 @@ pub enum Error {
     /// A control request could not be carried out.
     #[error("{0}")]
     Control(String),
+    /// A `vmscope-vmm` child process did not come up.
+    #[error("vmscope-vmm: {0}")]
+    Launch(String),
 }
 
 /// `Result` with this crate's [`Error`].

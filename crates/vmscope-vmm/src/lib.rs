@@ -49,6 +49,7 @@
 #![warn(missing_docs)]
 
 pub mod boot;
+pub mod child;
 pub mod control;
 pub mod devices;
 mod error;
@@ -63,5 +64,6 @@ pub mod testkernel;
 pub mod vcpu;
 
 pub use boot::BootSpec;
+pub use child::VmmChild;
 pub use error::{Error, Result};
 pub use machine::{Machine, MachineConfig};

@@ -30,7 +30,7 @@ fn testkernel_boots_and_publishes_its_manifest() {
     let st = c.status().unwrap();
     assert_eq!((st.state.as_str(), st.vcpus, st.pid), ("running", 2, vm.pid()));
     assert_eq!(c.vcpu_count().unwrap(), 2);
-    let mode = std::fs::metadata(&vm.control).unwrap().permissions().mode();
+    let mode = std::fs::metadata(vm.control()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "control socket mode");
 
     // Both vCPUs run the test kernel's page tables in long mode.
@@ -49,7 +49,7 @@ fn guest_reset_ends_the_vmm_with_status_zero() {
     let st = vm.wait_exit(Duration::from_secs(30)).expect("the VMM ends after the guest resets");
     assert!(st.success(), "exit status {st}");
     assert!(vm.console_text().contains("300 ops done, resetting"));
-    assert!(!vm.control.exists(), "the control socket is removed on exit");
+    assert!(!vm.control().exists(), "the control socket is removed on exit");
 }
 
 #[test]

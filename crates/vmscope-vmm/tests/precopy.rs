@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use common::testkernel::{Manifest, assert_lists_match_journal, wait_manifest};
-use common::{FileMem, Vm, live_memfd};
+use common::{Vm, file_mem, live_memfd};
 use vmscope_hv::Hypervisor;
 use vmscope_mem::{MemoryMap, PhysMem};
 
@@ -57,7 +57,7 @@ fn dirty_log_precopy_gives_a_consistent_copy() {
     c.resume().unwrap();
     log.stop().unwrap();
 
-    let copy = FileMem::open(&copy_path, map);
+    let copy = file_mem(&copy_path, map);
     let cm = Manifest::read(&copy).unwrap().expect("manifest in the copy");
     assert_eq!(cm.ops(&copy).unwrap(), ops_at_pause, "the copy is at the final pause point");
     let checked = assert_lists_match_journal(&cm, &copy);

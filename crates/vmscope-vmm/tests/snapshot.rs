@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::testkernel::{Manifest, assert_lists_match_journal, wait_manifest};
-use common::{FileMem, ProcMem, Vm, eventually, live_memfd};
+use common::{Vm, eventually, file_mem, live_memfd, proc_mem};
 use vmscope_mem::{MemoryMap, PhysMem};
 
 /// The snapshot is self-consistent and frozen while the guest runs on.
@@ -29,7 +29,7 @@ fn memfd_copy_and_file_snapshots() {
     let s = c.snapshot(None).unwrap();
     assert_eq!(s.kind, "memfd-copy");
     let map = MemoryMap::new(s.regions.clone()).unwrap();
-    let snap = FileMem::open(Path::new(s.path.as_deref().unwrap()), map.clone());
+    let snap = file_mem(Path::new(s.path.as_deref().unwrap()), map.clone());
     check_snapshot(&snap, live_ops);
     c.snapshot_release(s.id).unwrap();
     assert!(c.snapshot_release(s.id).is_err(), "released twice");
@@ -37,7 +37,7 @@ fn memfd_copy_and_file_snapshots() {
     let file = vm.dir().join("ram.snap");
     let s = c.snapshot(Some(&file)).unwrap();
     assert_eq!(s.kind, "file");
-    check_snapshot(&FileMem::open(&file, map), live_ops);
+    check_snapshot(&file_mem(&file, map), live_ops);
 }
 
 #[test]
@@ -47,14 +47,14 @@ fn fork_snapshots_of_private_ram() {
     let info = c.memory_map_info().unwrap();
     assert_eq!(info.backing.kind, "private");
     let map = MemoryMap::new(info.regions).unwrap();
-    let live = ProcMem::open(vm.pid(), info.backing.hva, map.clone());
+    let live = proc_mem(vm.pid(), info.backing.hva, map.clone());
     let m = wait_manifest(&live, 1, Duration::from_secs(20));
     let live_ops = || m.ops(&live).unwrap();
 
     let s = c.snapshot(None).unwrap();
     assert_eq!(s.kind, "fork");
     assert_ne!(s.pid, vm.pid());
-    let snap = ProcMem::open(s.pid, s.hva.unwrap(), map.clone());
+    let snap = proc_mem(s.pid, s.hva.unwrap(), map.clone());
     check_snapshot(&snap, live_ops);
     c.snapshot_release(s.id).unwrap();
     assert!(!Path::new(&format!("/proc/{}/mem", s.pid)).exists(), "the snapshot child ended");
@@ -62,5 +62,5 @@ fn fork_snapshots_of_private_ram() {
     let file = vm.dir().join("ram.snap");
     let s = c.snapshot(Some(&file)).unwrap();
     assert_eq!(s.kind, "file");
-    check_snapshot(&FileMem::open(&file, map), live_ops);
+    check_snapshot(&file_mem(&file, map), live_ops);
 }

@@ -12,7 +12,7 @@ use vmscope_mem::PhysMem;
 use vmscope_vmm::testkernel::Manifest;
 
 use super::{Ctx, HypervisorKind};
-use crate::guests::BuiltinGuest;
+use crate::guests;
 use crate::measure::{Rate, run_for};
 use crate::table::Table;
 use vmscope_cli::ReadMethod;
@@ -153,8 +153,8 @@ pub fn memory_techniques() -> impl Iterator<Item = Technique> {
 }
 
 fn builtin(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
-    let guest = BuiltinGuest::start(&ctx.images, 2, "1G")?;
-    let mut target = Target::builtin(&guest.control, None)?;
+    let guest = guests::testkernel(&ctx.images, 2, "1G")?;
+    let mut target = Target::builtin(&guest.control(), None)?;
     let manifest = wait_for_manifest(&target)?;
     let configs = configurations(ctx, memory_techniques());
     let pb = ctx.bar(configs.len() as u64, "frequency (built-in VMM)");
