@@ -152,7 +152,7 @@ impl<M: PhysMem> Ctx<'_, M> {
 
     /// The tasks of the thread group whose `signal` is at `signal`.
     fn thread_tasks(&self, signal: u64, an: &mut Vec<Anomaly>) -> Vec<Task> {
-        let head = signal + self.o.signal.thread_head;
+        let head = signal.wrapping_add(self.o.signal.thread_head);
         let nodes = walk_list(self.k, &self.o.list, head, "signal.thread_head", self.limits.max_list, an);
         nodes.into_iter().filter_map(|n| self.read_task(n - self.o.task.thread_node, an)).collect()
     }
@@ -163,7 +163,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             return None;
         }
         if !plausible(self.k, v, 8) {
-            an.push(Anomaly::BadPointer { what: what.into(), at: base + off, value: v });
+            an.push(Anomaly::BadPointer { what: what.into(), at: base.wrapping_add(off), value: v });
             return None;
         }
         Some(v)
@@ -173,9 +173,13 @@ impl<M: PhysMem> Ctx<'_, M> {
     fn kthread_full_name(&self, b: &Bytes<'_>, task: u64, an: &mut Vec<Anomaly>) -> Option<String> {
         let (Some(kt), Some(fno)) = (self.o.task.kthread, self.o.task.kthread_full_name) else { return None };
         let kthread = self.ptr_field(b, task, kt, "task.worker_private (kthread)", an)?;
-        let name = self.k.read_u64(kthread + fno).ok().filter(|&p| p != 0)?;
+        let name = self.k.read_u64(kthread.wrapping_add(fno)).ok().filter(|&p| p != 0)?;
         if !plausible(self.k, name, 1) {
-            an.push(Anomaly::BadPointer { what: "kthread.full_name".into(), at: kthread + fno, value: name });
+            an.push(Anomaly::BadPointer {
+                what: "kthread.full_name".into(),
+                at: kthread.wrapping_add(fno),
+                value: name,
+            });
             return None;
         }
         // The kernel allocates it with kstrdup of a name printed into at most 64 bytes.
@@ -210,7 +214,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                     if pcpu != 0 {
                         for off in &self.addrs.per_cpu_offsets {
                             match self.k.read_u32(pcpu.wrapping_add(*off)) {
-                                Ok(d) => v += i64::from(d as i32),
+                                Ok(d) => v = v.saturating_add(i64::from(d as i32)),
                                 Err(e) => an.push(Anomaly::Unreadable {
                                     what: "per-CPU rss counter".into(),
                                     addr: pcpu.wrapping_add(*off),
@@ -222,7 +226,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                     v
                 }
             };
-            total += (v + cached.get(n).copied().unwrap_or(0)).max(0) as u64;
+            total = total.saturating_add(v.saturating_add(cached.get(n).copied().unwrap_or(0)).max(0) as u64);
         }
         Some(total)
     }
@@ -278,7 +282,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         let ppid = match self.ptr_field(&b, t.addr, o.real_parent, "task.real_parent", an) {
             // The parent is usually a task of this walk: its tgid is already known.
             Some(p) if tgids.contains_key(&p) => tgids[&p],
-            Some(p) => self.k.read_u32(p + o.tgid).map(|v| v as i32).unwrap_or_else(|e| {
+            Some(p) => self.k.read_u32(p.wrapping_add(o.tgid)).map(|v| v as i32).unwrap_or_else(|e| {
                 an.push(Anomaly::Unreadable { what: "parent task".into(), addr: p, error: e.to_string() });
                 -1
             }),
@@ -314,15 +318,15 @@ impl<M: PhysMem> Ctx<'_, M> {
                         rss_cached.clear();
                         for task in self.thread_tasks(s, an) {
                             let Some(tt) = self.thread_of(&task) else { continue };
-                            utime += tt.utime_ns;
-                            stime += tt.stime_ns;
+                            utime = utime.saturating_add(tt.utime_ns);
+                            stime = stime.saturating_add(tt.stime_ns);
                             for (sum, v) in zip_grow(&mut rss_cached, self.rss_cached(&Bytes(&task.bytes))) {
-                                *sum += v;
+                                *sum = sum.saturating_add(v);
                             }
                         }
                     } else {
-                        utime += th.utime_ns;
-                        stime += th.stime_ns;
+                        utime = utime.saturating_add(th.utime_ns);
+                        stime = stime.saturating_add(th.stime_ns);
                     }
                 }
                 Err(e) => an.push(Anomaly::Unreadable { what: "signal_struct".into(), addr: s, error: e.to_string() }),
