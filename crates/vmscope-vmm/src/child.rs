@@ -8,7 +8,7 @@
 //! use vmscope_vmm::VmmChild;
 //!
 //! let kernel = Path::new("target/guest-images/testkernel/testkernel.elf");
-//! let vm = VmmChild::spawn(&VmmChild::binary()?, kernel, &["--vcpus", "2", "--memory", "1G"])?;
+//! let mut vm = VmmChild::spawn(&VmmChild::binary()?, kernel, &["--vcpus", "2", "--memory", "1G"])?;
 //! let control = vm.connect(std::time::Duration::from_secs(10))?;
 //! # Ok::<(), vmscope_vmm::Error>(())
 //! ```
