@@ -200,11 +200,11 @@ impl<M: PhysMem> Ctx<'_, M> {
 
     /// Resident pages from the mm's counters (in `mm_bytes`), with the changes not
     /// yet folded in: the per-CPU deltas of 6.2+ read from the per-CPU areas, or, up
-    /// to 6.1, each thread's cached counts (`cached`, one per `rss_counters` entry).
+    /// to 6.1, the threads' cached counts (`cached`, by counter).
     /// /proc shows the counters alone; vmscope's figure is what the page tables hold.
-    fn rss(&self, mm_bytes: &Bytes<'_>, cached: &[i64], an: &mut Vec<Anomaly>) -> Option<u64> {
+    fn rss(&self, mm_bytes: &Bytes<'_>, cached: &RssCached, an: &mut Vec<Anomaly>) -> Option<u64> {
         let mut total = 0u64;
-        for (n, &i) in self.o.mm.rss_counters.iter().enumerate() {
+        for &i in &self.o.mm.rss_counters {
             let v: i64 = match &self.o.mm.rss {
                 RssLayout::Atomic { base, stride } => mm_bytes.u64(base + i * stride)? as i64,
                 RssLayout::PerCpu { base, stride, count, counters } => {
@@ -226,20 +226,18 @@ impl<M: PhysMem> Ctx<'_, M> {
                     v
                 }
             };
-            total = total.saturating_add(v.saturating_add(cached.get(n).copied().unwrap_or(0)).max(0) as u64);
+            total = total.saturating_add(v.saturating_add(cached.get(i as usize).copied().unwrap_or(0)).max(0) as u64);
         }
         Some(total)
     }
 
-    /// A thread's cached page-count changes (up to 6.1), per `rss_counters` entry;
-    /// empty where the kernel keeps none.
-    fn rss_cached(&self, task: &Bytes<'_>) -> Vec<i64> {
-        let Some(base) = self.o.task.rss_cache else { return Vec::new() };
-        let counters = &self.o.mm.rss_counters;
-        counters
-            .iter()
-            .map(|&i| if i < NR_MM_COUNTERS_MAX { task.i32(base + 4 * i).map_or(0, i64::from) } else { 0 })
-            .collect()
+    /// Adds a thread's cached page-count changes (up to 6.1) to `sum`; nothing where
+    /// the kernel keeps none.
+    fn add_rss_cached(&self, task: &Bytes<'_>, sum: &mut RssCached) {
+        let Some(base) = self.o.task.rss_cache else { return };
+        for (i, s) in (0u64..).zip(sum.iter_mut()) {
+            *s = s.saturating_add(task.i32(base + 4 * i).map_or(0, i64::from));
+        }
     }
 
     fn cmdline(&self, pid: i32, mm_bytes: &Bytes<'_>, an: &mut Vec<Anomaly>) -> Option<Vec<String>> {
@@ -305,7 +303,8 @@ impl<M: PhysMem> Ctx<'_, M> {
 
         let (mut threads, mut utime, mut stime) = (1u32, th.utime_ns, th.stime_ns);
         // Page-count changes the threads hold back from the mm (up to 6.1).
-        let mut rss_cached = self.rss_cached(&b);
+        let mut rss_cached = RssCached::default();
+        self.add_rss_cached(&b, &mut rss_cached);
         if let Some(s) = self.ptr_field(&b, t.addr, o.signal, "task.signal", an) {
             let so = &self.o.signal;
             match self.k.read_vec(s, (so.thread_head.max(so.nr_threads).max(so.utime).max(so.stime) + 16) as usize) {
@@ -315,13 +314,12 @@ impl<M: PhysMem> Ctx<'_, M> {
                     utime = sb.u64(so.utime).unwrap_or(0);
                     stime = sb.u64(so.stime).unwrap_or(0);
                     if threads > 1 {
-                        rss_cached.clear();
                         for task in self.thread_tasks(s, an) {
                             let Some(tt) = self.thread_of(&task) else { continue };
                             utime = utime.saturating_add(tt.utime_ns);
                             stime = stime.saturating_add(tt.stime_ns);
-                            for (sum, v) in zip_grow(&mut rss_cached, self.rss_cached(&Bytes(&task.bytes))) {
-                                *sum = sum.saturating_add(v);
+                            if task.addr != t.addr {
+                                self.add_rss_cached(&Bytes(&task.bytes), &mut rss_cached);
                             }
                         }
                     } else {
@@ -427,13 +425,8 @@ impl<M: PhysMem> Ctx<'_, M> {
     }
 }
 
-/// Pairs `sum`'s entries with `add`'s, growing `sum` with zeros to `add`'s length.
-fn zip_grow(sum: &mut Vec<i64>, add: Vec<i64>) -> impl Iterator<Item = (&mut i64, i64)> {
-    if sum.len() < add.len() {
-        sum.resize(add.len(), 0);
-    }
-    sum.iter_mut().zip(add)
-}
+/// Page-count changes held in `task_struct.rss_stat`, by counter (`MM_FILEPAGES`, ...).
+type RssCached = [i64; NR_MM_COUNTERS_MAX as usize];
 
 #[cfg(test)]
 mod tests {
