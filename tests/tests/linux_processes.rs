@@ -73,8 +73,9 @@ fn ticks(ns: u64) -> u64 {
 /// Start time, resident set, threads and CPU time against the guest's /proc.
 fn check_details(g: &mut Guest, kernel: &Kernel<vmscope_read::Pread>, list: &[Process], pids: &[i32]) {
     let ours: HashMap<i32, &Process> = list.iter().map(|p| (p.pid, p)).collect();
-    // Resident pages by a walk of the page tables (smaps) — the mm's counters,
-    // which /proc/PID/stat shows, lag behind in per-CPU deltas that vmscope sums.
+    // Resident pages by a walk of the page tables (smaps). The mm's counters, which
+    // /proc/PID/stat shows, lag behind what vmscope adds: the threads' cached counts
+    // (6.1) or the per-CPU deltas (6.2+).
     let pid_list = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
     let out = g.sh(&format!(
         "for p in {pid_list}; do echo \"$(cat /proc/$p/stat)|$(grep '^Rss:' /proc/$p/smaps_rollup)\"; done"
