@@ -173,7 +173,7 @@ impl VmmChild {
     }
 
     /// The last lines of the VMM's stderr, for error messages.
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.join("vmm.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         let tail = lines[lines.len().saturating_sub(10)..].join("\n");

@@ -58,6 +58,15 @@ impl Vm {
     }
 }
 
+impl Drop for Vm {
+    /// A failing test shows what the VMM said: its log goes with its directory.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("vmscope-vmm: {}", self.0.log_tail());
+        }
+    }
+}
+
 impl Deref for Vm {
     type Target = VmmChild;
     fn deref(&self) -> &VmmChild {
