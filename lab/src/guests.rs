@@ -1,5 +1,5 @@
 //! The guests experiments run on: Debian kernels under QEMU (started by
-//! `vmscope_hv::qemu::QemuVm`), or the test kernel under vmscope's built-in VMM.
+//! `vmscope_testbed::QemuVm`), or the test kernel under vmscope's built-in VMM.
 
 use std::path::Path;
 use std::time::Duration;

@@ -42,7 +42,7 @@ struct Args {
     images: Option<PathBuf>,
     /// Measure only these techniques (repeatable); default: all.
     #[arg(long = "technique", value_name = "NAME")]
-    techniques: Vec<vmscope_cli::Technique>,
+    techniques: Vec<vmscope_technique::Technique>,
     /// List the experiments and exit.
     #[arg(long)]
     list: bool,
@@ -78,12 +78,12 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| root.join("target/guest-images"));
     let kernels = if args.kernels.is_empty() { vec!["6.1".to_owned(), "6.12".to_owned()] } else { args.kernels };
     let (hv_name, accel) = match args.hypervisor {
-        HypervisorKind::Qemu => ("QEMU", vmscope_hv::qemu::Accel::detect().name()),
+        HypervisorKind::Qemu => ("QEMU", vmscope_testbed::Accel::detect().name()),
         HypervisorKind::Builtin => ("vmscope-vmm (built-in)", "kvm"),
     };
     let guest_kernels = match args.hypervisor {
         HypervisorKind::Builtin => vec!["testkernel".to_owned()],
-        HypervisorKind::Qemu => vmscope_hv::qemu::GuestImages::open(&images)
+        HypervisorKind::Qemu => vmscope_testbed::GuestImages::open(&images)
             .map(|g| {
                 g.kernels
                     .iter()

@@ -4,11 +4,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use vmscope_agent::Client;
-use vmscope_cli::source::{hints, profile_cache};
-use vmscope_cli::{Access, Target, Technique};
-use vmscope_hv::qemu::{GuestImages, QemuVm};
-use vmscope_linux::{AttachOptions, Kernel};
-use vmscope_mem::PhysMem;
+use vmscope_linux::{AttachOptions, Hints, Kernel, ProfileCache};
+use vmscope_mem::{MemoryMap, PhysMem, SliceMem};
+use vmscope_technique::{Access, Guest, Options, Target, Technique};
+use vmscope_testbed::{GuestImages, QemuVm};
 
 use crate::experiments::Ctx;
 use crate::experiments::frequency::{configurations, measure, memory_techniques};
@@ -17,9 +16,9 @@ use crate::table::Table;
 /// Tasks in the guest while passes are measured (the study's idle guest).
 pub const TASKS: usize = 100;
 
-/// A booted guest and a target over its spare QMP socket.
+/// A booted guest, opened over its spare QMP socket.
 pub struct Booted {
-    pub target: Target,
+    pub guest: Guest,
     /// QEMU; dropped last.
     pub vm: QemuVm,
 }
@@ -30,8 +29,8 @@ pub fn boot(ctx: &Ctx, id: &str, mib: u64) -> anyhow::Result<Booted> {
     let mut cfg = images.kernel(id)?.qemu_config();
     cfg.memory_mib = mib;
     let vm = QemuVm::launch(cfg)?;
-    let target = Target::qemu(vm.pid(), Some(&vm.extra_qmp_socket()))?;
-    Ok(Booted { target, vm })
+    let guest = Target::Qemu { pid: vm.pid(), qmp: Some(vm.extra_qmp_socket()) }.open()?;
+    Ok(Booted { guest, vm })
 }
 
 impl Booted {
@@ -56,11 +55,17 @@ impl Booted {
     }
 }
 
-/// Attaches once, through a live mapping (the profile cache makes later attaches cheap).
-pub fn attach(target: &Target) -> anyhow::Result<Kernel<vmscope_map::Mapped>> {
-    let mem = vmscope_map::Mapped::open(target.loc.clone())?;
-    let cache = profile_cache();
-    Ok(Kernel::attach_with(mem, AttachOptions { hints: hints(target), cache: cache.as_ref(), ..Default::default() })?)
+/// A kernel attached once (through a live mapping, offsets from the user's profile
+/// cache) and detached from memory: each pass rebinds it to the memory the pass sees.
+pub fn attach(guest: &Guest) -> anyhow::Result<Kernel<SliceMem<Vec<u8>>>> {
+    let access = guest.access(Some(Technique::LiveMap), &Options::default())?;
+    let hints = guest.registers().map_or_else(Hints::none, |r| Hints::from_registers(r.cr3, r.cr4).with_lstar(r.lstar));
+    let cache = ProfileCache::per_user();
+    let kernel = access.pass(|mem| {
+        Kernel::attach_with(mem, AttachOptions { hints, cache: cache.as_ref(), ..Default::default() })
+            .map(|k| k.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0))))
+    })??;
+    Ok(kernel)
 }
 
 /// One process-list pass through `access`, reusing the attached kernel.
@@ -68,10 +73,7 @@ pub fn ps_pass<K: PhysMem>(access: &Access<'_>, kernel: &Kernel<K>) -> anyhow::R
     if let Some(mut agent) = access.agent() {
         return Ok(agent.processes()?.len());
     }
-    access.pass(|mem| {
-        let list = kernel.rebind(mem).processes();
-        list.processes.len()
-    })
+    Ok(access.pass(|mem| kernel.rebind(mem).processes().processes.len())?)
 }
 
 pub fn frequency(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
@@ -80,14 +82,14 @@ pub fn frequency(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
     let pb = ctx.bar((kernels.len() * configs.len()) as u64, "frequency (QEMU)");
     for id in &kernels {
         pb.set_message(format!("frequency: booting linux-{id}"));
-        let mut b = boot(ctx, id, 1024)?;
+        let b = boot(ctx, id, 1024)?;
         b.populate(TASKS)?;
-        let kernel = attach(&b.target).context("attaching")?;
-        let hv = format!("qemu-{}", vmscope_hv::qemu::Accel::detect().name());
+        let kernel = attach(&b.guest).context("attaching")?;
+        let hv = format!("qemu-{}", vmscope_testbed::Accel::detect().name());
         let guest = format!("linux-{id}");
         for &(t, m) in &configs {
             pb.set_message(format!("frequency: {t} on linux-{id}"));
-            table.push(measure(ctx, (&hv, &guest), &mut b.target, (t, m), |a| ps_pass(a, &kernel))?);
+            table.push(measure(ctx, (&hv, &guest), &b.guest, (t, m), |a| ps_pass(a, &kernel))?);
             pb.inc(1);
         }
         drop(b);

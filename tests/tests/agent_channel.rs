@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use vmscope_agent::{ExecRequest, Request, Response};
-use vmscope_e2e::boot;
+use vmscope_testbed::boot;
 
 fn sh_req(line: &str) -> ExecRequest {
     ExecRequest { argv: vec!["/bin/sh".into(), "-c".into(), line.into()], ..Default::default() }

@@ -1,9 +1,9 @@
 //! The lab bench end to end: each kernel boots under QEMU, its RAM is read from
 //! outside, and the kernel banner found there equals the guest's own /proc/version.
 
-use vmscope_e2e::{Guest, boot_with, find_banners};
 use vmscope_hv::Hypervisor;
 use vmscope_mem::PhysMem;
+use vmscope_testbed::{Guest, boot_with, find_banners};
 
 /// Finds `linux_banner` twice: by scanning all of RAM for banner-shaped strings, and
 /// at the physical address the guest itself gives (its /proc/iomem "Kernel code" start

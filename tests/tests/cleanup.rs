@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use vmscope_e2e::process_alive;
+use vmscope_testbed::process_alive;
 
 /// Runs one of the helper tests below in a child process; returns (child, QEMU pid).
 fn run_helper(name: &str, pid_file: &std::path::Path) -> std::process::Child {
@@ -61,8 +61,8 @@ fn no_qemu_outlives_a_killed_test() {
     let _ = std::fs::remove_file(&file);
 }
 
-fn boot_and_report() -> vmscope_e2e::Guest {
-    let g = vmscope_e2e::boot("6.1");
+fn boot_and_report() -> vmscope_testbed::Guest {
+    let g = vmscope_testbed::boot("6.1");
     let file = std::env::var("VMSCOPE_E2E_PID_FILE").expect("run by the cleanup tests");
     std::fs::write(file, g.vm.pid().to_string()).unwrap();
     g

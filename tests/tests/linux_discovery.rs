@@ -4,9 +4,9 @@
 //! build ID in /sys/kernel/notes, `init_top_pgt`, the paging mode — with KASLR on
 //! and off, under 4- and 5-level paging.
 
-use vmscope_e2e::{Guest, boot_with};
 use vmscope_hv::Hypervisor;
 use vmscope_linux::{Evidence, Hints, Kernel, elf};
+use vmscope_testbed::{Guest, boot_with};
 use vmscope_x86::PagingMode;
 
 fn kallsyms_addr(g: &mut Guest, name: &str) -> u64 {

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use vmscope_e2e::{Guest, boot_with};
 use vmscope_linux::{Hints, Kernel};
+use vmscope_testbed::{Guest, boot_with};
 
 fn load_modules(g: &mut Guest) {
     // Some load at boot already; insmod of those fails, which is fine.

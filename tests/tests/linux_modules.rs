@@ -2,8 +2,8 @@
 //! loading the kernel package's modules from the initramfs in their load order:
 //! names, sizes, reference counts, states and load addresses, in list order.
 
-use vmscope_e2e::{Guest, boot_with};
 use vmscope_linux::{Hints, Kernel};
+use vmscope_testbed::{Guest, boot_with};
 
 fn check(mut g: Guest) {
     let order = g.sh("cat /lib/modules/load-order");

@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 
 use vmscope_agent::{ExecRequest, ProcessInfo};
-use vmscope_e2e::{Guest, boot_with};
 use vmscope_hv::Hypervisor;
 use vmscope_linux::{Hints, Kernel, Process};
+use vmscope_testbed::{Guest, boot_with};
 
 /// Runs a shell line as `uid`, which must exit 0 (it backgrounds what it starts).
 fn sh_as(g: &mut Guest, uid: u32, line: &str) {
@@ -71,7 +71,7 @@ fn ticks(ns: u64) -> u64 {
 }
 
 /// Start time, resident set, threads and CPU time against the guest's /proc.
-fn check_details(g: &mut Guest, kernel: &Kernel<vmscope_read::Pread>, list: &[Process], pids: &[i32]) {
+fn check_details(g: &mut Guest, kernel: &Kernel<vmscope_mem::FileMem>, list: &[Process], pids: &[i32]) {
     let ours: HashMap<i32, &Process> = list.iter().map(|p| (p.pid, p)).collect();
     // Resident pages by a walk of the page tables (smaps). The mm's counters, which
     // /proc/PID/stat shows, lag behind what vmscope adds: the threads' cached counts

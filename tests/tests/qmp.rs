@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use vmscope_agent::Request;
-use vmscope_e2e::boot;
 use vmscope_hv::{Error, Hypervisor};
+use vmscope_testbed::boot;
 
 #[test]
 fn pause_resume_events_and_errors() {
@@ -32,7 +32,7 @@ fn pause_resume_events_and_errors() {
 
 #[test]
 fn registers_of_every_vcpu() {
-    let g = vmscope_e2e::boot_with("6.1", |c| c.vcpus = 3);
+    let g = vmscope_testbed::boot_with("6.1", |c| c.vcpus = 3);
     let hv = g.vm.hv();
     assert_eq!(hv.vcpu_count().unwrap(), 3);
     for i in 0..3 {
@@ -46,7 +46,7 @@ fn registers_of_every_vcpu() {
 
 #[test]
 fn memory_map_covers_the_guests_ram() {
-    let mut g = vmscope_e2e::boot_with("6.1", |c| c.memory_mib = 512);
+    let mut g = vmscope_testbed::boot_with("6.1", |c| c.memory_mib = 512);
     let map = g.vm.hv().memory_map().unwrap();
     assert_eq!(map.backing_size(), 512 << 20, "{map:?}");
     let iomem = g.sh("grep 'System RAM' /proc/iomem");

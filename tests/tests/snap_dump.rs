@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use vmscope_e2e::{Guest, boot};
 use vmscope_hv::Hypervisor;
 use vmscope_mem::{Gpa, PhysMem};
-use vmscope_snap::{DumpFile, Format, RamFile, SnapOptions, Source, halt_snap, qemu_dump_guest_memory};
+use vmscope_snap::{DumpFile, Format, SnapOptions, Source, halt_snap, qemu_dump_guest_memory};
+use vmscope_testbed::{Guest, boot};
 
 /// Every byte of every region of `live`'s map reads the same from `copy`.
 fn same_ram(what: &str, live: &dyn PhysMem, copy: &dyn PhysMem) {
@@ -52,7 +52,7 @@ fn dumps_read_like_the_paused_guest(mut g: Guest) {
     g.sh(&format!("echo {marker} > /tmp/marker"));
     let hv = g.vm.hv();
     let live = g.ram();
-    let ram = RamFile::open_qemu(g.vm.pid(), hv.memory_map().unwrap()).unwrap();
+    let ram = g.ram();
 
     hv.pause().unwrap();
     let (snap, stats) = halt_snap(hv, Source::File(&ram), SnapOptions::default()).unwrap();

@@ -6,10 +6,11 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use vmscope_e2e::{Guest, boot};
 use vmscope_hv::Hypervisor;
+use vmscope_mem::PhysMem;
 use vmscope_snap::live::{precopy_snap, qemu_background_snap};
-use vmscope_snap::{RamFile, SnapOptions, Source, halt_snap};
+use vmscope_snap::{SnapOptions, Source, halt_snap};
+use vmscope_testbed::{Guest, boot};
 
 /// (bytes allocated to QEMU's RAM memfd, Rss of QEMU's RAM mapping in bytes).
 fn usage(g: &Guest) -> (u64, u64) {
@@ -32,8 +33,8 @@ fn usage(g: &Guest) -> (u64, u64) {
 fn snapshots_do_no_harm() {
     let g = boot("6.12");
     let hv = g.vm.hv();
-    let map = hv.memory_map().unwrap();
-    let ram = RamFile::open_qemu(g.vm.pid(), map.clone()).unwrap();
+    let ram = g.ram();
+    let map = ram.memory_map().clone();
     // Paused, the guest cannot grow its own memory between the measurements.
     hv.pause().unwrap();
     let start = usage(&g);

@@ -2,10 +2,10 @@
 //! migration stream) and vmscope's pre-copy both hold what the guest wrote before
 //! the snapshot and nothing it wrote after; timings are printed for the README.
 
-use vmscope_e2e::{Guest, boot};
 use vmscope_hv::Hypervisor;
 use vmscope_snap::live::{precopy_snap, qemu_background_snap};
-use vmscope_snap::{RamFile, SnapOptions, Snapshot, Source, halt_snap};
+use vmscope_snap::{SnapOptions, Snapshot, Source, halt_snap};
+use vmscope_testbed::{Guest, boot};
 
 fn holds(snap: &Snapshot, text: &str) -> bool {
     memchr::memmem::find(snap.backing(), text.as_bytes()).is_some()
@@ -19,7 +19,7 @@ fn live_snaps_hold_the_guests_writes(mut g: Guest) {
     // Keep the guest writing memory meanwhile, so the snapshots race with it.
     g.sh("(while :; do dd if=/dev/urandom of=/tmp/churn bs=64k count=32 2>/dev/null; done) >/dev/null 2>&1 &");
     let hv = g.vm.hv();
-    let ram = RamFile::open_qemu(g.vm.pid(), hv.memory_map().unwrap()).unwrap();
+    let ram = g.ram();
 
     let (snap, stats) = halt_snap(hv, Source::File(&ram), SnapOptions::default()).unwrap();
     eprintln!("MEASURE {stats:?}");
@@ -34,7 +34,7 @@ fn live_snaps_hold_the_guests_writes(mut g: Guest) {
     assert!(!holds(&snap, &after), "pre-copy snapshot holds a write made after it");
     assert_eq!(snap.meta().vmcoreinfo_value("OSRELEASE"), Some(release.as_str()));
     assert!(stats.recopied_pages > 0, "the guest wrote during the live copy: {stats:?}");
-    assert!(!vmscope_e2e::find_banners(&snap).is_empty());
+    assert!(!vmscope_testbed::find_banners(&snap).is_empty());
     drop(snap);
 
     // Last: it allocates all of the memfd (see snap_harm.rs).

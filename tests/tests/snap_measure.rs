@@ -5,10 +5,9 @@
 
 use std::time::Duration;
 
-use vmscope_e2e::boot;
-use vmscope_hv::Hypervisor;
 use vmscope_snap::live::{precopy_snap, qemu_background_snap};
-use vmscope_snap::{RamFile, SnapOptions, SnapStats, Source, halt_snap, qemu_dump_guest_memory};
+use vmscope_snap::{SnapOptions, SnapStats, Source, halt_snap, qemu_dump_guest_memory};
+use vmscope_testbed::boot;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -36,7 +35,7 @@ fn report(label: &str, runs: &[SnapStats]) {
 fn measure_snapshots() {
     let g = boot("6.1");
     let hv = g.vm.hv();
-    let ram = RamFile::open_qemu(g.vm.pid(), hv.memory_map().unwrap()).unwrap();
+    let ram = g.ram();
     let opts = SnapOptions::default();
     let live = g.ram();
     eprintln!("| technique | copied | guest paused, ms: median (min-max) | total, ms |");

@@ -2,15 +2,11 @@
 //! the others while the guest is paused, and none of them makes QEMU allocate memory
 //! the guest never touched.
 
-use vmscope_e2e::{Guest, boot_with};
-use vmscope_hv::{Halted, Hypervisor, RamLocation};
+use vmscope_hv::{Halted, Hypervisor};
 use vmscope_map::Mapped;
 use vmscope_mem::{Gpa, PhysMem};
-use vmscope_read::{Pread, ProcMem, VmReadv};
-
-fn location(g: &Guest) -> RamLocation {
-    RamLocation::qemu(g.vm.pid(), g.vm.hv().memory_map().unwrap()).unwrap()
-}
+use vmscope_read::{ProcMem, VmReadv, open_backing};
+use vmscope_testbed::{Guest, boot_with};
 
 /// Sampled GPAs over all of RAM: page starts, page-crossing reads, region ends.
 fn samples(mem: &dyn PhysMem) -> Vec<(Gpa, usize)> {
@@ -29,9 +25,9 @@ fn samples(mem: &dyn PhysMem) -> Vec<(Gpa, usize)> {
 #[test]
 fn every_reader_agrees_while_halted() {
     let g = boot_with("6.1", |c| c.memory_mib = 512);
-    let loc = location(&g);
+    let loc = g.ram_location();
     let readers: Vec<(&str, Box<dyn PhysMem>)> = vec![
-        ("pread", Box::new(Pread::open(loc.clone()).unwrap())),
+        ("pread", Box::new(open_backing(&loc).unwrap())),
         ("process_vm_readv", Box::new(VmReadv::open(loc.clone()).unwrap())),
         ("/proc/PID/mem", Box::new(ProcMem::open(loc.clone()).unwrap())),
         ("mmap", Box::new(Mapped::open(loc.clone()).unwrap())),
@@ -82,11 +78,11 @@ fn ram_rss_kib(g: &Guest) -> u64 {
 fn full_reads_do_no_harm() {
     let mut g = boot_with("6.12", |c| c.memory_mib = 1024);
     g.vm.hv().pause().unwrap(); // the guest must not grow its own RSS meanwhile
-    let loc = location(&g);
+    let loc = g.ram_location();
     let before = ram_rss_kib(&g);
     assert!(before < 900 << 10, "the guest already touched nearly all its RAM ({before} KiB)");
     let readers: Vec<(&str, Box<dyn PhysMem>)> = vec![
-        ("pread", Box::new(Pread::open(loc.clone()).unwrap())),
+        ("pread", Box::new(open_backing(&loc).unwrap())),
         ("process_vm_readv", Box::new(VmReadv::open(loc.clone()).unwrap())),
         ("/proc/PID/mem", Box::new(ProcMem::open(loc.clone()).unwrap())),
         ("mmap", Box::new(Mapped::open(loc.clone()).unwrap())),

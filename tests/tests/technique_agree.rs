@@ -5,10 +5,9 @@
 use std::collections::BTreeMap;
 
 use vmscope_agent::{Client, ProcessInfo};
-use vmscope_cli::source::hints;
-use vmscope_cli::{ReadMethod, Target, Technique};
-use vmscope_e2e::boot;
-use vmscope_linux::{AttachOptions, Kernel};
+use vmscope_linux::{Hints, Kernel};
+use vmscope_technique::{Options, ReadMethod, Target, Technique};
+use vmscope_testbed::{Guest, boot};
 
 type Row = (i32, String, u32);
 
@@ -35,18 +34,16 @@ fn agree(id: &str) {
     let Guest { agent, vm, .. } = g;
     drop(agent); // QEMU serves one client on the agent's socket: the agent technique reconnects.
 
-    let mut target = Target::qemu(vm.pid(), Some(&vm.extra_qmp_socket())).unwrap();
-    let kernel = Kernel::attach_with(
-        vmscope_map::Mapped::open(target.loc.clone()).unwrap(),
-        AttachOptions { hints: hints(&target), ..Default::default() },
-    )
-    .unwrap();
+    let guest = Target::Qemu { pid: vm.pid(), qmp: Some(vm.extra_qmp_socket()) }.open().unwrap();
+    let regs = guest.registers().expect("vCPU 0 registers over QMP");
+    let ram = vmscope_read::open_backing(guest.ram_location().unwrap()).unwrap();
+    let kernel = Kernel::attach(ram, Hints::from_registers(regs.cr3, regs.cr4)).unwrap();
     let mut seen: Vec<(String, BTreeMap<i32, Row>)> = Vec::new();
     for t in Technique::ALL {
         let methods: &[ReadMethod] = if t == Technique::LiveRead { &ReadMethod::ALL } else { &[ReadMethod::Pread] };
         for &m in methods {
-            target.read_method = m;
-            let access = target.open(t).unwrap_or_else(|e| panic!("{t}: {e:#}"));
+            let opts = Options { read_method: Some(m), ..Options::default() };
+            let access = guest.access(Some(t), &opts).unwrap_or_else(|e| panic!("{t}: {e}"));
             let rows: BTreeMap<i32, Row> = match access.agent() {
                 Some(mut a) => from_agent(&a.processes().unwrap()),
                 None => access
@@ -82,8 +79,6 @@ fn agree(id: &str) {
         }
     }
 }
-
-use vmscope_e2e::Guest;
 
 #[test]
 fn every_technique_agrees_with_the_agent_on_6_1() {

@@ -5,9 +5,9 @@
 //! `uname -r` and `uname -n`. On 6.1 and 6.12, KASLR on, 4- and 5-level paging,
 //! and with Linux page-table isolation forced on (the PTI root pair).
 
-use vmscope_e2e::{Guest, boot, boot_with};
 use vmscope_hv::Hypervisor;
 use vmscope_mem::{Gva, PhysMem};
+use vmscope_testbed::{Guest, boot, boot_with};
 use vmscope_x86::{AddressSpace, Error, PagingMode, Tlb};
 
 /// Addresses of `names`, in order, from the guest's /proc/kallsyms (one grep).

@@ -4,15 +4,17 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+mod output;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use vmscope_cli::output::{self, ModRow, PsRow};
-use vmscope_cli::source::{self, dump_hints, with_kernel};
-use vmscope_cli::{Target, Technique};
-use vmscope_linux::Anomaly;
+use vmscope_linux::{Anomaly, AttachOptions, Hints, Kernel, ProfileCache};
 use vmscope_mem::PhysMem;
-use vmscope_snap::{DumpFile, Format};
+use vmscope_snap::{Format, SnapOptions};
+use vmscope_technique::{Access, Guest, Options, ReadMethod, Target, Technique};
+
+use output::{ModRow, PsRow};
 
 /// Introspect a Linux guest from outside: no agent, no profile, no guest changes.
 ///
@@ -38,6 +40,10 @@ struct Args {
     /// live-snap, agent (default: the fastest that works, live-map).
     #[arg(long, short, value_name = "NAME", global = true)]
     technique: Option<Technique>,
+    /// How live-read and halt-read read: pread (of the RAM file), process_vm_readv,
+    /// proc-mem (default: the fastest the RAM allows).
+    #[arg(long, value_name = "METHOD", global = true)]
+    read_method: Option<ReadMethod>,
     /// Print one JSON document instead of a table.
     #[arg(long, global = true)]
     json: bool,
@@ -67,123 +73,156 @@ enum Command {
 
 fn main() {
     let args = Args::parse();
+    // A halting technique must not die with the guest paused: until the pass has
+    // resumed it, these signals wait (SIGKILL cannot).
+    if let Err(e) = vmscope_technique::stop::on_signals() {
+        eprintln!("vmscope: warning: cannot handle SIGINT/SIGTERM ({e}); do not interrupt a halting technique");
+    }
     if let Err(e) = run(&args) {
         eprintln!("vmscope: {e:#}");
-        std::process::exit(1);
+        let code = match e.downcast_ref::<vmscope_technique::Error>() {
+            Some(vmscope_technique::Error::Interrupted { signal }) => 128 + signal,
+            _ => 1,
+        };
+        std::process::exit(code);
     }
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    if let Some(path) = &args.dump {
-        if args.technique.is_some() {
-            bail!("--technique applies to live guests, not to --dump");
+    let target = match (args.qemu, &args.vmm, &args.dump) {
+        (Some(pid), _, _) => Target::Qemu { pid, qmp: args.qmp.clone() },
+        (None, Some(control), _) => Target::Builtin { control: control.clone(), agent: None },
+        (None, None, Some(path)) => {
+            if let Command::Dump { .. } = args.command {
+                bail!("`dump` writes a live guest's memory; this is already a dump");
+            }
+            Target::Dump(path.clone())
         }
-        let dump = DumpFile::open(path).with_context(|| format!("opening dump {}", path.display()))?;
-        if let Command::Dump { .. } = args.command {
-            bail!("`dump` writes a live guest's memory; this is already a dump");
-        }
-        let hints = dump_hints(&dump);
-        return with_kernel(&dump as &dyn PhysMem, hints, |k| view(args, "dump", k));
-    }
-    let target = match (args.qemu, &args.vmm) {
-        (Some(pid), _) => Target::qemu(pid, args.qmp.as_deref())?,
-        (None, Some(sock)) => Target::builtin(sock, None)?,
-        (None, None) => bail!("say which guest: --qemu PID, --vmm SOCKET or --dump FILE"),
+        (None, None, None) => bail!("say which guest: --qemu PID, --vmm SOCKET or --dump FILE"),
     };
-    let technique = args.technique.unwrap_or_else(|| source::default_technique(&target));
+    let guest = target.open()?;
+    let opts = Options { read_method: args.read_method, ..Options::default() };
     if let Command::Dump { format, out } = &args.command {
-        return dump(&target, technique, *format, out);
+        return dump(&guest, args.technique, &opts, *format, out);
     }
-    if technique == Technique::Agent {
-        return agent(args, &target);
+    let access = guest.access(args.technique, &opts)?;
+    if access.agent().is_some() {
+        return agent(args, &access);
     }
-    source::live(&target, technique, |k| view(args, technique.name(), k))
+    let name = access.technique().map_or("dump", Technique::name);
+    let hints = guest.registers().map_or_else(Hints::none, |r| Hints::from_registers(r.cr3, r.cr4).with_lstar(r.lstar));
+    // The view is built inside the pass and printed after it: a slow reader of
+    // stdout must not keep a halted guest paused.
+    let out = access.pass(|mem| view(args, name, mem, hints))??;
+    emit(args.json, out)
 }
 
-/// Prints `doc` as one JSON document, or else `table` with a note of the
-/// `anomalies` on stderr.
-fn emit(
-    json: bool,
+/// What a command prints: one JSON document, or a table with a note of the anomalies
+/// on stderr.
+struct Output {
     doc: serde_json::Value,
-    table: impl FnOnce() -> String,
-    anomalies: &[Anomaly],
-) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    table: String,
+    anomalies: Vec<Anomaly>,
+}
+
+fn emit(json: bool, out: Output) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&out.doc)?)?;
     } else {
-        out.write_all(table().as_bytes())?;
-        if let Some(n) = output::anomalies_note(anomalies) {
+        stdout.write_all(out.table.as_bytes())?;
+        if let Some(n) = output::anomalies_note(&out.anomalies) {
             eprint!("{n}");
         }
     }
     Ok(())
 }
 
-/// Prints the requested view of an attached kernel.
-fn view(args: &Args, technique: &str, k: &vmscope_linux::Kernel<&dyn PhysMem>) -> anyhow::Result<()> {
-    match args.command {
+/// Attaches to the kernel in `mem` (offsets cached per kernel build in the user's
+/// cache) and builds the requested view.
+fn view(args: &Args, technique: &str, mem: &dyn PhysMem, hints: Hints) -> anyhow::Result<Output> {
+    let cache = ProfileCache::per_user();
+    let k = Kernel::attach_with(mem, AttachOptions { hints, cache: cache.as_ref(), ..AttachOptions::default() })
+        .context("finding the Linux kernel in guest memory")?;
+    Ok(match args.command {
         Command::Ps => {
             let list = k.processes();
             let doc = json!({ "technique": technique, "processes": list.processes, "anomalies": list.anomalies });
             let rows: Vec<PsRow> = list.processes.iter().map(PsRow::from).collect();
-            emit(args.json, doc, || output::ps_table(&rows), &list.anomalies)
+            Output { doc, table: output::ps_table(&rows), anomalies: list.anomalies }
         }
         Command::Lsmod => {
             let list = k.modules();
             let doc = json!({ "technique": technique, "modules": list.modules, "anomalies": list.anomalies });
             let rows: Vec<ModRow> = list.modules.iter().map(ModRow::from).collect();
-            emit(args.json, doc, || output::lsmod_table(&rows), &list.anomalies)
+            Output { doc, table: output::lsmod_table(&rows), anomalies: list.anomalies }
         }
         Command::Info => {
             let doc = json!({ "technique": technique, "kernel": k.info() });
-            emit(args.json, doc, || output::info_text(k.info()), &[])
+            Output { doc, table: output::info_text(k.info()), anomalies: Vec::new() }
         }
         Command::Dump { .. } => unreachable!("dump is handled before attaching"),
-    }
+    })
 }
 
 /// The agent technique: the guest answers from its own /proc.
-fn agent(args: &Args, target: &Target) -> anyhow::Result<()> {
-    let access = target.open(Technique::Agent)?;
+fn agent(args: &Args, access: &Access<'_>) -> anyhow::Result<()> {
     let mut client = access.agent().expect("the agent technique opens a client");
-    match args.command {
+    let out = match args.command {
         Command::Ps => {
             let rows: Vec<PsRow> = client.processes()?.iter().map(PsRow::from).collect();
-            emit(args.json, json!({ "technique": "agent", "processes": rows }), || output::ps_table(&rows), &[])
+            Output {
+                doc: json!({ "technique": "agent", "processes": rows }),
+                table: output::ps_table(&rows),
+                anomalies: vec![],
+            }
         }
         Command::Lsmod => {
             let rows: Vec<ModRow> = client.modules()?.iter().map(ModRow::from).collect();
-            emit(args.json, json!({ "technique": "agent", "modules": rows }), || output::lsmod_table(&rows), &[])
+            Output {
+                doc: json!({ "technique": "agent", "modules": rows }),
+                table: output::lsmod_table(&rows),
+                anomalies: vec![],
+            }
         }
         Command::Info => {
             let version = String::from_utf8_lossy(&client.read_file("/proc/version", 4096)?).trim_end().to_owned();
             let release = client.release().to_owned();
-            let doc = json!({ "technique": "agent", "release": release, "banner": version });
-            emit(args.json, doc, || format!("release        {release}\nbanner         {version}\n"), &[])
+            let table = format!("release        {release}\nbanner         {version}\n");
+            Output {
+                doc: json!({ "technique": "agent", "release": release, "banner": version }),
+                table,
+                anomalies: vec![],
+            }
         }
         Command::Dump { .. } => unreachable!("dump is handled before the agent"),
-    }
+    };
+    emit(args.json, out)
 }
 
-/// Writes guest memory to `out`: a snapshot technique copies it (halt-snap unless
-/// live-snap is asked for); other techniques are read inside one halted pass.
-fn dump(target: &Target, technique: Technique, format: Format, out: &std::path::Path) -> anyhow::Result<()> {
+/// Writes guest memory to `out`, with registers and VMCOREINFO: a snapshot
+/// technique copies it (halt-snap unless live-snap is asked for).
+fn dump(
+    guest: &Guest,
+    technique: Option<Technique>,
+    opts: &Options,
+    format: Format,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
     let snap_technique = match technique {
-        Technique::LiveSnap => Technique::LiveSnap,
-        Technique::Agent => bail!("the agent cannot dump memory; choose halt-snap or live-snap"),
+        Some(Technique::LiveSnap) => Technique::LiveSnap,
+        Some(Technique::Agent) => bail!("the agent cannot dump memory; choose halt-snap or live-snap"),
         _ => Technique::HaltSnap,
     };
-    let access = target.open(snap_technique)?;
-    let snap = access.snapshot()?;
+    let access = guest.access(Some(snap_technique), opts)?;
+    let (snap, cost) = access.snapshot(SnapOptions::default())?;
     let stats = snap.write(out, format).with_context(|| format!("writing {}", out.display()))?;
-    let cost = access.last_snapshot();
     eprintln!(
-        "vmscope: wrote {} ({} format, {} MiB of data){}",
+        "vmscope: wrote {} ({} format, {} MiB of data); guest paused {:.1} ms",
         out.display(),
         format.name(),
         stats.data_bytes >> 20,
-        cost.map(|c| format!("; guest paused {:.1} ms", c.downtime.as_secs_f64() * 1e3)).unwrap_or_default()
+        cost.downtime.as_secs_f64() * 1e3
     );
     Ok(())
 }

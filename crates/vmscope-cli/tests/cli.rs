@@ -20,7 +20,7 @@ impl ReadmeQemu {
         let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
         let section = readme.split("## Running a guest vmscope can introspect").nth(1).expect("the README section");
         let block = section.split("```sh").nth(1).and_then(|b| b.split("```").next()).expect("its command block");
-        let images = vmscope_e2e::images().dir;
+        let images = vmscope_testbed::GuestImages::locate().unwrap_or_else(|e| panic!("{e}")).dir;
         let line = block
             .replace("\\\n", " ")
             .replace("target/guest-images", &images.display().to_string())

@@ -23,6 +23,15 @@ pub enum Error {
     /// The peer said something this client does not understand.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The peer closed the connection.
+    #[error("{0}")]
+    Disconnected(String),
+    /// A guest this process paused could not be resumed.
+    #[error(
+        "the guest is still paused: resuming it failed ({0}); resume it by hand \
+         (QMP `cont`, `virsh resume`, or the VMM's `resume`)"
+    )]
+    StillPaused(Box<Error>),
     /// The hypervisor answered with an error.
     #[error("{command} failed: {class}: {desc}")]
     Command {
@@ -36,9 +45,14 @@ pub enum Error {
     /// The operation is not offered by this hypervisor.
     #[error("not supported by this hypervisor: {0}")]
     Unsupported(String),
-    /// A guest could not be started or reached its ready point.
-    #[error("{0}")]
-    Launch(String),
+    /// The process named as the hypervisor is not one.
+    #[error("process {pid} is not QEMU (it runs {runs:?}); pass the PID of qemu-system-x86_64")]
+    NotQemu {
+        /// The process id given.
+        pid: u32,
+        /// What it runs instead.
+        runs: String,
+    },
     /// A memory map from the hypervisor was not valid.
     #[error("memory map: {0}")]
     Map(#[from] vmscope_mem::Error),
@@ -48,6 +62,12 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// Whether the control connection itself failed (as opposed to the hypervisor
+    /// refusing a command): a new connection may succeed.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, Error::Io { .. } | Error::Disconnected(_))
+    }
+
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { what: what.into(), source }
     }

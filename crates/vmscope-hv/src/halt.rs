@@ -1,8 +1,74 @@
-//! Halting techniques: the guest is paused once per pass, not per read.
+//! Halting techniques: the guest is paused once per pass, not per read, and left
+//! running or paused exactly as it was found.
 
-use crate::{Hypervisor, Result};
+use crate::{Error, Hypervisor, Result};
 
-/// Any memory, read with the guest paused for the length of a pass.
+/// The guest held paused for as long as this guard lives — if it ran when the guard
+/// was taken. A guest someone else paused (frozen for forensics, say) stays paused:
+/// the guard neither pauses nor resumes it. A guest the guard paused runs again when
+/// the guard ends: by [`release`](Self::release), which reports a failed resume, or
+/// on drop, which covers errors and panics in between.
+///
+/// ```no_run
+/// # fn demo(hv: &impl vmscope_hv::Hypervisor) -> vmscope_hv::Result<()> {
+/// let pause = vmscope_hv::PauseGuard::new(hv)?;
+/// // ... read a consistent view ...
+/// pause.release()?; // resumes only if this guard paused the guest
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct PauseGuard<'h, H: Hypervisor + ?Sized> {
+    hv: &'h H,
+    paused_here: bool,
+    since: std::time::Instant,
+}
+
+impl<'h, H: Hypervisor + ?Sized> PauseGuard<'h, H> {
+    /// Pauses the guest unless it is paused already.
+    pub fn new(hv: &'h H) -> Result<Self> {
+        if hv.is_paused()? {
+            return Ok(Self { hv, paused_here: false, since: std::time::Instant::now() });
+        }
+        let since = std::time::Instant::now();
+        if let Err(e) = hv.pause() {
+            // The stop may have reached the hypervisor before the error did (a
+            // connection that broke mid-command); the guest ran, so it runs on.
+            let _ = hv.resume();
+            return Err(e);
+        }
+        Ok(Self { hv, paused_here: true, since })
+    }
+
+    /// When the pause command was sent (or, for a guest paused already, when the
+    /// guard was taken): the start of the guest-visible downtime.
+    pub fn since(&self) -> std::time::Instant {
+        self.since
+    }
+
+    /// Whether this guard paused the guest (and so will resume it).
+    pub fn paused_here(&self) -> bool {
+        self.paused_here
+    }
+
+    /// Ends the pause: resumes the guest if this guard paused it.
+    pub fn release(mut self) -> Result<()> {
+        if std::mem::replace(&mut self.paused_here, false) {
+            self.hv.resume().map_err(|e| Error::StillPaused(Box::new(e)))?;
+        }
+        Ok(())
+    }
+}
+
+impl<H: Hypervisor + ?Sized> Drop for PauseGuard<'_, H> {
+    fn drop(&mut self) {
+        if self.paused_here {
+            let _ = self.hv.resume();
+        }
+    }
+}
+
+/// Any memory, read with the guest paused for the length of a pass (see
+/// [`PauseGuard`] for what "paused" means for a guest that was paused already).
 ///
 /// ```no_run
 /// # fn demo(mem: impl vmscope_mem::PhysMem, hv: &impl vmscope_hv::Hypervisor) -> vmscope_hv::Result<()> {
@@ -22,12 +88,12 @@ impl<'h, M, H: Hypervisor + ?Sized> Halted<'h, M, H> {
         Self { mem, hv }
     }
 
-    /// Pauses the guest, runs `f`, resumes the guest — also when `f` panics.
+    /// Runs `f` with the guest paused, then restores the state the guest was found
+    /// in — also when `f` fails or panics.
     pub fn pass<R>(&self, f: impl FnOnce(&M) -> R) -> Result<R> {
-        self.hv.pause()?;
-        let guard = Resume { hv: self.hv, armed: true };
+        let pause = PauseGuard::new(self.hv)?;
         let r = f(&self.mem);
-        guard.finish()?;
+        pause.release()?;
         Ok(r)
     }
 
@@ -35,25 +101,97 @@ impl<'h, M, H: Hypervisor + ?Sized> Halted<'h, M, H> {
     pub fn inner(&self) -> &M {
         &self.mem
     }
-}
 
-/// Resumes on drop unless `finish` did it (and reported its error).
-struct Resume<'h, H: Hypervisor + ?Sized> {
-    hv: &'h H,
-    armed: bool,
-}
-
-impl<H: Hypervisor + ?Sized> Resume<'_, H> {
-    fn finish(mut self) -> Result<()> {
-        self.armed = false;
-        self.hv.resume()
+    /// The hypervisor.
+    pub fn hypervisor(&self) -> &'h H {
+        self.hv
     }
 }
 
-impl<H: Hypervisor + ?Sized> Drop for Resume<'_, H> {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = self.hv.resume();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::{Cell, RefCell};
+    use vmscope_mem::MemoryMap;
+
+    /// Records the commands it gets; `fail_resume` makes resumes fail.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        paused: Cell<bool>,
+        log: RefCell<Vec<&'static str>>,
+        fail_pause: Cell<bool>,
+        fail_resume: Cell<bool>,
+    }
+
+    impl Hypervisor for Recorder {
+        fn pause(&self) -> Result<()> {
+            self.log.borrow_mut().push("pause");
+            self.paused.set(true);
+            if self.fail_pause.get() { Err(Error::Protocol("connection lost".into())) } else { Ok(()) }
         }
+        fn resume(&self) -> Result<()> {
+            self.log.borrow_mut().push("resume");
+            if self.fail_resume.get() {
+                return Err(Error::Protocol("connection lost".into()));
+            }
+            self.paused.set(false);
+            Ok(())
+        }
+        fn is_paused(&self) -> Result<bool> {
+            Ok(self.paused.get())
+        }
+        fn vcpu_count(&self) -> Result<usize> {
+            Ok(1)
+        }
+        fn vcpu_registers(&self, _: usize) -> Result<crate::VcpuRegisters> {
+            Ok(Default::default())
+        }
+        fn memory_map(&self) -> Result<MemoryMap> {
+            Ok(MemoryMap::flat(0))
+        }
+    }
+
+    #[test]
+    fn a_running_guest_runs_again_after_the_pass() {
+        let hv = Recorder::default();
+        let h = Halted::new((), &hv);
+        assert!(h.pass(|_| hv.paused.get()).unwrap(), "paused during the pass");
+        assert!(!hv.paused.get());
+        assert_eq!(*hv.log.borrow(), ["pause", "resume"]);
+    }
+
+    #[test]
+    fn a_paused_guest_stays_paused() {
+        let hv = Recorder::default();
+        hv.paused.set(true);
+        Halted::new((), &hv).pass(|_| ()).unwrap();
+        assert!(hv.paused.get());
+        assert!(hv.log.borrow().is_empty(), "neither paused nor resumed: {:?}", hv.log.borrow());
+    }
+
+    #[test]
+    fn a_panic_in_the_pass_resumes() {
+        let hv = Recorder::default();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Halted::new((), &hv).pass(|_| panic!("walker bug"))
+        }));
+        assert!(r.is_err());
+        assert!(!hv.paused.get());
+    }
+
+    #[test]
+    fn a_failed_pause_leaves_the_guest_running() {
+        let hv = Recorder::default();
+        hv.fail_pause.set(true);
+        assert!(PauseGuard::new(&hv).is_err());
+        assert!(!hv.paused.get(), "a stop that may have landed is undone");
+    }
+
+    #[test]
+    fn a_failed_resume_says_the_guest_is_still_paused() {
+        let hv = Recorder::default();
+        hv.fail_resume.set(true);
+        let e = Halted::new((), &hv).pass(|_| ()).unwrap_err();
+        assert!(e.to_string().contains("still paused"), "{e}");
     }
 }

@@ -18,7 +18,7 @@ pub mod qemu;
 mod regs;
 
 pub use error::{Error, Result};
-pub use halt::Halted;
+pub use halt::{Halted, PauseGuard};
 pub use location::{Extents, HoleGuard, RamLocation};
 pub use regs::VcpuRegisters;
 

@@ -15,10 +15,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use vmscope_hv::qemu::{GuestImages, QemuVm};
 use vmscope_hv::{Hypervisor, RamLocation};
 use vmscope_linux::{AttachOptions, Hints, Kernel, ProfileCache};
-use vmscope_read::Pread;
+use vmscope_testbed::{GuestImages, QemuVm};
 
 fn attach(c: &mut Criterion) {
     let images = match GuestImages::locate() {
@@ -35,7 +34,7 @@ fn attach(c: &mut Criterion) {
     let vm = QemuVm::launch(cfg).expect("boot the guest");
     let hv = vm.hv();
     let map = hv.memory_map().expect("memory map");
-    let mem = Pread::open(RamLocation::qemu(vm.pid(), map).expect("RAM location")).expect("open RAM");
+    let mem = vmscope_read::open_backing(&RamLocation::qemu(vm.pid(), map).expect("RAM location")).expect("open RAM");
     let regs = hv.vcpu_registers(0).expect("registers");
     let hints = Hints::from_registers(regs.cr3, regs.cr4);
     let cache = ProfileCache::in_memory();

@@ -45,6 +45,15 @@ impl ProfileCache {
         ProfileCache { dir: Some(dir.into()), entries: Mutex::default() }
     }
 
+    /// The user's cache: `$XDG_CACHE_HOME/vmscope`, else `~/.cache/vmscope`; `None`
+    /// when neither variable is set.
+    pub fn per_user() -> Option<Self> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        Some(Self::in_dir(base.join("vmscope")))
+    }
+
     fn path(&self, build_id: &str) -> Option<PathBuf> {
         let safe = build_id.bytes().all(|b| b.is_ascii_hexdigit()) && !build_id.is_empty();
         Some(self.dir.as_ref()?.join(format!("{build_id}.json"))).filter(|_| safe)

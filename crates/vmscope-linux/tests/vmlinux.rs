@@ -3,9 +3,9 @@
 //! after a boot without KASLR — and discovery, kallsyms, BTF, profiles from every
 //! source and ISF round trips are checked on it.
 //!
-//! Skipped (with a note) when the images are not built.
+//! Skipped (with a `SKIPPED:` line) when the images are not built.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -30,26 +30,14 @@ const KNOWN: &[(&str, usize, &str)] = &[
 ];
 
 fn vmlinuxes() -> Vec<PathBuf> {
-    let start = std::env::var_os("VMSCOPE_IMAGES").map(PathBuf::from);
-    let dir = start.or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .ancestors()
-            .map(|a| a.join("target/guest-images"))
-            .find(|d| d.join("manifest.json").exists())
-    });
-    let Some(dir) = dir else {
-        eprintln!("note: no guest images (run `cargo xtask images`); skipping");
-        return Vec::new();
-    };
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
-    manifest["kernels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| dir.join(k["vmlinux"].as_str().unwrap()))
-        .filter(|p| p.exists())
-        .collect()
+    match vmscope_testbed::GuestImages::locate() {
+        Ok(images) => images.kernels.iter().map(|k| k.vmlinux.clone()).collect(),
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "SKIPPED: real vmlinux checks of vmscope-linux: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// The vmlinux's loadable segments at their physical addresses.

@@ -1,5 +1,7 @@
 //! Guest RAM laid out in a file (or anything read at an offset) by a memory map: a
-//! RAM backing memfd, a raw dump, a snapshot file.
+//! RAM backing memfd, a raw dump, a snapshot file. [`FileMem`] is the one reader of
+//! such a file by `pread`; the syscall technique (`vmscope-read`), the snapshots
+//! (`vmscope-snap`) and the tests all use it.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -54,6 +56,13 @@ impl FileMem {
     /// The file.
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    /// Reads `buf.len()` bytes at *backing offset* `offset` (where a
+    /// [`Region::offset`](crate::Region::offset) points, not a guest-physical
+    /// address): the bulk copies of snapshots read this way.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, offset)
     }
 }
 

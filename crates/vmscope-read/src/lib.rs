@@ -5,8 +5,8 @@
 //! Three ways, each a [`PhysMem`](vmscope_mem::PhysMem):
 //! - [`VmReadv`]: `process_vm_readv(2)`, a whole batch in as few calls as IOV_MAX allows;
 //! - [`ProcMem`]: `pread(2)` on `/proc/PID/mem`;
-//! - [`Pread`]: `pread(2)` on the RAM backing file itself (QEMU's memfd through
-//!   `/proc/PID/fd/N`).
+//! - [`open_backing`]: `pread(2)` on the RAM backing file itself (QEMU's memfd through
+//!   `/proc/PID/fd/N`), served by [`vmscope_mem::FileMem`].
 //!
 //! ```no_run
 //! use vmscope_hv::{Hypervisor, RamLocation, qemu::QmpHypervisor};
@@ -22,7 +22,8 @@
 //! Doing no harm: reading a page of a shared memfd through the hypervisor's address
 //! space makes the host kernel allocate it if the guest never touched it. [`VmReadv`]
 //! and [`ProcMem`] therefore consult the backing file's populated extents (SEEK_DATA)
-//! and return zeros for holes without touching them; [`Pread`] needs no such care.
+//! and return zeros for holes without touching them; `pread` of the file needs no such
+//! care.
 //!
 //! What this crate deliberately does not do: pause the guest (that is
 //! [`vmscope_hv::Halted`]) or write guest memory (every descriptor is read-only).
@@ -35,6 +36,6 @@ mod procmem;
 mod vmreadv;
 
 pub use error::{Error, Result};
-pub use pread::Pread;
+pub use pread::open_backing;
 pub use procmem::ProcMem;
 pub use vmreadv::VmReadv;

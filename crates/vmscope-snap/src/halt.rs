@@ -3,11 +3,11 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use vmscope_hv::Hypervisor;
-use vmscope_mem::{Gpa, MemoryMap, PhysMem};
+use vmscope_hv::{Hypervisor, PauseGuard};
+use vmscope_mem::{FileMem, Gpa, MemoryMap, PhysMem};
 
 use crate::buf::{AnonBuf, is_zero};
-use crate::ramfile::{RamFile, carve, clip_to_map, merge_ranges, parallel};
+use crate::copy::{carve, clip_to_map, data_extents, merge_ranges, parallel, read_at};
 use crate::snapshot::{DumpMeta, Snapshot};
 use crate::{Error, Result};
 
@@ -16,7 +16,7 @@ use crate::{Error, Result};
 pub enum Source<'a> {
     /// The RAM backing file, by `pread`: only pages that hold data are read
     /// (`SEEK_DATA`), holes stay holes in QEMU and in the copy. The fast path.
-    File(&'a RamFile),
+    File(&'a FileMem),
     /// Any [`PhysMem`]: every byte of every region is read (whether that can
     /// allocate guest pages depends on the technique behind it); zero pages are not
     /// stored.
@@ -32,8 +32,8 @@ impl std::fmt::Debug for Source<'_> {
     }
 }
 
-impl<'a> From<&'a RamFile> for Source<'a> {
-    fn from(r: &'a RamFile) -> Self {
+impl<'a> From<&'a FileMem> for Source<'a> {
+    fn from(r: &'a FileMem) -> Self {
         Source::File(r)
     }
 }
@@ -89,25 +89,20 @@ pub struct SnapStats {
 ///
 /// With [`Source::File`] the copy is prepared before the pause (data extents found,
 /// the destination pages allocated), so the pause holds only the copy itself. A guest
-/// that was already paused is left paused.
+/// that was already paused is left paused ([`PauseGuard`]).
 pub fn halt_snap(hv: &dyn Hypervisor, src: Source<'_>, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
     let start = Instant::now();
     let map = src.memory_map().clone();
     let mut buf = AnonBuf::zeroed(map.backing_size())?;
     if let Source::File(ram) = src {
-        for e in clip_to_map(&ram.data_extents(map.backing_size())?, &map) {
+        for e in clip_to_map(&data_extents(ram, map.backing_size())?, &map) {
             buf.prefault(e.start, e.end - e.start);
         }
     }
-    let was_paused = hv.is_paused()?;
-    let paused_at = Instant::now();
-    if !was_paused {
-        hv.pause()?;
-    }
+    let pause = PauseGuard::new(hv)?;
+    let paused_at = pause.since();
     let copied = copy_paused(hv, src, &map, &mut buf, opts);
-    if !was_paused {
-        hv.resume()?;
-    }
+    pause.release()?;
     let downtime = paused_at.elapsed();
     let (extents, vcpus) = copied?;
     let mut snap = Snapshot::new(buf, map, extents, DumpMeta { vmcoreinfo: None, vcpus });
@@ -147,10 +142,10 @@ pub(crate) fn read_registers(hv: &dyn Hypervisor) -> Result<Vec<vmscope_hv::Vcpu
 }
 
 /// Copies the data extents of `ram` that `map` covers into `buf`; returns them.
-pub(crate) fn copy_file_extents(ram: &RamFile, map: &MemoryMap, buf: &mut AnonBuf) -> Result<Vec<Range<u64>>> {
-    let extents = clip_to_map(&ram.data_extents(map.backing_size())?, map);
+pub(crate) fn copy_file_extents(ram: &FileMem, map: &MemoryMap, buf: &mut AnonBuf) -> Result<Vec<Range<u64>>> {
+    let extents = clip_to_map(&data_extents(ram, map.backing_size())?, map);
     let pieces = carve(buf.as_mut_slice(), &extents, 8 << 20)?;
-    parallel(pieces, |(off, dst)| ram.read_at(dst, off).map(|()| 0))?;
+    parallel(pieces, |(off, dst)| read_at(ram, dst, off).map(|()| 0))?;
     Ok(extents)
 }
 

@@ -1,8 +1,8 @@
 //! Snapshot techniques for virtual machine introspection, and dump files.
 //!
 //! - **halt-snap** ([`halt_snap`]): pause the guest, copy all of its RAM, resume;
-//!   introspect the copy. From QEMU's RAM memfd ([`RamFile`], `pread` of the data
-//!   extents only) or through any [`PhysMem`](vmscope_mem::PhysMem).
+//!   introspect the copy. From QEMU's RAM memfd (a [`FileMem`](vmscope_mem::FileMem),
+//!   `pread` of the data extents only) or through any [`PhysMem`](vmscope_mem::PhysMem).
 //! - **live-snap** ([`live`]): copy while the guest runs, with a short pause —
 //!   either QEMU's own background-snapshot migration, parsed from its stream
 //!   ([`live::qemu_background_snap`]), or vmscope's pre-copy that re-reads and
@@ -33,10 +33,12 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use vmscope_hv::Hypervisor;
-//! use vmscope_snap::{Format, RamFile, SnapOptions, Source, halt_snap};
+//! use vmscope_hv::{Hypervisor, RamLocation};
+//! use vmscope_mem::FileMem;
+//! use vmscope_snap::{Format, SnapOptions, Source, halt_snap};
 //! # let (pid, hv): (u32, vmscope_hv::qemu::QmpHypervisor) = todo!();
-//! let ram = RamFile::open_qemu(pid, hv.memory_map()?)?;
+//! let loc = RamLocation::qemu(pid, hv.memory_map()?)?;
+//! let ram = FileMem::new(loc.open_file()?, loc.map);
 //! let (snap, stats) = halt_snap(&hv, Source::File(&ram), SnapOptions::default())?;
 //! println!("paused {:?}", stats.downtime);
 //! snap.write("guest.elf".as_ref(), Format::Elf)?;
@@ -54,17 +56,16 @@
 #![cfg_attr(test, allow(clippy::single_range_in_vec_init))]
 
 mod buf;
+mod copy;
 mod error;
 pub mod formats;
 mod halt;
 pub mod live;
 mod qemu_dump;
-mod ramfile;
 mod snapshot;
 
 pub use error::{Error, Result};
 pub use formats::{DumpFile, Format, WriteStats, write_dump};
 pub use halt::{SnapOptions, SnapStats, Source, halt_snap};
 pub use qemu_dump::qemu_dump_guest_memory;
-pub use ramfile::RamFile;
 pub use snapshot::{DumpMeta, Snapshot, vmcoreinfo_value};

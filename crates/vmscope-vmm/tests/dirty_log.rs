@@ -7,9 +7,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::testkernel::{Manifest, wait_manifest};
-use common::{Vm, eventually, live_memfd};
+use common::{Vm, live_memfd};
 use vmscope_hv::Hypervisor;
 use vmscope_mem::{Gpa, PhysMem};
+use vmscope_testbed::eventually;
 
 /// Every page the mutator may write: its data, the journal, nodes, per-cpu area.
 fn watched_pages(m: &Manifest) -> BTreeSet<u64> {

@@ -6,8 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::testkernel::{assert_lists_match_journal, wait_manifest};
-use common::{Vm, eventually, live_memfd};
+use common::{Vm, live_memfd};
 use vmscope_hv::Hypervisor;
+use vmscope_testbed::eventually;
 
 #[test]
 fn halted_lists_equal_the_journal() {

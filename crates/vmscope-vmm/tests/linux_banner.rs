@@ -8,10 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Vm, image};
+use common::{Vm, kernel};
 
 fn banner(extra: &[&str]) {
-    let vmlinux = image("linux-6.1/vmlinux");
+    let vmlinux = kernel("6.1").vmlinux;
     let mut args = extra.to_vec();
     args.extend(["--memory", "512M", "--cmdline", "console=ttyS0 earlyprintk=serial,ttyS0,115200 nokaslr panic=-1"]);
     let mut vm = Vm::start(&vmlinux, &args);

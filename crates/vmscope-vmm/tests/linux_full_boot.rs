@@ -9,7 +9,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{Vm, has_hw_virt, image};
+use common::{Vm, has_hw_virt, kernel};
 
 #[test]
 fn linux_boots_to_the_initramfs_shell() {
@@ -22,8 +22,8 @@ fn linux_boots_to_the_initramfs_shell() {
         );
         return;
     }
-    let bz = image("linux-6.1/bzImage");
-    let initrd = image("linux-6.1/initramfs.cpio");
+    let k = kernel("6.1");
+    let (bz, initrd) = (k.bzimage, k.initramfs);
     let initrd = initrd.to_str().expect("UTF-8 path");
     let mut vm =
         Vm::start(&bz, &["--memory", "1G", "--vcpus", "2", "--initrd", initrd, "--cmdline", "console=ttyS0 panic=-1"]);

@@ -6,8 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::testkernel::wait_manifest;
-use common::{Vm, eventually, live_memfd};
+use common::{Vm, live_memfd};
 use vmscope_hv::Hypervisor;
+use vmscope_testbed::eventually;
 
 #[test]
 fn pause_freezes_the_mutator() {

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::testkernel::{Manifest, assert_lists_match_journal, wait_manifest};
-use common::{Vm, eventually, file_mem, live_memfd, proc_mem};
+use common::{Vm, file_mem, live_memfd, proc_mem};
 use vmscope_mem::{MemoryMap, PhysMem};
+use vmscope_testbed::eventually;
 
 /// The snapshot is self-consistent and frozen while the guest runs on.
 fn check_snapshot(snap: &impl PhysMem, live_ops: impl Fn() -> u64) {

@@ -7,12 +7,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::Vm;
 use common::testkernel::{Manifest, assert_lists_match_journal, wait_manifest};
-use common::{Vm, eventually};
 use vmscope_hv::{Halted, Hypervisor};
 use vmscope_map::Mapped;
 use vmscope_mem::PhysMem;
-use vmscope_read::{Pread, ProcMem, VmReadv};
+use vmscope_read::{ProcMem, VmReadv, open_backing};
+use vmscope_testbed::eventually;
 
 #[test]
 fn every_technique_reads_the_test_kernel() {
@@ -21,7 +22,7 @@ fn every_technique_reads_the_test_kernel() {
     let loc = c.ram_location().unwrap();
     assert_eq!(loc.pid, vm.pid());
     let readers: Vec<(&str, Box<dyn PhysMem>)> = vec![
-        ("pread", Box::new(Pread::open(loc.clone()).unwrap())),
+        ("pread", Box::new(open_backing(&loc).unwrap())),
         ("process_vm_readv", Box::new(VmReadv::open(loc.clone()).unwrap())),
         ("/proc/PID/mem", Box::new(ProcMem::open(loc.clone()).unwrap())),
         ("mmap", Box::new(Mapped::open(loc.clone()).unwrap())),

@@ -7,15 +7,14 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use vmscope_cli::{Access, Target, Technique};
 use vmscope_mem::PhysMem;
+use vmscope_technique::{Access, Guest, Options, ReadMethod, Target, Technique};
 use vmscope_vmm::testkernel::Manifest;
 
 use super::{Ctx, HypervisorKind};
 use crate::guests;
 use crate::measure::{Rate, run_for};
 use crate::table::Table;
-use vmscope_cli::ReadMethod;
 
 const COLUMNS: &[&str] = &[
     "hypervisor",
@@ -114,12 +113,12 @@ pub fn row(hv: &str, guest: &str, t: Technique, method: &str, r: &Rate) -> Vec<S
 pub fn measure(
     ctx: &Ctx,
     (hv, guest): (&str, &str),
-    target: &mut Target,
+    target: &Guest,
     (t, m): (Technique, ReadMethod),
     pass: impl Fn(&Access<'_>) -> anyhow::Result<usize>,
 ) -> anyhow::Result<Vec<String>> {
-    target.read_method = m;
-    let access = target.open(t).with_context(|| format!("opening {t}"))?;
+    let opts = Options { read_method: Some(m), ..Options::default() };
+    let access = target.access(Some(t), &opts).with_context(|| format!("opening {t}"))?;
     let max = if matches!(t, Technique::HaltSnap | Technique::LiveSnap) { 40 } else { u64::MAX };
     let before = access.cache_stats();
     let mut rate = run_for(ctx.budget(), 3, max, || pass(&access), || {});
@@ -153,14 +152,14 @@ pub fn memory_techniques() -> impl Iterator<Item = Technique> {
 }
 
 fn builtin(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
-    let guest = guests::testkernel(&ctx.images, 2, "1G")?;
-    let mut target = Target::builtin(&guest.control(), None)?;
-    let manifest = wait_for_manifest(&target)?;
+    let vm = guests::testkernel(&ctx.images, 2, "1G")?;
+    let guest = Target::Builtin { control: vm.control(), agent: None }.open()?;
+    let manifest = wait_for_manifest(&guest)?;
     let configs = configurations(ctx, memory_techniques());
     let pb = ctx.bar(configs.len() as u64, "frequency (built-in VMM)");
     for (t, m) in configs {
         pb.set_message(format!("frequency: {t} on the test kernel"));
-        table.push(measure(ctx, ("builtin", "testkernel"), &mut target, (t, m), |a| lists_pass(a, &manifest))?);
+        table.push(measure(ctx, ("builtin", "testkernel"), &guest, (t, m), |a| lists_pass(a, &manifest))?);
         pb.inc(1);
     }
     pb.finish_and_clear();
@@ -172,11 +171,12 @@ fn lists_pass(access: &Access<'_>, manifest: &Manifest) -> anyhow::Result<usize>
     Ok(lists.iter().map(|l| l.ids.len()).sum())
 }
 
-fn wait_for_manifest(target: &Target) -> anyhow::Result<Manifest> {
-    let mem = vmscope_read::Pread::open(target.loc.clone())?;
+fn wait_for_manifest(guest: &Guest) -> anyhow::Result<Manifest> {
+    let opts = Options { read_method: Some(ReadMethod::Pread), ..Options::default() };
+    let access = guest.access(Some(Technique::LiveRead), &opts)?;
     let t = std::time::Instant::now();
     loop {
-        if let Some(m) = Manifest::read(&mem as &dyn PhysMem)? {
+        if let Some(m) = access.pass(|mem: &dyn PhysMem| Manifest::read(mem))?? {
             return Ok(m);
         }
         anyhow::ensure!(t.elapsed() < Duration::from_secs(60), "the test kernel published no manifest in 60 s");

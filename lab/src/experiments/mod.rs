@@ -28,12 +28,12 @@ pub struct Ctx {
     pub images: PathBuf,
     pub report: Report,
     /// Techniques to measure (empty: all).
-    pub techniques: Vec<vmscope_cli::Technique>,
+    pub techniques: Vec<vmscope_technique::Technique>,
 }
 
 impl Ctx {
     /// Whether technique `t` is to be measured.
-    pub fn wants(&self, t: vmscope_cli::Technique) -> bool {
+    pub fn wants(&self, t: vmscope_technique::Technique) -> bool {
         self.techniques.is_empty() || self.techniques.contains(&t)
     }
 

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use vmscope_mem::{Gpa, MemoryMap, Region};
+
 use crate::{Error, Result};
 
 /// The parts of a QEMU command line vmscope cares about.
@@ -30,10 +32,7 @@ impl QemuCommandLine {
             .first()
             .map(|a| Path::new(a).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default());
         if !prog.as_deref().is_some_and(|p| p.starts_with("qemu-system") || p.starts_with("qemu-kvm")) {
-            return Err(Error::Launch(format!(
-                "process {pid} is not QEMU (it runs {:?}); pass the PID of qemu-system-x86_64",
-                args.first().map(String::as_str).unwrap_or("?")
-            )));
+            return Err(Error::NotQemu { pid, runs: args.first().cloned().unwrap_or_else(|| "?".into()) });
         }
         // A relative socket path is relative to where QEMU started, which is its cwd
         // unless it daemonized (then "/"); the user's shell is likely still there.
@@ -116,6 +115,35 @@ impl QemuCommandLine {
     pub fn agent_socket(&self) -> Option<&Path> {
         self.serial_sockets.get(1).and_then(|s| s.as_deref())
     }
+
+    /// The memory map QEMU builds for `-m SIZE` on a PC machine, for when no QMP is
+    /// there to ask: RAM from 0, split at the PCI hole (q35: 2 GiB below 4 GiB once
+    /// RAM reaches 2.75 GiB, i440fx: 3 GiB once it reaches 3.5 GiB — q35 is assumed,
+    /// the machine the README's flags use), the rest from 4 GiB.
+    pub fn inferred_memory_map(&self) -> Result<MemoryMap> {
+        let m = self.memory.as_deref().unwrap_or("128M");
+        let size = parse_size(m.split(',').next().unwrap_or(m).trim_start_matches("size="))
+            .ok_or_else(|| Error::Protocol(format!("cannot read QEMU's -m {m}")))?;
+        let low = if size >= 0xb000_0000 { 0x8000_0000 } else { size };
+        let mut regions = vec![Region::new(Gpa::new(0), low, 0, "ram-below-4g")];
+        if size > low {
+            regions.push(Region::new(Gpa::new(1 << 32), size - low, low, "ram-above-4g"));
+        }
+        Ok(MemoryMap::new(regions)?)
+    }
+}
+
+/// `1G`, `512M`, `1024` (MiB), `2048k`, as QEMU's `-m` takes them.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mul) = match s.chars().last()? {
+        'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
+        'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
+        't' | 'T' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1 << 20),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mul)
 }
 
 /// The value of `key=` in a comma-separated property list.
@@ -147,6 +175,18 @@ mod tests {
         assert_eq!(c.agent_socket(), Some(Path::new("/run/vm/agent.sock")));
         assert!(c.shared_backend);
         assert_eq!(c.memory.as_deref(), Some("1G"));
+    }
+
+    #[test]
+    fn sizes_and_the_inferred_split() {
+        assert_eq!(parse_size("1G"), Some(1 << 30));
+        assert_eq!(parse_size("512"), Some(512 << 20));
+        assert_eq!(parse_size("99999999999T"), None);
+        let c = QemuCommandLine { memory: Some("4G".into()), ..Default::default() };
+        let m = c.inferred_memory_map().unwrap();
+        assert_eq!(m.regions().len(), 2);
+        assert_eq!(m.regions()[1].offset, 0x8000_0000);
+        assert_eq!(m.ram_size(), 4 << 30);
     }
 
     #[test]

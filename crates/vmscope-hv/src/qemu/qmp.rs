@@ -155,7 +155,9 @@ impl Qmp {
                 .set_read_timeout(Some(left))
                 .map_err(|e| Error::io("setting the QMP read timeout", e))?;
             match self.reader.read_until(b'\n', &mut self.partial) {
-                Ok(0) => return Err(Error::Protocol(format!("QEMU closed the QMP socket while waiting for {what}"))),
+                Ok(0) => {
+                    return Err(Error::Disconnected(format!("QEMU closed the QMP socket while waiting for {what}")));
+                }
                 Ok(_) => {}
                 Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
                     return Err(Error::Timeout { what: format!("QMP {what}"), secs: left.as_secs_f64() });

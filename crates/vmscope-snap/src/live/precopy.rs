@@ -4,38 +4,34 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use vmscope_hv::Hypervisor;
-use vmscope_mem::PhysMem;
+use vmscope_hv::{Hypervisor, PauseGuard};
+use vmscope_mem::{FileMem, PhysMem};
 
 use crate::Result;
 use crate::buf::AnonBuf;
+use crate::copy::{carve, clip_to_map, data_extents, parallel, read_at};
 use crate::halt::{SnapOptions, SnapStats, copy_file_extents, read_registers};
-use crate::ramfile::{RamFile, carve, clip_to_map, parallel};
 use crate::snapshot::{DumpMeta, Snapshot};
 
 /// Copies `ram` while the guest runs, then pauses it, re-reads every data extent,
 /// re-copies the pages that differ from the first copy (and zeroes pages that are no
 /// longer backed), reads registers if asked, and resumes. The result is the guest's
-/// RAM as of the pause. A guest that was already paused is left paused.
-pub fn precopy_snap(hv: &dyn Hypervisor, ram: &RamFile, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
+/// RAM as of the pause. A guest that was already paused is left paused
+/// ([`PauseGuard`]).
+pub fn precopy_snap(hv: &dyn Hypervisor, ram: &FileMem, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
     let start = Instant::now();
     let map = ram.memory_map().clone();
     let mut buf = AnonBuf::zeroed(map.backing_size())?;
     let live = copy_file_extents(ram, &map, &mut buf)?;
 
-    let was_paused = hv.is_paused()?;
-    let paused_at = Instant::now();
-    if !was_paused {
-        hv.pause()?;
-    }
+    let pause = PauseGuard::new(hv)?;
+    let paused_at = pause.since();
     let recopied = recopy_changed(ram, &map, &mut buf, &live);
     let vcpus = match (&recopied, opts.registers) {
         (Ok(_), true) => read_registers(hv),
         _ => Ok(Vec::new()),
     };
-    if !was_paused {
-        hv.resume()?;
-    }
+    pause.release()?;
     let downtime = paused_at.elapsed();
     let (extents, changed) = recopied?;
     let mut snap = Snapshot::new(buf, map, extents, DumpMeta { vmcoreinfo: None, vcpus: vcpus? });
@@ -57,18 +53,18 @@ pub fn precopy_snap(hv: &dyn Hypervisor, ram: &RamFile, opts: SnapOptions) -> Re
 /// During the pause: brings `buf` up to date. Returns the data extents and the
 /// number of pages re-copied.
 fn recopy_changed(
-    ram: &RamFile,
+    ram: &FileMem,
     map: &vmscope_mem::MemoryMap,
     buf: &mut AnonBuf,
     live: &[Range<u64>],
 ) -> Result<(Vec<Range<u64>>, u64)> {
     const CHUNK: usize = 1 << 20;
-    let now = clip_to_map(&ram.data_extents(map.backing_size())?, map);
+    let now = clip_to_map(&data_extents(ram, map.backing_size())?, map);
     let changed = parallel(carve(buf.as_mut_slice(), &now, CHUNK as u64)?, |(off, dst)| {
         thread_local! { static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; CHUNK]) }
         SCRATCH.with_borrow_mut(|scratch| {
             let cur = &mut scratch[..dst.len()];
-            ram.read_at(cur, off)?;
+            read_at(ram, cur, off)?;
             let mut changed = 0;
             for (d, page) in dst.chunks_mut(4096).zip(cur.chunks(4096)) {
                 if d != page {
@@ -153,7 +149,7 @@ mod tests {
         f.write_all_at(b"OLD", 0x3000).unwrap();
         f.write_all_at(b"SAME", 0x5000).unwrap();
         let hv = WritingHv { file: f.try_clone().unwrap(), paused: Cell::new(false) };
-        let ram = RamFile::from_file(f, MemoryMap::flat(0x10000)).unwrap();
+        let ram = FileMem::new(f, MemoryMap::flat(0x10000));
         let (snap, stats) = precopy_snap(&hv, &ram, SnapOptions { registers: true, vmcoreinfo: false }).unwrap();
         assert!(!hv.paused.get());
         let mut b = [0u8; 4];

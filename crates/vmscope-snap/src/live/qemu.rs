@@ -29,10 +29,17 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 /// after the snapshot, with the guest running: they suit locating the kernel's page
 /// tables, not a consistent user-space view.
 ///
-/// QEMU resumes a guest that was paused (QEMU 7.2 `bg_migration_vm_start_bh`). See
-/// the [module docs](super) for the harm this does to memfd-backed RAM.
+/// QEMU resumes a guest that was paused (QEMU 7.2 `bg_migration_vm_start_bh`), so a
+/// paused guest is refused: a guest someone froze must stay frozen (use
+/// [`halt_snap`](crate::halt_snap)). See the [module docs](super) for the harm this
+/// does to memfd-backed RAM.
 pub fn qemu_background_snap(hv: &QmpHypervisor, opts: SnapOptions) -> Result<(Snapshot, SnapStats, StreamInfo)> {
     let start = Instant::now();
+    if hv.is_paused()? {
+        return Err(Error::Migration(
+            "the guest is paused, and QEMU's background snapshot would resume it: take a halt-snap instead".into(),
+        ));
+    }
     let map = hv.memory_map()?;
     let dir = std::env::temp_dir().join(format!(
         "vmscope-snap-{}-{}",

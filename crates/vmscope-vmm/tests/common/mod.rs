@@ -7,7 +7,7 @@ pub mod testkernel;
 use std::fs::File;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vmscope_hv::RamLocation;
 use vmscope_hv::builtin::BuiltinVmm;
@@ -15,23 +15,15 @@ use vmscope_mem::{FileMem, Hva, MemoryMap};
 use vmscope_read::ProcMem;
 use vmscope_vmm::VmmChild;
 
-/// Where guest images are: $VMSCOPE_IMAGES or <workspace>/target/guest-images.
-pub fn images_dir() -> PathBuf {
-    std::env::var_os("VMSCOPE_IMAGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/guest-images"))
-}
-
-/// An image under [`images_dir`], or a panic telling how to build it.
-pub fn image(rel: &str) -> PathBuf {
-    let p = images_dir().join(rel);
-    assert!(p.exists(), "guest image {} is missing: run `cargo xtask images` (or set VMSCOPE_IMAGES)", p.display());
-    p
-}
-
-/// The test kernel.
+/// The test kernel, from the guest image catalog; a panic tells how to build it.
 pub fn testkernel_image() -> PathBuf {
-    image("testkernel/testkernel.elf")
+    vmscope_testbed::GuestImages::locate().and_then(|i| i.testkernel()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A Debian kernel (`6.1`, `6.12`) from the guest image catalog.
+pub fn kernel(id: &str) -> vmscope_testbed::GuestKernel {
+    let images = vmscope_testbed::GuestImages::locate().unwrap_or_else(|e| panic!("{e}"));
+    images.kernel(id).unwrap_or_else(|e| panic!("{e}")).clone()
 }
 
 /// A `vmscope-vmm` child process ([`VmmChild`]) that panics instead of returning
@@ -104,25 +96,8 @@ pub fn live_memfd(vm: &mut Vm) -> (BuiltinVmm, FileMem) {
     (c, file_mem(Path::new(&path), map))
 }
 
-/// Whether /proc/cpuinfo shows hardware virtualization.
+/// Whether the CPU has hardware virtualization (vmx/svm), so Linux itself can run
+/// under KVM here.
 pub fn has_hw_virt() -> bool {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|s| s.split_whitespace().any(|w| w == "vmx" || w == "svm"))
-        .unwrap_or(false)
-}
-
-/// Polls `cond` every 10 ms until it holds or `timeout` passes; whether it held. Tests
-/// wait for guest progress this way rather than sleeping a fixed time, so a loaded
-/// host (other VMs, builds) slows them down instead of failing them.
-pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    vmscope_testbed::Accel::detect() == vmscope_testbed::Accel::Kvm
 }

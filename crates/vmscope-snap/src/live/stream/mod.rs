@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use vmscope_mem::MemoryMap;
 
 use crate::buf::{AnonBuf, is_zero};
-use crate::ramfile::merge_ranges;
+use crate::copy::merge_ranges;
 use crate::snapshot::{DumpMeta, Snapshot};
 use crate::{Error, Result};
 

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::QemuConfig;
+use crate::qemu::QemuConfig;
 use crate::{Error, Result};
 
 /// One guest kernel with its initramfs.
@@ -88,6 +88,16 @@ impl GuestImages {
             })
             .collect();
         Ok(Self { dir: dir.to_path_buf(), kernels })
+    }
+
+    /// The built-in VMM's test kernel, `testkernel/testkernel.elf`.
+    pub fn testkernel(&self) -> Result<PathBuf> {
+        let p = self.dir.join("testkernel/testkernel.elf");
+        if p.exists() {
+            Ok(p)
+        } else {
+            Err(Error::Launch(format!("{} is missing: run `cargo xtask images`", p.display())))
+        }
     }
 
     /// The kernel with id `id` (`6.1`, `6.12`).

@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use super::QmpHypervisor;
+use vmscope_hv::qemu::QmpHypervisor;
+
 use crate::{Error, Result};
 
 /// The RAM backend id, and so the name of the RAM region in `info mtree`.

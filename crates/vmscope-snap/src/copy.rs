@@ -1,87 +1,28 @@
-//! The RAM backing file of a QEMU guest (its `memory-backend-memfd`, or a
-//! `mem-path` file), read with `pread`: the fast, harmless source for halt-snap and
-//! the pre-copy. `SEEK_DATA`/`SEEK_HOLE` say which pages the guest ever touched, so
-//! holes are neither read nor allocated.
+//! Bulk copies out of a RAM backing file (QEMU's `memory-backend-memfd`, or a
+//! `mem-path` file), read with `pread` through [`FileMem`]: the fast, harmless source
+//! for halt-snap and the pre-copy. `SEEK_DATA`/`SEEK_HOLE` say which pages the guest
+//! ever touched, so holes are neither read nor allocated.
 
-use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 
-use vmscope_hv::{Extents, RamLocation};
-use vmscope_mem::{MemoryMap, PhysMem, ReadOp};
+use vmscope_hv::Extents;
+use vmscope_mem::{FileMem, MemoryMap};
 
 use crate::{Error, Result};
 
-/// Guest RAM through its backing file. Offsets are backing offsets, as in
-/// [`Region::offset`](vmscope_mem::Region::offset).
-#[derive(Debug)]
-pub struct RamFile {
-    file: File,
-    map: MemoryMap,
-    size: u64,
+/// The ranges of `ram`'s backing file that hold data (pages the guest or firmware
+/// touched), sorted, page-granular, clipped to `limit`. Holes read as zero and are
+/// not listed. A file system without `SEEK_DATA` reports one extent.
+pub(crate) fn data_extents(ram: &FileMem, limit: u64) -> Result<Vec<Range<u64>>> {
+    let size = ram.file().metadata().map_err(|e| Error::io("stat of the RAM backing", e))?.len();
+    let x = Extents::scan_range(ram.file(), 0, size.min(limit))?;
+    Ok(x.ranges().iter().map(|&(a, b)| a..b).collect())
 }
 
-impl RamFile {
-    /// Opens the RAM memfd of QEMU process `pid` (through `/proc/PID/fd`, falling
-    /// back to `/proc/PID/map_files`), serving it through `map` (from
-    /// [`Hypervisor::memory_map`](vmscope_hv::Hypervisor::memory_map)).
-    pub fn open_qemu(pid: u32, map: MemoryMap) -> Result<Self> {
-        Self::from_location(&RamLocation::qemu(pid, map)?)
-    }
-
-    /// Opens the backing file of `loc` (QEMU's memfd, the built-in VMM's memfd).
-    pub fn from_location(loc: &RamLocation) -> Result<Self> {
-        Self::from_file(loc.open_file()?, loc.map.clone())
-    }
-
-    /// Opens a RAM backing file by path.
-    pub fn open(path: &Path, map: MemoryMap) -> Result<Self> {
-        let file = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        Self::from_file(file, map)
-    }
-
-    /// Serves an already open backing file.
-    pub fn from_file(file: File, map: MemoryMap) -> Result<Self> {
-        let size = file.metadata().map_err(|e| Error::io("stat of the RAM backing", e))?.len();
-        if map.backing_size() > size {
-            return Err(Error::Map(format!(
-                "the memory map needs {:#x} bytes of backing, the RAM file has {size:#x}",
-                map.backing_size()
-            )));
-        }
-        Ok(Self { file, map, size })
-    }
-
-    /// The backing file's length.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
-    /// The ranges of the backing file that hold data (pages the guest or firmware
-    /// touched), sorted, page-granular, clipped to `limit`. Holes read as zero and
-    /// are not listed. A file system without `SEEK_DATA` reports one extent.
-    pub fn data_extents(&self, limit: u64) -> Result<Vec<Range<u64>>> {
-        let x = Extents::scan_range(&self.file, 0, self.size.min(limit))?;
-        Ok(x.ranges().iter().map(|&(a, b)| a..b).collect())
-    }
-
-    /// Reads `buf.len()` bytes at backing offset `offset`.
-    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        self.file
-            .read_exact_at(buf, offset)
-            .map_err(|e| Error::io(format!("pread of {} bytes at RAM offset {offset:#x}", buf.len()), e))
-    }
-}
-
-impl PhysMem for RamFile {
-    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
-        vmscope_mem::read_mapped(&self.map, ops, |buf, off| self.file.read_exact_at(buf, off))
-    }
-
-    fn memory_map(&self) -> &MemoryMap {
-        &self.map
-    }
+/// Reads `buf.len()` bytes at backing offset `offset`.
+pub(crate) fn read_at(ram: &FileMem, buf: &mut [u8], offset: u64) -> Result<()> {
+    ram.read_at(buf, offset)
+        .map_err(|e| Error::io(format!("pread of {} bytes at RAM offset {offset:#x}", buf.len()), e))
 }
 
 /// Pieces of at most `max` bytes of `extents` (sorted, disjoint), each with its
@@ -164,7 +105,7 @@ pub(crate) fn clip_to_map(extents: &[Range<u64>], map: &MemoryMap) -> Vec<Range<
 mod tests {
     use super::*;
     use std::io::{Seek, SeekFrom, Write};
-    use vmscope_mem::Gpa;
+    use vmscope_mem::{Gpa, PhysMem};
 
     #[test]
     fn extents_of_a_sparse_file() {
@@ -172,8 +113,8 @@ mod tests {
         f.set_len(16 << 20).unwrap();
         f.seek(SeekFrom::Start(4 << 20)).unwrap();
         f.write_all(&[1u8; 8192]).unwrap();
-        let ram = RamFile::from_file(f, MemoryMap::flat(16 << 20)).unwrap();
-        let ext = ram.data_extents(u64::MAX).unwrap();
+        let ram = FileMem::new(f, MemoryMap::flat(16 << 20));
+        let ext = data_extents(&ram, u64::MAX).unwrap();
         // tmpfs is page-granular; other file systems may round to blocks.
         assert!(ext.iter().any(|e| e.contains(&(4 << 20))), "{ext:?}");
         assert!(ext.iter().map(|e| e.end - e.start).sum::<u64>() < (16 << 20), "{ext:?}");

@@ -1,0 +1,153 @@
+//! How the syscall and mapping techniques read guest RAM, and the options that choose.
+
+use std::time::Duration;
+
+use vmscope_hv::RamLocation;
+use vmscope_map::Mapped;
+use vmscope_mem::{CacheStats, FileMem, PageCache, PhysMem};
+use vmscope_read::{ProcMem, VmReadv};
+
+use crate::Result;
+
+/// How the syscall techniques (live-read, halt-read) read guest RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReadMethod {
+    /// `pread` of the RAM backing file (QEMU's memfd through /proc/PID/fd): no page
+    /// of QEMU's address space is touched, so it is the cheapest.
+    Pread,
+    /// `process_vm_readv` of the hypervisor process, batched into iovecs.
+    VmReadv,
+    /// `pread` of /proc/PID/mem.
+    ProcMem,
+}
+
+impl ReadMethod {
+    /// Every method, in report order.
+    pub const ALL: [ReadMethod; 3] = [ReadMethod::Pread, ReadMethod::VmReadv, ReadMethod::ProcMem];
+
+    /// The fastest method `loc` allows: pread where there is a backing file to read,
+    /// else process_vm_readv (private RAM reads as the zero page where untouched).
+    pub fn for_location(loc: &RamLocation) -> Self {
+        if loc.file.is_some() { ReadMethod::Pread } else { ReadMethod::VmReadv }
+    }
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadMethod::Pread => "pread",
+            ReadMethod::VmReadv => "process_vm_readv",
+            ReadMethod::ProcMem => "proc-mem",
+        }
+    }
+}
+
+impl std::fmt::Display for ReadMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ReadMethod {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        ReadMethod::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown read method `{s}`; choose pread, process_vm_readv or proc-mem"))
+    }
+}
+
+/// How a technique is opened. `Options::default()` is what the `vmscope` command uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// How live-read and halt-read read; `None`: the fastest the RAM allows
+    /// ([`ReadMethod::for_location`]).
+    pub read_method: Option<ReadMethod>,
+    /// Pages a syscall reader keeps within one pass (at least 1). The cache is emptied
+    /// when a pass starts: system calls are the cost of these techniques, and a walk
+    /// reads many fields of one page.
+    pub pass_cache_pages: usize,
+    /// How often the extents of the RAM file (which pages exist) are re-read, at most:
+    /// a read that lands in an apparent hole re-checks that piece anyway.
+    pub hole_refresh: Duration,
+    /// How long to wait for the guest agent to answer its greeting.
+    pub agent_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            read_method: None,
+            pass_cache_pages: 4096, // 16 MiB
+            hole_refresh: Duration::from_millis(500),
+            agent_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A reader of guest RAM for the syscall and mapping techniques.
+#[derive(Debug)]
+pub(crate) enum Reader {
+    /// pread of the backing file.
+    Pread(PageCache<FileMem>),
+    /// process_vm_readv.
+    VmReadv(PageCache<VmReadv>),
+    /// /proc/PID/mem.
+    ProcMem(PageCache<ProcMem>),
+    /// mmap.
+    Map(Mapped),
+}
+
+impl Reader {
+    pub(crate) fn syscall(loc: &RamLocation, method: ReadMethod, cache_pages: usize) -> Result<Self> {
+        Ok(match method {
+            ReadMethod::Pread => Reader::Pread(PageCache::new(vmscope_read::open_backing(loc)?, cache_pages)),
+            ReadMethod::VmReadv => Reader::VmReadv(PageCache::new(VmReadv::open(loc.clone())?, cache_pages)),
+            ReadMethod::ProcMem => Reader::ProcMem(PageCache::new(ProcMem::open(loc.clone())?, cache_pages)),
+        })
+    }
+
+    pub(crate) fn map(loc: &RamLocation) -> Result<Self> {
+        Ok(Reader::Map(Mapped::open(loc.clone())?))
+    }
+
+    pub(crate) fn mem(&self) -> &dyn PhysMem {
+        match self {
+            Reader::Pread(r) => r,
+            Reader::VmReadv(r) => r,
+            Reader::ProcMem(r) => r,
+            Reader::Map(m) => m,
+        }
+    }
+
+    /// Starts a pass: forgets cached pages, and re-reads which backing pages exist
+    /// if the last look is older than `hole_refresh`.
+    pub(crate) fn begin_pass(&self, hole_refresh: Duration) -> Result<()> {
+        match self {
+            Reader::Pread(r) => {
+                r.invalidate();
+            }
+            Reader::VmReadv(r) => {
+                r.invalidate();
+                r.inner().holes().refresh_if_older(hole_refresh)?
+            }
+            Reader::ProcMem(r) => {
+                r.invalidate();
+                r.inner().holes().refresh_if_older(hole_refresh)?
+            }
+            Reader::Map(m) => m.holes().refresh_if_older(hole_refresh)?,
+        }
+        Ok(())
+    }
+
+    /// Page-cache counters (the pages fetched from the hypervisor are the misses).
+    pub(crate) fn cache_stats(&self) -> Option<CacheStats> {
+        match self {
+            Reader::Pread(c) => Some(c.stats()),
+            Reader::VmReadv(c) => Some(c.stats()),
+            Reader::ProcMem(c) => Some(c.stats()),
+            Reader::Map(_) => None,
+        }
+    }
+}

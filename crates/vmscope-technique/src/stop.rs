@@ -1,0 +1,90 @@
+//! Stopping the process without leaving a guest paused.
+//!
+//! A command-line tool that pauses a guest for a pass must not die between the pause
+//! and the resume: a guest frozen by accident is worse than a slow answer. After
+//! [`on_signals`], SIGINT, SIGTERM and SIGHUP end the process at once while no pass
+//! holds a guest paused; while one does, the signal is noted, the pass is cut short
+//! (its reads fail), the guest resumed, and the pass returns
+//! [`Error::Interrupted`](crate::Error::Interrupted) for the caller to exit on.
+//! SIGKILL cannot be caught: a guest paused at that moment stays paused.
+
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+
+use vmscope_mem::{Error as MemError, MemoryMap, PhysMem, ReadOp};
+
+/// Passes that hold a guest paused right now.
+static HOLDING: AtomicUsize = AtomicUsize::new(0);
+/// The signal that asked the process to stop while a pass held a guest (0: none).
+static REQUESTED: AtomicI32 = AtomicI32::new(0);
+
+/// Makes SIGINT, SIGTERM and SIGHUP wait for halted passes to resume their guest
+/// (see the [module docs](self)). Call once, early in `main`.
+pub fn on_signals() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        // SAFETY: the action only loads and stores atomics and calls `_exit`
+        // (signal_hook::low_level::exit), all async-signal-safe; it allocates,
+        // locks and prints nothing.
+        unsafe {
+            signal_hook::low_level::register(sig, move || {
+                if HOLDING.load(Ordering::SeqCst) == 0 {
+                    signal_hook::low_level::exit(128 + sig);
+                }
+                REQUESTED.store(sig, Ordering::SeqCst);
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The signal that asked the process to stop during a halted pass, if one did.
+pub fn requested() -> Option<i32> {
+    match REQUESTED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Held for as long as a pass may hold a guest paused: taken before the pause is
+/// sent, dropped after the resume returned, so a signal in between waits.
+#[derive(Debug)]
+pub(crate) struct Holding(());
+
+impl Holding {
+    pub(crate) fn new() -> Self {
+        HOLDING.fetch_add(1, Ordering::SeqCst);
+        Holding(())
+    }
+}
+
+impl Drop for Holding {
+    fn drop(&mut self) {
+        HOLDING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Memory whose reads fail once a stop was requested, so that a halted pass ends
+/// soon and its guest runs again.
+#[derive(Debug)]
+pub(crate) struct Stoppable<M>(pub(crate) M);
+
+impl<M: PhysMem> PhysMem for Stoppable<M> {
+    fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
+        if requested().is_some() {
+            let gpa = ops.first().map(|o| o.gpa).unwrap_or_default();
+            return Err(MemError::Io { gpa, source: std::io::ErrorKind::Interrupted.into() });
+        }
+        self.0.read_batch(ops)
+    }
+
+    fn read_u64(&self, gpa: vmscope_mem::Gpa) -> vmscope_mem::Result<u64> {
+        if requested().is_some() {
+            return Err(MemError::Io { gpa, source: std::io::ErrorKind::Interrupted.into() });
+        }
+        self.0.read_u64(gpa)
+    }
+
+    fn memory_map(&self) -> &MemoryMap {
+        self.0.memory_map()
+    }
+}

@@ -1,0 +1,104 @@
+//! A booted guest with its agent, and small helpers the end-to-end tests share.
+
+use std::time::{Duration, Instant};
+
+use vmscope_agent::Client;
+use vmscope_hv::{Hypervisor, RamLocation};
+use vmscope_mem::{FileMem, PhysMem};
+
+use crate::{GuestImages, GuestKernel, QemuConfig, QemuVm};
+
+/// A booted guest and a connection to its agent. Tests panic on set-up failures, so
+/// the helpers here do too, with the fix in the message.
+#[allow(missing_debug_implementations)]
+pub struct Guest {
+    /// The agent (command channel); ground truth comes through it.
+    pub agent: Client,
+    /// The kernel it runs.
+    pub kernel: GuestKernel,
+    /// QEMU (dropped last: fields drop in order).
+    pub vm: QemuVm,
+}
+
+/// Boots kernel `id` (`6.1`, `6.12`) after `tweak` adjusts the configuration.
+pub fn boot_with(id: &str, tweak: impl FnOnce(&mut QemuConfig)) -> Guest {
+    let images = GuestImages::locate().unwrap_or_else(|e| panic!("{e}"));
+    let kernel = images.kernel(id).unwrap_or_else(|e| panic!("{e}")).clone();
+    let mut cfg = kernel.qemu_config();
+    tweak(&mut cfg);
+    let vm = QemuVm::launch(cfg).unwrap_or_else(|e| panic!("booting linux-{id}: {e}"));
+    let agent = Client::connect(vm.agent_socket(), Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("agent of linux-{id}: {e}\nconsole:\n{}", vm.console_tail(20)));
+    Guest { agent, kernel, vm }
+}
+
+/// Boots kernel `id` with the defaults (1 GiB, 2 vCPUs, KASLR on).
+pub fn boot(id: &str) -> Guest {
+    boot_with(id, |_| {})
+}
+
+impl Guest {
+    /// Runs a shell line in the guest; panics (with stderr) unless it exits 0.
+    pub fn sh(&mut self, line: &str) -> String {
+        self.agent.sh(line).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Where QEMU keeps the guest's RAM (memory map over QMP).
+    pub fn ram_location(&self) -> RamLocation {
+        let map = self.vm.hv().memory_map().expect("memory map over QMP");
+        RamLocation::qemu(self.vm.pid(), map).expect("QEMU's RAM backing")
+    }
+
+    /// Guest RAM through the QEMU process's memfd (pread: touches nothing).
+    pub fn ram(&self) -> FileMem {
+        let loc = self.ram_location();
+        FileMem::new(loc.open_file().expect("the RAM memfd of QEMU"), loc.map)
+    }
+}
+
+/// Every `Linux version ...\n` string followed by a NUL in guest RAM.
+pub fn find_banners(mem: &impl PhysMem) -> Vec<String> {
+    const NEEDLE: &[u8] = b"Linux version ";
+    const CHUNK: u64 = 16 << 20;
+    let mut found = Vec::new();
+    for r in mem.memory_map().regions() {
+        let mut at = 0;
+        while at < r.size {
+            // Overlap chunks so a banner on a boundary is seen whole.
+            let len = (r.size - at).min(CHUNK + 512);
+            let mut buf = vec![0u8; len as usize];
+            if mem.read(r.gpa.checked_add(at).expect("in region"), &mut buf).is_ok() {
+                for s in memchr::memmem::find_iter(&buf, NEEDLE) {
+                    if s as u64 >= CHUNK && at + CHUNK < r.size {
+                        break; // the next chunk sees it
+                    }
+                    let tail = &buf[s..(s + 512).min(buf.len())];
+                    if let Some(nl) = tail.iter().position(|&b| b == b'\n')
+                        && tail.get(nl + 1) == Some(&0)
+                        && tail[..nl].iter().all(|b| b.is_ascii_graphic() || *b == b' ')
+                    {
+                        found.push(String::from_utf8_lossy(&tail[..=nl]).into_owned());
+                    }
+                }
+            }
+            at += CHUNK;
+        }
+    }
+    found
+}
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes; whether it held. Tests
+/// wait for guest progress this way rather than sleeping a fixed time, so a loaded
+/// host (other VMs, builds) slows them down instead of failing them.
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,27 @@
+//! Test and lab support for vmscope: the guest images `cargo xtask images` builds
+//! ([`GuestImages`]), QEMU guests started from them and always stopped ([`QemuVm`]),
+//! and a booted guest with a connection to its agent ([`Guest`]) — the ground truth
+//! every end-to-end test compares vmscope's view with.
+//!
+//! ```no_run
+//! let mut g = vmscope_testbed::boot("6.1"); // Debian 6.1, 1 GiB, 2 vCPUs, KASLR on
+//! let uname = g.sh("uname -r");
+//! println!("QEMU {} runs {uname}", g.vm.pid());
+//! // QEMU is killed when `g` drops, and with the thread that started it.
+//! ```
+//!
+//! What this crate deliberately does not do: introspect (tests do that through the
+//! technique crates), or serve as a product launcher for QEMU: its guests are the
+//! project's images with the flags the README gives, and they die with the test.
+
+#![warn(missing_docs)]
+
+mod error;
+mod guest;
+mod images;
+mod qemu;
+
+pub use error::{Error, Result};
+pub use guest::{Guest, boot, boot_with, eventually, find_banners};
+pub use images::{GuestImages, GuestKernel};
+pub use qemu::{Accel, QemuConfig, QemuVm, RAM_ID, READY_MARKER, process_alive};
