@@ -34,7 +34,7 @@ struct Args {
     /// Guest kernels to use under QEMU (repeatable): 6.1, 6.12.
     #[arg(long = "kernel", value_name = "ID")]
     kernels: Vec<String>,
-    /// Where results go (default: lab/results/<time>-<commit>).
+    /// Where results go (default: lab/results/TIME-COMMIT).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// Guest images (default: $VMSCOPE_IMAGES or target/guest-images).

@@ -17,7 +17,7 @@ tasks:
   lab          run the study's experiments on real guests (cargo xtask lab --help)
   test         install host tools and build images if missing, then run every test
                (unit, property, end-to-end against real guests); extra args go to nextest
-  lint         clippy with warnings as errors
+  lint         formatting, clippy and docs with warnings as errors, each library crate packaged
 ";
 
 fn main() -> anyhow::Result<()> {

@@ -32,21 +32,51 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Formatting, and clippy with warnings as errors.
+/// Formatting, clippy with warnings as errors, docs without warnings, and every
+/// publishable crate packaged on its own (what a user importing one crate gets).
 pub fn lint() -> anyhow::Result<()> {
     let root = crate::project_root();
-    status(Command::new("cargo").current_dir(&root).args(["fmt", "--all", "--check"]), "cargo fmt --check")?;
+    let cargo = || {
+        let mut c = Command::new("cargo");
+        c.current_dir(&root);
+        c
+    };
+    status(cargo().args(["fmt", "--all", "--check"]), "cargo fmt --check")?;
+    status(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]), "clippy")?;
     status(
-        Command::new("cargo").current_dir(&root).args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
-        "clippy",
-    )
+        cargo().args(["doc", "--workspace", "--no-deps", "--quiet"]).env("RUSTDOCFLAGS", "-D warnings"),
+        "cargo doc (warnings denied)",
+    )?;
+    let crates = publishable(&root)?;
+    eprintln!("xtask: packaging {}", crates.join(", "));
+    let mut package = cargo();
+    // --allow-dirty: a working tree with uncommitted changes packages too (CI's is clean).
+    package.args(["package", "--quiet", "--allow-dirty"]);
+    for c in &crates {
+        package.args(["-p", c]);
+    }
+    status(&mut package, "cargo package")
+}
+
+/// The workspace crates under `crates/` that may be published (no `publish = false`).
+fn publishable(root: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let out =
+        Command::new("cargo").current_dir(root).args(["metadata", "--format-version", "1", "--no-deps"]).output()?;
+    if !out.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let crates_dir = root.join("crates");
+    let mut names: Vec<String> = meta["packages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["publish"].is_null())
+        .filter(|p| p["manifest_path"].as_str().is_some_and(|m| std::path::Path::new(m).starts_with(&crates_dir)))
+        .filter_map(|p| p["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// Runs the test command, passing its output through, and returns the lines that

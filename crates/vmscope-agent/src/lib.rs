@@ -25,6 +25,7 @@
 //! technique that asks the guest instead.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 #[cfg(feature = "client")]
 mod client;

@@ -1,6 +1,8 @@
 //! `vmscope`: introspect a running QEMU guest (or a guest of the built-in VMM, or a
 //! dump file) from outside: processes, modules, the kernel, a memory dump.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::path::PathBuf;
 

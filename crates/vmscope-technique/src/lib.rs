@@ -36,6 +36,7 @@
 //! nothing of each other.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod access;
 mod error;

@@ -8,31 +8,25 @@
 //! [`Error::Interrupted`](crate::Error::Interrupted) for the caller to exit on.
 //! SIGKILL cannot be caught: a guest paused at that moment stays paused.
 
-use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use vmscope_mem::{Error as MemError, MemoryMap, PhysMem, ReadOp};
 
-/// Passes that hold a guest paused right now.
-static HOLDING: AtomicUsize = AtomicUsize::new(0);
+/// Whether no pass holds a guest paused right now (the signal handlers exit only then).
+static FREE: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(true)));
 /// The signal that asked the process to stop while a pass held a guest (0: none).
-static REQUESTED: AtomicI32 = AtomicI32::new(0);
+static REQUESTED: LazyLock<Arc<AtomicUsize>> = LazyLock::new(Arc::default);
+/// Passes holding a guest paused; [`FREE`] is `HOLDING == 0`, updated under the lock.
+static HOLDING: Mutex<usize> = Mutex::new(0);
 
 /// Makes SIGINT, SIGTERM and SIGHUP wait for halted passes to resume their guest
 /// (see the [module docs](self)). Call once, early in `main`.
 pub fn on_signals() -> std::io::Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     for sig in [SIGINT, SIGTERM, SIGHUP] {
-        // SAFETY: the action only loads and stores atomics and calls `_exit`
-        // (signal_hook::low_level::exit), all async-signal-safe; it allocates,
-        // locks and prints nothing.
-        unsafe {
-            signal_hook::low_level::register(sig, move || {
-                if HOLDING.load(Ordering::SeqCst) == 0 {
-                    signal_hook::low_level::exit(128 + sig);
-                }
-                REQUESTED.store(sig, Ordering::SeqCst);
-            })?;
-        }
+        signal_hook::flag::register_conditional_shutdown(sig, 128 + sig, FREE.clone())?;
+        signal_hook::flag::register_usize(sig, REQUESTED.clone(), sig as usize)?;
     }
     Ok(())
 }
@@ -41,7 +35,7 @@ pub fn on_signals() -> std::io::Result<()> {
 pub fn requested() -> Option<i32> {
     match REQUESTED.load(Ordering::SeqCst) {
         0 => None,
-        s => Some(s),
+        s => i32::try_from(s).ok(),
     }
 }
 
@@ -52,14 +46,18 @@ pub(crate) struct Holding(());
 
 impl Holding {
     pub(crate) fn new() -> Self {
-        HOLDING.fetch_add(1, Ordering::SeqCst);
+        let mut n = HOLDING.lock().unwrap_or_else(|p| p.into_inner());
+        *n += 1;
+        FREE.store(false, Ordering::SeqCst);
         Holding(())
     }
 }
 
 impl Drop for Holding {
     fn drop(&mut self) {
-        HOLDING.fetch_sub(1, Ordering::SeqCst);
+        let mut n = HOLDING.lock().unwrap_or_else(|p| p.into_inner());
+        *n -= 1;
+        FREE.store(*n == 0, Ordering::SeqCst);
     }
 }
 

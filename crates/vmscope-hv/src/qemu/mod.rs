@@ -1,4 +1,4 @@
-//! QEMU: the QMP client, the [`Hypervisor`](crate::Hypervisor) implementation over
+//! QEMU: the QMP client, the [`Hypervisor`] implementation over
 //! it, the guest memory map from `info mtree`, and what a running QEMU's command line
 //! and address space say about its sockets and RAM.
 
