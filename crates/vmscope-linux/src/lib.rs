@@ -52,6 +52,7 @@
 //! `/proc/kallsyms` lines of BPF programs and ftrace or kprobe trampolines are not
 //! rebuilt.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod cache;
