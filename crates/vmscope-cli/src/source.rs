@@ -26,7 +26,7 @@ pub fn hints(target: &Target) -> Hints {
         Ok(r) if r.cr3 != 0 => {
             let h = Hints::from_registers(r.cr3, r.cr4);
             // QEMU's monitor does not show LSTAR; the built-in VMM does.
-            if r.lstar != 0 && matches!(hv, Hv::Builtin(_)) { h.with_lstar(r.lstar) } else { h }
+            if r.lstar != 0 && matches!(hv, Hv::Builtin(_)) { h.with_lstar(vmscope_mem::Gva::new(r.lstar)) } else { h }
         }
         _ => Hints::none(),
     }

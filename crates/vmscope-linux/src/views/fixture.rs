@@ -376,10 +376,14 @@ impl Fx {
     /// The memory and a view context over it.
     pub fn finish(&self) -> (KernelMem<SliceMem<Vec<u8>>>, Addrs) {
         let (mem, space) = self.b.clone().finish();
-        let image = Image { text_va: 0, end_va: 0, delta: 0 };
-        let k = KernelMem::new(mem, image, DIRECT, space);
-        let addrs =
-            Addrs { init_task: self.init_task, modules: self.modules, per_cpu_offsets: Vec::new(), taint_flags: None };
+        let image = Image { text_va: Gva::new(0), end_va: Gva::new(0), delta: 0 };
+        let k = KernelMem::new(mem, image, Gva::new(DIRECT), space);
+        let addrs = Addrs {
+            init_task: Gva::new(self.init_task),
+            modules: Gva::new(self.modules),
+            per_cpu_offsets: Vec::new(),
+            taint_flags: None,
+        };
         (k, addrs)
     }
 

@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use vmscope_mem::PhysMem;
+use vmscope_mem::{Gva, PhysMem};
 
-use crate::kmem::KernelMem;
+use crate::kmem::{KernelMem, container, member};
 use crate::offsets::ListOffsets;
 
 /// Bounds of every walk.
@@ -41,7 +41,7 @@ pub enum Anomaly {
         /// Which list.
         list: String,
         /// The node seen twice.
-        node: u64,
+        node: Gva,
     },
     /// A list walk hit its step limit.
     StepLimit {
@@ -55,11 +55,11 @@ pub enum Anomaly {
         /// Which list.
         list: String,
         /// The node.
-        node: u64,
+        node: Gva,
         /// Its `next`.
-        next: u64,
+        next: Gva,
         /// What `next->prev` holds.
-        back: u64,
+        back: Gva,
     },
     /// A pointer that cannot be a kernel address (not canonical, user half, or
     /// misaligned).
@@ -67,16 +67,16 @@ pub enum Anomaly {
         /// What it is.
         what: String,
         /// Where it was read.
-        at: u64,
+        at: Gva,
         /// Its value.
-        value: u64,
+        value: Gva,
     },
     /// A read failed: not mapped, or outside RAM.
     Unreadable {
         /// What was being read.
         what: String,
         /// The address.
-        addr: u64,
+        addr: Gva,
         /// Why.
         error: String,
     },
@@ -85,7 +85,7 @@ pub enum Anomaly {
         /// The object.
         what: String,
         /// Its address.
-        addr: u64,
+        addr: Gva,
         /// The field.
         field: String,
         /// The value, printed.
@@ -104,7 +104,7 @@ pub enum Anomaly {
         /// The process.
         pid: i32,
         /// The user address.
-        addr: u64,
+        addr: Gva,
         /// Why.
         error: String,
     },
@@ -134,8 +134,24 @@ impl fmt::Display for Anomaly {
 }
 
 /// Whether `p` can be a pointer to a kernel object of alignment `align`.
-pub(crate) fn plausible<M: PhysMem>(k: &KernelMem<M>, p: u64, align: u64) -> bool {
-    p != 0 && p.is_multiple_of(align) && k.is_kernel_address(p)
+pub(crate) fn plausible<M: PhysMem>(k: &KernelMem<M>, p: Gva, align: u64) -> bool {
+    p.raw() != 0 && p.is_aligned(align) && k.is_kernel_address(p)
+}
+
+/// The address `offset` bytes into the object at `base`. Past the top of the
+/// address space (a corrupt pointer or offset) it is recorded as unreadable `what`.
+pub(crate) fn field(base: Gva, offset: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<Gva> {
+    member(base, offset)
+        .map_err(|e| an.push(Anomaly::Unreadable { what: what.into(), addr: base, error: e.to_string() }))
+        .ok()
+}
+
+/// The object whose member at `offset` is at `node` (`container_of`). Below
+/// address 0 (a corrupt offset) it is recorded as unreadable `what`.
+pub(crate) fn owner(node: Gva, offset: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<Gva> {
+    container(node, offset)
+        .map_err(|e| an.push(Anomaly::Unreadable { what: what.into(), addr: node, error: e.to_string() }))
+        .ok()
 }
 
 /// Walks the circular list whose head is at `head` and returns the address of
@@ -146,18 +162,18 @@ pub(crate) fn plausible<M: PhysMem>(k: &KernelMem<M>, p: u64, align: u64) -> boo
 pub(crate) fn walk_list<M: PhysMem>(
     k: &KernelMem<M>,
     lo: &ListOffsets,
-    head: u64,
+    head: Gva,
     name: &str,
     limit: usize,
     anomalies: &mut Vec<Anomaly>,
-) -> Vec<u64> {
+) -> Vec<Gva> {
     let mut nodes = Vec::new();
     let mut seen = HashSet::new();
     seen.insert(head);
     let mut cur = head;
     let mut broke = false;
     loop {
-        let next = match k.read_u64(cur + lo.next) {
+        let (link, next) = match member(cur, lo.next).and_then(|at| Ok((at, k.read_ptr(at)?))) {
             Ok(n) => n,
             Err(e) => {
                 anomalies.push(Anomaly::Unreadable { what: format!("{name} link"), addr: cur, error: e.to_string() });
@@ -169,7 +185,7 @@ pub(crate) fn walk_list<M: PhysMem>(
             break;
         }
         if !plausible(k, next, 8) {
-            anomalies.push(Anomaly::BadPointer { what: format!("{name} next"), at: cur + lo.next, value: next });
+            anomalies.push(Anomaly::BadPointer { what: format!("{name} next"), at: link, value: next });
             broke = true;
             break;
         }
@@ -182,7 +198,7 @@ pub(crate) fn walk_list<M: PhysMem>(
             anomalies.push(Anomaly::StepLimit { list: name.into(), limit });
             return nodes;
         }
-        match k.read_u64(next + lo.prev) {
+        match member(next, lo.prev).and_then(|at| k.read_ptr(at)) {
             Ok(back) if back != cur => {
                 anomalies.push(Anomaly::BrokenLink { list: name.into(), node: cur, next, back });
             }
@@ -201,10 +217,14 @@ pub(crate) fn walk_list<M: PhysMem>(
         let mut back = Vec::new();
         let mut cur = head;
         while back.len() + nodes.len() < limit {
-            let Ok(prev) = k.read_u64(cur + lo.prev) else {
+            let Ok(prev) = member(cur, lo.prev).and_then(|at| k.read_ptr(at)) else {
                 break;
             };
-            if prev == head || !plausible(k, prev, 8) || seen.contains(&prev) || k.read_u64(prev + lo.next).is_err() {
+            if prev == head
+                || !plausible(k, prev, 8)
+                || seen.contains(&prev)
+                || member(prev, lo.next).and_then(|at| k.read_ptr(at)).is_err()
+            {
                 break;
             }
             seen.insert(prev);
@@ -228,6 +248,11 @@ impl Bytes<'_> {
     pub fn u64(&self, off: u64) -> Option<u64> {
         let o = usize::try_from(off).ok()?;
         Some(u64::from_le_bytes(*self.0.get(o..o.checked_add(8)?)?.first_chunk()?))
+    }
+
+    /// A pointer (a `u64`, whatever it holds: check it before following it).
+    pub fn ptr(&self, off: u64) -> Option<Gva> {
+        self.u64(off).map(Gva::new)
     }
 
     pub fn u32(&self, off: u64) -> Option<u32> {
@@ -322,7 +347,7 @@ mod tests {
         let list = fx.ctx(&k, &addrs, Limits::default()).processes();
         assert_eq!(list.processes.len(), 4);
         assert!(
-            list.anomalies.iter().any(|a| matches!(a, Anomaly::ListCycle { node, .. } if *node == sleeper)),
+            list.anomalies.iter().any(|a| matches!(a, Anomaly::ListCycle { node, .. } if *node == Gva::new(sleeper))),
             "{:?}",
             list.anomalies
         );
@@ -356,7 +381,11 @@ mod tests {
         let list = fx.ctx(&k, &addrs, Limits { max_list: 2, ..Limits::default() }).processes();
         assert_eq!(list.processes.len(), 2);
         assert!(list.anomalies.iter().any(|a| matches!(a, Anomaly::StepLimit { limit: 2, .. })));
-        assert!(list.anomalies.iter().any(|a| matches!(a, Anomaly::BadPointer { value: 0xdead_0000_0000_0000, .. })));
+        assert!(
+            list.anomalies
+                .iter()
+                .any(|a| matches!(a, Anomaly::BadPointer { value, .. } if *value == Gva::new(0xdead_0000_0000_0000)))
+        );
         let list = fx.ctx(&k, &addrs, Limits::default()).processes();
         assert_eq!(list.processes[2].uid, u32::MAX, "an unreadable cred leaves the ids unknown");
     }
