@@ -41,6 +41,16 @@ pub enum Error {
         /// The offset taken off.
         offset: u64,
     },
+    /// A string has no NUL within the `max` bytes it was allowed (never cut short
+    /// silently: the same as [`vmscope_mem::Error::Unterminated`] for a
+    /// guest-physical read).
+    #[error("no NUL within {max} bytes of the string at {gva}")]
+    Unterminated {
+        /// Where the string starts.
+        gva: Gva,
+        /// The bytes searched.
+        max: usize,
+    },
     /// No Linux kernel image was found in guest memory.
     #[error("no Linux kernel found in guest memory ({0})")]
     KernelNotFound(String),

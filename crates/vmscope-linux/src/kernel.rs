@@ -155,7 +155,7 @@ impl<M: PhysMem> Kernel<M> {
         let o = &self.offsets.task;
         member(self.addrs.init_task, o.comm)
             .and_then(|comm| self.kmem.read_cstr(comm, o.comm_len as usize))
-            .is_ok_and(|c| c.starts_with("swapper"))
+            .is_ok_and(|c| c.starts_with(b"swapper"))
     }
 
     fn ctx(&self) -> Ctx<'_, M> {

@@ -121,22 +121,35 @@ impl<M: PhysMem> KernelMem<M> {
         Ok(u32::from_le_bytes(b))
     }
 
-    /// A NUL-terminated string of at most `max` bytes at `va` (lossy UTF-8).
-    pub fn read_cstr(&self, va: Gva, max: usize) -> Result<String> {
-        let mut out = Vec::new();
-        let mut at = va;
-        while out.len() < max {
-            let n = (PAGE_SIZE - at.offset_in_page(PAGE_SIZE)).min((max - out.len()) as u64) as usize;
-            let mut chunk = vec![0u8; n];
-            self.read(at, &mut chunk)?;
-            if let Some(nul) = chunk.iter().position(|&b| b == 0) {
-                out.extend_from_slice(&chunk[..nul]);
-                return Ok(String::from_utf8_lossy(&out).into_owned());
-            }
-            out.extend_from_slice(&chunk);
-            at = member(at, n as u64)?;
+    /// The NUL-terminated string at `va`, without its NUL. No NUL within `max`
+    /// bytes is an error ([`Error::Unterminated`]), never a string cut short: the
+    /// same as [`PhysMem::read_cstr`] at a guest-physical address. Where a prefix
+    /// is what is wanted, ask for one: [`read_cstr_prefix`](Self::read_cstr_prefix).
+    pub fn read_cstr(&self, va: Gva, max: usize) -> Result<Vec<u8>> {
+        let s = self.read_cstr_prefix(va, max)?;
+        if s.truncated {
+            return Err(Error::Unterminated { gva: va, max });
         }
-        Ok(String::from_utf8_lossy(&out).into_owned())
+        Ok(s.bytes)
+    }
+
+    /// The string at `va` up to its NUL or `max` bytes, whichever comes first,
+    /// saying which: for strings whose prefix is what the kernel itself shows.
+    pub fn read_cstr_prefix(&self, va: Gva, max: usize) -> Result<CStrPrefix> {
+        let mut bytes = Vec::new();
+        while bytes.len() < max {
+            let at = member(va, bytes.len() as u64)?;
+            // One page at a time: the next one may not be mapped.
+            let n = (PAGE_SIZE - at.offset_in_page(PAGE_SIZE)).min((max - bytes.len()) as u64) as usize;
+            let start = bytes.len();
+            bytes.resize(start + n, 0);
+            self.read(at, &mut bytes[start..])?;
+            if let Some(nul) = bytes[start..].iter().position(|&b| b == 0) {
+                bytes.truncate(start + nul);
+                return Ok(CStrPrefix { bytes, truncated: false });
+            }
+        }
+        Ok(CStrPrefix { bytes, truncated: true })
     }
 
     /// Reads user memory at `va` of the address space rooted at `pgd` (a
@@ -158,6 +171,15 @@ impl<M: PhysMem> KernelMem<M> {
     }
 }
 
+/// A string read by [`KernelMem::read_cstr_prefix`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CStrPrefix {
+    /// The bytes before the NUL, or the first `max` bytes when none came.
+    pub bytes: Vec<u8>,
+    /// Whether no NUL came within `max` bytes: the string may go on.
+    pub truncated: bool,
+}
+
 /// `base + offset`: where a member of the object at `base` is. Past the top of the
 /// address space (only a corrupt pointer or offset leads there) it is an error.
 pub(crate) fn member(base: Gva, offset: u64) -> Result<Gva> {
@@ -168,4 +190,36 @@ pub(crate) fn member(base: Gva, offset: u64) -> Result<Gva> {
 /// (`container_of`). Below address 0 it is an error.
 pub(crate) fn container(node: Gva, offset: u64) -> Result<Gva> {
     node.checked_sub(offset).ok_or(Error::AddressUnderflow { base: node, offset })
+}
+
+#[cfg(test)]
+mod tests {
+    use vmscope_mem::Gva;
+
+    use crate::Error;
+    use crate::views::fixture::Fx;
+
+    #[test]
+    fn read_cstr_errs_without_a_nul_and_read_cstr_prefix_says_it_cut() {
+        let mut fx = Fx::new();
+        // A string that crosses a page boundary, and one with no NUL in reach.
+        let page = fx.alloc_page();
+        let next = fx.alloc_page();
+        assert_eq!(next, page + 0x1000);
+        let at = next - 3;
+        fx.write_str(at, "abcdef");
+        let (k, _) = fx.finish();
+        let (at, page) = (Gva::new(at), Gva::new(page));
+
+        assert_eq!(k.read_cstr(at, 7).unwrap(), b"abcdef");
+        assert!(matches!(k.read_cstr(at, 6), Err(Error::Unterminated { gva, max: 6 }) if gva == at));
+        assert!(matches!(k.read_cstr(at, 0), Err(Error::Unterminated { .. })));
+
+        let whole = k.read_cstr_prefix(at, 7).unwrap();
+        assert_eq!((whole.bytes.as_slice(), whole.truncated), (&b"abcdef"[..], false));
+        let cut = k.read_cstr_prefix(at, 4).unwrap();
+        assert_eq!((cut.bytes.as_slice(), cut.truncated), (&b"abcd"[..], true));
+        // An empty string is a string.
+        assert_eq!(k.read_cstr(page, 16).unwrap(), b"");
+    }
 }

@@ -73,7 +73,7 @@ pub use cache::ProfileCache;
 pub use discovery::{Evidence, Hints, KernelInfo, discover};
 pub use error::{Error, Result};
 pub use kernel::{AttachOptions, Kernel};
-pub use kmem::KernelMem;
+pub use kmem::{CStrPrefix, KernelMem};
 pub use offsets::Offsets;
 pub use profile::Profile;
 pub use symbols::{Symbol, SymbolSource, SymbolTable};

@@ -94,8 +94,10 @@ pub(crate) fn types() -> Arc<dyn TypeSource> {
             ("start_boottime", 120, u64t.clone()),
             ("utime", 128, u64t.clone()),
             ("stime", 136, u64t.clone()),
+            ("worker_private", 144, ptr(TypeRef::Void)),
         ],
     );
+    def(&mut t, "kthread", 64, &[("full_name", 8, ptr(int(1, true)))]);
     def(
         &mut t,
         "cred",
@@ -325,6 +327,15 @@ impl Fx {
         self.w32(t + 40, 0x402); // TASK_IDLE: 'I'
         self.w64(t + 72, 0);
         t
+    }
+
+    /// Gives kernel thread `t` a `struct kthread` whose `full_name` is `name`.
+    pub fn full_name(&mut self, t: u64, name: &str) {
+        let kthread = self.alloc(64);
+        let s = self.alloc(name.len() as u64 + 1);
+        self.write_str(s, name);
+        self.w64(kthread + 8, s);
+        self.w64(t + 144, kthread);
     }
 
     /// A module with `exports` exported and `locals` local symbols; symbol `i` is at

@@ -91,6 +91,20 @@ pub enum Anomaly {
         /// The value, printed.
         value: String,
     },
+    /// A string the kernel always NUL-terminates in a fixed array (a task's `comm`,
+    /// a module's `name`) has no NUL in it: corruption, a torn read or wrong
+    /// offsets. The task keeps every byte of the array as its comm; a module with
+    /// such a name is left out, as one with any other impossible name.
+    Unterminated {
+        /// The object.
+        what: String,
+        /// Its address.
+        addr: Gva,
+        /// The field.
+        field: String,
+        /// Bytes in the array.
+        len: u64,
+    },
     /// A list was walked backwards from its head after a break going forwards.
     RecoveredBackwards {
         /// Which list.
@@ -123,6 +137,9 @@ impl fmt::Display for Anomaly {
             }
             Anomaly::Unreadable { what, addr, error } => write!(f, "{what} at {addr:#x}: {error}"),
             Anomaly::InvalidField { what, addr, field, value } => write!(f, "{what} at {addr:#x}: {field} = {value}"),
+            Anomaly::Unterminated { what, addr, field, len } => {
+                write!(f, "{what} at {addr:#x}: no NUL in the {len} bytes of {field}")
+            }
             Anomaly::RecoveredBackwards { list, nodes } => {
                 write!(f, "{list}: {nodes} nodes recovered walking backwards")
             }
@@ -277,12 +294,16 @@ impl Bytes<'_> {
         }
     }
 
-    /// A NUL-terminated string in a fixed array of `len` bytes.
-    pub fn cstr(&self, off: u64, len: u64) -> Option<String> {
+    /// The string in a fixed array of `len` bytes that the kernel NUL-terminates:
+    /// `Ok` with the text before the NUL, `Err` with every byte of the array when
+    /// it holds none (the caller records that: it is never cut short silently).
+    pub fn cstr(&self, off: u64, len: u64) -> Option<Result<String, String>> {
         let o = usize::try_from(off).ok()?;
         let s = self.0.get(o..o.checked_add(usize::try_from(len).ok()?)?)?;
-        let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
-        Some(String::from_utf8_lossy(&s[..end]).into_owned())
+        Some(match s.iter().position(|&b| b == 0) {
+            Some(end) => Ok(String::from_utf8_lossy(&s[..end]).into_owned()),
+            None => Err(String::from_utf8_lossy(s).into_owned()),
+        })
     }
 }
 
@@ -388,6 +409,63 @@ mod tests {
         );
         let list = fx.ctx(&k, &addrs, Limits::default()).processes();
         assert_eq!(list.processes[2].uid, u32::MAX, "an unreadable cred leaves the ids unknown");
+    }
+
+    #[test]
+    fn a_comm_without_nul_is_an_anomaly_not_a_shorter_name() {
+        let (mut fx, [_, _, sleeper, _]) = three();
+        fx.write_bytes(sleeper + 24, b"sixteen-bytes-xy"); // all of comm[16], no NUL
+        let (k, addrs) = fx.finish();
+        let ctx = fx.ctx(&k, &addrs, Limits::default());
+        let unterminated = |a: &Anomaly| matches!(a, Anomaly::Unterminated { addr, field, len: 16, .. } if *addr == Gva::new(sleeper) && field == "comm");
+
+        let list = ctx.processes();
+        let p = list.processes.iter().find(|p| p.pid == 100).expect("the process is still listed");
+        assert_eq!(p.comm, "sixteen-bytes-xy", "every byte of the array, not a prefix");
+        assert_eq!(list.anomalies.iter().filter(|a| unterminated(a)).count(), 1, "{:?}", list.anomalies);
+        let others: Vec<&str> = list.processes.iter().filter(|p| p.pid != 100).map(|p| p.comm.as_str()).collect();
+        assert_eq!(others, ["init", "kthreadd", "myname"]);
+
+        let threads = ctx.threads(100).expect("pid 100");
+        assert_eq!(threads.threads[0].comm, "sixteen-bytes-xy");
+        assert!(threads.anomalies.iter().any(unterminated), "{:?}", threads.anomalies);
+    }
+
+    #[test]
+    fn a_long_kthread_name_is_cut_and_says_so() {
+        let mut fx = Fx::new();
+        let short = fx.kthread(2, fx.init_task, "kthreadd");
+        fx.full_name(short, "kthreadd");
+        let long = fx.kthread(3, fx.init_task, "irq/24-virtio0-");
+        let name = "irq/24-virtio0-config-with-a-name-longer-than-the-64-bytes-proc-shows";
+        fx.full_name(long, name);
+        let (k, addrs) = fx.finish();
+        let list = fx.ctx(&k, &addrs, Limits::default()).processes();
+        assert!(list.anomalies.is_empty(), "{:?}", list.anomalies);
+        let got: Vec<(Option<&str>, bool)> =
+            list.processes.iter().map(|p| (p.full_name.as_deref(), p.full_name_truncated)).collect();
+        assert_eq!(got, [(Some("kthreadd"), false), (Some(&name[..process::FULL_NAME_MAX]), true)]);
+    }
+
+    #[test]
+    fn a_module_name_without_nul_is_an_anomaly_and_no_module() {
+        let mut fx = Fx::new();
+        let bad = fx.module("dummy", 16384, 0, &["dummy_export"], &["dummy_local"]);
+        fx.module("qemu_fw_cfg", 20480, 0, &[], &["fw_cfg_probe"]);
+        fx.write_bytes(bad + 16, &[b'm'; 56]); // all of name[56], no NUL
+        let (k, addrs) = fx.finish();
+        let ctx = fx.ctx(&k, &addrs, Limits::default());
+        let unterminated = |a: &Anomaly| matches!(a, Anomaly::Unterminated { addr, field, len: 56, .. } if *addr == Gva::new(bad) && field == "name");
+
+        let list = ctx.modules();
+        let names: Vec<&str> = list.modules.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["qemu_fw_cfg"]);
+        assert!(matches!(list.anomalies.as_slice(), [a] if unterminated(a)), "{:?}", list.anomalies);
+
+        let (syms, an) = ctx.module_symbols();
+        let names: Vec<(&str, &str)> = syms.iter().map(|s| (s.module.as_str(), s.name.as_str())).collect();
+        assert_eq!(names, [("qemu_fw_cfg", "fw_cfg_probe")]);
+        assert!(matches!(an.as_slice(), [a] if unterminated(a)), "{an:?}");
     }
 
     #[test]

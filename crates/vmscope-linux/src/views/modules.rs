@@ -15,6 +15,10 @@ use crate::offsets::ModuleMemLayout;
 /// The most of a module's string table read in one go.
 const MAX_STRTAB: usize = 4 << 20;
 
+/// `KSYM_NAME_LEN` (512 since Linux 6.1): the most of a symbol's name
+/// `/proc/kallsyms` prints, with its NUL. Names read one by one are read up to it.
+pub const KSYM_NAME_LEN: usize = 512;
+
 /// `MODULE_REF_BASE`: `refcnt` counts one more than the references.
 const MODULE_REF_BASE: i64 = 1;
 
@@ -62,6 +66,10 @@ pub struct ModuleSymbol {
     pub kind: char,
     /// The module.
     pub module: String,
+    /// Whether `name` is the first [`KSYM_NAME_LEN`] bytes of a longer one (only a
+    /// name read on its own is cut; `/proc/kallsyms` cuts one byte earlier).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub name_truncated: bool,
 }
 
 fn state_word(name: &str) -> String {
@@ -114,9 +122,24 @@ impl<M: PhysMem> Ctx<'_, M> {
         out
     }
 
+    /// A module's name; an unterminated one is recorded and gives none.
+    fn module_name(&self, addr: Gva, b: &Bytes<'_>, an: &mut Vec<Anomaly>) -> Option<String> {
+        let mo = &self.o.module;
+        b.cstr(mo.name, mo.name_len)?
+            .map_err(|_| {
+                an.push(Anomaly::Unterminated {
+                    what: "struct module".into(),
+                    addr,
+                    field: "name".into(),
+                    len: mo.name_len,
+                })
+            })
+            .ok()
+    }
+
     fn module(&self, addr: Gva, bytes: &[u8], an: &mut Vec<Anomaly>) -> Option<Module> {
         let (b, mo) = (Bytes(bytes), &self.o.module);
-        let name = b.cstr(mo.name, mo.name_len)?;
+        let name = self.module_name(addr, &b, an)?;
         if name.is_empty() || !name.bytes().all(|c| c.is_ascii_graphic()) {
             an.push(Anomaly::InvalidField {
                 what: "struct module".into(),
@@ -200,8 +223,10 @@ impl<M: PhysMem> Ctx<'_, M> {
                 };
                 (v, nm)
             };
-            if let Ok(name) = self.k.read_cstr(name_ptr, 512) {
-                out.insert(name, value);
+            // Read as the symbol names are: a name cut at KSYM_NAME_LEN can only
+            // match a symbol name cut the same way.
+            if let Ok(name) = self.k.read_cstr_prefix(name_ptr, KSYM_NAME_LEN) {
+                out.insert(String::from_utf8_lossy(&name.bytes).into_owned(), value);
             }
         }
         out
@@ -248,12 +273,14 @@ impl<M: PhysMem> Ctx<'_, M> {
         let strings = self.k.read_vec(strtab, strtab_len).ok();
         let exports = self.exports(&b, an);
         for (i, &name_off) in names.iter().enumerate() {
-            let name = match strings.as_deref().and_then(|s| s.get(name_off as usize..)) {
+            let (name, name_truncated) = match strings.as_deref().and_then(|s| s.get(name_off as usize..)) {
                 Some(s) if s.contains(&0) => {
                     let end = s.iter().position(|&c| c == 0).unwrap_or(0);
-                    String::from_utf8_lossy(&s[..end]).into_owned()
+                    (String::from_utf8_lossy(&s[..end]).into_owned(), false)
                 }
-                _ => member(strtab, u64::from(name_off)).and_then(|at| self.k.read_cstr(at, 512)).unwrap_or_default(),
+                _ => member(strtab, u64::from(name_off))
+                    .and_then(|at| self.k.read_cstr_prefix(at, KSYM_NAME_LEN))
+                    .map_or((String::new(), false), |s| (String::from_utf8_lossy(&s.bytes).into_owned(), s.truncated)),
             };
             if name.is_empty() {
                 continue;
@@ -261,7 +288,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             let addr = syms.ptr(i as u64 * mo.sym_size + mo.sym_value).unwrap_or_default();
             let t = types[i] as char;
             let kind = if exports.get(&name) == Some(&addr) { t.to_ascii_uppercase() } else { t.to_ascii_lowercase() };
-            out.push(ModuleSymbol { name, addr, kind, module: module.to_owned() });
+            out.push(ModuleSymbol { name, addr, kind, module: module.to_owned(), name_truncated });
         }
         out
     }
@@ -276,8 +303,8 @@ impl<M: PhysMem> Ctx<'_, M> {
             if b.i32(self.o.module.state).map(i64::from) == unformed {
                 continue;
             }
-            let name = b.cstr(self.o.module.name, self.o.module.name_len).unwrap_or_default();
-            let _ = addr;
+            // Unterminated, the module is left out here as from the module list.
+            let Some(name) = self.module_name(addr, &b, &mut an) else { continue };
             out.extend(self.symbols_of(&name, &bytes, &mut an));
         }
         (out, an)

@@ -11,6 +11,10 @@ use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::{NR_MM_COUNTERS_MAX, RssLayout};
 
+/// The most of a kernel thread's `kthread.full_name` read. (/proc prints at most 63
+/// bytes of it, through a 64-byte buffer.)
+pub const FULL_NAME_MAX: usize = 64;
+
 /// `PF_KTHREAD` in `task_struct.flags`: a kernel thread. (A `#define`, so not in
 /// BTF; its value has been the same since Linux 2.6.)
 pub const PF_KTHREAD: u32 = 0x0020_0000;
@@ -47,12 +51,16 @@ pub struct Process {
     pub tid: i32,
     /// The parent's PID (`real_parent->tgid`; 0 for children of the idle task).
     pub ppid: i32,
-    /// `comm`.
+    /// `comm` (every byte of the array, and an [`Anomaly::Unterminated`], when it
+    /// holds no NUL).
     pub comm: String,
     /// A kernel thread's full name when its comm is truncated (`kthread.full_name`,
-    /// 5.17+): what /proc shows as its name.
+    /// 5.17+): what /proc shows as its name, up to [`FULL_NAME_MAX`] bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_name: Option<String>,
+    /// Whether `full_name` is the first [`FULL_NAME_MAX`] bytes of a longer name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_name_truncated: bool,
     /// State letter as `/proc` shows it (R, S, D, T, t, X, Z, P, I).
     pub state: char,
     /// Real user id (`real_cred->uid`).
@@ -99,7 +107,7 @@ pub struct ProcessList {
 pub struct Thread {
     /// Task id.
     pub tid: i32,
-    /// `comm`.
+    /// `comm` (as [`Process::comm`]).
     pub comm: String,
     /// State letter.
     pub state: char,
@@ -139,11 +147,21 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
     }
 
-    fn thread_of(&self, t: &Task) -> Option<Thread> {
+    fn thread_of(&self, t: &Task, an: &mut Vec<Anomaly>) -> Option<Thread> {
         let (b, o) = (Bytes(&t.bytes), &self.o.task);
+        let tid = b.i32(o.pid)?;
+        let comm = b.cstr(o.comm, o.comm_len)?.unwrap_or_else(|all| {
+            an.push(Anomaly::Unterminated {
+                what: "task_struct".into(),
+                addr: t.addr,
+                field: "comm".into(),
+                len: o.comm_len,
+            });
+            all
+        });
         Some(Thread {
-            tid: b.i32(o.pid)?,
-            comm: b.cstr(o.comm, o.comm_len)?,
+            tid,
+            comm,
             state: state_letter(b.uint(o.state, o.state_size)? as u32, b.u32(o.exit_state)?),
             utime_ns: b.u64(o.utime)?,
             stime_ns: b.u64(o.stime)?,
@@ -177,8 +195,9 @@ impl<M: PhysMem> Ctx<'_, M> {
         Some(v)
     }
 
-    /// The full name of a kernel thread, when the kernel keeps one.
-    fn kthread_full_name(&self, b: &Bytes<'_>, task: Gva, an: &mut Vec<Anomaly>) -> Option<String> {
+    /// The full name of a kernel thread, when the kernel keeps one, and whether it
+    /// was cut at [`FULL_NAME_MAX`] bytes.
+    fn kthread_full_name(&self, b: &Bytes<'_>, task: Gva, an: &mut Vec<Anomaly>) -> Option<(String, bool)> {
         let (Some(kt), Some(fno)) = (self.o.task.kthread, self.o.task.kthread_full_name) else { return None };
         let kthread = self.ptr_field(b, task, kt, "task.worker_private (kthread)", an)?;
         let at = member(kthread, fno).ok()?;
@@ -187,8 +206,10 @@ impl<M: PhysMem> Ctx<'_, M> {
             an.push(Anomaly::BadPointer { what: "kthread.full_name".into(), at, value: name });
             return None;
         }
-        // The kernel allocates it with kstrdup of a name printed into at most 64 bytes.
-        self.k.read_cstr(name, 64).ok().filter(|n| !n.is_empty())
+        // The kernel allocates it to size, /proc shows what fits its buffer: a
+        // prefix is what is wanted here.
+        let s = self.k.read_cstr_prefix(name, FULL_NAME_MAX).ok().filter(|s| !s.bytes.is_empty())?;
+        Some((String::from_utf8_lossy(&s.bytes).into_owned(), s.truncated))
     }
 
     /// Bytes of `mm_struct` the views need: up to the last of pgd, the argument
@@ -282,7 +303,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             });
             return None;
         }
-        let th = self.thread_of(t)?;
+        let th = self.thread_of(t, an)?;
         let flags = b.u32(o.flags)?;
 
         let ppid = match self.ptr_field(&b, t.addr, o.real_parent, "task.real_parent", an) {
@@ -322,8 +343,11 @@ impl<M: PhysMem> Ctx<'_, M> {
                     utime = sb.u64(so.utime).unwrap_or(0);
                     stime = sb.u64(so.stime).unwrap_or(0);
                     if threads > 1 {
+                        // The leader's own anomalies are recorded above already.
+                        let mut again = Vec::new();
                         for task in self.thread_tasks(s, an) {
-                            let Some(tt) = self.thread_of(&task) else { continue };
+                            let sink = if task.addr == t.addr { &mut again } else { &mut *an };
+                            let Some(tt) = self.thread_of(&task, sink) else { continue };
                             utime = utime.saturating_add(tt.utime_ns);
                             stime = stime.saturating_add(tt.stime_ns);
                             if task.addr != t.addr {
@@ -340,7 +364,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
 
         let kernel_thread = flags & PF_KTHREAD != 0;
-        let full_name = if kernel_thread { self.kthread_full_name(&b, t.addr, an) } else { None };
+        let full = if kernel_thread { self.kthread_full_name(&b, t.addr, an) } else { None };
+        let (full_name, full_name_truncated) = full.map_or((None, false), |(name, cut)| (Some(name), cut));
         let (mut rss_pages, mut cmdline) = (None, if kernel_thread { Some(Vec::new()) } else { None });
         if let Some(mm) = self.ptr_field(&b, t.addr, o.mm, "task.mm", an).filter(|_| !kernel_thread) {
             match self.k.read_vec(mm, self.mm_span() as usize) {
@@ -361,6 +386,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             ppid,
             comm: th.comm,
             full_name,
+            full_name_truncated,
             state: th.state,
             uid,
             gid,
@@ -424,10 +450,10 @@ impl<M: PhysMem> Ctx<'_, M> {
             match self.ptr_field(&b, t.addr, self.o.task.signal, "task.signal", &mut anomalies) {
                 Some(s) => {
                     for tt in self.thread_tasks(s, &mut anomalies) {
-                        threads.extend(self.thread_of(&tt));
+                        threads.extend(self.thread_of(&tt, &mut anomalies));
                     }
                 }
-                None => threads.extend(self.thread_of(&t)),
+                None => threads.extend(self.thread_of(&t, &mut anomalies)),
             }
             return Some(ThreadList { pid, threads, anomalies });
         }
