@@ -59,7 +59,9 @@ impl Booted {
 /// cache) and detached from memory: each pass rebinds it to the memory the pass sees.
 pub fn attach(guest: &Guest) -> anyhow::Result<Kernel<SliceMem<Vec<u8>>>> {
     let access = guest.access(Some(Technique::LiveMap), &Options::default())?;
-    let hints = guest.registers().map_or_else(Hints::none, |r| Hints::from_registers(r.cr3, r.cr4).with_lstar(r.lstar));
+    let hints = guest
+        .registers()
+        .map_or_else(Hints::none, |r| Hints::from_registers(r.cr3, r.cr4).with_lstar(vmscope_mem::Gva::new(r.lstar)));
     let cache = ProfileCache::per_user();
     let kernel = access.pass(|mem| {
         Kernel::attach_with(mem, AttachOptions { hints, cache: cache.as_ref(), ..Default::default() })

@@ -31,7 +31,7 @@ fn check(mut g: Guest, kaslr: bool, la57: bool) {
         let kernel = Kernel::attach(g.ram(), hints).unwrap_or_else(|e| panic!("attach with {hints:?}: {e}"));
         let info = kernel.info();
         let ctx = format!("hints {hints:?}, evidence {:#?}", info.evidence);
-        assert_eq!(info.text_va, text, "{ctx}");
+        assert_eq!(info.text_va.raw(), text, "{ctx}");
         assert_eq!(info.text_pa.raw(), text_pa, "{ctx}");
         assert_eq!(info.banner, version, "{ctx}");
         assert_eq!(info.release, release.trim(), "{ctx}");

@@ -29,7 +29,7 @@ fn check(mut g: Guest) {
     let list = kernel.modules();
     assert!(list.anomalies.is_empty(), "{:#?}", list.anomalies);
     let got: Vec<(String, u64, i64, String, u64)> =
-        list.modules.iter().map(|m| (m.name.clone(), m.size, m.refcount, m.state.clone(), m.base)).collect();
+        list.modules.iter().map(|m| (m.name.clone(), m.size, m.refcount, m.state.clone(), m.base.raw())).collect();
     assert_eq!(got, want);
     for m in &list.modules {
         assert_eq!(m.taints, 0, "{} is tainted", m.name);
@@ -39,7 +39,11 @@ fn check(mut g: Guest) {
     let (syms, anomalies) = kernel.module_symbols();
     assert!(anomalies.is_empty(), "{anomalies:#?}");
     for m in &list.modules {
-        assert!(syms.iter().any(|s| s.module == m.name && s.addr >= m.base && s.addr < m.base + m.size), "{}", m.name);
+        assert!(
+            syms.iter().any(|s| s.module == m.name && s.addr >= m.base && s.addr.raw() < m.base.raw() + m.size),
+            "{}",
+            m.name
+        );
     }
 }
 

@@ -112,7 +112,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         return agent(args, &access);
     }
     let name = access.technique().map_or("dump", Technique::name);
-    let hints = guest.registers().map_or_else(Hints::none, |r| Hints::from_registers(r.cr3, r.cr4).with_lstar(r.lstar));
+    let hints = guest
+        .registers()
+        .map_or_else(Hints::none, |r| Hints::from_registers(r.cr3, r.cr4).with_lstar(vmscope_mem::Gva::new(r.lstar)));
     // The view is built inside the pass and printed after it: a slow reader of
     // stdout must not keep a halted guest paused.
     let out = access.pass(|mem| view(args, name, mem, hints))??;

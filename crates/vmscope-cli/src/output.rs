@@ -66,7 +66,7 @@ impl From<&Module> for ModRow {
             size: m.size,
             refcount: m.refcount,
             state: m.state.clone(),
-            base: Some(m.base),
+            base: Some(m.base.raw()),
             taint: m.taint_flags.clone(),
         }
     }

@@ -24,6 +24,33 @@ pub enum Error {
         #[source]
         source: vmscope_x86::Error,
     },
+    /// A pointer plus a member offset passes the top of the address space: a
+    /// corrupt pointer or offset (guest data never leads there otherwise).
+    #[error("{base} + {offset:#x} passes the top of the address space")]
+    AddressOverflow {
+        /// The pointer.
+        base: Gva,
+        /// The offset added.
+        offset: u64,
+    },
+    /// A member's address minus its offset (`container_of`) passes below 0.
+    #[error("{base} - {offset:#x} passes below address 0")]
+    AddressUnderflow {
+        /// The member's address.
+        base: Gva,
+        /// The offset taken off.
+        offset: u64,
+    },
+    /// A string has no NUL within the `max` bytes it was allowed (never cut short
+    /// silently: the same as [`vmscope_mem::Error::Unterminated`] for a
+    /// guest-physical read).
+    #[error("no NUL within {max} bytes of the string at {gva}")]
+    Unterminated {
+        /// Where the string starts.
+        gva: Gva,
+        /// The bytes searched.
+        max: usize,
+    },
     /// No Linux kernel image was found in guest memory.
     #[error("no Linux kernel found in guest memory ({0})")]
     KernelNotFound(String),

@@ -2,11 +2,11 @@
 
 use std::sync::{Arc, OnceLock};
 
-use vmscope_mem::PhysMem;
+use vmscope_mem::{Gva, PhysMem};
 use vmscope_x86::AddressSpace;
 
 use crate::discovery::{Hints, KernelInfo, discover};
-use crate::kmem::KernelMem;
+use crate::kmem::{KernelMem, member};
 use crate::offsets::Offsets;
 use crate::types::btf::BtfTypes;
 use crate::views::Limits;
@@ -32,12 +32,12 @@ pub struct AttachOptions<'a> {
 /// Kernel addresses the views start from.
 #[derive(Debug, Clone)]
 pub(crate) struct Addrs {
-    pub init_task: u64,
-    pub modules: u64,
-    /// `__per_cpu_offset[0..nr_cpu_ids]`.
+    pub init_task: Gva,
+    pub modules: Gva,
+    /// `__per_cpu_offset[0..nr_cpu_ids]`: what a per-CPU pointer adds for each CPU.
     pub per_cpu_offsets: Vec<u64>,
-    /// `taint_flags` and its entry count.
-    pub taint_flags: Option<(u64, u64)>,
+    /// `taint_flags` and its size in bytes.
+    pub taint_flags: Option<(Gva, u64)>,
 }
 
 /// What a view needs: memory, offsets, addresses, bounds.
@@ -146,14 +146,16 @@ impl<M: PhysMem> Kernel<M> {
         let taint_flags = s.lookup("taint_flags").and_then(|t| {
             // The table ends where the next symbol starts.
             let next = s.iter().skip(t.index + 1).find(|n| n.addr > t.addr)?.addr;
-            Some((t.addr, next - t.addr))
+            Some((t.addr, next.offset_from(t.addr)?))
         });
         Ok(Addrs { init_task: s.require("init_task")?, modules: s.require("modules")?, per_cpu_offsets, taint_flags })
     }
 
     fn init_task_ok(&self) -> bool {
         let o = &self.offsets.task;
-        self.kmem.read_cstr(self.addrs.init_task + o.comm, o.comm_len as usize).is_ok_and(|c| c.starts_with("swapper"))
+        member(self.addrs.init_task, o.comm)
+            .and_then(|comm| self.kmem.read_cstr(comm, o.comm_len as usize))
+            .is_ok_and(|c| c.starts_with(b"swapper"))
     }
 
     fn ctx(&self) -> Ctx<'_, M> {

@@ -19,18 +19,18 @@ const REBIND_TLB: usize = 64;
 pub struct KernelMem<M> {
     mem: M,
     image: Image,
-    direct_base: u64,
+    direct_base: Gva,
     direct_len: u64,
     space: AddressSpace,
     tlb: Mutex<Tlb>,
 }
 
 impl<M: PhysMem> KernelMem<M> {
-    pub(crate) fn new(mem: M, image: Image, direct_base: u64, space: AddressSpace) -> Self {
+    pub(crate) fn new(mem: M, image: Image, direct_base: Gva, space: AddressSpace) -> Self {
         Self::with_tlb(mem, image, direct_base, space, 4096)
     }
 
-    fn with_tlb(mem: M, image: Image, direct_base: u64, space: AddressSpace, tlb_slots: usize) -> Self {
+    fn with_tlb(mem: M, image: Image, direct_base: Gva, space: AddressSpace, tlb_slots: usize) -> Self {
         let direct_len = mem.memory_map().end();
         KernelMem { mem, image, direct_base, direct_len, space, tlb: Mutex::new(Tlb::new(tlb_slots)) }
     }
@@ -63,32 +63,30 @@ impl<M: PhysMem> KernelMem<M> {
     }
 
     /// Whether `va` lies in the kernel half (the only place kernel pointers go).
-    pub fn is_kernel_address(&self, va: u64) -> bool {
+    pub fn is_kernel_address(&self, va: Gva) -> bool {
         let m = self.space.mode();
-        m.is_canonical(Gva::new(va)) && va >= m.upper_half_start().raw()
+        m.is_canonical(va) && va >= m.upper_half_start()
     }
 
     /// The guest-physical address of kernel-virtual `va`, and how many bytes stay
     /// physically contiguous from there.
-    pub fn translate(&self, va: u64) -> Result<(Gpa, u64)> {
-        if let Some(pa) = self.image.pa(va) {
-            return Ok((pa, self.image.end_va - va));
+    pub fn translate(&self, va: Gva) -> Result<(Gpa, u64)> {
+        if let (Some(pa), Some(left)) = (self.image.pa(va), self.image.end_va.offset_from(va)) {
+            return Ok((pa, left));
         }
-        if va >= self.direct_base && va - self.direct_base < self.direct_len {
-            let off = va - self.direct_base;
+        if let Some(off) = va.offset_from(self.direct_base).filter(|&off| off < self.direct_len) {
             return Ok((Gpa::new(off), self.direct_len - off));
         }
-        let gva = Gva::new(va);
         let mut tlb = self.tlb.lock().unwrap_or_else(|p| p.into_inner());
-        let t = tlb.translate(&self.mem, &self.space, gva).map_err(|source| Error::Translate { gva, source })?;
-        Ok((t.gpa, t.page_size.bytes() - gva.offset_in_page(t.page_size.bytes())))
+        let t = tlb.translate(&self.mem, &self.space, va).map_err(|source| Error::Translate { gva: va, source })?;
+        Ok((t.gpa, t.page_size.bytes() - va.offset_in_page(t.page_size.bytes())))
     }
 
     /// Reads `buf.len()` bytes at kernel-virtual `va`.
-    pub fn read(&self, va: u64, buf: &mut [u8]) -> Result<()> {
+    pub fn read(&self, va: Gva, buf: &mut [u8]) -> Result<()> {
         let mut done = 0usize;
         while done < buf.len() {
-            let at = va.checked_add(done as u64).ok_or_else(|| Error::layout("read", "address overflow"))?;
+            let at = member(va, done as u64)?;
             let (pa, contiguous) = self.translate(at)?;
             let n = (buf.len() - done).min(usize::try_from(contiguous).unwrap_or(usize::MAX));
             self.mem.read(pa, &mut buf[done..done + n]).map_err(|e| Error::phys(pa, e))?;
@@ -98,52 +96,71 @@ impl<M: PhysMem> KernelMem<M> {
     }
 
     /// Reads `len` bytes at `va` into a new vector.
-    pub fn read_vec(&self, va: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read_vec(&self, va: Gva, len: usize) -> Result<Vec<u8>> {
         let mut v = vec![0u8; len];
         self.read(va, &mut v)?;
         Ok(v)
     }
 
     /// A little-endian `u64` at `va`.
-    pub fn read_u64(&self, va: u64) -> Result<u64> {
+    pub fn read_u64(&self, va: Gva) -> Result<u64> {
         let mut b = [0u8; 8];
         self.read(va, &mut b)?;
         Ok(u64::from_le_bytes(b))
     }
 
+    /// A pointer at `va` (whatever it holds: check it before following it).
+    pub fn read_ptr(&self, va: Gva) -> Result<Gva> {
+        self.read_u64(va).map(Gva::new)
+    }
+
     /// A little-endian `u32` at `va`.
-    pub fn read_u32(&self, va: u64) -> Result<u32> {
+    pub fn read_u32(&self, va: Gva) -> Result<u32> {
         let mut b = [0u8; 4];
         self.read(va, &mut b)?;
         Ok(u32::from_le_bytes(b))
     }
 
-    /// A NUL-terminated string of at most `max` bytes at `va` (lossy UTF-8).
-    pub fn read_cstr(&self, va: u64, max: usize) -> Result<String> {
-        let mut out = Vec::new();
-        let mut at = va;
-        while out.len() < max {
-            let n = (PAGE_SIZE - (at & (PAGE_SIZE - 1))).min((max - out.len()) as u64) as usize;
-            let mut chunk = vec![0u8; n];
-            self.read(at, &mut chunk)?;
-            if let Some(nul) = chunk.iter().position(|&b| b == 0) {
-                out.extend_from_slice(&chunk[..nul]);
-                return Ok(String::from_utf8_lossy(&out).into_owned());
-            }
-            out.extend_from_slice(&chunk);
-            at += n as u64;
+    /// The NUL-terminated string at `va`, without its NUL. No NUL within `max`
+    /// bytes is an error ([`Error::Unterminated`]), never a string cut short: the
+    /// same as [`PhysMem::read_cstr`] at a guest-physical address. Where a prefix
+    /// is what is wanted, ask for one: [`read_cstr_prefix`](Self::read_cstr_prefix).
+    pub fn read_cstr(&self, va: Gva, max: usize) -> Result<Vec<u8>> {
+        let s = self.read_cstr_prefix(va, max)?;
+        if s.truncated {
+            return Err(Error::Unterminated { gva: va, max });
         }
-        Ok(String::from_utf8_lossy(&out).into_owned())
+        Ok(s.bytes)
     }
 
-    /// Reads user memory of the address space rooted at `pgd` (a kernel-virtual
-    /// pointer, as `mm->pgd` holds it). Fails at the first page that is not present.
-    pub fn read_user(&self, pgd: u64, va: u64, buf: &mut [u8]) -> Result<()> {
+    /// The string at `va` up to its NUL or `max` bytes, whichever comes first,
+    /// saying which: for strings whose prefix is what the kernel itself shows.
+    pub fn read_cstr_prefix(&self, va: Gva, max: usize) -> Result<CStrPrefix> {
+        let mut bytes = Vec::new();
+        while bytes.len() < max {
+            let at = member(va, bytes.len() as u64)?;
+            // One page at a time: the next one may not be mapped.
+            let n = (PAGE_SIZE - at.offset_in_page(PAGE_SIZE)).min((max - bytes.len()) as u64) as usize;
+            let start = bytes.len();
+            bytes.resize(start + n, 0);
+            self.read(at, &mut bytes[start..])?;
+            if let Some(nul) = bytes[start..].iter().position(|&b| b == 0) {
+                bytes.truncate(start + nul);
+                return Ok(CStrPrefix { bytes, truncated: false });
+            }
+        }
+        Ok(CStrPrefix { bytes, truncated: true })
+    }
+
+    /// Reads user memory at `va` of the address space rooted at `pgd` (a
+    /// kernel-virtual pointer, as `mm->pgd` holds it). Fails at the first page that
+    /// is not present.
+    pub fn read_user(&self, pgd: Gva, va: Gva, buf: &mut [u8]) -> Result<()> {
         let (root, _) = self.translate(pgd)?;
         let space = self.space.with_root(Root::new(root));
         let mut done = 0usize;
         while done < buf.len() {
-            let gva = Gva::new(va.wrapping_add(done as u64));
+            let gva = member(va, done as u64)?;
             let t = space.translate(&self.mem, gva).map_err(|source| Error::Translate { gva, source })?;
             let left = t.page_size.bytes() - gva.offset_in_page(t.page_size.bytes());
             let n = (buf.len() - done).min(left as usize);
@@ -151,5 +168,58 @@ impl<M: PhysMem> KernelMem<M> {
             done += n;
         }
         Ok(())
+    }
+}
+
+/// A string read by [`KernelMem::read_cstr_prefix`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CStrPrefix {
+    /// The bytes before the NUL, or the first `max` bytes when none came.
+    pub bytes: Vec<u8>,
+    /// Whether no NUL came within `max` bytes: the string may go on.
+    pub truncated: bool,
+}
+
+/// `base + offset`: where a member of the object at `base` is. Past the top of the
+/// address space (only a corrupt pointer or offset leads there) it is an error.
+pub(crate) fn member(base: Gva, offset: u64) -> Result<Gva> {
+    base.checked_add(offset).ok_or(Error::AddressOverflow { base, offset })
+}
+
+/// `node - offset`: the object whose member at `offset` is at `node`
+/// (`container_of`). Below address 0 it is an error.
+pub(crate) fn container(node: Gva, offset: u64) -> Result<Gva> {
+    node.checked_sub(offset).ok_or(Error::AddressUnderflow { base: node, offset })
+}
+
+#[cfg(test)]
+mod tests {
+    use vmscope_mem::Gva;
+
+    use crate::Error;
+    use crate::views::fixture::Fx;
+
+    #[test]
+    fn read_cstr_errs_without_a_nul_and_read_cstr_prefix_says_it_cut() {
+        let mut fx = Fx::new();
+        // A string that crosses a page boundary, and one with no NUL in reach.
+        let page = fx.alloc_page();
+        let next = fx.alloc_page();
+        assert_eq!(next, page + 0x1000);
+        let at = next - 3;
+        fx.write_str(at, "abcdef");
+        let (k, _) = fx.finish();
+        let (at, page) = (Gva::new(at), Gva::new(page));
+
+        assert_eq!(k.read_cstr(at, 7).unwrap(), b"abcdef");
+        assert!(matches!(k.read_cstr(at, 6), Err(Error::Unterminated { gva, max: 6 }) if gva == at));
+        assert!(matches!(k.read_cstr(at, 0), Err(Error::Unterminated { .. })));
+
+        let whole = k.read_cstr_prefix(at, 7).unwrap();
+        assert_eq!((whole.bytes.as_slice(), whole.truncated), (&b"abcdef"[..], false));
+        let cut = k.read_cstr_prefix(at, 4).unwrap();
+        assert_eq!((cut.bytes.as_slice(), cut.truncated), (&b"abcd"[..], true));
+        // An empty string is a string.
+        assert_eq!(k.read_cstr(page, 16).unwrap(), b"");
     }
 }

@@ -31,7 +31,8 @@
 //! // A System.map gives a symbol table like the one decoded from memory.
 //! let map = SymbolTable::from_system_map("ffffffff81000000 T _text\nffffffff82000100 D linux_banner\n")?;
 //! assert_eq!(map.source(), SymbolSource::SystemMap);
-//! assert_eq!(map.symbolize(0xffffffff81000010).map(|(s, off)| (s.name, off)), Some(("_text", 0x10)));
+//! let at = vmscope_mem::Gva::new(0xffffffff81000010);
+//! assert_eq!(map.symbolize(at).map(|(s, off)| (s.name, off)), Some(("_text", 0x10)));
 //! # Ok::<(), vmscope_linux::Error>(())
 //! ```
 //!
@@ -52,6 +53,7 @@
 //! `/proc/kallsyms` lines of BPF programs and ftrace or kprobe trampolines are not
 //! rebuilt.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod cache;
@@ -71,7 +73,7 @@ pub use cache::ProfileCache;
 pub use discovery::{Evidence, Hints, KernelInfo, discover};
 pub use error::{Error, Result};
 pub use kernel::{AttachOptions, Kernel};
-pub use kmem::KernelMem;
+pub use kmem::{CStrPrefix, KernelMem};
 pub use offsets::Offsets;
 pub use profile::Profile;
 pub use symbols::{Symbol, SymbolSource, SymbolTable};

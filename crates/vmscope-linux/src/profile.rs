@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use vmscope_mem::Gva;
+
 use crate::symbols::SymbolTable;
 use crate::types::btf::BtfTypes;
 use crate::types::isf::{IsfOptions, IsfTypes, write_isf};
@@ -128,7 +130,7 @@ impl Profile {
     }
 
     /// The address of symbol `name`.
-    pub fn symbol(&self, name: &str) -> Option<u64> {
+    pub fn symbol(&self, name: &str) -> Option<Gva> {
         self.symbols.addr(name)
     }
 

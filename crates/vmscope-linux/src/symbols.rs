@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
+use vmscope_mem::Gva;
 
 use crate::{Error, Result};
 
@@ -24,8 +25,9 @@ pub enum SymbolSource {
 pub struct Symbol<'a> {
     /// Its name.
     pub name: &'a str,
-    /// Its address (for absolute symbols, e.g. per-CPU ones, the raw value).
-    pub addr: u64,
+    /// Its address (for absolute symbols, e.g. per-CPU ones, the raw value: an
+    /// offset into each CPU's area).
+    pub addr: Gva,
     /// The `nm` type letter (`T`, `t`, `D`, `A`, ...).
     pub kind: char,
     /// Its index in the table.
@@ -41,7 +43,7 @@ impl Symbol<'_> {
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    addr: u64,
+    addr: Gva,
     name_start: u32,
     name_len: u32,
     kind: u8,
@@ -68,7 +70,7 @@ impl SymbolTable {
     }
 
     /// Builds a table from `(name, address, type letter)` triples, in order.
-    pub fn from_iter<'a>(source: SymbolSource, syms: impl IntoIterator<Item = (&'a str, u64, char)>) -> Self {
+    pub fn from_iter<'a>(source: SymbolSource, syms: impl IntoIterator<Item = (&'a str, Gva, char)>) -> Self {
         let mut t = Self::new(source);
         for (name, addr, kind) in syms {
             t.push(name, addr, kind);
@@ -77,7 +79,7 @@ impl SymbolTable {
         t
     }
 
-    pub(crate) fn push(&mut self, name: &str, addr: u64, kind: char) {
+    pub(crate) fn push(&mut self, name: &str, addr: Gva, kind: char) {
         let name_start = self.names.len() as u32;
         self.names.push_str(name);
         let kind = if kind.is_ascii() { kind as u8 } else { b'?' };
@@ -140,22 +142,22 @@ impl SymbolTable {
     }
 
     /// The address of the first symbol called `name`.
-    pub fn addr(&self, name: &str) -> Option<u64> {
+    pub fn addr(&self, name: &str) -> Option<Gva> {
         self.lookup(name).map(|s| s.addr)
     }
 
     /// Like [`addr`](Self::addr), but an error naming the symbol when it is missing.
-    pub fn require(&self, name: &str) -> Result<u64> {
+    pub fn require(&self, name: &str) -> Result<Gva> {
         self.addr(name).ok_or_else(|| Error::SymbolMissing(name.into()))
     }
 
     /// The symbol containing `addr` — the last one at or below it — and the offset
     /// into it. Absolute symbols are not considered.
-    pub fn symbolize(&self, addr: u64) -> Option<(Symbol<'_>, u64)> {
+    pub fn symbolize(&self, addr: Gva) -> Option<(Symbol<'_>, u64)> {
         let n = self.by_addr.partition_point(|&i| self.entries[i as usize].addr <= addr);
         let i = *self.by_addr.get(n.checked_sub(1)?)? as usize;
         let s = self.sym(i);
-        Some((s, addr - s.addr))
+        Some((s, addr.offset_from(s.addr)?))
     }
 
     /// Every symbol, in table order.
@@ -164,12 +166,13 @@ impl SymbolTable {
     }
 
     /// The same table with every non-absolute address moved by `delta` (to turn
-    /// link-time addresses into a KASLR kernel's, or back).
+    /// link-time addresses into a KASLR kernel's, or back), modulo 2^64 as the
+    /// kernel relocates itself.
     pub fn slid(&self, delta: i64) -> SymbolTable {
         let mut t = self.clone();
         for e in &mut t.entries {
             if !e.kind.eq_ignore_ascii_case(&b'a') {
-                e.addr = e.addr.wrapping_add_signed(delta);
+                e.addr = Gva::new(e.addr.raw().wrapping_add_signed(delta));
             }
         }
         t.finish();
@@ -200,7 +203,7 @@ impl SymbolTable {
             let (Some(a), Some(k), Some(name)) = (it.next(), it.next(), it.next()) else {
                 return Err(bad("expected `address type name`"));
             };
-            let addr = u64::from_str_radix(a, 16).map_err(|_| bad("the address is not hexadecimal"))?;
+            let addr = Gva::new(u64::from_str_radix(a, 16).map_err(|_| bad("the address is not hexadecimal"))?);
             let mut kc = k.chars();
             let (Some(kind), None) = (kc.next(), kc.next()) else {
                 return Err(bad("the type is not one letter"));
@@ -229,24 +232,25 @@ mod tests {
                 ("dup", 0x1010, 't'),
                 ("dup", 0x1020, 't'),
                 ("end", 0x2000, 'D'),
-            ],
+            ]
+            .map(|(n, a, k)| (n, Gva::new(a), k)),
         );
-        assert_eq!(t.addr("_text"), Some(0x1000));
-        assert_eq!(t.lookup("dup").map(|s| s.addr), Some(0x1010));
+        assert_eq!(t.addr("_text"), Some(Gva::new(0x1000)));
+        assert_eq!(t.lookup("dup").map(|s| s.addr), Some(Gva::new(0x1010)));
         assert_eq!(t.lookup_all("dup").count(), 2);
-        let (s, off) = t.symbolize(0x1015).unwrap();
+        let (s, off) = t.symbolize(Gva::new(0x1015)).unwrap();
         assert_eq!((s.name, off), ("dup", 5));
-        assert!(t.symbolize(0x10).is_none(), "absolute symbols are not used for symbolization");
+        assert!(t.symbolize(Gva::new(0x10)).is_none(), "absolute symbols are not used for symbolization");
         assert_eq!(t.to_proc_kallsyms().lines().next(), Some("0000000000000000 A fixed_percpu_data"));
         let s = t.slid(0x100);
-        assert_eq!((s.addr("_text"), s.addr("fixed_percpu_data")), (Some(0x1100), Some(0)));
+        assert_eq!((s.addr("_text"), s.addr("fixed_percpu_data")), (Some(Gva::new(0x1100)), Some(Gva::new(0))));
     }
 
     #[test]
     fn system_map() {
         let t = SymbolTable::from_system_map("ffffffff81000000 T _text\n\nffffffff82000000 D linux_banner\n").unwrap();
         assert_eq!(t.len(), 2);
-        assert_eq!(t.addr("linux_banner"), Some(0xffff_ffff_8200_0000));
+        assert_eq!(t.addr("linux_banner"), Some(Gva::new(0xffff_ffff_8200_0000)));
         assert!(matches!(SymbolTable::from_system_map("zz T a"), Err(Error::SystemMap { line: 1, .. })));
     }
 }

@@ -78,7 +78,7 @@ fn cut(mem: &impl PhysMem, l: &KallsymsLayout, names: &[String]) -> Vec<u8> {
     let offsets_and_base = |w: &mut Vec<u8>| {
         w.extend_from_slice(&offsets);
         pad8(w);
-        w.extend_from_slice(&l.relative_base_value.to_le_bytes());
+        w.extend_from_slice(&l.relative_base_value.raw().to_le_bytes());
     };
     if l.order == TableOrder::OffsetsFirst {
         offsets_and_base(&mut w);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use vmscope_linux::types::btf::BtfTypes;
 use vmscope_linux::{Evidence, Hints, Offsets, Profile, SymbolSource, SymbolTable, discover, elf::Elf};
-use vmscope_mem::{Gpa, MemoryMap, SliceMem};
+use vmscope_mem::{Gpa, Gva, MemoryMap, SliceMem};
 use vmscope_x86::PagingMode;
 
 /// `/proc/kallsyms` (vmlinux part) of each known build, at link-time addresses:
@@ -70,7 +70,7 @@ fn discovery_and_kallsyms_on_the_image() {
         assert_eq!(info.paging, PagingMode::Level4);
         assert!(info.banner.starts_with("Linux version "), "{:?}", info.banner);
         assert_eq!(elf.section(".BTF").unwrap().unwrap().data.len() as u64, info.btf.unwrap().1);
-        assert_eq!(k.symbols.addr("_text"), Some(0xffff_ffff_8100_0000));
+        assert_eq!(k.symbols.addr("_text"), Some(Gva::new(0xffff_ffff_8100_0000)));
 
         // With registers: CR3 (the kernel's own tables here), CR4, LSTAR.
         let entry = k.symbols.addr("entry_SYSCALL_64").unwrap();
@@ -81,8 +81,9 @@ fn discovery_and_kallsyms_on_the_image() {
         assert!(with_regs.evidence.contains(&Evidence::LstarIsEntrySyscall { lstar: entry }));
         assert!(with_regs.evidence.contains(&Evidence::PagingFromCr4 { cr4: 0 }));
         // A syscall entry that is not the kernel's is reported.
-        let (hooked, _) = discover(&mem, &Hints::from_registers(cr3, 0).with_lstar(entry + 0x40)).unwrap();
-        assert!(hooked.evidence.contains(&Evidence::LstarMismatch { lstar: entry + 0x40, entry_syscall: entry }));
+        let hook = entry.checked_add(0x40).unwrap();
+        let (hooked, _) = discover(&mem, &Hints::from_registers(cr3, 0).with_lstar(hook)).unwrap();
+        assert!(hooked.evidence.contains(&Evidence::LstarMismatch { lstar: hook, entry_syscall: entry }));
 
         // Without the banner at the start of .rodata, a scan of all RAM finds the
         // tables all the same.
@@ -161,7 +162,7 @@ fn every_type_source_gives_the_same_profile() {
         assert_eq!(sysmap.symbols().len(), k.symbols.len());
         assert_eq!(Offsets::resolve(&sysmap).unwrap(), offsets);
         let slid = sysmap.slid(0x20_0000);
-        assert_eq!(slid.symbol("_text"), Some(0xffff_ffff_8120_0000));
+        assert_eq!(slid.symbol("_text"), Some(Gva::new(0xffff_ffff_8120_0000)));
         assert_eq!(slid.symbol("fixed_percpu_data"), sysmap.symbol("fixed_percpu_data"), "absolute symbols stay");
     }
 }

@@ -40,6 +40,7 @@
 //! `vmscope-x86`), know anything about a hypervisor, or allocate per read. A read of an
 //! address no region backs is an [`Error`], never a panic.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod addr;

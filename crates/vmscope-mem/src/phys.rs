@@ -105,7 +105,10 @@ pub trait PhysMem {
     }
 
     /// Reads a NUL-terminated string of at most `max` bytes (without the NUL).
-    /// Reads in small pieces so that a string near the end of RAM still reads.
+    /// No NUL within `max` bytes is an error ([`Error::Unterminated`]), never a
+    /// string cut short (vmscope-linux's `KernelMem::read_cstr` means the same at a
+    /// kernel-virtual address). Reads in small pieces so that a string near the
+    /// end of RAM still reads.
     fn read_cstr(&self, gpa: Gpa, max: usize) -> Result<Vec<u8>> {
         const STEP: usize = 64;
         let mut out = Vec::new();

@@ -41,6 +41,7 @@
 //! would, handle 32-bit or PAE paging, EPT, or invalidate caches on its own: when
 //! the guest may have run, call [`Tlb::invalidate`].
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod batch;

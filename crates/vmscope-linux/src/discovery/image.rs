@@ -12,14 +12,15 @@ use crate::{Error, Result};
 /// The kernel image: `pa = va - delta` for every address in `[text, end)`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Image {
-    pub text_va: u64,
-    pub end_va: u64,
+    pub text_va: Gva,
+    pub end_va: Gva,
+    /// Virtual minus physical, modulo 2^64 (as the kernel's `__pa` computes it).
     pub delta: u64,
 }
 
 impl Image {
-    pub fn pa(&self, va: u64) -> Option<Gpa> {
-        (va >= self.text_va && va < self.end_va).then(|| Gpa::new(va.wrapping_sub(self.delta)))
+    pub fn pa(&self, va: Gva) -> Option<Gpa> {
+        (va >= self.text_va && va < self.end_va).then(|| Gpa::new(va.raw().wrapping_sub(self.delta)))
     }
 }
 
@@ -39,7 +40,7 @@ fn top_entry_ok<M: PhysMem + ?Sized>(mem: &M, syms: &SymbolTable, image: &Image)
     let Some(top_pa) = image.pa(top) else {
         return false;
     };
-    let Ok(e511) = mem.read_u64(Gpa::new(top_pa.raw() + 511 * 8)) else {
+    let Some(Ok(e511)) = top_pa.checked_add(511 * 8).map(|pa| mem.read_u64(pa)) else {
         return false;
     };
     let target = e511 & pte::ADDR_MASK;
@@ -60,7 +61,7 @@ pub(super) fn locate_image<M: PhysMem + ?Sized>(
 ) -> Result<(Image, String)> {
     let syms = &k.symbols;
     let text = syms.require("_text")?;
-    let end = syms.addr("_end").unwrap_or(text + (1 << 30));
+    let end = syms.addr("_end").unwrap_or_else(|| default_end(text));
     let banner_va = syms.require("linux_banner")?;
     let check = |delta: u64| -> Option<(Image, String)> {
         let image = Image { text_va: text, end_va: end, delta };
@@ -71,7 +72,7 @@ pub(super) fn locate_image<M: PhysMem + ?Sized>(
 
     // 1. The tables list themselves (kernels from 6.4 on).
     if let Some(va) = syms.addr("kallsyms_token_table") {
-        let delta = va.wrapping_sub(k.layout.token_table.raw());
+        let delta = va.raw().wrapping_sub(k.layout.token_table.raw());
         if let Some(found) = check(delta) {
             evidence.push(Evidence::KallsymsSelfReference { symbol: "kallsyms_token_table".into() });
             return Ok(found);
@@ -81,8 +82,8 @@ pub(super) fn locate_image<M: PhysMem + ?Sized>(
     if let Some(cr3) = hints.cr3 {
         let mode = hints.cr4.map(PagingMode::from_cr4).unwrap_or_default();
         let space = AddressSpace::new(Root::from_cr3(cr3).pti_kernel(), mode);
-        if let Ok(t) = space.translate(mem, Gva::new(text))
-            && let Some(found) = check(text.wrapping_sub(t.gpa.raw()))
+        if let Ok(t) = space.translate(mem, text)
+            && let Some(found) = check(text.raw().wrapping_sub(t.gpa.raw()))
         {
             evidence.push(Evidence::TextFromCr3 { text_pa: t.gpa });
             return Ok(found);
@@ -91,11 +92,11 @@ pub(super) fn locate_image<M: PhysMem + ?Sized>(
     // 3. The image starts 2 MiB-aligned at or below the tables, within its own
     //    size: try each such start.
     let tables = k.layout.token_table.raw();
-    let span = end.saturating_sub(text).min(1 << 30);
+    let span = end.offset_from(text).unwrap_or(0).min(1 << 30);
     let lowest = tables.saturating_sub(span) & !(LARGE_PAGE - 1);
     let mut pa = tables & !(LARGE_PAGE - 1);
     loop {
-        if let Some(found) = check(text.wrapping_sub(pa)) {
+        if let Some(found) = check(text.raw().wrapping_sub(pa)) {
             evidence.push(Evidence::TextByBannerAndPageTables { text_pa: Gpa::new(pa) });
             return Ok(found);
         }
@@ -122,7 +123,7 @@ pub(super) fn paging<M: PhysMem + ?Sized>(
 ) -> Result<(PagingMode, Root)> {
     let top = syms.require("init_top_pgt")?;
     let root = Root::new(image.pa(top).ok_or_else(|| Error::layout("init_top_pgt", "outside the kernel image"))?);
-    let text = Gva::new(image.text_va);
+    let text = image.text_va;
     let works = |mode: PagingMode| {
         AddressSpace::new(root, mode).translate(mem, text).is_ok_and(|t| Some(t.gpa) == image.pa(image.text_va))
     };
@@ -162,7 +163,7 @@ pub(crate) fn image_u64<M: PhysMem + ?Sized>(mem: &M, syms: &SymbolTable, image:
 /// The GNU build ID from the ELF notes between `__start_notes` and `__stop_notes`.
 pub(super) fn build_id<M: PhysMem + ?Sized>(mem: &M, syms: &SymbolTable, image: &Image) -> Option<Vec<u8>> {
     let (start, stop) = (syms.addr("__start_notes")?, syms.addr("__stop_notes")?);
-    let len = stop.checked_sub(start)?;
+    let len = stop.offset_from(start)?;
     if len == 0 || len > 1 << 16 {
         return None;
     }
@@ -174,12 +175,18 @@ pub(super) fn build_id<M: PhysMem + ?Sized>(mem: &M, syms: &SymbolTable, image: 
 /// Where the BTF blob is: `__start_BTF` and its length.
 pub(super) fn btf_location(syms: &SymbolTable, image: &Image) -> Option<(Gpa, u64)> {
     let (start, stop) = (syms.addr("__start_BTF")?, syms.addr("__stop_BTF")?);
-    let len = stop.checked_sub(start)?;
+    let len = stop.offset_from(start)?;
     (len > 24 && len < 64 << 20).then_some((image.pa(start)?, len))
+}
+
+/// Where the image ends when kallsyms has no `_end`: 1 GiB after `_text`, the most
+/// the kernel text mapping holds (or the top of the address space).
+pub(crate) fn default_end(text: Gva) -> Gva {
+    text.checked_add(1 << 30).unwrap_or(Gva::new(u64::MAX))
 }
 
 /// The link-time address of `_text` on x86-64 (`__START_KERNEL`) with the default
 /// `CONFIG_PHYSICAL_START` of 16 MiB, from which KASLR offsets are counted.
-pub(crate) const DEFAULT_TEXT_VA: u64 = START_KERNEL_MAP + DEFAULT_TEXT_PA;
+pub(crate) const DEFAULT_TEXT_VA: Gva = Gva::new(START_KERNEL_MAP.raw() + DEFAULT_TEXT_PA);
 /// The physical load address without KASLR (`CONFIG_PHYSICAL_START` default).
 pub(crate) const DEFAULT_TEXT_PA: u64 = 0x100_0000;

@@ -19,16 +19,16 @@ mod scan;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use vmscope_mem::{Gpa, PhysMem};
+use vmscope_mem::{Gpa, Gva, PhysMem};
 use vmscope_x86::{PagingMode, Root};
 
-pub(crate) use image::{Image, image_u64};
+pub(crate) use image::{Image, default_end, image_u64};
 
 use crate::Result;
 use crate::kallsyms::{Kallsyms, KallsymsLayout};
 
 /// `__START_KERNEL_map`: where x86-64 maps the kernel image (and physical 0).
-pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+pub const START_KERNEL_MAP: Gva = Gva::new(0xffff_ffff_8000_0000);
 const LARGE_PAGE: u64 = 2 << 20;
 
 /// What the hypervisor can tell about a vCPU; every field is optional.
@@ -38,9 +38,9 @@ pub struct Hints {
     pub cr3: Option<u64>,
     /// CR4 (bit 12 selects 5-level paging).
     pub cr4: Option<u64>,
-    /// LSTAR, the syscall entry point (0 or `None` when the hypervisor does not
-    /// say; QEMU's monitor does not).
-    pub lstar: Option<u64>,
+    /// LSTAR, the syscall entry point (`None` when the hypervisor does not say;
+    /// QEMU's monitor does not).
+    pub lstar: Option<Gva>,
 }
 
 impl Hints {
@@ -55,8 +55,8 @@ impl Hints {
     }
 
     /// These hints plus LSTAR (ignored when 0).
-    pub fn with_lstar(mut self, lstar: u64) -> Self {
-        self.lstar = (lstar != 0).then_some(lstar);
+    pub fn with_lstar(mut self, lstar: Gva) -> Self {
+        self.lstar = (lstar.raw() != 0).then_some(lstar);
         self
     }
 }
@@ -108,15 +108,15 @@ pub enum Evidence {
     /// offset is confirmed by the CPU itself.
     LstarIsEntrySyscall {
         /// The LSTAR value.
-        lstar: u64,
+        lstar: Gva,
     },
     /// LSTAR does not hold `entry_SYSCALL_64`: the syscall entry was redirected
     /// (a hook, a rootkit) or the hint is stale.
     LstarMismatch {
         /// The LSTAR value.
-        lstar: u64,
+        lstar: Gva,
         /// `entry_SYSCALL_64` per kallsyms.
-        entry_syscall: u64,
+        entry_syscall: Gva,
     },
     /// The paging mode came from CR4.
     PagingFromCr4 {
@@ -181,7 +181,7 @@ pub struct KernelInfo {
     /// The GNU build ID of the vmlinux, in hex, from its notes in memory.
     pub build_id: Option<String>,
     /// Virtual address of `_text`.
-    pub text_va: u64,
+    pub text_va: Gva,
     /// Guest-physical address of `_text`.
     pub text_pa: Gpa,
     /// Virtual KASLR offset: `_text` minus its default link address 0xffffffff81000000.
@@ -196,7 +196,7 @@ pub struct KernelInfo {
     /// The kernel page-table root (`init_top_pgt`).
     pub kernel_root: Root,
     /// Base of the direct map of all RAM (`page_offset_base`).
-    pub page_offset_base: u64,
+    pub page_offset_base: Gva,
     /// Where the kallsyms tables are.
     pub kallsyms: KallsymsLayout,
     /// Where the BTF blob is, and its length.
@@ -220,21 +220,21 @@ pub fn discover<M: PhysMem + ?Sized>(mem: &M, hints: &Hints) -> Result<(KernelIn
         });
     }
     let (paging, kernel_root) = image::paging(mem, syms, &img, hints, &mut evidence)?;
-    let text_pa = img.text_va.wrapping_sub(img.delta);
+    let text_pa = img.text_va.raw().wrapping_sub(img.delta);
     let default_direct_map = match paging {
         PagingMode::Level4 => 0xffff_8880_0000_0000,
         PagingMode::Level5 => 0xff11_0000_0000_0000,
     };
-    let page_offset_base = image_u64(mem, syms, &img, "page_offset_base").unwrap_or(default_direct_map);
+    let page_offset_base = Gva::new(image_u64(mem, syms, &img, "page_offset_base").unwrap_or(default_direct_map));
     let info = KernelInfo {
         release: banner.split_whitespace().nth(2).unwrap_or_default().to_owned(),
         banner,
         build_id: image::build_id(mem, syms, &img).map(|b| b.iter().map(|x| format!("{x:02x}")).collect()),
         text_va: img.text_va,
         text_pa: Gpa::new(text_pa),
-        kaslr_virtual_offset: img.text_va.wrapping_sub(image::DEFAULT_TEXT_VA) as i64,
+        kaslr_virtual_offset: img.text_va.raw().wrapping_sub(image::DEFAULT_TEXT_VA.raw()) as i64,
         kaslr_physical_offset: text_pa.wrapping_sub(image::DEFAULT_TEXT_PA) as i64,
-        phys_base: text_pa.wrapping_sub(img.text_va.wrapping_sub(START_KERNEL_MAP)),
+        phys_base: text_pa.wrapping_sub(img.text_va.raw().wrapping_sub(START_KERNEL_MAP.raw())),
         paging,
         kernel_root,
         page_offset_base,
@@ -249,8 +249,8 @@ impl KernelInfo {
     pub(crate) fn image(&self, syms: &crate::SymbolTable) -> Image {
         Image {
             text_va: self.text_va,
-            end_va: syms.addr("_end").unwrap_or(self.text_va + (1 << 30)),
-            delta: self.text_va.wrapping_sub(self.text_pa.raw()),
+            end_va: syms.addr("_end").unwrap_or_else(|| default_end(self.text_va)),
+            delta: self.text_va.raw().wrapping_sub(self.text_pa.raw()),
         }
     }
 }

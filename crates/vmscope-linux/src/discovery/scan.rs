@@ -87,8 +87,8 @@ fn image_start_from_cr3<M: PhysMem + ?Sized>(mem: &M, hints: &Hints) -> Option<(
     // LSTAR points into kernel text: one translation finds it. Otherwise probe
     // every 2 MiB of the kernel text mapping in one batch.
     let vas: Vec<Gva> = match hints.lstar {
-        Some(l) => vec![Gva::new(l)],
-        None => (0..512u64).map(|i| Gva::new(START_KERNEL_MAP + i * LARGE_PAGE)).collect(),
+        Some(l) => vec![l],
+        None => (0..512u64).map(|i| Gva::new(START_KERNEL_MAP.raw() + i * LARGE_PAGE)).collect(),
     };
     for mode in modes {
         // Under PTI, CR3 may be the user half; its kernel half maps the kernel.

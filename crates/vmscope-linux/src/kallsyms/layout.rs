@@ -14,6 +14,7 @@
 //! places the offsets can be and keeps the one whose addresses are sorted.
 
 use serde::{Deserialize, Serialize};
+use vmscope_mem::Gva;
 
 /// The run of single-digit tokens every token table has.
 pub(crate) const DIGITS: &[u8] = b"0\x001\x002\x003\x004\x005\x006\x007\x008\x009\x00";
@@ -214,11 +215,12 @@ fn offsets_sorted(w: &[u8], at: usize, count: u32, base_at: usize) -> bool {
     if base >> 47 != 0x1_ffff && base >> 56 != 0xff {
         return false;
     }
+    let base = Gva::new(base);
     let Some(raw) = w.get(at..at + 4 * count as usize) else {
         return false;
     };
     let absolute_percpu = raw.chunks_exact(4).any(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) < 0);
-    let mut prev = 0u64;
+    let mut prev = Gva::new(0);
     for c in raw.chunks_exact(4) {
         let a = super::decode::address(i32::from_le_bytes([c[0], c[1], c[2], c[3]]), base, absolute_percpu);
         if a < prev {

@@ -2,7 +2,7 @@
 //! does: a name by index through the markers, an index by name through
 //! `kallsyms_seqs_of_names` (a binary search over names sorted by the build).
 
-use vmscope_mem::Gpa;
+use vmscope_mem::{Gpa, Gva};
 
 use super::KallsymsLayout;
 use super::decode::address;
@@ -53,7 +53,7 @@ impl<'w> TablesView<'w> {
     }
 
     /// The address of symbol `index`.
-    pub fn address(&self, index: u32) -> Option<u64> {
+    pub fn address(&self, index: u32) -> Option<Gva> {
         if index >= self.layout.count {
             return None;
         }

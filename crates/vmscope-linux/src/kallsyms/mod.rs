@@ -14,7 +14,7 @@ mod layout;
 mod lazy;
 
 use serde::{Deserialize, Serialize};
-use vmscope_mem::Gpa;
+use vmscope_mem::{Gpa, Gva};
 
 pub use layout::TableOrder;
 pub use lazy::TablesView;
@@ -44,7 +44,7 @@ pub struct KallsymsLayout {
     /// Number of symbols.
     pub count: u32,
     /// The value of `kallsyms_relative_base` (relocated: the running kernel's).
-    pub relative_base_value: u64,
+    pub relative_base_value: Gva,
     /// Whether non-negative offsets are absolute (per-CPU symbols on x86-64 SMP).
     pub absolute_percpu: bool,
     /// Which order the tables are in.
@@ -142,7 +142,7 @@ mod tests {
         let (bytes, want) = pack(&syms, opts);
         let k = decode_window(&bytes, Gpa::new(0x1000)).unwrap();
         assert!(!k.layout.absolute_percpu);
-        let got: Vec<Sym> = k.symbols.iter().map(|s| (s.name.to_owned(), s.kind, s.addr)).collect();
+        let got: Vec<Sym> = k.symbols.iter().map(|s| (s.name.to_owned(), s.kind, s.addr.raw())).collect();
         assert_eq!(got, want);
     }
 
@@ -158,13 +158,13 @@ mod tests {
             prop_assert_eq!(k.layout.order, opts.order);
             prop_assert_eq!(k.layout.seqs_of_names.is_some(), opts.seqs);
             prop_assert_eq!(k.layout.count as usize, want.len());
-            let got: Vec<Sym> = k.symbols.iter().map(|s| (s.name.to_owned(), s.kind, s.addr)).collect();
+            let got: Vec<Sym> = k.symbols.iter().map(|s| (s.name.to_owned(), s.kind, s.addr.raw())).collect();
             prop_assert_eq!(&got, &want);
 
             let view = TablesView::new(&bytes, Gpa::new(0x10_0000), k.layout);
             let i = probe % want.len();
             prop_assert_eq!(view.name(i as u32), Some((want[i].1, want[i].0.clone())));
-            prop_assert_eq!(view.address(i as u32), Some(want[i].2));
+            prop_assert_eq!(view.address(i as u32), Some(Gva::new(want[i].2)));
             let first = want.iter().position(|s| s.0 == want[i].0).map(|p| p as u32);
             prop_assert_eq!(view.lookup(&want[i].0), first);
             prop_assert_eq!(k.symbols.lookup(&want[i].0).map(|s| s.index as u32), first);

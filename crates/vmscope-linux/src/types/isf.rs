@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
+use vmscope_mem::Gva;
 
 use super::{EnumDef, Member, StructDef, TypeRef, TypeSource, size_of};
 use crate::symbols::{SymbolSource, SymbolTable};
@@ -136,7 +137,7 @@ impl IsfTypes {
     pub fn symbols(&self) -> SymbolTable {
         let mut v: Vec<(&str, u64)> = self.file.symbols.iter().map(|(n, s)| (n.as_str(), s.address)).collect();
         v.sort_by_key(|&(n, a)| (a, n));
-        SymbolTable::from_iter(SymbolSource::Isf, v.into_iter().map(|(n, a)| (n, a, '?')))
+        SymbolTable::from_iter(SymbolSource::Isf, v.into_iter().map(|(n, a)| (n, Gva::new(a), '?')))
     }
 
     /// The bytes of `linux_banner`, if the file carries them.
@@ -372,10 +373,12 @@ pub fn write_isf(types: &dyn TypeSource, symbols: Option<&SymbolTable>, opts: &I
     let mut syms = BTreeMap::new();
     if let Some(table) = symbols {
         for s in table.iter() {
+            // Modulo 2^64, as the kernel relocates itself (and a slide of i64::MIN
+            // has no negation).
             let address = if s.addr >= crate::discovery::START_KERNEL_MAP && !s.is_absolute() {
-                s.addr.wrapping_add_signed(-opts.slide)
+                s.addr.raw().wrapping_add_signed(opts.slide.wrapping_neg())
             } else {
-                s.addr
+                s.addr.raw()
             };
             syms.entry(s.name.to_owned()).or_insert(IsfSymbol { address, ty: None, constant_data: None });
         }

@@ -94,8 +94,10 @@ pub(crate) fn types() -> Arc<dyn TypeSource> {
             ("start_boottime", 120, u64t.clone()),
             ("utime", 128, u64t.clone()),
             ("stime", 136, u64t.clone()),
+            ("worker_private", 144, ptr(TypeRef::Void)),
         ],
     );
+    def(&mut t, "kthread", 64, &[("full_name", 8, ptr(int(1, true)))]);
     def(
         &mut t,
         "cred",
@@ -327,6 +329,15 @@ impl Fx {
         t
     }
 
+    /// Gives kernel thread `t` a `struct kthread` whose `full_name` is `name`.
+    pub fn full_name(&mut self, t: u64, name: &str) {
+        let kthread = self.alloc(64);
+        let s = self.alloc(name.len() as u64 + 1);
+        self.write_str(s, name);
+        self.w64(kthread + 8, s);
+        self.w64(t + 144, kthread);
+    }
+
     /// A module with `exports` exported and `locals` local symbols; symbol `i` is at
     /// the module's address plus `0x10 * i`.
     pub fn module(&mut self, name: &str, size: u32, taints: u64, exports: &[&str], locals: &[&str]) -> u64 {
@@ -376,10 +387,14 @@ impl Fx {
     /// The memory and a view context over it.
     pub fn finish(&self) -> (KernelMem<SliceMem<Vec<u8>>>, Addrs) {
         let (mem, space) = self.b.clone().finish();
-        let image = Image { text_va: 0, end_va: 0, delta: 0 };
-        let k = KernelMem::new(mem, image, DIRECT, space);
-        let addrs =
-            Addrs { init_task: self.init_task, modules: self.modules, per_cpu_offsets: Vec::new(), taint_flags: None };
+        let image = Image { text_va: Gva::new(0), end_va: Gva::new(0), delta: 0 };
+        let k = KernelMem::new(mem, image, Gva::new(DIRECT), space);
+        let addrs = Addrs {
+            init_task: Gva::new(self.init_task),
+            modules: Gva::new(self.modules),
+            per_cpu_offsets: Vec::new(),
+            taint_flags: None,
+        };
         (k, addrs)
     }
 

@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use vmscope_mem::PhysMem;
+use vmscope_mem::{Gva, PhysMem};
 
-use crate::kmem::KernelMem;
+use crate::kmem::{KernelMem, container, member};
 use crate::offsets::ListOffsets;
 
 /// Bounds of every walk.
@@ -41,7 +41,7 @@ pub enum Anomaly {
         /// Which list.
         list: String,
         /// The node seen twice.
-        node: u64,
+        node: Gva,
     },
     /// A list walk hit its step limit.
     StepLimit {
@@ -55,11 +55,11 @@ pub enum Anomaly {
         /// Which list.
         list: String,
         /// The node.
-        node: u64,
+        node: Gva,
         /// Its `next`.
-        next: u64,
+        next: Gva,
         /// What `next->prev` holds.
-        back: u64,
+        back: Gva,
     },
     /// A pointer that cannot be a kernel address (not canonical, user half, or
     /// misaligned).
@@ -67,16 +67,16 @@ pub enum Anomaly {
         /// What it is.
         what: String,
         /// Where it was read.
-        at: u64,
+        at: Gva,
         /// Its value.
-        value: u64,
+        value: Gva,
     },
     /// A read failed: not mapped, or outside RAM.
     Unreadable {
         /// What was being read.
         what: String,
         /// The address.
-        addr: u64,
+        addr: Gva,
         /// Why.
         error: String,
     },
@@ -85,11 +85,25 @@ pub enum Anomaly {
         /// The object.
         what: String,
         /// Its address.
-        addr: u64,
+        addr: Gva,
         /// The field.
         field: String,
         /// The value, printed.
         value: String,
+    },
+    /// A string the kernel always NUL-terminates in a fixed array (a task's `comm`,
+    /// a module's `name`) has no NUL in it: corruption, a torn read or wrong
+    /// offsets. The task keeps every byte of the array as its comm; a module with
+    /// such a name is left out, as one with any other impossible name.
+    Unterminated {
+        /// The object.
+        what: String,
+        /// Its address.
+        addr: Gva,
+        /// The field.
+        field: String,
+        /// Bytes in the array.
+        len: u64,
     },
     /// A list was walked backwards from its head after a break going forwards.
     RecoveredBackwards {
@@ -104,7 +118,7 @@ pub enum Anomaly {
         /// The process.
         pid: i32,
         /// The user address.
-        addr: u64,
+        addr: Gva,
         /// Why.
         error: String,
     },
@@ -123,6 +137,9 @@ impl fmt::Display for Anomaly {
             }
             Anomaly::Unreadable { what, addr, error } => write!(f, "{what} at {addr:#x}: {error}"),
             Anomaly::InvalidField { what, addr, field, value } => write!(f, "{what} at {addr:#x}: {field} = {value}"),
+            Anomaly::Unterminated { what, addr, field, len } => {
+                write!(f, "{what} at {addr:#x}: no NUL in the {len} bytes of {field}")
+            }
             Anomaly::RecoveredBackwards { list, nodes } => {
                 write!(f, "{list}: {nodes} nodes recovered walking backwards")
             }
@@ -134,8 +151,24 @@ impl fmt::Display for Anomaly {
 }
 
 /// Whether `p` can be a pointer to a kernel object of alignment `align`.
-pub(crate) fn plausible<M: PhysMem>(k: &KernelMem<M>, p: u64, align: u64) -> bool {
-    p != 0 && p.is_multiple_of(align) && k.is_kernel_address(p)
+pub(crate) fn plausible<M: PhysMem>(k: &KernelMem<M>, p: Gva, align: u64) -> bool {
+    p.raw() != 0 && p.is_aligned(align) && k.is_kernel_address(p)
+}
+
+/// The address `offset` bytes into the object at `base`. Past the top of the
+/// address space (a corrupt pointer or offset) it is recorded as unreadable `what`.
+pub(crate) fn field(base: Gva, offset: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<Gva> {
+    member(base, offset)
+        .map_err(|e| an.push(Anomaly::Unreadable { what: what.into(), addr: base, error: e.to_string() }))
+        .ok()
+}
+
+/// The object whose member at `offset` is at `node` (`container_of`). Below
+/// address 0 (a corrupt offset) it is recorded as unreadable `what`.
+pub(crate) fn owner(node: Gva, offset: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<Gva> {
+    container(node, offset)
+        .map_err(|e| an.push(Anomaly::Unreadable { what: what.into(), addr: node, error: e.to_string() }))
+        .ok()
 }
 
 /// Walks the circular list whose head is at `head` and returns the address of
@@ -146,18 +179,18 @@ pub(crate) fn plausible<M: PhysMem>(k: &KernelMem<M>, p: u64, align: u64) -> boo
 pub(crate) fn walk_list<M: PhysMem>(
     k: &KernelMem<M>,
     lo: &ListOffsets,
-    head: u64,
+    head: Gva,
     name: &str,
     limit: usize,
     anomalies: &mut Vec<Anomaly>,
-) -> Vec<u64> {
+) -> Vec<Gva> {
     let mut nodes = Vec::new();
     let mut seen = HashSet::new();
     seen.insert(head);
     let mut cur = head;
     let mut broke = false;
     loop {
-        let next = match k.read_u64(cur + lo.next) {
+        let (link, next) = match member(cur, lo.next).and_then(|at| Ok((at, k.read_ptr(at)?))) {
             Ok(n) => n,
             Err(e) => {
                 anomalies.push(Anomaly::Unreadable { what: format!("{name} link"), addr: cur, error: e.to_string() });
@@ -169,7 +202,7 @@ pub(crate) fn walk_list<M: PhysMem>(
             break;
         }
         if !plausible(k, next, 8) {
-            anomalies.push(Anomaly::BadPointer { what: format!("{name} next"), at: cur + lo.next, value: next });
+            anomalies.push(Anomaly::BadPointer { what: format!("{name} next"), at: link, value: next });
             broke = true;
             break;
         }
@@ -182,7 +215,7 @@ pub(crate) fn walk_list<M: PhysMem>(
             anomalies.push(Anomaly::StepLimit { list: name.into(), limit });
             return nodes;
         }
-        match k.read_u64(next + lo.prev) {
+        match member(next, lo.prev).and_then(|at| k.read_ptr(at)) {
             Ok(back) if back != cur => {
                 anomalies.push(Anomaly::BrokenLink { list: name.into(), node: cur, next, back });
             }
@@ -201,10 +234,14 @@ pub(crate) fn walk_list<M: PhysMem>(
         let mut back = Vec::new();
         let mut cur = head;
         while back.len() + nodes.len() < limit {
-            let Ok(prev) = k.read_u64(cur + lo.prev) else {
+            let Ok(prev) = member(cur, lo.prev).and_then(|at| k.read_ptr(at)) else {
                 break;
             };
-            if prev == head || !plausible(k, prev, 8) || seen.contains(&prev) || k.read_u64(prev + lo.next).is_err() {
+            if prev == head
+                || !plausible(k, prev, 8)
+                || seen.contains(&prev)
+                || member(prev, lo.next).and_then(|at| k.read_ptr(at)).is_err()
+            {
                 break;
             }
             seen.insert(prev);
@@ -230,6 +267,11 @@ impl Bytes<'_> {
         Some(u64::from_le_bytes(*self.0.get(o..o.checked_add(8)?)?.first_chunk()?))
     }
 
+    /// A pointer (a `u64`, whatever it holds: check it before following it).
+    pub fn ptr(&self, off: u64) -> Option<Gva> {
+        self.u64(off).map(Gva::new)
+    }
+
     pub fn u32(&self, off: u64) -> Option<u32> {
         let o = usize::try_from(off).ok()?;
         Some(u32::from_le_bytes(*self.0.get(o..o.checked_add(4)?)?.first_chunk()?))
@@ -252,12 +294,16 @@ impl Bytes<'_> {
         }
     }
 
-    /// A NUL-terminated string in a fixed array of `len` bytes.
-    pub fn cstr(&self, off: u64, len: u64) -> Option<String> {
+    /// The string in a fixed array of `len` bytes that the kernel NUL-terminates:
+    /// `Ok` with the text before the NUL, `Err` with every byte of the array when
+    /// it holds none (the caller records that: it is never cut short silently).
+    pub fn cstr(&self, off: u64, len: u64) -> Option<Result<String, String>> {
         let o = usize::try_from(off).ok()?;
         let s = self.0.get(o..o.checked_add(usize::try_from(len).ok()?)?)?;
-        let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
-        Some(String::from_utf8_lossy(&s[..end]).into_owned())
+        Some(match s.iter().position(|&b| b == 0) {
+            Some(end) => Ok(String::from_utf8_lossy(&s[..end]).into_owned()),
+            None => Err(String::from_utf8_lossy(s).into_owned()),
+        })
     }
 }
 
@@ -322,7 +368,7 @@ mod tests {
         let list = fx.ctx(&k, &addrs, Limits::default()).processes();
         assert_eq!(list.processes.len(), 4);
         assert!(
-            list.anomalies.iter().any(|a| matches!(a, Anomaly::ListCycle { node, .. } if *node == sleeper)),
+            list.anomalies.iter().any(|a| matches!(a, Anomaly::ListCycle { node, .. } if *node == Gva::new(sleeper))),
             "{:?}",
             list.anomalies
         );
@@ -356,9 +402,70 @@ mod tests {
         let list = fx.ctx(&k, &addrs, Limits { max_list: 2, ..Limits::default() }).processes();
         assert_eq!(list.processes.len(), 2);
         assert!(list.anomalies.iter().any(|a| matches!(a, Anomaly::StepLimit { limit: 2, .. })));
-        assert!(list.anomalies.iter().any(|a| matches!(a, Anomaly::BadPointer { value: 0xdead_0000_0000_0000, .. })));
+        assert!(
+            list.anomalies
+                .iter()
+                .any(|a| matches!(a, Anomaly::BadPointer { value, .. } if *value == Gva::new(0xdead_0000_0000_0000)))
+        );
         let list = fx.ctx(&k, &addrs, Limits::default()).processes();
         assert_eq!(list.processes[2].uid, u32::MAX, "an unreadable cred leaves the ids unknown");
+    }
+
+    #[test]
+    fn a_comm_without_nul_is_an_anomaly_not_a_shorter_name() {
+        let (mut fx, [_, _, sleeper, _]) = three();
+        fx.write_bytes(sleeper + 24, b"sixteen-bytes-xy"); // all of comm[16], no NUL
+        let (k, addrs) = fx.finish();
+        let ctx = fx.ctx(&k, &addrs, Limits::default());
+        let unterminated = |a: &Anomaly| matches!(a, Anomaly::Unterminated { addr, field, len: 16, .. } if *addr == Gva::new(sleeper) && field == "comm");
+
+        let list = ctx.processes();
+        let p = list.processes.iter().find(|p| p.pid == 100).expect("the process is still listed");
+        assert_eq!(p.comm, "sixteen-bytes-xy", "every byte of the array, not a prefix");
+        assert_eq!(list.anomalies.iter().filter(|a| unterminated(a)).count(), 1, "{:?}", list.anomalies);
+        let others: Vec<&str> = list.processes.iter().filter(|p| p.pid != 100).map(|p| p.comm.as_str()).collect();
+        assert_eq!(others, ["init", "kthreadd", "myname"]);
+
+        let threads = ctx.threads(100).expect("pid 100");
+        assert_eq!(threads.threads[0].comm, "sixteen-bytes-xy");
+        assert!(threads.anomalies.iter().any(unterminated), "{:?}", threads.anomalies);
+    }
+
+    #[test]
+    fn a_long_kthread_name_is_cut_and_says_so() {
+        let mut fx = Fx::new();
+        let short = fx.kthread(2, fx.init_task, "kthreadd");
+        fx.full_name(short, "kthreadd");
+        let long = fx.kthread(3, fx.init_task, "irq/24-virtio0-");
+        let name = "irq/24-virtio0-config-with-a-name-longer-than-the-64-bytes-proc-shows";
+        fx.full_name(long, name);
+        let (k, addrs) = fx.finish();
+        let list = fx.ctx(&k, &addrs, Limits::default()).processes();
+        assert!(list.anomalies.is_empty(), "{:?}", list.anomalies);
+        let got: Vec<(Option<&str>, bool)> =
+            list.processes.iter().map(|p| (p.full_name.as_deref(), p.full_name_truncated)).collect();
+        assert_eq!(got, [(Some("kthreadd"), false), (Some(&name[..process::FULL_NAME_MAX]), true)]);
+    }
+
+    #[test]
+    fn a_module_name_without_nul_is_an_anomaly_and_no_module() {
+        let mut fx = Fx::new();
+        let bad = fx.module("dummy", 16384, 0, &["dummy_export"], &["dummy_local"]);
+        fx.module("qemu_fw_cfg", 20480, 0, &[], &["fw_cfg_probe"]);
+        fx.write_bytes(bad + 16, &[b'm'; 56]); // all of name[56], no NUL
+        let (k, addrs) = fx.finish();
+        let ctx = fx.ctx(&k, &addrs, Limits::default());
+        let unterminated = |a: &Anomaly| matches!(a, Anomaly::Unterminated { addr, field, len: 56, .. } if *addr == Gva::new(bad) && field == "name");
+
+        let list = ctx.modules();
+        let names: Vec<&str> = list.modules.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["qemu_fw_cfg"]);
+        assert!(matches!(list.anomalies.as_slice(), [a] if unterminated(a)), "{:?}", list.anomalies);
+
+        let (syms, an) = ctx.module_symbols();
+        let names: Vec<(&str, &str)> = syms.iter().map(|s| (s.module.as_str(), s.name.as_str())).collect();
+        assert_eq!(names, [("qemu_fw_cfg", "fw_cfg_probe")]);
+        assert!(matches!(an.as_slice(), [a] if unterminated(a)), "{an:?}");
     }
 
     #[test]

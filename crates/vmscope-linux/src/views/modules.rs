@@ -5,14 +5,19 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
-use vmscope_mem::PhysMem;
+use vmscope_mem::{Gva, PhysMem};
 
-use super::{Anomaly, Bytes, plausible, walk_list};
+use super::{Anomaly, Bytes, owner, plausible, walk_list};
 use crate::kernel::Ctx;
+use crate::kmem::member;
 use crate::offsets::ModuleMemLayout;
 
 /// The most of a module's string table read in one go.
 const MAX_STRTAB: usize = 4 << 20;
+
+/// `KSYM_NAME_LEN` (512 since Linux 6.1): the most of a symbol's name
+/// `/proc/kallsyms` prints, with its NUL. Names read one by one are read up to it.
+pub const KSYM_NAME_LEN: usize = 512;
 
 /// `MODULE_REF_BASE`: `refcnt` counts one more than the references.
 const MODULE_REF_BASE: i64 = 1;
@@ -23,7 +28,7 @@ pub struct Module {
     /// Its name.
     pub name: String,
     /// Where its text starts (what `/proc/modules` prints).
-    pub base: u64,
+    pub base: Gva,
     /// Its size in bytes, all of its memory (what `/proc/modules` prints).
     pub size: u64,
     /// `Live`, `Loading`, `Unloading` (as `/proc/modules` words it) or `Unformed`.
@@ -37,7 +42,7 @@ pub struct Module {
     /// The taint letters `/proc/modules` would print, e.g. `OE`.
     pub taint_flags: String,
     /// Address of its `struct module`.
-    pub addr: u64,
+    pub addr: Gva,
 }
 
 /// The module list and what was wrong on the way.
@@ -55,12 +60,16 @@ pub struct ModuleSymbol {
     /// Its name.
     pub name: String,
     /// Its address.
-    pub addr: u64,
+    pub addr: Gva,
     /// The type letter as `/proc/kallsyms` prints it: upper case when the module
     /// exports the symbol, lower case otherwise.
     pub kind: char,
     /// The module.
     pub module: String,
+    /// Whether `name` is the first [`KSYM_NAME_LEN`] bytes of a longer one (only a
+    /// name read on its own is cut; `/proc/kallsyms` cuts one byte earlier).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub name_truncated: bool,
 }
 
 fn state_word(name: &str) -> String {
@@ -74,12 +83,12 @@ fn state_word(name: &str) -> String {
 }
 
 impl<M: PhysMem> Ctx<'_, M> {
-    fn module_nodes(&self, an: &mut Vec<Anomaly>) -> Vec<(u64, Vec<u8>)> {
+    fn module_nodes(&self, an: &mut Vec<Anomaly>) -> Vec<(Gva, Vec<u8>)> {
         let mo = &self.o.module;
         walk_list(self.k, &self.o.list, self.addrs.modules, "modules", self.limits.max_list, an)
             .into_iter()
             .filter_map(|n| {
-                let addr = n - mo.list;
+                let addr = owner(n, mo.list, "struct module", an)?;
                 match self.k.read_vec(addr, mo.size as usize) {
                     Ok(b) => Some((addr, b)),
                     Err(e) => {
@@ -97,7 +106,10 @@ impl<M: PhysMem> Ctx<'_, M> {
         };
         let mut out = String::new();
         for bit in (0..64u64).filter(|b| taints & (1 << b) != 0 && *b < count) {
-            let Ok(e) = self.k.read_vec(table + bit * tf.size, tf.size as usize) else {
+            let Some(entry) = bit.checked_mul(tf.size).and_then(|off| table.checked_add(off)) else {
+                continue;
+            };
+            let Ok(e) = self.k.read_vec(entry, tf.size as usize) else {
                 continue;
             };
             let e = Bytes(&e);
@@ -110,9 +122,24 @@ impl<M: PhysMem> Ctx<'_, M> {
         out
     }
 
-    fn module(&self, addr: u64, bytes: &[u8], an: &mut Vec<Anomaly>) -> Option<Module> {
+    /// A module's name; an unterminated one is recorded and gives none.
+    fn module_name(&self, addr: Gva, b: &Bytes<'_>, an: &mut Vec<Anomaly>) -> Option<String> {
+        let mo = &self.o.module;
+        b.cstr(mo.name, mo.name_len)?
+            .map_err(|_| {
+                an.push(Anomaly::Unterminated {
+                    what: "struct module".into(),
+                    addr,
+                    field: "name".into(),
+                    len: mo.name_len,
+                })
+            })
+            .ok()
+    }
+
+    fn module(&self, addr: Gva, bytes: &[u8], an: &mut Vec<Anomaly>) -> Option<Module> {
         let (b, mo) = (Bytes(bytes), &self.o.module);
-        let name = b.cstr(mo.name, mo.name_len)?;
+        let name = self.module_name(addr, &b, an)?;
         if name.is_empty() || !name.bytes().all(|c| c.is_ascii_graphic()) {
             an.push(Anomaly::InvalidField {
                 what: "struct module".into(),
@@ -130,11 +157,11 @@ impl<M: PhysMem> Ctx<'_, M> {
             .map_or_else(|| format!("state {state_value}"), |(_, n)| state_word(n));
         let (base, size) = match &mo.mem {
             ModuleMemLayout::Layouts { core_base, core_size, init_size } => {
-                (b.u64(*core_base)?, u64::from(b.u32(*core_size)?) + u64::from(b.u32(*init_size)?))
+                (b.ptr(*core_base)?, u64::from(b.u32(*core_size)?) + u64::from(b.u32(*init_size)?))
             }
             ModuleMemLayout::Mem { base, stride, count, mem_base, mem_size, text } => {
                 let size = (0..*count).filter_map(|i| b.u32(base + i * stride + mem_size)).map(u64::from).sum();
-                (b.u64(base + text * stride + mem_base)?, size)
+                (b.ptr(base + text * stride + mem_base)?, size)
             }
         };
         let taints = b.u64(mo.taints)?;
@@ -159,13 +186,13 @@ impl<M: PhysMem> Ctx<'_, M> {
     }
 
     /// The names and values a module exports (`syms[0..num_syms]`).
-    fn exports(&self, b: &Bytes<'_>, an: &mut Vec<Anomaly>) -> HashMap<String, u64> {
+    fn exports(&self, b: &Bytes<'_>, an: &mut Vec<Anomaly>) -> HashMap<String, Gva> {
         let mo = &self.o.module;
         let mut out = HashMap::new();
-        let (Some(syms), Some(n)) = (b.u64(mo.syms), b.u32(mo.num_syms)) else {
+        let (Some(syms), Some(n)) = (b.ptr(mo.syms), b.u32(mo.num_syms)) else {
             return out;
         };
-        if syms == 0 || n == 0 || n as usize > self.limits.max_module_symbols {
+        if syms.raw() == 0 || n == 0 || n as usize > self.limits.max_module_symbols {
             return out;
         }
         let Ok(raw) = self.k.read_vec(syms, n as usize * mo.ksym_size as usize) else {
@@ -176,23 +203,30 @@ impl<M: PhysMem> Ctx<'_, M> {
         for i in 0..u64::from(n) {
             let at = i * mo.ksym_size;
             let (value, name_ptr) = if mo.ksym_relative {
-                // Self-relative: the field's own address plus the offset it holds.
+                // Self-relative: the field's own address plus the offset it holds,
+                // modulo 2^64 as the kernel's `offset_to_ptr` computes it.
                 let (Some(v), Some(nm)) = (raw.i32(at + mo.ksym_value), raw.i32(at + mo.ksym_name)) else {
                     continue;
                 };
-                let field = syms + at;
+                let (Ok(value_field), Ok(name_field)) =
+                    (member(syms, at + mo.ksym_value), member(syms, at + mo.ksym_name))
+                else {
+                    continue;
+                };
                 (
-                    (field + mo.ksym_value).wrapping_add_signed(i64::from(v)),
-                    (field + mo.ksym_name).wrapping_add_signed(i64::from(nm)),
+                    Gva::new(value_field.raw().wrapping_add_signed(i64::from(v))),
+                    Gva::new(name_field.raw().wrapping_add_signed(i64::from(nm))),
                 )
             } else {
-                let (Some(v), Some(nm)) = (raw.u64(at + mo.ksym_value), raw.u64(at + mo.ksym_name)) else {
+                let (Some(v), Some(nm)) = (raw.ptr(at + mo.ksym_value), raw.ptr(at + mo.ksym_name)) else {
                     continue;
                 };
                 (v, nm)
             };
-            if let Ok(name) = self.k.read_cstr(name_ptr, 512) {
-                out.insert(name, value);
+            // Read as the symbol names are: a name cut at KSYM_NAME_LEN can only
+            // match a symbol name cut the same way.
+            if let Ok(name) = self.k.read_cstr_prefix(name_ptr, KSYM_NAME_LEN) {
+                out.insert(String::from_utf8_lossy(&name.bytes).into_owned(), value);
             }
         }
         out
@@ -201,7 +235,7 @@ impl<M: PhysMem> Ctx<'_, M> {
     fn symbols_of(&self, module: &str, bytes: &[u8], an: &mut Vec<Anomaly>) -> Vec<ModuleSymbol> {
         let (b, mo) = (Bytes(bytes), &self.o.module);
         let mut out = Vec::new();
-        let Some(mk) = b.u64(mo.kallsyms).filter(|&p| plausible(self.k, p, 8)) else {
+        let Some(mk) = b.ptr(mo.kallsyms).filter(|&p| plausible(self.k, p, 8)) else {
             return out;
         };
         let end = mo.mk_symtab.max(mo.mk_num_symtab).max(mo.mk_strtab).max(mo.mk_typetab) + 8;
@@ -211,7 +245,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         };
         let kb = Bytes(&kb);
         let (Some(symtab), Some(n), Some(strtab), Some(typetab)) =
-            (kb.u64(mo.mk_symtab), kb.u32(mo.mk_num_symtab), kb.u64(mo.mk_strtab), kb.u64(mo.mk_typetab))
+            (kb.ptr(mo.mk_symtab), kb.u32(mo.mk_num_symtab), kb.ptr(mo.mk_strtab), kb.ptr(mo.mk_typetab))
         else {
             return out;
         };
@@ -239,20 +273,22 @@ impl<M: PhysMem> Ctx<'_, M> {
         let strings = self.k.read_vec(strtab, strtab_len).ok();
         let exports = self.exports(&b, an);
         for (i, &name_off) in names.iter().enumerate() {
-            let name = match strings.as_deref().and_then(|s| s.get(name_off as usize..)) {
+            let (name, name_truncated) = match strings.as_deref().and_then(|s| s.get(name_off as usize..)) {
                 Some(s) if s.contains(&0) => {
                     let end = s.iter().position(|&c| c == 0).unwrap_or(0);
-                    String::from_utf8_lossy(&s[..end]).into_owned()
+                    (String::from_utf8_lossy(&s[..end]).into_owned(), false)
                 }
-                _ => self.k.read_cstr(strtab + u64::from(name_off), 512).unwrap_or_default(),
+                _ => member(strtab, u64::from(name_off))
+                    .and_then(|at| self.k.read_cstr_prefix(at, KSYM_NAME_LEN))
+                    .map_or((String::new(), false), |s| (String::from_utf8_lossy(&s.bytes).into_owned(), s.truncated)),
             };
             if name.is_empty() {
                 continue;
             }
-            let addr = syms.u64(i as u64 * mo.sym_size + mo.sym_value).unwrap_or(0);
+            let addr = syms.ptr(i as u64 * mo.sym_size + mo.sym_value).unwrap_or_default();
             let t = types[i] as char;
             let kind = if exports.get(&name) == Some(&addr) { t.to_ascii_uppercase() } else { t.to_ascii_lowercase() };
-            out.push(ModuleSymbol { name, addr, kind, module: module.to_owned() });
+            out.push(ModuleSymbol { name, addr, kind, module: module.to_owned(), name_truncated });
         }
         out
     }
@@ -267,8 +303,8 @@ impl<M: PhysMem> Ctx<'_, M> {
             if b.i32(self.o.module.state).map(i64::from) == unformed {
                 continue;
             }
-            let name = b.cstr(self.o.module.name, self.o.module.name_len).unwrap_or_default();
-            let _ = addr;
+            // Unterminated, the module is left out here as from the module list.
+            let Some(name) = self.module_name(addr, &b, &mut an) else { continue };
             out.extend(self.symbols_of(&name, &bytes, &mut an));
         }
         (out, an)

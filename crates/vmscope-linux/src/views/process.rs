@@ -4,11 +4,16 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use vmscope_mem::PhysMem;
+use vmscope_mem::{Gva, PhysMem};
 
-use super::{Anomaly, Bytes, plausible, walk_list};
+use super::{Anomaly, Bytes, field, owner, plausible, walk_list};
 use crate::kernel::Ctx;
+use crate::kmem::member;
 use crate::offsets::{NR_MM_COUNTERS_MAX, RssLayout};
+
+/// The most of a kernel thread's `kthread.full_name` read. (/proc prints at most 63
+/// bytes of it, through a 64-byte buffer.)
+pub const FULL_NAME_MAX: usize = 64;
 
 /// `PF_KTHREAD` in `task_struct.flags`: a kernel thread. (A `#define`, so not in
 /// BTF; its value has been the same since Linux 2.6.)
@@ -46,12 +51,16 @@ pub struct Process {
     pub tid: i32,
     /// The parent's PID (`real_parent->tgid`; 0 for children of the idle task).
     pub ppid: i32,
-    /// `comm`.
+    /// `comm` (every byte of the array, and an [`Anomaly::Unterminated`], when it
+    /// holds no NUL).
     pub comm: String,
     /// A kernel thread's full name when its comm is truncated (`kthread.full_name`,
-    /// 5.17+): what /proc shows as its name.
+    /// 5.17+): what /proc shows as its name, up to [`FULL_NAME_MAX`] bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_name: Option<String>,
+    /// Whether `full_name` is the first [`FULL_NAME_MAX`] bytes of a longer name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_name_truncated: bool,
     /// State letter as `/proc` shows it (R, S, D, T, t, X, Z, P, I).
     pub state: char,
     /// Real user id (`real_cred->uid`).
@@ -81,7 +90,7 @@ pub struct Process {
     /// threads; `None` when the pages are not present (see the anomalies).
     pub cmdline: Option<Vec<String>>,
     /// Address of the leader's `task_struct`.
-    pub task: u64,
+    pub task: Gva,
 }
 
 /// The process list and what was wrong on the way.
@@ -98,7 +107,7 @@ pub struct ProcessList {
 pub struct Thread {
     /// Task id.
     pub tid: i32,
-    /// `comm`.
+    /// `comm` (as [`Process::comm`]).
     pub comm: String,
     /// State letter.
     pub state: char,
@@ -107,7 +116,7 @@ pub struct Thread {
     /// System CPU time, ns.
     pub stime_ns: u64,
     /// Address of its `task_struct`.
-    pub task: u64,
+    pub task: Gva,
 }
 
 /// The threads of one process.
@@ -123,12 +132,12 @@ pub struct ThreadList {
 
 /// A task's bytes, read once.
 struct Task {
-    addr: u64,
+    addr: Gva,
     bytes: Vec<u8>,
 }
 
 impl<M: PhysMem> Ctx<'_, M> {
-    fn read_task(&self, addr: u64, an: &mut Vec<Anomaly>) -> Option<Task> {
+    fn read_task(&self, addr: Gva, an: &mut Vec<Anomaly>) -> Option<Task> {
         match self.k.read_vec(addr, self.o.task.read_span() as usize) {
             Ok(bytes) => Some(Task { addr, bytes }),
             Err(e) => {
@@ -138,11 +147,21 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
     }
 
-    fn thread_of(&self, t: &Task) -> Option<Thread> {
+    fn thread_of(&self, t: &Task, an: &mut Vec<Anomaly>) -> Option<Thread> {
         let (b, o) = (Bytes(&t.bytes), &self.o.task);
+        let tid = b.i32(o.pid)?;
+        let comm = b.cstr(o.comm, o.comm_len)?.unwrap_or_else(|all| {
+            an.push(Anomaly::Unterminated {
+                what: "task_struct".into(),
+                addr: t.addr,
+                field: "comm".into(),
+                len: o.comm_len,
+            });
+            all
+        });
         Some(Thread {
-            tid: b.i32(o.pid)?,
-            comm: b.cstr(o.comm, o.comm_len)?,
+            tid,
+            comm,
             state: state_letter(b.uint(o.state, o.state_size)? as u32, b.u32(o.exit_state)?),
             utime_ns: b.u64(o.utime)?,
             stime_ns: b.u64(o.stime)?,
@@ -151,39 +170,46 @@ impl<M: PhysMem> Ctx<'_, M> {
     }
 
     /// The tasks of the thread group whose `signal` is at `signal`.
-    fn thread_tasks(&self, signal: u64, an: &mut Vec<Anomaly>) -> Vec<Task> {
-        let head = signal.wrapping_add(self.o.signal.thread_head);
+    fn thread_tasks(&self, signal: Gva, an: &mut Vec<Anomaly>) -> Vec<Task> {
+        let Some(head) = field(signal, self.o.signal.thread_head, "signal.thread_head", an) else {
+            return Vec::new();
+        };
         let nodes = walk_list(self.k, &self.o.list, head, "signal.thread_head", self.limits.max_list, an);
-        nodes.into_iter().filter_map(|n| self.read_task(n - self.o.task.thread_node, an)).collect()
+        nodes
+            .into_iter()
+            .filter_map(|n| self.read_task(owner(n, self.o.task.thread_node, "task_struct", an)?, an))
+            .collect()
     }
 
-    fn ptr_field(&self, b: &Bytes<'_>, base: u64, off: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<u64> {
-        let v = b.u64(off)?;
-        if v == 0 {
+    fn ptr_field(&self, b: &Bytes<'_>, base: Gva, off: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<Gva> {
+        let v = b.ptr(off)?;
+        if v.raw() == 0 {
             return None;
         }
         if !plausible(self.k, v, 8) {
-            an.push(Anomaly::BadPointer { what: what.into(), at: base.wrapping_add(off), value: v });
+            // `b` holds the bytes read from `base`, `off` among them: no overflow.
+            let at = member(base, off).unwrap_or(base);
+            an.push(Anomaly::BadPointer { what: what.into(), at, value: v });
             return None;
         }
         Some(v)
     }
 
-    /// The full name of a kernel thread, when the kernel keeps one.
-    fn kthread_full_name(&self, b: &Bytes<'_>, task: u64, an: &mut Vec<Anomaly>) -> Option<String> {
+    /// The full name of a kernel thread, when the kernel keeps one, and whether it
+    /// was cut at [`FULL_NAME_MAX`] bytes.
+    fn kthread_full_name(&self, b: &Bytes<'_>, task: Gva, an: &mut Vec<Anomaly>) -> Option<(String, bool)> {
         let (Some(kt), Some(fno)) = (self.o.task.kthread, self.o.task.kthread_full_name) else { return None };
         let kthread = self.ptr_field(b, task, kt, "task.worker_private (kthread)", an)?;
-        let name = self.k.read_u64(kthread.wrapping_add(fno)).ok().filter(|&p| p != 0)?;
+        let at = member(kthread, fno).ok()?;
+        let name = self.k.read_ptr(at).ok().filter(|p| p.raw() != 0)?;
         if !plausible(self.k, name, 1) {
-            an.push(Anomaly::BadPointer {
-                what: "kthread.full_name".into(),
-                at: kthread.wrapping_add(fno),
-                value: name,
-            });
+            an.push(Anomaly::BadPointer { what: "kthread.full_name".into(), at, value: name });
             return None;
         }
-        // The kernel allocates it with kstrdup of a name printed into at most 64 bytes.
-        self.k.read_cstr(name, 64).ok().filter(|n| !n.is_empty())
+        // The kernel allocates it to size, /proc shows what fits its buffer: a
+        // prefix is what is wanted here.
+        let s = self.k.read_cstr_prefix(name, FULL_NAME_MAX).ok().filter(|s| !s.bytes.is_empty())?;
+        Some((String::from_utf8_lossy(&s.bytes).into_owned(), s.truncated))
     }
 
     /// Bytes of `mm_struct` the views need: up to the last of pgd, the argument
@@ -213,11 +239,14 @@ impl<M: PhysMem> Ctx<'_, M> {
                     let pcpu = mm_bytes.u64(c + counters)?;
                     if pcpu != 0 {
                         for off in &self.addrs.per_cpu_offsets {
-                            match self.k.read_u32(pcpu.wrapping_add(*off)) {
+                            // A per-CPU pointer plus the CPU's offset, modulo 2^64 as
+                            // the kernel's `per_cpu_ptr` computes it.
+                            let addr = Gva::new(pcpu.wrapping_add(*off));
+                            match self.k.read_u32(addr) {
                                 Ok(d) => v = v.saturating_add(i64::from(d as i32)),
                                 Err(e) => an.push(Anomaly::Unreadable {
                                     what: "per-CPU rss counter".into(),
-                                    addr: pcpu.wrapping_add(*off),
+                                    addr,
                                     error: e.to_string(),
                                 }),
                             }
@@ -242,11 +271,11 @@ impl<M: PhysMem> Ctx<'_, M> {
 
     fn cmdline(&self, pid: i32, mm_bytes: &Bytes<'_>, an: &mut Vec<Anomaly>) -> Option<Vec<String>> {
         let mo = &self.o.mm;
-        let (pgd, start, end) = (mm_bytes.u64(mo.pgd)?, mm_bytes.u64(mo.arg_start)?, mm_bytes.u64(mo.arg_end)?);
-        if end <= start {
+        let (pgd, start, end) = (mm_bytes.ptr(mo.pgd)?, mm_bytes.ptr(mo.arg_start)?, mm_bytes.ptr(mo.arg_end)?);
+        let Some(len) = end.offset_from(start).filter(|&n| n > 0) else {
             return Some(Vec::new());
-        }
-        let len = ((end - start) as usize).min(self.limits.max_cmdline);
+        };
+        let len = usize::try_from(len).unwrap_or(usize::MAX).min(self.limits.max_cmdline);
         let mut buf = vec![0u8; len];
         if let Err(e) = self.k.read_user(pgd, start, &mut buf) {
             an.push(Anomaly::UserMemoryUnavailable { pid, addr: start, error: e.to_string() });
@@ -262,7 +291,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         Some(args)
     }
 
-    fn process(&self, t: &Task, tgids: &HashMap<u64, i32>, an: &mut Vec<Anomaly>) -> Option<Process> {
+    fn process(&self, t: &Task, tgids: &HashMap<Gva, i32>, an: &mut Vec<Anomaly>) -> Option<Process> {
         let (b, o) = (Bytes(&t.bytes), &self.o.task);
         let (pid, tgid) = (b.i32(o.pid)?, b.i32(o.tgid)?);
         if pid <= 0 || tgid <= 0 || pid > 1 << 22 || tgid > 1 << 22 {
@@ -274,13 +303,13 @@ impl<M: PhysMem> Ctx<'_, M> {
             });
             return None;
         }
-        let th = self.thread_of(t)?;
+        let th = self.thread_of(t, an)?;
         let flags = b.u32(o.flags)?;
 
         let ppid = match self.ptr_field(&b, t.addr, o.real_parent, "task.real_parent", an) {
             // The parent is usually a task of this walk: its tgid is already known.
             Some(p) if tgids.contains_key(&p) => tgids[&p],
-            Some(p) => self.k.read_u32(p.wrapping_add(o.tgid)).map(|v| v as i32).unwrap_or_else(|e| {
+            Some(p) => member(p, o.tgid).and_then(|at| self.k.read_u32(at)).map(|v| v as i32).unwrap_or_else(|e| {
                 an.push(Anomaly::Unreadable { what: "parent task".into(), addr: p, error: e.to_string() });
                 -1
             }),
@@ -314,8 +343,11 @@ impl<M: PhysMem> Ctx<'_, M> {
                     utime = sb.u64(so.utime).unwrap_or(0);
                     stime = sb.u64(so.stime).unwrap_or(0);
                     if threads > 1 {
+                        // The leader's own anomalies are recorded above already.
+                        let mut again = Vec::new();
                         for task in self.thread_tasks(s, an) {
-                            let Some(tt) = self.thread_of(&task) else { continue };
+                            let sink = if task.addr == t.addr { &mut again } else { &mut *an };
+                            let Some(tt) = self.thread_of(&task, sink) else { continue };
                             utime = utime.saturating_add(tt.utime_ns);
                             stime = stime.saturating_add(tt.stime_ns);
                             if task.addr != t.addr {
@@ -332,7 +364,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
 
         let kernel_thread = flags & PF_KTHREAD != 0;
-        let full_name = if kernel_thread { self.kthread_full_name(&b, t.addr, an) } else { None };
+        let full = if kernel_thread { self.kthread_full_name(&b, t.addr, an) } else { None };
+        let (full_name, full_name_truncated) = full.map_or((None, false), |(name, cut)| (Some(name), cut));
         let (mut rss_pages, mut cmdline) = (None, if kernel_thread { Some(Vec::new()) } else { None });
         if let Some(mm) = self.ptr_field(&b, t.addr, o.mm, "task.mm", an).filter(|_| !kernel_thread) {
             match self.k.read_vec(mm, self.mm_span() as usize) {
@@ -353,6 +386,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             ppid,
             comm: th.comm,
             full_name,
+            full_name_truncated,
             state: th.state,
             uid,
             gid,
@@ -371,11 +405,13 @@ impl<M: PhysMem> Ctx<'_, M> {
     }
 
     /// The task list after `init_task`, as task addresses.
-    fn task_addrs(&self, an: &mut Vec<Anomaly>) -> Vec<u64> {
-        let head = self.addrs.init_task + self.o.task.tasks;
+    fn task_addrs(&self, an: &mut Vec<Anomaly>) -> Vec<Gva> {
+        let Some(head) = field(self.addrs.init_task, self.o.task.tasks, "init_task.tasks", an) else {
+            return Vec::new();
+        };
         walk_list(self.k, &self.o.list, head, "init_task.tasks", self.limits.max_list, an)
             .into_iter()
-            .map(|n| n - self.o.task.tasks)
+            .filter_map(|n| owner(n, self.o.task.tasks, "task_struct", an))
             .collect()
     }
 
@@ -384,7 +420,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         let mut processes = Vec::new();
         let tasks: Vec<Task> =
             self.task_addrs(&mut anomalies).into_iter().filter_map(|a| self.read_task(a, &mut anomalies)).collect();
-        let tgids: HashMap<u64, i32> =
+        let tgids: HashMap<Gva, i32> =
             tasks.iter().filter_map(|t| Some((t.addr, Bytes(&t.bytes).i32(self.o.task.tgid)?))).collect();
         for t in tasks {
             if let Some(p) = self.process(&t, &tgids, &mut anomalies) {
@@ -414,10 +450,10 @@ impl<M: PhysMem> Ctx<'_, M> {
             match self.ptr_field(&b, t.addr, self.o.task.signal, "task.signal", &mut anomalies) {
                 Some(s) => {
                     for tt in self.thread_tasks(s, &mut anomalies) {
-                        threads.extend(self.thread_of(&tt));
+                        threads.extend(self.thread_of(&tt, &mut anomalies));
                     }
                 }
-                None => threads.extend(self.thread_of(&t)),
+                None => threads.extend(self.thread_of(&t, &mut anomalies)),
             }
             return Some(ThreadList { pid, threads, anomalies });
         }
