@@ -47,6 +47,7 @@ pub fn lint() -> anyhow::Result<()> {
         cargo().args(["doc", "--workspace", "--no-deps", "--quiet"]).env("RUSTDOCFLAGS", "-D warnings"),
         "cargo doc (warnings denied)",
     )?;
+    layering(&root)?;
     let crates = publishable(&root)?;
     eprintln!("xtask: packaging {}", crates.join(", "));
     let mut package = cargo();
@@ -56,6 +57,33 @@ pub fn lint() -> anyhow::Result<()> {
         package.args(["-p", c]);
     }
     status(&mut package, "cargo package")
+}
+
+/// The crates a user imports alone pull in no hypervisor, technique, CLI or test
+/// crate (DESIGN.md: the graph points one way).
+fn layering(root: &std::path::Path) -> anyhow::Result<()> {
+    const ALLOWED: &[(&str, &[&str])] = &[
+        ("vmscope-mem", &["vmscope-mem"]),
+        ("vmscope-x86", &["vmscope-mem", "vmscope-x86"]),
+        ("vmscope-linux", &["vmscope-mem", "vmscope-x86", "vmscope-linux"]),
+    ];
+    const FOREIGN: &[&str] = &["kvm-ioctls", "clap", "signal-hook"];
+    for (krate, allowed) in ALLOWED {
+        let out = Command::new("cargo")
+            .current_dir(root)
+            .args(["tree", "-e", "normal", "--prefix", "none", "-p", krate])
+            .output()?;
+        if !out.status.success() {
+            bail!("cargo tree -p {krate} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if (name.starts_with("vmscope-") && !allowed.contains(&name)) || FOREIGN.contains(&name) {
+                bail!("{krate} depends on {name}: a crate users import alone must not pull it in");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The workspace crates under `crates/` that may be published (no `publish = false`).
