@@ -17,6 +17,7 @@ use anyhow::bail;
 use clap::Parser;
 
 use experiments::{Ctx, HypervisorKind};
+use vmscope_testbed::GuestImages;
 
 /// The vmscope laboratory.
 #[derive(Debug, Parser)]
@@ -37,7 +38,8 @@ struct Args {
     /// Where results go (default: lab/results/TIME-COMMIT).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Guest images (default: $VMSCOPE_IMAGES or target/guest-images).
+    /// Guest images (default: $VMSCOPE_IMAGES, else target/guest-images above the
+    /// current directory).
     #[arg(long, value_name = "DIR")]
     images: Option<PathBuf>,
     /// Measure only these techniques (repeatable); default: all.
@@ -72,10 +74,10 @@ fn main() -> anyhow::Result<()> {
         v
     };
     let root = workspace_root();
-    let images = args
-        .images
-        .or_else(|| std::env::var_os("VMSCOPE_IMAGES").map(PathBuf::from))
-        .unwrap_or_else(|| root.join("target/guest-images"));
+    let images = match &args.images {
+        Some(dir) => GuestImages::open(dir)?,
+        None => GuestImages::locate()?,
+    };
     let kernels = if args.kernels.is_empty() { vec!["6.1".to_owned(), "6.12".to_owned()] } else { args.kernels };
     let (hv_name, accel) = match args.hypervisor {
         HypervisorKind::Qemu => ("QEMU", vmscope_testbed::Accel::detect().name()),
@@ -83,15 +85,12 @@ fn main() -> anyhow::Result<()> {
     };
     let guest_kernels = match args.hypervisor {
         HypervisorKind::Builtin => vec!["testkernel".to_owned()],
-        HypervisorKind::Qemu => vmscope_testbed::GuestImages::open(&images)
-            .map(|g| {
-                g.kernels
-                    .iter()
-                    .filter(|k| kernels.contains(&k.id))
-                    .map(|k| format!("{} ({})", k.release, k.version))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        HypervisorKind::Qemu => images
+            .kernels
+            .iter()
+            .filter(|k| kernels.contains(&k.id))
+            .map(|k| format!("{} ({})", k.release, k.version))
+            .collect(),
     };
     let env = env::Environment::capture(accel, hv_name, guest_kernels);
     let dir = args.out.unwrap_or_else(|| report::run_dir(&root, &env));

@@ -7,7 +7,7 @@ use vmscope_agent::Client;
 use vmscope_linux::{AttachOptions, Hints, Kernel, ProfileCache};
 use vmscope_mem::{MemoryMap, PhysMem, SliceMem};
 use vmscope_technique::{Access, Guest, Options, Target, Technique};
-use vmscope_testbed::{GuestImages, QemuVm};
+use vmscope_testbed::QemuVm;
 
 use crate::experiments::Ctx;
 use crate::experiments::frequency::{configurations, measure, memory_techniques};
@@ -25,8 +25,7 @@ pub struct Booted {
 
 /// Boots kernel `id` with `mib` of RAM.
 pub fn boot(ctx: &Ctx, id: &str, mib: u64) -> anyhow::Result<Booted> {
-    let images = GuestImages::open(&ctx.images)?;
-    let mut cfg = images.kernel(id)?.qemu_config();
+    let mut cfg = ctx.images.kernel(id)?.qemu_config();
     cfg.memory_mib = mib;
     let vm = QemuVm::launch(cfg)?;
     let guest = Target::Qemu { pid: vm.pid(), qmp: Some(vm.extra_qmp_socket()) }.open()?;

@@ -2,7 +2,6 @@
 
 pub mod frequency;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use indicatif::ProgressBar;
@@ -25,7 +24,7 @@ pub struct Ctx {
     pub quick: bool,
     /// Guest kernels to run on (QEMU).
     pub kernels: Vec<String>,
-    pub images: PathBuf,
+    pub images: vmscope_testbed::GuestImages,
     pub report: Report,
     /// Techniques to measure (empty: all).
     pub techniques: Vec<vmscope_technique::Technique>,
