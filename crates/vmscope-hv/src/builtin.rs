@@ -10,7 +10,7 @@
 //! > {"cmd":"status"}
 //! < {"ok":true,"result":{"state":"running","pid":4242,"vcpus":2,"ram_size":2147483648,"backing":"memfd","exit":null}}
 //! > {"cmd":"pause"}
-//! < {"ok":true,"result":null}
+//! < {"ok":true,"result":{"was_running":true}}
 //! > {"cmd":"vcpu-registers","vcpu":0}
 //! < {"ok":true,"result":{"rax":0,...,"cr3":16777216,"cr4":160,"efer":3329,"lstar":0,...}}
 //! > {"cmd":"memory-map"}
@@ -99,6 +99,13 @@ pub struct Reply {
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Reply to `pause`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseReply {
+    /// Whether the guest ran before this request (and so was paused by it).
+    pub was_running: bool,
 }
 
 /// Reply to `status`.
@@ -268,6 +275,11 @@ impl Hypervisor for BuiltinVmm {
 
     fn resume(&self) -> Result<()> {
         self.request(&Request::Resume).map(drop)
+    }
+
+    /// One round trip: the VMM says whether the guest ran.
+    fn pause_if_running(&self) -> Result<bool> {
+        Ok(self.call::<PauseReply>(&Request::Pause)?.was_running)
     }
 
     fn is_paused(&self) -> Result<bool> {

@@ -26,6 +26,13 @@ pub enum Error {
     /// The peer closed the connection.
     #[error("{0}")]
     Disconnected(String),
+    /// The connection broke while pausing, and the guest is paused now: whether by
+    /// this command or by someone else cannot be told, so it is left paused.
+    #[error(
+        "the QMP connection broke while pausing the guest, which is paused now; if it ran \
+         before, resume it by hand (QMP `cont`): {0}"
+    )]
+    PauseUncertain(Box<Error>),
     /// A guest this process paused could not be resumed.
     #[error(
         "the guest is still paused: resuming it failed ({0}); resume it by hand \

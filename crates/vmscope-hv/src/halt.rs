@@ -24,23 +24,16 @@ pub struct PauseGuard<'h, H: Hypervisor + ?Sized> {
 }
 
 impl<'h, H: Hypervisor + ?Sized> PauseGuard<'h, H> {
-    /// Pauses the guest unless it is paused already.
+    /// Pauses the guest unless it is paused already
+    /// ([`Hypervisor::pause_if_running`]).
     pub fn new(hv: &'h H) -> Result<Self> {
-        if hv.is_paused()? {
-            return Ok(Self { hv, paused_here: false, since: std::time::Instant::now() });
-        }
         let since = std::time::Instant::now();
-        if let Err(e) = hv.pause() {
-            // The stop may have reached the hypervisor before the error did (a
-            // connection that broke mid-command); the guest ran, so it runs on.
-            let _ = hv.resume();
-            return Err(e);
-        }
-        Ok(Self { hv, paused_here: true, since })
+        let paused_here = hv.pause_if_running()?;
+        Ok(Self { hv, paused_here, since })
     }
 
-    /// When the pause command was sent (or, for a guest paused already, when the
-    /// guard was taken): the start of the guest-visible downtime.
+    /// When the guard was taken (just before the pause command was sent): the start
+    /// of the guest-visible downtime.
     pub fn since(&self) -> std::time::Instant {
         self.since
     }

@@ -33,6 +33,22 @@ pub trait Hypervisor: std::fmt::Debug {
     /// Lets every vCPU run again.
     fn resume(&self) -> Result<()>;
 
+    /// Pauses the guest if it runs, and says whether this call paused it (`false`:
+    /// it was paused already). [`PauseGuard`] builds on this. The provided version
+    /// asks first and then pauses (two round trips; if the pause fails, the guest
+    /// that ran is resumed, since the stop may have landed); hypervisors that can
+    /// say in one round trip override it.
+    fn pause_if_running(&self) -> Result<bool> {
+        if self.is_paused()? {
+            return Ok(false);
+        }
+        if let Err(e) = self.pause() {
+            let _ = self.resume();
+            return Err(e);
+        }
+        Ok(true)
+    }
+
     /// Whether the guest is paused.
     fn is_paused(&self) -> Result<bool>;
 

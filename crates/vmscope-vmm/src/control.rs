@@ -7,7 +7,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use vmscope_hv::builtin::{Backing as BackingInfo, DirtyPages, MemoryMapInfo, Reply, Request, Status};
+use vmscope_hv::builtin::{Backing as BackingInfo, DirtyPages, MemoryMapInfo, PauseReply, Reply, Request, Status};
 
 use crate::machine::Machine;
 use crate::memory::Backing;
@@ -35,7 +35,7 @@ impl Controller {
         let m = &self.machine;
         let json = |v: &dyn erased::Ser| v.to_value();
         match req {
-            Request::Pause => m.pause().map(|_| serde_json::Value::Null),
+            Request::Pause => m.pause().map(|was_running| json(&PauseReply { was_running })),
             Request::Resume => {
                 m.resume();
                 Ok(serde_json::Value::Null)

@@ -191,10 +191,12 @@ impl Machine {
         }
     }
 
-    /// Parks every vCPU; returns once none runs. Idempotent.
-    pub fn pause(&self) -> Result<()> {
+    /// Parks every vCPU; returns once none runs, and whether the guest ran before
+    /// (so that a caller resumes only what it paused). Idempotent.
+    pub fn pause(&self) -> Result<bool> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut st = self.ctl.lock();
+        let was_running = !st.pause_requested && st.exit.is_none();
         st.pause_requested = true;
         while st.parked < st.alive && st.exit.is_none() {
             drop(st);
@@ -210,7 +212,7 @@ impl Machine {
                 return Err(Error::Control("vCPUs did not stop within 10 s".into()));
             }
         }
-        Ok(())
+        Ok(was_running)
     }
 
     /// Lets the vCPUs run again.

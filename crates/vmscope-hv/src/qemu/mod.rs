@@ -57,6 +57,16 @@ impl QmpHypervisor {
         &self.path
     }
 
+    /// A new connection after `lost` broke the old one.
+    fn reconnect(&self, lost: &Error) -> Result<Qmp> {
+        Qmp::connect(&self.path, self.timeout).map_err(|again| {
+            Error::Disconnected(format!(
+                "the QMP connection to {} broke ({lost}) and connecting again failed: {again}",
+                self.path.display()
+            ))
+        })
+    }
+
     /// Runs `f` on the connection; if the connection turns out lost, connects again
     /// and runs `f` once more. Only for commands that may safely run twice (every
     /// command of the [`Hypervisor`] trait: `stop`, `cont`, queries).
@@ -64,12 +74,7 @@ impl QmpHypervisor {
         let mut qmp = self.qmp();
         match f(&mut qmp) {
             Err(e) if e.is_connection_lost() => {
-                *qmp = Qmp::connect(&self.path, self.timeout).map_err(|again| {
-                    Error::Disconnected(format!(
-                        "the QMP connection to {} broke ({e}) and connecting again failed: {again}",
-                        self.path.display()
-                    ))
-                })?;
+                *qmp = self.reconnect(&e)?;
                 f(&mut qmp)
             }
             r => r,
@@ -84,6 +89,24 @@ impl Hypervisor for QmpHypervisor {
 
     fn resume(&self) -> Result<()> {
         self.retrying(|q| q.execute("cont", None).map(drop))
+    }
+
+    /// One round trip: QEMU emits STOP for a `stop` only when the guest ran.
+    fn pause_if_running(&self) -> Result<bool> {
+        let mut qmp = self.qmp();
+        match qmp.execute_watching("stop", "STOP") {
+            Ok((_, stopped)) => Ok(stopped),
+            Err(e) if e.is_connection_lost() => {
+                *qmp = self.reconnect(&e)?;
+                // The stop may have landed before the connection broke: then the
+                // guest is paused and nothing says by whom.
+                if !qmp.status()?.1 {
+                    return Err(Error::PauseUncertain(Box::new(e)));
+                }
+                Ok(qmp.execute_watching("stop", "STOP")?.1)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn is_paused(&self) -> Result<bool> {

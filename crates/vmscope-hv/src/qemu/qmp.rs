@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
@@ -22,7 +22,13 @@ pub struct Event {
     pub name: String,
     /// The event's `data`, or `null`.
     pub data: Value,
+    /// When QEMU emitted it (its `timestamp`, wall clock, microseconds).
+    pub timestamp: Option<SystemTime>,
 }
+
+/// Events kept for the caller at most; older ones are dropped (a client that never
+/// asks for events must not grow without bound over thousands of pauses).
+const MAX_EVENTS: usize = 1024;
 
 /// A QMP connection in command mode.
 #[derive(Debug)]
@@ -31,6 +37,8 @@ pub struct Qmp {
     writer: UnixStream,
     next_id: u64,
     events: VecDeque<Event>,
+    /// Events received since the connection opened (kept or dropped).
+    received: u64,
     /// A line read in part when a deadline passed; completed by the next read.
     partial: Vec<u8>,
     /// Deadline for each command's reply.
@@ -60,6 +68,7 @@ impl Qmp {
             writer,
             next_id: 1,
             events: VecDeque::new(),
+            received: 0,
             partial: Vec::new(),
             timeout,
             version: (0, 0, 0),
@@ -105,6 +114,24 @@ impl Qmp {
             }
             return Err(Error::Protocol(format!("reply to {command} has neither return nor error: {m}")));
         }
+    }
+
+    /// Runs `command` (without arguments) and says whether QEMU emitted `event` because
+    /// of it: an event that arrives before the reply and is stamped no earlier than
+    /// the moment the command was sent. (An event another client caused before may
+    /// still be on its way to this connection; its stamp is older.) QEMU emits
+    /// STOP for a `stop` only if the guest was running.
+    pub fn execute_watching(&mut self, command: &str, event: &str) -> Result<(Value, bool)> {
+        // QEMU stamps events in whole microseconds.
+        let sent = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(SystemTime::UNIX_EPOCH, |d| SystemTime::UNIX_EPOCH + Duration::from_micros(d.as_micros() as u64));
+        let before = self.received;
+        let reply = self.execute(command, None)?;
+        let new = usize::try_from(self.received - before).unwrap_or(usize::MAX);
+        let seen =
+            self.events.iter().rev().take(new).any(|e| e.name == event && e.timestamp.is_some_and(|t| t >= sent));
+        Ok((reply, seen))
     }
 
     /// A human monitor command (`info mtree -f`, `info registers`), on `cpu` if given.
@@ -172,10 +199,77 @@ impl Qmp {
                 Error::Protocol(format!("QMP sent invalid JSON ({e}): {}", String::from_utf8_lossy(&line).trim()))
             })?;
             if let Some(name) = v.get("event").and_then(Value::as_str) {
-                self.events.push_back(Event { name: name.into(), data: v.get("data").cloned().unwrap_or(Value::Null) });
+                if self.events.len() >= MAX_EVENTS {
+                    self.events.pop_front();
+                }
+                let timestamp = v.get("timestamp").and_then(|t| {
+                    let secs = t.get("seconds")?.as_u64()?;
+                    let micros = t.get("microseconds")?.as_u64()?;
+                    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs) + Duration::from_micros(micros))
+                });
+                let data = v.get("data").cloned().unwrap_or(Value::Null);
+                self.events.push_back(Event { name: name.into(), data, timestamp });
+                self.received += 1;
                 continue;
             }
             return Ok(v);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    /// A QMP peer that greets, accepts capabilities, then answers each `stop` with
+    /// the given event lines before its reply.
+    fn fake_qemu(sock: &Path, answers: Vec<Vec<String>>) -> std::thread::JoinHandle<()> {
+        let listener = UnixListener::bind(sock).unwrap();
+        std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            writeln!(w, r#"{{"QMP":{{"version":{{"qemu":{{"major":7,"minor":2,"micro":0}}}},"capabilities":[]}}}}"#)
+                .unwrap();
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            writeln!(w, r#"{{"return":{{}},"id":1}}"#).unwrap();
+            for (i, events) in answers.into_iter().enumerate() {
+                line.clear();
+                r.read_line(&mut line).unwrap();
+                for e in events {
+                    writeln!(w, "{e}").unwrap();
+                }
+                writeln!(w, r#"{{"return":{{}},"id":{}}}"#, i + 2).unwrap();
+            }
+        })
+    }
+
+    fn stop_event(at: SystemTime) -> String {
+        let d = at.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+        format!(r#"{{"timestamp":{{"seconds":{},"microseconds":{}}},"event":"STOP"}}"#, d.as_secs(), d.subsec_micros())
+    }
+
+    #[test]
+    fn only_a_stop_event_caused_by_the_command_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("qmp.sock");
+        let long_ago = SystemTime::now() - Duration::from_secs(60);
+        let soon = SystemTime::now() + Duration::from_secs(60);
+        let server = fake_qemu(
+            &sock,
+            vec![
+                vec![stop_event(soon)],     // this stop paused the guest
+                vec![],                     // paused already: no event
+                vec![stop_event(long_ago)], // another client's stop, still on its way
+            ],
+        );
+        let mut q = Qmp::connect(&sock, Duration::from_secs(5)).unwrap();
+        assert!(q.execute_watching("stop", "STOP").unwrap().1);
+        assert!(!q.execute_watching("stop", "STOP").unwrap().1);
+        assert!(!q.execute_watching("stop", "STOP").unwrap().1);
+        assert_eq!(q.take_events().len(), 2, "events are kept for the caller");
+        server.join().unwrap();
     }
 }
