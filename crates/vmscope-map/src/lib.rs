@@ -1,7 +1,8 @@
 //! The memory-mapping technique of the study: the RAM backing of the hypervisor (QEMU's
 //! `memory-backend-memfd,share=on`, or a `mem-path` file) mapped read-only into our
-//! address space, so a read of guest memory is a `memcpy`. Live (`live-map`), or
-//! wrapped in [`vmscope_hv::Halted`] to pause the guest per pass (`halt-map`).
+//! address space, so a read of guest memory is a copy out of our own address space.
+//! Live (`live-map`), or wrapped in [`vmscope_hv::Halted`] to pause the guest per pass
+//! (`halt-map`).
 //!
 //! ```no_run
 //! use vmscope_hv::{Hypervisor, RamLocation, qemu::QmpHypervisor};
@@ -18,11 +19,17 @@
 //! answer holes with zeros (see [`vmscope_hv::HoleGuard`]). The mapping is `PROT_READ`:
 //! this crate cannot write guest memory.
 //!
+//! The guest writes its RAM while we copy from it, so copies use volatile loads, never a
+//! plain `memcpy` (a data race under Rust's memory model); the `copy` module says why
+//! and how, the README what it costs.
+//!
 //! What this crate deliberately does not do: pause the guest, or map private RAM (a
 //! hypervisor whose RAM is anonymous private memory has nothing to share; use
 //! `vmscope-read`).
 
 #![warn(missing_docs)]
+
+mod copy;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -39,11 +46,12 @@ pub struct Mapped {
     holes: HoleGuard,
 }
 
-// SAFETY: the mapping is read-only and lives as long as `Mapped`; reading it from
-// several threads is as safe as reading shared memory another process writes, which
-// every read here copies out of with volatile-free memcpy of plain bytes.
+// SAFETY: `ptr` is a read-only mapping that `Mapped` owns (unmapped on drop) and that
+// is tied to no thread. It is only ever read, with volatile loads
+// (`copy::copy_from_shared`, which argues why that is sound while the guest writes), so
+// reads from several threads do not race with each other either.
 unsafe impl Send for Mapped {}
-// SAFETY: as above; `&Mapped` only ever reads.
+// SAFETY: as above: `&Mapped` only reads the mapping, and the hole guard is `Sync`.
 unsafe impl Sync for Mapped {}
 
 impl Mapped {
@@ -70,6 +78,46 @@ impl Mapped {
     pub fn holes(&self) -> &HoleGuard {
         &self.holes
     }
+
+    /// [`PhysMem::read_batch`] with `copy` in place of the volatile copy, for the
+    /// benchmark, which measures the plain `memcpy` this crate used to do against it.
+    /// `copy(src, dst)` is called with `src` readable for `dst.len()` bytes of the
+    /// mapping, which the guest may be writing meanwhile (a plain `memcpy` from it is
+    /// sound only when nothing does, as in the benchmark).
+    #[doc(hidden)]
+    pub fn read_batch_with(
+        &self,
+        ops: &mut [ReadOp<'_>],
+        mut copy: impl FnMut(*const u8, &mut [u8]),
+    ) -> vmscope_mem::Result<()> {
+        for op in ops {
+            let mut done = 0usize;
+            for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
+                let (_, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
+                if self.holes.is_populated(off, n) && (off + n) as usize <= self.len {
+                    // `off + n <= self.len`: inside the live mapping.
+                    copy(self.ptr.wrapping_add(off as usize), &mut op.buf[done..done + n as usize]);
+                    done += n as usize;
+                    continue;
+                }
+                for (o, len, data) in self.holes.split(off, n) {
+                    let len = len as usize;
+                    let dst = &mut op.buf[done..done + len];
+                    let o = o as usize;
+                    if data && o + len <= self.len {
+                        // `o + len <= self.len`: inside the live mapping.
+                        copy(self.ptr.wrapping_add(o), dst);
+                    } else if data {
+                        return Err(MemError::Short { gpa: op.gpa, wanted: op.buf.len(), got: done });
+                    } else {
+                        dst.fill(0);
+                    }
+                    done += len;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Mapped {
@@ -82,36 +130,12 @@ impl Drop for Mapped {
 
 impl PhysMem for Mapped {
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
-        for op in ops {
-            let mut done = 0usize;
-            for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
-                let (_, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
-                if self.holes.is_populated(off, n) && (off + n) as usize <= self.len {
-                    let dst = &mut op.buf[done..done + n as usize];
-                    // SAFETY: off + n <= self.len, inside the live mapping; dst is a
-                    // distinct buffer of exactly n bytes.
-                    unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(off as usize), dst.as_mut_ptr(), n as usize) };
-                    done += n as usize;
-                    continue;
-                }
-                for (o, len, data) in self.holes.split(off, n) {
-                    let len = len as usize;
-                    let dst = &mut op.buf[done..done + len];
-                    let o = o as usize;
-                    if data && o + len <= self.len {
-                        // SAFETY: o + len <= self.len, inside the live mapping; dst is
-                        // a distinct buffer of exactly len bytes.
-                        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(o), dst.as_mut_ptr(), len) };
-                    } else if data {
-                        return Err(MemError::Short { gpa: op.gpa, wanted: op.buf.len(), got: done });
-                    } else {
-                        dst.fill(0);
-                    }
-                    done += len;
-                }
-            }
-        }
-        Ok(())
+        self.read_batch_with(ops, |src, dst| {
+            // SAFETY: `read_batch_with` passes a `src` readable for `dst.len()` bytes of
+            // the mapping, which nothing in Rust references: what `copy_from_shared`
+            // needs, and it reads nothing else.
+            unsafe { copy::copy_from_shared(src, dst) }
+        })
     }
 
     fn memory_map(&self) -> &MemoryMap {
@@ -122,8 +146,45 @@ impl PhysMem for Mapped {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::os::unix::fs::FileExt;
+    use std::sync::LazyLock;
     use vmscope_mem::{Gpa, Hva, Region};
+
+    /// Size of the property test's file: 16 pages.
+    const SIZE: u64 = 0x10000;
+
+    /// An unnamed file of patterned bytes with two never-written pages (holes),
+    /// mapped at GPA 0 through `/proc/self/fd` (as a QEMU memfd is), once for all cases.
+    static PATTERNED: LazyLock<(File, Mapped)> = LazyLock::new(|| {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(SIZE).unwrap();
+        let bytes: Vec<u8> = (0..SIZE).map(|i| (i * 131 + i / 4096) as u8).collect();
+        for page in (0..SIZE / 4096).filter(|&p| p != 5 && p != 11) {
+            let r = (page * 4096) as usize..((page + 1) * 4096) as usize;
+            f.write_all_at(&bytes[r], page * 4096).unwrap();
+        }
+        let map = MemoryMap::new(vec![Region::new(Gpa::new(0), SIZE, 0, "ram")]).unwrap();
+        let file = Some(format!("/proc/self/fd/{}", f.as_raw_fd()).into());
+        let loc = RamLocation { pid: std::process::id(), hva: Hva::new(0), size: SIZE, file, map };
+        let m = Mapped::open(loc).unwrap();
+        (f, m)
+    });
+
+    proptest! {
+        /// A read through the mapping equals `pread` of the file, at any start and
+        /// length (holes read as zeros both ways), into a destination at any alignment.
+        #[test]
+        fn reads_equal_pread(start in 0..SIZE, len in 0usize..=3 * 4096 + 7, skew in 0usize..8) {
+            let (f, m) = &*PATTERNED;
+            let len = len.min((SIZE - start) as usize);
+            let mut want = vec![0u8; len];
+            f.read_exact_at(&mut want, start).unwrap();
+            let mut got = vec![0xeeu8; len + skew];
+            m.read(Gpa::new(start), &mut got[skew..]).unwrap();
+            prop_assert_eq!(&got[skew..], &want[..]);
+        }
+    }
 
     #[test]
     fn reads_a_file_through_the_map_and_holes_as_zeros() {
