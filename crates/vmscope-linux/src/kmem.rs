@@ -183,13 +183,13 @@ pub struct CStrPrefix {
 /// `base + offset`: where a member of the object at `base` is. Past the top of the
 /// address space (only a corrupt pointer or offset leads there) it is an error.
 pub(crate) fn member(base: Gva, offset: u64) -> Result<Gva> {
-    base.checked_add(offset).ok_or(Error::AddressOverflow { base, offset })
+    base.checked_add(offset).ok_or_else(|| Error::AddressOverflow { base, offset })
 }
 
 /// `node - offset`: the object whose member at `offset` is at `node`
 /// (`container_of`). Below address 0 it is an error.
 pub(crate) fn container(node: Gva, offset: u64) -> Result<Gva> {
-    node.checked_sub(offset).ok_or(Error::AddressUnderflow { base: node, offset })
+    node.checked_sub(offset).ok_or_else(|| Error::AddressUnderflow { base: node, offset })
 }
 
 #[cfg(test)]

@@ -101,9 +101,11 @@ impl<M: PhysMem> Ctx<'_, M> {
     }
 
     fn taint_letters(&self, taints: u64) -> String {
-        let (Some(tf), Some((table, count))) = (self.o.taint_flag, self.addrs.taint_flags) else {
+        let (Some(tf), Some((table, bytes))) = (self.o.taint_flag, self.addrs.taint_flags) else {
             return String::new();
         };
+        // Entries in the table, not bytes: a bit past its end is guest corruption.
+        let count = bytes / tf.size.max(1);
         let mut out = String::new();
         for bit in (0..64u64).filter(|b| taints & (1 << b) != 0 && *b < count) {
             let Some(entry) = bit.checked_mul(tf.size).and_then(|off| table.checked_add(off)) else {
