@@ -62,7 +62,7 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
              list), and the introspector's CPU time (user + system, getrusage) per pass. Halting techniques \
              pause the guest over QMP for each pass; snapshot techniques copy all of guest RAM (halt-snap: \
              paused; live-snap: pre-copy, then a short pause); the agent asks the guest over its serial port.\n\n\
-             Where the time goes: a mapping costs a memcpy per field; a syscall technique fetches each page it \
+             Where the time goes: a mapping costs a copy (volatile loads) per field; a syscall technique fetches each page it \
              needs per pass (`pages_per_pass`), so its CPU time per pass divided by that is the price of one fetch \
              (pread of the memfd is cheapest; process_vm_readv and /proc/PID/mem pin every page of QEMU's address \
              space first). The QEMU guest's TCG threads share the host's cores with the introspector, so on a \
