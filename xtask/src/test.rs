@@ -49,10 +49,13 @@ pub fn lint() -> anyhow::Result<()> {
     )?;
     layering(&root)?;
     let crates = publishable(&root)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), std::path::PathBuf::from);
+    let verify = target.join("package-verify");
+    forget_unpacked(&verify, &crates)?;
     eprintln!("xtask: packaging {}", crates.join(", "));
     let mut package = cargo();
     // --allow-dirty: a working tree with uncommitted changes packages too (CI's is clean).
-    package.args(["package", "--quiet", "--allow-dirty"]);
+    package.args(["package", "--quiet", "--allow-dirty", "--target-dir"]).arg(&verify);
     for c in &crates {
         package.args(["-p", c]);
     }
@@ -81,6 +84,28 @@ fn layering(root: &std::path::Path) -> anyhow::Result<()> {
             if (name.starts_with("vmscope-") && !allowed.contains(&name)) || FOREIGN.contains(&name) {
                 bail!("{krate} depends on {name}: a crate users import alone must not pull it in");
             }
+        }
+    }
+    Ok(())
+}
+
+/// `cargo package` verifies each crate against the others through a temporary local
+/// registry, which cargo unpacks under `$CARGO_HOME/registry/src/-HASH/` and builds,
+/// and it treats both as fresh forever for the same name and version (registry crates
+/// never change): a second run would verify against the first run's sources. So the
+/// verification builds in a target directory of its own (`verify`), and our crates'
+/// unpacked copies and builds are removed before each run; third-party builds stay.
+fn forget_unpacked(verify: &std::path::Path, crates: &[String]) -> anyhow::Result<()> {
+    let ours = |name: &str| crates.iter().any(|c| name.strip_prefix(c.as_str()).is_some_and(|v| v.starts_with('-')));
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo")));
+    let registries = home.and_then(|h| std::fs::read_dir(h.join("registry/src")).ok());
+    let local = registries.into_iter().flatten().flatten().filter(|r| r.file_name().to_string_lossy().starts_with('-'));
+    let fingerprints = std::fs::read_dir(verify.join("debug/.fingerprint")).into_iter().flatten().flatten();
+    for dir in local.flat_map(|r| std::fs::read_dir(r.path()).into_iter().flatten().flatten()).chain(fingerprints) {
+        if ours(&dir.file_name().to_string_lossy()) {
+            std::fs::remove_dir_all(dir.path())?;
         }
     }
     Ok(())
