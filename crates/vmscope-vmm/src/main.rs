@@ -23,7 +23,7 @@ use vmscope_vmm::{BootSpec, Machine, MachineConfig};
 /// except for a debug exit or an error (1).
 ///
 /// Control protocol (--control): one JSON object per line each way, e.g.
-/// {"cmd":"pause"} -> {"ok":true,"result":null}. Commands: pause, resume, status,
+/// {"cmd":"pause"} -> {"ok":true,"result":{"was_running":true}}. Commands: pause, resume, status,
 /// memory-map, vcpu-registers {vcpu}, dirty-log-start, dirty-log-fetch,
 /// dirty-log-stop, snapshot {path?}, snapshot-release {id}, quit. Full reference with
 /// an example session: crates/vmscope-vmm/README.md and the vmscope_hv::builtin docs.
