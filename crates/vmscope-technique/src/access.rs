@@ -35,8 +35,6 @@ pub(crate) enum How<'g> {
         hv: &'g dyn Hypervisor,
         /// The RAM backing, read with pread of its data extents.
         ram: FileMem,
-        /// What the last snapshot cost.
-        last: RefCell<Option<SnapStats>>,
     },
     /// A dump file, read as it is.
     Dump(&'g DumpFile),
@@ -89,7 +87,7 @@ impl<'g> Access<'g> {
     /// Takes one snapshot (snapshot techniques only) with `opts`: registers and
     /// VMCOREINFO for a dump file, neither for a pass.
     pub fn snapshot(&self, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
-        let How::Snap { hv, ram, last } = &self.how else {
+        let How::Snap { hv, ram } = &self.how else {
             return Err(Error::NotApplicable {
                 technique: self.technique.unwrap_or(Technique::HaltSnap),
                 why: "takes no snapshots; choose halt-snap or live-snap",
@@ -102,18 +100,9 @@ impl<'g> Access<'g> {
             vmscope_snap::halt_snap(*hv, Source::File(ram), opts)
         };
         drop(holding);
-        let (snap, stats) = taken?;
+        let taken = taken?;
         interrupted()?;
-        *last.borrow_mut() = Some(stats.clone());
-        Ok((snap, stats))
-    }
-
-    /// What the last snapshot cost (snapshot techniques only).
-    pub fn last_snapshot(&self) -> Option<SnapStats> {
-        match &self.how {
-            How::Snap { last, .. } => last.borrow().clone(),
-            _ => None,
-        }
+        Ok(taken)
     }
 
     /// Page-cache counters of a syscall reader (the pages fetched from the hypervisor

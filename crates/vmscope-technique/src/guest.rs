@@ -186,9 +186,7 @@ impl Guest {
                 How::Halt(vmscope_hv::Halted::new(Reader::syscall(loc, method, opts.pass_cache_pages)?, hv()?))
             }
             Technique::HaltMap => How::Halt(vmscope_hv::Halted::new(Reader::map(loc)?, hv()?)),
-            Technique::HaltSnap | Technique::LiveSnap => {
-                How::Snap { hv: hv()?, ram: vmscope_read::open_backing(loc)?, last: Default::default() }
-            }
+            Technique::HaltSnap | Technique::LiveSnap => How::Snap { hv: hv()?, ram: vmscope_read::open_backing(loc)? },
         };
         Ok(Access::new(Some(t), how, opts))
     }
