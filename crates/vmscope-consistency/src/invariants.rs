@@ -1,0 +1,1 @@
+//! Rules of the kernel's own data, checked on vmscope-linux views.

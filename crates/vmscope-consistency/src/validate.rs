@@ -1,0 +1,1 @@
+//! Whether a recorded pass was torn.
