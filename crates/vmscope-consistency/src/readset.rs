@@ -65,7 +65,7 @@ impl<M: PhysMem> ReadSet<M> {
     pub fn finish(&self) -> Recorded {
         let log = std::mem::take(&mut *self.log.borrow_mut());
         let t1 = Instant::now();
-        Recorded { t0: log.t0.unwrap_or(t1), t1, ranges: log.ranges, bytes: log.bytes }
+        Recorded { t0: Some(log.t0.unwrap_or(t1)), t1: Some(t1), ranges: log.ranges, bytes: log.bytes }
     }
 
     fn record(&self, gpa: Gpa, bytes: &[u8]) {
