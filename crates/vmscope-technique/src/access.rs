@@ -1,14 +1,17 @@
 //! A technique opened on a guest: introspection passes on guest memory as the
 //! technique sees it.
 
-use std::cell::{RefCell, RefMut};
+use std::cell::{Cell, RefCell, RefMut};
 use std::time::Duration;
 
 use vmscope_agent::Client;
-use vmscope_hv::{Halted, Hypervisor};
+use vmscope_consistency::ReadSet;
+use vmscope_consistency::validate::{Method, Verdict};
+use vmscope_hv::{DirtyLog, Halted, Hypervisor};
 use vmscope_mem::{CacheStats, FileMem, PhysMem};
 use vmscope_snap::{DumpFile, SnapOptions, SnapStats, Snapshot, Source};
 
+use crate::consistent::{self, Consistency, Observed};
 use crate::reader::{Options, Reader};
 use crate::stop::{self, Holding, Stoppable};
 use crate::{Error, Result, Technique};
@@ -19,14 +22,20 @@ pub struct Access<'g> {
     technique: Option<Technique>,
     how: How<'g>,
     hole_refresh: Duration,
+    tries: u32,
+    /// Whether this access started the hypervisor's dirty log (and stops it on drop).
+    dirty_started: Cell<bool>,
 }
 
 #[derive(Debug)]
 pub(crate) enum How<'g> {
     /// The guest answers for itself.
     Agent(RefCell<Client>),
-    /// Reads while the guest runs.
-    Live(Reader),
+    /// Reads while the guest runs (the hypervisor, where there is one, only for its
+    /// dirty log).
+    Live { reader: Reader, hv: Option<&'g dyn Hypervisor> },
+    /// Reads while the guest runs, validated, tried again, else halted.
+    Consistent { reader: Reader, hv: Option<&'g dyn Hypervisor> },
     /// Reads with the guest paused per pass.
     Halt(Halted<'g, Reader, dyn Hypervisor + 'g>),
     /// A snapshot per pass: halt-snap (pause, copy, resume) or live-snap (vmscope's
@@ -42,7 +51,13 @@ pub(crate) enum How<'g> {
 
 impl<'g> Access<'g> {
     pub(crate) fn new(technique: Option<Technique>, how: How<'g>, opts: &Options) -> Self {
-        Self { technique, how, hole_refresh: opts.hole_refresh }
+        Self {
+            technique,
+            how,
+            hole_refresh: opts.hole_refresh,
+            tries: opts.consistent_tries,
+            dirty_started: Cell::new(false),
+        }
     }
 
     /// The technique (`None` for a dump).
@@ -51,20 +66,19 @@ impl<'g> Access<'g> {
     }
 
     /// Runs `f` on guest memory as this technique sees it for one pass: the live
-    /// memory, the memory with the guest paused, or a fresh snapshot. A technique
-    /// that pauses the guest leaves it as it found it — running or paused — also
-    /// when `f` fails or panics; if the process is asked to stop meanwhile (see
-    /// [`stop`]), the pass is cut short and [`Error::Interrupted`] returned.
-    pub fn pass<R>(&self, f: impl FnOnce(&dyn PhysMem) -> R) -> Result<R> {
+    /// memory, the memory with the guest paused, a fresh snapshot, or — for the
+    /// consistent techniques — a live view validated as not torn (`f` may then run
+    /// more than once). A technique that pauses the guest leaves it as it found it —
+    /// running or paused — also when `f` fails or panics; if the process is asked to
+    /// stop meanwhile (see [`stop`]), the pass is cut short and
+    /// [`Error::Interrupted`] returned.
+    pub fn pass<R>(&self, mut f: impl FnMut(&dyn PhysMem) -> R) -> Result<R> {
         match &self.how {
-            How::Agent(_) => Err(Error::NotApplicable {
-                technique: Technique::Agent,
-                why: "asks the guest agent; it does not read guest memory",
-            }),
-            How::Live(r) => {
-                r.begin_pass(self.hole_refresh)?;
-                Ok(f(r.mem()))
+            How::Live { reader, .. } => {
+                reader.begin_pass(self.hole_refresh)?;
+                Ok(f(reader.mem()))
             }
+            How::Consistent { .. } => Ok(self.observed_pass(f)?.value),
             How::Halt(h) => {
                 let holding = Holding::new();
                 let r = h.pass(|r| -> Result<R> {
@@ -81,7 +95,54 @@ impl<'g> Access<'g> {
                 Ok(f(&snap))
             }
             How::Dump(d) => Ok(f(*d)),
+            How::Agent(_) => Err(self.agent_reads_no_memory()),
         }
+    }
+
+    /// Runs one pass as [`pass`](Self::pass) does and says how consistent its view
+    /// is: the pass's read set is recorded and, for a live technique, checked against
+    /// the guest's writes inside its window — by the hypervisor's dirty log where it
+    /// offers one (started on first use, stopped when this `Access` drops), else by a
+    /// double collect. A live technique's view may come back torn; a consistent
+    /// technique's never does. Halted and snapshot views are consistent by
+    /// construction.
+    pub fn observed_pass<R>(&self, mut f: impl FnMut(&dyn PhysMem) -> R) -> Result<Observed<R>> {
+        let observed = match &self.how {
+            How::Live { reader, hv } => {
+                let (value, verdict) = consistent::live(reader, self.dirty_log(*hv)?, self.hole_refresh, &mut f)?;
+                Observed { value, consistency: Consistency::once(verdict) }
+            }
+            How::Consistent { reader, hv } => {
+                let dirty = self.dirty_log(*hv)?;
+                consistent::validated(reader, *hv, dirty, (self.tries, self.hole_refresh), &mut f)?
+            }
+            How::Halt(h) => {
+                let (value, verdict) = consistent::halted(h.inner(), h.hypervisor(), self.hole_refresh, &mut f)?;
+                interrupted()?;
+                Observed { value, consistency: Consistency::once(verdict) }
+            }
+            How::Snap { .. } => {
+                let (snap, _) = self.snapshot(SnapOptions { registers: false, vmcoreinfo: false })?;
+                recorded_untorn(&snap, Method::Snapshot, &mut f)
+            }
+            How::Dump(d) => recorded_untorn(*d, Method::Snapshot, &mut f),
+            How::Agent(_) => return Err(self.agent_reads_no_memory()),
+        };
+        Ok(observed)
+    }
+
+    /// The hypervisor's dirty log, started on first use, if it offers one.
+    fn dirty_log(&self, hv: Option<&'g dyn Hypervisor>) -> Result<Option<&'g dyn DirtyLog>> {
+        let Some(log) = hv.and_then(|h| h.dirty_log()) else { return Ok(None) };
+        if !self.dirty_started.get() {
+            log.start()?;
+            self.dirty_started.set(true);
+        }
+        Ok(Some(log))
+    }
+
+    fn agent_reads_no_memory(&self) -> Error {
+        Error::NotApplicable { technique: Technique::Agent, why: "asks the guest agent; it does not read guest memory" }
     }
 
     /// Takes one snapshot (snapshot techniques only) with `opts`: registers and
@@ -109,7 +170,7 @@ impl<'g> Access<'g> {
     /// are its misses).
     pub fn cache_stats(&self) -> Option<CacheStats> {
         match &self.how {
-            How::Live(r) => r.cache_stats(),
+            How::Live { reader, .. } | How::Consistent { reader, .. } => reader.cache_stats(),
             How::Halt(h) => h.inner().cache_stats(),
             _ => None,
         }
@@ -122,6 +183,27 @@ impl<'g> Access<'g> {
             _ => None,
         }
     }
+}
+
+impl Drop for Access<'_> {
+    fn drop(&mut self) {
+        if self.dirty_started.get() {
+            let hv = match &self.how {
+                How::Live { hv, .. } | How::Consistent { hv, .. } => *hv,
+                _ => None,
+            };
+            if let Some(log) = hv.and_then(|h| h.dirty_log()) {
+                let _ = log.stop();
+            }
+        }
+    }
+}
+
+/// A pass over memory that cannot change under it, with its read set recorded.
+fn recorded_untorn<R>(mem: &dyn PhysMem, method: Method, f: &mut impl FnMut(&dyn PhysMem) -> R) -> Observed<R> {
+    let set = ReadSet::new(mem);
+    let value = f(&set);
+    Observed { value, consistency: Consistency::once(Verdict::untorn(method, &set.finish())) }
 }
 
 /// [`Error::Interrupted`] if a stop was requested during the pass just ended.

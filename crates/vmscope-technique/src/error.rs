@@ -61,6 +61,22 @@ pub enum Error {
         /// QEMU's process id.
         pid: u32,
     },
+    /// Validating a view failed (the dirty log, or re-reading the read set).
+    #[error("validating the view: {0}")]
+    Consistency(#[from] vmscope_consistency::Error),
+    /// Every live try of a consistent technique was torn, and the guest cannot be
+    /// paused for a last, halted try.
+    #[error(
+        "the view could not be validated: the guest wrote the pages read in each of {tries} tries \
+         ({torn_pages} pages in the last), and it cannot be paused for a halted read; give vmscope \
+         QEMU's QMP socket (--qmp PATH) or choose live-read to accept a possibly torn view"
+    )]
+    Unvalidated {
+        /// Live tries made.
+        tries: u32,
+        /// Torn pages in the last.
+        torn_pages: usize,
+    },
     /// The process was asked to stop (a signal) while a pass held the guest paused;
     /// the pass was cut short and the guest left as it was found.
     #[error("interrupted by signal {signal}; the guest was left as it was found")]

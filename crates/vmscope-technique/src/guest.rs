@@ -180,8 +180,14 @@ impl Guest {
                 let sock = self.agent_socket.as_ref().ok_or(Error::NoAgent)?;
                 How::Agent(std::cell::RefCell::new(vmscope_agent::Client::connect(sock, opts.agent_timeout)?))
             }
-            Technique::LiveRead => How::Live(Reader::syscall(loc, method, opts.pass_cache_pages)?),
-            Technique::LiveMap => How::Live(Reader::map(loc)?),
+            Technique::LiveRead => {
+                How::Live { reader: Reader::syscall(loc, method, opts.pass_cache_pages)?, hv: self.hypervisor() }
+            }
+            Technique::LiveMap => How::Live { reader: Reader::map(loc)?, hv: self.hypervisor() },
+            Technique::ConsistentRead => {
+                How::Consistent { reader: Reader::syscall(loc, method, opts.pass_cache_pages)?, hv: self.hypervisor() }
+            }
+            Technique::ConsistentMap => How::Consistent { reader: Reader::map(loc)?, hv: self.hypervisor() },
             Technique::HaltRead => {
                 How::Halt(vmscope_hv::Halted::new(Reader::syscall(loc, method, opts.pass_cache_pages)?, hv()?))
             }

@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+mod consistent;
 mod error;
 mod guest;
 mod reader;
@@ -46,7 +47,9 @@ pub mod stop;
 mod technique;
 
 pub use access::Access;
+pub use consistent::{Consistency, Observed};
 pub use error::{Error, Result};
 pub use guest::{Guest, Target};
 pub use reader::{Options, ReadMethod};
 pub use technique::{Axes, Cooperation, Liveness, MemoryAccess, Technique};
+pub use vmscope_consistency::validate::{Method, Verdict};

@@ -73,6 +73,8 @@ pub struct Options {
     pub hole_refresh: Duration,
     /// How long to wait for the guest agent to answer its greeting.
     pub agent_timeout: Duration,
+    /// Live tries of a consistent technique before it reads once halted (at least 1).
+    pub consistent_tries: u32,
 }
 
 impl Default for Options {
@@ -82,6 +84,7 @@ impl Default for Options {
             pass_cache_pages: 4096, // 16 MiB
             hole_refresh: Duration::from_millis(500),
             agent_timeout: Duration::from_secs(10),
+            consistent_tries: 3,
         }
     }
 }
@@ -139,6 +142,16 @@ impl Reader {
             Reader::Map(m) => m.holes().refresh_if_older(hole_refresh)?,
         }
         Ok(())
+    }
+
+    /// Forgets cached pages, so that the next reads reach guest memory.
+    pub(crate) fn invalidate(&self) {
+        match self {
+            Reader::Pread(r) => _ = r.invalidate(),
+            Reader::VmReadv(r) => _ = r.invalidate(),
+            Reader::ProcMem(r) => _ = r.invalidate(),
+            Reader::Map(_) => {}
+        }
     }
 
     /// Page-cache counters (the pages fetched from the hypervisor are the misses).

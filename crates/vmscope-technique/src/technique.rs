@@ -23,17 +23,24 @@ pub enum Technique {
     HaltSnap,
     /// Copy RAM while the guest runs, with a short final pause.
     LiveSnap,
+    /// Live syscall reads while recording the read set; a torn pass (dirty log, or
+    /// double collect) is tried again, and after the last try read once halted.
+    ConsistentRead,
+    /// The same over the read-only mapping of the RAM backing.
+    ConsistentMap,
 }
 
 impl Technique {
     /// Every technique, fastest-first as a default would try them.
-    pub const ALL: [Technique; 7] = [
+    pub const ALL: [Technique; 9] = [
         Technique::LiveMap,
         Technique::LiveRead,
         Technique::HaltMap,
         Technique::HaltRead,
         Technique::HaltSnap,
         Technique::LiveSnap,
+        Technique::ConsistentMap,
+        Technique::ConsistentRead,
         Technique::Agent,
     ];
 
@@ -47,11 +54,14 @@ impl Technique {
             Technique::HaltMap => "halt-map",
             Technique::HaltSnap => "halt-snap",
             Technique::LiveSnap => "live-snap",
+            Technique::ConsistentRead => "consistent-read",
+            Technique::ConsistentMap => "consistent-map",
         }
     }
 
     /// Whether it pauses the guest, if only briefly (it needs the hypervisor's
-    /// control channel).
+    /// control channel). The consistent techniques pause only to fall back, and work
+    /// without a control channel as long as their passes validate.
     pub fn needs_hypervisor(self) -> bool {
         let a = self.axes();
         a.liveness == Liveness::Halt || a.snapshot
@@ -60,6 +70,11 @@ impl Technique {
     /// Whether it reads guest memory (everything but the agent).
     pub fn reads_memory(self) -> bool {
         self != Technique::Agent
+    }
+
+    /// Whether it validates every view it returns (consistent-read, consistent-map).
+    pub fn validates(self) -> bool {
+        matches!(self, Technique::ConsistentRead | Technique::ConsistentMap)
     }
 
     /// Where it sits on the study's four axes.
@@ -73,6 +88,8 @@ impl Technique {
             Technique::HaltMap => (C::None, false, L::Halt, A::Mapping),
             Technique::HaltSnap => (C::None, true, L::Halt, A::Copy),
             Technique::LiveSnap => (C::None, true, L::Live, A::Copy),
+            Technique::ConsistentRead => (C::None, false, L::Live, A::Syscall),
+            Technique::ConsistentMap => (C::None, false, L::Live, A::Mapping),
         };
         Axes { cooperation, snapshot, liveness, access }
     }

@@ -126,8 +126,8 @@ pub fn measure(
         rate.pages_fetched = Some((b.misses - a.misses) as f64 / rate.passes.max(1) as f64);
     }
     let method = match t {
-        Technique::LiveRead | Technique::HaltRead => m.name(),
-        Technique::LiveMap | Technique::HaltMap => "mmap",
+        Technique::LiveRead | Technique::HaltRead | Technique::ConsistentRead => m.name(),
+        Technique::LiveMap | Technique::HaltMap | Technique::ConsistentMap => "mmap",
         Technique::HaltSnap | Technique::LiveSnap => "pread copy",
         Technique::Agent => "serial",
     };
