@@ -11,7 +11,6 @@ use common::Vm;
 use common::testkernel::{Manifest, wait_manifest};
 use vmscope_consistency::ReadSet;
 use vmscope_consistency::validate::{self, Method};
-use vmscope_hv::Hypervisor;
 use vmscope_mem::PhysMem;
 use vmscope_read::open_backing;
 use vmscope_technique::{Guest, Options, ReadMethod, Target, Technique};
