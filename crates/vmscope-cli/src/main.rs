@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use vmscope_linux::{Anomaly, AttachOptions, Hints, Kernel, ProfileCache};
-use vmscope_mem::PhysMem;
+use vmscope_mem::{MemoryMap, PhysMem, SliceMem};
 use vmscope_snap::{Format, SnapOptions};
 use vmscope_technique::{Access, Guest, Options, ReadMethod, Target, Technique};
 
@@ -56,9 +56,19 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Processes, like `ps -ef`: PID, PPID, UID, STATE, COMM, CMD.
-    Ps,
+    Ps {
+        /// Also say how consistent the view is: whether it was torn (the guest wrote
+        /// what was read while it was read), the window, the read set, and the
+        /// kernel's own rules it breaks.
+        #[arg(long)]
+        verify: bool,
+    },
     /// Loaded kernel modules, like /proc/modules.
-    Lsmod,
+    Lsmod {
+        /// Also say how consistent the view is (see `ps --verify`).
+        #[arg(long)]
+        verify: bool,
+    },
     /// The kernel: release, banner, build ID, paging mode, KASLR offsets, and the
     /// evidence each was found from.
     Info,
@@ -117,8 +127,32 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .map_or_else(Hints::none, |r| Hints::from_registers(r.cr3, r.cr4).with_lstar(vmscope_mem::Gva::new(r.lstar)));
     // The view is built inside the pass and printed after it: a slow reader of
     // stdout must not keep a halted guest paused.
-    let out = access.pass(|mem| view(args, name, mem, hints))??;
+    let validates = access.technique().is_some_and(Technique::validates);
+    if !args.command.verify() && !validates {
+        let out = access.pass(|mem| view(args, name, &attach(mem, hints)?))??;
+        return emit(args.json, out);
+    }
+    // Attaching reads what the kernel does not change while it runs (its symbols and
+    // types); the view is what must be consistent, so it gets a pass (and a read set)
+    // of its own.
+    let kernel =
+        access.pass(|mem| attach(mem, hints).map(|k| k.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0)))))??;
+    if !args.command.verify() {
+        let out = access.pass(|mem| view(args, name, &kernel.rebind(mem)))??;
+        return emit(args.json, out);
+    }
+    let seen = access.observed_pass(|mem| view(args, name, &kernel.rebind(mem)))?;
+    let mut out = seen.value?;
+    out.doc["consistency"] = serde_json::to_value(&seen.consistency)?;
+    out.table.push_str(&output::consistency_text(&seen.consistency));
     emit(args.json, out)
+}
+
+impl Command {
+    /// Whether `--verify` was asked for.
+    fn verify(&self) -> bool {
+        matches!(self, Command::Ps { verify: true } | Command::Lsmod { verify: true })
+    }
 }
 
 /// What a command prints: one JSON document, or a table with a note of the anomalies
@@ -143,19 +177,23 @@ fn emit(json: bool, out: Output) -> anyhow::Result<()> {
 }
 
 /// Attaches to the kernel in `mem` (offsets cached per kernel build in the user's
-/// cache) and builds the requested view.
-fn view(args: &Args, technique: &str, mem: &dyn PhysMem, hints: Hints) -> anyhow::Result<Output> {
+/// cache).
+fn attach(mem: &dyn PhysMem, hints: Hints) -> anyhow::Result<Kernel<&dyn PhysMem>> {
     let cache = ProfileCache::per_user();
-    let k = Kernel::attach_with(mem, AttachOptions { hints, cache: cache.as_ref(), ..AttachOptions::default() })
-        .context("finding the Linux kernel in guest memory")?;
+    Kernel::attach_with(mem, AttachOptions { hints, cache: cache.as_ref(), ..AttachOptions::default() })
+        .context("finding the Linux kernel in guest memory")
+}
+
+/// Builds the requested view.
+fn view<M: PhysMem>(args: &Args, technique: &str, k: &Kernel<M>) -> anyhow::Result<Output> {
     Ok(match args.command {
-        Command::Ps => {
+        Command::Ps { .. } => {
             let list = k.processes();
             let doc = json!({ "technique": technique, "processes": list.processes, "anomalies": list.anomalies });
             let rows: Vec<PsRow> = list.processes.iter().map(PsRow::from).collect();
             Output { doc, table: output::ps_table(&rows), anomalies: list.anomalies }
         }
-        Command::Lsmod => {
+        Command::Lsmod { .. } => {
             let list = k.modules();
             let doc = json!({ "technique": technique, "modules": list.modules, "anomalies": list.anomalies });
             let rows: Vec<ModRow> = list.modules.iter().map(ModRow::from).collect();
@@ -172,8 +210,11 @@ fn view(args: &Args, technique: &str, mem: &dyn PhysMem, hints: Hints) -> anyhow
 /// The agent technique: the guest answers from its own /proc.
 fn agent(args: &Args, access: &Access<'_>) -> anyhow::Result<()> {
     let mut client = access.agent().expect("the agent technique opens a client");
+    if args.command.verify() {
+        bail!("--verify checks a view read from guest memory; the agent technique reads none");
+    }
     let out = match args.command {
-        Command::Ps => {
+        Command::Ps { .. } => {
             let rows: Vec<PsRow> = client.processes()?.iter().map(PsRow::from).collect();
             Output {
                 doc: json!({ "technique": "agent", "processes": rows }),
@@ -181,7 +222,7 @@ fn agent(args: &Args, access: &Access<'_>) -> anyhow::Result<()> {
                 anomalies: vec![],
             }
         }
-        Command::Lsmod => {
+        Command::Lsmod { .. } => {
             let rows: Vec<ModRow> = client.modules()?.iter().map(ModRow::from).collect();
             Output {
                 doc: json!({ "technique": "agent", "modules": rows }),

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use vmscope_agent::{ModuleInfo, ProcessInfo};
 use vmscope_linux::{Anomaly, KernelInfo, Module, Process};
+use vmscope_technique::Consistency;
 
 /// One row of `ps`, from either the kernel's memory or the agent.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -129,4 +130,27 @@ pub fn anomalies_note(a: &[Anomaly]) -> Option<String> {
         let _ = writeln!(s, "  ... (--json shows all)");
     }
     Some(s)
+}
+
+/// What `--verify` adds below a table: whether the view was torn, how that was
+/// decided, the window and the read set.
+pub fn consistency_text(c: &Consistency) -> String {
+    let v = &c.verdict;
+    let state = if c.torn {
+        format!("TORN: the guest wrote {} of the pages read while they were read", v.torn_pages.len())
+    } else {
+        "not torn".to_owned()
+    };
+    let how = match (c.fell_back, c.tries) {
+        (true, n) => format!("{} after {n} torn live tr{}", v.method, if n == 1 { "y" } else { "ies" }),
+        (false, 1) => v.method.to_string(),
+        (false, n) => format!("{} on try {n} ({} torn before)", v.method, c.torn_tries),
+    };
+    format!(
+        "\nconsistency: {state} ({how}); window {:.2} ms; read set {} pages, {} reads, {} KiB\n",
+        v.window.as_secs_f64() * 1e3,
+        v.read_pages,
+        v.read_ranges,
+        v.read_bytes.div_ceil(1024)
+    )
 }

@@ -1,0 +1,74 @@
+//! `vmscope ps --verify` and `lsmod --verify` on a QEMU guest whose processes churn:
+//! every technique says whether its view was torn, how that was decided, the window
+//! and the read set; the consistent techniques never return a torn view.
+
+use std::path::Path;
+use std::process::Command;
+
+use vmscope_testbed::{Guest, boot};
+
+/// `vmscope --qemu PID --qmp SECOND-MONITOR args...`, with its own profile cache.
+fn vmscope(g: &Guest, cache: &Path, args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_vmscope"))
+        .arg("--qemu")
+        .arg(g.vm.pid().to_string())
+        .arg("--qmp")
+        .arg(g.vm.extra_qmp_socket())
+        .args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "vmscope {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn verify_under_churn(id: &str) {
+    let mut g = boot(id);
+    let cache = tempfile::tempdir().unwrap();
+    // Processes forked and reaped all the time (busybox: each `true` is a fork).
+    g.sh("(while :; do /bin/true; done) >/dev/null 2>&1 &");
+    let pids: Vec<i32> = g.agent.processes().unwrap().iter().map(|p| p.pid).collect();
+
+    for t in ["live-map", "live-read", "halt-read", "consistent-read", "consistent-map"] {
+        let doc: serde_json::Value =
+            serde_json::from_str(&vmscope(&g, cache.path(), &["--technique", t, "ps", "--verify", "--json"])).unwrap();
+        let c = &doc["consistency"];
+        let method = c["method"].as_str().unwrap_or_else(|| panic!("{t}: no consistency.method in {c}"));
+        let allowed: &[&str] = match t {
+            "halt-read" => &["halted"],
+            "live-map" | "live-read" => &["double-collect"],
+            _ => &["double-collect", "halted"],
+        };
+        assert!(allowed.contains(&method), "{t}: method {method}");
+        assert!(c["window_us"].as_u64().unwrap() > 0, "{t}: {c}");
+        assert!(c["read_pages"].as_u64().unwrap() > 10, "{t}: {c}");
+        assert!(c["read_bytes"].as_u64().unwrap() >= c["read_pages"].as_u64().unwrap(), "{t}: {c}");
+        assert!(c["tries"].as_u64().unwrap() >= 1, "{t}: {c}");
+        let torn = c["torn"].as_bool().unwrap();
+        assert_eq!(torn, !c["torn_pages"].as_array().unwrap().is_empty(), "{t}: {c}");
+        if t.starts_with("consistent") || t.starts_with("halt") {
+            assert!(!torn, "{t} returned a torn view: {c}");
+        }
+        let listed: Vec<i64> =
+            doc["processes"].as_array().unwrap().iter().map(|p| p["pid"].as_i64().unwrap()).collect();
+        // Long-lived processes (pid 1, the agent, ...) are in every view.
+        for pid in pids.iter().filter(|&&p| p < 100) {
+            assert!(listed.contains(&i64::from(*pid)), "{t}: pid {pid} missing");
+        }
+    }
+
+    let text = vmscope(&g, cache.path(), &["--technique", "consistent-read", "lsmod", "--verify"]);
+    let line =
+        text.lines().find(|l| l.starts_with("consistency:")).unwrap_or_else(|| panic!("no consistency line:\n{text}"));
+    assert!(line.contains("not torn") && line.contains("window") && line.contains("pages"), "{line}");
+}
+
+#[test]
+fn verify_under_churn_6_1() {
+    verify_under_churn("6.1");
+}
+
+#[test]
+fn verify_under_churn_6_12() {
+    verify_under_churn("6.12");
+}
