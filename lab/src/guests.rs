@@ -6,13 +6,15 @@ use std::time::Duration;
 use vmscope_testbed::GuestImages;
 use vmscope_vmm::VmmChild;
 
-/// The test kernel under `vmscope-vmm` on `vcpus` vCPUs with `memory` of memfd RAM,
-/// once its control socket answers; killed on drop.
-pub fn testkernel(images: &GuestImages, vcpus: u32, memory: &str) -> anyhow::Result<VmmChild> {
+/// The test kernel under `vmscope-vmm` on `vcpus` vCPUs with `memory` of memfd RAM
+/// and kernel command line `cmdline` (`tk.rate=N`, ...), once its control socket
+/// answers; killed on drop.
+pub fn testkernel(images: &GuestImages, vcpus: u32, memory: &str, cmdline: &str) -> anyhow::Result<VmmChild> {
     let kernel = images.testkernel()?;
     let vcpus = vcpus.to_string();
-    let mut vm =
-        VmmChild::spawn(&VmmChild::binary()?, &kernel, &["--vcpus", &vcpus, "--memory", memory, "--backing", "memfd"])?;
+    let cmdline = format!("console=ttyS0 reboot=k panic=-1 {cmdline}");
+    let args = ["--vcpus", &vcpus, "--memory", memory, "--backing", "memfd", "--cmdline", &cmdline];
+    let mut vm = VmmChild::spawn(&VmmChild::binary()?, &kernel, &args)?;
     vm.connect(Duration::from_secs(30))?;
     Ok(vm)
 }

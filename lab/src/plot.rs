@@ -43,6 +43,50 @@ pub fn log_bars(path: &Path, title: &str, x_label: &str, bars: &[(String, f64)])
     Ok(())
 }
 
+/// A line chart: one line per series over categorical x values (`x_labels`), NaN
+/// points left out.
+pub fn lines(
+    path: &Path,
+    title: &str,
+    x_labels: &[String],
+    y_label: &str,
+    series: &[(String, Vec<f64>)],
+) -> anyhow::Result<()> {
+    let top = series.iter().flat_map(|s| s.1.iter().copied()).filter(|v| v.is_finite()).fold(1.0_f64, f64::max);
+    let root = SVGBackend::new(path, (960, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n = x_labels.len().max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(-0.25f64..(n as f64 - 0.75), 0f64..top * 1.1)?;
+    chart
+        .configure_mesh()
+        .x_labels(n)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            if (x - i).abs() < 1e-6 && i >= 0.0 { x_labels.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
+        })
+        .x_desc("churn")
+        .y_desc(y_label)
+        .draw()?;
+    for (k, (name, ys)) in series.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let pts: Vec<(f64, f64)> =
+            ys.iter().enumerate().filter(|(_, y)| y.is_finite()).map(|(i, y)| (i as f64, *y)).collect();
+        chart
+            .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
+            .label(name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2)));
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

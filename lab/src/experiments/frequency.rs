@@ -152,7 +152,7 @@ pub fn memory_techniques() -> impl Iterator<Item = Technique> {
 }
 
 fn builtin(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
-    let vm = guests::testkernel(&ctx.images, 2, "1G")?;
+    let vm = guests::testkernel(&ctx.images, 2, "1G", "")?;
     let guest = Target::Builtin { control: vm.control(), agent: None }.open()?;
     let manifest = wait_for_manifest(&guest)?;
     let configs = configurations(ctx, memory_techniques());

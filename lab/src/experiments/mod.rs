@@ -1,5 +1,6 @@
 //! The experiments, by name.
 
+pub mod consistency;
 pub mod frequency;
 
 use std::time::Duration;
@@ -56,5 +57,7 @@ impl Ctx {
 /// Every experiment: (name, what it measures, runner).
 pub type Runner = fn(&mut Ctx) -> anyhow::Result<()>;
 
-pub const ALL: &[(&str, &str, Runner)] =
-    &[("frequency", "monitoring frequency and host CPU cost per pass, per technique", frequency::run)];
+pub const ALL: &[(&str, &str, Runner)] = &[
+    ("frequency", "monitoring frequency and host CPU cost per pass, per technique", frequency::run),
+    ("consistency", "torn views, intrinsic and extrinsic inconsistency per technique and churn rate", consistency::run),
+];
