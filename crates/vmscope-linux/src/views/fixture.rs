@@ -81,7 +81,7 @@ pub fn types() -> Arc<dyn TypeSource> {
     def(
         &mut t,
         "task_struct",
-        256,
+        384,
         &[
             ("tasks", 0, lh.clone()),
             ("pid", 16, int(4, true)),

@@ -412,3 +412,163 @@ impl<M: PhysMem> Ctx<'_, M> {
         ModuleGraph { list, modules, valid_states, anomalies: an }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::views::Limits;
+    use crate::views::fixture::{Fx, layout::*};
+
+    /// init, kthreadd, a shell with a child of three threads, and a kworker.
+    fn family() -> (Fx, [u64; 7]) {
+        let mut fx = Fx::new();
+        let init = fx.process(1, fx.init_task, 0, "init", Some("/sbin/init"));
+        let kthreadd = fx.kthread(2, fx.init_task, "kthreadd");
+        let sh = fx.process(100, init, 0, "sh", Some("sh"));
+        let app = fx.process(101, sh, 0, "app", Some("app"));
+        let t1 = fx.thread(app, 102, "app-1");
+        let t2 = fx.thread(app, 5000, "app-2");
+        let kw = fx.kthread(3, kthreadd, "kworker/0:0");
+        (fx, [init, kthreadd, sh, app, t1, t2, kw])
+    }
+
+    #[test]
+    fn the_graph_as_built() {
+        let (fx, [init, kthreadd, sh, app, t1, t2, kw]) = family();
+        let g = fx.kernel(Limits::default()).task_graph();
+        assert!(g.anomalies.is_empty(), "{:?}", g.anomalies);
+        let addrs: Vec<u64> = g.tasks.iter().map(|t| t.addr.raw()).collect();
+        assert_eq!(addrs, [fx.init_task, init, kthreadd, sh, app, kw, t1, t2]);
+        let fwd: Vec<u64> = g.task_list.forward.iter().map(|l| l.node.raw() - TASKS).collect();
+        let mut bwd: Vec<u64> = g.task_list.backward.iter().map(|l| l.node.raw() - TASKS).collect();
+        bwd.reverse();
+        assert_eq!(fwd, [init, kthreadd, sh, app, kw]);
+        assert_eq!(fwd, bwd);
+        assert!(g.task_list.forward_closed && g.task_list.backward_closed);
+        assert_eq!(g.nr_threads, Some(7));
+        assert!(!g.nr_threads_pages.is_empty());
+
+        let t = |a: u64| g.task(Gva::new(a)).expect("found");
+        let it = t(fx.init_task);
+        assert_eq!((it.pid, it.real_parent.raw(), it.on_task_list), (0, fx.init_task, false));
+        assert_eq!(it.children.iter().map(|c| c.raw()).collect::<Vec<_>>(), [init, kthreadd]);
+        assert_eq!(t(kthreadd).children.iter().map(|c| c.raw()).collect::<Vec<_>>(), [kw]);
+        let a = t(app);
+        assert_eq!((a.pid, a.tgid, a.nr_threads, a.real_parent.raw(), a.parent.raw()), (101, 101, Some(3), sh, sh));
+        assert_eq!(a.threads.iter().map(|c| c.raw()).collect::<Vec<_>>(), [app, t1, t2]);
+        let th = t(t2);
+        assert_eq!((th.pid, th.tgid, th.group_leader.raw(), th.signal, th.mm), (5000, 101, app, a.signal, a.mm));
+        assert!(!th.on_task_list && th.children.is_empty() && th.children_complete);
+        // Pages: the task's own, and its signal struct's.
+        assert!(a.pages.windows(2).all(|w| w[0] < w[1]) && !a.pages.is_empty());
+        assert!(a.pages.contains(&((app - crate::views::fixture::DIRECT) >> 12)));
+    }
+
+    #[test]
+    fn the_pid_table_as_built() {
+        let (fx, [init, kthreadd, sh, app, t1, t2, kw]) = family();
+        let p = fx.kernel(Limits::default()).pid_table();
+        assert!(p.available && p.anomalies.is_empty(), "{:?}", p.anomalies);
+        let got: Vec<(u64, Option<i32>, Vec<u64>)> =
+            p.entries.iter().map(|e| (e.nr, e.number, e.tasks.iter().map(|t| t.raw()).collect())).collect();
+        let want: Vec<(u64, Option<i32>, Vec<u64>)> =
+            [(1, init), (2, kthreadd), (3, kw), (100, sh), (101, app), (102, t1), (5000, t2)]
+                .into_iter()
+                .map(|(nr, t)| (nr, Some(nr as i32), vec![t]))
+                .collect();
+        assert_eq!(got, want);
+        assert_eq!(p.get(5000).map(|e| e.pid.raw()), fx.pids.get(&5000).copied());
+        assert!(p.entries.iter().all(|e| !e.pages.is_empty()));
+    }
+
+    #[test]
+    fn a_pid_table_whose_head_is_an_entry_holds_index_0() {
+        let mut fx = Fx::new();
+        let pid = fx.alloc(64);
+        fx.w64(fx.pid_ns + XA_HEAD, pid);
+        let p = fx.kernel(Limits::default()).pid_table();
+        assert_eq!(p.entries.iter().map(|e| (e.nr, e.pid.raw())).collect::<Vec<_>>(), [(0, pid)]);
+        assert!(p.entries[0].tasks.is_empty());
+    }
+
+    #[test]
+    fn pid_table_corruption_is_an_anomaly() {
+        let (mut fx, _) = family();
+        let root = fx.r64(fx.pid_ns + XA_HEAD) - 2;
+        // The root (shift 12) points at a child whose shift is not 6; a slot holds a
+        // value entry; another a pointer to itself (a cycle through a bad shift).
+        let child = fx.r64(root + SLOTS) - 2;
+        fx.write_bytes(child, &[12]);
+        fx.w64(root + SLOTS + 8 * 5, 0x1235);
+        fx.w64(root + SLOTS + 8 * 6, root | 2);
+        let p = fx.kernel(Limits::default()).pid_table();
+        assert!(p.anomalies.iter().any(|a| matches!(a, Anomaly::InvalidField { field, .. } if field == "shift")));
+        assert!(p.anomalies.iter().any(|a| matches!(a, Anomaly::BadPointer { value, .. } if value.raw() == 0x1235)));
+        assert!(p.anomalies.iter().any(|a| matches!(a, Anomaly::ListCycle { .. })), "{:?}", p.anomalies);
+        // Only pid 5000's subtree (under slot 1) is left.
+        assert_eq!(p.entries.iter().map(|e| e.nr).collect::<Vec<_>>(), [5000]);
+    }
+
+    #[test]
+    fn a_broken_task_list_is_walked_both_ways_as_it_is() {
+        let (mut fx, [init, kthreadd, sh, app, _, _, kw]) = family();
+        // sh->next skips app: forward misses app, backward still has it.
+        fx.w64(sh + TASKS, kw + TASKS);
+        let g = fx.kernel(Limits::default()).task_graph();
+        let fwd: Vec<u64> = g.task_list.forward.iter().map(|l| l.node.raw()).collect();
+        let bwd: Vec<u64> = g.task_list.backward.iter().map(|l| l.node.raw()).collect();
+        assert_eq!(fwd, [init, kthreadd, sh, kw]);
+        assert_eq!(bwd, [kw, app, sh, kthreadd, init]);
+        let app_node = g.task(Gva::new(app)).expect("app found by the backward walk");
+        assert!(app_node.on_task_list);
+        // kw->prev is app, not sh: the link is recorded as read.
+        assert_eq!(g.task_list.forward[3].prev.raw(), app);
+    }
+
+    #[test]
+    fn modules_both_ways() {
+        let mut fx = Fx::new();
+        let a = fx.module("a", 100, 0, &[], &[]);
+        let b = fx.module("b", 100, 0, &[], &[]);
+        fx.w32(b + MODULE_STATE, 9);
+        let g = fx.kernel(Limits::default()).module_graph();
+        assert!(g.anomalies.is_empty(), "{:?}", g.anomalies);
+        let got: Vec<(u64, Option<&str>, Option<i64>)> =
+            g.modules.iter().map(|m| (m.addr.raw(), m.name.as_deref(), m.state)).collect();
+        assert_eq!(got, [(a, Some("a"), Some(0)), (b, Some("b"), Some(9))]);
+        assert_eq!(g.valid_states, [0, 1, 2, 3]);
+        assert_eq!(g.list.backward.len(), 2);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        /// Whatever the bytes of tasks, signal structs, PIDs and IDR nodes, the raw
+        /// walks end, stay within their bounds, and do not panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            junk in prop::collection::vec((0u64..0x8000, any::<u64>()), 1..96),
+            small in prop::collection::vec((0u64..0x8000, 0u64..16), 0..16),
+        ) {
+            let (mut fx, _) = family();
+            fx.module("m", 100, 0, &["x"], &["y"]);
+            let base = fx.init_task;
+            for (off, v) in junk {
+                fx.w64(base + (off & !7), v);
+            }
+            // Small values where tags and shifts live.
+            for (off, v) in small {
+                fx.write_bytes(base + off, &[v as u8]);
+            }
+            let k = fx.kernel(Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64 });
+            let g = k.task_graph();
+            prop_assert!(g.tasks.len() <= 64);
+            prop_assert!(g.task_list.forward.len() <= 64 && g.task_list.backward.len() <= 64);
+            let p = k.pid_table();
+            prop_assert!(p.entries.len() <= 64);
+            let _ = k.module_graph();
+        }
+    }
+}
