@@ -15,7 +15,9 @@ use vmscope_mem::{Gpa, Gva, SliceMem};
 use vmscope_x86::{PageSize, PagingMode, fixture::PageTableBuilder, pte};
 
 use crate::discovery::Image;
-use crate::kernel::{Addrs, Ctx};
+#[cfg(test)]
+use crate::kernel::Ctx;
+use crate::kernel::Addrs;
 use crate::Kernel;
 use crate::kmem::KernelMem;
 use crate::symbols::{SymbolSource, SymbolTable};

@@ -134,6 +134,8 @@ impl TaskGraph {
 pub struct ModuleNode {
     /// Address of its `struct module`.
     pub addr: Gva,
+    /// Address of its `list` (the node on the `modules` list).
+    pub list: Gva,
     /// Its name, when NUL-terminated.
     pub name: Option<String>,
     /// `state` (`enum module_state`), if readable.
@@ -402,7 +404,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                 .and_then(|at| self.k.read_vec(at, mo.name_len as usize))
                 .ok()
                 .and_then(|b| Bytes(&b).cstr(0, mo.name_len).and_then(Result::ok));
-            modules.push(ModuleNode { addr, name, state, pages: sorted(pages) });
+            modules.push(ModuleNode { addr, list: l.node, name, state, pages: sorted(pages) });
         }
         let mut valid_states: Vec<i64> = mo.states.iter().map(|(v, _)| *v).collect();
         if valid_states.is_empty() {
