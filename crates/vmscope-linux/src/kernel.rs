@@ -10,6 +10,8 @@ use crate::kmem::{KernelMem, member};
 use crate::offsets::Offsets;
 use crate::types::btf::BtfTypes;
 use crate::views::Limits;
+use crate::views::graph::{ModuleGraph, TaskGraph};
+use crate::views::pids::PidTable;
 use crate::views::modules::{ModuleList, ModuleSymbol, format_module_symbols};
 use crate::views::process::{ProcessList, ThreadList};
 use crate::views::tree::ProcessTree;
@@ -38,6 +40,10 @@ pub(crate) struct Addrs {
     pub per_cpu_offsets: Vec<u64>,
     /// `taint_flags` and its size in bytes.
     pub taint_flags: Option<(Gva, u64)>,
+    /// `init_pid_ns` (the PID table is its `idr`).
+    pub init_pid_ns: Option<Gva>,
+    /// `nr_threads`, the kernel's count of tasks (an `int`).
+    pub nr_threads: Option<Gva>,
 }
 
 /// What a view needs: memory, offsets, addresses, bounds.
@@ -130,6 +136,46 @@ impl<M: PhysMem> Kernel<M> {
         Ok(kernel)
     }
 
+    /// A kernel over the synthetic memory of the test fixture.
+    #[cfg(any(test, feature = "fixture"))]
+    pub(crate) fn from_fixture(kmem: KernelMem<M>, offsets: Offsets, addrs: Addrs, limits: Limits) -> Self {
+        use crate::discovery::KernelInfo;
+        use crate::kallsyms::KallsymsLayout;
+        use vmscope_mem::Gpa;
+        let space = kmem.space();
+        let info = KernelInfo {
+            banner: "Linux version 0.0.0-fixture (synthetic)\n".into(),
+            release: "0.0.0-fixture".into(),
+            build_id: None,
+            text_va: Gva::new(0),
+            text_pa: Gpa::new(0),
+            kaslr_virtual_offset: 0,
+            kaslr_physical_offset: 0,
+            phys_base: 0,
+            paging: space.mode(),
+            kernel_root: space.root(),
+            page_offset_base: Gva::new(crate::views::fixture::DIRECT),
+            kallsyms: KallsymsLayout {
+                num_syms: Gpa::new(0),
+                names: Gpa::new(0),
+                markers: Gpa::new(0),
+                token_table: Gpa::new(0),
+                token_index: Gpa::new(0),
+                offsets: Gpa::new(0),
+                relative_base: Gpa::new(0),
+                seqs_of_names: None,
+                count: 0,
+                relative_base_value: Gva::new(0),
+                absolute_percpu: false,
+                order: crate::kallsyms::TableOrder::OffsetsFirst,
+            },
+            btf: None,
+            evidence: Vec::new(),
+        };
+        let symbols = Arc::new(SymbolTable::new(crate::SymbolSource::Kallsyms));
+        Kernel { kmem, info, symbols, offsets, addrs, profile: OnceLock::new(), from_cache: false, limits }
+    }
+
     fn addrs(kmem: &KernelMem<M>, s: &SymbolTable) -> Result<Addrs> {
         let nr = s.addr("nr_cpu_ids").and_then(|a| kmem.read_u32(a).ok()).unwrap_or(1).clamp(1, 8192);
         let per_cpu_offsets = match s.addr("__per_cpu_offset") {
@@ -148,7 +194,14 @@ impl<M: PhysMem> Kernel<M> {
             let next = s.iter().skip(t.index + 1).find(|n| n.addr > t.addr)?.addr;
             Some((t.addr, next.offset_from(t.addr)?))
         });
-        Ok(Addrs { init_task: s.require("init_task")?, modules: s.require("modules")?, per_cpu_offsets, taint_flags })
+        Ok(Addrs {
+            init_task: s.require("init_task")?,
+            modules: s.require("modules")?,
+            per_cpu_offsets,
+            taint_flags,
+            init_pid_ns: s.addr("init_pid_ns"),
+            nr_threads: s.addr("nr_threads"),
+        })
     }
 
     fn init_task_ok(&self) -> bool {
@@ -243,6 +296,24 @@ impl<M: PhysMem> Kernel<M> {
     /// Every loaded module, with anomalies.
     pub fn modules(&self) -> ModuleList {
         self.ctx().modules()
+    }
+
+    /// The task graph, raw: the task list walked both ways, every task and thread
+    /// with its parents, children and thread group, and the kernel's `nr_threads`.
+    /// For consistency checks (`vmscope-consistency`), not for display.
+    pub fn task_graph(&self) -> TaskGraph {
+        self.ctx().task_graph()
+    }
+
+    /// The PID table (`init_pid_ns.idr`), raw: every id, its `struct pid` and the
+    /// tasks attached to it.
+    pub fn pid_table(&self) -> PidTable {
+        self.ctx().pid_table()
+    }
+
+    /// The module list, raw: walked both ways, each module's links and state.
+    pub fn module_graph(&self) -> ModuleGraph {
+        self.ctx().module_graph()
     }
 
     /// Every module's symbols, as `/proc/kallsyms` lists them after the kernel's.

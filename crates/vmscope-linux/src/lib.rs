@@ -42,7 +42,9 @@
 //! - [`types`] and [`Profile`]: struct sizes, field offsets (nested, anonymous,
 //!   bitfields), enum values, from BTF in memory, a vmlinux, or an ISF file; ISF
 //!   written back out; [`ProfileCache`] keyed by banner and build ID.
-//! - [`views`]: processes, threads, tree, modules, module symbols.
+//! - [`views`]: processes, threads, tree, modules, module symbols; and, raw for
+//!   consistency checks, the task graph ([`Kernel::task_graph`]), the PID table
+//!   ([`Kernel::pid_table`]) and the module list both ways ([`Kernel::module_graph`]).
 //!
 //! What this crate deliberately does not do: talk to a hypervisor (registers come
 //! in as [`Hints`]), pause the guest (wrap the memory in a halting decorator for a
@@ -77,7 +79,9 @@ pub use kmem::{CStrPrefix, KernelMem};
 pub use offsets::Offsets;
 pub use profile::Profile;
 pub use symbols::{Symbol, SymbolSource, SymbolTable};
+pub use views::graph::{Link, ModuleGraph, ModuleNode, RawList, TaskGraph, TaskNode};
 pub use views::modules::{Module, ModuleList, ModuleSymbol};
+pub use views::pids::{PidEntry, PidTable};
 pub use views::process::{Process, ProcessList, Thread, ThreadList};
 pub use views::tree::{ProcessTree, TreeNode};
 pub use views::{Anomaly, Limits};

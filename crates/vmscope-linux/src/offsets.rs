@@ -36,6 +36,12 @@ pub struct TaskOffsets {
     pub exit_state: u64,
     pub flags: u64,
     pub real_parent: u64,
+    /// `parent`: where SIGCHLD goes (the tracer under ptrace, else `real_parent`).
+    pub parent: u64,
+    /// `children`: head of the list of natural children (linked by `sibling`).
+    pub children: u64,
+    /// `sibling`: this task's link on its `real_parent`'s `children` list.
+    pub sibling: u64,
     pub group_leader: u64,
     pub mm: u64,
     pub real_cred: u64,
@@ -76,6 +82,9 @@ impl TaskOffsets {
             self.exit_state + 4,
             self.flags + 4,
             self.real_parent + 8,
+            self.parent + 8,
+            self.children + 16,
+            self.sibling + 16,
             self.group_leader + 8,
             self.mm + 8,
             self.real_cred + 8,
@@ -214,6 +223,33 @@ pub struct ModuleOffsets {
     pub states: Vec<(i64, String)>,
 }
 
+/// The PID table: `init_pid_ns.idr`, an IDR (a radix tree, which since 4.20 is a
+/// `struct xarray`), whose entries are `struct pid *`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PidOffsets {
+    /// `pid_namespace.idr.idr_rt.xa_head`: the root entry.
+    pub ns_xa_head: u64,
+    /// `pid_namespace.idr.idr_base`: the id of index 0.
+    pub ns_idr_base: u64,
+    /// `xa_node.shift`.
+    pub node_shift: u64,
+    /// `xa_node.slots`.
+    pub node_slots: u64,
+    /// Entries in `xa_node.slots` (`XA_CHUNK_SIZE`, 64 unless `CONFIG_BASE_SMALL`).
+    pub chunk: u64,
+    /// Bytes of `struct xa_node`.
+    pub node_size: u64,
+    /// `pid.tasks[PIDTYPE_PID].first`.
+    pub pid_tasks: u64,
+    /// `pid.numbers[0].nr`: the id in the initial namespace.
+    pub pid_nr: u64,
+    /// `hlist_node.next`.
+    pub hlist_next: u64,
+    /// `task_struct.pid_links[PIDTYPE_PID]`: a task's link on its `struct pid`'s
+    /// `tasks[PIDTYPE_PID]` hlist.
+    pub task_pid_link: u64,
+}
+
 /// `struct taint_flag` (the kernel's `taint_flags[]` table gives the letters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
@@ -234,6 +270,9 @@ pub struct Offsets {
     pub mm: MmOffsets,
     pub module: ModuleOffsets,
     pub taint_flag: Option<TaintFlagOffsets>,
+    /// The PID table, when the types describe it.
+    #[serde(default)]
+    pub pid: Option<PidOffsets>,
 }
 
 fn array_len(ty: &TypeRef) -> Option<u64> {
@@ -267,6 +306,11 @@ impl Offsets {
         "kernel_symbol",
         "taint_flag",
         "module_state",
+        "pid",
+        "pid_namespace",
+        "xa_node",
+        "hlist_node",
+        "pid_type",
         "MM_FILEPAGES",
         "MOD_TEXT",
     ];
@@ -288,6 +332,9 @@ impl Offsets {
             exit_state: off("task_struct", "exit_state")?,
             flags: off("task_struct", "flags")?,
             real_parent: off("task_struct", "real_parent")?,
+            parent: off("task_struct", "parent")?,
+            children: off("task_struct", "children")?,
+            sibling: off("task_struct", "sibling")?,
             group_leader: off("task_struct", "group_leader")?,
             mm: off("task_struct", "mm")?,
             real_cred: off("task_struct", "real_cred")?,
@@ -327,6 +374,45 @@ impl Offsets {
                     module: off("taint_flag", "module").ok()?,
                 })
             }),
+            pid: Self::pid(p).ok(),
+        })
+    }
+
+    /// `task_struct.pid_links[PIDTYPE_PID]`.
+    fn pid_link(p: &Profile) -> Result<u64> {
+        let links = p.field("task_struct", "pid_links")?;
+        let TypeRef::Array { elem, .. } = &links.ty else {
+            return Err(Error::layout("task_struct.pid_links", "not an array"));
+        };
+        let stride =
+            crate::types::size_of(p.types(), elem).ok_or_else(|| Error::layout("task_struct.pid_links[]", "no size"))?;
+        let index = u64::try_from(p.enum_value("PIDTYPE_PID")?)
+            .map_err(|_| Error::layout("PIDTYPE_PID", "negative"))?;
+        Ok(links.offset + index * stride)
+    }
+
+    fn pid(p: &Profile) -> Result<PidOffsets> {
+        let off = |ty: &str, f: &str| p.offset_of(ty, f);
+        let tasks = p.field("pid", "tasks")?;
+        let TypeRef::Array { elem, .. } = &tasks.ty else {
+            return Err(Error::layout("pid.tasks", "not an array"));
+        };
+        let stride = crate::types::size_of(p.types(), elem).ok_or_else(|| Error::layout("pid.tasks[]", "no size"))?;
+        let index =
+            u64::try_from(p.enum_value("PIDTYPE_PID")?).map_err(|_| Error::layout("PIDTYPE_PID", "negative"))?;
+        let slots = p.field("xa_node", "slots")?;
+        let idr = off("pid_namespace", "idr")?;
+        Ok(PidOffsets {
+            ns_xa_head: idr + off("idr", "idr_rt.xa_head")?,
+            ns_idr_base: idr + off("idr", "idr_base")?,
+            node_shift: off("xa_node", "shift")?,
+            node_slots: slots.offset,
+            chunk: array_len(&slots.ty).ok_or_else(|| Error::layout("xa_node.slots", "not an array"))?,
+            node_size: p.struct_size("xa_node")?,
+            pid_tasks: tasks.offset + index * stride + off("hlist_head", "first")?,
+            pid_nr: off("pid", "numbers[0].nr")?,
+            hlist_next: off("hlist_node", "next")?,
+            task_pid_link: Self::pid_link(p)?,
         })
     }
 

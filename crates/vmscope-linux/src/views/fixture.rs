@@ -1,7 +1,12 @@
 //! A tiny kernel in synthetic memory, for the view tests: a handful of types
 //! defined in code (with the shapes of a real kernel: anonymous members, a
 //! typedef'd `kuid_t`, an anonymous enum), tasks, creds, mms with page tables
-//! and command lines, modules with symbols — and handles to break any of it.
+//! and command lines, modules with symbols, parent/children/sibling links,
+//! thread groups, a PID table (an IDR of several levels) and `nr_threads` — and
+//! handles to break any of it.
+//!
+//! Compiled for the crate's own tests, and for other crates' tests behind the
+//! `fixture` feature: not a stable API.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,14 +15,17 @@ use vmscope_mem::{Gpa, Gva, SliceMem};
 use vmscope_x86::{PageSize, PagingMode, fixture::PageTableBuilder, pte};
 
 use crate::discovery::Image;
-use crate::kernel::{Addrs, Ctx};
+#[cfg(test)]
+use crate::kernel::Ctx;
+use crate::kernel::Addrs;
+use crate::Kernel;
 use crate::kmem::KernelMem;
 use crate::symbols::{SymbolSource, SymbolTable};
 use crate::types::{EnumDef, Member, StructDef, TypeRef, TypeSource};
 use crate::views::Limits;
 use crate::{Offsets, Profile};
 
-pub(crate) const DIRECT: u64 = 0xffff_8880_0000_0000;
+pub const DIRECT: u64 = 0xffff_8880_0000_0000;
 const POOL: u64 = 0x10_0000;
 
 #[derive(Debug, Default)]
@@ -66,7 +74,7 @@ fn def(types: &mut MapTypes, name: &str, size: u64, fields: &[(&str, u64, TypeRe
 }
 
 /// The types, laid out like a small 6.1 kernel.
-pub(crate) fn types() -> Arc<dyn TypeSource> {
+pub fn types() -> Arc<dyn TypeSource> {
     let mut t = MapTypes::default();
     let u64t = int(8, false);
     let lh = st("list_head");
@@ -75,7 +83,7 @@ pub(crate) fn types() -> Arc<dyn TypeSource> {
     def(
         &mut t,
         "task_struct",
-        256,
+        384,
         &[
             ("tasks", 0, lh.clone()),
             ("pid", 16, int(4, true)),
@@ -95,6 +103,53 @@ pub(crate) fn types() -> Arc<dyn TypeSource> {
             ("utime", 128, u64t.clone()),
             ("stime", 136, u64t.clone()),
             ("worker_private", 144, ptr(TypeRef::Void)),
+            ("parent", 256, ptr(st("task_struct"))),
+            ("children", 264, lh.clone()),
+            ("sibling", 280, lh.clone()),
+            ("pid_links", 296, arr(st("hlist_node"), 4)),
+        ],
+    );
+    let u8t = int(1, false);
+    def(&mut t, "hlist_node", 16, &[("next", 0, ptr(st("hlist_node"))), ("pprev", 8, u64t.clone())]);
+    def(&mut t, "hlist_head", 8, &[("first", 0, ptr(st("hlist_node")))]);
+    def(&mut t, "upid", 16, &[("nr", 0, int(4, true)), ("ns", 8, ptr(st("pid_namespace")))]);
+    def(
+        &mut t,
+        "pid",
+        64,
+        &[
+            ("count", 0, int(4, false)),
+            ("level", 4, int(4, false)),
+            ("tasks", 8, arr(st("hlist_head"), 4)),
+            ("numbers", 48, arr(st("upid"), 1)),
+        ],
+    );
+    def(
+        &mut t,
+        "xarray",
+        16,
+        &[("xa_lock", 0, int(4, false)), ("xa_flags", 4, int(4, false)), ("xa_head", 8, ptr(TypeRef::Void))],
+    );
+    def(
+        &mut t,
+        "idr",
+        24,
+        &[("idr_rt", 0, st("xarray")), ("idr_base", 16, int(4, false)), ("idr_next", 20, int(4, false))],
+    );
+    def(&mut t, "pid_namespace", 64, &[("idr", 8, st("idr"))]);
+    def(
+        &mut t,
+        "xa_node",
+        576,
+        &[
+            ("shift", 0, u8t.clone()),
+            ("offset", 1, u8t.clone()),
+            ("count", 2, u8t.clone()),
+            ("nr_values", 3, u8t),
+            ("parent", 8, ptr(st("xa_node"))),
+            ("array", 16, ptr(st("xarray"))),
+            ("private_list", 24, lh.clone()),
+            ("slots", 40, arr(ptr(TypeRef::Void), 64)),
         ],
     );
     def(&mut t, "kthread", 64, &[("full_name", 8, ptr(int(1, true)))]);
@@ -177,6 +232,17 @@ pub(crate) fn types() -> Arc<dyn TypeSource> {
         ],
     });
     t.enums.push(EnumDef {
+        name: "pid_type".into(),
+        size: 4,
+        values: vec![
+            ("PIDTYPE_PID".into(), 0),
+            ("PIDTYPE_TGID".into(), 1),
+            ("PIDTYPE_PGID".into(), 2),
+            ("PIDTYPE_SID".into(), 3),
+            ("PIDTYPE_MAX".into(), 4),
+        ],
+    });
+    t.enums.push(EnumDef {
         name: "module_state".into(),
         size: 4,
         values: vec![
@@ -189,18 +255,76 @@ pub(crate) fn types() -> Arc<dyn TypeSource> {
     Arc::new(t)
 }
 
+/// Offsets of the fixture's structures, for tests that break them on purpose.
+pub mod layout {
+    /// `task_struct.tasks`.
+    pub const TASKS: u64 = 0;
+    /// `task_struct.pid`.
+    pub const PID: u64 = 16;
+    /// `task_struct.tgid`.
+    pub const TGID: u64 = 20;
+    /// `task_struct.flags`.
+    pub const FLAGS: u64 = 48;
+    /// `task_struct.real_parent`.
+    pub const REAL_PARENT: u64 = 56;
+    /// `task_struct.group_leader`.
+    pub const GROUP_LEADER: u64 = 64;
+    /// `task_struct.mm`.
+    pub const MM: u64 = 72;
+    /// `task_struct.signal`.
+    pub const SIGNAL: u64 = 88;
+    /// `task_struct.thread_node`.
+    pub const THREAD_NODE: u64 = 96;
+    /// `task_struct.parent`.
+    pub const PARENT: u64 = 256;
+    /// `task_struct.children`.
+    pub const CHILDREN: u64 = 264;
+    /// `task_struct.sibling`.
+    pub const SIBLING: u64 = 280;
+    /// `task_struct.pid_links[PIDTYPE_PID]`.
+    pub const PID_LINK: u64 = 296;
+    /// Bytes of `task_struct`.
+    pub const TASK_SIZE: u64 = 384;
+    /// `signal_struct.nr_threads`.
+    pub const NR_THREADS: u64 = 16;
+    /// `pid.tasks[PIDTYPE_PID]`.
+    pub const PID_TASKS: u64 = 8;
+    /// `pid.numbers[0].nr`.
+    pub const PID_NR: u64 = 48;
+    /// `pid_namespace.idr.idr_rt.xa_head`.
+    pub const XA_HEAD: u64 = 16;
+    /// `xa_node.slots`.
+    pub const SLOTS: u64 = 40;
+    /// `module.state`.
+    pub const MODULE_STATE: u64 = 72;
+}
+
+use layout::*;
+
 /// A synthetic guest: RAM with page tables from a [`PageTableBuilder`] and a pool
 /// of object memory reached through the direct map.
-pub(crate) struct Fx {
+#[allow(missing_debug_implementations)]
+pub struct Fx {
     b: PageTableBuilder,
     pool: u64,
     used: u64,
+    /// The offsets the fixture's types resolve to.
     pub offsets: Offsets,
+    /// `init_task`.
     pub init_task: u64,
+    /// The `modules` list head.
     pub modules: u64,
+    /// `init_pid_ns`.
+    pub pid_ns: u64,
+    /// The `nr_threads` global.
+    pub nr_threads: u64,
+    /// Every `struct pid` made, by id.
+    pub pids: std::collections::BTreeMap<u32, u64>,
 }
 
 impl Fx {
+    /// An empty kernel: `init_task` (its own thread group), no other task, no
+    /// module, an empty PID table.
     pub fn new() -> Fx {
         let mut b = PageTableBuilder::new(PagingMode::Level4);
         let pool = b.alloc_table().raw();
@@ -209,14 +333,35 @@ impl Fx {
         }
         let profile = Profile::new(SymbolTable::new(SymbolSource::Kallsyms), types());
         let offsets = Offsets::resolve(&profile).expect("the fixture types have every field");
-        let mut fx = Fx { b, pool, used: 0, offsets, init_task: 0, modules: 0 };
-        fx.init_task = fx.alloc(256);
+        let mut fx = Fx {
+            b,
+            pool,
+            used: 0,
+            offsets,
+            init_task: 0,
+            modules: 0,
+            pid_ns: 0,
+            nr_threads: 0,
+            pids: Default::default(),
+        };
+        fx.init_task = fx.alloc(TASK_SIZE);
         let head = fx.init_task;
         fx.link_head(head);
+        fx.link_head(head + CHILDREN);
         fx.write_str(head + 24, "swapper/0");
+        for off in [REAL_PARENT, PARENT, GROUP_LEADER] {
+            fx.w64(head + off, head);
+        }
+        let sig = fx.alloc(64);
+        fx.link_head(sig);
+        fx.link_tail(sig, head + THREAD_NODE);
+        fx.w32(sig + NR_THREADS, 1);
+        fx.w64(head + SIGNAL, sig);
         fx.modules = fx.alloc(16);
         let m = fx.modules;
         fx.link_head(m);
+        fx.pid_ns = fx.alloc(64);
+        fx.nr_threads = fx.alloc(8);
         fx
     }
 
@@ -275,15 +420,19 @@ impl Fx {
     }
 
     /// A process with one thread; `cmdline` mapped at user address 0x40_0000 of its
-    /// own page tables (unless `None`: then the page is absent).
+    /// own page tables (unless `None`: then the page is absent). On the task list,
+    /// on `parent`'s children list, in the PID table, counted in `nr_threads`.
     pub fn process(&mut self, pid: i32, parent: u64, uid: u32, comm: &str, cmdline: Option<&str>) -> u64 {
-        let t = self.alloc(256);
-        self.w32(t + 16, pid as u32);
-        self.w32(t + 20, pid as u32);
+        let t = self.alloc(TASK_SIZE);
+        self.w32(t + PID, pid as u32);
+        self.w32(t + TGID, pid as u32);
         self.write_str(t + 24, comm);
         self.w32(t + 40, 1); // TASK_INTERRUPTIBLE: 'S'
-        self.w64(t + 56, parent);
-        self.w64(t + 64, t);
+        self.w64(t + REAL_PARENT, parent);
+        self.w64(t + PARENT, parent);
+        self.w64(t + GROUP_LEADER, t);
+        self.link_head(t + CHILDREN);
+        self.link_tail(parent + CHILDREN, t + SIBLING);
         let cred = self.alloc(32);
         for off in [4, 8, 12, 16] {
             self.w32(cred + off, uid);
@@ -291,9 +440,9 @@ impl Fx {
         self.w64(t + 80, cred);
         let sig = self.alloc(64);
         self.link_head(sig);
-        self.link_tail(sig, t + 96);
-        self.w32(sig + 16, 1);
-        self.w64(t + 88, sig);
+        self.link_tail(sig, t + THREAD_NODE);
+        self.w32(sig + NR_THREADS, 1);
+        self.w64(t + SIGNAL, sig);
         self.w64(t + 128, 1000);
         self.w64(t + 136, 2000);
         let mm = self.alloc(128);
@@ -314,10 +463,91 @@ impl Fx {
         }
         self.w64(mm + 32, 3); // file pages
         self.w64(mm + 40, 4); // anon pages
-        self.w64(t + 72, mm);
+        self.w64(t + MM, mm);
         let head = self.init_task;
         self.link_tail(head, t);
+        self.attach_pid(t, pid as u32);
         t
+    }
+
+    /// Another thread of the group led by `leader`: same tgid, signal, mm, parents;
+    /// on the group's thread list (its `nr_threads` counted up), in the PID table,
+    /// not on the task list or any children list.
+    pub fn thread(&mut self, leader: u64, tid: i32, comm: &str) -> u64 {
+        let t = self.alloc(TASK_SIZE);
+        let tgid = self.r64(leader + TGID) as u32; // tgid sits in the low half
+        self.w32(t + PID, tid as u32);
+        self.w32(t + TGID, tgid);
+        self.write_str(t + 24, comm);
+        self.w32(t + 40, 1);
+        for off in [REAL_PARENT, PARENT, GROUP_LEADER, MM, SIGNAL, 80] {
+            let v = if off == GROUP_LEADER { leader } else { self.r64(leader + off) };
+            self.w64(t + off, v);
+        }
+        let flags = self.r64(leader + FLAGS) as u32;
+        self.w32(t + FLAGS, flags);
+        self.link_head(t + CHILDREN);
+        let sig = self.r64(leader + SIGNAL);
+        self.link_tail(sig, t + THREAD_NODE);
+        let n = self.r64(sig + NR_THREADS) as u32;
+        self.w32(sig + NR_THREADS, n + 1);
+        self.attach_pid(t, tid as u32);
+        t
+    }
+
+    /// A `struct pid` for `nr`, in the PID table, with task `t` attached as
+    /// `PIDTYPE_PID`; `nr_threads` counted up.
+    fn attach_pid(&mut self, t: u64, nr: u32) {
+        let pid = self.alloc(64);
+        self.w32(pid, 1);
+        self.w32(pid + PID_NR, nr);
+        self.w64(pid + PID_TASKS, t + PID_LINK);
+        self.w64(t + PID_LINK + 8, pid + PID_TASKS); // pprev
+        self.idr_insert(u64::from(nr), pid);
+        self.pids.insert(nr, pid);
+        let n = self.r64(self.nr_threads) as u32;
+        self.w32(self.nr_threads, n + 1);
+    }
+
+    /// Stores `value` at `index` of `init_pid_ns.idr`, growing the tree as the
+    /// kernel does: a new root above the old one while the index does not fit.
+    pub fn idr_insert(&mut self, index: u64, value: u64) {
+        let head_at = self.pid_ns + XA_HEAD;
+        let mut head = self.r64(head_at);
+        if head == 0 {
+            head = self.xa_node(0) | 2;
+        }
+        loop {
+            let shift = self.r64(head - 2) & 0xff;
+            if shift + 6 >= 64 || index >> (shift + 6) == 0 {
+                break;
+            }
+            let up = self.xa_node(shift + 6);
+            self.w64(up + SLOTS, head);
+            head = up | 2;
+        }
+        self.w64(head_at, head);
+        let mut node = head - 2;
+        loop {
+            let shift = self.r64(node) & 0xff;
+            let slot = node + SLOTS + 8 * ((index >> shift) & 63);
+            if shift == 0 {
+                self.w64(slot, value);
+                return;
+            }
+            let mut child = self.r64(slot);
+            if child == 0 {
+                child = self.xa_node(shift - 6) | 2;
+                self.w64(slot, child);
+            }
+            node = child - 2;
+        }
+    }
+
+    fn xa_node(&mut self, shift: u64) -> u64 {
+        let n = self.alloc(576);
+        self.write_bytes(n, &[shift as u8]);
+        n
     }
 
     /// A kernel thread, child of `parent`.
@@ -385,7 +615,7 @@ impl Fx {
     }
 
     /// The memory and a view context over it.
-    pub fn finish(&self) -> (KernelMem<SliceMem<Vec<u8>>>, Addrs) {
+    pub(crate) fn finish(&self) -> (KernelMem<SliceMem<Vec<u8>>>, Addrs) {
         let (mem, space) = self.b.clone().finish();
         let image = Image { text_va: Gva::new(0), end_va: Gva::new(0), delta: 0 };
         let k = KernelMem::new(mem, image, Gva::new(DIRECT), space);
@@ -394,16 +624,25 @@ impl Fx {
             modules: Gva::new(self.modules),
             per_cpu_offsets: Vec::new(),
             taint_flags: None,
+            init_pid_ns: Some(Gva::new(self.pid_ns)),
+            nr_threads: Some(Gva::new(self.nr_threads)),
         };
         (k, addrs)
     }
 
-    pub fn ctx<'a>(
+    #[cfg(test)]
+    pub(crate) fn ctx<'a>(
         &'a self,
         k: &'a KernelMem<SliceMem<Vec<u8>>>,
         addrs: &'a Addrs,
         limits: Limits,
     ) -> Ctx<'a, SliceMem<Vec<u8>>> {
         Ctx { k, o: &self.offsets, addrs, limits }
+    }
+
+    /// A [`Kernel`] over a copy of the fixture's memory as it is now.
+    pub fn kernel(&self, limits: Limits) -> Kernel<SliceMem<Vec<u8>>> {
+        let (k, addrs) = self.finish();
+        Kernel::from_fixture(k, self.offsets.clone(), addrs, limits)
     }
 }

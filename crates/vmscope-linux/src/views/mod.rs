@@ -2,7 +2,9 @@
 //! the [`Anomaly`]s met on the way. Every walk is bounded ([`Limits`]), detects
 //! cycles, checks a pointer before following it, and goes on where it safely can.
 
+pub mod graph;
 pub mod modules;
+pub mod pids;
 pub mod process;
 pub mod tree;
 
@@ -307,8 +309,9 @@ impl Bytes<'_> {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod fixture;
+#[cfg(any(test, feature = "fixture"))]
+#[doc(hidden)]
+pub mod fixture;
 
 #[cfg(test)]
 mod tests {

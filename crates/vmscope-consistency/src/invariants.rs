@@ -1,1 +1,0 @@
-//! Rules of the kernel's own data, checked on vmscope-linux views.
