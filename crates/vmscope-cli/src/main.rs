@@ -11,6 +11,7 @@ mod output;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
+use vmscope_consistency::invariants;
 use vmscope_linux::{Anomaly, AttachOptions, Hints, Kernel, ProfileCache};
 use vmscope_mem::{MemoryMap, PhysMem, SliceMem};
 use vmscope_snap::{Format, SnapOptions};
@@ -141,10 +142,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
         let out = access.pass(|mem| view(args, name, &kernel.rebind(mem)))??;
         return emit(args.json, out);
     }
-    let seen = access.observed_pass(|mem| view(args, name, &kernel.rebind(mem)))?;
-    let mut out = seen.value?;
-    out.doc["consistency"] = serde_json::to_value(&seen.consistency)?;
-    out.table.push_str(&output::consistency_text(&seen.consistency));
+    let seen = access.observed_pass(|mem| {
+        let k = kernel.rebind(mem);
+        view(args, name, &k).map(|out| (out, invariants::check(&k)))
+    })?;
+    let (mut out, checked) = seen.value?;
+    let verified = output::Verified::new(&seen.consistency, &checked);
+    out.doc["consistency"] = serde_json::to_value(&verified)?;
+    out.table.push_str(&verified.text());
     emit(args.json, out)
 }
 

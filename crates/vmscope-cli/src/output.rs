@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use vmscope_agent::{ModuleInfo, ProcessInfo};
+use vmscope_consistency::invariants::{Checked, Origin, Rule};
 use vmscope_linux::{Anomaly, KernelInfo, Module, Process};
 use vmscope_technique::Consistency;
 
@@ -132,25 +133,83 @@ pub fn anomalies_note(a: &[Anomaly]) -> Option<String> {
     Some(s)
 }
 
-/// What `--verify` adds below a table: whether the view was torn, how that was
-/// decided, the window and the read set.
-pub fn consistency_text(c: &Consistency) -> String {
-    let v = &c.verdict;
-    let state = if c.torn {
-        format!("TORN: the guest wrote {} of the pages read while they were read", v.torn_pages.len())
-    } else {
-        "not torn".to_owned()
-    };
-    let how = match (c.fell_back, c.tries) {
-        (true, n) => format!("{} after {n} torn live tr{}", v.method, if n == 1 { "y" } else { "ies" }),
-        (false, 1) => v.method.to_string(),
-        (false, n) => format!("{} on try {n} ({} torn before)", v.method, c.torn_tries),
-    };
-    format!(
-        "\nconsistency: {state} ({how}); window {:.2} ms; read set {} pages, {} reads, {} KiB\n",
-        v.window.as_secs_f64() * 1e3,
-        v.read_pages,
-        v.read_ranges,
-        v.read_bytes.div_ceil(1024)
-    )
+/// What `--verify` reports: how consistent the view is and the kernel rules it
+/// breaks, each violation told intrinsic or extrinsic by the pages the guest wrote
+/// during the pass.
+#[derive(Debug, serde::Serialize)]
+pub struct Verified<'a> {
+    #[serde(flatten)]
+    consistency: &'a Consistency,
+    /// Rules checked, and on how much.
+    rules_checked: usize,
+    tasks_checked: usize,
+    modules_checked: usize,
+    violations: Vec<ViolationRow<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ViolationRow<'a> {
+    rule: Rule,
+    origin: Origin,
+    detail: &'a str,
+    pages: &'a [u64],
+}
+
+impl<'a> Verified<'a> {
+    pub fn new(consistency: &'a Consistency, checked: &'a Checked) -> Self {
+        let torn = &consistency.verdict.torn_pages;
+        let violations = checked
+            .violations
+            .iter()
+            .map(|v| ViolationRow { rule: v.rule, origin: v.origin(torn), detail: &v.detail, pages: &v.pages })
+            .collect();
+        Verified {
+            consistency,
+            rules_checked: Rule::ALL.len(),
+            tasks_checked: checked.tasks,
+            modules_checked: checked.modules,
+            violations,
+        }
+    }
+
+    /// What `--verify` adds below a table: whether the view was torn, how that was
+    /// decided, the window and the read set, then the rules broken.
+    pub fn text(&self) -> String {
+        let c = self.consistency;
+        let v = &c.verdict;
+        let state = if c.torn {
+            format!("TORN: the guest wrote {} of the pages read while they were read", v.torn_pages.len())
+        } else {
+            "not torn".to_owned()
+        };
+        let how = match (c.fell_back, c.tries) {
+            (true, n) => format!("{} after {n} torn live tr{}", v.method, if n == 1 { "y" } else { "ies" }),
+            (false, 1) => v.method.to_string(),
+            (false, n) => format!("{} on try {n} ({} torn before)", v.method, c.torn_tries),
+        };
+        let mut s = format!(
+            "\nconsistency: {state} ({how}); window {:.2} ms; read set {} pages, {} reads, {} KiB\n",
+            v.window.as_secs_f64() * 1e3,
+            v.read_pages,
+            v.read_ranges,
+            v.read_bytes.div_ceil(1024)
+        );
+        let _ = writeln!(
+            s,
+            "invariants: {} violation{} of {} rules on {} tasks and {} modules",
+            self.violations.len(),
+            if self.violations.len() == 1 { "" } else { "s" },
+            self.rules_checked,
+            self.tasks_checked,
+            self.modules_checked
+        );
+        for v in &self.violations {
+            let origin = match v.origin {
+                Origin::Intrinsic => "intrinsic",
+                Origin::Extrinsic => "extrinsic",
+            };
+            let _ = writeln!(s, "  {} ({origin}): {}", v.rule.name(), v.detail);
+        }
+        s
+    }
 }

@@ -57,10 +57,38 @@ fn verify_under_churn(id: &str) {
         }
     }
 
+    // Under churn: the rules halted views break (the kernel's own transient states)
+    // against those consistent-read views break; a validated view breaks none a
+    // halted one does not, and its violations are all intrinsic.
+    let mut broken = std::collections::BTreeMap::<&str, Vec<String>>::new();
+    for round in 0..8 {
+        for t in ["halt-read", "consistent-read"] {
+            let doc: serde_json::Value =
+                serde_json::from_str(&vmscope(&g, cache.path(), &["--technique", t, "ps", "--verify", "--json"]))
+                    .unwrap();
+            let c = &doc["consistency"];
+            assert_eq!(c["rules_checked"].as_u64(), Some(11), "{t}: {c}");
+            assert!(c["tasks_checked"].as_u64().unwrap() >= pids.len() as u64 / 2, "{t} round {round}: {c}");
+            for v in c["violations"].as_array().unwrap() {
+                assert_eq!(v["origin"], "intrinsic", "{t}: a violation in a view that is not torn: {v}");
+                broken.entry(t).or_default().push(format!("{}: {}", v["rule"], v["detail"]));
+            }
+        }
+    }
+    eprintln!("violations under churn: {broken:#?}");
+    let rules = |t: &str| -> std::collections::BTreeSet<String> {
+        broken.get(t).into_iter().flatten().filter_map(|v| v.split(':').next().map(str::to_owned)).collect()
+    };
+    assert!(
+        rules("consistent-read").is_subset(&rules("halt-read")),
+        "consistent-read broke rules no halted view broke: {broken:#?}"
+    );
+
     let text = vmscope(&g, cache.path(), &["--technique", "consistent-read", "lsmod", "--verify"]);
     let line =
         text.lines().find(|l| l.starts_with("consistency:")).unwrap_or_else(|| panic!("no consistency line:\n{text}"));
     assert!(line.contains("not torn") && line.contains("window") && line.contains("pages"), "{line}");
+    assert!(text.lines().any(|l| l.starts_with("invariants: ") && l.contains("of 11 rules")), "{text}");
 }
 
 #[test]

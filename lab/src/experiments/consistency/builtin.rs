@@ -70,7 +70,11 @@ fn measure(ctx: &Ctx, guest: &Guest, ram: &FileMem, m: &Manifest, t: Technique) 
 /// One pass over every list; judged against the journal read (by a reader of its
 /// own, outside the pass's read set) right after. The op counter read just before
 /// and just after brackets the pass's window.
-fn pass(access: &Access<'_>, ram: &FileMem, m: &Manifest) -> anyhow::Result<(vmscope_technique::Consistency, bool, bool)> {
+fn pass(
+    access: &Access<'_>,
+    ram: &FileMem,
+    m: &Manifest,
+) -> anyhow::Result<(vmscope_technique::Consistency, bool, bool)> {
     let before = m.ops(ram)?;
     let seen = access.observed_pass(|mem: &dyn PhysMem| m.lists(mem))?;
     let after = m.ops(ram)?;

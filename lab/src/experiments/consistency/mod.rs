@@ -68,7 +68,13 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let svg = "consistency.svg";
     figure(&ctx.report.path(svg), &table)?;
     let prose = format!("{prose}\n\n### Findings\n\n{}", findings(&table));
-    ctx.report.section("consistency", "Consistency: intrinsic and extrinsic, per technique and churn", &prose, &table, &[svg])
+    ctx.report.section(
+        "consistency",
+        "Consistency: intrinsic and extrinsic, per technique and churn",
+        &prose,
+        &table,
+        &[svg],
+    )
 }
 
 /// What one configuration's passes found.
