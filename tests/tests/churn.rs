@@ -1,8 +1,9 @@
 //! `vmscope-workload churn` changes the guest's task and module lists at the rate
 //! asked, by the guest kernel's own count: forks and threads from /proc/stat's
 //! `processes` (every clone, threads too) over /proc/uptime, the pool of live
-//! children and threads from /proc, module loads from /proc/modules polled while it
-//! runs. Everything is read with the agent's read-file and process-list requests,
+//! children and threads from /proc, module loads and frees from the kernel's
+//! `module_load`/`module_free` tracepoints (with its timestamps), and /proc/modules
+//! polled while it runs. Everything is read with the agent's read-file requests,
 //! which fork nothing, so the only forks besides the workload's are the agent's `sh`
 //! and the workload itself.
 
@@ -143,20 +144,38 @@ fn churn_threads_clones_at_the_rate_asked_and_keeps_a_pool_of_threads() {
     });
 }
 
+/// Kernel timestamps (seconds) of the `module_load` or `module_free` trace events
+/// of `module` in a tracefs `trace` file.
+fn trace_times(trace: &str, event: &str, module: &str) -> Vec<f64> {
+    let tag = format!(": {event}: ");
+    trace
+        .lines()
+        .filter_map(|l| l.split_once(&tag))
+        .filter(|(_, rest)| rest.split_whitespace().next() == Some(module))
+        .map(|(head, _)| head.split_whitespace().last().and_then(|t| t.parse().ok()).expect("a timestamp"))
+        .collect()
+}
+
 #[test]
 fn churn_modules_loads_and_unloads_at_the_rate_asked() {
     let mut g = boot("6.12");
     let listed =
         |g: &mut Guest| read(g, "/proc/modules").expect("/proc/modules").lines().any(|l| l.starts_with("ts_kmp "));
     assert!(!listed(&mut g), "ts_kmp is not loaded at boot");
+    // The kernel's own record of every load and unload: the module tracepoints.
+    let t = "/sys/kernel/tracing";
+    g.sh(&format!(
+        "mount -t tracefs nodev {t} 2>/dev/null; echo 1 > {t}/events/module/module_load/enable && \
+         echo 1 > {t}/events/module/module_free/enable && echo > {t}/trace"
+    ));
     let pid = start(&mut g, "modules 10 ts_kmp 3", "/tmp/churn-modules.log");
-    // Paced at 10/s, ts_kmp is listed for 50 ms, then not for 50 ms; a read-file round
-    // trip takes a few ms, so polling sees (nearly) every load.
-    let (mut loads, mut polls, mut present) = (0u64, 0u64, 0u64);
+    // Paced at 10/s, ts_kmp is listed for up to 50 ms, then not for 50 ms; polling
+    // sees it come and go (how often depends on how fast the host runs the polls).
+    let (mut loads_seen, mut polls, mut present) = (0u64, 0u64, 0u64);
     let mut was = false;
     while !exited(&mut g, pid) {
         let now = listed(&mut g);
-        loads += u64::from(now && !was);
+        loads_seen += u64::from(now && !was);
         present += u64::from(now);
         polls += 1;
         was = now;
@@ -164,16 +183,21 @@ fn churn_modules_loads_and_unloads_at_the_rate_asked() {
     let log = read(&mut g, "/tmp/churn-modules.log").expect("the workload's log");
     assert!(!log.contains("vmscope-workload:"), "the workload failed:\n{log}");
     let (ops, secs) = summary(&log, "modules");
+    let trace = read(&mut g, &format!("{t}/trace")).expect("the trace");
+    let (loads, frees) = (trace_times(&trace, "module_load", "ts_kmp"), trace_times(&trace, "module_free", "ts_kmp"));
+    let rate = (loads.len() as f64 - 1.0) / (loads.last().unwrap_or(&0.0) - loads.first().unwrap_or(&0.0));
     eprintln!(
-        "churn modules 10: /proc/modules saw {loads} loads in {polls} polls (listed in {present}); \
-         the workload reports {ops} in {secs:.2} s\n{log}"
+        "churn modules 10: the kernel traced {} loads and {} frees, loads {rate:.2}/s by its clock; \
+         /proc/modules polls saw {loads_seen} loads in {polls} polls (listed in {present}); \
+         the workload reports {ops} in {secs:.2} s\n{log}",
+        loads.len(),
+        frees.len()
     );
+    assert_eq!((loads.len() as u64, frees.len() as u64), (ops, ops), "the kernel's loads and frees vs the workload's");
     assert!((28..=31).contains(&ops), "the workload did {ops} load-unload cycles in 3 s at 10/s");
-    assert!((24..=31).contains(&loads), "/proc/modules saw {loads} loads in 3 s at 10/s");
-    let share = present as f64 / polls as f64;
-    // Measured 0.33-0.36 of the polls, not the half one might expect: polls and loads
-    // share the two vCPUs, and a load or unload takes about 10 ms under TCG.
-    assert!((0.2..=0.6).contains(&share), "ts_kmp listed in {share:.2} of the polls");
+    assert!((9.5..=10.5).contains(&rate), "{rate:.2} loads/s by the kernel's trace clock");
+    assert!(loads_seen >= 5 && loads_seen <= ops, "/proc/modules saw {loads_seen} loads of {ops}");
+    assert!(present > 0 && present < polls, "ts_kmp listed in {present} of {polls} polls");
     assert!(!listed(&mut g), "ts_kmp is unloaded at the end");
 }
 
