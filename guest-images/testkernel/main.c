@@ -413,6 +413,66 @@ void ap_main(u64 cpu)
 	mutator_run((u32)cpu);
 }
 
+/* ---- TSC ---- */
+
+#define PIT_HZ 1193182UL
+#define CAL_MS 50UL
+
+/* TSC ticks in CAL_MS, timed against PIT channel 2 counting down in mode 0 (gate on
+ * through port 0x61, terminal count seen on its bit 5), as Linux's pit_calibrate_tsc
+ * does. `*err` gets the uncertainty in ticks: how long the count's start and its end
+ * could have been from where they were read (a vCPU descheduled there). 0 if the PIT
+ * never fires or the TSC runs backwards. */
+static u64 calibrate_once(u64 *err)
+{
+	u64 count = PIT_HZ * CAL_MS / 1000;
+	u8 p61 = inb(0x61);
+	outb(0x61, (u8)((p61 & ~0x02) | 0x01)); /* gate 2 high, speaker off */
+	outb(0x43, 0xb0);                       /* channel 2, lobyte/hibyte, mode 0 */
+	outb(0x42, (u8)count);
+	u64 s0 = rdtsc();
+	outb(0x42, (u8)(count >> 8)); /* counting starts with the high byte */
+	u64 s1 = rdtsc(), last = s1, before = s1, after = s1;
+	int backwards = 0, fired = 0;
+	for (u64 polls = 0; polls < 10000000 && last - s1 < (1UL << 36); polls++) {
+		before = last;
+		fired = inb(0x61) & 0x20;
+		after = rdtsc();
+		backwards |= after < last;
+		last = after;
+		if (fired)
+			break;
+	}
+	outb(0x61, p61);
+	if (!fired || backwards) {
+		kprintf("tk: TSC calibration failed (PIT fired %d, TSC backwards %d)\n", (u64)!!fired, (u64)backwards);
+		return 0;
+	}
+	*err = (s1 - s0) + (after - before);
+	return (before + after) / 2 - (s0 + s1) / 2;
+}
+
+/* TSC ticks per second: the most certain of up to five calibrations, if it is
+ * within 0.1% and plausible (100 MHz .. 20 GHz); else 0. */
+static u64 calibrate_tsc(void)
+{
+	u64 best = 0, best_err = ~0UL;
+	for (int i = 0; i < 5 && best_err * 1000 > best; i++) {
+		u64 err = 0, ticks = calibrate_once(&err);
+		if (ticks && err < best_err) {
+			best = ticks;
+			best_err = err;
+		}
+	}
+	u64 hz = best * 1000 / CAL_MS, err_hz = best_err * 1000 / CAL_MS;
+	kprintf("tk: TSC %d kHz (+- %d kHz)\n", hz / 1000, err_hz / 1000);
+	if (!best || best_err * 1000 > best || hz < 100000000UL || hz > 20000000000UL) {
+		kprintf("tk: TSC calibration is not usable\n");
+		return 0;
+	}
+	return hz;
+}
+
 /* ---- manifest ---- */
 
 static void write_manifest(struct tk_node *nodes)
@@ -446,6 +506,8 @@ static void write_manifest(struct tk_node *nodes)
 	m->kernel_pa = (u64)_text - KVMA;
 	m->kernel_va = (u64)_text;
 	m->boot_params_pa = boot_params_pa;
+	m->tsc_hz = tk_tsc_hz;
+	m->rate = tk_rate;
 	barrier();
 	*(volatile u64 *)&m->magic = TK_MAGIC;
 }
@@ -484,10 +546,12 @@ void kmain(u64 bp_pa)
 	add_symbol("tk_nodes", (u64)nodes, nr_lists * TK_NODES_PER_LIST * sizeof(struct tk_node));
 	add_symbol("tk_percpu", (u64)tk_percpu, TK_MAX_CPUS * sizeof(struct tk_percpu));
 	add_symbol("tk_cpus_online", (u64)&tk_cpus_online, 8);
+	add_symbol("tk_rate_next", (u64)&tk_rate_next, 8);
 	add_symbol("kmain", (u64)kmain, 0);
 	add_symbol("mutator_run", (u64)mutator_run, 0);
 
 	mutator_init(nodes, nr_lists);
+	rate_init(calibrate_tsc(), cmdline_u64("tk.rate", 0));
 	write_manifest(nodes);
 	kprintf("tk: manifest at %x: %d mappings, %d lists, cr3 %x, ram %x, %d cpus\n", TK_MANIFEST_PA,
 		(u64)nr_maps, nr_lists, (u64)pml4 - phys_base, ram_end, (u64)nr_cpus);

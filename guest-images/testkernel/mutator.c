@@ -5,7 +5,11 @@
  * nodes), writes the journal entry with the list's resulting order, records last_op,
  * and makes seq even again. So for a paused guest: a list whose seq is even equals
  * the `order` of the journal entry numbered its last_op; an odd seq is a writer
- * caught mid-update. */
+ * caught mid-update.
+ *
+ * tk.rate=N paces the ops of all cpus together to N per second: one shared "next op
+ * may start" time on the TSC, advanced by one period per op with a cmpxchg, so the
+ * total holds whichever cpus happen to run. */
 #include "tk.h"
 
 struct tk_list tk_lists[TK_MAX_LISTS];
@@ -13,6 +17,11 @@ struct tk_journal_entry tk_journal[TK_JOURNAL_ENTRIES];
 volatile u64 tk_ops = 1;
 struct tk_node *tk_nodes;
 u64 tk_nr_lists;
+u64 tk_tsc_hz;             /* 0: not calibrated */
+u64 tk_rate;               /* ops per second across all cpus, 0 = unlimited */
+volatile u64 tk_rate_next; /* TSC time at which the next op may start */
+static u64 rate_period;    /* TSC ticks per op; 0 = unlimited */
+static u64 tsc_boot;       /* cpu 0's TSC when pacing began */
 
 static struct tk_node *node_of(struct list_head *p)
 {
@@ -139,6 +148,37 @@ static void one_op(u32 cpu, u64 r)
 	tk_percpu[cpu].ops++;
 }
 
+void rate_init(u64 tsc_hz, u64 rate)
+{
+	tk_tsc_hz = tsc_hz;
+	if (rate && !tsc_hz) {
+		kprintf("tk: tk.rate=%d ignored: the TSC is not calibrated\n", rate);
+		rate = 0;
+	}
+	tk_rate = rate;
+	if (rate) {
+		rate_period = tsc_hz / rate ? tsc_hz / rate : 1;
+		tsc_boot = rdtsc();
+		tk_rate_next = tsc_boot;
+		kprintf("tk: tk.rate %d ops/s across all cpus: one op every %d TSC ticks\n", rate, rate_period);
+	}
+}
+
+/* Waits for this op's slot. A backlog of more than a second (the vCPUs were not
+ * scheduled) is dropped rather than made up in a burst. Signed differences, so a
+ * small TSC skew between cpus only delays an op. */
+static void pace(void)
+{
+	for (;;) {
+		u64 next = tk_rate_next, now = rdtsc();
+		if ((i64)(now - next) < 0)
+			continue;
+		u64 from = now - next > tk_tsc_hz ? now : next;
+		if (cmpxchg64(&tk_rate_next, next, from + rate_period))
+			return;
+	}
+}
+
 void mutator_run(u32 cpu)
 {
 	u64 exit_after = cmdline_u64("tk.exit_after", 0);
@@ -147,8 +187,12 @@ void mutator_run(u32 cpu)
 	tk_percpu[cpu].online = 1;
 	xadd64(&tk_cpus_online, 1);
 	kprintf("tk: cpu %d runs the mutator\n", (u64)cpu);
+	if (rate_period && (i64)(rdtsc() - tsc_boot) < 0)
+		kprintf("tk: cpu %d: its TSC is behind cpu 0's; tk.rate pacing may stall\n", (u64)cpu);
 	for (;;) {
 		*(volatile u64 *)&tk_percpu[cpu].iterations = tk_percpu[cpu].iterations + 1;
+		if (rate_period)
+			pace();
 		one_op(cpu, xorshift(&rng));
 		if (exit_after && tk_ops > exit_after) {
 			kprintf("tk: %d ops done, resetting\n", tk_ops - 1);

@@ -142,7 +142,11 @@ struct tk_manifest {
 	u64 kernel_pa;      /* +144 physical load address of _text */
 	u64 kernel_va;      /* +152 virtual address of _text */
 	u64 boot_params_pa; /* +160 the zero page the VMM passed */
-	u64 reserved[3];
+	/* Added after version 1's first layout, in what were reserved (zero) words: a
+	 * reader that finds 0 has an older kernel. */
+	u64 tsc_hz;         /* +168 TSC frequency calibrated against the PIT, 0 if that failed */
+	u64 rate;           /* +176 tk.rate: list ops per second across all cpus, 0 = unlimited */
+	u64 reserved[1];
 };
 
 _Static_assert(sizeof(struct tk_node) == 128, "tk_node layout");
@@ -168,7 +172,11 @@ extern struct tk_journal_entry tk_journal[TK_JOURNAL_ENTRIES];
 extern volatile u64 tk_ops;
 extern struct tk_node *tk_nodes;
 extern u64 tk_nr_lists;
+extern u64 tk_tsc_hz;
+extern u64 tk_rate;
+extern volatile u64 tk_rate_next;
 void mutator_init(struct tk_node *nodes, u64 nr_lists);
+void rate_init(u64 tsc_hz, u64 rate);
 void mutator_run(u32 cpu) __attribute__((noreturn));
 
 /* head.S */
@@ -181,6 +189,20 @@ static inline void outb(u16 port, u8 v)
 	__asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port));
 }
 
+static inline u8 inb(u16 port)
+{
+	u8 v;
+	__asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+	return v;
+}
+
+static inline u64 rdtsc(void)
+{
+	u32 lo, hi;
+	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+	return (u64)hi << 32 | lo;
+}
+
 static inline void barrier(void)
 {
 	__asm__ volatile("" ::: "memory");
@@ -190,6 +212,14 @@ static inline u64 xchg64(volatile u64 *p, u64 v)
 {
 	__asm__ volatile("xchgq %0, %1" : "+r"(v), "+m"(*p) : : "memory");
 	return v;
+}
+
+/* Stores `new` if *p == old; returns whether it did. */
+static inline int cmpxchg64(volatile u64 *p, u64 old, u64 new)
+{
+	u64 prev;
+	__asm__ volatile("lock cmpxchgq %2, %1" : "=a"(prev), "+m"(*p) : "r"(new), "0"(old) : "memory");
+	return prev == old;
 }
 
 static inline u64 xadd64(volatile u64 *p, u64 v)

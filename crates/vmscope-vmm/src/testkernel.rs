@@ -75,6 +75,11 @@ pub struct Manifest {
     pub nodes_per_list: u64,
     /// The longest a list gets.
     pub max_len: u64,
+    /// The guest's TSC frequency, calibrated against the PIT at boot; 0 when that
+    /// failed or the kernel predates the field.
+    pub tsc_hz: u64,
+    /// `tk.rate`: list ops per second across all CPUs; 0 = unlimited.
+    pub rate: u64,
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
@@ -145,6 +150,8 @@ impl Manifest {
             node_size: u64_at(&h, 120),
             nodes_per_list: u64_at(&h, 128),
             max_len: u64_at(&h, 136).min(64),
+            tsc_hz: u64_at(&h, 168),
+            rate: u64_at(&h, 176),
         }))
     }
 

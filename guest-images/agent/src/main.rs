@@ -5,6 +5,7 @@
 //! initramfs's /init. Prints `VMSCOPE-READY` on its stdout (the console) once the port
 //! is set up, which is what the host waits for.
 
+mod churn;
 mod exec;
 mod port;
 mod procfs;
@@ -18,8 +19,13 @@ use vmscope_agent::{PROTOCOL_VERSION, Request, Response, from_payload, to_payloa
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.first().is_some_and(|a| a.ends_with("vmscope-workload")) {
-        eprintln!("vmscope-workload: {}", workload::run(&args[1..]));
-        std::process::exit(2);
+        match workload::run(&args[1..]) {
+            Ok(()) => std::process::exit(0),
+            Err(e) => {
+                eprintln!("vmscope-workload: {e}");
+                std::process::exit(e.exit_code());
+            }
+        }
     }
     let path = args.get(1).cloned().unwrap_or_else(|| "/dev/ttyS1".into());
     let mut port = match port::Port::open(&path) {

@@ -4,29 +4,74 @@
 //! `vmscope-workload threads N BURN_MS` runs N threads: the main thread spins for
 //! BURN_MS of CPU time, then every thread sleeps forever. The others are named
 //! `vmsw-1` … `vmsw-{N-1}` (their `comm`), so a test can tell them apart.
+//!
+//! `vmscope-workload churn procs|threads|modules ...` changes the guest's task or
+//! module list at a set rate (see [`crate::churn`]).
 
 use std::time::Duration;
 
-/// Runs the workload named by `args` (without the program name); returns only on
-/// bad arguments, with what was wrong.
-pub fn run(args: &[String]) -> String {
-    let [kind, n, burn] = args else { return usage() };
-    let (Ok(n), Ok(burn_ms)) = (n.parse::<u32>(), burn.parse::<u64>()) else { return usage() };
-    if kind != "threads" || n == 0 {
-        return usage();
+/// Why a workload stopped early.
+#[derive(Debug)]
+pub enum Error {
+    /// Bad arguments: the usage text.
+    Usage(String),
+    /// The workload started but an operation failed.
+    Failed(String),
+}
+
+impl Error {
+    /// The process exit status: 2 for bad arguments, 1 for a failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::Failed(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Usage(s) | Error::Failed(s) => f.write_str(s),
+        }
+    }
+}
+
+pub const USAGE: &str = "usage: vmscope-workload threads N BURN_MS\n       \
+     vmscope-workload churn procs RATE [SECONDS]\n       \
+     vmscope-workload churn threads RATE [SECONDS]\n       \
+     vmscope-workload churn modules RATE MODULE [SECONDS]\n\
+     RATE: operations per second, or `max`; SECONDS: run time (default: until killed)";
+
+/// Runs the workload named by `args` (without the program name). `threads` never
+/// returns but on bad arguments; `churn` returns when its time is up or it is
+/// stopped by SIGTERM, SIGINT or SIGHUP.
+pub fn run(args: &[String]) -> Result<(), Error> {
+    match args.first().map(String::as_str) {
+        Some("threads") => threads(&args[1..]),
+        Some("churn") => crate::churn::run(&args[1..]),
+        _ => Err(usage()),
+    }
+}
+
+pub fn usage() -> Error {
+    Error::Usage(USAGE.into())
+}
+
+fn threads(args: &[String]) -> Result<(), Error> {
+    let [n, burn] = args else { return Err(usage()) };
+    let (Ok(n), Ok(burn_ms)) = (n.parse::<u32>(), burn.parse::<u64>()) else { return Err(usage()) };
+    if n == 0 {
+        return Err(usage());
     }
     for i in 1..n {
         let spawned = std::thread::Builder::new().name(format!("vmsw-{i}")).spawn(sleep_forever);
         if let Err(e) = spawned {
-            return format!("cannot start thread {i}: {e}");
+            return Err(Error::Failed(format!("cannot start thread {i}: {e}")));
         }
     }
     burn_cpu(Duration::from_millis(burn_ms));
     sleep_forever()
-}
-
-fn usage() -> String {
-    "usage: vmscope-workload threads N BURN_MS".into()
 }
 
 /// Spins until `d` of this thread's CPU time has passed.
