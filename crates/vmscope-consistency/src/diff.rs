@@ -111,7 +111,10 @@ fn diff_by<T: Serialize>(a: &[T], b: &[T], key: impl Fn(&T) -> Item) -> ViewDiff
 
 /// Processes of two views, keyed by thread id and start time.
 pub fn processes(a: &ProcessList, b: &ProcessList) -> ViewDiff {
-    diff_by(&a.processes, &b.processes, |p| Item { key: format!("{}@{}", p.tid, p.start_time_ns), name: p.comm.clone() })
+    diff_by(&a.processes, &b.processes, |p| Item {
+        key: format!("{}@{}", p.tid, p.start_time_ns),
+        name: p.comm.clone(),
+    })
 }
 
 /// Modules of two views, keyed by name.
@@ -160,7 +163,10 @@ mod tests {
         assert_eq!(d.changed[0].item.name, "init");
         let fields: Vec<&str> = d.changed[0].fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(fields, ["state"]);
-        assert_eq!((&d.changed[0].fields[0].before, &d.changed[0].fields[0].after), (&Value::from("S"), &Value::from("D")));
+        assert_eq!(
+            (&d.changed[0].fields[0].before, &d.changed[0].fields[0].after),
+            (&Value::from("S"), &Value::from("D"))
+        );
         assert!(!d.is_empty());
 
         let d = modules(&m0, &m1);

@@ -384,10 +384,10 @@ impl Offsets {
         let TypeRef::Array { elem, .. } = &links.ty else {
             return Err(Error::layout("task_struct.pid_links", "not an array"));
         };
-        let stride =
-            crate::types::size_of(p.types(), elem).ok_or_else(|| Error::layout("task_struct.pid_links[]", "no size"))?;
-        let index = u64::try_from(p.enum_value("PIDTYPE_PID")?)
-            .map_err(|_| Error::layout("PIDTYPE_PID", "negative"))?;
+        let stride = crate::types::size_of(p.types(), elem)
+            .ok_or_else(|| Error::layout("task_struct.pid_links[]", "no size"))?;
+        let index =
+            u64::try_from(p.enum_value("PIDTYPE_PID")?).map_err(|_| Error::layout("PIDTYPE_PID", "negative"))?;
         Ok(links.offset + index * stride)
     }
 

@@ -216,12 +216,7 @@ fn check_list(
                 let (dir, rev) = if forward { ("next", "prev") } else { ("prev", "next") };
                 out.push(Violation::new(
                     links_rule,
-                    format!(
-                        "{name}: {}->{dir} is {} but its {rev} is {}",
-                        label(l.node),
-                        label(n.node),
-                        label(back)
-                    ),
+                    format!("{name}: {}->{dir} is {} but its {rev} is {}", label(l.node), label(n.node), label(back)),
                     l.pages.iter().chain(&n.pages).copied(),
                 ));
             }
@@ -284,11 +279,9 @@ pub fn check_tasks(graph: &TaskGraph, pids: &PidTable) -> Vec<Violation> {
     // Task-list nodes are `task_struct.tasks`, the head `init_task.tasks`: name
     // them by their task.
     let tasks_off = graph.task_list.head.as_ref().and_then(|h| h.node.offset_from(graph.init_task));
-    let label = |node: Gva| {
-        match tasks_off.and_then(|o| node.checked_sub(o)).and_then(task) {
-            Some(t) => who(t),
-            None => format!("{:#x}", node.raw()),
-        }
+    let label = |node: Gva| match tasks_off.and_then(|o| node.checked_sub(o)).and_then(task) {
+        Some(t) => who(t),
+        None => format!("{:#x}", node.raw()),
     };
     check_list(
         &graph.task_list,
@@ -498,7 +491,11 @@ pub fn check_modules(modules: &ModuleGraph) -> Vec<Violation> {
         {
             out.push(Violation::new(
                 Rule::ModuleState,
-                format!("module {} at {:#x}: state {s} is no enum module_state", m.name.as_deref().unwrap_or("?"), m.addr.raw()),
+                format!(
+                    "module {} at {:#x}: state {s} is no enum module_state",
+                    m.name.as_deref().unwrap_or("?"),
+                    m.addr.raw()
+                ),
                 m.pages.iter().copied(),
             ));
         }

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use vmscope_mem::{Gpa, Gva, SliceMem};
 use vmscope_x86::{PageSize, PagingMode, fixture::PageTableBuilder, pte};
 
+use crate::Kernel;
 use crate::discovery::Image;
+use crate::kernel::Addrs;
 #[cfg(test)]
 use crate::kernel::Ctx;
-use crate::kernel::Addrs;
-use crate::Kernel;
 use crate::kmem::KernelMem;
 use crate::symbols::{SymbolSource, SymbolTable};
 use crate::types::{EnumDef, Member, StructDef, TypeRef, TypeSource};
@@ -320,6 +320,12 @@ pub struct Fx {
     pub nr_threads: u64,
     /// Every `struct pid` made, by id.
     pub pids: std::collections::BTreeMap<u32, u64>,
+}
+
+impl Default for Fx {
+    fn default() -> Self {
+        Fx::new()
+    }
 }
 
 impl Fx {

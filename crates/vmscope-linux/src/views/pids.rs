@@ -200,7 +200,11 @@ impl<M: PhysMem> Walk<'_, '_, M> {
                 if v > 4096 && s > 0 {
                     self.node(v, at, Some(s - self.chunk_shift), slot, depth + 1);
                 } else if v > 4096 {
-                    self.an.push(Anomaly::BadPointer { what: "xa_node below shift 0".into(), at: slot, value: Gva::new(v) });
+                    self.an.push(Anomaly::BadPointer {
+                        what: "xa_node below shift 0".into(),
+                        at: slot,
+                        value: Gva::new(v),
+                    });
                 }
                 // Else a sibling, retry or zero entry: no id here.
             } else {
@@ -236,13 +240,14 @@ impl<M: PhysMem> Ctx<'_, M> {
                 return t;
             }
         };
-        let (head, base) = match (
-            k.read_u64(head_at),
-            member(ns, po.ns_idr_base).and_then(|at| k.read_u32(at)),
-        ) {
+        let (head, base) = match (k.read_u64(head_at), member(ns, po.ns_idr_base).and_then(|at| k.read_u32(at))) {
             (Ok(h), Ok(b)) => (h, b),
             (Err(e), _) | (_, Err(e)) => {
-                t.anomalies.push(Anomaly::Unreadable { what: "init_pid_ns.idr".into(), addr: ns, error: e.to_string() });
+                t.anomalies.push(Anomaly::Unreadable {
+                    what: "init_pid_ns.idr".into(),
+                    addr: ns,
+                    error: e.to_string(),
+                });
                 return t;
             }
         };
