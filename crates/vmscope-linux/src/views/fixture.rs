@@ -322,6 +322,12 @@ pub struct Fx {
     pub pids: std::collections::BTreeMap<u32, u64>,
 }
 
+impl Default for Fx {
+    fn default() -> Self {
+        Fx::new()
+    }
+}
+
 impl Fx {
     /// An empty kernel: `init_task` (its own thread group), no other task, no
     /// module, an empty PID table.

@@ -14,8 +14,8 @@ use crate::guests;
 use crate::table::Table;
 
 /// List operations per second across the guest's CPUs (`max`: unlimited).
-const CHURN: &[&str] = &["100", "1000", "10000", "100000", "max"];
-const CHURN_QUICK: &[&str] = &["100", "10000", "max"];
+const CHURN: &[&str] = &["10", "100", "1000", "max"];
+const CHURN_QUICK: &[&str] = &["100", "1000", "max"];
 
 pub fn run(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
     let levels = if ctx.quick { CHURN_QUICK } else { CHURN };
