@@ -40,7 +40,8 @@ struct Args {
     #[arg(long, value_name = "FILE", global = true)]
     dump: Option<PathBuf>,
     /// How to reach guest memory: live-read, halt-read, live-map, halt-map, halt-snap,
-    /// live-snap, agent (default: the fastest that works, live-map).
+    /// live-snap, consistent-read, consistent-map, agent (default: the fastest that
+    /// works, live-map).
     #[arg(long, short, value_name = "NAME", global = true)]
     technique: Option<Technique>,
     /// How live-read and halt-read read: pread (of the RAM file), process_vm_readv,

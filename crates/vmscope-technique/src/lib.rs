@@ -23,6 +23,7 @@
 //! | `halt-map`, `halt-read` | none | no | halt | the same, the guest paused once per pass |
 //! | `halt-snap` | none | yes | halt | pause, copy the used RAM, resume (`vmscope-snap`) |
 //! | `live-snap` | none | yes | live | copy running, pause, re-copy what changed |
+//! | `consistent-read`, `consistent-map` | none | no | live | live passes recording their read set, validated (dirty log or double collect), retried, else read once halted ([`Access::observed_pass`]) |
 //! | `agent` | guest agent | – | live | the agent answers from the guest's /proc (`vmscope-agent`) |
 //!
 //! Halting does no harm to a guest's state: a technique pauses only a running
