@@ -5,7 +5,10 @@
 //!
 //! - `ps/live-map`: the pass alone;
 //! - `ps/live-map+readset`: the same pass recording every range and its bytes;
-//! - `ps/double-collect`: re-reading and comparing the recorded set.
+//! - `ps/double-collect`: re-reading the recorded ranges and comparing (how
+//!   consistent-map does it);
+//! - `ps/double-collect-pages`: re-reading whole pages of the set instead (how
+//!   consistent-read does it, where each read is a system call).
 //!
 //! `cargo bench -p vmscope-consistency --bench readset`; needs `cargo xtask images`
 //! (skipped with a note otherwise). The figures are in the crate README.
@@ -14,7 +17,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use vmscope_consistency::{ReadSet, validate};
+use vmscope_consistency::ReadSet;
+use vmscope_consistency::validate::{self, Recollect};
 use vmscope_hv::{Hypervisor, RamLocation};
 use vmscope_linux::{Hints, Kernel};
 use vmscope_map::Mapped;
@@ -55,9 +59,11 @@ fn readset(c: &mut Criterion) {
     let set = ReadSet::new(&mem as &dyn PhysMem);
     k.rebind(&set).processes();
     let recorded = set.finish();
-    g.bench_function("double-collect", |b| {
-        b.iter(|| black_box(validate::by_double_collect(&recorded, &mem).expect("re-read").torn_pages.len()))
-    });
+    for (name, how) in [("double-collect", Recollect::Ranges), ("double-collect-pages", Recollect::Pages)] {
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(validate::by_double_collect(&recorded, &mem, how).expect("re-read").torn_pages.len()))
+        });
+    }
     g.finish();
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use vmscope_hv::DirtyLog;
-use vmscope_mem::{PAGE_SIZE, PhysMem, ReadOp};
+use vmscope_mem::{Gpa, PAGE_SIZE, PhysMem, ReadOp};
 
 use crate::readset::range_pages;
 use crate::{Recorded, Result};
@@ -116,54 +116,119 @@ pub fn by_dirty_log(recorded: &Recorded, dirty: &[u64]) -> Verdict {
     Verdict::new(Method::DirtyLog, recorded, pages.len(), torn)
 }
 
-/// Decides by a double collect: reads every range of `recorded` again from `mem`
-/// (which must not serve them from a cache filled during the pass) and compares.
-/// A page is torn when any byte the pass read from it differs now, or no longer
-/// reads at all.
-pub fn by_double_collect(recorded: &Recorded, mem: &dyn PhysMem) -> Result<Verdict> {
+/// How a double collect reads the read set again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Recollect {
+    /// Exactly the ranges the pass read, one op each: for memory where a read costs
+    /// per byte (a mapping).
+    Ranges,
+    /// Every page of the read set, contiguous pages in one op (at most
+    /// [`RUN_PAGES`]): for readers that pay per call (syscalls) far more than per
+    /// byte. Every page was read by the pass already, so nothing new is touched.
+    Pages,
+}
+
+/// Decides by a double collect: reads the read set of `recorded` again from `mem`
+/// (which must not serve it from a cache filled during the pass: give it the
+/// uncached reader), as `how` says, and compares the bytes the pass read. A page is
+/// torn when any byte the pass read from it differs now, or it no longer reads.
+pub fn by_double_collect(recorded: &Recorded, mem: &dyn PhysMem, how: Recollect) -> Result<Verdict> {
+    let pages = recorded.pages();
+    let mut torn = match how {
+        Recollect::Ranges => recollect_ranges(recorded, mem),
+        Recollect::Pages => recollect_pages(recorded, &pages, mem),
+    };
+    torn.sort_unstable();
+    torn.dedup();
+    Ok(Verdict::new(Method::DoubleCollect, recorded, pages.len(), torn))
+}
+
+/// The pages whose bytes differ, reading each range again.
+fn recollect_ranges(recorded: &Recorded, mem: &dyn PhysMem) -> Vec<u64> {
     let mut again = vec![0u8; recorded.bytes().len()];
     let mut torn = Vec::new();
+    let mut ops = Vec::with_capacity(recorded.ranges().len());
+    let mut rest = &mut again[..];
+    for r in recorded.ranges() {
+        let (buf, tail) = rest.split_at_mut(r.len as usize);
+        ops.push(ReadOp::new(r.gpa, buf));
+        rest = tail;
+    }
+    let mut results = Vec::new();
+    let all = mem.read_each(&mut ops, &mut results);
+    drop(ops);
+    let mut at = 0usize;
+    for (i, (r, first)) in recorded.iter().enumerate() {
+        let second = &again[at..at + first.len()];
+        at += first.len();
+        if !all && results[i].is_err() {
+            torn.extend(range_pages(r.gpa, r.len));
+        } else if first != second {
+            // Only the pages whose bytes differ: a long range may span several.
+            for (j, (a, b)) in first.iter().zip(second).enumerate() {
+                let pfn = (r.gpa.raw() + j as u64) / PAGE_SIZE;
+                if a != b && torn.last() != Some(&pfn) {
+                    torn.push(pfn);
+                }
+            }
+        }
+    }
+    torn
+}
+
+/// The pages whose bytes differ, reading every page of the read set again.
+fn recollect_pages(recorded: &Recorded, pages: &[u64], mem: &dyn PhysMem) -> Vec<u64> {
+    let mut again = vec![0u8; pages.len() * PAGE];
+    let mut unread = Vec::new();
     {
-        let mut ops = Vec::with_capacity(recorded.ranges().len());
+        let mut ops = Vec::new();
+        let mut runs = Vec::new();
         let mut rest = &mut again[..];
-        for r in recorded.ranges() {
-            let (buf, tail) = rest.split_at_mut(r.len as usize);
-            ops.push(ReadOp::new(r.gpa, buf));
+        let mut i = 0;
+        while i < pages.len() {
+            let mut n = 1;
+            while i + n < pages.len() && pages[i + n] == pages[i] + n as u64 && n < RUN_PAGES {
+                n += 1;
+            }
+            let (buf, tail) = rest.split_at_mut(n * PAGE);
+            ops.push(ReadOp::new(Gpa::new(pages[i] * PAGE_SIZE), buf));
+            runs.push((i, n));
             rest = tail;
+            i += n;
         }
         let mut results = Vec::new();
         if !mem.read_each(&mut ops, &mut results) {
-            for (r, res) in recorded.ranges().iter().zip(&results) {
-                if res.is_err() {
-                    torn.extend(range_pages(r.gpa, r.len));
+            for (&(first, n), r) in runs.iter().zip(&results) {
+                if r.is_err() {
+                    unread.extend_from_slice(&pages[first..first + n]);
                 }
             }
         }
     }
-    let mut at = 0usize;
+    let mut torn = unread;
     for (r, first) in recorded.iter() {
-        let second = &again[at..at + first.len()];
-        at += first.len();
-        if first != second {
-            // Only the pages whose bytes differ: a long range may span several.
-            let start = r.gpa.raw();
-            for (i, (a, b)) in first.iter().zip(second).enumerate() {
-                if a != b {
-                    let pfn = (start + i as u64) / PAGE_SIZE;
-                    if torn.last() != Some(&pfn) {
-                        torn.push(pfn);
-                    }
-                }
+        // A range may span pages: compare page by page.
+        let mut at = r.gpa.raw();
+        let mut done = 0usize;
+        while done < first.len() {
+            let pfn = at / PAGE_SIZE;
+            let off = (at % PAGE_SIZE) as usize;
+            let n = (PAGE - off).min(first.len() - done);
+            let idx = pages.binary_search(&pfn).expect("every page of a range is in the read set");
+            if first[done..done + n] != again[idx * PAGE + off..idx * PAGE + off + n] && torn.last() != Some(&pfn) {
+                torn.push(pfn);
             }
+            at += n as u64;
+            done += n;
         }
     }
-    torn.sort_unstable();
-    torn.dedup();
-    let pages = recorded.pages();
-    // A failed re-read marks a range's pages; keep only pages of the read set.
-    let torn = intersect(&pages, &torn);
-    Ok(Verdict::new(Method::DoubleCollect, recorded, pages.len(), torn))
+    torn
 }
+
+/// Most pages one read of a double collect covers.
+pub const RUN_PAGES: usize = 64;
+
+const PAGE: usize = PAGE_SIZE as usize;
 
 /// The elements of both sorted lists.
 fn intersect(a: &[u64], b: &[u64]) -> Vec<u64> {
@@ -229,8 +294,12 @@ mod tests {
         let mem = ram();
         let rec = pass(&mem, &[(0x10, 8), (0x2ff0, 0x20)]);
         mem.ram.borrow_mut()[0x5000] ^= 1; // not read by the pass
-        let v = by_double_collect(&rec, &mem).unwrap();
-        assert!(!v.torn());
+        for how in [Recollect::Ranges, Recollect::Pages] {
+            let v = by_double_collect(&rec, &mem, how).unwrap();
+            assert!(!v.torn());
+            assert_eq!((v.read_pages, v.read_ranges, v.read_bytes), (3, 2, 40));
+        }
+        let v = by_double_collect(&rec, &mem, Recollect::Pages).unwrap();
         assert_eq!((v.read_pages, v.read_ranges, v.read_bytes), (3, 2, 40));
     }
 
@@ -241,7 +310,8 @@ mod tests {
         let mem = ram();
         let rec = pass(&mem, &[(0x10, 8)]);
         mem.ram.borrow_mut()[0x800] ^= 1;
-        assert!(!by_double_collect(&rec, &mem).unwrap().torn());
+        assert!(!by_double_collect(&rec, &mem, Recollect::Ranges).unwrap().torn());
+        assert!(!by_double_collect(&rec, &mem, Recollect::Pages).unwrap().torn());
         assert_eq!(by_dirty_log(&rec, &[0]).torn_pages, vec![0]);
     }
 
@@ -261,14 +331,16 @@ mod tests {
             reads in prop::collection::vec((0u64..RAM as u64 - 64, 1usize..64), 1..40),
             pick in any::<prop::sample::Index>(),
             off in any::<prop::sample::Index>(),
+            whole_pages in any::<bool>(),
         ) {
+            let how = if whole_pages { Recollect::Pages } else { Recollect::Ranges };
             let mem = ram();
             let rec = pass(&mem, &reads);
-            prop_assert!(!by_double_collect(&rec, &mem).unwrap().torn());
+            prop_assert!(!by_double_collect(&rec, &mem, how).unwrap().torn());
             let (gpa, len) = reads[pick.index(reads.len())];
             let at = (gpa + off.index(len) as u64) as usize;
             mem.ram.borrow_mut()[at] ^= 0x5a;
-            let v = by_double_collect(&rec, &mem).unwrap();
+            let v = by_double_collect(&rec, &mem, how).unwrap();
             prop_assert_eq!(v.torn_pages, vec![at as u64 / PAGE_SIZE]);
         }
     }

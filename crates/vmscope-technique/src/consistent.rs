@@ -48,7 +48,7 @@ impl Consistency {
 
 /// One live pass through `reader`, recording its read set, then its verdict: by
 /// `dirty`'s log where given (cleared before the pass), else by a double collect
-/// (the reader's cache emptied first, so the second collect reads guest memory).
+/// (through the reader without its cache, so the second collect reads guest memory).
 pub(crate) fn live<R>(
     reader: &Reader,
     dirty: Option<&dyn DirtyLog>,
@@ -64,10 +64,7 @@ pub(crate) fn live<R>(
     let recorded = set.finish();
     let verdict = match dirty {
         Some(log) => validate::by_dirty_log(&recorded, &log.fetch().map_err(vmscope_consistency::Error::from)?),
-        None => {
-            reader.invalidate();
-            validate::by_double_collect(&recorded, reader.mem())?
-        }
+        None => validate::by_double_collect(&recorded, reader.uncached(), reader.recollect())?,
     };
     Ok((value, verdict))
 }

@@ -124,6 +124,26 @@ impl Reader {
         }
     }
 
+    /// The reader without its page cache: for a second collect, which must reach
+    /// guest memory and reads whole runs of pages at once.
+    pub(crate) fn uncached(&self) -> &dyn PhysMem {
+        match self {
+            Reader::Pread(r) => r.inner(),
+            Reader::VmReadv(r) => r.inner(),
+            Reader::ProcMem(r) => r.inner(),
+            Reader::Map(m) => m,
+        }
+    }
+
+    /// How a second collect reads: a mapping pays per byte, a syscall per call.
+    pub(crate) fn recollect(&self) -> vmscope_consistency::validate::Recollect {
+        use vmscope_consistency::validate::Recollect;
+        match self {
+            Reader::Map(_) => Recollect::Ranges,
+            _ => Recollect::Pages,
+        }
+    }
+
     /// Starts a pass: forgets cached pages, and re-reads which backing pages exist
     /// if the last look is older than `hole_refresh`.
     pub(crate) fn begin_pass(&self, hole_refresh: Duration) -> Result<()> {
@@ -142,16 +162,6 @@ impl Reader {
             Reader::Map(m) => m.holes().refresh_if_older(hole_refresh)?,
         }
         Ok(())
-    }
-
-    /// Forgets cached pages, so that the next reads reach guest memory.
-    pub(crate) fn invalidate(&self) {
-        match self {
-            Reader::Pread(r) => _ = r.invalidate(),
-            Reader::VmReadv(r) => _ = r.invalidate(),
-            Reader::ProcMem(r) => _ = r.invalidate(),
-            Reader::Map(_) => {}
-        }
     }
 
     /// Page-cache counters (the pages fetched from the hypervisor are the misses).

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::Vm;
 use common::testkernel::{Manifest, wait_manifest};
 use vmscope_consistency::ReadSet;
-use vmscope_consistency::validate::{self, Method};
+use vmscope_consistency::validate::{self, Method, Recollect};
 use vmscope_mem::PhysMem;
 use vmscope_read::open_backing;
 use vmscope_technique::{Guest, Options, ReadMethod, Target, Technique};
@@ -105,7 +105,7 @@ fn double_collect_sees_no_more_than_the_dirty_log() {
         let recorded = set.finish();
         // The second collect happens before the log is fetched: its window is inside
         // the log's.
-        let dc = validate::by_double_collect(&recorded, &mem as &dyn PhysMem).unwrap();
+        let dc = validate::by_double_collect(&recorded, &mem as &dyn PhysMem, Recollect::Pages).unwrap();
         let dl = validate::by_dirty_log(&recorded, &log.fetch().unwrap());
         assert!(
             dc.torn_pages.iter().all(|p| dl.torn_pages.contains(p)),
