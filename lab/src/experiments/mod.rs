@@ -1,6 +1,7 @@
 //! The experiments, by name.
 
 pub mod frequency;
+pub mod pause;
 
 use std::time::Duration;
 
@@ -56,5 +57,7 @@ impl Ctx {
 /// Every experiment: (name, what it measures, runner).
 pub type Runner = fn(&mut Ctx) -> anyhow::Result<()>;
 
-pub const ALL: &[(&str, &str, Runner)] =
-    &[("frequency", "monitoring frequency and host CPU cost per pass, per technique", frequency::run)];
+pub const ALL: &[(&str, &str, Runner)] = &[
+    ("frequency", "monitoring frequency and host CPU cost per pass, per technique", frequency::run),
+    ("pause", "pause + resume latency on 1 and 2 vCPUs; halt-map against halt-read", pause::run),
+];
