@@ -43,6 +43,53 @@ pub fn log_bars(path: &Path, title: &str, x_label: &str, bars: &[(String, f64)])
     Ok(())
 }
 
+/// Histograms of latency samples (microseconds), one outlined series per
+/// (label, samples), on log-spaced bins along a log-10 axis and a log-10 count axis,
+/// so that a tail of a few slow samples stays visible beside thousands of fast ones.
+pub fn latency_histogram(path: &Path, title: &str, x_label: &str, series: &[(String, Vec<f64>)]) -> anyhow::Result<()> {
+    const BINS_PER_DECADE: f64 = 10.0;
+    let all = || series.iter().flat_map(|s| s.1.iter().copied()).filter(|v| *v > 0.0);
+    let lo = 10f64.powf(all().fold(f64::INFINITY, f64::min).log10().floor()).min(1e9);
+    let hi = 10f64.powf(all().fold(0.0_f64, f64::max).log10().ceil()).max(lo * 10.0);
+    let bins = ((hi / lo).log10() * BINS_PER_DECADE).round().max(1.0) as usize;
+    let edge = |i: usize| lo * 10f64.powf(i as f64 / BINS_PER_DECADE);
+    let counts: Vec<Vec<u64>> = series
+        .iter()
+        .map(|(_, v)| {
+            let mut c = vec![0u64; bins];
+            for x in v.iter().filter(|x| **x > 0.0) {
+                let i = ((x / lo).log10() * BINS_PER_DECADE).floor().max(0.0) as usize;
+                c[i.min(bins - 1)] += 1;
+            }
+            c
+        })
+        .collect();
+    let top = counts.iter().flatten().copied().max().unwrap_or(1).max(1) as f64 * 2.0;
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((lo..hi).log_scale(), (0.5..top).log_scale())?;
+    chart.configure_mesh().x_desc(x_label).y_desc("samples (log)").draw()?;
+    for (k, ((label, _), c)) in series.iter().zip(&counts).enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let steps = c.iter().enumerate().flat_map(|(i, n)| {
+            let y = (*n as f64).max(0.5);
+            [(edge(i), y), (edge(i + 1), y)]
+        });
+        chart
+            .draw_series(LineSeries::new(steps, color.stroke_width(2)))?
+            .label(label.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw()?;
+    root.present()?;
+    Ok(())
+}
+
 /// A line chart: one line per series over categorical x values (`x_labels`), NaN
 /// points left out.
 pub fn lines(
@@ -100,6 +147,17 @@ mod tests {
             .unwrap();
         let svg = std::fs::read_to_string(&p).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("live-map") && svg.contains("agent"));
+        std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn writes_a_histogram() {
+        let p = std::env::temp_dir().join(format!("vmscope-lab-hist-{}.svg", std::process::id()));
+        let fast: Vec<f64> = (0..500).map(|i| 40.0 + f64::from(i % 20)).collect();
+        let slow = vec![45.0, 50.0, 4000.0];
+        super::latency_histogram(&p, "latency", "us", &[("fast".into(), fast), ("slow".into(), slow)]).unwrap();
+        let svg = std::fs::read_to_string(&p).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("fast") && svg.contains("slow"));
         std::fs::remove_file(p).unwrap();
     }
 }

@@ -193,6 +193,9 @@ impl Machine {
 
     /// Parks every vCPU; returns once none runs, and whether the guest ran before
     /// (so that a caller resumes only what it paused). Idempotent.
+    ///
+    /// A pause right after a resume usually finds the vCPUs still parked (they had
+    /// not been scheduled yet) and returns at once; they never ran in between.
     pub fn pause(&self) -> Result<bool> {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut st = self.ctl.lock();
@@ -200,15 +203,17 @@ impl Machine {
         st.pause_requested = true;
         while st.parked < st.alive && st.exit.is_none() {
             drop(st);
+            // Again on every round: a vCPU thread that is not on a core takes the
+            // signal only once it is scheduled; another kick costs nothing.
             self.kick_all();
             st = self.ctl.lock();
             if st.parked >= st.alive {
                 break;
             }
-            st = self.ctl.cv.wait_timeout(st, Duration::from_millis(1)).unwrap_or_else(|p| p.into_inner()).0;
+            st = self.ctl.wait_timeout(&self.ctl.stopped_cv, st, Duration::from_millis(1));
             if Instant::now() > deadline {
                 st.pause_requested = false;
-                self.ctl.cv.notify_all();
+                self.ctl.run_cv.notify_all();
                 return Err(Error::Control("vCPUs did not stop within 10 s".into()));
             }
         }
@@ -217,9 +222,17 @@ impl Machine {
 
     /// Lets the vCPUs run again.
     pub fn resume(&self) {
-        let mut st = self.ctl.lock();
-        st.pause_requested = false;
-        self.ctl.cv.notify_all();
+        self.resume_later().wake();
+    }
+
+    /// Lifts the pause (from now on the VMM reports the guest as running and a
+    /// `pause` has to stop it again) but wakes the parked vCPU threads only when the
+    /// returned [`Wake`] is used or dropped. The control socket replies in between:
+    /// woken vCPU threads are busy threads that could otherwise take the cores from
+    /// the thread writing the reply and from the client reading it.
+    pub fn resume_later(&self) -> Wake<'_> {
+        self.ctl.lock().pause_requested = false;
+        Wake(Some(&self.ctl))
     }
 
     /// Whether a pause is in effect.
@@ -245,7 +258,7 @@ impl Machine {
     pub fn wait_exit(&self) -> ExitReason {
         let mut st = self.ctl.lock();
         while st.exit.is_none() {
-            st = self.ctl.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = self.ctl.wait(&self.ctl.exit_cv, st);
         }
         st.exit.clone().expect("loop ends only once exit is set")
     }
@@ -260,7 +273,7 @@ impl Machine {
             if st.alive == 0 || Instant::now() > deadline {
                 break;
             }
-            drop(self.ctl.cv.wait_timeout(st, Duration::from_millis(2)));
+            drop(self.ctl.wait_timeout(&self.ctl.stopped_cv, st, Duration::from_millis(2)));
         }
         for t in lock(&self.threads).drain(..) {
             let _ = t.join();
@@ -331,6 +344,30 @@ impl Machine {
             for pfn in (gpa >> 12)..=((gpa + len - 1) >> 12) {
                 d.vmm_written.insert(pfn);
             }
+        }
+    }
+}
+
+/// Wakes the vCPU threads parked by a pause that [`Machine::resume_later`] lifted,
+/// when used or dropped. Waking them while a pause is requested again is harmless:
+/// they look, and park on.
+#[derive(Debug)]
+#[must_use = "the vCPUs run again only once this is used or dropped"]
+pub struct Wake<'m>(Option<&'m RunControl>);
+
+impl Wake<'_> {
+    /// Wakes the vCPU threads now.
+    pub fn wake(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Wake<'_> {
+    fn drop(&mut self) {
+        // No lock needed: the pause was lifted under the lock, so a vCPU thread either
+        // sees that or is already waiting on run_cv.
+        if let Some(ctl) = self.0.take() {
+            ctl.run_cv.notify_all();
         }
     }
 }

@@ -4,6 +4,12 @@
 //! vCPU thread. The handler sets `immediate_exit` in that thread's `kvm_run`, so
 //! KVM_RUN returns EINTR whether the signal lands inside KVM_RUN or just before it;
 //! the thread then records its registers and parks on a condition variable.
+//!
+//! Each kind of waiter has its own condition variable (parked vCPUs, the controller
+//! waiting for them, the main thread waiting for the end), so a pause or a resume
+//! wakes only the threads it concerns: on a small host every needless wakeup is a
+//! thread that has to win a core back from busy vCPUs, which costs up to a
+//! scheduler tick.
 
 use std::cell::Cell;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -68,12 +74,17 @@ pub struct RunState {
     pub regs: Vec<Option<VcpuRegisters>>,
 }
 
-/// [`RunState`] with its condition variable.
+/// [`RunState`] with its condition variables.
 #[derive(Debug, Default)]
 pub struct RunControl {
     state: Mutex<RunState>,
-    /// Signalled on every change of `parked`, `alive` or `exit`.
-    pub cv: Condvar,
+    /// Parked vCPUs wait here: signalled when the pause is lifted or the guest exits.
+    pub run_cv: Condvar,
+    /// The controller waits here: signalled when every live vCPU is parked, when a
+    /// vCPU thread ends, and on exit.
+    pub stopped_cv: Condvar,
+    /// Signalled once, on exit.
+    pub exit_cv: Condvar,
 }
 
 impl RunControl {
@@ -88,7 +99,24 @@ impl RunControl {
         if st.exit.is_none() {
             st.exit = Some(reason);
         }
-        self.cv.notify_all();
+        self.run_cv.notify_all();
+        self.stopped_cv.notify_all();
+        self.exit_cv.notify_all();
+    }
+
+    /// Waits on `cv` (one of ours) with the state's guard.
+    pub fn wait<'a>(&self, cv: &Condvar, st: MutexGuard<'a, RunState>) -> MutexGuard<'a, RunState> {
+        cv.wait(st).unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits on `cv` (one of ours) with the state's guard, at most `timeout`.
+    pub fn wait_timeout<'a>(
+        &self,
+        cv: &Condvar,
+        st: MutexGuard<'a, RunState>,
+        timeout: std::time::Duration,
+    ) -> MutexGuard<'a, RunState> {
+        cv.wait_timeout(st, timeout).unwrap_or_else(|p| p.into_inner()).0
     }
 }
 
@@ -177,27 +205,35 @@ pub fn run_vcpu(mut vcpu: VcpuFd, index: usize, ctl: Arc<RunControl>, devices: A
     KVM_RUN.with(|p| p.set(std::ptr::null_mut()));
     let mut st = ctl.lock();
     st.alive -= 1;
-    ctl.cv.notify_all();
+    ctl.stopped_cv.notify_all();
 }
 
 /// Parks while a pause is requested. Returns false when the thread should end.
 fn park_if_requested(vcpu: &VcpuFd, index: usize, ctl: &RunControl) -> bool {
+    {
+        let st = ctl.lock();
+        if st.exit.is_some() {
+            return false;
+        }
+        if !st.pause_requested {
+            return true;
+        }
+    }
+    // The register ioctls run without the lock, so that the other vCPUs and the
+    // controller are not held up behind them. The vCPU is out of KVM_RUN, so the
+    // registers are those of the stopped guest whatever happens meanwhile.
+    let regs = read_registers(vcpu).ok();
     let mut st = ctl.lock();
-    if st.exit.is_some() {
-        return false;
-    }
-    if !st.pause_requested {
-        return true;
-    }
-    st.regs[index] = read_registers(vcpu).ok();
+    st.regs[index] = regs;
     st.parked += 1;
-    ctl.cv.notify_all();
+    if st.parked >= st.alive {
+        ctl.stopped_cv.notify_all();
+    }
     while st.pause_requested && st.exit.is_none() {
-        st = ctl.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        st = ctl.wait(&ctl.run_cv, st);
     }
     st.parked -= 1;
     st.regs[index] = None;
-    ctl.cv.notify_all();
     st.exit.is_none()
 }
 

@@ -2,6 +2,7 @@
 
 pub mod consistency;
 pub mod frequency;
+pub mod pause;
 
 use std::time::Duration;
 
@@ -60,4 +61,5 @@ pub type Runner = fn(&mut Ctx) -> anyhow::Result<()>;
 pub const ALL: &[(&str, &str, Runner)] = &[
     ("frequency", "monitoring frequency and host CPU cost per pass, per technique", frequency::run),
     ("consistency", "torn views, intrinsic and extrinsic inconsistency per technique and churn rate", consistency::run),
+    ("pause", "pause + resume latency on 1 and 2 vCPUs; halt-map against halt-read", pause::run),
 ];
