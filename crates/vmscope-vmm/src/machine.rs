@@ -210,7 +210,7 @@ impl Machine {
             if st.parked >= st.alive {
                 break;
             }
-            st = self.ctl.wait_timeout(&self.ctl.stopped_cv, st, Duration::from_millis(1));
+            st = self.ctl.wait_timeout(&self.ctl.stopped_cv, st, Duration::from_micros(50));
             if Instant::now() > deadline {
                 st.pause_requested = false;
                 self.ctl.run_cv.notify_all();
