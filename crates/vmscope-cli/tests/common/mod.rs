@@ -1,0 +1,75 @@
+//! Shared by the command's tests: a QEMU started by hand from the README.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use vmscope_agent::Client;
+
+/// QEMU started from the README's command line (daemonized, as a user would);
+/// killed on drop.
+pub struct ReadmeQemu {
+    pid: u32,
+    dir: tempfile::TempDir,
+}
+
+impl ReadmeQemu {
+    /// QEMU as the README starts it, with kernel `kernel`.
+    pub fn start(kernel: &str) -> Self {
+        Self::start_with(kernel, true)
+    }
+
+    /// The same without its `-qmp` monitor when `qmp` is false: a QEMU vmscope can
+    /// read but not pause.
+    pub fn start_with(kernel: &str, qmp: bool) -> Self {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+        let section = readme.split("## Running a guest vmscope can introspect").nth(1).expect("the README section");
+        let block = section.split("```sh").nth(1).and_then(|b| b.split("```").next()).expect("its command block");
+        let images = vmscope_testbed::GuestImages::locate().unwrap_or_else(|e| panic!("{e}")).dir;
+        let line = block
+            .replace("\\\n", " ")
+            .replace("target/guest-images", &images.display().to_string())
+            .replace("linux-6.1", &format!("linux-{kernel}"));
+        let line = if qmp { line } else { line.replace("-qmp unix:qmp.sock,server=on,wait=off", "") };
+        let dir = tempfile::tempdir().unwrap();
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} -daemonize -pidfile qemu.pid", line.trim()))
+            .current_dir(dir.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "the README's QEMU command failed");
+        let pid: u32 = std::fs::read_to_string(dir.path().join("qemu.pid")).unwrap().trim().parse().unwrap();
+        let q = ReadmeQemu { pid, dir };
+        let t = Instant::now();
+        while !std::fs::read_to_string(q.dir.path().join("console.log")).unwrap_or_default().contains("VMSCOPE-READY") {
+            assert!(t.elapsed() < Duration::from_secs(120), "the guest never became ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        q
+    }
+
+    pub fn agent(&self) -> Client {
+        Client::connect(self.dir.path().join("agent.sock"), Duration::from_secs(30)).unwrap()
+    }
+
+    /// Runs `vmscope --qemu PID args...` from the directory QEMU started in.
+    pub fn vmscope(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_vmscope"))
+            .arg("--qemu")
+            .arg(self.pid.to_string())
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for ReadmeQemu {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) with a pid we started and a signal number; no memory.
+        unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+    }
+}
+
