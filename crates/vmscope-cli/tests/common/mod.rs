@@ -72,4 +72,3 @@ impl Drop for ReadmeQemu {
         unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
     }
 }
-
