@@ -29,6 +29,9 @@ struct Args {
     /// Short measurements: about two minutes in all.
     #[arg(long)]
     quick: bool,
+    /// One short configuration of each experiment, to check that it measures (CI).
+    #[arg(long)]
+    smoke: bool,
     /// Guests under QEMU (Debian kernels), or the test kernel under the built-in VMM.
     #[arg(long, value_enum, default_value_t = HypervisorKind::Qemu)]
     hypervisor: HypervisorKind,
@@ -95,8 +98,15 @@ fn main() -> anyhow::Result<()> {
     let env = env::Environment::capture(accel, hv_name, guest_kernels);
     let dir = args.out.unwrap_or_else(|| report::run_dir(&root, &env));
     let report = report::Report::new(dir.clone(), env)?;
-    let mut ctx =
-        Ctx { hypervisor: args.hypervisor, quick: args.quick, kernels, images, report, techniques: args.techniques };
+    let mut ctx = Ctx {
+        hypervisor: args.hypervisor,
+        quick: args.quick || args.smoke,
+        smoke: args.smoke,
+        kernels,
+        images,
+        report,
+        techniques: args.techniques,
+    };
     let mut failed = Vec::new();
     for (name, _, run) in chosen {
         eprintln!("lab: {name}");

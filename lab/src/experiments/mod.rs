@@ -24,6 +24,8 @@ pub enum HypervisorKind {
 pub struct Ctx {
     pub hypervisor: HypervisorKind,
     pub quick: bool,
+    /// One short configuration of each experiment (CI checks that it measures).
+    pub smoke: bool,
     /// Guest kernels to run on (QEMU).
     pub kernels: Vec<String>,
     pub images: vmscope_testbed::GuestImages,
@@ -40,7 +42,13 @@ impl Ctx {
 
     /// How long to measure one configuration.
     pub fn budget(&self) -> Duration {
-        if self.quick { Duration::from_millis(1500) } else { Duration::from_secs(5) }
+        if self.smoke {
+            Duration::from_millis(300)
+        } else if self.quick {
+            Duration::from_millis(1500)
+        } else {
+            Duration::from_secs(5)
+        }
     }
 
     pub fn bar(&self, len: u64, what: &str) -> ProgressBar {
