@@ -25,8 +25,20 @@ pub struct Booted {
 
 /// Boots kernel `id` with `mib` of RAM.
 pub fn boot(ctx: &Ctx, id: &str, mib: u64) -> anyhow::Result<Booted> {
+    boot_with(ctx, id, mib, |_| {})
+}
+
+/// Boots kernel `id` with `mib` of RAM after `tweak` adjusts the configuration
+/// (disks, vCPUs).
+pub fn boot_with(
+    ctx: &Ctx,
+    id: &str,
+    mib: u64,
+    tweak: impl FnOnce(&mut vmscope_testbed::QemuConfig),
+) -> anyhow::Result<Booted> {
     let mut cfg = ctx.images.kernel(id)?.qemu_config();
     cfg.memory_mib = mib;
+    tweak(&mut cfg);
     let vm = QemuVm::launch(cfg)?;
     let guest = Target::Qemu { pid: vm.pid(), qmp: Some(vm.extra_qmp_socket()) }.open()?;
     Ok(Booted { guest, vm })
