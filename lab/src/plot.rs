@@ -134,7 +134,8 @@ pub fn grouped_bars(path: &Path, title: &str, x_label: &str, unit: &str, bars: &
         .draw()?;
     let center = |i: usize| n as f64 - i as f64 - 0.5;
     let right = TextStyle::from((FONT, 14).into_font()).pos(Pos::new(HPos::Right, VPos::Center));
-    let heading = TextStyle::from((FONT, 15).into_font().style(FontStyle::Bold)).pos(Pos::new(HPos::Left, VPos::Center));
+    let heading =
+        TextStyle::from((FONT, 15).into_font().style(FontStyle::Bold)).pos(Pos::new(HPos::Left, VPos::Center));
     let value_style = TextStyle::from((FONT, 13).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
     for (i, (bar, label)) in rows.iter().enumerate() {
         let (px, py) = chart.backend_coord(&(lo, center(i)));
@@ -195,6 +196,7 @@ where
 
 /// A horizontal bar chart on a log-10 value axis, one bar per (label, value), coloured
 /// by the taxonomy class of the technique its label starts with.
+#[allow(dead_code, reason = "kept for experiments with one group of bars")]
 pub fn log_bars(path: &Path, title: &str, x_label: &str, bars: &[(String, f64)]) -> anyhow::Result<()> {
     let bars: Vec<Bar> = bars
         .iter()
@@ -302,6 +304,7 @@ where
 
 /// A line chart: one line per series over categorical x values (`x_labels`), NaN
 /// points left out; the x axis is called "churn".
+#[allow(dead_code, reason = "kept for experiments whose x axis is churn")]
 pub fn lines(
     path: &Path,
     title: &str,
@@ -339,7 +342,11 @@ pub fn lines_with(
         .x_labels(n)
         .x_label_formatter(&|x| {
             let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 { x_labels.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
+            if (x - i).abs() < 1e-6 && i >= 0.0 {
+                x_labels.get(i as usize).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
         })
         .disable_x_mesh()
         .x_desc(x_desc)
@@ -421,6 +428,9 @@ mod tests {
         assert_eq!(super::si(456.0), "456");
         assert_eq!(super::si(0.781), "0.78");
         assert_eq!(super::si(2.5e6), "2.50 M");
-        assert_eq!((super::tick(10_000.0), super::tick(1.0), super::tick(100.0)), ("10 k".into(), "1".into(), "100".into()));
+        assert_eq!(
+            (super::tick(10_000.0), super::tick(1.0), super::tick(100.0)),
+            ("10 k".into(), "1".into(), "100".into())
+        );
     }
 }

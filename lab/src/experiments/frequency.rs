@@ -239,7 +239,7 @@ pub fn findings(table: &Table) -> String {
         let mut best: Vec<(&str, &str, f64, f64)> = Vec::new();
         for r in &rows {
             let (rate, cpu) = (num(r, "passes_per_s"), num(r, "cpu_us_per_pass"));
-            if !(rate > 0.0) {
+            if rate.is_nan() || rate <= 0.0 {
                 continue;
             }
             match best.iter_mut().find(|b| b.0 == r[2]) {
@@ -323,9 +323,9 @@ pub fn findings(table: &Table) -> String {
             ("halting is costly", mem("halt-map").zip(mem("live-map")).map(|(h, l)| h < l)),
             (
                 "snapshots are the costliest",
-                mem("halt-snap").or(mem("live-snap")).map(|snap| {
-                    best.iter().filter(|b| b.0 != "agent" && !b.0.ends_with("-snap")).all(|b| b.2 > snap)
-                }),
+                mem("halt-snap")
+                    .or(mem("live-snap"))
+                    .map(|snap| best.iter().filter(|b| b.0 != "agent" && !b.0.ends_with("-snap")).all(|b| b.2 > snap)),
             ),
             ("agents are slow", mem("agent").zip(mem("live-map")).map(|(a, m)| a < m)),
         ];
