@@ -289,14 +289,18 @@ pub fn findings(table: &Table) -> String {
         if !snaps.is_empty() {
             s.push_str(&format!("Snapshots: {}. ", snaps.join(", ")));
         }
-        let cpus: Vec<f64> = best.iter().filter(|b| b.0 != "agent").map(|b| b.3).filter(|c| c.is_finite()).collect();
-        if !cpus.is_empty() {
-            let lo = cpus.iter().copied().fold(f64::INFINITY, f64::min);
-            let hi = cpus.iter().copied().fold(0.0, f64::max);
+        let mem_cpu: Vec<&(&str, &str, f64, f64)> = best.iter().filter(|b| b.0 != "agent" && b.3.is_finite()).collect();
+        let cheapest = mem_cpu.iter().min_by(|a, b| a.3.total_cmp(&b.3));
+        let dearest = mem_cpu.iter().max_by(|a, b| a.3.total_cmp(&b.3));
+        if let (Some(lo), Some(hi)) = (cheapest, dearest) {
             s.push_str(&format!(
-                "Introspector CPU per pass: {:.0} µs for {} up to {hi:.0} µs across memory techniques (from {lo:.0} µs). ",
+                "Introspector CPU per pass: {:.0} µs for {}; across memory techniques from {:.0} µs ({}) to {:.0} µs ({}). ",
                 first.3,
-                label(first)
+                label(first),
+                lo.3,
+                label(lo),
+                hi.3,
+                label(hi)
             ));
         }
         let failed: u64 = rows.iter().map(|r| num(r, "failed") as u64).sum();
