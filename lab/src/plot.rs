@@ -267,7 +267,7 @@ pub fn latency_histogram(path: &Path, title: &str, x_label: &str, series: &[(Str
 }
 
 /// Distinct colour-blind-safe line colours (Okabe–Ito, then darker shades).
-const PALETTE: [RGBColor; 8] = [
+const PALETTE: [RGBColor; 9] = [
     RGBColor(0x00, 0x72, 0xB2),
     RGBColor(0xE6, 0x9F, 0x00),
     RGBColor(0x00, 0x9E, 0x73),
@@ -275,7 +275,8 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(0xD5, 0x5E, 0x00),
     RGBColor(0x56, 0xB4, 0xE9),
     RGBColor(0x00, 0x00, 0x00),
-    RGBColor(0xF0, 0xE4, 0x42),
+    RGBColor(0xB0, 0xA0, 0x00),
+    RGBColor(0x88, 0x88, 0x88),
 ];
 
 /// A legend as a column of (line sample, name) entries, dashed where the flag says.
@@ -315,9 +316,9 @@ pub fn lines(
     lines_with(path, title, ("churn", x_labels), y_label, series)
 }
 
-/// [`lines`] with a named x axis. A series whose name starts with a technique is
-/// coloured by its taxonomy class; the second and later series of one class are
-/// dashed; the legend sits beside the plot.
+/// [`lines`] with a named x axis. Series are named "KIND REST" (technique, guest):
+/// one colour per kind, solid for the first REST and dashed for the others; the
+/// legend sits beside the plot.
 pub fn lines_with(
     path: &Path,
     title: &str,
@@ -349,18 +350,28 @@ pub fn lines_with(
             }
         })
         .disable_x_mesh()
+        .y_label_formatter(&|v| tick(*v))
         .x_desc(x_desc)
         .y_desc(y_label)
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 15))
         .draw()?;
-    let mut seen = [0usize; TAXONOMY.len()];
+    // Colour per technique (the series name's first word), dashes per what follows it
+    // (the guest): solid for the first guest, dashed for the others.
+    let mut kinds: Vec<&str> = Vec::new();
+    let mut rests: Vec<&str> = Vec::new();
     let mut entries = Vec::new();
     for (name, ys) in series {
-        let class = class_of_name(name.split_whitespace().next().unwrap_or(""));
-        let color = TAXONOMY[class].1;
-        let dashed = seen[class] > 0;
-        seen[class] += 1;
+        let (kind, rest) = name.split_once(' ').unwrap_or((name, ""));
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+        if !rests.contains(&rest) {
+            rests.push(rest);
+        }
+        let k = kinds.iter().position(|x| *x == kind).unwrap_or(0);
+        let color = PALETTE[k % PALETTE.len()];
+        let dashed = rests.first().is_some_and(|r| *r != rest);
         let pts: Vec<(f64, f64)> =
             ys.iter().enumerate().filter(|(_, y)| y.is_finite()).map(|(i, y)| (i as f64, *y)).collect();
         if dashed {
