@@ -18,6 +18,10 @@ pub struct Environment {
     pub hypervisor: String,
     pub qemu_version: String,
     pub guest_kernels: Vec<String>,
+    /// `--seed`: what anything random in the experiments starts from.
+    pub seed: u64,
+    /// The lab's command line as given (run.json has it as a list).
+    pub command_line: String,
 }
 
 impl Environment {
@@ -50,6 +54,8 @@ impl Environment {
             hypervisor: hypervisor.into(),
             qemu_version: output("qemu-system-x86_64", &["--version"]).lines().next().unwrap_or("").to_owned(),
             guest_kernels,
+            seed: 1,
+            command_line: String::new(),
         }
     }
 
@@ -67,6 +73,8 @@ impl Environment {
             ("accelerator", self.accelerator.clone()),
             ("QEMU", self.qemu_version.clone()),
             ("guest kernels", self.guest_kernels.join(", ")),
+            ("seed", self.seed.to_string()),
+            ("command line", format!("`{}`", self.command_line)),
         ];
         let mut s = String::from("| | |\n| --- | --- |\n");
         for (k, v) in rows {

@@ -48,12 +48,17 @@ struct Args {
     /// Measure only these techniques (repeatable); default: all.
     #[arg(long = "technique", value_name = "NAME")]
     techniques: Vec<vmscope_technique::Technique>,
+    /// Seed for anything random in the experiments (recorded in the report, so that
+    /// `cargo xtask lab --rerun` repeats it).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
     /// List the experiments and exit.
     #[arg(long)]
     list: bool,
 }
 
 fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = Args::parse();
     if args.list {
         for (name, what, _) in experiments::ALL {
@@ -95,9 +100,13 @@ fn main() -> anyhow::Result<()> {
             .map(|k| format!("{} ({})", k.release, k.version))
             .collect(),
     };
-    let env = env::Environment::capture(accel, hv_name, guest_kernels);
-    let dir = args.out.unwrap_or_else(|| report::run_dir(&root, &env));
+    let mut env = env::Environment::capture(accel, hv_name, guest_kernels);
+    env.seed = args.seed;
+    env.command_line =
+        std::iter::once("vmscope-lab".to_owned()).chain(argv.iter().cloned()).collect::<Vec<_>>().join(" ");
+    let dir = args.out.clone().unwrap_or_else(|| report::run_dir(&root, &env));
     let report = report::Report::new(dir.clone(), env)?;
+    report::RunArgs { args: argv, experiments: chosen.iter().map(|e| e.0.to_owned()).collect() }.write(&dir)?;
     let mut ctx = Ctx {
         hypervisor: args.hypervisor,
         quick: args.quick || args.smoke,
@@ -106,16 +115,22 @@ fn main() -> anyhow::Result<()> {
         images,
         report,
         techniques: args.techniques,
+        seed: args.seed,
+        stage: (0, 0),
     };
     let mut failed = Vec::new();
-    for (name, _, run) in chosen {
-        eprintln!("lab: {name}");
+    let n = chosen.len();
+    let started = std::time::Instant::now();
+    for (i, (name, _, run)) in chosen.into_iter().enumerate() {
+        ctx.stage = (i + 1, n);
+        eprintln!("lab: [{}/{n}] {name} ({:.0} s into the run)", i + 1, started.elapsed().as_secs_f64());
         if let Err(e) = run(&mut ctx) {
             eprintln!("lab: {name} failed: {e:#}");
             failed.push(name);
         }
     }
     ctx.report.write()?;
+    eprintln!("lab: done in {:.0} s", started.elapsed().as_secs_f64());
     println!("{}", dir.join("report.md").display());
     if !failed.is_empty() {
         bail!("experiments failed: {}", failed.join(", "));

@@ -24,11 +24,20 @@ pub struct Rate {
     /// Syscall techniques: pages fetched from the hypervisor per pass (each one
     /// system call or part of one), which is where their time goes.
     pub pages_fetched: Option<f64>,
+    /// Oddities the successful passes reported (anomalies of a walk, broken lists).
+    pub anomalies: u64,
+    /// The first failed pass's error, with its causes.
+    pub first_error: Option<String>,
 }
 
 impl Rate {
     pub fn per_second(&self) -> f64 {
         self.passes as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// The first error on one line, short enough for a table cell ("-" if none).
+    pub fn error_cell(&self) -> String {
+        self.first_error.as_deref().map_or_else(|| "-".into(), error_cell)
     }
 
     pub fn cpu_us_per_pass(&self) -> f64 {
@@ -53,11 +62,24 @@ pub fn run_for(
                 r.passes += 1;
                 r.items = n;
             }
-            Err(_) => r.failed += 1,
+            Err(e) => {
+                r.failed += 1;
+                r.first_error.get_or_insert_with(|| format!("{e:#}"));
+            }
         }
         tick();
     }
     r.wall = t0.elapsed();
     r.cpu = cpu_time().saturating_sub(c0);
     r
+}
+
+/// An error message on one line, at most 120 characters, without table separators.
+pub fn error_cell(e: &str) -> String {
+    let one: String = e.chars().map(|c| if matches!(c, '|' | '\n' | '\r' | ',') { ' ' } else { c }).collect();
+    let mut s: String = one.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > 120 {
+        s = s.chars().take(119).collect::<String>() + "…";
+    }
+    s
 }

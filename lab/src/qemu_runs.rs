@@ -10,7 +10,7 @@ use vmscope_technique::{Access, Guest, Options, Target, Technique};
 use vmscope_testbed::QemuVm;
 
 use crate::experiments::Ctx;
-use crate::experiments::frequency::{configurations, measure, memory_techniques};
+use crate::experiments::frequency::{configurations, measure_counted, memory_techniques};
 use crate::table::Table;
 
 /// Tasks in the guest while passes are measured (the study's idle guest).
@@ -81,12 +81,16 @@ pub fn attach(guest: &Guest) -> anyhow::Result<Kernel<SliceMem<Vec<u8>>>> {
     Ok(kernel)
 }
 
-/// One process-list pass through `access`, reusing the attached kernel.
-pub fn ps_pass<K: PhysMem>(access: &Access<'_>, kernel: &Kernel<K>) -> anyhow::Result<usize> {
+/// One process-list pass through `access`, reusing the attached kernel: (processes,
+/// anomalies the walk reported).
+pub fn ps_pass<K: PhysMem>(access: &Access<'_>, kernel: &Kernel<K>) -> anyhow::Result<(usize, usize)> {
     if let Some(mut agent) = access.agent() {
-        return Ok(agent.processes()?.len());
+        return Ok((agent.processes()?.len(), 0));
     }
-    Ok(access.pass(|mem| kernel.rebind(mem).processes().processes.len())?)
+    Ok(access.pass(|mem| {
+        let list = kernel.rebind(mem).processes();
+        (list.processes.len(), list.anomalies.len())
+    })?)
 }
 
 pub fn frequency(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
@@ -102,7 +106,7 @@ pub fn frequency(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
         let guest = format!("linux-{id}");
         for &(t, m) in &configs {
             pb.set_message(format!("frequency: {t} on linux-{id}"));
-            table.push(measure(ctx, (&hv, &guest), &b.guest, (t, m), |a| ps_pass(a, &kernel))?);
+            table.push(measure_counted(ctx, (&hv, &guest), &b.guest, (t, m), |a| ps_pass(a, &kernel))?);
             pb.inc(1);
         }
         drop(b);

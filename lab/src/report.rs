@@ -64,3 +64,20 @@ pub fn run_dir(root: &Path, env: &Environment) -> PathBuf {
     let stamp = env.date_utc.replace([':', '-'], "").replace('T', "-").trim_end_matches('Z').to_owned();
     root.join("lab/results").join(format!("{stamp}-{}", env.commit))
 }
+
+/// The arguments a run was started with, in `run.json`, for `cargo xtask lab --rerun
+/// DIR/EXPERIMENT`.
+#[derive(Debug, serde::Serialize)]
+pub struct RunArgs {
+    /// The lab's arguments, without the program name.
+    pub args: Vec<String>,
+    /// The experiments it ran, in order.
+    pub experiments: Vec<String>,
+}
+
+impl RunArgs {
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::write(dir.join("run.json"), serde_json::to_vec_pretty(self)?)?;
+        Ok(())
+    }
+}

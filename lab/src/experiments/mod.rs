@@ -32,6 +32,12 @@ pub struct Ctx {
     pub report: Report,
     /// Techniques to measure (empty: all).
     pub techniques: Vec<vmscope_technique::Technique>,
+    #[allow(dead_code, reason = "no experiment draws random numbers yet; the seed is recorded")]
+    /// `--seed`: the start of anything random an experiment does (recorded in the
+    /// environment table).
+    pub seed: u64,
+    /// (this experiment's number, experiments in the run), for progress bars.
+    pub stage: (usize, usize),
 }
 
 impl Ctx {
@@ -51,15 +57,32 @@ impl Ctx {
         }
     }
 
+    /// A progress bar over `len` configurations of this experiment, prefixed with
+    /// its place in the run, with the time spent and an estimate of the time left.
     pub fn bar(&self, len: u64, what: &str) -> ProgressBar {
         let pb = ProgressBar::new(len);
+        let (i, n) = self.stage;
+        let template = format!(
+            "{{spinner}} [{i}/{n}] {{msg:48}} [{{bar:24}}] {{pos}}/{{len}} {{elapsed_precise}} elapsed, eta {{eta}}"
+        );
         pb.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg:40} [{bar:30}] {pos}/{len} {elapsed}")
-                .expect("a valid template")
-                .progress_chars("=> "),
+            indicatif::ProgressStyle::with_template(&template).expect("a valid template").progress_chars("=> "),
         );
         pb.set_message(what.to_owned());
         pb
+    }
+
+    /// Configurations in an experiment's sweep (churn levels, sizes...): the middle
+    /// one of `quick` under `--smoke`, `quick` under `--quick`, else `full`.
+    pub fn levels<'a, T>(&self, full: &'a [T], quick: &'a [T]) -> &'a [T] {
+        if self.smoke {
+            let mid = quick.len() / 2;
+            &quick[mid..(mid + 1).min(quick.len())]
+        } else if self.quick {
+            quick
+        } else {
+            full
+        }
     }
 }
 

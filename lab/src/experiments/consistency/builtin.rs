@@ -18,7 +18,7 @@ const CHURN: &[&str] = &["10", "100", "1000", "max"];
 const CHURN_QUICK: &[&str] = &["100", "1000", "max"];
 
 pub fn run(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
-    let levels = if ctx.quick { CHURN_QUICK } else { CHURN };
+    let levels = ctx.levels(CHURN, CHURN_QUICK);
     let ts = techniques(ctx, false);
     let pb = ctx.bar((levels.len() * ts.len()) as u64, "consistency (built-in VMM)");
     for &level in levels {
@@ -60,7 +60,7 @@ fn measure(ctx: &Ctx, guest: &Guest, ram: &FileMem, m: &Manifest, t: Technique) 
     while (t0.elapsed() < budget || s.passes + s.failed < 3) && s.passes + s.failed < max {
         match pass(&access, ram, m) {
             Ok((c, intrinsic, extrinsic)) => s.add(Some(&c), intrinsic, extrinsic),
-            Err(_) => s.failed += 1,
+            Err(e) => s.fail(&e),
         }
     }
     s.wall = t0.elapsed();

@@ -39,6 +39,7 @@ const COLUMNS: &[&str] = &[
     "window_p99_ms",
     "mean_tries",
     "fallback_pct",
+    "first_error",
 ];
 
 pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
@@ -91,9 +92,17 @@ pub struct Samples {
     pub tries: u64,
     pub fell_back: u64,
     pub windows: Vec<Duration>,
+    /// The first failed pass's error.
+    pub first_error: Option<String>,
 }
 
 impl Samples {
+    /// Counts a failed pass, keeping the first cause.
+    pub fn fail(&mut self, e: &anyhow::Error) {
+        self.failed += 1;
+        self.first_error.get_or_insert_with(|| format!("{e:#}"));
+    }
+
     /// Adds one pass: its consistency (None for the agent) and what its view broke.
     pub fn add(&mut self, c: Option<&Consistency>, intrinsic: bool, extrinsic: bool) {
         self.passes += 1;
@@ -138,12 +147,18 @@ impl Samples {
             q(0.99),
             if has_read_set { format!("{:.2}", self.tries as f64 / n) } else { "-".into() },
             if t.validates() { pct(self.fell_back) } else { "-".into() },
+            self.first_error.as_deref().map_or_else(|| "-".into(), crate::measure::error_cell),
         ]
     }
 }
 
 /// The techniques of this experiment, in report order.
+/// Under `--smoke` without `--technique`: live-map and halt-map only, the study's
+/// comparison at its cheapest.
 pub fn techniques(ctx: &Ctx, agent: bool) -> Vec<Technique> {
+    if ctx.smoke && ctx.techniques.is_empty() {
+        return vec![Technique::LiveMap, Technique::HaltMap];
+    }
     Technique::ALL.into_iter().filter(|t| ctx.wants(*t) && (agent || t.reads_memory())).collect()
 }
 
@@ -181,7 +196,18 @@ fn figure(path: &std::path::Path, table: &Table) -> anyhow::Result<()> {
         };
         s.1[x] = y;
     }
-    crate::plot::lines(path, "Inconsistent views vs churn", &churns, "passes with a violation (%)", &series)
+    let x_desc = if table.rows.iter().any(|r| r[0] == "builtin") {
+        "guest churn (list operations per second; max = unthrottled)"
+    } else {
+        "guest churn (forks per second; max = unthrottled)"
+    };
+    crate::plot::lines_with(
+        path,
+        "Inconsistent views vs guest churn",
+        (x_desc, &churns),
+        "passes with a violation (% of passes)",
+        &series,
+    )
 }
 
 /// The Findings paragraph, computed from the table: does halting reduce

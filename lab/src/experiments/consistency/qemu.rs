@@ -19,7 +19,7 @@ const CHURN: &[&str] = &["0", "10", "100", "1000", "max"];
 const CHURN_QUICK: &[&str] = &["0", "100", "max"];
 
 pub fn run(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
-    let levels = if ctx.quick { CHURN_QUICK } else { CHURN };
+    let levels = ctx.levels(CHURN, CHURN_QUICK);
     let ts = techniques(ctx, true);
     let hv = format!("qemu-{}", vmscope_testbed::Accel::detect().name());
     let kernels = ctx.kernels.clone();
@@ -96,7 +96,7 @@ fn measure<K: PhysMem>(ctx: &Ctx, b: &Booted, kernel: &Kernel<K>, t: Technique) 
     while (t0.elapsed() < budget || s.passes + s.failed < 3) && s.passes + s.failed < max {
         match pass(&access, kernel) {
             Ok(o) => s.add(o.consistency.as_ref(), o.intrinsic, o.extrinsic),
-            Err(_) => s.failed += 1,
+            Err(e) => s.fail(&e),
         }
     }
     s.wall = t0.elapsed();
