@@ -141,9 +141,17 @@ impl Dirty {
     fn stop(self, b: &Booted) -> anyhow::Result<f64> {
         let mut agent = b.agent()?;
         let pid = self.pid;
-        agent.sh(&format!("kill {pid}; while kill -0 {pid} 2>/dev/null; do sleep 0.1; done; true"))?;
-        let log = agent.sh(&format!("cat {LOG}"))?;
-        summary_rate(&log).with_context(|| format!("no summary in the workload's log: {log}"))
+        agent.sh(&format!("kill {pid}"))?;
+        // Its parent is gone and a zombie still answers `kill -0`: wait for the summary.
+        let t = Instant::now();
+        loop {
+            let log = agent.sh(&format!("cat {LOG}"))?;
+            if let Some(r) = summary_rate(&log) {
+                return Ok(r);
+            }
+            anyhow::ensure!(t.elapsed() < Duration::from_secs(30), "no summary in the workload's log: {log}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
