@@ -24,9 +24,9 @@ const LIVE_ROUNDS: usize = 2;
 /// RAM must not be written by another host process meanwhile. A guest that was already
 /// paused is left paused ([`PauseGuard`]).
 pub fn dirtylog_precopy_snap(hv: &dyn Hypervisor, ram: &FileMem, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
-    let log = hv
-        .dirty_log()
-        .ok_or_else(|| vmscope_hv::Error::Unsupported("a dirty-log pre-copy needs the hypervisor's dirty log".into()))?;
+    let log = hv.dirty_log().ok_or_else(|| {
+        vmscope_hv::Error::Unsupported("a dirty-log pre-copy needs the hypervisor's dirty log".into())
+    })?;
     let start = Instant::now();
     log.start()?;
     let r = precopy(hv, log, ram, opts, start);
@@ -77,7 +77,13 @@ fn precopy(
 }
 
 /// Copies the pages `pfns` names into `buf` and adds them to `extents`; returns how many.
-fn recopy(ram: &FileMem, map: &MemoryMap, buf: &mut AnonBuf, pfns: &[u64], extents: &mut Vec<Range<u64>>) -> Result<u64> {
+fn recopy(
+    ram: &FileMem,
+    map: &MemoryMap,
+    buf: &mut AnonBuf,
+    pfns: &[u64],
+    extents: &mut Vec<Range<u64>>,
+) -> Result<u64> {
     let dst = buf.as_mut_slice();
     let mut added = Vec::with_capacity(pfns.len());
     for &pfn in pfns {

@@ -6,8 +6,8 @@ use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use vmscope_hv::builtin::BuiltinVmm;
 use vmscope_hv::DirtyLog;
+use vmscope_hv::builtin::BuiltinVmm;
 use vmscope_mem::FileMem;
 use vmscope_snap::{SnapOptions, Source};
 use vmscope_technique::Technique;
@@ -25,12 +25,15 @@ const TK_RATE: u32 = 2560;
 const HOLD: Duration = Duration::from_secs(1);
 
 pub fn run(ctx: &Ctx, configs: &mut Vec<Config>, skipped: &mut Vec<String>) -> anyhow::Result<()> {
-    let techniques: Vec<&'static str> =
-        [(Technique::HaltSnap, "halt-snap"), (Technique::LiveSnap, "live-snap/dirtylog"), (Technique::LiveSnap, "fork")]
-            .into_iter()
-            .filter(|(t, _)| ctx.wants(*t))
-            .map(|(_, n)| n)
-            .collect();
+    let techniques: Vec<&'static str> = [
+        (Technique::HaltSnap, "halt-snap"),
+        (Technique::LiveSnap, "live-snap/dirtylog"),
+        (Technique::LiveSnap, "fork"),
+    ]
+    .into_iter()
+    .filter(|(t, _)| ctx.wants(*t))
+    .map(|(_, n)| n)
+    .collect();
     let sizes = ram_sizes(ctx);
     let pb = ctx.bar((sizes.len() * techniques.len()) as u64, "snapshot (built-in VMM)");
     let cmdline = format!("tk.rate={TK_RATE}");

@@ -242,7 +242,13 @@ fn plot(ctx: &Ctx, configs: &[Config]) -> anyhow::Result<()> {
         })
         .collect();
     let labels: Vec<String> = sizes.iter().map(|m| format!("{m} MiB RAM")).collect();
-    crate::plot::lines(&ctx.report.path("snapshot.svg"), "Guest-visible pause per snapshot", &labels, "pause (ms)", &series)
+    crate::plot::lines(
+        &ctx.report.path("snapshot.svg"),
+        "Guest-visible pause per snapshot",
+        &labels,
+        "pause (ms)",
+        &series,
+    )
 }
 
 /// The section's prose: the method, then Findings computed from the data.
