@@ -6,6 +6,7 @@
 //! is set up, which is what the host waits for.
 
 mod churn;
+mod dirty;
 mod exec;
 mod port;
 mod procfs;

@@ -40,7 +40,8 @@ impl std::fmt::Display for Error {
 pub const USAGE: &str = "usage: vmscope-workload threads N BURN_MS\n       \
      vmscope-workload churn procs RATE [SECONDS]\n       \
      vmscope-workload churn threads RATE [SECONDS]\n       \
-     vmscope-workload churn modules RATE MODULE [SECONDS]\n\
+     vmscope-workload churn modules RATE MODULE [SECONDS]\n       \
+     vmscope-workload dirty MB_PER_S SIZE_MB [SECONDS]\n\
      RATE: operations per second, or `max`; SECONDS: run time (default: until killed)";
 
 /// Runs the workload named by `args` (without the program name). `threads` never
@@ -50,6 +51,7 @@ pub fn run(args: &[String]) -> Result<(), Error> {
     match args.first().map(String::as_str) {
         Some("threads") => threads(&args[1..]),
         Some("churn") => crate::churn::run(&args[1..]),
+        Some("dirty") => crate::dirty::run(&args[1..]),
         _ => Err(usage()),
     }
 }

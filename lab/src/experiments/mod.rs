@@ -3,6 +3,7 @@
 pub mod consistency;
 pub mod frequency;
 pub mod pause;
+pub mod snapshot;
 
 use std::time::Duration;
 
@@ -93,4 +94,5 @@ pub const ALL: &[(&str, &str, Runner)] = &[
     ("frequency", "monitoring frequency and host CPU cost per pass, per technique", frequency::run),
     ("consistency", "torn views, intrinsic and extrinsic inconsistency per technique and churn rate", consistency::run),
     ("pause", "pause + resume latency on 1 and 2 vCPUs; halt-map against halt-read", pause::run),
+    ("snapshot", "snapshot pause, total time, bytes copied and host memory per technique vs guest RAM", snapshot::run),
 ];

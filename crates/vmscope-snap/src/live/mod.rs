@@ -16,11 +16,16 @@
 //!   then pause, re-read every data extent, compare and re-copy the pages that
 //!   changed, resume. Harmless (`pread` of data extents only); its pause is a read
 //!   and compare of the used RAM instead of a copy.
+//! - [`dirtylog_precopy_snap`]: the same pre-copy where the hypervisor has a dirty
+//!   log (the built-in VMM): the pause copies only the pages written since the last
+//!   live round.
 
+mod dirtylog;
 mod precopy;
 mod qemu;
 mod stream;
 
+pub use dirtylog::dirtylog_precopy_snap;
 pub use precopy::precopy_snap;
 pub use qemu::{MigrationTiming, qemu_background_save, qemu_background_snap};
 pub use stream::{StreamInfo, parse_stream};

@@ -1,0 +1,147 @@
+//! The snapshot experiment on the built-in VMM running the test kernel: halt-snap,
+//! the dirty-log pre-copy (memfd RAM) and the VMM's fork snapshot (private RAM).
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use vmscope_hv::DirtyLog;
+use vmscope_hv::builtin::BuiltinVmm;
+use vmscope_mem::FileMem;
+use vmscope_snap::{SnapOptions, Source};
+use vmscope_technique::Technique;
+use vmscope_vmm::VmmChild;
+
+use super::{Config, Sample, host_has_room, proc_kb, ram_sizes, repeats, rss, touched_mib};
+use crate::experiments::Ctx;
+use crate::guests;
+
+/// The test kernel allocates from its first few MiB: RAM from here on is never its.
+const FREE_FROM: u64 = 64 << 20;
+/// List ops per second of the test kernel's mutator while snapshots are taken.
+const TK_RATE: u32 = 2560;
+/// How long a fork snapshot is held before its extra memory is measured.
+const HOLD: Duration = Duration::from_secs(1);
+
+pub fn run(ctx: &Ctx, configs: &mut Vec<Config>, skipped: &mut Vec<String>) -> anyhow::Result<()> {
+    let techniques: Vec<&'static str> = [
+        (Technique::HaltSnap, "halt-snap"),
+        (Technique::LiveSnap, "live-snap/dirtylog"),
+        (Technique::LiveSnap, "fork"),
+    ]
+    .into_iter()
+    .filter(|(t, _)| ctx.wants(*t))
+    .map(|(_, n)| n)
+    .collect();
+    let sizes = ram_sizes(ctx);
+    let pb = ctx.bar((sizes.len() * techniques.len()) as u64, "snapshot (built-in VMM)");
+    let cmdline = format!("tk.rate={TK_RATE}");
+    for mib in sizes {
+        if !host_has_room(mib, 2) {
+            skipped.push(format!("built-in VMM with {mib} MiB (not enough free host memory)"));
+            continue;
+        }
+        let touched = touched_mib(mib);
+        let memory = format!("{mib}M");
+        let config = |technique, dirty_mb_s, samples| Config {
+            hypervisor: "builtin".into(),
+            guest: "testkernel".into(),
+            ram_mib: mib,
+            touched_mib: touched,
+            dirty_mb_s,
+            technique,
+            samples,
+        };
+        if techniques.iter().any(|t| *t != "fork") {
+            pb.set_message(format!("snapshot: test kernel with {mib} MiB (memfd)"));
+            let vm = guests::testkernel(&ctx.images, 2, &memory, &cmdline)?;
+            let hv = BuiltinVmm::connect(vm.control())?;
+            let loc = hv.ram_location()?;
+            let path = loc.file.clone().context("memfd RAM has a path")?;
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            fill(|buf, off| file.write_all_at(buf, off), touched)?;
+            std::thread::sleep(Duration::from_secs(1));
+            let rate = dirty_rate(&hv)?;
+            let ram = FileMem::new(loc.open_file()?, loc.map.clone());
+            for &t in techniques.iter().filter(|t| **t != "fork") {
+                pb.set_message(format!("snapshot: {t}, {mib} MiB (built-in VMM)"));
+                let samples = (0..repeats(ctx))
+                    .map(|_| copy_sample(&hv, &ram, t))
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .with_context(|| format!("{t} of a {mib} MiB test kernel"))?;
+                configs.push(config(t, rate, samples));
+                pb.inc(1);
+            }
+            drop(vm);
+        }
+        if techniques.contains(&"fork") {
+            pb.set_message(format!("snapshot: fork, {mib} MiB (built-in VMM)"));
+            let kernel = ctx.images.testkernel()?;
+            let args = ["--vcpus", "2", "--memory", &memory, "--backing", "private", "--cmdline", &cmdline];
+            let mut vm = VmmChild::spawn(&VmmChild::binary()?, &kernel, &args)?;
+            let hv = vm.connect(Duration::from_secs(30))?;
+            let info = hv.memory_map_info()?;
+            let mem = OpenOptions::new().read(true).write(true).open(format!("/proc/{}/mem", info.pid))?;
+            fill(|buf, off| mem.write_all_at(buf, info.backing.hva + off), touched)?;
+            std::thread::sleep(Duration::from_secs(1));
+            let rate = dirty_rate(&hv)?;
+            let samples = (0..repeats(ctx))
+                .map(|_| fork_sample(&hv, info.pid))
+                .collect::<anyhow::Result<Vec<_>>>()
+                .with_context(|| format!("fork snapshot of a {mib} MiB test kernel"))?;
+            configs.push(config("fork", rate, samples));
+            pb.inc(1);
+            drop(vm);
+        }
+    }
+    pb.finish_and_clear();
+    Ok(())
+}
+
+/// Touches `mib` MiB of guest RAM from [`FREE_FROM`] with `write(buf, backing_offset)`.
+fn fill(write: impl Fn(&[u8], u64) -> std::io::Result<()>, mib: u64) -> anyhow::Result<()> {
+    let chunk = vec![0xa5u8; 1 << 20];
+    for i in 0..mib {
+        write(&chunk, FREE_FROM + (i << 20)).context("filling guest RAM")?;
+    }
+    Ok(())
+}
+
+/// Distinct pages the guest dirties per second, as MB/s, over one second.
+fn dirty_rate(hv: &BuiltinVmm) -> anyhow::Result<f64> {
+    hv.start()?;
+    let t = Instant::now();
+    let _ = hv.fetch()?;
+    std::thread::sleep(Duration::from_secs(1));
+    let pages = hv.fetch()?.len();
+    let secs = t.elapsed().as_secs_f64();
+    hv.stop()?;
+    Ok(pages as f64 / 256.0 / secs)
+}
+
+fn copy_sample(hv: &BuiltinVmm, ram: &FileMem, technique: &str) -> anyhow::Result<Sample> {
+    let opts = SnapOptions { registers: false, vmcoreinfo: false };
+    let mine = rss(None);
+    let (snap, st) = match technique {
+        "halt-snap" => vmscope_snap::halt_snap(hv, Source::File(ram), opts)?,
+        "live-snap/dirtylog" => vmscope_snap::live::dirtylog_precopy_snap(hv, ram, opts)?,
+        other => anyhow::bail!("no snapshot technique `{other}` on the built-in VMM"),
+    };
+    let extra = rss(None) - mine;
+    drop(snap);
+    Ok(Sample { pause: st.downtime, total: st.total, copied: st.copied_bytes, extra, hv_rss_delta: 0 })
+}
+
+fn fork_sample(hv: &BuiltinVmm, vmm: u32) -> anyhow::Result<Sample> {
+    let pss = |pid| proc_kb(Some(pid), "smaps_rollup", "Pss:");
+    let (pss0, rss0) = (pss(vmm), rss(Some(vmm)));
+    let t = Instant::now();
+    let info = hv.snapshot(None)?;
+    let total = t.elapsed();
+    std::thread::sleep(HOLD);
+    let extra = pss(vmm) + pss(info.pid) - pss0;
+    let hv_rss_delta = rss(Some(vmm)) - rss0;
+    hv.snapshot_release(info.id)?;
+    Ok(Sample { pause: Duration::from_micros(info.pause_us), total, copied: 0, extra, hv_rss_delta })
+}
