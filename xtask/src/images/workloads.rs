@@ -178,7 +178,8 @@ pub fn y4m(w: u32, h: u32, frames: u32) -> Vec<u8> {
 /// Every NEEDED of the [`BINARIES`] and of the libraries they pull must be a file in
 /// the tree's library directories.
 fn check_needed(root: &Path) -> anyhow::Result<()> {
-    let dirs = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "lib", "usr/lib"];
+    // librbd finds libceph-common through its RUNPATH.
+    let dirs = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu/ceph", "lib64", "lib", "usr/lib"];
     let mut libs: HashMap<String, PathBuf> = HashMap::new();
     for d in dirs {
         let Ok(rd) = std::fs::read_dir(root.join(d)) else { continue };
