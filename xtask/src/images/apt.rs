@@ -138,9 +138,7 @@ impl Apt {
                 "apt-get download (workload packages)",
             )?;
         }
-        pkgs.iter()
-            .map(|(n, v)| find(n, v).with_context(|| format!("apt-get download {n}={v} left no .deb")))
-            .collect()
+        pkgs.iter().map(|(n, v)| find(n, v).with_context(|| format!("apt-get download {n}={v} left no .deb"))).collect()
     }
 }
 

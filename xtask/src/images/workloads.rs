@@ -72,9 +72,7 @@ const ETC_GROUP: &str = "root:x:0:\nnogroup:x:65534:\n";
 
 /// Everything that changes the image but is not a package.
 pub fn recipe() -> String {
-    format!(
-        "{TOOLS:?}{ASSUMED:?}{BINARIES:?}{VIDEO:?}{VIDEO_FRAMES}{ETC_HOSTS}{ETC_PASSWD}{ETC_GROUP}v1"
-    )
+    format!("{TOOLS:?}{ASSUMED:?}{BINARIES:?}{VIDEO:?}{VIDEO_FRAMES}{ETC_HOSTS}{ETC_PASSWD}{ETC_GROUP}v1")
 }
 
 /// Resolves (or takes the pins of) the packages, downloads them, and returns them with
@@ -179,7 +177,14 @@ pub fn y4m(w: u32, h: u32, frames: u32) -> Vec<u8> {
 /// the tree's library directories.
 fn check_needed(root: &Path) -> anyhow::Result<()> {
     // librbd finds libceph-common through its RUNPATH.
-    let dirs = ["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu/ceph", "lib64", "lib", "usr/lib"];
+    let dirs = [
+        "lib/x86_64-linux-gnu",
+        "usr/lib/x86_64-linux-gnu",
+        "usr/lib/x86_64-linux-gnu/ceph",
+        "lib64",
+        "lib",
+        "usr/lib",
+    ];
     let mut libs: HashMap<String, PathBuf> = HashMap::new();
     for d in dirs {
         let Ok(rd) = std::fs::read_dir(root.join(d)) else { continue };
