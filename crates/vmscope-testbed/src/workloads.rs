@@ -43,7 +43,8 @@ pub enum Workload {
     /// bonnie++ block writes of a 64 MiB file on the scratch disk: KiB/s.
     Bonnie,
     /// stress-ng `--stream` (STREAM copy/scale/add/triad), one instance, arrays sized
-    /// for a 1 MiB cache: MB/s read plus written.
+    /// for a 1 MiB cache, at least 6 s (shorter runs report no rate): MB/s read plus
+    /// written.
     Stream,
     /// fio sequential 1 MiB writes on the scratch disk: MiB/s.
     Fio,
@@ -142,8 +143,10 @@ impl Workload {
             }
             // Under TCG one pass over the default arrays (4x the host's L3) outlasts a
             // short run and stress-ng then reports no rate; 4 MiB arrays finish in time.
+            // stress-ng 0.15 reports no rate for runs under about 5 s either.
             Workload::Stream => format!(
-                "{C} /bin/sh -c 'cd /tmp && stress-ng --stream 1 --stream-l3-size 1M -t {secs} --metrics-brief 2>&1'"
+                "{C} /bin/sh -c 'cd /tmp && stress-ng --stream 1 --stream-l3-size 1M -t {} --metrics-brief 2>&1'",
+                secs.max(6)
             ),
             Workload::Fio => format!(
                 "{C} fio --name=seqwrite --directory=/scratch --rw=write --bs=1M --size=64M --ioengine=psync \
