@@ -14,6 +14,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("apt-get", "apt"),
     ("gcc", "gcc"),
     ("objdump", "binutils"),
+    ("mke2fs", "e2fsprogs"),
 ];
 
 fn have(cmd: &str) -> bool {

@@ -16,6 +16,9 @@ pub enum Error {
     /// or reach its ready point; the message says what to do.
     #[error("{0}")]
     Launch(String),
+    /// A workload did not run, or printed no figure; the message has its output.
+    #[error("{0}")]
+    Workload(String),
     /// Talking to the guest's hypervisor failed.
     #[error(transparent)]
     Hv(#[from] vmscope_hv::Error),

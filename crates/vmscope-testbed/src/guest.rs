@@ -32,6 +32,24 @@ pub fn boot_with(id: &str, tweak: impl FnOnce(&mut QemuConfig)) -> Guest {
     Guest { agent, kernel, vm }
 }
 
+/// Boots kernel `id` with the workload image and a scratch disk attached (see
+/// [`crate::workloads`]), after `tweak`; panics unless the guest mounted both.
+pub fn boot_with_workloads(id: &str, tweak: impl FnOnce(&mut QemuConfig)) -> Guest {
+    let images = GuestImages::locate().unwrap_or_else(|e| panic!("{e}"));
+    let disks = images.workload_disks().unwrap_or_else(|e| panic!("{e}"));
+    let mut g = boot_with(id, |c| {
+        c.disks = disks;
+        tweak(c);
+    });
+    let mounts = g.sh("cat /proc/mounts");
+    assert!(
+        mounts.contains(" /mnt/w ext4 ro") && mounts.contains(" /mnt/w/scratch ext4 rw"),
+        "the guest did not mount the workload and scratch disks:\n{mounts}\nconsole:\n{}",
+        g.vm.console_tail(30)
+    );
+    g
+}
+
 /// Boots kernel `id` with the defaults (1 GiB, 2 vCPUs, KASLR on).
 pub fn boot(id: &str) -> Guest {
     boot_with(id, |_| {})

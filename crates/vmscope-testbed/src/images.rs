@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::qemu::QemuConfig;
+use crate::qemu::{Disk, QemuConfig};
+
+/// The virtio serial of the workload image; the guest mounts it at /mnt/w.
+pub const WORKLOADS_SERIAL: &str = "vmscope-workloads";
 use crate::{Error, Result};
 
 /// One guest kernel with its initramfs.
@@ -38,6 +41,13 @@ impl GuestKernel {
 #[derive(Deserialize)]
 struct Manifest {
     kernels: Vec<GuestKernel>,
+    #[serde(default)]
+    workloads: Option<WorkloadsEntry>,
+}
+
+#[derive(Deserialize)]
+struct WorkloadsEntry {
+    image: PathBuf,
 }
 
 /// The image directory (`target/guest-images`) and what its manifest lists.
@@ -47,6 +57,8 @@ pub struct GuestImages {
     pub dir: PathBuf,
     /// The kernels, in manifest order.
     pub kernels: Vec<GuestKernel>,
+    /// The workload disk image (absolute), if the images have one.
+    pub workloads: Option<PathBuf>,
 }
 
 impl GuestImages {
@@ -87,7 +99,8 @@ impl GuestImages {
                 k
             })
             .collect();
-        Ok(Self { dir: dir.to_path_buf(), kernels })
+        let workloads = m.workloads.map(|w| dir.join(w.image));
+        Ok(Self { dir: dir.to_path_buf(), kernels, workloads })
     }
 
     /// The built-in VMM's test kernel, `testkernel/testkernel.elf`.
@@ -98,6 +111,15 @@ impl GuestImages {
         } else {
             Err(Error::Launch(format!("{} is missing: run `cargo xtask images`", p.display())))
         }
+    }
+
+    /// The disks for workloads: the workload image (read-only, at /mnt/w in the guest)
+    /// and a fresh 512 MiB scratch disk (at /mnt/w/scratch).
+    pub fn workload_disks(&self) -> Result<Vec<Disk>> {
+        let path = self.workloads.clone().ok_or_else(|| {
+            Error::Launch(format!("{} has no workload image: run `cargo xtask images`", self.dir.display()))
+        })?;
+        Ok(vec![Disk::ReadOnly { path, serial: WORKLOADS_SERIAL.into() }, Disk::Scratch { size_mib: 512 }])
     }
 
     /// The kernel with id `id` (`6.1`, `6.12`).

@@ -20,8 +20,9 @@ mod error;
 mod guest;
 mod images;
 mod qemu;
+pub mod workloads;
 
 pub use error::{Error, Result};
-pub use guest::{Guest, boot, boot_with, eventually, find_banners};
-pub use images::{GuestImages, GuestKernel};
-pub use qemu::{Accel, QemuConfig, QemuVm, RAM_ID, READY_MARKER, process_alive};
+pub use guest::{Guest, boot, boot_with, boot_with_workloads, eventually, find_banners};
+pub use images::{GuestImages, GuestKernel, WORKLOADS_SERIAL};
+pub use qemu::{Accel, Disk, QemuConfig, QemuVm, RAM_ID, READY_MARKER, SCRATCH_SERIAL, process_alive};

@@ -70,6 +70,27 @@ impl Accel {
     }
 }
 
+/// A virtio-blk disk for the guest. The guest's /init mounts disks by their serial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disk {
+    /// An existing image file, attached read-only.
+    ReadOnly {
+        /// The image.
+        path: PathBuf,
+        /// Its virtio serial (`vmscope-workloads` is mounted at /mnt/w).
+        serial: String,
+    },
+    /// A sparse ext4 file of `size_mib` created (with `mke2fs`) in the VM's directory
+    /// and removed with it; serial `vmscope-scratch`, mounted at /mnt/w/scratch.
+    Scratch {
+        /// Size in MiB.
+        size_mib: u64,
+    },
+}
+
+/// The virtio serial of the scratch disk.
+pub const SCRATCH_SERIAL: &str = "vmscope-scratch";
+
 /// How to start a guest. [`QemuConfig::new`] gives the defaults: 1 GiB, 2 vCPUs,
 /// KASLR on, 4-level paging, accelerator detected.
 #[derive(Debug, Clone)]
@@ -98,6 +119,8 @@ pub struct QemuConfig {
     pub ready_timeout: Duration,
     /// More QEMU arguments.
     pub extra_args: Vec<String>,
+    /// virtio-blk disks (none by default).
+    pub disks: Vec<Disk>,
 }
 
 impl QemuConfig {
@@ -116,6 +139,7 @@ impl QemuConfig {
             ready_marker: Some(READY_MARKER.into()),
             ready_timeout: Duration::from_secs(120),
             extra_args: Vec::new(),
+            disks: Vec::new(),
         }
     }
 
@@ -177,8 +201,49 @@ impl QemuConfig {
             a.push("-initrd".into());
             a.push(i.display().to_string());
         }
+        for (i, d) in self.disks.iter().enumerate() {
+            let (file, ro, serial) = match d {
+                Disk::ReadOnly { path, serial } => (path.display().to_string(), ",readonly=on", serial.as_str()),
+                Disk::Scratch { .. } => (p(&format!("scratch{i}.img")), "", SCRATCH_SERIAL),
+            };
+            a.push("-drive".into());
+            a.push(format!("file={file},if=none,format=raw,id=disk{i}{ro}"));
+            a.push("-device".into());
+            a.push(format!("virtio-blk-pci,drive=disk{i},serial={serial}"));
+        }
         a.extend(self.extra_args.iter().cloned());
         a
+    }
+
+    /// Creates the scratch disks in `dir`.
+    fn make_disks(&self, dir: &Path) -> Result<()> {
+        for (i, d) in self.disks.iter().enumerate() {
+            match d {
+                Disk::ReadOnly { path, .. } if !path.exists() => {
+                    return Err(Error::Launch(format!("{} does not exist (run `cargo xtask images`)", path.display())));
+                }
+                Disk::ReadOnly { .. } => {}
+                Disk::Scratch { size_mib } => {
+                    let f = dir.join(format!("scratch{i}.img"));
+                    std::fs::File::create(&f)
+                        .and_then(|h| h.set_len(size_mib << 20))
+                        .map_err(|e| Error::io(format!("creating {}", f.display()), e))?;
+                    let out = Command::new("mke2fs")
+                        .args(["-q", "-F", "-t", "ext4", "-L", "scratch"])
+                        .arg(&f)
+                        .output()
+                        .map_err(|e| Error::Launch(format!("cannot run mke2fs: {e} (install e2fsprogs)")))?;
+                    if !out.status.success() {
+                        return Err(Error::Launch(format!(
+                            "mke2fs {}: {}",
+                            f.display(),
+                            String::from_utf8_lossy(&out.stderr)
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -208,6 +273,10 @@ impl QemuVm {
             if !f.exists() {
                 return Err(Error::Launch(format!("{} does not exist (run `cargo xtask images`)", f.display())));
             }
+        }
+        if let Err(e) = config.make_disks(&dir) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
         }
         let log = std::fs::File::create(dir.join("qemu.log")).map_err(|e| Error::io("creating qemu.log", e))?;
         let log2 = log.try_clone().map_err(|e| Error::io("cloning qemu.log", e))?;

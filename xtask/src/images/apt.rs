@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 const SOURCES: &str = "\
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main non-free
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
 ";
 
@@ -73,6 +73,72 @@ impl Apt {
             .chain(after)
             .find(|p| p.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&prefix)));
         pick.with_context(|| format!("apt-get download {spec} left no {prefix}*.deb in {}", into.display()))
+    }
+}
+
+impl Apt {
+    /// The packages `apt-get install --no-install-recommends -t bookworm` would install
+    /// for `names` on a system that has only `assumed` (stub entries in a private dpkg
+    /// status, so their own dependencies are not followed): (name, version), in
+    /// apt's order. Fails if any comes from another suite than bookworm.
+    pub fn resolve(&mut self, names: &[&str], assumed: &[&str]) -> anyhow::Result<Vec<(String, String)>> {
+        self.update()?;
+        let status = self.dir.join("status-assumed");
+        let mut stub = String::new();
+        for a in assumed {
+            stub.push_str(&format!(
+                "Package: {a}\nStatus: install ok installed\nVersion: 999:0\nArchitecture: amd64\n\
+                 Multi-Arch: foreign\nMaintainer: none\nDescription: assumed by vmscope\n\n"
+            ));
+        }
+        std::fs::write(&status, stub)?;
+        let out = Command::new("apt-get")
+            .args(self.options())
+            .arg(format!("-oDir::State::status={}", status.display()))
+            .args(["-s", "install", "--no-install-recommends", "-t", "bookworm"])
+            .args(names)
+            .output()
+            .context("running apt-get -s install")?;
+        if !out.status.success() {
+            bail!(
+                "apt-get -s install {} failed:\n{}{}",
+                names.join(" "),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut v = Vec::new();
+        // "Inst libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [amd64])"
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let Some(rest) = line.strip_prefix("Inst ") else { continue };
+            let mut w = rest.split_whitespace();
+            let (Some(name), Some(ver)) = (w.next(), w.next()) else { continue };
+            let origin = w.next().unwrap_or("");
+            if !origin.starts_with("Debian:12") {
+                bail!("{name} would come from {origin}, not bookworm: {line}");
+            }
+            v.push((name.to_owned(), ver.trim_start_matches('(').to_owned()));
+        }
+        Ok(v)
+    }
+
+    /// Downloads `name=version` for each of `pkgs` into `into` (one apt-get run) and
+    /// returns their paths in the same order.
+    pub fn download_many(&mut self, pkgs: &[(String, String)], into: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        self.update()?;
+        std::fs::create_dir_all(into)?;
+        let file = |n: &str, v: &str, arch: &str| into.join(format!("{n}_{}_{arch}.deb", v.replace(':', "%3a")));
+        let find = |n: &str, v: &str| ["amd64", "all"].iter().map(|a| file(n, v, a)).find(|p| p.exists());
+        let missing: Vec<String> =
+            pkgs.iter().filter(|(n, v)| find(n, v).is_none()).map(|(n, v)| format!("{n}={v}")).collect();
+        if !missing.is_empty() {
+            eprintln!("images: downloading {} packages", missing.len());
+            run(
+                Command::new("apt-get").current_dir(into).args(self.options()).arg("download").args(&missing),
+                "apt-get download (workload packages)",
+            )?;
+        }
+        pkgs.iter().map(|(n, v)| find(n, v).with_context(|| format!("apt-get download {n}={v} left no .deb"))).collect()
     }
 }
 

@@ -17,6 +17,23 @@ pub const GROUP: &str = include_str!("../../../guest-images/initramfs/group");
 pub const MODULES: &[&str] =
     &["qemu_fw_cfg", "dummy", "nls_utf8", "nls_cp437", "crc7", "crc-itu-t", "ts_kmp", "ts_bm", "ts_fsm", "libcrc32c"];
 
+/// Modules for the optional virtio disks, loaded by /init only when QEMU has a
+/// virtio-blk device (ext4 is built into the Debian kernels). Kept apart from
+/// [`MODULES`] under /lib/modules/disk so the tests' module list is unchanged.
+pub const DISK_MODULES: &[&str] = &["virtio_pci", "virtio_blk"];
+
+/// [`DISK_MODULES`] and their dependencies, skipping any the kernel has built in
+/// (`CONFIG_...=y`: not in the package).
+pub fn collect_disk_modules(moddir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut index: HashMap<String, PathBuf> = HashMap::new();
+    index_modules(&moddir.join("kernel"), &mut index)?;
+    let mut order = Vec::new();
+    for name in DISK_MODULES.iter().filter(|n| index.contains_key(&key(n))) {
+        visit(name, &index, &mut order, 0)?;
+    }
+    Ok(order)
+}
+
 /// [`MODULES`] and their dependencies from `moddir`, in load order, as
 /// (name, decompressed .ko).
 pub fn collect_modules(moddir: &Path) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
@@ -71,7 +88,12 @@ fn visit(
     Ok(())
 }
 
-pub fn build(busybox: &[u8], agent: &[u8], modules: &[(String, Vec<u8>)]) -> anyhow::Result<Vec<u8>> {
+pub fn build(
+    busybox: &[u8],
+    agent: &[u8],
+    modules: &[(String, Vec<u8>)],
+    disk_modules: &[(String, Vec<u8>)],
+) -> anyhow::Result<Vec<u8>> {
     let mut w = Writer::new(Vec::new());
     for d in [
         "bin",
@@ -83,6 +105,8 @@ pub fn build(busybox: &[u8], agent: &[u8], modules: &[(String, Vec<u8>)]) -> any
         "etc",
         "lib",
         "lib/modules",
+        "lib/modules/disk",
+        "mnt",
         "proc",
         "sys",
         "tmp",
@@ -108,5 +132,12 @@ pub fn build(busybox: &[u8], agent: &[u8], modules: &[(String, Vec<u8>)]) -> any
         list.push('\n');
     }
     w.add("lib/modules/load-order", Entry::File { data: list.as_bytes(), mode: 0o644 })?;
+    let mut list = String::new();
+    for (name, ko) in disk_modules {
+        w.add(&format!("lib/modules/disk/{name}.ko"), Entry::File { data: ko, mode: 0o644 })?;
+        list.push_str(name);
+        list.push('\n');
+    }
+    w.add("lib/modules/disk/load-order", Entry::File { data: list.as_bytes(), mode: 0o644 })?;
     Ok(w.finish()?)
 }

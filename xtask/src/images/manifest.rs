@@ -16,6 +16,20 @@ pub struct Manifest {
     pub packages: Vec<Package>,
     pub kernels: Vec<Kernel>,
     pub artifacts: Vec<Artifact>,
+    /// The workload disk image, if built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<Workloads>,
+}
+
+/// The workload disk image (ext4, mounted read-only at /mnt/w in the guest).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Workloads {
+    /// Relative to the manifest.
+    pub image: String,
+    /// Unpacked size of the tree, bytes.
+    pub tree_bytes: u64,
+    /// Every package in it (the tools and their dependency closure).
+    pub packages: Vec<Package>,
 }
 
 /// A downloaded Debian package.

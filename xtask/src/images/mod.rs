@@ -4,6 +4,8 @@
 //! - `debs/`: the downloaded packages (pinned by the manifest);
 //! - `linux-<id>/`: `bzImage`, `vmlinux` (ELF, carries `.BTF`), `config`, and
 //!   `initramfs.cpio` (busybox, the agent, the kernel's test modules);
+//! - `workloads/workloads.img`: ext4 image with the study's benchmarks and their
+//!   libraries from Debian 12 packages, plus a synthetic video (see [`workloads`]);
 //! - `testkernel/testkernel.elf`: the built-in VMM's test kernel (gcc);
 //! - `manifest.json`: every package and artifact with version and sha256.
 //!
@@ -17,19 +19,20 @@ mod bzimage;
 mod cpio;
 mod initramfs;
 pub mod manifest;
+mod workloads;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
 use apt::Apt;
-use manifest::{Artifact, Kernel, Manifest, Package, sha256_file, sha256_hex};
+use manifest::{Artifact, Kernel, Manifest, Package, Workloads, sha256_file, sha256_hex};
 
 /// Guest kernels: (id, Debian suite whose `linux-image-cloud-amd64` we take).
 const KERNELS: &[(&str, &str)] = &[("6.1", "bookworm"), ("6.12", "trixie")];
 
 /// Bump when the recipe changes in a way the other inputs do not show.
-const RECIPE_VERSION: &str = "1";
+const RECIPE_VERSION: &str = "2";
 
 /// Where images go: `target/guest-images/`.
 pub fn out_dir() -> PathBuf {
@@ -81,7 +84,10 @@ fn build(out: &Path, opts: &Options) -> anyhow::Result<()> {
         eprintln!("images: up to date ({} kernels, manifest verified)", m.kernels.len());
         return Ok(());
     }
-    let pins = if opts.update { Vec::new() } else { old.map(|m| m.packages).unwrap_or_default() };
+    let (pins, wl_pins) = match old {
+        Some(m) if !opts.update => (m.packages, m.workloads.map(|w| w.packages).unwrap_or_default()),
+        _ => (Vec::new(), Vec::new()),
+    };
 
     let mut apt = Apt::new(out.join("apt"));
     let debs = out.join("debs");
@@ -94,6 +100,8 @@ fn build(out: &Path, opts: &Options) -> anyhow::Result<()> {
         packages.push(pkg.clone());
         kernel_pkgs.push(pkg);
     }
+
+    let wl_packages = workloads::fetch(&mut apt, &debs, &wl_pins, out)?;
 
     let staging = out.join(".staging");
     if staging.exists() {
@@ -130,9 +138,25 @@ fn build(out: &Path, opts: &Options) -> anyhow::Result<()> {
             artifacts.push(artifact(out, file, what)?);
         }
     }
+    let wl_image = "workloads/workloads.img";
+    let started = std::time::Instant::now();
+    std::fs::create_dir_all(out.join("workloads"))?;
+    let tree_bytes = workloads::build(&wl_packages, out, &staging, &out.join(wl_image))?;
+    eprintln!(
+        "images: workload image: {} packages, {} MiB of files, built in {:.1} s",
+        wl_packages.len(),
+        tree_bytes >> 20,
+        started.elapsed().as_secs_f64()
+    );
+    artifacts.push(artifact(
+        out,
+        wl_image,
+        format!("ext4 of {} Debian 12 packages (manifest `workloads`) and a synthetic video", wl_packages.len()),
+    )?);
     std::fs::remove_dir_all(&staging)?;
     artifacts.push(artifact(out, &testkernel_rel, "built from guest-images/testkernel with gcc".into())?);
-    let m = Manifest { recipe, packages, kernels, artifacts };
+    let workloads = Some(Workloads { image: wl_image.into(), tree_bytes, packages: wl_packages });
+    let m = Manifest { recipe, packages, kernels, artifacts, workloads };
     m.store(out)?;
     for k in &m.kernels {
         eprintln!("images: linux-{} = {} ({})", k.id, k.release, k.version);
@@ -148,6 +172,8 @@ fn recipe_hash(agent: &[u8], testkernel: &[u8]) -> String {
         all.extend_from_slice(part.as_bytes());
     }
     all.extend_from_slice(initramfs::MODULES.join(",").as_bytes());
+    all.extend_from_slice(initramfs::DISK_MODULES.join(",").as_bytes());
+    all.extend_from_slice(workloads::recipe().as_bytes());
     all.extend_from_slice(sha256_hex(agent).as_bytes());
     all.extend_from_slice(sha256_hex(testkernel).as_bytes());
     sha256_hex(&all)
@@ -257,7 +283,8 @@ fn build_kernel(
         .find(|p| p.is_dir())
         .with_context(|| format!("no modules directory for {release}"))?;
     let modules = initramfs::collect_modules(&moddir)?;
-    let cpio = initramfs::build(busybox, agent, &modules)?;
+    let disk_modules = initramfs::collect_disk_modules(&moddir)?;
+    let cpio = initramfs::build(busybox, agent, &modules, &disk_modules)?;
     std::fs::write(dst.join("initramfs.cpio"), cpio)?;
     std::fs::remove_dir_all(&x)?;
     Ok(Kernel {
