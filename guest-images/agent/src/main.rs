@@ -9,6 +9,7 @@ mod churn;
 mod exec;
 mod port;
 mod procfs;
+mod spawn;
 mod workload;
 
 use std::io::Write;
