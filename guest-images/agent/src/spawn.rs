@@ -52,7 +52,9 @@ pub fn run(args: &[String]) -> Result<(), Error> {
         let mut pfd = libc::pollfd { fd: rd, events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd.
         if unsafe { libc::poll(&mut pfd, 1, READY_TIMEOUT_MS) } <= 0 {
-            return Err(Error::Failed(format!("spawn: failed: {up} of {procs} processes up after {READY_TIMEOUT_MS} ms")));
+            return Err(Error::Failed(format!(
+                "spawn: failed: {up} of {procs} processes up after {READY_TIMEOUT_MS} ms"
+            )));
         }
         // SAFETY: reading into a buffer of the length passed.
         let n = unsafe { libc::read(rd, buf.as_mut_ptr().cast(), buf.len()) };

@@ -3,6 +3,7 @@
 pub mod consistency;
 pub mod frequency;
 pub mod pause;
+pub mod scale;
 
 use std::time::Duration;
 
@@ -70,4 +71,5 @@ pub const ALL: &[(&str, &str, Runner)] = &[
     ("frequency", "monitoring frequency and host CPU cost per pass, per technique", frequency::run),
     ("consistency", "torn views, intrinsic and extrinsic inconsistency per technique and churn rate", consistency::run),
     ("pause", "pause + resume latency on 1 and 2 vCPUs; halt-map against halt-read", pause::run),
+    ("scale", "pass time per technique vs tasks (100 to 10,000) and vs guest RAM (256 MiB to 8 GiB)", scale::run),
 ];
