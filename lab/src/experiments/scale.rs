@@ -86,10 +86,11 @@ fn plan(ctx: &Ctx) -> Plan {
 }
 
 pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        ctx.hypervisor == super::HypervisorKind::Qemu,
-        "the scale experiment grows Linux guests: it runs under QEMU only"
-    );
+    if ctx.hypervisor != super::HypervisorKind::Qemu {
+        // The test kernel has a fixed set of lists: nothing to grow.
+        eprintln!("lab: scale runs on Linux guests under QEMU only; skipped");
+        return Ok(());
+    }
     let plan = plan(ctx);
     let mut table = Table::new(COLUMNS);
     let mut skipped = Vec::new();
