@@ -10,6 +10,7 @@ mod dirty;
 mod exec;
 mod port;
 mod procfs;
+mod spawn;
 mod workload;
 
 use std::io::Write;

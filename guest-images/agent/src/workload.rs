@@ -7,6 +7,9 @@
 //!
 //! `vmscope-workload churn procs|threads|modules ...` changes the guest's task or
 //! module list at a set rate (see [`crate::churn`]).
+//!
+//! `vmscope-workload spawn PROCS THREADS_PER_PROC` holds PROCS idle processes of
+//! THREADS_PER_PROC tasks each (see [`crate::spawn`]).
 
 use std::time::Duration;
 
@@ -41,7 +44,8 @@ pub const USAGE: &str = "usage: vmscope-workload threads N BURN_MS\n       \
      vmscope-workload churn procs RATE [SECONDS]\n       \
      vmscope-workload churn threads RATE [SECONDS]\n       \
      vmscope-workload churn modules RATE MODULE [SECONDS]\n       \
-     vmscope-workload dirty MB_PER_S SIZE_MB [SECONDS]\n\
+     vmscope-workload dirty MB_PER_S SIZE_MB [SECONDS]\n       \
+     vmscope-workload spawn PROCS THREADS_PER_PROC\n\
      RATE: operations per second, or `max`; SECONDS: run time (default: until killed)";
 
 /// Runs the workload named by `args` (without the program name). `threads` never
@@ -52,6 +56,7 @@ pub fn run(args: &[String]) -> Result<(), Error> {
         Some("threads") => threads(&args[1..]),
         Some("churn") => crate::churn::run(&args[1..]),
         Some("dirty") => crate::dirty::run(&args[1..]),
+        Some("spawn") => crate::spawn::run(&args[1..]),
         _ => Err(usage()),
     }
 }

@@ -4,6 +4,7 @@ pub mod consistency;
 pub mod frequency;
 pub mod pause;
 pub mod snapshot;
+pub mod scale;
 
 use std::time::Duration;
 
@@ -95,4 +96,5 @@ pub const ALL: &[(&str, &str, Runner)] = &[
     ("consistency", "torn views, intrinsic and extrinsic inconsistency per technique and churn rate", consistency::run),
     ("pause", "pause + resume latency on 1 and 2 vCPUs; halt-map against halt-read", pause::run),
     ("snapshot", "snapshot pause, total time, bytes copied and host memory per technique vs guest RAM", snapshot::run),
+    ("scale", "pass time per technique vs tasks (100 to 10,000) and vs guest RAM (256 MiB to 8 GiB)", scale::run),
 ];
