@@ -32,6 +32,10 @@ struct Args {
     /// One short configuration of each experiment, to check that it measures (CI).
     #[arg(long)]
     smoke: bool,
+    /// Do not pin QEMU and the introspector to different cores in the `impact`
+    /// experiment (pinned by default where the host has two or more).
+    #[arg(long)]
+    no_pin: bool,
     /// Guests under QEMU (Debian kernels), or the test kernel under the built-in VMM.
     #[arg(long, value_enum, default_value_t = HypervisorKind::Qemu)]
     hypervisor: HypervisorKind,
@@ -111,6 +115,7 @@ fn main() -> anyhow::Result<()> {
         hypervisor: args.hypervisor,
         quick: args.quick || args.smoke,
         smoke: args.smoke,
+        pin: !args.no_pin,
         kernels,
         images,
         report,

@@ -159,3 +159,25 @@ fn pause_smoke_measures_and_reports() {
     check_report(&dir, 2);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn impact_smoke_measures_and_reports() {
+    let Some(dir) = lab("impact", &["--smoke", "--experiment", "impact", "--kernel", "6.1"]) else { return };
+    let rows = csv(
+        &dir.join("impact.csv"),
+        &["workload", "technique", "frequency", "figure", "slowdown_pct", "passes_per_s", "paused_pct"],
+    );
+    assert!(rows.iter().any(|r| r.iter().any(|(c, v)| c == "technique" && v.starts_with("none"))), "a baseline row");
+    for r in &rows {
+        assert!(value(r, "figure") > 0.0, "the workload reported its figure: {r:?}");
+        let monitored = !r.iter().any(|(c, v)| c == "technique" && v.starts_with("none"));
+        if monitored {
+            assert!(value(r, "passes_per_s") > 0.0, "the technique monitored meanwhile: {r:?}");
+            value(r, "slowdown_pct");
+        }
+    }
+    let halted = rows.iter().find(|r| r.iter().any(|(c, v)| c == "technique" && v == "halt-read")).expect("halt-read");
+    assert!(value(halted, "paused_pct") > 0.0, "a halting technique paused the guest: {halted:?}");
+    check_report(&dir, 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -2,9 +2,10 @@
 
 pub mod consistency;
 pub mod frequency;
+pub mod impact;
 pub mod pause;
-pub mod snapshot;
 pub mod scale;
+pub mod snapshot;
 
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub struct Ctx {
     pub quick: bool,
     /// One short configuration of each experiment (CI checks that it measures).
     pub smoke: bool,
+    /// Pin QEMU and the introspector to different cores (`impact`).
+    pub pin: bool,
     /// Guest kernels to run on (QEMU).
     pub kernels: Vec<String>,
     pub images: vmscope_testbed::GuestImages,
@@ -97,4 +100,5 @@ pub const ALL: &[(&str, &str, Runner)] = &[
     ("pause", "pause + resume latency on 1 and 2 vCPUs; halt-map against halt-read", pause::run),
     ("snapshot", "snapshot pause, total time, bytes copied and host memory per technique vs guest RAM", snapshot::run),
     ("scale", "pass time per technique vs tasks (100 to 10,000) and vs guest RAM (256 MiB to 8 GiB)", scale::run),
+    ("impact", "slowdown of the study's workloads per technique and monitoring frequency", impact::run),
 ];

@@ -1,0 +1,366 @@
+//! Experiment: guest impact. Each of the study's workloads runs in a Debian guest
+//! under QEMU alone (the baseline), then while a technique introspects the guest at a
+//! set frequency; the workload's own figure (frames/s, events/s, MiB/s, requests/s,
+//! Mbit/s) gives its slowdown, with a 95% confidence interval over the repetitions.
+//! Beside it: the introspector's CPU time per pass, QEMU's extra CPU time, and the
+//! share of the run the guest spent paused (halting techniques), which tells
+//! guest-visible pausing from host contention. With `--pin` (the default on hosts
+//! with two or more cores) QEMU runs on the last core and the introspector on the
+//! others, so that contention for a core is not counted as impact.
+
+pub mod monitor;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use vmscope_linux::Kernel;
+use vmscope_mem::{MemoryMap, SliceMem};
+use vmscope_technique::{Options, ReadMethod, Technique};
+use vmscope_testbed::workloads::Workload;
+
+use monitor::{Frequency, Monitored, mean_ci95, monitor, pin_apart, process_cpu, unpin_self};
+
+use super::{Ctx, HypervisorKind};
+use crate::qemu_runs::{Booted, TASKS, attach, boot_with};
+use crate::table::Table;
+
+const COLUMNS: &[&str] = &[
+    "hypervisor",
+    "guest",
+    "workload",
+    "unit",
+    "technique",
+    "frequency",
+    "runs",
+    "figure",
+    "figure_ci95",
+    "slowdown_pct",
+    "slowdown_ci95",
+    "passes_per_s",
+    "failed",
+    "introspector_cpu_us_per_pass",
+    "qemu_cpu_pct",
+    "paused_pct",
+];
+
+/// What the experiment runs: a plan sized by `--smoke`, `--quick` or neither.
+struct Plan {
+    workloads: Vec<Workload>,
+    techniques: Vec<Technique>,
+    frequencies: Vec<Frequency>,
+    runs: usize,
+    secs: u64,
+}
+
+impl Plan {
+    fn of(ctx: &Ctx) -> Plan {
+        let all_techniques = [
+            Technique::LiveMap,
+            Technique::LiveRead,
+            Technique::HaltMap,
+            Technique::HaltRead,
+            Technique::HaltSnap,
+            Technique::Agent,
+        ];
+        let wanted = |ts: &[Technique]| ts.iter().copied().filter(|t| ctx.wants(*t)).collect();
+        if ctx.smoke {
+            Plan {
+                workloads: vec![Workload::SysbenchCpu],
+                techniques: wanted(&[Technique::LiveMap, Technique::HaltRead]),
+                frequencies: vec![Frequency::Max],
+                runs: 1,
+                secs: 2,
+            }
+        } else if ctx.quick {
+            Plan {
+                workloads: vec![Workload::SysbenchCpu, Workload::Httperf],
+                techniques: wanted(&[Technique::LiveMap, Technique::HaltRead]),
+                frequencies: vec![Frequency::Hz(10.0), Frequency::Max],
+                runs: 3,
+                secs: 3,
+            }
+        } else {
+            Plan {
+                workloads: Workload::ALL.to_vec(),
+                techniques: wanted(&all_techniques),
+                frequencies: vec![Frequency::Hz(1.0), Frequency::Hz(10.0), Frequency::Max],
+                runs: 3,
+                secs: 3,
+            }
+        }
+    }
+
+    fn runs_total(&self) -> usize {
+        self.workloads.len() * (1 + self.techniques.len() * self.frequencies.len()) * self.runs
+    }
+}
+
+pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        ctx.hypervisor == HypervisorKind::Qemu,
+        "impact runs the study's workloads in Debian guests under QEMU; the test kernel has none"
+    );
+    let plan = Plan::of(ctx);
+    let id = ctx.kernels.first().cloned().unwrap_or_else(|| "6.1".into());
+    let disks = ctx.images.workload_disks().context("the workload image (cargo xtask images builds it)")?;
+    let b = boot_with(ctx, &id, 1024, |c| c.disks = disks)?;
+    b.populate(TASKS)?;
+    let kernel = attach(&b.guest).context("attaching")?;
+    let pinned = ctx.pin && pin_apart(b.vm.pid(), last_cpu())?;
+    let hv = format!("qemu-{}", vmscope_testbed::Accel::detect().name());
+    let guest = format!("linux-{id}");
+    let mut table = Table::new(COLUMNS);
+    let pb = ctx.bar(plan.runs_total() as u64, "impact");
+    let result = (|| -> anyhow::Result<()> {
+        for &w in &plan.workloads {
+            pb.set_message(format!("impact: {} alone", w.name()));
+            let base: Vec<Run> = (0..plan.runs)
+                .map(|_| one_run(&b, &kernel, w, None, plan.secs).inspect(|_| pb.inc(1)))
+                .collect::<Result<_, _>>()?;
+            let base_figure = mean_ci95(&base.iter().map(|r| r.figure).collect::<Vec<_>>()).0;
+            let base_qemu = base.iter().map(|r| r.qemu_cpu_pct).sum::<f64>() / base.len() as f64;
+            table.push(row((&hv, &guest), w, None, &base, base_figure, base_qemu));
+            for &t in &plan.techniques {
+                for &f in &plan.frequencies {
+                    pb.set_message(format!("impact: {} under {t} at {}", w.name(), f.label()));
+                    let runs: Vec<Run> = (0..plan.runs)
+                        .map(|_| one_run(&b, &kernel, w, Some((t, f)), plan.secs).inspect(|_| pb.inc(1)))
+                        .collect::<Result<_, _>>()?;
+                    table.push(row((&hv, &guest), w, Some((t, f)), &runs, base_figure, base_qemu));
+                }
+            }
+        }
+        Ok(())
+    })();
+    pb.finish_and_clear();
+    if pinned {
+        unpin_self()?;
+    }
+    result?;
+    let svg = "impact.svg";
+    figure(&ctx.report.path(svg), &table, &plan)?;
+    let prose = format!(
+        "Each workload ran {runs} times for about {secs} s alone (the baseline), then {runs} times while each \
+         technique listed the guest's processes at each frequency (plan: {plan_w} workloads × {plan_t} techniques \
+         × {plan_f} frequencies, on linux-{id}, 1 GiB, 2 vCPUs under TCG). `slowdown_pct` is the drop of the \
+         workload's own figure against its baseline mean, with the half-width of its 95% confidence interval \
+         (Student's t over the runs); negative is faster, i.e. noise. `introspector_cpu_us_per_pass` is this \
+         process's CPU time per pass; `qemu_cpu_pct` QEMU's CPU time as a share of the run (against the \
+         baseline row's); `paused_pct` the share of the run the guest spent paused by a halting technique — the \
+         guest-visible part of the impact. QEMU stops the guest's clock while the guest is paused, so a \
+         workload that times itself with the guest's clock does not see a pause in its own figure: \
+         `paused_pct`, in host time, is what the pauses cost it. {pin}\n\n### Findings\n\n{}",
+        findings(&table),
+        runs = plan.runs,
+        secs = plan.secs,
+        plan_w = plan.workloads.len(),
+        plan_t = plan.techniques.len(),
+        plan_f = plan.frequencies.len(),
+        pin = if pinned {
+            "QEMU's threads were pinned to the last core and the introspector to the others (`--pin`), so what \
+             remains of a live technique's impact is shared caches and memory bandwidth, not a shared core."
+        } else {
+            "QEMU and the introspector were not pinned apart: a live technique's impact includes competing for a core."
+        },
+    );
+    ctx.report.section("impact", "Guest impact under the study's workloads", &prose, &table, &[svg])
+}
+
+/// The last online CPU, QEMU's when pinned.
+fn last_cpu() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from) - 1
+}
+
+/// One run of a workload: its figure, and what monitoring it cost.
+#[derive(Debug)]
+struct Run {
+    figure: f64,
+    monitored: Monitored,
+    qemu_cpu_pct: f64,
+    paused: Duration,
+}
+
+/// Runs workload `w` for about `secs` in the background of the guest, monitored by
+/// `how` (technique and frequency) or not at all, and reads its figure.
+fn one_run<K: vmscope_mem::PhysMem>(
+    b: &Booted,
+    kernel: &Kernel<K>,
+    w: Workload,
+    how: Option<(Technique, Frequency)>,
+    secs: u64,
+) -> anyhow::Result<Run> {
+    let opts = Options { read_method: Some(ReadMethod::Pread), ..Options::default() };
+    // A technique other than the agent opens before the workload starts (opening is
+    // not monitoring); the agent's socket serves one client, the runner's first.
+    let mut access = match how {
+        Some((t, _)) if t != Technique::Agent => Some(b.guest.access(Some(t), &opts)?),
+        _ => None,
+    };
+    {
+        let mut agent = b.agent()?;
+        agent.sh("rm -f /tmp/wl.out /tmp/wl.done")?;
+        agent.sh(&format!(
+            "( ( {} ) > /tmp/wl.out 2>&1; echo $? > /tmp/wl.done ) </dev/null >/dev/null 2>&1 &",
+            w.command(secs)
+        ))?;
+    }
+    let (t0, q0) = (Instant::now(), process_cpu(b.vm.pid())?);
+    let until = t0 + Duration::from_secs(secs);
+    let mut paused = Duration::ZERO;
+    let monitored = match how {
+        None => {
+            std::thread::sleep(Duration::from_secs(secs));
+            Monitored::default()
+        }
+        Some((t, f)) => {
+            if t == Technique::Agent {
+                access = Some(b.guest.access(Some(t), &opts)?);
+            }
+            let a = access.as_ref().expect("opened above");
+            let detached = kernel.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0)));
+            monitor(f, until, || {
+                if let Some(mut agent) = a.agent() {
+                    agent.processes()?;
+                    return Ok(());
+                }
+                let seen = a.observed_pass(|mem| detached.rebind(mem).processes().processes.len())?;
+                if a.technique().is_some_and(|t| t.needs_hypervisor()) {
+                    paused += seen.consistency.verdict.window;
+                }
+                Ok(())
+            })
+        }
+    };
+    drop(access);
+    // Wait for the workload's end (it may outlast the monitoring: x264 runs a fixed clip).
+    let deadline = Instant::now() + Duration::from_secs(secs + 60);
+    let mut agent = b.agent()?;
+    loop {
+        if agent.sh("cat /tmp/wl.done 2>/dev/null || true")?.trim().parse::<i32>().is_ok() {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{} did not finish in {} s", w.name(), secs + 60);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wall = t0.elapsed();
+    let qemu_cpu_pct = 100.0 * process_cpu(b.vm.pid())?.saturating_sub(q0).as_secs_f64() / wall.as_secs_f64();
+    let out = String::from_utf8_lossy(&agent.read_file("/tmp/wl.out", 1 << 20)?).into_owned();
+    let figure = w.parse(&out).with_context(|| format!("{}: no figure in its output:\n{out}", w.name()))?;
+    Ok(Run { figure, monitored, qemu_cpu_pct, paused })
+}
+
+fn row(
+    (hv, guest): (&str, &str),
+    w: Workload,
+    how: Option<(Technique, Frequency)>,
+    runs: &[Run],
+    base_figure: f64,
+    base_qemu: f64,
+) -> Vec<String> {
+    let figures: Vec<f64> = runs.iter().map(|r| r.figure).collect();
+    let (fig, fig_ci) = mean_ci95(&figures);
+    let slow: Vec<f64> = figures.iter().map(|f| 100.0 * (base_figure - f) / base_figure).collect();
+    let (slow_m, slow_ci) = mean_ci95(&slow);
+    let passes: u64 = runs.iter().map(|r| r.monitored.passes).sum();
+    let failed: u64 = runs.iter().map(|r| r.monitored.failed).sum();
+    let wall: f64 = runs.iter().map(|r| r.monitored.wall.as_secs_f64()).sum();
+    let cpu: f64 = runs.iter().map(|r| r.monitored.cpu.as_secs_f64()).sum();
+    let paused: f64 = runs.iter().map(|r| r.paused.as_secs_f64()).sum();
+    let qemu = runs.iter().map(|r| r.qemu_cpu_pct).sum::<f64>() / runs.len().max(1) as f64;
+    let monitored = how.is_some();
+    let opt = |on: bool, s: String| if on && !s.contains("NaN") { s } else { "-".to_owned() };
+    let failed_cell = match runs.iter().find_map(|r| r.monitored.first_error.as_deref()) {
+        Some(e) => format!("{failed} ({})", e.lines().next().unwrap_or(e)),
+        None => failed.to_string(),
+    };
+    vec![
+        hv.into(),
+        guest.into(),
+        w.name().into(),
+        w.unit().into(),
+        how.map_or("none (baseline)".into(), |(t, _)| t.name().into()),
+        how.map_or("-".into(), |(_, f)| f.label()),
+        runs.len().to_string(),
+        format!("{fig:.1}"),
+        opt(true, format!("{fig_ci:.1}")),
+        opt(monitored, format!("{slow_m:.1}")),
+        opt(monitored, format!("{slow_ci:.1}")),
+        opt(monitored, format!("{:.1}", passes as f64 / wall.max(1e-9))),
+        opt(monitored, failed_cell),
+        opt(monitored && passes > 0, format!("{:.0}", cpu * 1e6 / passes.max(1) as f64)),
+        if monitored { format!("{qemu:.0} ({:+.0})", qemu - base_qemu) } else { format!("{qemu:.0}") },
+        opt(monitored, format!("{:.2}", 100.0 * paused / wall.max(1e-9))),
+    ]
+}
+
+fn cell(table: &Table, r: &[String], col: &str) -> f64 {
+    table.columns.iter().position(|c| c == col).and_then(|i| r[i].parse().ok()).unwrap_or(f64::NAN)
+}
+
+/// Mean slowdown over the workloads, per technique, against frequency.
+fn figure(path: &std::path::Path, table: &Table, plan: &Plan) -> anyhow::Result<()> {
+    let labels: Vec<String> = plan.frequencies.iter().map(|f| f.label()).collect();
+    let series: Vec<(String, Vec<f64>)> = plan
+        .techniques
+        .iter()
+        .map(|t| {
+            let ys = labels
+                .iter()
+                .map(|f| {
+                    let v: Vec<f64> = table
+                        .rows
+                        .iter()
+                        .filter(|r| r[4] == t.name() && r[5] == *f)
+                        .map(|r| cell(table, r, "slowdown_pct"))
+                        .filter(|v| v.is_finite())
+                        .collect();
+                    if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 }
+                })
+                .collect();
+            (t.name().to_owned(), ys)
+        })
+        .collect();
+    crate::plot::lines(path, "Workload slowdown vs monitoring frequency", &labels, "mean slowdown (%)", &series)
+}
+
+/// The Findings paragraph: which technique hurts most at its highest rate, what the
+/// lowest rate costs, and how much of a halting technique's impact is its pauses.
+fn findings(table: &Table) -> String {
+    let monitored: Vec<&Vec<String>> = table.rows.iter().filter(|r| r[5] != "-").collect();
+    let mut per: Vec<(String, String, f64, f64)> = Vec::new(); // technique, frequency, slowdown, paused
+    for r in &monitored {
+        let key = (r[4].clone(), r[5].clone());
+        if per.iter().any(|p| (p.0.clone(), p.1.clone()) == key) {
+            continue;
+        }
+        let same: Vec<&&Vec<String>> = monitored.iter().filter(|x| x[4] == key.0 && x[5] == key.1).collect();
+        let mean = |col: &str| {
+            let v: Vec<f64> = same.iter().map(|x| cell(table, x, col)).filter(|v| v.is_finite()).collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
+        };
+        per.push((key.0, key.1, mean("slowdown_pct"), mean("paused_pct")));
+    }
+    let Some(worst) = per.iter().filter(|p| p.1 == "max").max_by(|a, b| a.2.total_cmp(&b.2)) else {
+        return "No monitored runs.\n".into();
+    };
+    let least = per.iter().filter(|p| p.1 == "max").min_by(|a, b| a.2.total_cmp(&b.2)).expect("worst exists");
+    let mut s = format!(
+        "- **At the highest rate**, {} slowed the workloads most ({:.1}% on average; the guest was paused {:.1}% \
+         of the time) and {} least ({:.1}%).",
+        worst.0, worst.2, worst.3, least.0, least.2
+    );
+    let lowest: Vec<&(String, String, f64, f64)> = per.iter().filter(|p| p.1 != "max").collect();
+    if let Some(first) = lowest.first() {
+        let f = first.1.clone();
+        let at: Vec<String> = per.iter().filter(|p| p.1 == f).map(|p| format!("{} {:.1}%", p.0, p.2)).collect();
+        s.push_str(&format!(" At {f}: {}.", at.join(", ")));
+    }
+    s.push_str(
+        "\n\nThe study found that monitoring at low frequency costs the guest little whatever the technique, \
+         that halting techniques hurt in proportion to how long and how often they pause it, and that the guest \
+         agent competes with the workload for the guest's own CPU. Where `paused_pct` accounts for the slowdown, \
+         the impact is guest-visible pausing; where a live technique slows the workload with no pause, it is \
+         contention on the host.\n",
+    );
+    s
+}
