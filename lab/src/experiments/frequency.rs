@@ -82,7 +82,8 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
         }
     };
     let prose = format!("{prose}\n\n### Findings\n\n{}", findings(&table));
-    ctx.report.section("frequency", "Monitoring frequency and host cost", &prose, &table, &["frequency.svg"])
+    ctx.report.section("frequency", "Monitoring frequency and host cost", &prose, &table, &["frequency.svg"])?;
+    super::frequency_load::run(ctx, &table)
 }
 
 /// Appends `x_baseline`: each row's passes per second over that of the baseline

@@ -2,6 +2,7 @@
 
 pub mod consistency;
 pub mod frequency;
+mod frequency_load;
 pub mod impact;
 pub mod pause;
 pub mod scale;

@@ -15,7 +15,7 @@ use crate::snapshot::{DumpMeta, Snapshot};
 use crate::{Error, Result};
 
 /// Live rounds of re-copying dirty pages before the pause.
-const LIVE_ROUNDS: usize = 2;
+pub const LIVE_ROUNDS: usize = 2;
 
 /// Starts `hv`'s dirty log, copies `ram`'s data extents while the guest runs, re-copies
 /// the pages written meanwhile ([`LIVE_ROUNDS`] times), then pauses, copies the pages

@@ -25,7 +25,7 @@ mod precopy;
 mod qemu;
 mod stream;
 
-pub use dirtylog::dirtylog_precopy_snap;
+pub use dirtylog::{LIVE_ROUNDS, dirtylog_precopy_snap};
 pub use precopy::precopy_snap;
 pub use qemu::{MigrationTiming, qemu_background_save, qemu_background_snap};
 pub use stream::{StreamInfo, parse_stream};

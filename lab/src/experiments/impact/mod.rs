@@ -196,14 +196,7 @@ fn one_run<K: vmscope_mem::PhysMem>(
         Some((t, _)) if t != Technique::Agent => Some(b.guest.access(Some(t), &opts)?),
         _ => None,
     };
-    {
-        let mut agent = b.agent()?;
-        agent.sh("rm -f /tmp/wl.out /tmp/wl.done")?;
-        agent.sh(&format!(
-            "( ( {} ) > /tmp/wl.out 2>&1; echo $? > /tmp/wl.done ) </dev/null >/dev/null 2>&1 &",
-            w.command(secs)
-        ))?;
-    }
+    start(b, w, secs)?;
     let (t0, q0) = (Instant::now(), process_cpu(b.vm.pid())?);
     let until = t0 + Duration::from_secs(secs);
     let mut paused = Duration::ZERO;
@@ -233,6 +226,29 @@ fn one_run<K: vmscope_mem::PhysMem>(
     };
     drop(access);
     // Wait for the workload's end (it may outlast the monitoring: x264 runs a fixed clip).
+    let figure = finish(b, w, secs)?;
+    let wall = t0.elapsed();
+    let qemu_cpu_pct = 100.0 * process_cpu(b.vm.pid())?.saturating_sub(q0).as_secs_f64() / wall.as_secs_f64();
+    Ok(Run { figure, monitored, qemu_cpu_pct, paused })
+}
+
+/// Starts workload `w` for about `secs` in the guest's background, its output to
+/// /tmp/wl.out and its exit status to /tmp/wl.done; the agent connection is closed
+/// again (QEMU serves one client on the agent's socket, which the agent technique
+/// may want).
+pub fn start(b: &Booted, w: Workload, secs: u64) -> anyhow::Result<()> {
+    let mut agent = b.agent()?;
+    agent.sh("rm -f /tmp/wl.out /tmp/wl.done")?;
+    agent.sh(&format!(
+        "( ( {} ) > /tmp/wl.out 2>&1; echo $? > /tmp/wl.done ) </dev/null >/dev/null 2>&1 &",
+        w.command(secs)
+    ))?;
+    Ok(())
+}
+
+/// Waits (at most a minute past `secs`) for the workload [`start`] started to end,
+/// and reads its figure.
+pub fn finish(b: &Booted, w: Workload, secs: u64) -> anyhow::Result<f64> {
     let deadline = Instant::now() + Duration::from_secs(secs + 60);
     let mut agent = b.agent()?;
     loop {
@@ -242,11 +258,8 @@ fn one_run<K: vmscope_mem::PhysMem>(
         anyhow::ensure!(Instant::now() < deadline, "{} did not finish in {} s", w.name(), secs + 60);
         std::thread::sleep(Duration::from_millis(100));
     }
-    let wall = t0.elapsed();
-    let qemu_cpu_pct = 100.0 * process_cpu(b.vm.pid())?.saturating_sub(q0).as_secs_f64() / wall.as_secs_f64();
     let out = String::from_utf8_lossy(&agent.read_file("/tmp/wl.out", 1 << 20)?).into_owned();
-    let figure = w.parse(&out).with_context(|| format!("{}: no figure in its output:\n{out}", w.name()))?;
-    Ok(Run { figure, monitored, qemu_cpu_pct, paused })
+    w.parse(&out).with_context(|| format!("{}: no figure in its output:\n{out}", w.name()))
 }
 
 fn row(
