@@ -26,7 +26,7 @@ struct Args {
     /// Run only these experiments (repeatable); default: all.
     #[arg(long = "experiment", value_name = "NAME")]
     experiments: Vec<String>,
-    /// Short measurements: about two minutes in all.
+    /// Short measurements and the smallest sizes: about 7 minutes in all on 2 cores.
     #[arg(long)]
     quick: bool,
     /// One short configuration of each experiment, to check that it measures (CI).

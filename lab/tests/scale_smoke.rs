@@ -49,6 +49,6 @@ fn scale_smoke_measures_tasks_against_proc() {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(report.contains("**Findings.**"), "no findings in the report");
+    assert!(report.contains("### Findings"), "no findings in the report");
     std::fs::remove_dir_all(&out).unwrap();
 }

@@ -37,5 +37,5 @@ fn snapshot_smoke_measures_halt_and_live_snap() {
         assert!(col(r, "dirty_mb_s") > 0.0, "the workload dirtied nothing: {r:?}");
     }
     let report = std::fs::read_to_string(out.path().join("report.md")).expect("report.md written");
-    assert!(report.contains("**Findings.**") && out.path().join("snapshot.svg").exists());
+    assert!(report.contains("### Findings") && out.path().join("snapshot.svg").exists());
 }

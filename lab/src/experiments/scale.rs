@@ -340,7 +340,7 @@ fn fit(table: &Table, task_ram: u64) -> Table {
 
 /// The findings, from the data.
 fn findings(table: &Table, fits: &Table) -> String {
-    let mut s = String::from("**Findings.** ");
+    let mut s = String::from("### Findings\n\n");
     // Best: the fastest pass at the largest task count measured, per guest.
     let mut guests: Vec<&str> = fits.rows.iter().map(|r| r[0].as_str()).collect();
     guests.dedup();

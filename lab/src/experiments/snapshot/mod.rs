@@ -269,7 +269,7 @@ fn prose(configs: &[Config], memcpy: f64, skipped: &[String]) -> String {
     if !skipped.is_empty() {
         let _ = writeln!(s, "Not measured: {}.\n", skipped.join("; "));
     }
-    s.push_str("**Findings.** ");
+    s.push_str("### Findings\n\n");
     let mut techniques: Vec<(&str, &str)> = Vec::new();
     for c in configs {
         if !techniques.iter().any(|k| k.0 == c.hypervisor && k.1 == c.technique) {
