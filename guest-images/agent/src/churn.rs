@@ -25,19 +25,16 @@
 
 use std::collections::VecDeque;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use crate::pace::{NS, install_stop_handlers, now_ns, sleep_until, stop_requested};
 use crate::workload::{Error, usage};
 
 /// Live children (procs) or threads (threads) kept while churning.
 pub const POOL: usize = 8;
 /// A backlog longer than this is dropped, not made up.
 pub const MAX_BACKLOG_NS: u64 = 1_000_000_000;
-const NS: u64 = 1_000_000_000;
-
-static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Ops per second, or as fast as possible.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +116,7 @@ fn drive(name: &str, c: &mut dyn Churn, rate: Rate, duration_ns: Option<u64>) ->
     let mut failure = None;
     loop {
         let now = now_ns();
-        if STOP.load(Ordering::Relaxed) || end.is_some_and(|e| now >= e) {
+        if stop_requested() || end.is_some_and(|e| now >= e) {
             break;
         }
         if now >= next_report {
@@ -165,39 +162,6 @@ fn drive(name: &str, c: &mut dyn Churn, rate: Rate, duration_ns: Option<u64>) ->
         ops as f64 / secs.max(1e-9)
     );
     failure.map_or(Ok(()), |e| Err(Error::Failed(format!("churn {name}: {e}"))))
-}
-
-extern "C" fn on_stop(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// SIGTERM, SIGINT and SIGHUP end the run (with cleanup and summary). No SA_RESTART,
-/// so a sleep in progress ends at once.
-fn install_stop_handlers() {
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: a zeroed sigaction is a valid empty one; the handler only stores to
-        // an atomic, which is async-signal-safe; the pointers are valid for the call.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_stop as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * NS + ts.tv_nsec as u64
-}
-
-/// Sleeps until CLOCK_MONOTONIC reaches `t_ns`, or a signal arrives.
-fn sleep_until(t_ns: u64) {
-    let ts = libc::timespec { tv_sec: (t_ns / NS) as libc::time_t, tv_nsec: (t_ns % NS) as libc::c_long };
-    // SAFETY: a valid absolute timespec; no remainder is asked for.
-    unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) };
 }
 
 fn os_error(what: &str) -> String {

@@ -12,11 +12,9 @@
 //! the achieved rate; at the end a summary `dirty: N pages in S s = R MB/s`. Runs for
 //! SECONDS or until SIGTERM, SIGINT or SIGHUP.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
+use crate::pace::{NS, install_stop_handlers, now_ns, sleep_until, stop_requested};
 use crate::workload::{Error, usage};
 
-const NS: u64 = 1_000_000_000;
 const PAGE: usize = 4096;
 /// Pages per MB (MiB) written.
 const PAGES_PER_MB: u64 = 256;
@@ -24,8 +22,6 @@ const PAGES_PER_MB: u64 = 256;
 const MAX_BACKLOG_NS: u64 = NS;
 /// Batches are this far apart.
 const TICK_NS: u64 = 1_000_000;
-
-static STOP: AtomicBool = AtomicBool::new(false);
 
 /// `dirty MB_PER_S SIZE_MB [SECONDS]` (the arguments after `dirty`).
 pub fn run(args: &[String]) -> Result<(), Error> {
@@ -67,7 +63,7 @@ fn drive(buf: &mut [u8], pages_per_s: u64, duration_ns: Option<u64>) {
     let (mut next_report, mut last_t, mut last_written) = (start + NS, start, 0u64);
     loop {
         let now = now_ns();
-        if STOP.load(Ordering::Relaxed) || end.is_some_and(|e| now >= e) {
+        if stop_requested() || end.is_some_and(|e| now >= e) {
             break;
         }
         if now >= next_report {
@@ -107,37 +103,4 @@ fn drive(buf: &mut [u8], pages_per_s: u64, duration_ns: Option<u64>) {
         (written - behind) as f64 / PAGES_PER_MB as f64 / secs.max(1e-9),
         pages_per_s / PAGES_PER_MB
     );
-}
-
-extern "C" fn on_stop(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-/// SIGTERM, SIGINT and SIGHUP end the run (with the summary). No SA_RESTART, so a
-/// sleep in progress ends at once.
-fn install_stop_handlers() {
-    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-        // SAFETY: a zeroed sigaction is a valid empty one; the handler only stores to
-        // an atomic, which is async-signal-safe; the pointers are valid for the call.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_stop as *const () as libc::sighandler_t;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec through a valid pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * NS + ts.tv_nsec as u64
-}
-
-/// Sleeps until CLOCK_MONOTONIC reaches `t_ns`, or a signal arrives.
-fn sleep_until(t_ns: u64) {
-    let ts = libc::timespec { tv_sec: (t_ns / NS) as libc::time_t, tv_nsec: (t_ns % NS) as libc::c_long };
-    // SAFETY: a valid absolute timespec; no remainder is asked for.
-    unsafe { libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &ts, std::ptr::null_mut()) };
 }

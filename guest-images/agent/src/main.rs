@@ -8,6 +8,7 @@
 mod churn;
 mod dirty;
 mod exec;
+mod pace;
 mod port;
 mod procfs;
 mod spawn;
