@@ -57,9 +57,11 @@ fn verify_under_churn(id: &str) {
         }
     }
 
-    // Under churn: the rules halted views break (the kernel's own transient states)
-    // against those consistent-read views break; a validated view breaks none a
-    // halted one does not, and its violations are all intrinsic.
+    // Under churn both halted and consistent-read views may catch the kernel's own
+    // transient states (a task between __exit_signal and leaving the task list, say):
+    // every violation of a view that is not torn is intrinsic. (Which states a view
+    // catches is chance; tests/tests/consistency.rs compares the two techniques on
+    // one frozen moment.)
     let mut broken = std::collections::BTreeMap::<&str, Vec<String>>::new();
     for round in 0..8 {
         for t in ["halt-read", "consistent-read"] {
@@ -76,13 +78,6 @@ fn verify_under_churn(id: &str) {
         }
     }
     eprintln!("violations under churn: {broken:#?}");
-    let rules = |t: &str| -> std::collections::BTreeSet<String> {
-        broken.get(t).into_iter().flatten().filter_map(|v| v.split(':').next().map(str::to_owned)).collect()
-    };
-    assert!(
-        rules("consistent-read").is_subset(&rules("halt-read")),
-        "consistent-read broke rules no halted view broke: {broken:#?}"
-    );
 
     let text = vmscope(&g, cache.path(), &["--technique", "consistent-read", "lsmod", "--verify"]);
     let line =
