@@ -40,7 +40,8 @@ pub enum Workload {
     Httperf,
     /// netperf TCP_STREAM to netserver on 127.0.0.1: Mbit/s (10^6 bit/s).
     Netperf,
-    /// bonnie++ block writes of a 64 MiB file on the scratch disk: KiB/s.
+    /// bonnie++ block writes of a 256 MiB file on the scratch disk: KiB/s (64 MiB
+    /// wrote too fast for bonnie to time now and then: it printed +++++).
     Bonnie,
     /// stress-ng `--stream` (STREAM copy/scale/add/triad), one instance, arrays sized
     /// for a 1 MiB cache, at least 6 s (shorter runs report no rate): MB/s read plus
@@ -139,7 +140,7 @@ impl Workload {
                  kill $(cat /tmp/netserver.pid); exit $r"
             ),
             Workload::Bonnie => {
-                format!("{C} bonnie++ -d /scratch -s 64 -r 32 -n 0 -f -u root -q 2>/dev/null")
+                format!("{C} bonnie++ -d /scratch -s 256 -r 128 -n 0 -f -u root -q 2>/dev/null")
             }
             // Under TCG one pass over the default arrays (4x the host's L3) outlasts a
             // short run and stress-ng then reports no rate; 4 MiB arrays finish in time.

@@ -52,14 +52,15 @@ impl Ctx {
         self.techniques.is_empty() || self.techniques.contains(&t)
     }
 
-    /// How long to measure one configuration.
+    /// How long to measure one configuration. The full run's 3 s is sized so that
+    /// every experiment fits in the hour on 2 cores.
     pub fn budget(&self) -> Duration {
         if self.smoke {
             Duration::from_millis(300)
         } else if self.quick {
             Duration::from_millis(1500)
         } else {
-            Duration::from_secs(5)
+            Duration::from_secs(3)
         }
     }
 

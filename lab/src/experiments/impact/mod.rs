@@ -32,6 +32,7 @@ const COLUMNS: &[&str] = &[
     "technique",
     "frequency",
     "runs",
+    "runs_failed",
     "figure",
     "figure_ci95",
     "slowdown_pct",
@@ -85,7 +86,8 @@ impl Plan {
                 techniques: wanted(&all_techniques),
                 frequencies: vec![Frequency::Hz(1.0), Frequency::Hz(10.0), Frequency::Max],
                 runs: 3,
-                secs: 3,
+                // 627 runs: 2 s each keeps the whole lab within an hour on 2 cores.
+                secs: 2,
             }
         }
     }
@@ -114,18 +116,16 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let result = (|| -> anyhow::Result<()> {
         for &w in &plan.workloads {
             pb.set_message(format!("impact: {} alone", w.name()));
-            let base: Vec<Run> = (0..plan.runs)
-                .map(|_| one_run(&b, &kernel, w, None, plan.secs).inspect(|_| pb.inc(1)))
-                .collect::<Result<_, _>>()?;
-            let base_figure = mean_ci95(&base.iter().map(|r| r.figure).collect::<Vec<_>>()).0;
-            let base_qemu = base.iter().map(|r| r.qemu_cpu_pct).sum::<f64>() / base.len() as f64;
+            let base = Runs::of(plan.runs, || one_run(&b, &kernel, w, None, plan.secs).inspect(|_| pb.inc(1)));
+            let base_figure = mean_ci95(&base.ok.iter().map(|r| r.figure).collect::<Vec<_>>()).0;
+            let base_qemu = base.ok.iter().map(|r| r.qemu_cpu_pct).sum::<f64>() / base.ok.len().max(1) as f64;
             table.push(row((&hv, &guest), w, None, &base, base_figure, base_qemu));
             for &t in &plan.techniques {
                 for &f in &plan.frequencies {
                     pb.set_message(format!("impact: {} under {t} at {}", w.name(), f.label()));
-                    let runs: Vec<Run> = (0..plan.runs)
-                        .map(|_| one_run(&b, &kernel, w, Some((t, f)), plan.secs).inspect(|_| pb.inc(1)))
-                        .collect::<Result<_, _>>()?;
+                    let runs = Runs::of(plan.runs, || {
+                        one_run(&b, &kernel, w, Some((t, f)), plan.secs).inspect(|_| pb.inc(1))
+                    });
                     table.push(row((&hv, &guest), w, Some((t, f)), &runs, base_figure, base_qemu));
                 }
             }
@@ -178,6 +178,32 @@ struct Run {
     monitored: Monitored,
     qemu_cpu_pct: f64,
     paused: Duration,
+}
+
+/// The runs of one configuration: those that measured, and how many did not with the
+/// first one's cause (a workload that printed no figure, an agent that timed out) —
+/// counted, not fatal, so one bad run does not lose the experiment.
+#[derive(Debug, Default)]
+struct Runs {
+    ok: Vec<Run>,
+    failed: usize,
+    first_error: Option<String>,
+}
+
+impl Runs {
+    fn of(n: usize, mut run: impl FnMut() -> anyhow::Result<Run>) -> Runs {
+        let mut runs = Runs::default();
+        for _ in 0..n {
+            match run() {
+                Ok(r) => runs.ok.push(r),
+                Err(e) => {
+                    runs.failed += 1;
+                    runs.first_error.get_or_insert_with(|| format!("{e:#}").lines().next().unwrap_or("").to_owned());
+                }
+            }
+        }
+        runs
+    }
 }
 
 /// Runs workload `w` for about `secs` in the background of the guest, monitored by
@@ -266,10 +292,11 @@ fn row(
     (hv, guest): (&str, &str),
     w: Workload,
     how: Option<(Technique, Frequency)>,
-    runs: &[Run],
+    all: &Runs,
     base_figure: f64,
     base_qemu: f64,
 ) -> Vec<String> {
+    let runs = &all.ok;
     let figures: Vec<f64> = runs.iter().map(|r| r.figure).collect();
     let (fig, fig_ci) = mean_ci95(&figures);
     let slow: Vec<f64> = figures.iter().map(|f| 100.0 * (base_figure - f) / base_figure).collect();
@@ -294,7 +321,11 @@ fn row(
         how.map_or("none (baseline)".into(), |(t, _)| t.name().into()),
         how.map_or("-".into(), |(_, f)| f.label()),
         runs.len().to_string(),
-        format!("{fig:.1}"),
+        match &all.first_error {
+            Some(e) => format!("{} ({e})", all.failed),
+            None => all.failed.to_string(),
+        },
+        opt(!runs.is_empty(), format!("{fig:.1}")),
         opt(true, format!("{fig_ci:.1}")),
         opt(monitored, format!("{slow_m:.1}")),
         opt(monitored, format!("{slow_ci:.1}")),
