@@ -22,17 +22,26 @@ use output::{ModRow, PsRow};
 /// Introspect a Linux guest from outside: no agent, no profile, no guest changes.
 ///
 /// The guest is a running QEMU (--qemu PID; its RAM must be a shared memfd, see the
-/// README), a guest of vmscope's built-in VMM (--vmm SOCKET), or a dump file
-/// (--dump FILE: ELF core as QEMU's dump-guest-memory writes it, LiME, or raw).
+/// README), a QEMU domain of libvirt (--libvirt DOMAIN), a guest of vmscope's built-in
+/// VMM (--vmm SOCKET), or a dump file (--dump FILE: ELF core as QEMU's
+/// dump-guest-memory writes it, LiME, or raw).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
     /// The QEMU process to introspect.
-    #[arg(long, value_name = "PID", global = true, conflicts_with_all = ["dump", "vmm"])]
+    #[arg(long, value_name = "PID", global = true, conflicts_with_all = ["dump", "vmm", "libvirt"])]
     qemu: Option<u32>,
     /// QEMU's QMP socket (default: found in QEMU's command line).
     #[arg(long, value_name = "SOCKET", global = true)]
     qmp: Option<PathBuf>,
+    /// A QEMU domain that libvirt runs (name, UUID or id). Halting techniques pause it
+    /// through libvirt (virsh suspend/resume); vmscope never opens libvirt's monitor.
+    #[arg(long, value_name = "DOMAIN", global = true, conflicts_with_all = ["dump", "vmm", "qmp"])]
+    libvirt: Option<String>,
+    /// The libvirt connection URI, as `virsh -c` takes it (default:
+    /// $LIBVIRT_DEFAULT_URI, else qemu:///system).
+    #[arg(long, value_name = "URI", global = true, requires = "libvirt")]
+    connect: Option<String>,
     /// The control socket of a `vmscope-vmm` guest.
     #[arg(long, value_name = "SOCKET", global = true, conflicts_with = "dump")]
     vmm: Option<PathBuf>,
@@ -104,6 +113,9 @@ fn main() {
 
 fn run(args: &Args) -> anyhow::Result<()> {
     let target = match (args.qemu, &args.vmm, &args.dump) {
+        _ if args.libvirt.is_some() => {
+            Target::Libvirt { domain: args.libvirt.clone().unwrap_or_default(), uri: args.connect.clone() }
+        }
         (Some(pid), _, _) => Target::Qemu { pid, qmp: args.qmp.clone() },
         (None, Some(control), _) => Target::Builtin { control: control.clone(), agent: None },
         (None, None, Some(path)) => {
@@ -112,7 +124,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             }
             Target::Dump(path.clone())
         }
-        (None, None, None) => bail!("say which guest: --qemu PID, --vmm SOCKET or --dump FILE"),
+        (None, None, None) => bail!("say which guest: --qemu PID, --libvirt DOMAIN, --vmm SOCKET or --dump FILE"),
     };
     let guest = target.open()?;
     let opts = Options { read_method: args.read_method, ..Options::default() };

@@ -52,6 +52,10 @@ pub enum Error {
     /// The operation is not offered by this hypervisor.
     #[error("not supported by this hypervisor: {0}")]
     Unsupported(String),
+    /// A libvirt domain that cannot be introspected as named: unknown, not running,
+    /// not a local QEMU, or virsh missing. The message says what to do.
+    #[error("{0}")]
+    Libvirt(String),
     /// The process named as the hypervisor is not one.
     #[error("process {pid} is not QEMU (it runs {runs:?}); pass the PID of qemu-system-x86_64")]
     NotQemu {

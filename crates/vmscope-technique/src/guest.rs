@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vmscope_hv::builtin::BuiltinVmm;
+use vmscope_hv::libvirt::Libvirt;
 use vmscope_hv::qemu::{QemuCommandLine, QmpHypervisor};
 use vmscope_hv::{Hypervisor, RamLocation, VcpuRegisters};
 use vmscope_snap::DumpFile;
@@ -24,6 +25,17 @@ pub enum Target {
         /// The QMP socket to use.
         qmp: Option<PathBuf>,
     },
+    /// A QEMU domain that libvirt runs, by name (or UUID, or id). libvirt holds QEMU's
+    /// monitor: halting techniques pause through libvirt, and the memory map and
+    /// registers come through its monitor passthrough; memory is read from QEMU's
+    /// process. Serial port 1, if it is a unix socket, is the agent's.
+    Libvirt {
+        /// The domain.
+        domain: String,
+        /// The libvirt connection URI (`None`: `LIBVIRT_DEFAULT_URI`, else
+        /// `qemu:///system`).
+        uri: Option<String>,
+    },
     /// A guest of vmscope's built-in VMM, by its control socket.
     Builtin {
         /// The VMM's control socket.
@@ -41,6 +53,7 @@ impl Target {
     pub fn open(&self) -> Result<Guest> {
         match self {
             Target::Qemu { pid, qmp } => Guest::qemu(*pid, qmp.as_deref()),
+            Target::Libvirt { domain, uri } => Guest::libvirt(domain, uri.as_deref()),
             Target::Builtin { control, agent } => Guest::builtin(control, agent.clone()),
             Target::Dump(path) => Ok(Guest {
                 hv: None,
@@ -56,6 +69,7 @@ impl Target {
 #[derive(Debug)]
 enum Hv {
     Qemu(QmpHypervisor),
+    Libvirt(Libvirt),
     Builtin(BuiltinVmm),
 }
 
@@ -63,6 +77,7 @@ impl Hv {
     fn as_dyn(&self) -> &dyn Hypervisor {
         match self {
             Hv::Qemu(q) => q,
+            Hv::Libvirt(l) => l,
             Hv::Builtin(b) => b,
         }
     }
@@ -103,6 +118,21 @@ impl Guest {
             ram: Ram::Live(loc),
             agent_socket: cmdline.agent_socket().map(Path::to_path_buf),
             map_source,
+        })
+    }
+
+    fn libvirt(domain: &str, uri: Option<&str>) -> Result<Self> {
+        let lv = Libvirt::connect(domain, uri)?;
+        let pid = lv.qemu_pid()?;
+        let loc = RamLocation::qemu(pid, lv.memory_map()?)?;
+        if loc.file.is_none() {
+            return Err(Error::PrivateRam { pid });
+        }
+        Ok(Self {
+            agent_socket: lv.serial_socket(1)?,
+            hv: Some(Hv::Libvirt(lv)),
+            ram: Ram::Live(loc),
+            map_source: "libvirt monitor passthrough, info mtree",
         })
     }
 
