@@ -1,7 +1,8 @@
 //! Test and lab support for vmscope: the guest images `cargo xtask images` builds
 //! ([`GuestImages`]), QEMU guests started from them and always stopped ([`QemuVm`]),
 //! and a booted guest with a connection to its agent ([`Guest`]) — the ground truth
-//! every end-to-end test compares vmscope's view with.
+//! every end-to-end test compares vmscope's view with; also the same guests as libvirt
+//! domains ([`libvirt`]).
 //!
 //! ```no_run
 //! let mut g = vmscope_testbed::boot("6.1"); // Debian 6.1, 1 GiB, 2 vCPUs, KASLR on
@@ -19,6 +20,7 @@
 mod error;
 mod guest;
 mod images;
+pub mod libvirt;
 mod qemu;
 pub mod workloads;
 

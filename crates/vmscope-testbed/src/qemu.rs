@@ -429,7 +429,7 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
-fn read_tail(path: &Path, lines: usize) -> String {
+pub(crate) fn read_tail(path: &Path, lines: usize) -> String {
     let mut s = String::new();
     if let Ok(mut f) = std::fs::File::open(path) {
         let mut b = Vec::new();
