@@ -33,6 +33,7 @@
 mod error;
 mod pread;
 mod procmem;
+mod remote;
 mod vmreadv;
 
 pub use error::{Error, Result};

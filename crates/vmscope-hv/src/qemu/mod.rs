@@ -7,18 +7,40 @@ mod hmp;
 mod process;
 mod qmp;
 
-pub use cmdline::QemuCommandLine;
-pub use hmp::{parse_mtree_flat, parse_registers};
-pub use process::{RamMapping, ram_mapping};
+pub use cmdline::{MemoryBackend, QemuCommandLine};
+pub use hmp::{BlockSpan, parse_gpa2hva, parse_mtree_blocks, parse_mtree_flat, parse_registers};
+pub use process::{RamMapping, Vma, block_at, parse_maps, ram_mapping, read_maps};
 pub use qmp::{Event, Qmp};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use vmscope_mem::MemoryMap;
+use serde_json::Value;
+use vmscope_mem::{Hva, MemoryMap};
 
 use crate::{Error, Hypervisor, Result, VcpuRegisters};
+
+/// Guest RAM as a QEMU process lays it out: the memory map over its RAM blocks (one
+/// after another in the backing space) and where QEMU holds each block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RamLayout {
+    /// Guest-physical ranges and their offsets in the backing space.
+    pub map: MemoryMap,
+    /// The RAM blocks the map uses.
+    pub blocks: Vec<LayoutBlock>,
+    /// How it was learnt, for `info` and errors.
+    pub source: &'static str,
+}
+
+/// One RAM block of a [`RamLayout`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutBlock {
+    /// Its name and place in the backing space.
+    pub span: BlockSpan,
+    /// Where its first byte is in QEMU's address space.
+    pub hva: Hva,
+}
 
 /// QEMU controlled over one QMP connection. A connection that breaks (QEMU's end
 /// closed, a proxy gone) is opened again once per command, so that a guest paused
@@ -55,6 +77,50 @@ impl QmpHypervisor {
     /// The socket it talks to.
     pub fn socket(&self) -> &Path {
         &self.path
+    }
+
+    /// Guest RAM as QEMU lays it out: its memory backends (`query-memdev`), the
+    /// ranges of guest-physical memory each backs (`info mtree -f`), and where QEMU
+    /// holds each (`gpa2hva` at the block's lowest range).
+    pub fn ram_layout(&self) -> Result<RamLayout> {
+        self.retrying(|q| {
+            let (map, spans) = self.map_and_blocks(q)?;
+            let mut blocks = Vec::new();
+            for span in spans {
+                let r = map.regions().iter().find(|r| r.name == span.name).expect("every span maps a region");
+                let text = q.hmp(&format!("gpa2hva {:#x}", r.gpa.raw()), None)?;
+                let (name, hva) = parse_gpa2hva(&text)?;
+                let into_block = r.offset - span.offset;
+                let hva = hva.checked_sub(into_block).filter(|_| name == span.name).ok_or_else(|| {
+                    Error::Protocol(format!("gpa2hva {} says {text:?}, not RAM block {}", r.gpa, span.name))
+                })?;
+                blocks.push(LayoutBlock { span, hva: Hva::new(hva) });
+            }
+            Ok(RamLayout { map, blocks, source: "QMP (query-memdev, info mtree -f, gpa2hva)" })
+        })
+    }
+
+    /// The memory map over the RAM blocks of QEMU's memory backends (all of them, or
+    /// the one [`with_ram_name`](Self::with_ram_name) names).
+    fn map_and_blocks(&self, q: &mut Qmp) -> Result<(MemoryMap, Vec<BlockSpan>)> {
+        let mtree = q.hmp("info mtree -f", None)?;
+        // Every QEMU since 5.0 lists its RAM backends here, the implicit pc.ram of a
+        // plain -m too.
+        let memdevs = q.execute("query-memdev", None).unwrap_or(Value::Null);
+        let mut blocks: Vec<(String, u64)> = memdevs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| Some((d.get("id")?.as_str()?.to_owned(), d.get("size")?.as_u64()?)))
+            .filter(|(id, _)| self.ram_name.as_ref().is_none_or(|n| n == id))
+            .collect();
+        if blocks.is_empty() {
+            // No backend to name: the largest RAM region, as large as it is mapped.
+            let m = parse_mtree_flat(&mtree, self.ram_name.as_deref())?;
+            let name = m.regions()[0].name.clone();
+            blocks.push((name, m.backing_size().next_multiple_of(4096)));
+        }
+        parse_mtree_blocks(&mtree, &blocks)
     }
 
     /// A new connection after `lost` broke the old one.
@@ -122,6 +188,6 @@ impl Hypervisor for QmpHypervisor {
     }
 
     fn memory_map(&self) -> Result<MemoryMap> {
-        self.retrying(|q| parse_mtree_flat(&q.hmp("info mtree -f", None)?, self.ram_name.as_deref()))
+        self.retrying(|q| Ok(self.map_and_blocks(q)?.0))
     }
 }
