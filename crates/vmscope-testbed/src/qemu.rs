@@ -312,14 +312,15 @@ pub struct QemuVm {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// A number no other call in this process got: names temporary directories.
+pub(crate) fn next_id() -> u32 {
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 impl QemuVm {
     /// Starts QEMU and waits for the ready marker (or QMP, without one).
     pub fn launch(config: QemuConfig) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "vmscope-qemu-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let dir = std::env::temp_dir().join(format!("vmscope-qemu-{}-{}", std::process::id(), next_id()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         for f in [&config.kernel].into_iter().chain(config.initrd.as_ref()) {
             if !f.exists() {
