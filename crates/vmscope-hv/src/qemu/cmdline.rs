@@ -390,7 +390,14 @@ mod tests {
         );
         assert_eq!(spans[1], BlockSpan { name: "m1".into(), offset: 1 << 30, size: 3 << 30 });
         let file = MemoryBackend { kind: "file".into(), mem_path: Some("/dev/hugepages".into()), ..Default::default() };
-        let vma = |path: &str, perms: &str| Vma { start: 0, end: 1, perms: perms.into(), offset: 0, path: path.into() };
+        let vma = |path: &str, perms: &str| Vma {
+            start: 0,
+            end: 1,
+            perms: perms.into(),
+            offset: 0,
+            inode: 1,
+            path: path.into(),
+        };
         assert!(fits(&vma("/dev/hugepages/qemu_back_mem.m1.Xa2 (deleted)", "rw-s"), &file));
         assert!(!fits(&vma("/dev/hugepages2/x", "rw-s"), &file));
         let ram = MemoryBackend { kind: "ram".into(), ..Default::default() };

@@ -19,6 +19,8 @@ pub struct Vma {
     pub perms: String,
     /// Offset in the file mapped.
     pub offset: u64,
+    /// The file's inode number (0 for anonymous memory).
+    pub inode: u64,
     /// The file (`/memfd:memory-backend-memfd (deleted)`, a `mem-path` file), a
     /// pseudo-name (`[heap]`), or empty for anonymous memory.
     pub path: String,
@@ -64,11 +66,12 @@ pub fn parse_maps(text: &str) -> Vec<Vma> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut f = line.splitn(6, ' ');
-        let (Some(range), Some(perms), Some(off), Some(_dev), Some(_inode)) =
+        let (Some(range), Some(perms), Some(off), Some(_dev), Some(inode)) =
             (f.next(), f.next(), f.next(), f.next(), f.next())
         else {
             continue;
         };
+        let Ok(inode) = inode.parse() else { continue };
         let path = f.next().unwrap_or("").trim_start().to_owned();
         let Some((a, b)) = range.split_once('-') else { continue };
         let (Ok(start), Ok(end), Ok(offset)) =
@@ -77,7 +80,7 @@ pub fn parse_maps(text: &str) -> Vec<Vma> {
             continue;
         };
         if end > start {
-            out.push(Vma { start, end, perms: perms.to_owned(), offset, path });
+            out.push(Vma { start, end, perms: perms.to_owned(), offset, inode, path });
         }
     }
     out
@@ -115,7 +118,7 @@ pub fn block_at(pid: u32, vmas: &[Vma], name: &str, offset: u64, hva: Hva, size:
     } else {
         let map_file = PathBuf::from(format!("/proc/{pid}/map_files/{:x}-{:x}", first.start, first.end));
         Backing::File {
-            path: find_fd(pid, &first.path).unwrap_or(map_file),
+            path: find_fd(pid, &first.path, first.inode).unwrap_or(map_file),
             offset: first.offset + (start - first.start),
             shared: first.is_shared(),
         }
@@ -146,11 +149,15 @@ fn kernel_page_size(pid: u32, start: u64) -> Option<u64> {
     Some(kib << 10)
 }
 
-/// The `/proc/PID/fd/N` whose link target is `target`.
-fn find_fd(pid: u32, target: &str) -> Option<PathBuf> {
+/// The `/proc/PID/fd/N` open on the file `target` with inode `inode` (every memfd of
+/// QEMU has the same name; the inode tells them apart).
+fn find_fd(pid: u32, target: &str, inode: u64) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
     let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    dir.filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| std::fs::read_link(p).is_ok_and(|l| l.to_string_lossy() == target))
+    dir.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
+        std::fs::read_link(p).is_ok_and(|l| l.to_string_lossy() == target)
+            && std::fs::metadata(p).is_ok_and(|m| m.ino() == inode)
+    })
 }
 
 /// The RAM backend as seen in `/proc/PID/maps`.
