@@ -21,10 +21,11 @@ use output::{ModRow, PsRow};
 
 /// Introspect a Linux guest from outside: no agent, no profile, no guest changes.
 ///
-/// The guest is a running QEMU (--qemu PID; its RAM must be a shared memfd, see the
-/// README), a QEMU domain of libvirt (--libvirt DOMAIN), a guest of vmscope's built-in
-/// VMM (--vmm SOCKET), or a dump file (--dump FILE: ELF core as QEMU's
-/// dump-guest-memory writes it, LiME, or raw).
+/// The guest is a running QEMU (--qemu PID; started however it was: private RAM from
+/// plain -m, memory backends shared or private, hugetlbfs, see the README), a QEMU
+/// domain of libvirt (--libvirt DOMAIN), a guest of vmscope's built-in VMM (--vmm
+/// SOCKET), or a dump file (--dump FILE: ELF core as
+/// QEMU's dump-guest-memory writes it, LiME, or raw).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
@@ -49,12 +50,13 @@ struct Args {
     #[arg(long, value_name = "FILE", global = true)]
     dump: Option<PathBuf>,
     /// How to reach guest memory: live-read, halt-read, live-map, halt-map, halt-snap,
-    /// live-snap, consistent-read, consistent-map, agent (default: the fastest that
-    /// works, live-map).
+    /// live-snap, consistent-read, consistent-map, agent (default: the fastest the
+    /// guest's RAM allows: live-map where it is shared, else live-read).
     #[arg(long, short, value_name = "NAME", global = true)]
     technique: Option<Technique>,
     /// How live-read and halt-read read: pread (of the RAM file), process_vm_readv,
-    /// proc-mem (default: the fastest the RAM allows).
+    /// proc-mem (default: the fastest the RAM allows: pread where it is a shared file,
+    /// else process_vm_readv).
     #[arg(long, value_name = "METHOD", global = true)]
     read_method: Option<ReadMethod>,
     /// Print one JSON document instead of a table.

@@ -40,55 +40,73 @@ fn truth(d: &LibvirtDomain) -> Ps {
     agent.processes().unwrap().into_iter().map(|p| (p.pid, (p.ppid, p.uid, p.comm))).collect()
 }
 
-fn ps(d: &LibvirtDomain, technique: &str) -> Ps {
-    let out = vmscope(d, &["--technique", technique, "ps", "--json"]);
-    assert!(out.status.success(), "{technique}: {}", String::from_utf8_lossy(&out.stderr));
+/// `ps --json` under `technique` (`None`: the default); the technique that ran, and
+/// the rows.
+fn ps(d: &LibvirtDomain, technique: Option<&str>) -> (String, Ps) {
+    let mut args = vec!["ps", "--json"];
+    if let Some(t) = technique {
+        args.extend(["--technique", t]);
+    }
+    let out = vmscope(d, &args);
+    assert!(out.status.success(), "{technique:?}: {}", String::from_utf8_lossy(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let rows = doc["processes"].as_array().unwrap_or_else(|| panic!("{technique}: no processes in {doc}"));
-    rows.iter()
+    let rows = doc["processes"].as_array().unwrap_or_else(|| panic!("{technique:?}: no processes in {doc}"));
+    let rows = rows
+        .iter()
         .map(|r| {
-            let n = |k: &str| r[k].as_i64().unwrap_or_else(|| panic!("{technique}: {k} in {r}"));
+            let n = |k: &str| r[k].as_i64().unwrap_or_else(|| panic!("{technique:?}: {k} in {r}"));
             (n("pid") as i32, (n("ppid") as i32, n("uid") as u32, r["comm"].as_str().unwrap().to_owned()))
         })
-        .collect()
+        .collect();
+    (doc["technique"].as_str().unwrap_or_default().to_owned(), rows)
 }
 
-/// Every process the guest listed before and after `technique`'s pass is in it, alike.
-fn agrees(d: &LibvirtDomain, technique: &str) {
+/// Every process the guest listed before and after `technique`'s pass is in it,
+/// alike; the technique that ran.
+fn agrees(d: &LibvirtDomain, technique: Option<&str>) -> String {
     let before = truth(d);
-    let ours = ps(d, technique);
+    let (ran, ours) = ps(d, technique);
     let after = truth(d);
     let stable: Vec<_> = before.iter().filter(|(p, w)| after.get(p) == Some(w)).collect();
     assert!(stable.len() > 5, "the guest lists too few processes: {before:?}");
     for (pid, want) in stable {
-        let got = ours.get(pid).unwrap_or_else(|| panic!("{technique}: pid {pid} {want:?} missing"));
+        let got = ours.get(pid).unwrap_or_else(|| panic!("{ran}: pid {pid} {want:?} missing"));
         // The kernel keeps 15 bytes of a name; /proc shows kernel threads' full names
         // (and a kworker's current workqueue).
         let truncated = (got.2.len() == 15 || got.2.starts_with("kworker/")) && want.2.starts_with(&got.2);
         let comm_ok = got.2 == want.2 || truncated;
         assert!(
             got.0 == want.0 && got.1 == want.1 && comm_ok,
-            "{technique}: pid {pid}: vmscope {got:?}, /proc {want:?}"
+            "{ran}: pid {pid}: vmscope {got:?}, /proc {want:?}"
         );
     }
+    ran
 }
 
-fn shared_memfd_domain(kernel: &str) {
-    let Some(d) = domain(kernel, Memory::SharedMemfd) else { return };
-    for t in [
-        "live-map",
-        "live-read",
-        "halt-map",
-        "halt-read",
-        "halt-snap",
-        "live-snap",
-        "consistent-map",
-        "consistent-read",
-        "agent",
-    ] {
-        agrees(&d, t);
+/// Techniques that map guest RAM: only where it is shared.
+const MAPPING: [&str; 3] = ["live-map", "halt-map", "consistent-map"];
+
+/// Every technique `memory` allows agrees with the guest; the others say why not.
+fn every_technique(kernel: &str, memory: Memory) {
+    let Some(d) = domain(kernel, memory) else { return };
+    let mut allowed = vec!["live-read", "halt-read", "halt-snap", "live-snap", "consistent-read", "agent"];
+    if memory == Memory::SharedMemfd {
+        allowed.extend(MAPPING);
+    } else {
+        for t in MAPPING {
+            let out = vmscope(&d, &["--technique", t, "ps"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{t} on private RAM: {err}");
+            assert!(err.contains("private") && err.contains("memoryBacking"), "{t}: {err}");
+        }
+    }
+    for t in allowed {
+        assert_eq!(agrees(&d, Some(t)), t);
         assert_eq!(virsh(&["domstate", d.name()]), "running", "{t} left the domain not running");
     }
+    // With no --technique: the fastest the domain allows.
+    let fastest = if memory == Memory::SharedMemfd { "live-map" } else { "live-read" };
+    assert_eq!(agrees(&d, None), fastest);
     // A domain the user paused stays paused after a halting pass (resume only what
     // you paused), and libvirt still knows it as paused.
     virsh(&["suspend", d.name()]);
@@ -110,12 +128,22 @@ fn shared_memfd_domain(kernel: &str) {
 
 #[test]
 fn libvirt_shared_memfd_domain_6_1() {
-    shared_memfd_domain("6.1");
+    every_technique("6.1", Memory::SharedMemfd);
 }
 
 #[test]
 fn libvirt_shared_memfd_domain_6_12() {
-    shared_memfd_domain("6.12");
+    every_technique("6.12", Memory::SharedMemfd);
+}
+
+#[test]
+fn libvirt_default_private_domain_6_1() {
+    every_technique("6.1", Memory::Default);
+}
+
+#[test]
+fn libvirt_default_private_domain_6_12() {
+    every_technique("6.12", Memory::Default);
 }
 
 #[test]

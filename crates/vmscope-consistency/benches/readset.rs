@@ -39,7 +39,7 @@ fn readset(c: &mut Criterion) {
     guest.sh("i=0; while [ $i -lt 60 ]; do sh -c 'exec sleep 1000000' >/dev/null 2>&1 & i=$((i+1)); done");
     let vm = &guest.vm;
     let hv = vm.hv();
-    let loc = RamLocation::qemu(vm.pid(), hv.memory_map().expect("memory map")).expect("RAM location");
+    let loc = RamLocation::qemu(vm.pid(), &hv.ram_layout().expect("RAM layout")).expect("RAM location");
     let mem = Mapped::open(loc).expect("map RAM");
     let regs = hv.vcpu_registers(0).expect("registers");
     let k = Kernel::attach(&mem, Hints::from_registers(regs.cr3, regs.cr4)).expect("attach");

@@ -21,7 +21,7 @@ mod regs;
 
 pub use error::{Error, Result};
 pub use halt::{Halted, PauseGuard};
-pub use location::{Extents, HoleGuard, RamLocation};
+pub use location::{Backed, Backing, Extents, HoleGuard, Piece, PieceSource, RamBlock, RamLocation};
 pub use regs::VcpuRegisters;
 
 use vmscope_mem::MemoryMap;

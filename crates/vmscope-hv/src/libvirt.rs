@@ -15,7 +15,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 use vmscope_mem::MemoryMap;
 
-use crate::qemu::{parse_mtree_flat, parse_registers};
+use crate::qemu::{Monitor, RamLayout, map_and_blocks, parse_registers, ram_layout};
 use crate::{Error, Hypervisor, Result, VcpuRegisters};
 
 /// The connection URI when none is given and `LIBVIRT_DEFAULT_URI` is unset: the
@@ -123,6 +123,12 @@ impl Libvirt {
         reply.get("return").cloned().ok_or_else(|| Error::Protocol(format!("no return in {out:?}")))
     }
 
+    /// Guest RAM as the domain's QEMU lays it out (see [`ram_layout`]), asked
+    /// through libvirt's monitor passthrough.
+    pub fn ram_layout(&self) -> Result<RamLayout> {
+        ram_layout(&mut Passthrough(self), None, "libvirt monitor passthrough (query-memdev, info mtree -f, gpa2hva)")
+    }
+
     /// An HMP command through the passthrough, on vCPU `cpu` if given.
     fn hmp(&self, command_line: &str, cpu: Option<usize>) -> Result<String> {
         let mut args = json!({ "command-line": command_line });
@@ -177,7 +183,20 @@ impl Hypervisor for Libvirt {
     }
 
     fn memory_map(&self) -> Result<MemoryMap> {
-        parse_mtree_flat(&self.hmp("info mtree -f", None)?, None)
+        Ok(map_and_blocks(&mut Passthrough(self), None)?.0)
+    }
+}
+
+/// libvirt's monitor passthrough as a QEMU [`Monitor`].
+struct Passthrough<'a>(&'a Libvirt);
+
+impl Monitor for Passthrough<'_> {
+    fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value> {
+        self.0.monitor(command, arguments)
+    }
+
+    fn hmp(&mut self, command_line: &str, cpu: Option<usize>) -> Result<String> {
+        self.0.hmp(command_line, cpu)
     }
 }
 

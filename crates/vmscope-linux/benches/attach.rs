@@ -33,8 +33,9 @@ fn attach(c: &mut Criterion) {
     cfg.kaslr = true;
     let vm = QemuVm::launch(cfg).expect("boot the guest");
     let hv = vm.hv();
-    let map = hv.memory_map().expect("memory map");
-    let mem = vmscope_read::open_backing(&RamLocation::qemu(vm.pid(), map).expect("RAM location")).expect("open RAM");
+    let layout = hv.ram_layout().expect("RAM layout");
+    let mem =
+        vmscope_read::open_backing(&RamLocation::qemu(vm.pid(), &layout).expect("RAM location")).expect("open RAM");
     let regs = hv.vcpu_registers(0).expect("registers");
     let hints = Hints::from_registers(regs.cr3, regs.cr4);
     let cache = ProfileCache::in_memory();

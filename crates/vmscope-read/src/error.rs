@@ -5,8 +5,10 @@
 pub enum Error {
     /// The hypervisor process may not be read by us.
     #[error(
-        "no permission to read process {pid}: run as root, or as its owner with \
-         /proc/sys/kernel/yama/ptrace_scope set to 0 ({source})"
+        "no permission to read the memory of process {pid}: process_vm_readv, /proc/PID/mem and \
+         /proc/PID/pagemap need ptrace rights over it; run vmscope as root, give it CAP_SYS_PTRACE \
+         (setcap cap_sys_ptrace+ep vmscope), or run it as the process's own user with \
+         /proc/sys/kernel/yama/ptrace_scope at 0 ({source})"
     )]
     Permission {
         /// The hypervisor process.
@@ -37,6 +39,24 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The hole guard of `loc`: opening its files and QEMU's pagemap fails like opening
+/// QEMU's memory does.
+pub(crate) fn guard(loc: &vmscope_hv::RamLocation) -> Result<vmscope_hv::HoleGuard> {
+    vmscope_hv::HoleGuard::new(loc).map_err(|e| match e {
+        vmscope_hv::Error::Io { what, source } => Error::open(loc.pid, what, source),
+        other => other.into(),
+    })
+}
+
+/// A read of the backing at `offset` that failed, as the I/O error a bulk copy
+/// reports.
+pub(crate) fn at_offset(e: vmscope_mem::Error, offset: u64) -> std::io::Error {
+    match e {
+        vmscope_mem::Error::Io { source, .. } => source,
+        other => std::io::Error::other(format!("backing offset {offset:#x}: {other}")),
+    }
+}
 
 impl Error {
     pub(crate) fn open(pid: u32, what: String, source: std::io::Error) -> Self {

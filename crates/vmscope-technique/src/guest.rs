@@ -11,7 +11,7 @@ use vmscope_snap::DumpFile;
 
 use crate::access::{Access, How};
 use crate::reader::{Options, ReadMethod, Reader};
-use crate::{Error, Result, Technique};
+use crate::{Error, MemoryAccess, Result, Technique};
 
 /// A guest to introspect, as a user names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,14 +105,12 @@ impl Guest {
             Some(p) => Some(QmpHypervisor::connect(p, Duration::from_secs(5))?),
             None => connect_any(&cmdline.qmp)?,
         };
-        let (map, map_source) = match &hv {
-            Some(h) => (h.memory_map()?, "QMP info mtree"),
-            None => (cmdline.inferred_memory_map()?, "inferred from -m (no QMP)"),
+        let layout = match &hv {
+            Some(h) => h.ram_layout()?,
+            None => cmdline.inferred_layout(pid)?,
         };
-        let loc = RamLocation::qemu(pid, map)?;
-        if loc.file.is_none() {
-            return Err(Error::PrivateRam { pid });
-        }
+        let map_source = layout.source;
+        let loc = RamLocation::qemu(pid, &layout)?;
         Ok(Self {
             hv: hv.map(Hv::Qemu),
             ram: Ram::Live(loc),
@@ -123,16 +121,13 @@ impl Guest {
 
     fn libvirt(domain: &str, uri: Option<&str>) -> Result<Self> {
         let lv = Libvirt::connect(domain, uri)?;
-        let pid = lv.qemu_pid()?;
-        let loc = RamLocation::qemu(pid, lv.memory_map()?)?;
-        if loc.file.is_none() {
-            return Err(Error::PrivateRam { pid });
-        }
+        let layout = lv.ram_layout()?;
+        let loc = RamLocation::qemu(lv.qemu_pid()?, &layout)?;
         Ok(Self {
             agent_socket: lv.serial_socket(1)?,
             hv: Some(Hv::Libvirt(lv)),
             ram: Ram::Live(loc),
-            map_source: "libvirt monitor passthrough, info mtree",
+            map_source: layout.source,
         })
     }
 
@@ -168,7 +163,7 @@ impl Guest {
         self.hv.as_ref().map(Hv::as_dyn)
     }
 
-    /// How the guest memory map was learnt (`QMP info mtree`, `VMM memory-map`, ...).
+    /// How the guest memory map was learnt (QMP, `VMM memory-map`, ...).
     pub fn map_source(&self) -> &'static str {
         self.map_source
     }
@@ -184,11 +179,11 @@ impl Guest {
     }
 
     /// The technique used when none is asked for: the fastest this guest allows
-    /// (a mapping of shared RAM, else syscall reads); `None` for a dump, which is read
-    /// as it is.
+    /// (a mapping where all of guest RAM is shared files, else syscall reads of
+    /// QEMU's address space); `None` for a dump, which is read as it is.
     pub fn default_technique(&self) -> Option<Technique> {
         match &self.ram {
-            Ram::Live(l) if l.file.is_some() => Some(Technique::LiveMap),
+            Ram::Live(l) if l.is_shared() => Some(Technique::LiveMap),
             Ram::Live(_) => Some(Technique::LiveRead),
             Ram::Dump(_) => None,
         }
@@ -205,6 +200,9 @@ impl Guest {
         let t = technique.or_else(|| self.default_technique()).expect("a live guest has a default technique");
         let hv = || self.hv.as_ref().map(Hv::as_dyn).ok_or(Error::NeedsHypervisor(t));
         let method = opts.read_method.unwrap_or_else(|| ReadMethod::for_location(loc));
+        if t.axes().access == MemoryAccess::Mapping && !loc.is_shared() {
+            return Err(Error::PrivateRam { technique: t, pid: loc.pid, blocks: loc.private_blocks().join("; ") });
+        }
         let how = match t {
             Technique::Agent => {
                 let sock = self.agent_socket.as_ref().ok_or(Error::NoAgent)?;
@@ -222,7 +220,7 @@ impl Guest {
                 How::Halt(vmscope_hv::Halted::new(Reader::syscall(loc, method, opts.pass_cache_pages)?, hv()?))
             }
             Technique::HaltMap => How::Halt(vmscope_hv::Halted::new(Reader::map(loc)?, hv()?)),
-            Technique::HaltSnap | Technique::LiveSnap => How::Snap { hv: hv()?, ram: vmscope_read::open_backing(loc)? },
+            Technique::HaltSnap | Technique::LiveSnap => How::Snap { hv: hv()?, ram: Reader::backed(loc, method)? },
         };
         Ok(Access::new(Some(t), how, opts))
     }

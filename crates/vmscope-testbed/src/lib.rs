@@ -19,6 +19,7 @@
 
 mod error;
 mod guest;
+mod hugepages;
 mod images;
 pub mod libvirt;
 mod qemu;
@@ -26,5 +27,6 @@ pub mod workloads;
 
 pub use error::{Error, Result};
 pub use guest::{Guest, boot, boot_with, boot_with_workloads, eventually, find_banners};
+pub use hugepages::HugePages;
 pub use images::{GuestImages, GuestKernel, WORKLOADS_SERIAL};
-pub use qemu::{Accel, Disk, QemuConfig, QemuVm, RAM_ID, READY_MARKER, SCRATCH_SERIAL, process_alive};
+pub use qemu::{Accel, Disk, QemuConfig, QemuVm, RAM_ID, READY_MARKER, RamBacking, SCRATCH_SERIAL, process_alive};
