@@ -265,11 +265,11 @@ fn file_data(f: &BlockFile, len: u64) -> Result<Vec<(u64, u64)>> {
 
 /// Whether `file` lives on hugetlbfs.
 pub(crate) fn is_hugetlbfs(file: &File) -> bool {
-    const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+    const HUGETLBFS_MAGIC: libc::__fsword_t = 0x9584_58f6;
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
     // SAFETY: fstatfs writes one statfs into the buffer we pass, which is large
     // enough; the result is read only when the call succeeded.
     let ok = unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) } == 0;
     // SAFETY: initialised by the successful call (or zeroed).
-    ok && unsafe { st.assume_init() }.f_type as i64 == HUGETLBFS_MAGIC
+    ok && unsafe { st.assume_init() }.f_type == HUGETLBFS_MAGIC
 }
