@@ -279,4 +279,19 @@ fn plain_m_without_qmp() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("QMP"), "{}", String::from_utf8_lossy(&o.stderr));
     let o = q.vmscope_env(&["--technique", "live-map", "ps"], cache.path());
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot map"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Another user, without ptrace rights over QEMU: the error says how to get them.
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::process::CommandExt;
+        let o = Command::new(env!("CARGO_BIN_EXE_vmscope"))
+            .args(["--qemu", &q.pid().to_string(), "ps"])
+            .uid(65534)
+            .gid(65534)
+            .env("XDG_CACHE_HOME", "/tmp")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("ptrace rights") && err.contains("CAP_SYS_PTRACE"), "{err}");
+    }
 }

@@ -89,12 +89,7 @@ impl RamBlock {
             return Err(Error::Unsupported(format!("RAM block {} of process {pid} is not a file", self.name)));
         };
         File::open(path).map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                " (run as the user that owns the hypervisor, or as root)"
-            } else {
-                ""
-            };
-            Error::io(format!("opening the RAM file {} of block {}{hint}", path.display(), self.name), e)
+            Error::of_process(pid, format!("open the RAM file {} of block {}", path.display(), self.name), e)
         })
     }
 }
