@@ -74,11 +74,13 @@ impl RamBlock {
     pub fn describe(&self) -> String {
         let huge =
             if self.page_size > 4096 { format!(" on {} KiB huge pages", self.page_size >> 10) } else { String::new() };
+        // `/proc/PID/fd/N` opens the file; what it links to names it.
+        let file = |p: &PathBuf| std::fs::read_link(p).unwrap_or_else(|_| p.clone()).display().to_string();
         match &self.backing {
             Backing::Anonymous => format!("{}: anonymous private memory{huge}", self.name),
-            Backing::File { path, shared: true, .. } => format!("{}: shared file {}{huge}", self.name, path.display()),
+            Backing::File { path, shared: true, .. } => format!("{}: shared file {}{huge}", self.name, file(path)),
             Backing::File { path, shared: false, .. } => {
-                format!("{}: private (copy-on-write) mapping of {}{huge}", self.name, path.display())
+                format!("{}: private (copy-on-write) mapping of {}{huge}", self.name, file(path))
             }
         }
     }
