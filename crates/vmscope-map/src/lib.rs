@@ -162,7 +162,11 @@ impl Mapped {
                     done += n as usize;
                     continue;
                 }
-                for p in self.holes.split(off, n) {
+                let pieces = self
+                    .holes
+                    .split(off, n)
+                    .map_err(|e| MemError::Io { gpa: op.gpa, source: std::io::Error::other(e) })?;
+                for p in pieces {
                     let len = p.len as usize;
                     let dst = &mut op.buf[done..done + len];
                     let o = p.offset as usize;

@@ -53,7 +53,8 @@ pub(crate) unsafe fn plan(
     if holes.is_populated(off, len as u64) {
         return remote(to_hva(off, len as u64)?, dst, len);
     }
-    for p in holes.split(off, len as u64) {
+    let pieces = holes.split(off, len as u64).map_err(|e| MemError::Io { gpa, source: std::io::Error::other(e) })?;
+    for p in pieces {
         let (at, n) = ((p.offset - off) as usize, p.len as usize);
         // SAFETY: the pieces of `split` tile `off..off+len`, so `at + n <= len`.
         let piece = unsafe { dst.add(at) };
