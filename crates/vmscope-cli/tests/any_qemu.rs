@@ -128,6 +128,10 @@ fn ps_matches(vm: &QemuVm, cache: &Path, technique: Option<&str>, extra: &[&str]
 fn check(case: &Case, vm: &QemuVm) {
     let cache = tempfile::tempdir().unwrap();
     let name = case.name();
+    let info = json(&vmscope(vm, cache.path(), &["--json", "info"]), &format!("{name}, info"));
+    let blocks = info["ram"]["blocks"].as_array().unwrap_or_else(|| panic!("{name}: no RAM blocks in {info}"));
+    let shared = blocks.iter().all(|b| b["shared"] == true);
+    assert_eq!(shared, case.shared, "{name}: info says {blocks:?}");
     let default = ps_matches(vm, cache.path(), None, &[], &format!("{name}, the default"));
     assert_eq!(default, if case.shared { "live-map" } else { "live-read" }, "{name}: the default technique");
     let mut allowed: Vec<&str> = PRIVATE.to_vec();
