@@ -146,7 +146,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let validates = access.technique().is_some_and(Technique::validates);
     if !args.command.verify() && !validates {
         let out = access.pass(|mem| view(args, name, &attach(mem, hints)?))??;
-        return emit(args.json, out);
+        return emit(args.json, with_ram(args, &guest, out));
     }
     // Attaching reads what the kernel does not change while it runs (its symbols and
     // types); the view is what must be consistent, so it gets a pass (and a read set)
@@ -155,7 +155,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         access.pass(|mem| attach(mem, hints).map(|k| k.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0)))))??;
     if !args.command.verify() {
         let out = access.pass(|mem| view(args, name, &kernel.rebind(mem)))??;
-        return emit(args.json, out);
+        return emit(args.json, with_ram(args, &guest, out));
     }
     let seen = access.observed_pass(|mem| {
         let k = kernel.rebind(mem);
@@ -166,6 +166,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
     out.doc["consistency"] = serde_json::to_value(&verified)?;
     out.table.push_str(&verified.text());
     emit(args.json, out)
+}
+
+/// `info` also says where guest RAM lives (a live guest's).
+fn with_ram(args: &Args, guest: &Guest, mut out: Output) -> Output {
+    if let (Command::Info, Some(loc)) = (&args.command, guest.ram_location()) {
+        output::add_ram(&mut out.doc, &mut out.table, loc, guest.map_source());
+    }
+    out
 }
 
 impl Command {

@@ -128,6 +128,10 @@ fn ps_matches(vm: &QemuVm, cache: &Path, technique: Option<&str>, extra: &[&str]
 fn check(case: &Case, vm: &QemuVm) {
     let cache = tempfile::tempdir().unwrap();
     let name = case.name();
+    let info = json(&vmscope(vm, cache.path(), &["--json", "info"]), &format!("{name}, info"));
+    let blocks = info["ram"]["blocks"].as_array().unwrap_or_else(|| panic!("{name}: no RAM blocks in {info}"));
+    let shared = blocks.iter().all(|b| b["shared"] == true);
+    assert_eq!(shared, case.shared, "{name}: info says {blocks:?}");
     let default = ps_matches(vm, cache.path(), None, &[], &format!("{name}, the default"));
     assert_eq!(default, if case.shared { "live-map" } else { "live-read" }, "{name}: the default technique");
     let mut allowed: Vec<&str> = PRIVATE.to_vec();
@@ -279,4 +283,19 @@ fn plain_m_without_qmp() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("QMP"), "{}", String::from_utf8_lossy(&o.stderr));
     let o = q.vmscope_env(&["--technique", "live-map", "ps"], cache.path());
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot map"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Another user, without ptrace rights over QEMU: the error says how to get them.
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::process::CommandExt;
+        let o = Command::new(env!("CARGO_BIN_EXE_vmscope"))
+            .args(["--qemu", &q.pid().to_string(), "ps"])
+            .uid(65534)
+            .gid(65534)
+            .env("XDG_CACHE_HOME", "/tmp")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("ptrace rights") && err.contains("CAP_SYS_PTRACE"), "{err}");
+    }
 }

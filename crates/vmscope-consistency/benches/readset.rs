@@ -26,13 +26,7 @@ use vmscope_mem::PhysMem;
 use vmscope_testbed::GuestImages;
 
 fn readset(c: &mut Criterion) {
-    let images = match GuestImages::locate() {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("note: skipping the read-set benchmark: {e}");
-            return;
-        }
-    };
+    let Some(images) = GuestImages::for_benchmark("read-set") else { return };
     drop(images);
     let mut guest = vmscope_testbed::boot_with("6.1", |c| c.memory_mib = 1024);
     // About 100 tasks, as the lab's idle guest has.

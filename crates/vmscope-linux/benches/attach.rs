@@ -20,13 +20,7 @@ use vmscope_linux::{AttachOptions, Hints, Kernel, ProfileCache};
 use vmscope_testbed::{GuestImages, QemuVm};
 
 fn attach(c: &mut Criterion) {
-    let images = match GuestImages::locate() {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("note: skipping the attach benchmark: {e}");
-            return;
-        }
-    };
+    let Some(images) = GuestImages::for_benchmark("attach") else { return };
     let kernel = images.kernel("6.1").expect("a 6.1 guest image");
     let mut cfg = kernel.qemu_config();
     cfg.memory_mib = 1024;

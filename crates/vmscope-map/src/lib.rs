@@ -162,7 +162,11 @@ impl Mapped {
                     done += n as usize;
                     continue;
                 }
-                for p in self.holes.split(off, n) {
+                let pieces = self
+                    .holes
+                    .split(off, n)
+                    .map_err(|e| MemError::Io { gpa: op.gpa, source: std::io::Error::other(e) })?;
+                for p in pieces {
                     let len = p.len as usize;
                     let dst = &mut op.buf[done..done + len];
                     let o = p.offset as usize;
@@ -251,6 +255,41 @@ mod tests {
             m.read(Gpa::new(start), &mut got[skew..]).unwrap();
             prop_assert_eq!(&got[skew..], &want[..]);
         }
+    }
+
+    /// Two RAM blocks, each its own file (QEMU with a memfd per NUMA node), mapped
+    /// side by side; private RAM is refused with the reason.
+    #[test]
+    fn blocks_of_several_files() {
+        use vmscope_hv::{Backing, RamBlock};
+        let files = [tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap()];
+        for (i, f) in files.iter().enumerate() {
+            f.set_len(0x20000).unwrap();
+            f.write_all_at(format!("block{i}").as_bytes(), 0x10000).unwrap();
+        }
+        let map = MemoryMap::new(vec![
+            Region::new(Gpa::new(0), 0x10000, 0x10000, "a"),
+            Region::new(Gpa::new(0x100000), 0x10000, 0x20000 + 0x10000, "b"),
+        ])
+        .unwrap();
+        let block = |name: &str, offset: u64, f: &File, shared| RamBlock {
+            name: name.into(),
+            offset,
+            size: 0x20000,
+            hva: Hva::new(0),
+            page_size: 4096,
+            backing: Backing::File { path: format!("/proc/self/fd/{}", f.as_raw_fd()).into(), offset: 0, shared },
+        };
+        let blocks = vec![block("a", 0, &files[0], true), block("b", 0x20000, &files[1], true)];
+        let m = Mapped::open(RamLocation::new(std::process::id(), map.clone(), blocks).unwrap()).unwrap();
+        let mut b = [0u8; 6];
+        m.read(Gpa::new(0), &mut b).unwrap();
+        assert_eq!(&b, b"block0");
+        m.read(Gpa::new(0x100000), &mut b).unwrap();
+        assert_eq!(&b, b"block1");
+        let private = vec![block("a", 0, &files[0], true), block("b", 0x20000, &files[1], false)];
+        let err = Mapped::open(RamLocation::new(std::process::id(), map, private).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("cannot map"), "{err}");
     }
 
     #[test]

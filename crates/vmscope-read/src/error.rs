@@ -3,20 +3,6 @@
 /// Why a reader could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The hypervisor process may not be read by us.
-    #[error(
-        "no permission to read the memory of process {pid}: process_vm_readv, /proc/PID/mem and \
-         /proc/PID/pagemap need ptrace rights over it; run vmscope as root, give it CAP_SYS_PTRACE \
-         (setcap cap_sys_ptrace+ep vmscope), or run it as the process's own user with \
-         /proc/sys/kernel/yama/ptrace_scope at 0 ({source})"
-    )]
-    Permission {
-        /// The hypervisor process.
-        pid: u32,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
     /// The hypervisor process does not exist (any more).
     #[error("process {pid} does not exist")]
     NoProcess {
@@ -32,7 +18,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Locating or opening the RAM backing failed.
+    /// Locating or opening the RAM backing failed, or we may not read the process
+    /// (`vmscope_hv::Error::Ptrace`, which says how to get the rights).
     #[error(transparent)]
     Hv(#[from] vmscope_hv::Error),
 }
@@ -61,7 +48,7 @@ pub(crate) fn at_offset(e: vmscope_mem::Error, offset: u64) -> std::io::Error {
 impl Error {
     pub(crate) fn open(pid: u32, what: String, source: std::io::Error) -> Self {
         match source.raw_os_error() {
-            Some(libc::EPERM | libc::EACCES) => Error::Permission { pid, source },
+            Some(libc::EPERM | libc::EACCES) => Error::Hv(vmscope_hv::Error::Ptrace { pid, what, source }),
             Some(libc::ESRCH) | Some(libc::ENOENT) => Error::NoProcess { pid },
             _ => Error::Io { what, source },
         }

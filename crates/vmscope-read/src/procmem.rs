@@ -22,7 +22,7 @@ impl ProcMem {
     /// Opens `/proc/PID/mem` of `loc.pid` read-only.
     pub fn open(loc: RamLocation) -> crate::Result<Self> {
         let path = format!("/proc/{}/mem", loc.pid);
-        let mem = File::open(&path).map_err(|e| crate::Error::open(loc.pid, path, e))?;
+        let mem = File::open(&path).map_err(|e| crate::Error::open(loc.pid, format!("open {path}"), e))?;
         let holes = crate::error::guard(&loc)?;
         Ok(Self { mem, blocks: Blocks::new(&loc), map: loc.map, holes })
     }

@@ -39,7 +39,7 @@ impl VmReadv {
             let mut probe = [0u8; 1];
             let p = Piece { remote: hva, local: probe.as_mut_ptr(), len: 1, gpa: Gpa::new(0) };
             if let Err(MemError::Io { source, .. }) = r.transfer(&[p]) {
-                return Err(crate::Error::open(loc.pid, format!("process_vm_readv of {}", loc.pid), source));
+                return Err(crate::Error::open(loc.pid, "read the memory (process_vm_readv)".into(), source));
             }
         }
         Ok(r)

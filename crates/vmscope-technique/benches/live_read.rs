@@ -57,13 +57,7 @@ fn ps(b: &Booted, a: &Access<'_>) -> usize {
 }
 
 fn live_read(c: &mut Criterion) {
-    let images = match GuestImages::locate() {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("note: skipping the live-read benchmark: {e}");
-            return;
-        }
-    };
+    let Some(images) = GuestImages::for_benchmark("live-read") else { return };
     let memfd = boot(&images, RamBacking::SharedMemfd);
     let private = boot(&images, RamBacking::Plain);
     let cases = [

@@ -52,6 +52,18 @@ pub enum Error {
         #[source]
         source: vmscope_hv::Error,
     },
+    /// QEMU's QMP socket may not be connected to by us.
+    #[error(
+        "no permission to connect to QEMU's QMP socket {socket}: run vmscope as root or as QEMU's own \
+         user, or pass --qmp PATH to a monitor socket you may use"
+    )]
+    QmpDenied {
+        /// The socket.
+        socket: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A mapping technique was asked of guest RAM that QEMU keeps private.
     #[error(
         "technique {technique} maps guest RAM, but QEMU {pid} keeps it private ({blocks}), and another \

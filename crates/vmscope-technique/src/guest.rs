@@ -238,6 +238,11 @@ fn connect_any(sockets: &[PathBuf]) -> Result<Option<QmpHypervisor>> {
     }
     match last {
         None => Ok(None),
+        Some((socket, vmscope_hv::Error::Io { source, .. }))
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Err(Error::QmpDenied { socket, source })
+        }
         Some((socket, source)) => Err(Error::QmpBusy { socket, source }),
     }
 }

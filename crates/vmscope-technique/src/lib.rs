@@ -61,3 +61,4 @@ pub use guest::{Guest, Target};
 pub use reader::{Options, ReadMethod};
 pub use technique::{Axes, Cooperation, Liveness, MemoryAccess, Technique};
 pub use vmscope_consistency::validate::{Method, Verdict};
+pub use vmscope_hv::RamLocation;

@@ -10,23 +10,21 @@ const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
 
 /// `pages` more 2 MiB huge pages reserved and a hugetlbfs mounted on a fresh
 /// directory, for a guest's `mem-path`. Dropping it unmounts the directory, removes
-/// it, and gives the pages back.
+/// it, and gives the pages back. Tests running at once each add and take back their
+/// own pages (under a lock), so none takes another's.
 #[derive(Debug)]
 pub struct HugePages {
-    before: u64,
+    pages: u64,
     mount: PathBuf,
 }
 
 impl HugePages {
     /// Reserves `pages` more huge pages and mounts a hugetlbfs.
     pub fn reserve(pages: u64) -> Result<Self> {
-        let read = std::fs::read_to_string(NR_HUGEPAGES).map_err(|e| Error::io(NR_HUGEPAGES, e))?;
-        let before: u64 = read.trim().parse().map_err(|_| Error::Launch(format!("{NR_HUGEPAGES} says {read:?}")))?;
         let mount =
             std::env::temp_dir().join(format!("vmscope-huge-{}-{}", std::process::id(), crate::qemu::next_id()));
-        std::fs::write(NR_HUGEPAGES, (before + pages).to_string())
-            .map_err(|e| Error::Launch(format!("reserving {pages} huge pages needs root: {e}")))?;
-        let h = Self { before, mount };
+        adjust(|n| n + pages).map_err(|e| Error::Launch(format!("reserving {pages} huge pages needs root: {e}")))?;
+        let h = Self { pages, mount };
         std::fs::create_dir_all(&h.mount).map_err(|e| Error::io(format!("creating {}", h.mount.display()), e))?;
         let st = Command::new("mount").args(["-t", "hugetlbfs", "none"]).arg(&h.mount).status();
         if !st.is_ok_and(|s| s.success()) {
@@ -57,6 +55,20 @@ impl Drop for HugePages {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.mount).status();
         let _ = std::fs::remove_dir(&self.mount);
-        let _ = std::fs::write(NR_HUGEPAGES, self.before.to_string());
+        let pages = self.pages;
+        let _ = adjust(|n| n.saturating_sub(pages));
     }
+}
+
+/// Sets `nr_hugepages` to `f` of its value, under an exclusive lock that every
+/// [`HugePages`] of this host takes.
+fn adjust(f: impl FnOnce(u64) -> u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let lock = std::fs::File::create(std::env::temp_dir().join("vmscope-hugepages.lock"))?;
+    // SAFETY: flock on a descriptor we hold; released when `lock` closes.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let now: u64 = std::fs::read_to_string(NR_HUGEPAGES)?.trim().parse().map_err(std::io::Error::other)?;
+    std::fs::write(NR_HUGEPAGES, f(now).to_string())
 }

@@ -58,6 +58,11 @@ impl ReadmeQemu {
         q
     }
 
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// The directory QEMU started in (its sockets and console).
     pub fn dir(&self) -> &Path {
         self.dir.path()

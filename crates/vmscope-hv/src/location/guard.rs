@@ -152,11 +152,12 @@ impl HoleGuard {
 
     /// Splits a backing range into pieces by where their bytes come from. Pieces
     /// that look non-resident are checked again now, so a page the guest just
-    /// touched is read where it is.
-    pub fn split(&self, offset: u64, len: u64) -> Vec<Piece> {
+    /// touched is read where it is; if that check fails (the process is gone), so
+    /// does the read — a guess could be wrong data or harm.
+    pub fn split(&self, offset: u64, len: u64) -> Result<Vec<Piece>> {
         let x = self.extents.read().unwrap_or_else(|p| p.into_inner());
         if x.all_data(offset, len) {
-            return vec![Piece { offset, len, source: PieceSource::Resident }];
+            return Ok(vec![Piece { offset, len, source: PieceSource::Resident }]);
         }
         let stale = x.split(offset, len);
         drop(x);
@@ -174,23 +175,17 @@ impl HoleGuard {
                     break;
                 };
                 let end = (o + l).min(b.start + b.len);
-                let rel = at - b.start;
                 let hole = if b.file.is_some() { PieceSource::File } else { PieceSource::Zero };
-                match self.resident(b, rel, end - at) {
-                    Ok(fresh) => {
-                        let fresh: Vec<_> = fresh.into_iter().map(|(s, e)| (at + s, at + e)).collect();
-                        for (po, pl, d) in Extents::from_ranges(fresh, 0).split(at, end - at) {
-                            let source = if d { PieceSource::Resident } else { hole };
-                            out.push(Piece { offset: po, len: pl, source });
-                        }
-                    }
-                    // Cannot look: do not touch it.
-                    Err(_) => out.push(Piece { offset: at, len: end - at, source: hole }),
+                let fresh: Vec<_> =
+                    self.resident(b, at - b.start, end - at)?.into_iter().map(|(s, e)| (at + s, at + e)).collect();
+                for (po, pl, d) in Extents::from_ranges(fresh, 0).split(at, end - at) {
+                    let source = if d { PieceSource::Resident } else { hole };
+                    out.push(Piece { offset: po, len: pl, source });
                 }
                 at = end;
             }
         }
-        out
+        Ok(out)
     }
 
     /// The backing offset of the first byte known to be resident, if any.
@@ -265,11 +260,11 @@ fn file_data(f: &BlockFile, len: u64) -> Result<Vec<(u64, u64)>> {
 
 /// Whether `file` lives on hugetlbfs.
 pub(crate) fn is_hugetlbfs(file: &File) -> bool {
-    const HUGETLBFS_MAGIC: i64 = 0x9584_58f6;
+    const HUGETLBFS_MAGIC: libc::__fsword_t = 0x9584_58f6;
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
     // SAFETY: fstatfs writes one statfs into the buffer we pass, which is large
     // enough; the result is read only when the call succeeded.
     let ok = unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) } == 0;
     // SAFETY: initialised by the successful call (or zeroed).
-    ok && unsafe { st.assume_init() }.f_type as i64 == HUGETLBFS_MAGIC
+    ok && unsafe { st.assume_init() }.f_type == HUGETLBFS_MAGIC
 }

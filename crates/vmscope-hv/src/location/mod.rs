@@ -74,11 +74,13 @@ impl RamBlock {
     pub fn describe(&self) -> String {
         let huge =
             if self.page_size > 4096 { format!(" on {} KiB huge pages", self.page_size >> 10) } else { String::new() };
+        // `/proc/PID/fd/N` opens the file; what it links to names it.
+        let file = |p: &PathBuf| std::fs::read_link(p).unwrap_or_else(|_| p.clone()).display().to_string();
         match &self.backing {
             Backing::Anonymous => format!("{}: anonymous private memory{huge}", self.name),
-            Backing::File { path, shared: true, .. } => format!("{}: shared file {}{huge}", self.name, path.display()),
+            Backing::File { path, shared: true, .. } => format!("{}: shared file {}{huge}", self.name, file(path)),
             Backing::File { path, shared: false, .. } => {
-                format!("{}: private (copy-on-write) mapping of {}{huge}", self.name, path.display())
+                format!("{}: private (copy-on-write) mapping of {}{huge}", self.name, file(path))
             }
         }
     }
@@ -89,12 +91,7 @@ impl RamBlock {
             return Err(Error::Unsupported(format!("RAM block {} of process {pid} is not a file", self.name)));
         };
         File::open(path).map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                " (run as the user that owns the hypervisor, or as root)"
-            } else {
-                ""
-            };
-            Error::io(format!("opening the RAM file {} of block {}{hint}", path.display(), self.name), e)
+            Error::of_process(pid, format!("open the RAM file {} of block {}", path.display(), self.name), e)
         })
     }
 }

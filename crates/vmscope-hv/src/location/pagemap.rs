@@ -26,7 +26,7 @@ impl Pagemap {
     /// its memory does).
     pub(crate) fn open(pid: u32) -> Result<Self> {
         let path = format!("/proc/{pid}/pagemap");
-        let file = File::open(&path).map_err(|e| Error::io(format!("opening {path}"), e))?;
+        let file = File::open(&path).map_err(|e| Error::of_process(pid, format!("open {path}"), e))?;
         Ok(Self { file })
     }
 

@@ -24,29 +24,13 @@ struct FlatRange {
 /// splits low RAM at the PAM windows into read-only and read-write pieces of the same
 /// backend).
 pub fn parse_mtree_flat(text: &str, ram_name: Option<&str>) -> Result<MemoryMap> {
-    let ranges = memory_flat_view(text)?;
     let name = match ram_name {
         Some(n) => n.to_owned(),
-        None => {
-            largest_ram(&ranges).ok_or_else(|| Error::Protocol("info mtree -f shows no RAM in AS \"memory\"".into()))?
-        }
+        None => largest_ram(&memory_flat_view(text)?)
+            .ok_or_else(|| Error::Protocol("info mtree -f shows no RAM in AS \"memory\"".into()))?,
     };
-    let mut regions: Vec<Region> = Vec::new();
-    for r in ranges.iter().filter(|r| r.name == name && (r.kind == "ram" || r.kind == "rom")) {
-        let size = r.end - r.start + 1;
-        if let Some(last) = regions.last_mut()
-            && last.end() == r.start
-            && last.offset + last.size == r.offset
-        {
-            last.size += size;
-            continue;
-        }
-        regions.push(Region::new(Gpa::new(r.start), size, r.offset, name.clone()));
-    }
-    if regions.is_empty() {
-        return Err(Error::Protocol(format!("info mtree -f maps no range of RAM region {name:?}")));
-    }
-    Ok(MemoryMap::new(regions)?)
+    // As one block of unknown size: its offsets are the offsets in the region.
+    Ok(parse_mtree_blocks(text, &[(name, u64::MAX)])?.0)
 }
 
 /// A RAM block as [`parse_mtree_blocks`] lays it out: its place in the backing space.

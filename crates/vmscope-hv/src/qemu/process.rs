@@ -57,7 +57,8 @@ impl Vma {
 /// Parses `/proc/PID/maps` of `pid`.
 pub fn read_maps(pid: u32) -> Result<Vec<Vma>> {
     let maps_path = format!("/proc/{pid}/maps");
-    let maps = std::fs::read_to_string(&maps_path).map_err(|e| Error::io(format!("reading {maps_path}"), e))?;
+    let maps =
+        std::fs::read_to_string(&maps_path).map_err(|e| Error::of_process(pid, format!("read {maps_path}"), e))?;
     Ok(parse_maps(&maps))
 }
 
