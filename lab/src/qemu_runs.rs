@@ -6,8 +6,8 @@ use anyhow::Context;
 use vmscope_agent::Client;
 use vmscope_linux::{AttachOptions, Hints, Kernel, ProfileCache};
 use vmscope_mem::{MemoryMap, PhysMem, SliceMem};
-use vmscope_technique::{Access, Guest, Options, Target, Technique};
-use vmscope_testbed::QemuVm;
+use vmscope_technique::{Access, Guest, Options, ReadMethod, Target, Technique};
+use vmscope_testbed::{QemuVm, RamBacking};
 
 use crate::experiments::Ctx;
 use crate::experiments::frequency::{configurations, measure_counted, memory_techniques};
@@ -66,10 +66,11 @@ impl Booted {
     }
 }
 
-/// A kernel attached once (through a live mapping, offsets from the user's profile
-/// cache) and detached from memory: each pass rebinds it to the memory the pass sees.
+/// A kernel attached once (through the guest's default technique — a live mapping
+/// of shared RAM, live-read of private RAM — offsets from the user's profile cache)
+/// and detached from memory: each pass rebinds it to the memory the pass sees.
 pub fn attach(guest: &Guest) -> anyhow::Result<Kernel<SliceMem<Vec<u8>>>> {
-    let access = guest.access(Some(Technique::LiveMap), &Options::default())?;
+    let access = guest.access(None, &Options::default())?;
     let hints = guest
         .registers()
         .map_or_else(Hints::none, |r| Hints::from_registers(r.cr3, r.cr4).with_lstar(vmscope_mem::Gva::new(r.lstar)));
@@ -111,6 +112,62 @@ pub fn frequency(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
         }
         drop(b);
         std::thread::sleep(Duration::from_millis(100));
+    }
+    pb.finish_and_clear();
+    if let Some(id) = kernels.first() {
+        backends(ctx, table, id)?;
+    }
+    Ok(())
+}
+
+/// The guest RAM backings besides the shared memfd of every other run, as users
+/// start QEMU: (label, backing in a scratch directory, whether it is shared).
+fn backings(dir: &std::path::Path) -> Vec<(&'static str, RamBacking, bool)> {
+    let file = |share: &str| RamBacking::Backend {
+        kind: "file".into(),
+        props: format!("mem-path={},share={share}", dir.display()),
+    };
+    vec![
+        ("plain -m", RamBacking::Plain, false),
+        ("memory-backend-file share=off", file("off"), false),
+        ("memory-backend-file share=on", file("on"), true),
+    ]
+}
+
+/// A row per RAM backing on kernel `id`: live-read by every read method the backing
+/// allows (private RAM only through QEMU's address space), the same process list as
+/// the memfd guest's rows.
+fn backends(ctx: &mut Ctx, table: &mut Table, id: &str) -> anyhow::Result<()> {
+    if !ctx.wants(Technique::LiveRead) {
+        return Ok(());
+    }
+    // The file backings' directory: QEMU creates (and unlinks) its file there.
+    let dir = std::env::temp_dir().join(format!("vmscope-lab-ram-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let measured = measure_backings(ctx, table, id, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    measured
+}
+
+fn measure_backings(ctx: &mut Ctx, table: &mut Table, id: &str, dir: &std::path::Path) -> anyhow::Result<()> {
+    let all = backings(dir);
+    let all = if ctx.smoke { &all[..1] } else { &all[..] };
+    let pb = ctx.bar(all.len() as u64, "frequency per RAM backing (QEMU)");
+    for (label, ram, shared) in all {
+        pb.set_message(format!("frequency: linux-{id} with {label}"));
+        let b = boot_with(ctx, id, 1024, |c| c.ram = ram.clone())?;
+        b.populate(TASKS)?;
+        let kernel = attach(&b.guest).context("attaching")?;
+        let hv = format!("qemu-{}", vmscope_testbed::Accel::detect().name());
+        let guest = format!("linux-{id}, {label}");
+        let methods: &[ReadMethod] =
+            if *shared { &ReadMethod::ALL } else { &[ReadMethod::VmReadv, ReadMethod::ProcMem] };
+        for &m in methods {
+            let t = (Technique::LiveRead, m);
+            table.push(measure_counted(ctx, (&hv, &guest), &b.guest, t, |a| ps_pass(a, &kernel))?);
+        }
+        drop(b);
+        pb.inc(1);
     }
     pb.finish_and_clear();
     Ok(())

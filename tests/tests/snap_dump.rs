@@ -55,7 +55,7 @@ fn dumps_read_like_the_paused_guest(mut g: Guest) {
     let ram = g.ram();
 
     hv.pause().unwrap();
-    let (snap, stats) = halt_snap(hv, Source::File(&ram), SnapOptions::default()).unwrap();
+    let (snap, stats) = halt_snap(hv, Source::Backed(&ram), SnapOptions::default()).unwrap();
     assert!(hv.is_paused().unwrap(), "a paused guest stays paused");
     eprintln!("halt-snap (already paused): {stats:?}");
     assert!(memchr::memmem::find(snap.backing(), marker.as_bytes()).is_some(), "marker not in the snapshot");

@@ -42,7 +42,7 @@ fn snapshots_do_no_harm() {
     assert!(start.0 < map.ram_size() / 2, "an idle guest should leave most of its RAM untouched: {start:?}");
     const TOLERANCE: u64 = 1 << 20;
 
-    let (snap, _) = halt_snap(hv, Source::File(&ram), SnapOptions::default()).unwrap();
+    let (snap, _) = halt_snap(hv, Source::Backed(&ram), SnapOptions::default()).unwrap();
     drop(snap);
     let after_halt = usage(&g);
     assert!(

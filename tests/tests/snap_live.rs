@@ -21,7 +21,7 @@ fn live_snaps_hold_the_guests_writes(mut g: Guest) {
     let hv = g.vm.hv();
     let ram = g.ram();
 
-    let (snap, stats) = halt_snap(hv, Source::File(&ram), SnapOptions::default()).unwrap();
+    let (snap, stats) = halt_snap(hv, Source::Backed(&ram), SnapOptions::default()).unwrap();
     eprintln!("MEASURE {stats:?}");
     assert!(holds(&snap, &before));
     drop(snap);

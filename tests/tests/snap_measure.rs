@@ -40,10 +40,10 @@ fn measure_snapshots() {
     let live = g.ram();
     eprintln!("| technique | copied | guest paused, ms: median (min-max) | total, ms |");
     for phase in ["idle guest", "all RAM backed"] {
-        let halt: Vec<_> = (0..5).map(|_| halt_snap(hv, Source::File(&ram), opts).unwrap().1).collect();
+        let halt: Vec<_> = (0..5).map(|_| halt_snap(hv, Source::Backed(&ram), opts).unwrap().1).collect();
         report(&format!("halt-snap, memfd pread ({phase})"), &halt);
         let bare = SnapOptions { registers: false, vmcoreinfo: false };
-        let halt: Vec<_> = (0..5).map(|_| halt_snap(hv, Source::File(&ram), bare).unwrap().1).collect();
+        let halt: Vec<_> = (0..5).map(|_| halt_snap(hv, Source::Backed(&ram), bare).unwrap().1).collect();
         report(&format!("halt-snap, memfd pread, no registers ({phase})"), &halt);
         let generic: Vec<_> = (0..3).map(|_| halt_snap(hv, Source::Mem(&live), opts).unwrap().1).collect();
         report(&format!("halt-snap, any PhysMem ({phase})"), &generic);

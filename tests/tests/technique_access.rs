@@ -103,12 +103,12 @@ fn full_reads_do_no_harm() {
     }
     // The measurement sees harm when there is some: 64 MiB of holes read naively
     // through /proc/PID/mem, without the hole guard, do grow QEMU's RSS.
-    let holes = vmscope_hv::Extents::scan(&loc.open_file().unwrap(), loc.size).unwrap();
+    let holes = vmscope_hv::Extents::scan(&loc.open_file().unwrap(), loc.backing_size()).unwrap();
     let hole_start = holes.ranges().windows(2).map(|w| (w[0].1, w[1].0)).find(|(a, b)| b - a >= 64 << 20);
     let (a, _) = hole_start.expect("a 64 MiB hole in a 1 GiB guest");
     let mem = std::fs::File::open(format!("/proc/{}/mem", g.vm.pid())).unwrap();
     let mut buf = vec![0u8; 64 << 20];
-    std::os::unix::fs::FileExt::read_exact_at(&mem, &mut buf, loc.hva.raw() + a).unwrap();
+    std::os::unix::fs::FileExt::read_exact_at(&mem, &mut buf, loc.blocks[0].hva.raw() + a).unwrap();
     let harmed = ram_rss_kib(&g);
     assert!(harmed >= before + (60 << 10), "a naive read of holes went unseen: {before} -> {harmed} KiB");
     g.vm.hv().resume().unwrap();

@@ -21,18 +21,28 @@ use output::{ModRow, PsRow};
 
 /// Introspect a Linux guest from outside: no agent, no profile, no guest changes.
 ///
-/// The guest is a running QEMU (--qemu PID; its RAM must be a shared memfd, see the
-/// README), a guest of vmscope's built-in VMM (--vmm SOCKET), or a dump file
-/// (--dump FILE: ELF core as QEMU's dump-guest-memory writes it, LiME, or raw).
+/// The guest is a running QEMU (--qemu PID; started however it was: private RAM from
+/// plain -m, memory backends shared or private, hugetlbfs, see the README), a QEMU
+/// domain of libvirt (--libvirt DOMAIN), a guest of vmscope's built-in VMM (--vmm
+/// SOCKET), or a dump file (--dump FILE: ELF core as
+/// QEMU's dump-guest-memory writes it, LiME, or raw).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Args {
     /// The QEMU process to introspect.
-    #[arg(long, value_name = "PID", global = true, conflicts_with_all = ["dump", "vmm"])]
+    #[arg(long, value_name = "PID", global = true, conflicts_with_all = ["dump", "vmm", "libvirt"])]
     qemu: Option<u32>,
     /// QEMU's QMP socket (default: found in QEMU's command line).
     #[arg(long, value_name = "SOCKET", global = true)]
     qmp: Option<PathBuf>,
+    /// A QEMU domain that libvirt runs (name, UUID or id). Halting techniques pause it
+    /// through libvirt (virsh suspend/resume); vmscope never opens libvirt's monitor.
+    #[arg(long, value_name = "DOMAIN", global = true, conflicts_with_all = ["dump", "vmm", "qmp"])]
+    libvirt: Option<String>,
+    /// The libvirt connection URI, as `virsh -c` takes it (default:
+    /// $LIBVIRT_DEFAULT_URI, else qemu:///system).
+    #[arg(long, value_name = "URI", global = true, requires = "libvirt")]
+    connect: Option<String>,
     /// The control socket of a `vmscope-vmm` guest.
     #[arg(long, value_name = "SOCKET", global = true, conflicts_with = "dump")]
     vmm: Option<PathBuf>,
@@ -40,12 +50,13 @@ struct Args {
     #[arg(long, value_name = "FILE", global = true)]
     dump: Option<PathBuf>,
     /// How to reach guest memory: live-read, halt-read, live-map, halt-map, halt-snap,
-    /// live-snap, consistent-read, consistent-map, agent (default: the fastest that
-    /// works, live-map).
+    /// live-snap, consistent-read, consistent-map, agent (default: the fastest the
+    /// guest's RAM allows: live-map where it is shared, else live-read).
     #[arg(long, short, value_name = "NAME", global = true)]
     technique: Option<Technique>,
     /// How live-read and halt-read read: pread (of the RAM file), process_vm_readv,
-    /// proc-mem (default: the fastest the RAM allows).
+    /// proc-mem (default: the fastest the RAM allows: pread where it is a shared file,
+    /// else process_vm_readv).
     #[arg(long, value_name = "METHOD", global = true)]
     read_method: Option<ReadMethod>,
     /// Print one JSON document instead of a table.
@@ -104,6 +115,9 @@ fn main() {
 
 fn run(args: &Args) -> anyhow::Result<()> {
     let target = match (args.qemu, &args.vmm, &args.dump) {
+        _ if args.libvirt.is_some() => {
+            Target::Libvirt { domain: args.libvirt.clone().unwrap_or_default(), uri: args.connect.clone() }
+        }
         (Some(pid), _, _) => Target::Qemu { pid, qmp: args.qmp.clone() },
         (None, Some(control), _) => Target::Builtin { control: control.clone(), agent: None },
         (None, None, Some(path)) => {
@@ -112,7 +126,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
             }
             Target::Dump(path.clone())
         }
-        (None, None, None) => bail!("say which guest: --qemu PID, --vmm SOCKET or --dump FILE"),
+        (None, None, None) => bail!("say which guest: --qemu PID, --libvirt DOMAIN, --vmm SOCKET or --dump FILE"),
     };
     let guest = target.open()?;
     let opts = Options { read_method: args.read_method, ..Options::default() };
@@ -132,7 +146,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let validates = access.technique().is_some_and(Technique::validates);
     if !args.command.verify() && !validates {
         let out = access.pass(|mem| view(args, name, &attach(mem, hints)?))??;
-        return emit(args.json, out);
+        return emit(args.json, with_ram(args, &guest, out));
     }
     // Attaching reads what the kernel does not change while it runs (its symbols and
     // types); the view is what must be consistent, so it gets a pass (and a read set)
@@ -141,7 +155,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         access.pass(|mem| attach(mem, hints).map(|k| k.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0)))))??;
     if !args.command.verify() {
         let out = access.pass(|mem| view(args, name, &kernel.rebind(mem)))??;
-        return emit(args.json, out);
+        return emit(args.json, with_ram(args, &guest, out));
     }
     let seen = access.observed_pass(|mem| {
         let k = kernel.rebind(mem);
@@ -152,6 +166,14 @@ fn run(args: &Args) -> anyhow::Result<()> {
     out.doc["consistency"] = serde_json::to_value(&verified)?;
     out.table.push_str(&verified.text());
     emit(args.json, out)
+}
+
+/// `info` also says where guest RAM lives (a live guest's).
+fn with_ram(args: &Args, guest: &Guest, mut out: Output) -> Output {
+    if let (Command::Info, Some(loc)) = (&args.command, guest.ram_location()) {
+        output::add_ram(&mut out.doc, &mut out.table, loc, guest.map_source());
+    }
+    out
 }
 
 impl Command {

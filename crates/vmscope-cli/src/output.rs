@@ -118,6 +118,27 @@ pub fn info_text(i: &KernelInfo) -> String {
     s
 }
 
+/// Where guest RAM lives, for `info`: each RAM block and what backs it, and how the
+/// layout was learnt.
+pub fn add_ram(doc: &mut serde_json::Value, table: &mut String, loc: &vmscope_technique::RamLocation, source: &str) {
+    let blocks: Vec<serde_json::Value> = loc
+        .blocks
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "name": b.name, "size": b.size, "hva": b.hva.raw(), "page_size": b.page_size,
+                "shared": b.is_shared(), "backing": b.describe(),
+            })
+        })
+        .collect();
+    doc["ram"] = serde_json::json!({ "pid": loc.pid, "layout_from": source, "blocks": blocks });
+    for b in &loc.blocks {
+        let _ =
+            writeln!(table, "ram block      {} MiB at {} in QEMU {}: {}", b.size >> 20, b.hva, loc.pid, b.describe());
+    }
+    let _ = writeln!(table, "ram layout     from {source}");
+}
+
 /// Anomalies as a short note for stderr.
 pub fn anomalies_note(a: &[Anomaly]) -> Option<String> {
     if a.is_empty() {

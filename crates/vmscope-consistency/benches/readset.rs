@@ -26,20 +26,14 @@ use vmscope_mem::PhysMem;
 use vmscope_testbed::GuestImages;
 
 fn readset(c: &mut Criterion) {
-    let images = match GuestImages::locate() {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("note: skipping the read-set benchmark: {e}");
-            return;
-        }
-    };
+    let Some(images) = GuestImages::for_benchmark("read-set") else { return };
     drop(images);
     let mut guest = vmscope_testbed::boot_with("6.1", |c| c.memory_mib = 1024);
     // About 100 tasks, as the lab's idle guest has.
     guest.sh("i=0; while [ $i -lt 60 ]; do sh -c 'exec sleep 1000000' >/dev/null 2>&1 & i=$((i+1)); done");
     let vm = &guest.vm;
     let hv = vm.hv();
-    let loc = RamLocation::qemu(vm.pid(), hv.memory_map().expect("memory map")).expect("RAM location");
+    let loc = RamLocation::qemu(vm.pid(), &hv.ram_layout().expect("RAM layout")).expect("RAM location");
     let mem = Mapped::open(loc).expect("map RAM");
     let regs = hv.vcpu_registers(0).expect("registers");
     let k = Kernel::attach(&mem, Hints::from_registers(regs.cr3, regs.cr4)).expect("attach");

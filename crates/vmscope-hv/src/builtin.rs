@@ -242,13 +242,7 @@ impl BuiltinVmm {
     pub fn ram_location(&self) -> Result<RamLocation> {
         let info = self.memory_map_info()?;
         let map = MemoryMap::new(info.regions)?;
-        Ok(RamLocation {
-            pid: info.pid,
-            hva: Hva::new(info.backing.hva),
-            size: map.backing_size(),
-            file: info.backing.path.map(PathBuf::from),
-            map,
-        })
+        Ok(RamLocation::single(info.pid, map, Hva::new(info.backing.hva), info.backing.path.map(PathBuf::from)))
     }
 
     /// `snapshot`, into a file when `path` is given.

@@ -52,6 +52,10 @@ pub enum Error {
     /// The operation is not offered by this hypervisor.
     #[error("not supported by this hypervisor: {0}")]
     Unsupported(String),
+    /// A libvirt domain that cannot be introspected as named: unknown, not running,
+    /// not a local QEMU, or virsh missing. The message says what to do.
+    #[error("{0}")]
+    Libvirt(String),
     /// The process named as the hypervisor is not one.
     #[error("process {pid} is not QEMU (it runs {runs:?}); pass the PID of qemu-system-x86_64")]
     NotQemu {
@@ -59,6 +63,22 @@ pub enum Error {
         pid: u32,
         /// What it runs instead.
         runs: String,
+    },
+    /// The hypervisor process's memory map, pagemap or memory may not be read by us.
+    #[error(
+        "no permission to {what} of process {pid}: reading another process's memory (process_vm_readv, \
+         /proc/PID/mem, /proc/PID/maps, /proc/PID/pagemap) needs ptrace rights over it; run vmscope as \
+         root, give it CAP_SYS_PTRACE (setcap cap_sys_ptrace+ep vmscope), or run it as the process's own \
+         user with /proc/sys/kernel/yama/ptrace_scope at 0"
+    )]
+    Ptrace {
+        /// The hypervisor process.
+        pid: u32,
+        /// What was refused (`read /proc/PID/maps`, `process_vm_readv`, ...).
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
     },
     /// A memory map from the hypervisor was not valid.
     #[error("memory map: {0}")]
@@ -77,5 +97,14 @@ impl Error {
 
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io { what: what.into(), source }
+    }
+
+    /// Reading `what` of process `pid` failed: for lack of ptrace rights
+    /// ([`Error::Ptrace`], which says how to get them), or otherwise.
+    pub fn of_process(pid: u32, what: impl Into<String>, source: std::io::Error) -> Self {
+        match source.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => Error::Ptrace { pid, what: what.into(), source },
+            _ => Error::Io { what: what.into(), source },
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! [`Hypervisor`] is what the halt and snapshot techniques and the consistency work
 //! need from a hypervisor: pause and resume, vCPU registers, the guest memory map, and
 //! dirty-page tracking where the hypervisor offers it. It is implemented for QEMU over
-//! QMP ([`qemu`]) and for vmscope's built-in VMM over its control socket.
+//! QMP ([`qemu`]), for a QEMU that libvirt runs, through libvirt ([`libvirt`]), and
+//! for vmscope's built-in VMM over its control socket.
 //!
 //! What this crate deliberately does not do: read guest memory (that is each
 //! technique's crate) or interpret it.
@@ -13,13 +14,14 @@
 pub mod builtin;
 mod error;
 mod halt;
+pub mod libvirt;
 mod location;
 pub mod qemu;
 mod regs;
 
 pub use error::{Error, Result};
 pub use halt::{Halted, PauseGuard};
-pub use location::{Extents, HoleGuard, RamLocation};
+pub use location::{Backed, Backing, Extents, HoleGuard, Piece, PieceSource, RamBlock, RamLocation};
 pub use regs::VcpuRegisters;
 
 use vmscope_mem::MemoryMap;

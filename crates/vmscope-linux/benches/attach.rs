@@ -20,21 +20,16 @@ use vmscope_linux::{AttachOptions, Hints, Kernel, ProfileCache};
 use vmscope_testbed::{GuestImages, QemuVm};
 
 fn attach(c: &mut Criterion) {
-    let images = match GuestImages::locate() {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("note: skipping the attach benchmark: {e}");
-            return;
-        }
-    };
+    let Some(images) = GuestImages::for_benchmark("attach") else { return };
     let kernel = images.kernel("6.1").expect("a 6.1 guest image");
     let mut cfg = kernel.qemu_config();
     cfg.memory_mib = 1024;
     cfg.kaslr = true;
     let vm = QemuVm::launch(cfg).expect("boot the guest");
     let hv = vm.hv();
-    let map = hv.memory_map().expect("memory map");
-    let mem = vmscope_read::open_backing(&RamLocation::qemu(vm.pid(), map).expect("RAM location")).expect("open RAM");
+    let layout = hv.ram_layout().expect("RAM layout");
+    let mem =
+        vmscope_read::open_backing(&RamLocation::qemu(vm.pid(), &layout).expect("RAM location")).expect("open RAM");
     let regs = hv.vcpu_registers(0).expect("registers");
     let hints = Hints::from_registers(regs.cr3, regs.cr4);
     let cache = ProfileCache::in_memory();

@@ -5,11 +5,11 @@
 //! (`halt-map`).
 //!
 //! ```no_run
-//! use vmscope_hv::{Hypervisor, RamLocation, qemu::QmpHypervisor};
+//! use vmscope_hv::{RamLocation, qemu::QmpHypervisor};
 //! use vmscope_mem::{Gpa, PhysMem};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let hv = QmpHypervisor::connect("qmp.sock", std::time::Duration::from_secs(5))?;
-//! let mem = vmscope_map::Mapped::open(RamLocation::qemu(1234, hv.memory_map()?)?)?;
+//! let mem = vmscope_map::Mapped::open(RamLocation::qemu(1234, &hv.ram_layout()?)?)?;
 //! let word = mem.read_u64(Gpa::new(0x1000))?;
 //! # Ok(()) }
 //! ```
@@ -23,21 +23,27 @@
 //! plain `memcpy` (a data race under Rust's memory model); the `copy` module says why
 //! and how, the README what it costs.
 //!
+//! Several RAM blocks (QEMU with a memory backend per NUMA node) are mapped side by
+//! side in one reserved range, so a backing offset is one pointer away; hugetlbfs
+//! files map too, their untouched huge pages read from the file rather than through
+//! the mapping (which would allocate them).
+//!
 //! What this crate deliberately does not do: pause the guest, or map private RAM (a
-//! hypervisor whose RAM is anonymous private memory has nothing to share; use
-//! `vmscope-read`).
+//! hypervisor whose RAM is anonymous private memory, or a file mapped copy-on-write,
+//! has nothing another process can map; use `vmscope-read`).
 
 #![warn(missing_docs)]
 
 mod copy;
 
-use std::fs::File;
 use std::os::fd::AsRawFd;
 
-use vmscope_hv::{Error, HoleGuard, RamLocation, Result};
+use vmscope_hv::{Backing, Error, HoleGuard, PieceSource, RamLocation, Result};
 use vmscope_mem::{Error as MemError, MemoryMap, PhysMem, ReadOp};
 
-/// Guest RAM through a read-only shared mapping of its backing file.
+/// Guest RAM through read-only shared mappings of its backing files, one per RAM
+/// block, laid out in one reserved range of our address space as the backing offsets
+/// say.
 #[derive(Debug)]
 pub struct Mapped {
     ptr: *const u8,
@@ -55,23 +61,79 @@ unsafe impl Send for Mapped {}
 unsafe impl Sync for Mapped {}
 
 impl Mapped {
-    /// Maps `loc`'s backing file read-only.
+    /// Maps `loc`'s backing files read-only. Private RAM (anonymous, or a file mapped
+    /// copy-on-write) cannot be mapped by another process: that is an error which
+    /// says so.
     pub fn open(loc: RamLocation) -> Result<Self> {
-        let file = loc.open_file()?;
-        Self::from_file(&file, &loc)
-    }
-
-    fn from_file(file: &File, loc: &RamLocation) -> Result<Self> {
-        let len = usize::try_from(loc.map.backing_size().max(1))
-            .map_err(|_| Error::Unsupported("backing larger than the address space".into()))?;
-        // SAFETY: a fresh read-only shared mapping of an fd we hold; the kernel picks
-        // the address; the result is checked against MAP_FAILED below.
-        let ptr =
-            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0) };
-        if ptr == libc::MAP_FAILED {
-            return Err(Error::Io { what: "mapping the RAM backing".into(), source: std::io::Error::last_os_error() });
+        if !loc.is_shared() {
+            return Err(Error::Unsupported(format!(
+                "process {}'s guest RAM is private to it ({}): another process cannot map it; read it with \
+                 process_vm_readv instead (vmscope-read)",
+                loc.pid,
+                loc.private_blocks().join("; ")
+            )));
         }
-        Ok(Self { ptr: ptr as *const u8, len, map: loc.map.clone(), holes: HoleGuard::new(loc)? })
+        let len = usize::try_from(loc.backing_size().max(1))
+            .map_err(|_| Error::Unsupported("backing larger than the address space".into()))?;
+        let align = loc.blocks.iter().map(|b| b.page_size).max().unwrap_or(4096).max(4096) as usize;
+        // Reserve the whole range (aligned for huge pages), then map each block over it.
+        // SAFETY: a fresh inaccessible anonymous reservation at an address the kernel
+        // picks; checked against MAP_FAILED below.
+        let raw = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len + align,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if raw == libc::MAP_FAILED {
+            return Err(Error::Io {
+                what: "reserving room to map guest RAM".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let base = (raw as usize).next_multiple_of(align);
+        let m = Self {
+            ptr: base as *const u8,
+            len,
+            map: loc.map.clone(),
+            holes: HoleGuard::new(&loc).inspect_err(|_| {
+                // SAFETY: the reservation made above, not yet handed to anyone.
+                unsafe { libc::munmap(raw, len + align) };
+            })?,
+        };
+        // Give back the alignment slack; `m` owns `base..base+len` from here on.
+        // SAFETY: both pieces lie in our reservation and outside `base..base+len`.
+        unsafe {
+            libc::munmap(raw, base - raw as usize);
+            libc::munmap((base + len) as *mut libc::c_void, raw as usize + align - base);
+        }
+        for b in &loc.blocks {
+            let Backing::File { offset, .. } = &b.backing else { unreachable!("checked shared") };
+            let file = b.open_file(loc.pid)?;
+            let (at, size) = (base + b.offset as usize, b.size as usize);
+            // SAFETY: a read-only shared mapping of an fd we hold, placed with MAP_FIXED
+            // over our own reservation (inside `base..base+len`, which `m` owns and
+            // nothing references yet); checked against MAP_FAILED below.
+            let p = unsafe {
+                libc::mmap(
+                    at as *mut libc::c_void,
+                    size,
+                    libc::PROT_READ,
+                    libc::MAP_SHARED | libc::MAP_FIXED,
+                    file.as_raw_fd(),
+                    *offset as libc::off_t,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                let source = std::io::Error::last_os_error();
+                return Err(Error::Io { what: format!("mapping RAM block {}", b.describe()), source });
+            }
+        }
+        Ok(m)
     }
 
     /// The hole guard, to refresh at the start of a pass.
@@ -100,17 +162,25 @@ impl Mapped {
                     done += n as usize;
                     continue;
                 }
-                for (o, len, data) in self.holes.split(off, n) {
-                    let len = len as usize;
+                let pieces = self
+                    .holes
+                    .split(off, n)
+                    .map_err(|e| MemError::Io { gpa: op.gpa, source: std::io::Error::other(e) })?;
+                for p in pieces {
+                    let len = p.len as usize;
                     let dst = &mut op.buf[done..done + len];
-                    let o = o as usize;
-                    if data && o + len <= self.len {
+                    let o = p.offset as usize;
+                    match p.source {
                         // `o + len <= self.len`: inside the live mapping.
-                        copy(self.ptr.wrapping_add(o), dst);
-                    } else if data {
-                        return Err(MemError::Short { gpa: op.gpa, wanted: op.buf.len(), got: done });
-                    } else {
-                        dst.fill(0);
+                        PieceSource::Resident if o + len <= self.len => copy(self.ptr.wrapping_add(o), dst),
+                        PieceSource::Resident => {
+                            return Err(MemError::Short { gpa: op.gpa, wanted: op.buf.len(), got: done });
+                        }
+                        PieceSource::File => self
+                            .holes
+                            .read_file(dst, p.offset)
+                            .map_err(|source| MemError::Io { gpa: op.gpa, source })?,
+                        PieceSource::Zero => dst.fill(0),
                     }
                     done += len;
                 }
@@ -147,6 +217,7 @@ impl PhysMem for Mapped {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::fs::File;
     use std::os::unix::fs::FileExt;
     use std::sync::LazyLock;
     use vmscope_mem::{Gpa, Hva, Region};
@@ -166,7 +237,7 @@ mod tests {
         }
         let map = MemoryMap::new(vec![Region::new(Gpa::new(0), SIZE, 0, "ram")]).unwrap();
         let file = Some(format!("/proc/self/fd/{}", f.as_raw_fd()).into());
-        let loc = RamLocation { pid: std::process::id(), hva: Hva::new(0), size: SIZE, file, map };
+        let loc = RamLocation::single(std::process::id(), map, Hva::new(0), file);
         let m = Mapped::open(loc).unwrap();
         (f, m)
     });
@@ -186,14 +257,48 @@ mod tests {
         }
     }
 
+    /// Two RAM blocks, each its own file (QEMU with a memfd per NUMA node), mapped
+    /// side by side; private RAM is refused with the reason.
+    #[test]
+    fn blocks_of_several_files() {
+        use vmscope_hv::{Backing, RamBlock};
+        let files = [tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap()];
+        for (i, f) in files.iter().enumerate() {
+            f.set_len(0x20000).unwrap();
+            f.write_all_at(format!("block{i}").as_bytes(), 0x10000).unwrap();
+        }
+        let map = MemoryMap::new(vec![
+            Region::new(Gpa::new(0), 0x10000, 0x10000, "a"),
+            Region::new(Gpa::new(0x100000), 0x10000, 0x20000 + 0x10000, "b"),
+        ])
+        .unwrap();
+        let block = |name: &str, offset: u64, f: &File, shared| RamBlock {
+            name: name.into(),
+            offset,
+            size: 0x20000,
+            hva: Hva::new(0),
+            page_size: 4096,
+            backing: Backing::File { path: format!("/proc/self/fd/{}", f.as_raw_fd()).into(), offset: 0, shared },
+        };
+        let blocks = vec![block("a", 0, &files[0], true), block("b", 0x20000, &files[1], true)];
+        let m = Mapped::open(RamLocation::new(std::process::id(), map.clone(), blocks).unwrap()).unwrap();
+        let mut b = [0u8; 6];
+        m.read(Gpa::new(0), &mut b).unwrap();
+        assert_eq!(&b, b"block0");
+        m.read(Gpa::new(0x100000), &mut b).unwrap();
+        assert_eq!(&b, b"block1");
+        let private = vec![block("a", 0, &files[0], true), block("b", 0x20000, &files[1], false)];
+        let err = Mapped::open(RamLocation::new(std::process::id(), map, private).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("cannot map"), "{err}");
+    }
+
     #[test]
     fn reads_a_file_through_the_map_and_holes_as_zeros() {
         let f = tempfile::NamedTempFile::new().unwrap();
         f.as_file().set_len(0x40000).unwrap();
         f.as_file().write_all_at(b"hello", 0x20010).unwrap();
         let map = MemoryMap::new(vec![Region::new(Gpa::new(0x100000), 0x40000, 0, "ram")]).unwrap();
-        let loc =
-            RamLocation { pid: std::process::id(), hva: Hva::new(0), size: 0x40000, file: Some(f.path().into()), map };
+        let loc = RamLocation::single(std::process::id(), map, Hva::new(0), Some(f.path().into()));
         let m = Mapped::open(loc).unwrap();
         let mut b = [0u8; 5];
         m.read(Gpa::new(0x120010), &mut b).unwrap();

@@ -57,7 +57,7 @@ pub use addr::{Gpa, Gva, Hva, PAGE_SIZE};
 pub use cache::{CacheStats, PageCache};
 pub use error::{Error, Result};
 pub use fault::FaultyMem;
-pub use file::{FileMem, read_mapped};
+pub use file::{FileMem, FileSegment, read_mapped};
 pub use map::{Chunks, MemoryMap, Region};
 pub use metrics::{MemStats, Metered};
 pub use phys::{PhysMem, ReadOp};

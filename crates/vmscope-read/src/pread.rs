@@ -6,12 +6,12 @@
 use vmscope_hv::RamLocation;
 use vmscope_mem::FileMem;
 
-/// Guest RAM read with `pread` on `loc`'s backing file (`/proc/PID/fd/N` of QEMU's
-/// memfd, a `mem-path` file). Fails for private RAM, which has no file.
+/// Guest RAM read with `pread` on `loc`'s RAM files (`/proc/PID/fd/N` of QEMU's
+/// memfd, a `mem-path` file; one per RAM block). Fails for private RAM, which has no
+/// file that holds it, and on hugetlbfs, whose file cannot say where its holes are.
 pub fn open_backing(loc: &RamLocation) -> crate::Result<FileMem> {
-    let file = loc.open_file().map_err(|e| match e {
+    loc.open_files().map_err(|e| match e {
         vmscope_hv::Error::Io { what, source } => crate::Error::open(loc.pid, what, source),
         other => other.into(),
-    })?;
-    Ok(FileMem::new(file, loc.map.clone()))
+    })
 }

@@ -1,11 +1,12 @@
 //! `process_vm_readv(2)`: one system call reads up to IOV_MAX pieces of a batch.
 
 use std::io;
+use std::ops::Range;
 
-use vmscope_hv::RamLocation;
+use vmscope_hv::{Backed, HoleGuard, RamLocation};
 use vmscope_mem::{Error as MemError, Gpa, MemoryMap, PhysMem, ReadOp};
 
-use vmscope_hv::HoleGuard;
+use crate::remote::{Blocks, plan};
 
 /// The kernel's limit on iovecs per call (UIO_MAXIOV).
 const IOV_MAX: usize = 1024;
@@ -14,7 +15,7 @@ const IOV_MAX: usize = 1024;
 #[derive(Debug)]
 pub struct VmReadv {
     pid: libc::pid_t,
-    base: u64,
+    blocks: Blocks,
     map: MemoryMap,
     holes: HoleGuard,
 }
@@ -30,14 +31,16 @@ struct Piece {
 impl VmReadv {
     /// Prepares reads from `loc.pid`, checking once that we may read it.
     pub fn open(loc: RamLocation) -> crate::Result<Self> {
-        let holes = HoleGuard::new(&loc)?;
-        let r = Self { pid: loc.pid as libc::pid_t, base: loc.hva.raw(), map: loc.map, holes };
-        // A 1-byte probe of the first populated byte tells a permission problem now
-        // rather than at the first pass.
-        let mut probe = [0u8; 1];
-        let first = r.map.regions().first().map(|x| x.gpa).unwrap_or_default();
-        if let Err(MemError::Io { source, .. }) = r.read(first, &mut probe) {
-            return Err(crate::Error::open(loc.pid, format!("process_vm_readv of {}", loc.pid), source));
+        let holes = crate::error::guard(&loc)?;
+        let r = Self { pid: loc.pid as libc::pid_t, blocks: Blocks::new(&loc), map: loc.map, holes };
+        // A 1-byte probe of a page QEMU holds tells a permission problem now rather
+        // than at the first pass (a page it does not hold is never read).
+        if let Some(hva) = r.holes.first_resident().and_then(|off| r.blocks.hva(off)).map(|h| h.0) {
+            let mut probe = [0u8; 1];
+            let p = Piece { remote: hva, local: probe.as_mut_ptr(), len: 1, gpa: Gpa::new(0) };
+            if let Err(MemError::Io { source, .. }) = r.transfer(&[p]) {
+                return Err(crate::Error::open(loc.pid, "read the memory (process_vm_readv)".into(), source));
+            }
         }
         Ok(r)
     }
@@ -45,6 +48,29 @@ impl VmReadv {
     /// The hole guard, to refresh at the start of a pass.
     pub fn holes(&self) -> &HoleGuard {
         &self.holes
+    }
+
+    /// Adds the pieces of a read of `len` bytes at backing offset `off` into `dst` to
+    /// `pieces`; the parts that are not the process's (holes, file pages) are filled
+    /// now.
+    ///
+    /// # Safety
+    /// As [`plan`]: `dst` is valid for `len` bytes and left alone until `pieces` are
+    /// transferred.
+    unsafe fn plan(
+        &self,
+        dst: (*mut u8, usize),
+        off: u64,
+        gpa: Gpa,
+        pieces: &mut Vec<Piece>,
+    ) -> vmscope_mem::Result<()> {
+        // SAFETY: passed on from the caller.
+        unsafe {
+            plan(&self.holes, &self.blocks, off, dst, gpa, |remote, local, len| {
+                pieces.push(Piece { remote, local, len, gpa });
+                Ok(())
+            })
+        }
     }
 
     fn transfer(&self, pieces: &[Piece]) -> vmscope_mem::Result<()> {
@@ -55,7 +81,7 @@ impl VmReadv {
                 group.iter().map(|p| libc::iovec { iov_base: p.remote as *mut libc::c_void, iov_len: p.len }).collect();
             let want: usize = group.iter().map(|p| p.len).sum();
             // SAFETY: every local iovec points into a distinct `&mut [u8]` of the
-            // caller's ReadOps, alive and exclusively borrowed for this call, with its
+            // caller's buffers, alive and exclusively borrowed for this call, with its
             // exact length; remote addresses are only read by the kernel, and the
             // counts are at most IOV_MAX.
             let got = unsafe {
@@ -91,36 +117,15 @@ impl PhysMem for VmReadv {
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
         let mut pieces = Vec::with_capacity(ops.len());
         for op in ops.iter_mut() {
+            // One raw pointer per op, taken once: the pieces' pointers derive from it.
             let base = op.buf.as_mut_ptr();
             let mut done = 0usize;
             for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
                 let (gpa, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
-                if self.holes.is_populated(off, n) {
-                    // SAFETY: done + n <= op.buf.len(): the chunks cover exactly
-                    // the op's length.
-                    let local = unsafe { base.add(done) };
-                    pieces.push(Piece { remote: self.base + off, local, len: n as usize, gpa });
-                    done += n as usize;
-                    continue;
-                }
-                for (o, len, data) in self.holes.split(off, n) {
-                    let len = len as usize;
-                    if data {
-                        pieces.push(Piece {
-                            remote: self.base + o,
-                            // SAFETY: done + len <= op.buf.len(): the chunks cover
-                            // exactly the op's length.
-                            local: unsafe { base.add(done) },
-                            len,
-                            gpa,
-                        });
-                    } else {
-                        // SAFETY: as above, in bounds; only the raw pointer is used
-                        // once taken, so the pieces' pointers stay valid.
-                        unsafe { std::ptr::write_bytes(base.add(done), 0, len) };
-                    }
-                    done += len;
-                }
+                // SAFETY: the chunks tile the op's buffer, so `done + n <= len`; the
+                // buffer is exclusively borrowed until `transfer` below has read into it.
+                unsafe { self.plan((base.add(done), n as usize), off, gpa, &mut pieces)? };
+                done += n as usize;
             }
         }
         self.transfer(&pieces)
@@ -128,5 +133,18 @@ impl PhysMem for VmReadv {
 
     fn memory_map(&self) -> &MemoryMap {
         &self.map
+    }
+}
+
+impl Backed for VmReadv {
+    fn data_extents(&self) -> vmscope_hv::Result<Vec<Range<u64>>> {
+        Ok(self.holes.data_extents()?.into_iter().map(|(s, e)| s..e).collect())
+    }
+
+    fn read_backing(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let mut pieces = Vec::new();
+        // SAFETY: `buf` is exclusively borrowed until `transfer` has read into it.
+        let planned = unsafe { self.plan((buf.as_mut_ptr(), buf.len()), offset, Gpa::new(0), &mut pieces) };
+        planned.and_then(|()| self.transfer(&pieces)).map_err(|e| crate::error::at_offset(e, offset))
     }
 }

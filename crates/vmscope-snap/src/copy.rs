@@ -1,28 +1,26 @@
-//! Bulk copies out of a RAM backing file (QEMU's `memory-backend-memfd`, or a
-//! `mem-path` file), read with `pread` through [`FileMem`]: the fast, harmless source
-//! for halt-snap and the pre-copy. `SEEK_DATA`/`SEEK_HOLE` say which pages the guest
-//! ever touched, so holes are neither read nor allocated.
+//! Bulk copies out of guest RAM that knows where its data is ([`Backed`]): QEMU's RAM
+//! files read with `pread` of their `SEEK_DATA` extents, or QEMU's private RAM read
+//! through its address space for the pages its pagemap says it holds. Either way,
+//! pages the guest never touched are neither read nor allocated.
 
 use std::ops::Range;
 
-use vmscope_hv::Extents;
-use vmscope_mem::{FileMem, MemoryMap};
+use vmscope_hv::Backed;
+use vmscope_mem::MemoryMap;
 
 use crate::{Error, Result};
 
-/// The ranges of `ram`'s backing file that hold data (pages the guest or firmware
-/// touched), sorted, page-granular, clipped to `limit`. Holes read as zero and are
-/// not listed. A file system without `SEEK_DATA` reports one extent.
-pub(crate) fn data_extents(ram: &FileMem, limit: u64) -> Result<Vec<Range<u64>>> {
-    let size = ram.file().metadata().map_err(|e| Error::io("stat of the RAM backing", e))?.len();
-    let x = Extents::scan_range(ram.file(), 0, size.min(limit))?;
-    Ok(x.ranges().iter().map(|&(a, b)| a..b).collect())
+/// The ranges of `ram`'s backing that hold data (pages the guest or firmware touched),
+/// sorted, page-granular, clipped to `limit`. Holes read as zero and are not listed.
+pub(crate) fn data_extents(ram: &dyn Backed, limit: u64) -> Result<Vec<Range<u64>>> {
+    let x = ram.data_extents()?;
+    Ok(x.into_iter().filter(|r| r.start < limit).map(|r| r.start..r.end.min(limit)).collect())
 }
 
 /// Reads `buf.len()` bytes at backing offset `offset`.
-pub(crate) fn read_at(ram: &FileMem, buf: &mut [u8], offset: u64) -> Result<()> {
-    ram.read_at(buf, offset)
-        .map_err(|e| Error::io(format!("pread of {} bytes at RAM offset {offset:#x}", buf.len()), e))
+pub(crate) fn read_at(ram: &dyn Backed, buf: &mut [u8], offset: u64) -> Result<()> {
+    ram.read_backing(buf, offset)
+        .map_err(|e| Error::io(format!("read of {} bytes at RAM offset {offset:#x}", buf.len()), e))
 }
 
 /// Pieces of at most `max` bytes of `extents` (sorted, disjoint), each with its
@@ -105,7 +103,7 @@ pub(crate) fn clip_to_map(extents: &[Range<u64>], map: &MemoryMap) -> Vec<Range<
 mod tests {
     use super::*;
     use std::io::{Seek, SeekFrom, Write};
-    use vmscope_mem::{Gpa, PhysMem};
+    use vmscope_mem::{FileMem, Gpa, PhysMem};
 
     #[test]
     fn extents_of_a_sparse_file() {

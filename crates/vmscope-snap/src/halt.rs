@@ -3,7 +3,7 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use vmscope_hv::{Hypervisor, PauseGuard};
+use vmscope_hv::{Backed, Hypervisor, PauseGuard};
 use vmscope_mem::{FileMem, Gpa, MemoryMap, PhysMem};
 
 use crate::buf::{AnonBuf, is_zero};
@@ -14,9 +14,10 @@ use crate::{Error, Result};
 /// Where a snapshot copies guest RAM from.
 #[derive(Clone, Copy)]
 pub enum Source<'a> {
-    /// The RAM backing file, by `pread`: only pages that hold data are read
-    /// (`SEEK_DATA`), holes stay holes in QEMU and in the copy. The fast path.
-    File(&'a FileMem),
+    /// Guest RAM that knows where its data is: only pages that hold data are read
+    /// (the RAM file's `SEEK_DATA` extents, or the pages QEMU's pagemap says it holds);
+    /// holes stay holes in QEMU and in the copy. The fast path.
+    Backed(&'a dyn Backed),
     /// Any [`PhysMem`]: every byte of every region is read (whether that can
     /// allocate guest pages depends on the technique behind it); zero pages are not
     /// stored.
@@ -26,7 +27,7 @@ pub enum Source<'a> {
 impl std::fmt::Debug for Source<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Source::File(r) => f.debug_tuple("File").field(r).finish(),
+            Source::Backed(r) => f.debug_tuple("Backed").field(&r.memory_map()).finish(),
             Source::Mem(m) => f.debug_tuple("Mem").field(&m.memory_map()).finish(),
         }
     }
@@ -34,7 +35,7 @@ impl std::fmt::Debug for Source<'_> {
 
 impl<'a> From<&'a FileMem> for Source<'a> {
     fn from(r: &'a FileMem) -> Self {
-        Source::File(r)
+        Source::Backed(r)
     }
 }
 
@@ -42,7 +43,7 @@ impl Source<'_> {
     /// The memory map the copy is laid out by.
     pub fn memory_map(&self) -> &MemoryMap {
         match self {
-            Source::File(r) => r.memory_map(),
+            Source::Backed(r) => r.memory_map(),
             Source::Mem(m) => m.memory_map(),
         }
     }
@@ -87,14 +88,14 @@ pub struct SnapStats {
 
 /// Pauses the guest, copies its RAM from `src`, reads registers if asked, resumes.
 ///
-/// With [`Source::File`] the copy is prepared before the pause (data extents found,
+/// With [`Source::Backed`] the copy is prepared before the pause (data extents found,
 /// the destination pages allocated), so the pause holds only the copy itself. A guest
 /// that was already paused is left paused ([`PauseGuard`]).
 pub fn halt_snap(hv: &dyn Hypervisor, src: Source<'_>, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
     let start = Instant::now();
     let map = src.memory_map().clone();
     let mut buf = AnonBuf::zeroed(map.backing_size())?;
-    if let Source::File(ram) = src {
+    if let Source::Backed(ram) = src {
         for e in clip_to_map(&data_extents(ram, map.backing_size())?, &map) {
             buf.prefault(e.start, e.end - e.start);
         }
@@ -129,7 +130,7 @@ fn copy_paused(
     opts: SnapOptions,
 ) -> Result<(Vec<Range<u64>>, Vec<vmscope_hv::VcpuRegisters>)> {
     let extents = match src {
-        Source::File(ram) => copy_file_extents(ram, map, buf)?,
+        Source::Backed(ram) => copy_file_extents(ram, map, buf)?,
         Source::Mem(mem) => copy_all_nonzero(mem, map, buf)?,
     };
     let vcpus = if opts.registers { read_registers(hv)? } else { Vec::new() };
@@ -142,7 +143,7 @@ pub(crate) fn read_registers(hv: &dyn Hypervisor) -> Result<Vec<vmscope_hv::Vcpu
 }
 
 /// Copies the data extents of `ram` that `map` covers into `buf`; returns them.
-pub(crate) fn copy_file_extents(ram: &FileMem, map: &MemoryMap, buf: &mut AnonBuf) -> Result<Vec<Range<u64>>> {
+pub(crate) fn copy_file_extents(ram: &dyn Backed, map: &MemoryMap, buf: &mut AnonBuf) -> Result<Vec<Range<u64>>> {
     let extents = clip_to_map(&data_extents(ram, map.backing_size())?, map);
     let pieces = carve(buf.as_mut_slice(), &extents, 8 << 20)?;
     parallel(pieces, |(off, dst)| read_at(ram, dst, off).map(|()| 0))?;

@@ -1,8 +1,10 @@
 //! Snapshot techniques for virtual machine introspection, and dump files.
 //!
 //! - **halt-snap** ([`halt_snap`]): pause the guest, copy all of its RAM, resume;
-//!   introspect the copy. From QEMU's RAM memfd (a [`FileMem`](vmscope_mem::FileMem),
-//!   `pread` of the data extents only) or through any [`PhysMem`](vmscope_mem::PhysMem).
+//!   introspect the copy. From guest RAM that knows where its data is
+//!   ([`Backed`](vmscope_hv::Backed): QEMU's RAM memfd read with `pread` of its data
+//!   extents, or QEMU's private RAM read through its address space for the pages its
+//!   pagemap says it holds) or through any [`PhysMem`](vmscope_mem::PhysMem).
 //! - **live-snap** ([`live`]): copy while the guest runs, with a short pause —
 //!   either QEMU's own background-snapshot migration, parsed from its stream
 //!   ([`live::qemu_background_snap`]), or vmscope's pre-copy that re-reads and
@@ -33,13 +35,12 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use vmscope_hv::{Hypervisor, RamLocation};
-//! use vmscope_mem::FileMem;
+//! use vmscope_hv::RamLocation;
 //! use vmscope_snap::{Format, SnapOptions, Source, halt_snap};
 //! # let (pid, hv): (u32, vmscope_hv::qemu::QmpHypervisor) = todo!();
-//! let loc = RamLocation::qemu(pid, hv.memory_map()?)?;
-//! let ram = FileMem::new(loc.open_file()?, loc.map);
-//! let (snap, stats) = halt_snap(&hv, Source::File(&ram), SnapOptions::default())?;
+//! let loc = RamLocation::qemu(pid, &hv.ram_layout()?)?;
+//! let ram = loc.open_files()?; // a shared memfd; private RAM: vmscope_read::VmReadv
+//! let (snap, stats) = halt_snap(&hv, Source::Backed(&ram), SnapOptions::default())?;
 //! println!("paused {:?}", stats.downtime);
 //! snap.write("guest.elf".as_ref(), Format::Elf)?;
 //! # Ok(()) }
@@ -47,8 +48,9 @@
 //!
 //! What this crate deliberately does not do: interpret guest memory (that is
 //! `vmscope-x86`/`vmscope-linux`), read kdump-compressed or paging=true QEMU dumps,
-//! or write guest memory. Snapshots never make QEMU allocate guest pages: the RAM
-//! file is read with `pread` of its data extents only. QEMU's background snapshot is
+//! or write guest memory. Snapshots never make QEMU allocate guest pages: they read
+//! the data extents of guest RAM only (a RAM file's, or the pages QEMU holds), and an
+//! 8 GiB guest that uses 300 MiB costs about 300 MiB. QEMU's background snapshot is
 //! the exception — QEMU itself reads every page of shared RAM before it starts (see
 //! [`live`]).
 

@@ -77,7 +77,10 @@ impl Snapshot {
 
     /// Writes this snapshot to `path` in `format` (see [`formats`](crate::formats)).
     pub fn write(&self, path: &Path, format: Format) -> Result<WriteStats> {
-        formats::write_dump(path, format, self, &self.meta)
+        // Only the copied extents can hold data: a large guest's untouched RAM is
+        // neither read nor scanned for zeros.
+        let src = formats::DumpSource { mem: self, data: Some(&self.extents) };
+        formats::write_dump_from(path, format, &src, &self.meta)
     }
 
     /// Looks for the guest kernel's VMCOREINFO note in the copied pages and records

@@ -7,8 +7,8 @@ use std::time::Duration;
 use vmscope_agent::Client;
 use vmscope_consistency::ReadSet;
 use vmscope_consistency::validate::{Method, Verdict};
-use vmscope_hv::{DirtyLog, Halted, Hypervisor};
-use vmscope_mem::{CacheStats, FileMem, PhysMem};
+use vmscope_hv::{Backed, DirtyLog, Halted, Hypervisor};
+use vmscope_mem::{CacheStats, PhysMem};
 use vmscope_snap::{DumpFile, SnapOptions, SnapStats, Snapshot, Source};
 
 use crate::consistent::{self, Consistency, Observed};
@@ -42,8 +42,9 @@ pub(crate) enum How<'g> {
     /// pre-copy: copy running, pause, re-copy what changed).
     Snap {
         hv: &'g dyn Hypervisor,
-        /// The RAM backing, read with pread of its data extents.
-        ram: FileMem,
+        /// Guest RAM, read for its data extents only (pread of the RAM files, or
+        /// QEMU's address space for the pages it holds).
+        ram: Box<dyn Backed>,
     },
     /// A dump file, read as it is.
     Dump(&'g DumpFile),
@@ -156,9 +157,9 @@ impl<'g> Access<'g> {
         };
         let holding = Holding::new();
         let taken = if self.technique == Some(Technique::LiveSnap) {
-            vmscope_snap::live::precopy_snap(*hv, ram, opts)
+            vmscope_snap::live::precopy_snap(*hv, &**ram, opts)
         } else {
-            vmscope_snap::halt_snap(*hv, Source::File(ram), opts)
+            vmscope_snap::halt_snap(*hv, Source::Backed(&**ram), opts)
         };
         drop(holding);
         let taken = taken?;

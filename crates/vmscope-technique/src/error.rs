@@ -52,14 +52,33 @@ pub enum Error {
         #[source]
         source: vmscope_hv::Error,
     },
-    /// QEMU keeps guest RAM private, which the techniques here cannot reach yet.
+    /// QEMU's QMP socket may not be connected to by us.
     #[error(
-        "QEMU {pid} keeps guest RAM private: restart it with \
-         -object memory-backend-memfd,id=ram,size=SIZE,share=on -machine memory-backend=ram"
+        "no permission to connect to QEMU's QMP socket {socket}: run vmscope as root or as QEMU's own \
+         user, or pass --qmp PATH to a monitor socket you may use"
+    )]
+    QmpDenied {
+        /// The socket.
+        socket: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A mapping technique was asked of guest RAM that QEMU keeps private.
+    #[error(
+        "technique {technique} maps guest RAM, but QEMU {pid} keeps it private ({blocks}), and another \
+         process cannot map a process's private memory. Choose live-read (the default for this guest), \
+         halt-read, consistent-read, halt-snap or live-snap, which read it through QEMU's address space; \
+         or, to map it, start QEMU with shared RAM: -object memory-backend-memfd,id=ram,size=SIZE,share=on \
+         -machine memory-backend=ram (libvirt: <memoryBacking><source type='memfd'/><access mode='shared'/>)"
     )]
     PrivateRam {
+        /// The technique asked for.
+        technique: Technique,
         /// QEMU's process id.
         pid: u32,
+        /// Which blocks are private, and how.
+        blocks: String,
     },
     /// Validating a view failed (the dirty log, or re-reading the read set).
     #[error("validating the view: {0}")]

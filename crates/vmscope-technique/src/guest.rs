@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vmscope_hv::builtin::BuiltinVmm;
+use vmscope_hv::libvirt::Libvirt;
 use vmscope_hv::qemu::{QemuCommandLine, QmpHypervisor};
 use vmscope_hv::{Hypervisor, RamLocation, VcpuRegisters};
 use vmscope_snap::DumpFile;
 
 use crate::access::{Access, How};
 use crate::reader::{Options, ReadMethod, Reader};
-use crate::{Error, Result, Technique};
+use crate::{Error, MemoryAccess, Result, Technique};
 
 /// A guest to introspect, as a user names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,17 @@ pub enum Target {
         pid: u32,
         /// The QMP socket to use.
         qmp: Option<PathBuf>,
+    },
+    /// A QEMU domain that libvirt runs, by name (or UUID, or id). libvirt holds QEMU's
+    /// monitor: halting techniques pause through libvirt, and the memory map and
+    /// registers come through its monitor passthrough; memory is read from QEMU's
+    /// process. Serial port 1, if it is a unix socket, is the agent's.
+    Libvirt {
+        /// The domain.
+        domain: String,
+        /// The libvirt connection URI (`None`: `LIBVIRT_DEFAULT_URI`, else
+        /// `qemu:///system`).
+        uri: Option<String>,
     },
     /// A guest of vmscope's built-in VMM, by its control socket.
     Builtin {
@@ -41,6 +53,7 @@ impl Target {
     pub fn open(&self) -> Result<Guest> {
         match self {
             Target::Qemu { pid, qmp } => Guest::qemu(*pid, qmp.as_deref()),
+            Target::Libvirt { domain, uri } => Guest::libvirt(domain, uri.as_deref()),
             Target::Builtin { control, agent } => Guest::builtin(control, agent.clone()),
             Target::Dump(path) => Ok(Guest {
                 hv: None,
@@ -56,6 +69,7 @@ impl Target {
 #[derive(Debug)]
 enum Hv {
     Qemu(QmpHypervisor),
+    Libvirt(Libvirt),
     Builtin(BuiltinVmm),
 }
 
@@ -63,6 +77,7 @@ impl Hv {
     fn as_dyn(&self) -> &dyn Hypervisor {
         match self {
             Hv::Qemu(q) => q,
+            Hv::Libvirt(l) => l,
             Hv::Builtin(b) => b,
         }
     }
@@ -90,19 +105,29 @@ impl Guest {
             Some(p) => Some(QmpHypervisor::connect(p, Duration::from_secs(5))?),
             None => connect_any(&cmdline.qmp)?,
         };
-        let (map, map_source) = match &hv {
-            Some(h) => (h.memory_map()?, "QMP info mtree"),
-            None => (cmdline.inferred_memory_map()?, "inferred from -m (no QMP)"),
+        let layout = match &hv {
+            Some(h) => h.ram_layout()?,
+            None => cmdline.inferred_layout(pid)?,
         };
-        let loc = RamLocation::qemu(pid, map)?;
-        if loc.file.is_none() {
-            return Err(Error::PrivateRam { pid });
-        }
+        let map_source = layout.source;
+        let loc = RamLocation::qemu(pid, &layout)?;
         Ok(Self {
             hv: hv.map(Hv::Qemu),
             ram: Ram::Live(loc),
             agent_socket: cmdline.agent_socket().map(Path::to_path_buf),
             map_source,
+        })
+    }
+
+    fn libvirt(domain: &str, uri: Option<&str>) -> Result<Self> {
+        let lv = Libvirt::connect(domain, uri)?;
+        let layout = lv.ram_layout()?;
+        let loc = RamLocation::qemu(lv.qemu_pid()?, &layout)?;
+        Ok(Self {
+            agent_socket: lv.serial_socket(1)?,
+            hv: Some(Hv::Libvirt(lv)),
+            ram: Ram::Live(loc),
+            map_source: layout.source,
         })
     }
 
@@ -138,7 +163,7 @@ impl Guest {
         self.hv.as_ref().map(Hv::as_dyn)
     }
 
-    /// How the guest memory map was learnt (`QMP info mtree`, `VMM memory-map`, ...).
+    /// How the guest memory map was learnt (QMP, `VMM memory-map`, ...).
     pub fn map_source(&self) -> &'static str {
         self.map_source
     }
@@ -154,11 +179,11 @@ impl Guest {
     }
 
     /// The technique used when none is asked for: the fastest this guest allows
-    /// (a mapping of shared RAM, else syscall reads); `None` for a dump, which is read
-    /// as it is.
+    /// (a mapping where all of guest RAM is shared files, else syscall reads of
+    /// QEMU's address space); `None` for a dump, which is read as it is.
     pub fn default_technique(&self) -> Option<Technique> {
         match &self.ram {
-            Ram::Live(l) if l.file.is_some() => Some(Technique::LiveMap),
+            Ram::Live(l) if l.is_shared() => Some(Technique::LiveMap),
             Ram::Live(_) => Some(Technique::LiveRead),
             Ram::Dump(_) => None,
         }
@@ -175,6 +200,9 @@ impl Guest {
         let t = technique.or_else(|| self.default_technique()).expect("a live guest has a default technique");
         let hv = || self.hv.as_ref().map(Hv::as_dyn).ok_or(Error::NeedsHypervisor(t));
         let method = opts.read_method.unwrap_or_else(|| ReadMethod::for_location(loc));
+        if t.axes().access == MemoryAccess::Mapping && !loc.is_shared() {
+            return Err(Error::PrivateRam { technique: t, pid: loc.pid, blocks: loc.private_blocks().join("; ") });
+        }
         let how = match t {
             Technique::Agent => {
                 let sock = self.agent_socket.as_ref().ok_or(Error::NoAgent)?;
@@ -192,7 +220,7 @@ impl Guest {
                 How::Halt(vmscope_hv::Halted::new(Reader::syscall(loc, method, opts.pass_cache_pages)?, hv()?))
             }
             Technique::HaltMap => How::Halt(vmscope_hv::Halted::new(Reader::map(loc)?, hv()?)),
-            Technique::HaltSnap | Technique::LiveSnap => How::Snap { hv: hv()?, ram: vmscope_read::open_backing(loc)? },
+            Technique::HaltSnap | Technique::LiveSnap => How::Snap { hv: hv()?, ram: Reader::backed(loc, method)? },
         };
         Ok(Access::new(Some(t), how, opts))
     }
@@ -210,6 +238,11 @@ fn connect_any(sockets: &[PathBuf]) -> Result<Option<QmpHypervisor>> {
     }
     match last {
         None => Ok(None),
+        Some((socket, vmscope_hv::Error::Io { source, .. }))
+            if source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Err(Error::QmpDenied { socket, source })
+        }
         Some((socket, source)) => Err(Error::QmpBusy { socket, source }),
     }
 }

@@ -26,6 +26,13 @@
 //! | `consistent-read`, `consistent-map` | none | no | live | live passes recording their read set, validated (dirty log or double collect), retried, else read once halted ([`Access::observed_pass`]) |
 //! | `agent` | guest agent | – | live | the agent answers from the guest's /proc (`vmscope-agent`) |
 //!
+//! A QEMU target is opened however QEMU was started: its RAM blocks are found over QMP
+//! (or, without QMP, from its command line and `/proc/PID/maps`), and what backs them
+//! decides what opens — every technique where all of guest RAM is shared files; on
+//! private RAM (plain `-m`, `memory-backend-ram`, `share=off`) the syscall and snapshot
+//! techniques, while the mapping ones fail with [`Error::PrivateRam`], which says why
+//! and what works. [`Guest::default_technique`] is the fastest the RAM allows.
+//!
 //! Halting does no harm to a guest's state: a technique pauses only a running
 //! guest and resumes only a guest it paused, also on errors, panics, a QMP
 //! connection that breaks mid-pass (it connects again to resume), and — once the
@@ -54,3 +61,4 @@ pub use guest::{Guest, Target};
 pub use reader::{Options, ReadMethod};
 pub use technique::{Axes, Cooperation, Liveness, MemoryAccess, Technique};
 pub use vmscope_consistency::validate::{Method, Verdict};
+pub use vmscope_hv::RamLocation;

@@ -16,6 +16,10 @@ pub enum Error {
     /// or reach its ready point; the message says what to do.
     #[error("{0}")]
     Launch(String),
+    /// A part the test needs is not on this machine or cannot be started by this
+    /// user (libvirt, for one); tests print the message as `SKIPPED:`.
+    #[error("{0}")]
+    Unavailable(String),
     /// A workload did not run, or printed no figure; the message has its output.
     #[error("{0}")]
     Workload(String),

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use vmscope_agent::Client;
-use vmscope_hv::{Hypervisor, RamLocation};
+use vmscope_hv::RamLocation;
 use vmscope_mem::{FileMem, PhysMem};
 
 use crate::{GuestImages, GuestKernel, QemuConfig, QemuVm};
@@ -61,16 +61,15 @@ impl Guest {
         self.agent.sh(line).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// Where QEMU keeps the guest's RAM (memory map over QMP).
+    /// Where QEMU keeps the guest's RAM (its layout over QMP).
     pub fn ram_location(&self) -> RamLocation {
-        let map = self.vm.hv().memory_map().expect("memory map over QMP");
-        RamLocation::qemu(self.vm.pid(), map).expect("QEMU's RAM backing")
+        let layout = self.vm.hv().ram_layout().expect("RAM layout over QMP");
+        RamLocation::qemu(self.vm.pid(), &layout).expect("QEMU's RAM blocks")
     }
 
     /// Guest RAM through the QEMU process's memfd (pread: touches nothing).
     pub fn ram(&self) -> FileMem {
-        let loc = self.ram_location();
-        FileMem::new(loc.open_file().expect("the RAM memfd of QEMU"), loc.map)
+        self.ram_location().open_files().expect("the RAM memfd of QEMU")
     }
 }
 

@@ -62,6 +62,12 @@ pub struct GuestImages {
 }
 
 impl GuestImages {
+    /// [`locate`](Self::locate) for a benchmark, which has nothing to measure without
+    /// images: `None`, with a note saying why `what` is skipped.
+    pub fn for_benchmark(what: &str) -> Option<Self> {
+        Self::locate().inspect_err(|e| eprintln!("note: skipping the {what} benchmark: {e}")).ok()
+    }
+
     /// `$VMSCOPE_IMAGES`, else `target/guest-images` in the first ancestor of the
     /// current directory that has one.
     pub fn locate() -> Result<Self> {

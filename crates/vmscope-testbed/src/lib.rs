@@ -1,7 +1,8 @@
 //! Test and lab support for vmscope: the guest images `cargo xtask images` builds
 //! ([`GuestImages`]), QEMU guests started from them and always stopped ([`QemuVm`]),
 //! and a booted guest with a connection to its agent ([`Guest`]) — the ground truth
-//! every end-to-end test compares vmscope's view with.
+//! every end-to-end test compares vmscope's view with; also the same guests as libvirt
+//! domains ([`libvirt`]).
 //!
 //! ```no_run
 //! let mut g = vmscope_testbed::boot("6.1"); // Debian 6.1, 1 GiB, 2 vCPUs, KASLR on
@@ -18,11 +19,14 @@
 
 mod error;
 mod guest;
+mod hugepages;
 mod images;
+pub mod libvirt;
 mod qemu;
 pub mod workloads;
 
 pub use error::{Error, Result};
 pub use guest::{Guest, boot, boot_with, boot_with_workloads, eventually, find_banners};
+pub use hugepages::HugePages;
 pub use images::{GuestImages, GuestKernel, WORKLOADS_SERIAL};
-pub use qemu::{Accel, Disk, QemuConfig, QemuVm, RAM_ID, READY_MARKER, SCRATCH_SERIAL, process_alive};
+pub use qemu::{Accel, Disk, QemuConfig, QemuVm, RAM_ID, READY_MARKER, RamBacking, SCRATCH_SERIAL, process_alive};

@@ -91,6 +91,28 @@ pub enum Disk {
 /// The virtio serial of the scratch disk.
 pub const SCRATCH_SERIAL: &str = "vmscope-scratch";
 
+/// How QEMU backs guest RAM: the configurations a user may run, each introspected
+/// differently (see the README's "Any QEMU").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RamBacking {
+    /// `-object memory-backend-memfd,id=ram,share=on` as the machine's memory backend:
+    /// every technique, mapping included.
+    SharedMemfd,
+    /// Plain `-m`: anonymous private memory (QEMU's `pc.ram`), as most users run it.
+    Plain,
+    /// `-machine memory-backend=ram` with `-object memory-backend-KIND,id=ram,size=SIZE,PROPS`,
+    /// e.g. `("file", "mem-path=/dev/shm/x,share=off")` or `("ram", "")`.
+    Backend {
+        /// `ram`, `memfd`, `file`.
+        kind: String,
+        /// More properties, comma-separated (may be empty).
+        props: String,
+    },
+    /// One NUMA node per `(kind, props)` backend (ids `ram0`, `ram1`, ...), guest RAM
+    /// split evenly between them.
+    Numa(Vec<(String, String)>),
+}
+
 /// How to start a guest. [`QemuConfig::new`] gives the defaults: 1 GiB, 2 vCPUs,
 /// KASLR on, 4-level paging, accelerator detected.
 #[derive(Debug, Clone)]
@@ -121,6 +143,10 @@ pub struct QemuConfig {
     pub extra_args: Vec<String>,
     /// virtio-blk disks (none by default).
     pub disks: Vec<Disk>,
+    /// How guest RAM is backed (default: a shared memfd).
+    pub ram: RamBacking,
+    /// The machine type: `q35` (default) or `pc`.
+    pub machine: String,
 }
 
 impl QemuConfig {
@@ -140,12 +166,44 @@ impl QemuConfig {
             ready_timeout: Duration::from_secs(120),
             extra_args: Vec::new(),
             disks: Vec::new(),
+            ram: RamBacking::SharedMemfd,
+            machine: "q35".into(),
         }
+    }
+
+    /// The `-machine`, `-m`, `-object` and `-numa` arguments for [`Self::ram`].
+    fn ram_args(&self) -> Vec<String> {
+        let mem = format!("{}M", self.memory_mib);
+        let mut a = vec!["-m".to_owned(), mem.clone()];
+        let backend = |kind: &str, id: &str, size: &str, props: &str| {
+            let props = if props.is_empty() { String::new() } else { format!(",{props}") };
+            format!("memory-backend-{kind},id={id},size={size}{props}")
+        };
+        match &self.ram {
+            RamBacking::SharedMemfd => {
+                a.extend(["-machine".into(), format!("{},memory-backend={RAM_ID}", self.machine)]);
+                a.extend(["-object".into(), backend("memfd", RAM_ID, &mem, "share=on")]);
+            }
+            RamBacking::Plain => a.extend(["-machine".into(), self.machine.clone()]),
+            RamBacking::Backend { kind, props } => {
+                a.extend(["-machine".into(), format!("{},memory-backend={RAM_ID}", self.machine)]);
+                a.extend(["-object".into(), backend(kind, RAM_ID, &mem, props)]);
+            }
+            RamBacking::Numa(nodes) => {
+                a.extend(["-machine".into(), self.machine.clone()]);
+                let each = format!("{}M", self.memory_mib / nodes.len().max(1) as u64);
+                for (i, (kind, props)) in nodes.iter().enumerate() {
+                    let id = format!("{RAM_ID}{i}");
+                    a.extend(["-object".into(), backend(kind, &id, &each, props)]);
+                    a.extend(["-numa".into(), format!("node,nodeid={i},memdev={id}")]);
+                }
+            }
+        }
+        a
     }
 
     fn args(&self, dir: &Path) -> Vec<String> {
         let accel = self.accel.resolve();
-        let mem = format!("{}M", self.memory_mib);
         let mut append = vec!["console=ttyS0".to_owned(), "quiet".into(), "panic=-1".into()];
         if !self.kaslr {
             append.push("nokaslr".into());
@@ -161,19 +219,13 @@ impl QemuConfig {
             (_, false) => "qemu64".to_owned(),
         };
         let p = |f: &str| dir.join(f).display().to_string();
-        let mut a: Vec<String> = vec![
-            "-accel".into(),
-            accel.qemu_arg().into(),
-            "-machine".into(),
-            format!("q35,memory-backend={RAM_ID}"),
+        let mut a: Vec<String> = vec!["-accel".into(), accel.qemu_arg().into()];
+        a.extend(self.ram_args());
+        a.extend([
             "-cpu".into(),
             cpu,
             "-smp".into(),
             self.vcpus.to_string(),
-            "-m".into(),
-            mem.clone(),
-            "-object".into(),
-            format!("memory-backend-memfd,id={RAM_ID},size={mem},share=on"),
             "-kernel".into(),
             self.kernel.display().to_string(),
             "-append".into(),
@@ -196,7 +248,7 @@ impl QemuConfig {
             format!("unix:{},server=on,wait=off", p("qmp-extra.sock")),
             "-device".into(),
             "vmcoreinfo".into(),
-        ];
+        ]);
         if let Some(i) = &self.initrd {
             a.push("-initrd".into());
             a.push(i.display().to_string());
@@ -260,14 +312,15 @@ pub struct QemuVm {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// A number no other call in this process got: names temporary directories.
+pub(crate) fn next_id() -> u32 {
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 impl QemuVm {
     /// Starts QEMU and waits for the ready marker (or QMP, without one).
     pub fn launch(config: QemuConfig) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!(
-            "vmscope-qemu-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
+        let dir = std::env::temp_dir().join(format!("vmscope-qemu-{}-{}", std::process::id(), next_id()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
         for f in [&config.kernel].into_iter().chain(config.initrd.as_ref()) {
             if !f.exists() {
@@ -429,7 +482,7 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
-fn read_tail(path: &Path, lines: usize) -> String {
+pub(crate) fn read_tail(path: &Path, lines: usize) -> String {
     let mut s = String::new();
     if let Ok(mut f) = std::fs::File::open(path) {
         let mut b = Vec::new();

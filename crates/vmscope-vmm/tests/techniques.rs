@@ -57,7 +57,7 @@ fn process_vm_readv_reads_private_ram() {
     let mut vm = Vm::testkernel(1, "private", "");
     let c = vm.client();
     let loc = c.ram_location().unwrap();
-    assert!(loc.file.is_none(), "private RAM has no backing file");
+    assert!(!loc.is_shared(), "private RAM has no backing file");
     let mem = VmReadv::open(loc).unwrap();
     let m = wait_manifest(&mem, 1, Duration::from_secs(20));
     let halted = Halted::new(&mem, &c);

@@ -23,15 +23,23 @@ impl ReadmeQemu {
     /// The same without its `-qmp` monitor when `qmp` is false: a QEMU vmscope can
     /// read but not pause.
     pub fn start_with(kernel: &str, qmp: bool) -> Self {
+        Self::start_edited(
+            kernel,
+            |line| if qmp { line } else { line.replace("-qmp unix:qmp.sock,server=on,wait=off", "") },
+        )
+    }
+
+    /// QEMU from the README's command line after `edit` (flags taken out or changed).
+    pub fn start_edited(kernel: &str, edit: impl FnOnce(String) -> String) -> Self {
         let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
-        let section = readme.split("## Running a guest vmscope can introspect").nth(1).expect("the README section");
+        let section = readme.split("## Any QEMU").nth(1).expect("the README section");
         let block = section.split("```sh").nth(1).and_then(|b| b.split("```").next()).expect("its command block");
         let images = vmscope_testbed::GuestImages::locate().unwrap_or_else(|e| panic!("{e}")).dir;
         let line = block
             .replace("\\\n", " ")
             .replace("target/guest-images", &images.display().to_string())
             .replace("linux-6.1", &format!("linux-{kernel}"));
-        let line = if qmp { line } else { line.replace("-qmp unix:qmp.sock,server=on,wait=off", "") };
+        let line = edit(line);
         let dir = tempfile::tempdir().unwrap();
         let st = Command::new("sh")
             .arg("-c")
@@ -48,6 +56,28 @@ impl ReadmeQemu {
             std::thread::sleep(Duration::from_millis(50));
         }
         q
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The directory QEMU started in (its sockets and console).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `vmscope --qemu PID args...` with its profile cache in `cache`.
+    pub fn vmscope_env(&self, args: &[&str], cache: &Path) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_vmscope"))
+            .arg("--qemu")
+            .arg(self.pid.to_string())
+            .args(args)
+            .env("XDG_CACHE_HOME", cache)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
     }
 
     pub fn agent(&self) -> Client {

@@ -4,9 +4,27 @@
 
 use std::path::{Path, PathBuf};
 
-use vmscope_mem::{Gpa, MemoryMap, Region};
+use vmscope_mem::{Gpa, Hva, MemoryMap, Region};
 
+use super::hmp::BlockSpan;
+use super::process::{Vma, read_maps};
+use super::{LayoutBlock, RamLayout};
 use crate::{Error, Result};
+
+/// A `-object memory-backend-*` of the command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryBackend {
+    /// `ram`, `memfd`, `file`, ... (the type without `memory-backend-`).
+    pub kind: String,
+    /// Its `id`, which names its RAM block.
+    pub id: String,
+    /// `size=` in bytes.
+    pub size: Option<u64>,
+    /// `share=on` (`None`: not given, which is off).
+    pub share: Option<bool>,
+    /// `mem-path=` of a file backend.
+    pub mem_path: Option<PathBuf>,
+}
 
 /// The parts of a QEMU command line vmscope cares about.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +37,16 @@ pub struct QemuCommandLine {
     pub shared_backend: bool,
     /// The `-m` size argument as given.
     pub memory: Option<String>,
+    /// Every `-object memory-backend-*`, in order.
+    pub backends: Vec<MemoryBackend>,
+    /// The machine type (`-machine TYPE,...`, `-M`), if given (QEMU's default is `pc`).
+    pub machine: Option<String>,
+    /// `-machine memory-backend=ID`: the backend that is all of guest RAM.
+    pub machine_backend: Option<String>,
+    /// `-numa node,memdev=ID`, in node order: the backends guest RAM is made of.
+    pub numa_memdevs: Vec<String>,
+    /// The legacy `-mem-path DIR` (RAM in a file there, mapped private).
+    pub mem_path: Option<PathBuf>,
 }
 
 impl QemuCommandLine {
@@ -59,8 +87,21 @@ impl QemuCommandLine {
         let mut it = args.iter().map(String::as_str);
         while let Some(a) = it.next() {
             let opt = a.trim_start_matches('-');
-            if a.starts_with('-') && matches!(opt, "qmp" | "qmp-pretty" | "chardev" | "mon" | "serial" | "object" | "m")
-            {
+            let takes_value = matches!(
+                opt,
+                "qmp"
+                    | "qmp-pretty"
+                    | "chardev"
+                    | "mon"
+                    | "serial"
+                    | "object"
+                    | "m"
+                    | "machine"
+                    | "M"
+                    | "numa"
+                    | "mem-path"
+            );
+            if a.starts_with('-') && takes_value {
                 let Some(v) = it.next() else { break };
                 match opt {
                     "qmp" | "qmp-pretty" => {
@@ -86,9 +127,31 @@ impl QemuCommandLine {
                     }
                     "serial" => serials.push(v.to_owned()),
                     "object" if v.starts_with("memory-backend-") => {
-                        out.shared_backend |= prop(v, "share").is_some_and(|s| s == "on" || s == "true");
+                        let share = prop(v, "share").map(|s| s == "on" || s == "true");
+                        out.shared_backend |= share == Some(true);
+                        let (kind, props) = v.split_once(',').unwrap_or((v, ""));
+                        out.backends.push(MemoryBackend {
+                            kind: kind.trim_start_matches("memory-backend-").to_owned(),
+                            id: prop(props, "id").unwrap_or("").to_owned(),
+                            size: prop(props, "size").and_then(|s| parse_size(s, 1)),
+                            share,
+                            mem_path: prop(props, "mem-path").map(abs),
+                        });
                     }
                     "m" => out.memory = Some(v.to_owned()),
+                    "machine" | "M" => {
+                        let first = v.split(',').next().unwrap_or("");
+                        if !first.is_empty() && !first.contains('=') {
+                            out.machine = Some(first.to_owned());
+                        } else if let Some(t) = prop(v, "type") {
+                            out.machine = Some(t.to_owned());
+                        }
+                        if let Some(b) = prop(v, "memory-backend") {
+                            out.machine_backend = Some(b.to_owned());
+                        }
+                    }
+                    "numa" if v.starts_with("node") => out.numa_memdevs.extend(prop(v, "memdev").map(str::to_owned)),
+                    "mem-path" => out.mem_path = Some(abs(v)),
                     _ => {}
                 }
             }
@@ -116,32 +179,141 @@ impl QemuCommandLine {
         self.serial_sockets.get(1).and_then(|s| s.as_deref())
     }
 
-    /// The memory map QEMU builds for `-m SIZE` on a PC machine, for when no QMP is
-    /// there to ask: RAM from 0, split at the PCI hole (q35: 2 GiB below 4 GiB once
-    /// RAM reaches 2.75 GiB, i440fx: 3 GiB once it reaches 3.5 GiB — q35 is assumed,
-    /// the machine the README's flags use), the rest from 4 GiB.
-    pub fn inferred_memory_map(&self) -> Result<MemoryMap> {
+    /// The RAM blocks guest RAM is made of, in the order QEMU lays them out: the
+    /// `-numa` nodes' backends, or `-machine memory-backend=`, or the implicit
+    /// `pc.ram` of `-m` (with its kind: the backend's type, `ram` for plain `-m`).
+    fn ram_blocks(&self) -> Result<Vec<(String, u64, MemoryBackend)>> {
+        let backend = |id: &str| {
+            self.backends.iter().find(|b| b.id == id).cloned().ok_or_else(|| {
+                Error::Protocol(format!("QEMU's command line names memory backend {id:?} but defines none"))
+            })
+        };
+        let ids: Vec<String> = if !self.numa_memdevs.is_empty() {
+            self.numa_memdevs.clone()
+        } else {
+            self.machine_backend.iter().cloned().collect()
+        };
         let m = self.memory.as_deref().unwrap_or("128M");
-        let size = parse_size(m.split(',').next().unwrap_or(m).trim_start_matches("size="))
-            .ok_or_else(|| Error::Protocol(format!("cannot read QEMU's -m {m}")))?;
-        let low = if size >= 0xb000_0000 { 0x8000_0000 } else { size };
-        let mut regions = vec![Region::new(Gpa::new(0), low, 0, "ram-below-4g")];
-        if size > low {
-            regions.push(Region::new(Gpa::new(1 << 32), size - low, low, "ram-above-4g"));
+        let m = m.split(',').find(|p| !p.contains('=')).or_else(|| prop(m, "size")).unwrap_or(m);
+        let dash_m = parse_size(m, 1 << 20).ok_or_else(|| Error::Protocol(format!("cannot read QEMU's -m {m}")))?;
+        if ids.is_empty() {
+            let kind = if self.mem_path.is_some() { "file" } else { "ram" };
+            let b = MemoryBackend {
+                kind: kind.into(),
+                id: "pc.ram".into(),
+                mem_path: self.mem_path.clone(),
+                ..MemoryBackend::default()
+            };
+            return Ok(vec![("pc.ram".into(), dash_m, b)]);
         }
-        Ok(MemoryMap::new(regions)?)
+        let mut out = Vec::new();
+        for id in ids {
+            let b = backend(&id)?;
+            let size = match (b.size, self.numa_memdevs.is_empty()) {
+                (Some(s), _) => s,
+                (None, true) => dash_m,
+                (None, false) => return Err(Error::Protocol(format!("memory backend {id} has no size="))),
+            };
+            out.push((id, size, b));
+        }
+        Ok(out)
+    }
+
+    /// The memory map QEMU builds for this command line on a PC machine, for when no
+    /// QMP is there to ask: RAM from 0, split at the PCI hole (q35: 2 GiB below 4 GiB
+    /// once RAM reaches 2.75 GiB; pc/i440fx, QEMU's default: 3 GiB once it reaches
+    /// 3.5 GiB), the rest from 4 GiB; the RAM blocks one after another (`-numa` nodes
+    /// in order), as in QEMU's RAM container. `max-ram-below-4g` is not modelled.
+    pub fn inferred_memory_map(&self) -> Result<(MemoryMap, Vec<BlockSpan>)> {
+        let blocks = self.ram_blocks()?;
+        let mut spans = Vec::new();
+        let mut size = 0u64;
+        for (name, s, _) in &blocks {
+            spans.push(BlockSpan { name: name.clone(), offset: size, size: *s });
+            size = size.checked_add(*s).ok_or_else(|| Error::Protocol("RAM sizes overflow".into()))?;
+        }
+        let q35 = self.machine.as_deref().is_some_and(|m| m.contains("q35"));
+        let low = match (q35, size) {
+            (true, s) if s >= 0xb000_0000 => 0x8000_0000,
+            (false, s) if s >= 0xe000_0000 => 0xc000_0000,
+            (_, s) => s,
+        };
+        // (GPA, container offset, length) of the two pieces of the RAM container.
+        let pieces = [(0u64, 0u64, low), (1u64 << 32, low, size - low)];
+        let mut regions = Vec::new();
+        for (gpa, coff, len) in pieces.into_iter().filter(|p| p.2 > 0) {
+            for s in &spans {
+                let (a, b) = (coff.max(s.offset), (coff + len).min(s.offset + s.size));
+                if a < b {
+                    regions.push(Region::new(Gpa::new(gpa + (a - coff)), b - a, a, s.name.clone()));
+                }
+            }
+        }
+        Ok((MemoryMap::new(regions)?, spans))
+    }
+
+    /// The RAM layout inferred without QMP: [`inferred_memory_map`](Self::inferred_memory_map),
+    /// and each block found in `/proc/PID/maps` of QEMU `pid` as the one mapping of
+    /// its size and kind (anonymous, memfd, or its `mem-path` file). Fails, asking for
+    /// QMP, when no mapping or more than one fits.
+    pub fn inferred_layout(&self, pid: u32) -> Result<RamLayout> {
+        let (map, spans) = self.inferred_memory_map()?;
+        let vmas = read_maps(pid)?;
+        let kinds = self.ram_blocks()?;
+        let mut blocks = Vec::new();
+        for (span, (_, _, backend)) in spans.into_iter().zip(kinds) {
+            let found: Vec<&Vma> = vmas.iter().filter(|v| v.len() == span.size && fits(v, &backend)).collect();
+            let hva = match found.as_slice() {
+                [v] => Hva::new(v.start),
+                [] => {
+                    return Err(Error::Unsupported(format!(
+                        "without QMP, RAM block {} ({} MiB, memory-backend-{}) must be one mapping of that size in                          /proc/{pid}/maps, and none is: give vmscope QEMU's QMP socket (--qmp PATH)",
+                        span.name,
+                        span.size >> 20,
+                        backend.kind
+                    )));
+                }
+                more => {
+                    return Err(Error::Unsupported(format!(
+                        "without QMP, RAM block {} ({} MiB) could be any of {} mappings in /proc/{pid}/maps: give                          vmscope QEMU's QMP socket (--qmp PATH)",
+                        span.name,
+                        span.size >> 20,
+                        more.len()
+                    )));
+                }
+            };
+            blocks.push(LayoutBlock { span, hva });
+        }
+        Ok(RamLayout { map, blocks, source: "inferred from QEMU's command line and /proc/PID/maps (no QMP)" })
     }
 }
 
-/// `1G`, `512M`, `1024` (MiB), `2048k`, as QEMU's `-m` takes them.
-fn parse_size(s: &str) -> Option<u64> {
+/// Whether mapping `v` can be the RAM of `backend`.
+fn fits(v: &Vma, backend: &MemoryBackend) -> bool {
+    if !v.is_ram_like() {
+        return false;
+    }
+    match backend.kind.as_str() {
+        "memfd" => v.path.starts_with("/memfd:memory-backend-memfd"),
+        "file" => backend.mem_path.as_ref().is_some_and(|p| {
+            let p = p.to_string_lossy();
+            let path = v.path.trim_end_matches(" (deleted)");
+            path == p || path.strip_prefix(p.as_ref()).is_some_and(|rest| rest.starts_with('/'))
+        }),
+        _ => v.is_anonymous() && !v.is_shared(),
+    }
+}
+
+/// `1G`, `512M`, `2048k`, or a bare number of `unit`s (MiB for `-m`, bytes for a
+/// backend's `size=`), as QEMU takes them.
+fn parse_size(s: &str, unit: u64) -> Option<u64> {
     let s = s.trim();
     let (num, mul) = match s.chars().last()? {
         'k' | 'K' => (&s[..s.len() - 1], 1u64 << 10),
         'm' | 'M' => (&s[..s.len() - 1], 1 << 20),
         'g' | 'G' => (&s[..s.len() - 1], 1 << 30),
         't' | 'T' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1 << 20),
+        _ => (s, unit),
     };
     num.parse::<u64>().ok()?.checked_mul(mul)
 }
@@ -179,14 +351,57 @@ mod tests {
 
     #[test]
     fn sizes_and_the_inferred_split() {
-        assert_eq!(parse_size("1G"), Some(1 << 30));
-        assert_eq!(parse_size("512"), Some(512 << 20));
-        assert_eq!(parse_size("99999999999T"), None);
-        let c = QemuCommandLine { memory: Some("4G".into()), ..Default::default() };
-        let m = c.inferred_memory_map().unwrap();
+        assert_eq!(parse_size("1G", 1 << 20), Some(1 << 30));
+        assert_eq!(parse_size("512", 1 << 20), Some(512 << 20));
+        assert_eq!(parse_size("4096", 1), Some(4096));
+        assert_eq!(parse_size("99999999999T", 1), None);
+        let c = QemuCommandLine::parse(&args("-machine q35 -m 4G"), &[]);
+        let (m, spans) = c.inferred_memory_map().unwrap();
         assert_eq!(m.regions().len(), 2);
         assert_eq!(m.regions()[1].offset, 0x8000_0000);
         assert_eq!(m.ram_size(), 4 << 30);
+        assert_eq!(spans, [BlockSpan { name: "pc.ram".into(), offset: 0, size: 4 << 30 }]);
+        // pc (the default machine) keeps 3 GiB below 4 GiB.
+        let c = QemuCommandLine::parse(&args("-m 8G"), &[]);
+        let (m, _) = c.inferred_memory_map().unwrap();
+        assert_eq!(m.regions()[0].size, 0xc000_0000);
+        assert_eq!(m.regions()[1].gpa.raw(), 1 << 32);
+        let c = QemuCommandLine::parse(&args("-M pc -m 3G"), &[]);
+        assert_eq!(c.inferred_memory_map().unwrap().0.regions().len(), 1, "under 3.5 GiB all fits below");
+    }
+
+    #[test]
+    fn numa_nodes_fill_the_container_in_order() {
+        let c = QemuCommandLine::parse(
+            &args(
+                "-machine pc -m 4G -object memory-backend-ram,id=m0,size=1G \
+                 -object memory-backend-file,id=m1,size=3G,mem-path=/dev/hugepages,share=on \
+                 -numa node,memdev=m0 -numa node,nodeid=1,memdev=m1",
+            ),
+            &[PathBuf::from("/")],
+        );
+        assert_eq!(c.numa_memdevs, ["m0", "m1"]);
+        assert_eq!(c.backends[1].mem_path.as_deref(), Some(Path::new("/dev/hugepages")));
+        let (m, spans) = c.inferred_memory_map().unwrap();
+        let r: Vec<_> = m.regions().iter().map(|r| (r.gpa.raw(), r.size, r.offset, r.name.as_str())).collect();
+        assert_eq!(
+            r,
+            [(0, 1 << 30, 0, "m0"), (1 << 30, 0x8000_0000, 1 << 30, "m1"), (1 << 32, 1 << 30, 0xc000_0000, "m1")]
+        );
+        assert_eq!(spans[1], BlockSpan { name: "m1".into(), offset: 1 << 30, size: 3 << 30 });
+        let file = MemoryBackend { kind: "file".into(), mem_path: Some("/dev/hugepages".into()), ..Default::default() };
+        let vma = |path: &str, perms: &str| Vma {
+            start: 0,
+            end: 1,
+            perms: perms.into(),
+            offset: 0,
+            inode: 1,
+            path: path.into(),
+        };
+        assert!(fits(&vma("/dev/hugepages/qemu_back_mem.m1.Xa2 (deleted)", "rw-s"), &file));
+        assert!(!fits(&vma("/dev/hugepages2/x", "rw-s"), &file));
+        let ram = MemoryBackend { kind: "ram".into(), ..Default::default() };
+        assert!(fits(&vma("", "rw-p"), &ram) && !fits(&vma("", "rwxp"), &ram), "not the TCG code buffer");
     }
 
     #[test]

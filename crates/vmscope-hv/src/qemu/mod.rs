@@ -7,18 +7,104 @@ mod hmp;
 mod process;
 mod qmp;
 
-pub use cmdline::QemuCommandLine;
-pub use hmp::{parse_mtree_flat, parse_registers};
-pub use process::{RamMapping, ram_mapping};
+pub use cmdline::{MemoryBackend, QemuCommandLine};
+pub use hmp::{BlockSpan, parse_gpa2hva, parse_mtree_blocks, parse_mtree_flat, parse_registers};
+pub use process::{RamMapping, Vma, block_at, parse_maps, ram_mapping, read_maps};
 pub use qmp::{Event, Qmp};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use vmscope_mem::MemoryMap;
+use serde_json::Value;
+use vmscope_mem::{Hva, MemoryMap};
 
 use crate::{Error, Hypervisor, Result, VcpuRegisters};
+
+/// Guest RAM as a QEMU process lays it out: the memory map over its RAM blocks (one
+/// after another in the backing space) and where QEMU holds each block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RamLayout {
+    /// Guest-physical ranges and their offsets in the backing space.
+    pub map: MemoryMap,
+    /// The RAM blocks the map uses.
+    pub blocks: Vec<LayoutBlock>,
+    /// How it was learnt, for `info` and errors.
+    pub source: &'static str,
+}
+
+/// One RAM block of a [`RamLayout`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutBlock {
+    /// Its name and place in the backing space.
+    pub span: BlockSpan,
+    /// Where its first byte is in QEMU's address space.
+    pub hva: Hva,
+}
+
+/// A way to send QEMU monitor commands: vmscope's own QMP connection ([`Qmp`]), or
+/// one that another program owns and passes commands through (libvirt's).
+pub trait Monitor {
+    /// Runs QMP `command`; its `return` value.
+    fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value>;
+
+    /// Runs an HMP command line, on vCPU `cpu` if given; its text.
+    fn hmp(&mut self, command_line: &str, cpu: Option<usize>) -> Result<String>;
+}
+
+impl Monitor for Qmp {
+    fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value> {
+        Qmp::execute(self, command, arguments)
+    }
+
+    fn hmp(&mut self, command_line: &str, cpu: Option<usize>) -> Result<String> {
+        Qmp::hmp(self, command_line, cpu)
+    }
+}
+
+/// Guest RAM as the QEMU behind `m` lays it out: its memory backends
+/// (`query-memdev`), the ranges of guest-physical memory each backs (`info mtree -f`),
+/// and where QEMU holds each (`gpa2hva` at the block's lowest range). Only the block
+/// called `ram_name`, if given.
+pub fn ram_layout(m: &mut impl Monitor, ram_name: Option<&str>, source: &'static str) -> Result<RamLayout> {
+    let (map, spans) = map_and_blocks(m, ram_name)?;
+    let mut blocks = Vec::new();
+    for span in spans {
+        let r = map.regions().iter().find(|r| r.name == span.name).expect("every span maps a region");
+        let text = m.hmp(&format!("gpa2hva {:#x}", r.gpa.raw()), None)?;
+        let (name, hva) = parse_gpa2hva(&text)?;
+        let into_block = r.offset - span.offset;
+        let hva = hva
+            .checked_sub(into_block)
+            .filter(|_| name == span.name)
+            .ok_or_else(|| Error::Protocol(format!("gpa2hva {} says {text:?}, not RAM block {}", r.gpa, span.name)))?;
+        blocks.push(LayoutBlock { span, hva: Hva::new(hva) });
+    }
+    Ok(RamLayout { map, blocks, source })
+}
+
+/// The memory map over the RAM blocks of QEMU's memory backends (all of them, or the
+/// one called `ram_name`).
+pub fn map_and_blocks(m: &mut impl Monitor, ram_name: Option<&str>) -> Result<(MemoryMap, Vec<BlockSpan>)> {
+    let mtree = m.hmp("info mtree -f", None)?;
+    // Every QEMU since 5.0 lists its RAM backends here, the implicit pc.ram of a
+    // plain -m too.
+    let memdevs = m.execute("query-memdev", None).unwrap_or(Value::Null);
+    let mut blocks: Vec<(String, u64)> = memdevs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| Some((d.get("id")?.as_str()?.to_owned(), d.get("size")?.as_u64()?)))
+        .filter(|(id, _)| ram_name.is_none_or(|n| n == id))
+        .collect();
+    if blocks.is_empty() {
+        // No backend to name: the largest RAM region, as large as it is mapped.
+        let m = parse_mtree_flat(&mtree, ram_name)?;
+        let name = m.regions()[0].name.clone();
+        blocks.push((name, m.backing_size().next_multiple_of(4096)));
+    }
+    parse_mtree_blocks(&mtree, &blocks)
+}
 
 /// QEMU controlled over one QMP connection. A connection that breaks (QEMU's end
 /// closed, a proxy gone) is opened again once per command, so that a guest paused
@@ -55,6 +141,12 @@ impl QmpHypervisor {
     /// The socket it talks to.
     pub fn socket(&self) -> &Path {
         &self.path
+    }
+
+    /// Guest RAM as QEMU lays it out: see [`ram_layout`].
+    pub fn ram_layout(&self) -> Result<RamLayout> {
+        let name = self.ram_name.as_deref();
+        self.retrying(|q| ram_layout(q, name, "QMP (query-memdev, info mtree -f, gpa2hva)"))
     }
 
     /// A new connection after `lost` broke the old one.
@@ -122,6 +214,6 @@ impl Hypervisor for QmpHypervisor {
     }
 
     fn memory_map(&self) -> Result<MemoryMap> {
-        self.retrying(|q| parse_mtree_flat(&q.hmp("info mtree -f", None)?, self.ram_name.as_deref()))
+        self.retrying(|q| Ok(map_and_blocks(q, self.ram_name.as_deref())?.0))
     }
 }

@@ -119,13 +119,8 @@ impl Ram {
         let bytes: Vec<u8> = (0..SIZE).map(|i| (i * 131 + i / 4096) as u8).collect();
         std::io::Write::write_all(&mut &file, &bytes).expect("filling the memfd");
         let map = MemoryMap::new(vec![Region::new(Gpa::new(0), SIZE as u64, 0, "ram")]).expect("one region");
-        let loc = RamLocation {
-            pid: std::process::id(),
-            hva: Hva::new(0),
-            size: SIZE as u64,
-            file: Some(format!("/proc/self/fd/{}", file.as_raw_fd()).into()),
-            map,
-        };
+        let path = format!("/proc/self/fd/{}", file.as_raw_fd()).into();
+        let loc = RamLocation::single(std::process::id(), map, Hva::new(0), Some(path));
         let mapped = Mapped::open(loc).expect("mapping the memfd");
         Self { _file: file, mapped, bytes }
     }

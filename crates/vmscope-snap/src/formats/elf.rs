@@ -15,9 +15,9 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 use vmscope_hv::VcpuRegisters;
-use vmscope_mem::{Gpa, MemoryMap, PhysMem, Region};
+use vmscope_mem::{Gpa, MemoryMap, Region};
 
-use super::{Parser, WriteStats, le_u16, le_u32, le_u64, write_region};
+use super::{DumpSource, Parser, WriteStats, le_u16, le_u32, le_u64};
 use crate::snapshot::{DumpMeta, parse_vmcoreinfo_text};
 use crate::{Error, Result};
 
@@ -168,8 +168,8 @@ pub(crate) fn notes(meta: &DumpMeta) -> Vec<u8> {
     n
 }
 
-pub(crate) fn write(file: &File, mem: &dyn PhysMem, meta: &DumpMeta) -> Result<WriteStats> {
-    let regions = mem.memory_map().regions();
+pub(crate) fn write(file: &File, src: &DumpSource<'_>, meta: &DumpMeta) -> Result<WriteStats> {
+    let regions = src.memory_map().regions();
     let phnum = regions.len() as u64 + 1;
     let phoff = EHDR + 2 * SHDR;
     let note_off = phoff + PHDR * phnum;
@@ -226,7 +226,7 @@ pub(crate) fn write(file: &File, mem: &dyn PhysMem, meta: &DumpMeta) -> Result<W
     w(&notes, note_off)?;
     let mut data = 0;
     for (off, gpa, size) in loads {
-        data += write_region(file, off, mem, gpa, size)?;
+        data += src.write_region(file, off, gpa, size)?;
     }
     w(STRTAB, strtab_off)?;
     Ok(WriteStats { file_bytes: strtab_off + STRTAB.len() as u64, data_bytes: data })

@@ -6,9 +6,9 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use vmscope_mem::{Gpa, MemoryMap, PhysMem, Region};
+use vmscope_mem::{Gpa, MemoryMap, Region};
 
-use super::{Parser, WriteStats, le_u32, le_u64, write_region};
+use super::{DumpSource, Parser, WriteStats, le_u32, le_u64};
 use crate::{Error, Result};
 
 /// The LiME header magic.
@@ -30,13 +30,13 @@ pub fn header(start: u64, end_inclusive: u64) -> [u8; 32] {
     h
 }
 
-pub(crate) fn write(file: &File, mem: &dyn PhysMem) -> Result<WriteStats> {
+pub(crate) fn write(file: &File, src: &DumpSource<'_>) -> Result<WriteStats> {
     let mut off = 0u64;
     let mut data = 0;
-    for r in mem.memory_map().regions() {
+    for r in src.memory_map().regions() {
         file.write_all_at(&header(r.gpa.raw(), r.end() - 1), off).map_err(|e| Error::io("writing a LiME header", e))?;
         off += HEADER_SIZE;
-        data += write_region(file, off, mem, r.gpa, r.size)?;
+        data += src.write_region(file, off, r.gpa, r.size)?;
         off += r.size;
     }
     Ok(WriteStats { file_bytes: off, data_bytes: data })

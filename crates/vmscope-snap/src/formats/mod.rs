@@ -16,6 +16,7 @@ pub mod lime;
 pub mod raw;
 
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -70,19 +71,61 @@ pub struct WriteStats {
 
 /// Writes the RAM of `mem` (every region of its memory map) and `meta` to `path`.
 pub fn write_dump(path: &Path, format: Format, mem: &dyn PhysMem, meta: &DumpMeta) -> Result<WriteStats> {
+    write_dump_from(path, format, &DumpSource { mem, data: None }, meta)
+}
+
+/// Writes a dump of `src`.
+pub(crate) fn write_dump_from(
+    path: &Path,
+    format: Format,
+    src: &DumpSource<'_>,
+    meta: &DumpMeta,
+) -> Result<WriteStats> {
     let file = File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
     let stats = match format {
-        Format::Raw => raw::write(&file, path, mem, meta)?,
-        Format::Elf => elf::write(&file, mem, meta)?,
-        Format::Lime => lime::write(&file, mem)?,
+        Format::Raw => raw::write(&file, path, src, meta)?,
+        Format::Elf => elf::write(&file, src, meta)?,
+        Format::Lime => lime::write(&file, src)?,
     };
     file.set_len(stats.file_bytes).map_err(|e| Error::io(format!("sizing {}", path.display()), e))?;
     Ok(stats)
 }
 
-/// Copies region `gpa..gpa+size` of `mem` to `file` at `file_off`, skipping all-zero
-/// pages (the file stays sparse there). Returns the bytes written.
-pub(crate) fn write_region(file: &File, file_off: u64, mem: &dyn PhysMem, gpa: Gpa, size: u64) -> Result<u64> {
+/// What a dump is written from: guest memory, and where known the backing ranges
+/// that hold data (a snapshot's extents), so that the rest — most of a large guest —
+/// is neither read nor tested for zeros.
+#[derive(Clone, Copy)]
+pub(crate) struct DumpSource<'a> {
+    pub(crate) mem: &'a dyn PhysMem,
+    /// Sorted, disjoint backing ranges outside which everything reads as zero.
+    pub(crate) data: Option<&'a [Range<u64>]>,
+}
+
+impl DumpSource<'_> {
+    pub(crate) fn memory_map(&self) -> &MemoryMap {
+        self.mem.memory_map()
+    }
+
+    /// Copies region `gpa..gpa+size` to `file` at `file_off`, skipping all-zero pages
+    /// (the file stays sparse there) and, when the data extents are known, every
+    /// range outside them. Returns the bytes written.
+    pub(crate) fn write_region(&self, file: &File, file_off: u64, gpa: Gpa, size: u64) -> Result<u64> {
+        let Some(data) = self.data else { return write_run(file, file_off, self.mem, gpa, size) };
+        let base = self.memory_map().lookup(gpa).map(|(off, _)| off).ok_or(MemError::Unbacked { gpa })?;
+        let mut written = 0;
+        let first = data.partition_point(|e| e.end <= base);
+        for e in data[first..].iter().take_while(|e| e.start < base + size) {
+            let (a, b) = (e.start.max(base) - base, e.end.min(base + size) - base);
+            let g = gpa.checked_add(a).ok_or(MemError::Overflow { gpa, len: size as usize })?;
+            written += write_run(file, file_off + a, self.mem, g, b - a)?;
+        }
+        Ok(written)
+    }
+}
+
+/// Copies `gpa..gpa+size` of `mem` to `file` at `file_off`, skipping all-zero pages.
+/// Returns the bytes written.
+fn write_run(file: &File, file_off: u64, mem: &dyn PhysMem, gpa: Gpa, size: u64) -> Result<u64> {
     const CHUNK: u64 = 4 << 20;
     let mut buf = vec![0u8; CHUNK.min(size) as usize];
     let mut written = 0;

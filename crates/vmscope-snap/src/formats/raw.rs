@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use vmscope_hv::VcpuRegisters;
-use vmscope_mem::{Gpa, MemoryMap, PhysMem, Region};
+use vmscope_mem::{Gpa, MemoryMap, Region};
 
-use super::{Parser, WriteStats, write_region};
+use super::{DumpSource, Parser, WriteStats};
 use crate::snapshot::DumpMeta;
 use crate::{Error, Result};
 
@@ -57,11 +57,11 @@ pub fn sidecar_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-pub(crate) fn write(file: &File, path: &Path, mem: &dyn PhysMem, meta: &DumpMeta) -> Result<WriteStats> {
-    let map = mem.memory_map();
+pub(crate) fn write(file: &File, path: &Path, src: &DumpSource<'_>, meta: &DumpMeta) -> Result<WriteStats> {
+    let map = src.memory_map();
     let mut data = 0;
     for r in map.regions() {
-        data += write_region(file, r.gpa.raw(), mem, r.gpa, r.size)?;
+        data += src.write_region(file, r.gpa.raw(), r.gpa, r.size)?;
     }
     let car = Sidecar {
         format: SIDECAR_FORMAT.into(),

@@ -5,8 +5,8 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use vmscope_hv::{DirtyLog, Hypervisor, PauseGuard};
-use vmscope_mem::{FileMem, Gpa, MemoryMap, PhysMem};
+use vmscope_hv::{Backed, DirtyLog, Hypervisor, PauseGuard};
+use vmscope_mem::{Gpa, MemoryMap, PhysMem};
 
 use crate::buf::AnonBuf;
 use crate::copy::{merge_ranges, read_at};
@@ -23,7 +23,11 @@ pub const LIVE_ROUNDS: usize = 2;
 /// The result is the guest's RAM as of the pause. Only guest writes are tracked: the
 /// RAM must not be written by another host process meanwhile. A guest that was already
 /// paused is left paused ([`PauseGuard`]).
-pub fn dirtylog_precopy_snap(hv: &dyn Hypervisor, ram: &FileMem, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
+pub fn dirtylog_precopy_snap(
+    hv: &dyn Hypervisor,
+    ram: &dyn Backed,
+    opts: SnapOptions,
+) -> Result<(Snapshot, SnapStats)> {
     let log = hv.dirty_log().ok_or_else(|| {
         vmscope_hv::Error::Unsupported("a dirty-log pre-copy needs the hypervisor's dirty log".into())
     })?;
@@ -39,7 +43,7 @@ pub fn dirtylog_precopy_snap(hv: &dyn Hypervisor, ram: &FileMem, opts: SnapOptio
 fn precopy(
     hv: &dyn Hypervisor,
     log: &dyn DirtyLog,
-    ram: &FileMem,
+    ram: &dyn Backed,
     opts: SnapOptions,
     start: Instant,
 ) -> Result<(Snapshot, SnapStats)> {
@@ -78,7 +82,7 @@ fn precopy(
 
 /// Copies the pages `pfns` names into `buf` and adds them to `extents`; returns how many.
 fn recopy(
-    ram: &FileMem,
+    ram: &dyn Backed,
     map: &MemoryMap,
     buf: &mut AnonBuf,
     pfns: &[u64],

@@ -4,8 +4,8 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use vmscope_hv::{Hypervisor, PauseGuard};
-use vmscope_mem::{FileMem, PhysMem};
+use vmscope_hv::{Backed, Hypervisor, PauseGuard};
+use vmscope_mem::PhysMem;
 
 use crate::Result;
 use crate::buf::AnonBuf;
@@ -18,7 +18,7 @@ use crate::snapshot::{DumpMeta, Snapshot};
 /// longer backed), reads registers if asked, and resumes. The result is the guest's
 /// RAM as of the pause. A guest that was already paused is left paused
 /// ([`PauseGuard`]).
-pub fn precopy_snap(hv: &dyn Hypervisor, ram: &FileMem, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
+pub fn precopy_snap(hv: &dyn Hypervisor, ram: &dyn Backed, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
     let start = Instant::now();
     let map = ram.memory_map().clone();
     let mut buf = AnonBuf::zeroed(map.backing_size())?;
@@ -53,7 +53,7 @@ pub fn precopy_snap(hv: &dyn Hypervisor, ram: &FileMem, opts: SnapOptions) -> Re
 /// During the pause: brings `buf` up to date. Returns the data extents and the
 /// number of pages re-copied.
 fn recopy_changed(
-    ram: &FileMem,
+    ram: &dyn Backed,
     map: &vmscope_mem::MemoryMap,
     buf: &mut AnonBuf,
     live: &[Range<u64>],
@@ -108,7 +108,7 @@ mod tests {
     use std::cell::Cell;
     use std::fs::File;
     use std::os::unix::fs::FileExt;
-    use vmscope_mem::{Gpa, MemoryMap};
+    use vmscope_mem::{FileMem, Gpa, MemoryMap};
 
     /// A "guest" that writes its RAM file when paused, i.e. after the live copy.
     #[derive(Debug)]

@@ -82,8 +82,7 @@ pub fn file_mem(path: &Path, map: MemoryMap) -> FileMem {
 /// Guest RAM inside another process (a fork snapshot): RAM at `hva` in process `pid`,
 /// read through /proc/PID/mem.
 pub fn proc_mem(pid: u32, hva: u64, map: MemoryMap) -> ProcMem {
-    let size = map.backing_size();
-    let loc = RamLocation { pid, hva: Hva::new(hva), size, file: None, map };
+    let loc = RamLocation::single(pid, map, Hva::new(hva), None);
     ProcMem::open(loc).unwrap_or_else(|e| panic!("/proc/{pid}/mem: {e}"))
 }
 

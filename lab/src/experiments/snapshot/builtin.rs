@@ -58,7 +58,10 @@ pub fn run(ctx: &Ctx, configs: &mut Vec<Config>, skipped: &mut Vec<String>) -> a
             let vm = guests::testkernel(&ctx.images, 2, &memory, &cmdline)?;
             let hv = BuiltinVmm::connect(vm.control())?;
             let loc = hv.ram_location()?;
-            let path = loc.file.clone().context("memfd RAM has a path")?;
+            let path = match loc.blocks.first().map(|b| &b.backing) {
+                Some(vmscope_hv::Backing::File { path, .. }) => path.clone(),
+                _ => anyhow::bail!("the built-in VMM's memfd RAM has no path"),
+            };
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
             fill(|buf, off| file.write_all_at(buf, off), touched)?;
             std::thread::sleep(Duration::from_secs(1));
@@ -124,7 +127,7 @@ fn copy_sample(hv: &BuiltinVmm, ram: &FileMem, technique: &str) -> anyhow::Resul
     let opts = SnapOptions { registers: false, vmcoreinfo: false };
     let mine = rss(None);
     let (snap, st) = match technique {
-        "halt-snap" => vmscope_snap::halt_snap(hv, Source::File(ram), opts)?,
+        "halt-snap" => vmscope_snap::halt_snap(hv, Source::Backed(ram), opts)?,
         "live-snap/dirtylog" => vmscope_snap::live::dirtylog_precopy_snap(hv, ram, opts)?,
         other => anyhow::bail!("no snapshot technique `{other}` on the built-in VMM"),
     };

@@ -43,8 +43,8 @@ pub fn run(ctx: &Ctx, configs: &mut Vec<Config>, skipped: &mut Vec<String>) -> a
         let workload = Dirty::start(&b, touched)?;
         let hv = b.vm.hv();
         let pid = b.vm.pid();
-        let loc = RamLocation::qemu(pid, vmscope_hv::Hypervisor::memory_map(hv)?)?;
-        let ram = FileMem::new(loc.open_file()?, loc.map.clone());
+        let loc = RamLocation::qemu(pid, &hv.ram_layout()?)?;
+        let ram = loc.open_files()?;
         let first = configs.len();
         for &t in &techniques {
             pb.set_message(format!("snapshot: {t}, {mib} MiB"));
@@ -80,7 +80,7 @@ fn sample(hv: &QmpHypervisor, pid: u32, ram: &FileMem, technique: &str) -> anyho
     let s = match technique {
         "halt-snap" | "live-snap/precopy" => {
             let (snap, st) = if technique == "halt-snap" {
-                vmscope_snap::halt_snap(hv, Source::File(ram), opts)?
+                vmscope_snap::halt_snap(hv, Source::Backed(ram), opts)?
             } else {
                 vmscope_snap::live::precopy_snap(hv, ram, opts)?
             };
