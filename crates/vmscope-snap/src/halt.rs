@@ -8,7 +8,7 @@ use vmscope_mem::{FileMem, Gpa, MemoryMap, PhysMem};
 
 use crate::buf::{AnonBuf, is_zero};
 use crate::copy::{carve, clip_to_map, data_extents, merge_ranges, parallel, read_at};
-use crate::snapshot::{DumpMeta, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::{Error, Result};
 
 /// Where a snapshot copies guest RAM from.
@@ -105,19 +105,8 @@ pub fn halt_snap(hv: &dyn Hypervisor, src: Source<'_>, opts: SnapOptions) -> Res
     pause.release()?;
     let downtime = paused_at.elapsed();
     let (extents, vcpus) = copied?;
-    let mut snap = Snapshot::new(buf, map, extents, DumpMeta { vmcoreinfo: None, vcpus });
-    if opts.vmcoreinfo {
-        snap.find_vmcoreinfo();
-    }
-    let stats = SnapStats {
-        technique: "halt-snap",
-        downtime,
-        total: start.elapsed(),
-        ram_bytes: snap.memory_map().ram_size(),
-        copied_bytes: snap.copied_bytes(),
-        ..SnapStats::default()
-    };
-    Ok((snap, stats))
+    let cost = SnapStats { technique: "halt-snap", downtime, ..SnapStats::default() };
+    Ok(Snapshot::assemble(buf, map, extents, vcpus, opts, start, cost))
 }
 
 /// The work done while the guest is paused.

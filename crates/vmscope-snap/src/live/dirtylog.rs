@@ -11,7 +11,7 @@ use vmscope_mem::{FileMem, Gpa, MemoryMap, PhysMem};
 use crate::buf::AnonBuf;
 use crate::copy::{merge_ranges, read_at};
 use crate::halt::{SnapOptions, SnapStats, copy_file_extents, read_registers};
-use crate::snapshot::{DumpMeta, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::{Error, Result};
 
 /// Live rounds of re-copying dirty pages before the pause.
@@ -59,21 +59,15 @@ fn precopy(
     };
     pause.release()?;
     let downtime = paused_at.elapsed();
-    let in_pause = last?;
-    let mut snap = Snapshot::new(buf, map, extents, DumpMeta { vmcoreinfo: None, vcpus: vcpus? });
-    if opts.vmcoreinfo {
-        snap.find_vmcoreinfo();
-    }
-    let stats = SnapStats {
+    let recopied = recopied + last?;
+    let cost = SnapStats {
         technique: "live-snap/dirtylog",
         downtime,
-        total: start.elapsed(),
-        ram_bytes: snap.memory_map().ram_size(),
-        copied_bytes: snap.copied_bytes() + (recopied + in_pause) * 4096,
-        recopied_pages: recopied + in_pause,
+        copied_bytes: recopied * 4096,
+        recopied_pages: recopied,
         ..SnapStats::default()
     };
-    Ok((snap, stats))
+    Ok(Snapshot::assemble(buf, map, extents, vcpus?, opts, start, cost))
 }
 
 /// Copies the pages `pfns` names into `buf` and adds them to `extents`; returns how many.

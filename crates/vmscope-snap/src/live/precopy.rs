@@ -11,7 +11,7 @@ use crate::Result;
 use crate::buf::AnonBuf;
 use crate::copy::{carve, clip_to_map, data_extents, parallel, read_at};
 use crate::halt::{SnapOptions, SnapStats, copy_file_extents, read_registers};
-use crate::snapshot::{DumpMeta, Snapshot};
+use crate::snapshot::Snapshot;
 
 /// Copies `ram` while the guest runs, then pauses it, re-reads every data extent,
 /// re-copies the pages that differ from the first copy (and zeroes pages that are no
@@ -34,20 +34,8 @@ pub fn precopy_snap(hv: &dyn Hypervisor, ram: &FileMem, opts: SnapOptions) -> Re
     pause.release()?;
     let downtime = paused_at.elapsed();
     let (extents, changed) = recopied?;
-    let mut snap = Snapshot::new(buf, map, extents, DumpMeta { vmcoreinfo: None, vcpus: vcpus? });
-    if opts.vmcoreinfo {
-        snap.find_vmcoreinfo();
-    }
-    let stats = SnapStats {
-        technique: "live-snap/precopy",
-        downtime,
-        total: start.elapsed(),
-        ram_bytes: snap.memory_map().ram_size(),
-        copied_bytes: snap.copied_bytes(),
-        recopied_pages: changed,
-        ..SnapStats::default()
-    };
-    Ok((snap, stats))
+    let cost = SnapStats { technique: "live-snap/precopy", downtime, recopied_pages: changed, ..SnapStats::default() };
+    Ok(Snapshot::assemble(buf, map, extents, vcpus?, opts, start, cost))
 }
 
 /// During the pause: brings `buf` up to date. Returns the data extents and the
