@@ -20,8 +20,9 @@
 //! this crate cannot write guest memory.
 //!
 //! The guest writes its RAM while we copy from it, so copies use volatile loads, never a
-//! plain `memcpy` (a data race under Rust's memory model); the `copy` module says why
-//! and how, the README what it costs.
+//! plain `memcpy` (a data race under Rust's memory model):
+//! [`vmscope_hv::copy_from_shared`] says why and how, the README what it costs. The
+//! mapping itself is a [`vmscope_hv::SharedMapping`], which halt-snap copies from too.
 //!
 //! What this crate deliberately does not do: pause the guest, or map private RAM (a
 //! hypervisor whose RAM is anonymous private memory has nothing to share; use
@@ -29,30 +30,18 @@
 
 #![warn(missing_docs)]
 
-mod copy;
-
 use std::fs::File;
-use std::os::fd::AsRawFd;
 
-use vmscope_hv::{Error, HoleGuard, RamLocation, Result};
+use vmscope_hv::{HoleGuard, RamLocation, Result, SharedMapping};
 use vmscope_mem::{Error as MemError, MemoryMap, PhysMem, ReadOp};
 
 /// Guest RAM through a read-only shared mapping of its backing file.
 #[derive(Debug)]
 pub struct Mapped {
-    ptr: *const u8,
-    len: usize,
+    mapping: SharedMapping,
     map: MemoryMap,
     holes: HoleGuard,
 }
-
-// SAFETY: `ptr` is a read-only mapping that `Mapped` owns (unmapped on drop) and that
-// is tied to no thread. It is only ever read, with volatile loads
-// (`copy::copy_from_shared`, which argues why that is sound while the guest writes), so
-// reads from several threads do not race with each other either.
-unsafe impl Send for Mapped {}
-// SAFETY: as above: `&Mapped` only reads the mapping, and the hole guard is `Sync`.
-unsafe impl Sync for Mapped {}
 
 impl Mapped {
     /// Maps `loc`'s backing file read-only.
@@ -62,16 +51,8 @@ impl Mapped {
     }
 
     fn from_file(file: &File, loc: &RamLocation) -> Result<Self> {
-        let len = usize::try_from(loc.map.backing_size().max(1))
-            .map_err(|_| Error::Unsupported("backing larger than the address space".into()))?;
-        // SAFETY: a fresh read-only shared mapping of an fd we hold; the kernel picks
-        // the address; the result is checked against MAP_FAILED below.
-        let ptr =
-            unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, file.as_raw_fd(), 0) };
-        if ptr == libc::MAP_FAILED {
-            return Err(Error::Io { what: "mapping the RAM backing".into(), source: std::io::Error::last_os_error() });
-        }
-        Ok(Self { ptr: ptr as *const u8, len, map: loc.map.clone(), holes: HoleGuard::new(loc)? })
+        let mapping = SharedMapping::new(file, loc.map.backing_size())?;
+        Ok(Self { mapping, map: loc.map.clone(), holes: HoleGuard::new(loc)? })
     }
 
     /// The hole guard, to refresh at the start of a pass.
@@ -90,13 +71,14 @@ impl Mapped {
         ops: &mut [ReadOp<'_>],
         mut copy: impl FnMut(*const u8, &mut [u8]),
     ) -> vmscope_mem::Result<()> {
+        let (base, mapped) = (self.mapping.as_ptr(), self.mapping.len());
         for op in ops {
             let mut done = 0usize;
             for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
                 let (_, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
-                if self.holes.is_populated(off, n) && (off + n) as usize <= self.len {
-                    // `off + n <= self.len`: inside the live mapping.
-                    copy(self.ptr.wrapping_add(off as usize), &mut op.buf[done..done + n as usize]);
+                if self.holes.is_populated(off, n) && (off + n) as usize <= mapped {
+                    // `off + n <= mapped`: inside the live mapping.
+                    copy(base.wrapping_add(off as usize), &mut op.buf[done..done + n as usize]);
                     done += n as usize;
                     continue;
                 }
@@ -104,9 +86,9 @@ impl Mapped {
                     let len = len as usize;
                     let dst = &mut op.buf[done..done + len];
                     let o = o as usize;
-                    if data && o + len <= self.len {
-                        // `o + len <= self.len`: inside the live mapping.
-                        copy(self.ptr.wrapping_add(o), dst);
+                    if data && o + len <= mapped {
+                        // `o + len <= mapped`: inside the live mapping.
+                        copy(base.wrapping_add(o), dst);
                     } else if data {
                         return Err(MemError::Short { gpa: op.gpa, wanted: op.buf.len(), got: done });
                     } else {
@@ -120,21 +102,13 @@ impl Mapped {
     }
 }
 
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly what mmap returned; no reference into the
-        // mapping outlives `self` (reads copy out).
-        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
-    }
-}
-
 impl PhysMem for Mapped {
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
         self.read_batch_with(ops, |src, dst| {
             // SAFETY: `read_batch_with` passes a `src` readable for `dst.len()` bytes of
             // the mapping, which nothing in Rust references: what `copy_from_shared`
             // needs, and it reads nothing else.
-            unsafe { copy::copy_from_shared(src, dst) }
+            unsafe { vmscope_hv::copy_from_shared(src, dst) }
         })
     }
 
@@ -147,6 +121,7 @@ impl PhysMem for Mapped {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileExt;
     use std::sync::LazyLock;
     use vmscope_mem::{Gpa, Hva, Region};

@@ -1,8 +1,9 @@
 //! Snapshot techniques for virtual machine introspection, and dump files.
 //!
 //! - **halt-snap** ([`halt_snap`]): pause the guest, copy all of its RAM, resume;
-//!   introspect the copy. From QEMU's RAM memfd (a [`FileMem`](vmscope_mem::FileMem),
-//!   `pread` of the data extents only) or through any [`PhysMem`](vmscope_mem::PhysMem).
+//!   introspect the copy. From the RAM memfd (a [`FileMem`](vmscope_mem::FileMem): its
+//!   data extents only, copied out of a read-only mapping whose pages were entered in
+//!   our page tables before the pause) or through any [`PhysMem`](vmscope_mem::PhysMem).
 //! - **live-snap** ([`live`]): copy while the guest runs, with a short pause —
 //!   either QEMU's own background-snapshot migration, parsed from its stream
 //!   ([`live::qemu_background_snap`]), or vmscope's pre-copy that re-reads and
@@ -47,8 +48,9 @@
 //!
 //! What this crate deliberately does not do: interpret guest memory (that is
 //! `vmscope-x86`/`vmscope-linux`), read kdump-compressed or paging=true QEMU dumps,
-//! or write guest memory. Snapshots never make QEMU allocate guest pages: the RAM
-//! file is read with `pread` of its data extents only. QEMU's background snapshot is
+//! or write guest memory. Snapshots never make QEMU allocate guest pages: only the
+//! RAM file's data extents are read (`pread`, or a mapping of exactly those pages;
+//! `SEEK_DATA` says which they are). QEMU's background snapshot is
 //! the exception — QEMU itself reads every page of shared RAM before it starts (see
 //! [`live`]).
 

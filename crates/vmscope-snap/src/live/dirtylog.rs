@@ -45,7 +45,7 @@ fn precopy(
 ) -> Result<(Snapshot, SnapStats)> {
     let map = ram.memory_map().clone();
     let mut buf = AnonBuf::zeroed(map.backing_size())?;
-    let mut extents = copy_file_extents(ram, &map, &mut buf)?;
+    let mut extents = copy_file_extents(ram, None, &map, &mut buf)?;
     let mut recopied = 0;
     for _ in 0..LIVE_ROUNDS {
         recopied += recopy(ram, &map, &mut buf, &log.fetch()?, &mut extents)?;

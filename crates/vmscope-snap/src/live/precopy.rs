@@ -22,7 +22,7 @@ pub fn precopy_snap(hv: &dyn Hypervisor, ram: &FileMem, opts: SnapOptions) -> Re
     let start = Instant::now();
     let map = ram.memory_map().clone();
     let mut buf = AnonBuf::zeroed(map.backing_size())?;
-    let live = copy_file_extents(ram, &map, &mut buf)?;
+    let live = copy_file_extents(ram, None, &map, &mut buf)?;
 
     let pause = PauseGuard::new(hv)?;
     let paused_at = pause.since();
