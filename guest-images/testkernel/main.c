@@ -452,12 +452,13 @@ static u64 calibrate_once(u64 *err)
 	return (before + after) / 2 - (s0 + s1) / 2;
 }
 
-/* TSC ticks per second: the most certain of up to five calibrations, if it is
+/* TSC ticks per second: the most certain of up to twenty calibrations (one is
+ * usually enough; on a loaded host a descheduled vCPU spoils many), if it is
  * within 0.1% and plausible (100 MHz .. 20 GHz); else 0. */
 static u64 calibrate_tsc(void)
 {
 	u64 best = 0, best_err = ~0UL;
-	for (int i = 0; i < 5 && best_err * 1000 > best; i++) {
+	for (int i = 0; i < 20 && best_err * 1000 > best; i++) {
 		u64 err = 0, ticks = calibrate_once(&err);
 		if (ticks && err < best_err) {
 			best = ticks;
