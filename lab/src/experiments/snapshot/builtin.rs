@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use vmscope_hv::DirtyLog;
 use vmscope_hv::builtin::BuiltinVmm;
-use vmscope_mem::FileMem;
+use vmscope_mem::{FileMem, PhysMem};
+use vmscope_read::ProcMem;
 use vmscope_snap::{SnapOptions, Source};
 use vmscope_technique::Technique;
 use vmscope_vmm::VmmChild;
@@ -67,10 +68,11 @@ pub fn run(ctx: &Ctx, configs: &mut Vec<Config>, skipped: &mut Vec<String>) -> a
             let loc = hv.ram_location()?;
             let path = loc.file.clone().context("memfd RAM has a path")?;
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let ram = FileMem::new(loc.open_file()?, loc.map.clone());
+            wait_for_writer(&ram)?;
             fill(|buf, off| file.write_all_at(buf, off), touched)?;
             std::thread::sleep(Duration::from_secs(1));
             let rate = dirty_rate(&hv)?;
-            let ram = FileMem::new(loc.open_file()?, loc.map.clone());
             for &t in techniques.iter().filter(|t| **t != "fork") {
                 pb.set_message(format!("snapshot: {t}, {mib} MiB (built-in VMM)"));
                 let samples = (0..repeats(ctx))
@@ -89,6 +91,7 @@ pub fn run(ctx: &Ctx, configs: &mut Vec<Config>, skipped: &mut Vec<String>) -> a
             let mut vm = VmmChild::spawn(&VmmChild::binary()?, &kernel, &args)?;
             let hv = vm.connect(Duration::from_secs(30))?;
             let info = hv.memory_map_info()?;
+            wait_for_writer(&ProcMem::open(hv.ram_location()?)?)?;
             let mem = OpenOptions::new().read(true).write(true).open(format!("/proc/{}/mem", info.pid))?;
             fill(|buf, off| mem.write_all_at(buf, info.backing.hva + off), touched)?;
             std::thread::sleep(Duration::from_secs(1));
@@ -111,6 +114,21 @@ fn fill(write: impl Fn(&[u8], u64) -> std::io::Result<()>, mib: u64) -> anyhow::
     let chunk = vec![0xa5u8; 1 << 20];
     for i in 0..mib {
         write(&chunk, FREE_FROM + (i << 20)).context("filling guest RAM")?;
+    }
+    Ok(())
+}
+
+/// Waits until the test kernel runs on both CPUs and its page writer has begun, so
+/// that the dirty rate is measured on a guest that has finished booting.
+fn wait_for_writer(mem: &dyn PhysMem) -> anyhow::Result<()> {
+    let m = guests::wait_for_manifest(mem, 2)?;
+    let t = Instant::now();
+    while m.dirty(mem)?.is_none_or(|d| d.written == 0) {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "the test kernel's page writer (tk.dirty) did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
 }
