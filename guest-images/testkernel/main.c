@@ -452,12 +452,13 @@ static u64 calibrate_once(u64 *err)
 	return (before + after) / 2 - (s0 + s1) / 2;
 }
 
-/* TSC ticks per second: the most certain of up to five calibrations, if it is
+/* TSC ticks per second: the most certain of up to twenty calibrations (one is
+ * usually enough; on a loaded host a descheduled vCPU spoils many), if it is
  * within 0.1% and plausible (100 MHz .. 20 GHz); else 0. */
 static u64 calibrate_tsc(void)
 {
 	u64 best = 0, best_err = ~0UL;
-	for (int i = 0; i < 5 && best_err * 1000 > best; i++) {
+	for (int i = 0; i < 20 && best_err * 1000 > best; i++) {
 		u64 err = 0, ticks = calibrate_once(&err);
 		if (ticks && err < best_err) {
 			best = ticks;
@@ -508,6 +509,7 @@ static void write_manifest(struct tk_node *nodes)
 	m->boot_params_pa = boot_params_pa;
 	m->tsc_hz = tk_tsc_hz;
 	m->rate = tk_rate;
+	m->dirty_va = (u64)&tk_dirty;
 	barrier();
 	*(volatile u64 *)&m->magic = TK_MAGIC;
 }
@@ -547,11 +549,13 @@ void kmain(u64 bp_pa)
 	add_symbol("tk_percpu", (u64)tk_percpu, TK_MAX_CPUS * sizeof(struct tk_percpu));
 	add_symbol("tk_cpus_online", (u64)&tk_cpus_online, 8);
 	add_symbol("tk_rate_next", (u64)&tk_rate_next, 8);
+	add_symbol("tk_dirty", (u64)&tk_dirty, sizeof tk_dirty);
 	add_symbol("kmain", (u64)kmain, 0);
 	add_symbol("mutator_run", (u64)mutator_run, 0);
 
 	mutator_init(nodes, nr_lists);
 	rate_init(calibrate_tsc(), cmdline_u64("tk.rate", 0));
+	dirty_init(cmdline_u64("tk.dirty", 0), cmdline_u64("tk.dirty_mib", 0), ram_end);
 	write_manifest(nodes);
 	kprintf("tk: manifest at %x: %d mappings, %d lists, cr3 %x, ram %x, %d cpus\n", TK_MANIFEST_PA,
 		(u64)nr_maps, nr_lists, (u64)pml4 - phys_base, ram_end, (u64)nr_cpus);

@@ -9,7 +9,8 @@
  *
  * tk.rate=N paces the ops of all cpus together to N per second: one shared "next op
  * may start" time on the TSC, advanced by one period per op with a cmpxchg, so the
- * total holds whichever cpus happen to run. */
+ * total holds whichever cpus happen to run. While it waits, and after each op, a cpu
+ * does the page writes tk.dirty has due (dirty.c). */
 #include "tk.h"
 
 struct tk_list tk_lists[TK_MAX_LISTS];
@@ -171,8 +172,10 @@ static void pace(void)
 {
 	for (;;) {
 		u64 next = tk_rate_next, now = rdtsc();
-		if ((i64)(now - next) < 0)
+		if ((i64)(now - next) < 0) {
+			dirty_poll();
 			continue;
+		}
 		u64 from = now - next > tk_tsc_hz ? now : next;
 		if (cmpxchg64(&tk_rate_next, next, from + rate_period))
 			return;
@@ -200,5 +203,6 @@ void mutator_run(u32 cpu)
 		}
 		for (volatile u64 i = 0; i < delay; i++)
 			;
+		dirty_poll();
 	}
 }

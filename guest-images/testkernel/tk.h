@@ -24,6 +24,7 @@ typedef long i64;
 #define TK_MANIFEST_MAX 0x10000UL
 #define TK_TRAMPOLINE_PA 0x8000UL /* AP real-mode entry: SIPI vector 0x08 */
 #define TK_ALLOC_START 0x1000000UL /* 16 MiB: page tables, stacks, node pages */
+#define TK_DIRTY_START 0x4000000UL /* 64 MiB: tk.dirty writes from here up; the kernel never allocates this high */
 
 #define TK_MAGIC 0x31304b5443534d56UL /* the bytes "VMSCTK01" */
 #define TK_VERSION 1
@@ -101,6 +102,20 @@ struct tk_percpu {
 	u64 pad[3];
 };
 
+/* tk.dirty: what the page writer was asked and what it did, 64 bytes. Page write n
+ * (0, 1, ...) stores n + 1 in the first 8 bytes of page start_pa + (n % (span / 4096))
+ * * 4096, so a reader can tell which write last touched a page. */
+struct tk_dirty {
+	u64 pages_per_s; /* +0: tk.dirty x 256 (MB/s of 4 KiB pages, MB = MiB); 0 = off */
+	u64 start_pa;    /* +8: the first page written */
+	u64 span;        /* +16: bytes cycled through from start_pa */
+	u64 written;     /* +24: page writes claimed; a write follows its claim at once */
+	u64 dropped;     /* +32: page writes skipped: a backlog over one second */
+	u64 next;        /* +40: TSC time at which the next page write is due */
+	u64 period;      /* +48: TSC ticks per page write */
+	u64 pad;
+};
+
 struct tk_mapping {
 	u64 va;
 	u64 pa;
@@ -146,7 +161,7 @@ struct tk_manifest {
 	 * reader that finds 0 has an older kernel. */
 	u64 tsc_hz;         /* +168 TSC frequency calibrated against the PIT, 0 if that failed */
 	u64 rate;           /* +176 tk.rate: list ops per second across all cpus, 0 = unlimited */
-	u64 reserved[1];
+	u64 dirty_va;       /* +184 struct tk_dirty (tk.dirty's page writer) */
 };
 
 _Static_assert(sizeof(struct tk_node) == 128, "tk_node layout");
@@ -154,6 +169,7 @@ _Static_assert(sizeof(struct tk_list) == 64, "tk_list layout");
 _Static_assert(sizeof(struct tk_journal_entry) == 32, "journal layout");
 _Static_assert(sizeof(struct tk_percpu) == 64, "percpu layout");
 _Static_assert(sizeof(struct tk_mapping) == 64, "mapping layout");
+_Static_assert(sizeof(struct tk_dirty) == 64, "dirty layout");
 _Static_assert(sizeof(struct tk_symbol) == 40, "symbol layout");
 _Static_assert(sizeof(struct tk_manifest) == 192, "manifest layout");
 
@@ -178,6 +194,11 @@ extern volatile u64 tk_rate_next;
 void mutator_init(struct tk_node *nodes, u64 nr_lists);
 void rate_init(u64 tsc_hz, u64 rate);
 void mutator_run(u32 cpu) __attribute__((noreturn));
+
+/* dirty.c */
+extern struct tk_dirty tk_dirty;
+void dirty_init(u64 mb_per_s, u64 span_mib, u64 ram_end);
+void dirty_poll(void);
 
 /* head.S */
 extern char _text[], _end[], trampoline_start[], trampoline_end[];

@@ -36,8 +36,8 @@ const CFLAGS: &[&str] = &[
     "-march=x86-64",
 ];
 const LDFLAGS: &[&str] = &["-nostdlib", "-static", "-no-pie", "-z", "max-page-size=4096", "-z", "noexecstack"];
-const SOURCES: &[&str] = &["head.S", "main.c", "mutator.c"];
-const INPUTS: &[&str] = &["head.S", "main.c", "mutator.c", "tk.h", "linker.ld"];
+const SOURCES: &[&str] = &["head.S", "main.c", "mutator.c", "dirty.c"];
+const INPUTS: &[&str] = &["head.S", "main.c", "mutator.c", "dirty.c", "tk.h", "linker.ld"];
 
 /// Mnemonics the emulator cannot execute; finding one in the disassembly fails the
 /// build. So does any SSE/AVX/MMX register operand ([`FORBIDDEN_REGS`]).

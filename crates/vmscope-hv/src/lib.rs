@@ -6,8 +6,13 @@
 //! QMP ([`qemu`]), for a QEMU that libvirt runs, through libvirt ([`libvirt`]), and
 //! for vmscope's built-in VMM over its control socket.
 //!
-//! What this crate deliberately does not do: read guest memory (that is each
-//! technique's crate) or interpret it.
+//! Beside control, the pieces the memory techniques share for reading guest RAM without
+//! harm: where it lives ([`RamLocation`]), which pages of its backing hold data
+//! ([`Extents`], [`HoleGuard`]), and a read-only shared mapping of that backing with
+//! race-free copies ([`SharedMapping`]).
+//!
+//! What this crate deliberately does not do: read guest memory as a technique (that is
+//! each technique's crate) or interpret it.
 
 #![warn(missing_docs)]
 
@@ -18,11 +23,13 @@ pub mod libvirt;
 mod location;
 pub mod qemu;
 mod regs;
+mod shared;
 
 pub use error::{Error, Result};
 pub use halt::{Halted, PauseGuard};
 pub use location::{Backed, Backing, Extents, HoleGuard, Piece, PieceSource, RamBlock, RamLocation};
 pub use regs::VcpuRegisters;
+pub use shared::{SharedMapping, copy_from_shared};
 
 use vmscope_mem::MemoryMap;
 

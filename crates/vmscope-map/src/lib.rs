@@ -20,8 +20,8 @@
 //! this crate cannot write guest memory.
 //!
 //! The guest writes its RAM while we copy from it, so copies use volatile loads, never a
-//! plain `memcpy` (a data race under Rust's memory model); the `copy` module says why
-//! and how, the README what it costs.
+//! plain `memcpy` (a data race under Rust's memory model):
+//! [`vmscope_hv::copy_from_shared`] says why and how, the README what it costs.
 //!
 //! Several RAM blocks (QEMU with a memory backend per NUMA node) are mapped side by
 //! side in one reserved range, so a backing offset is one pointer away; hugetlbfs
@@ -33,8 +33,6 @@
 //! has nothing another process can map; use `vmscope-read`).
 
 #![warn(missing_docs)]
-
-mod copy;
 
 use std::os::fd::AsRawFd;
 
@@ -54,7 +52,7 @@ pub struct Mapped {
 
 // SAFETY: `ptr` is a read-only mapping that `Mapped` owns (unmapped on drop) and that
 // is tied to no thread. It is only ever read, with volatile loads
-// (`copy::copy_from_shared`, which argues why that is sound while the guest writes), so
+// (`vmscope_hv::copy_from_shared`, which argues why that is sound while the guest writes), so
 // reads from several threads do not race with each other either.
 unsafe impl Send for Mapped {}
 // SAFETY: as above: `&Mapped` only reads the mapping, and the hole guard is `Sync`.
@@ -204,7 +202,7 @@ impl PhysMem for Mapped {
             // SAFETY: `read_batch_with` passes a `src` readable for `dst.len()` bytes of
             // the mapping, which nothing in Rust references: what `copy_from_shared`
             // needs, and it reads nothing else.
-            unsafe { copy::copy_from_shared(src, dst) }
+            unsafe { vmscope_hv::copy_from_shared(src, dst) }
         })
     }
 

@@ -3,12 +3,12 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use vmscope_hv::{Backed, Hypervisor, PauseGuard};
+use vmscope_hv::{Backed, Hypervisor, PauseGuard, SharedMapping};
 use vmscope_mem::{FileMem, Gpa, MemoryMap, PhysMem};
 
 use crate::buf::{AnonBuf, is_zero};
-use crate::copy::{carve, clip_to_map, data_extents, merge_ranges, parallel, read_at};
-use crate::snapshot::{DumpMeta, Snapshot};
+use crate::copy::{carve, clip_to_map, copy_data, data_extents, merge_ranges, parallel, populated_mapping};
+use crate::snapshot::Snapshot;
 use crate::{Error, Result};
 
 /// Where a snapshot copies guest RAM from.
@@ -16,7 +16,10 @@ use crate::{Error, Result};
 pub enum Source<'a> {
     /// Guest RAM that knows where its data is: only pages that hold data are read
     /// (the RAM file's `SEEK_DATA` extents, or the pages QEMU's pagemap says it holds);
-    /// holes stay holes in QEMU and in the copy. The fast path.
+    /// holes stay holes in QEMU and in the copy. The fast path: where one file backs
+    /// all of RAM, halt-snap copies out of a read-only mapping of it populated before
+    /// the pause; otherwise, and in the pre-copies, it reads (`pread`, or through
+    /// QEMU's address space).
     Backed(&'a dyn Backed),
     /// Any [`PhysMem`]: every byte of every region is read (whether that can
     /// allocate guest pages depends on the technique behind it); zero pages are not
@@ -89,48 +92,44 @@ pub struct SnapStats {
 /// Pauses the guest, copies its RAM from `src`, reads registers if asked, resumes.
 ///
 /// With [`Source::Backed`] the copy is prepared before the pause (data extents found,
-/// the destination pages allocated), so the pause holds only the copy itself. A guest
-/// that was already paused is left paused ([`PauseGuard`]).
+/// the destination pages allocated, the backing mapped and its data pages entered in
+/// our page tables), so the pause holds only a memory copy. A guest that was already
+/// paused is left paused ([`PauseGuard`]).
 pub fn halt_snap(hv: &dyn Hypervisor, src: Source<'_>, opts: SnapOptions) -> Result<(Snapshot, SnapStats)> {
     let start = Instant::now();
     let map = src.memory_map().clone();
     let mut buf = AnonBuf::zeroed(map.backing_size())?;
-    if let Source::Backed(ram) = src {
-        for e in clip_to_map(&data_extents(ram, map.backing_size())?, &map) {
-            buf.prefault(e.start, e.end - e.start);
+    let mapping = match src {
+        Source::Backed(ram) => {
+            let extents = clip_to_map(&data_extents(ram, map.backing_size())?, &map);
+            for e in &extents {
+                buf.prefault(e.start, e.end - e.start);
+            }
+            populated_mapping(ram, &map, &extents)
         }
-    }
+        Source::Mem(_) => None,
+    };
     let pause = PauseGuard::new(hv)?;
     let paused_at = pause.since();
-    let copied = copy_paused(hv, src, &map, &mut buf, opts);
+    let copied = copy_paused(hv, src, mapping.as_ref(), &map, &mut buf, opts);
     pause.release()?;
     let downtime = paused_at.elapsed();
     let (extents, vcpus) = copied?;
-    let mut snap = Snapshot::new(buf, map, extents, DumpMeta { vmcoreinfo: None, vcpus });
-    if opts.vmcoreinfo {
-        snap.find_vmcoreinfo();
-    }
-    let stats = SnapStats {
-        technique: "halt-snap",
-        downtime,
-        total: start.elapsed(),
-        ram_bytes: snap.memory_map().ram_size(),
-        copied_bytes: snap.copied_bytes(),
-        ..SnapStats::default()
-    };
-    Ok((snap, stats))
+    let cost = SnapStats { technique: "halt-snap", downtime, ..SnapStats::default() };
+    Ok(Snapshot::assemble(buf, map, extents, vcpus, opts, start, cost))
 }
 
 /// The work done while the guest is paused.
 fn copy_paused(
     hv: &dyn Hypervisor,
     src: Source<'_>,
+    mapping: Option<&SharedMapping>,
     map: &MemoryMap,
     buf: &mut AnonBuf,
     opts: SnapOptions,
 ) -> Result<(Vec<Range<u64>>, Vec<vmscope_hv::VcpuRegisters>)> {
     let extents = match src {
-        Source::Backed(ram) => copy_file_extents(ram, map, buf)?,
+        Source::Backed(ram) => copy_file_extents(ram, mapping, map, buf)?,
         Source::Mem(mem) => copy_all_nonzero(mem, map, buf)?,
     };
     let vcpus = if opts.registers { read_registers(hv)? } else { Vec::new() };
@@ -142,11 +141,18 @@ pub(crate) fn read_registers(hv: &dyn Hypervisor) -> Result<Vec<vmscope_hv::Vcpu
     (0..hv.vcpu_count()?).map(|i| hv.vcpu_registers(i).map_err(Error::from)).collect()
 }
 
-/// Copies the data extents of `ram` that `map` covers into `buf`; returns them.
-pub(crate) fn copy_file_extents(ram: &dyn Backed, map: &MemoryMap, buf: &mut AnonBuf) -> Result<Vec<Range<u64>>> {
+/// Copies the data extents of `ram` that `map` covers into `buf` (out of `mapping`
+/// where given, else by `pread`); returns them. The extents are found anew, so pages
+/// the guest touched since `mapping` was populated are copied too.
+pub(crate) fn copy_file_extents(
+    ram: &dyn Backed,
+    mapping: Option<&SharedMapping>,
+    map: &MemoryMap,
+    buf: &mut AnonBuf,
+) -> Result<Vec<Range<u64>>> {
     let extents = clip_to_map(&data_extents(ram, map.backing_size())?, map);
     let pieces = carve(buf.as_mut_slice(), &extents, 8 << 20)?;
-    parallel(pieces, |(off, dst)| read_at(ram, dst, off).map(|()| 0))?;
+    parallel(pieces, |(off, dst)| copy_data(ram, mapping, dst, off).map(|()| 0))?;
     Ok(extents)
 }
 
@@ -234,6 +240,29 @@ mod tests {
         assert_eq!(stats.copied_bytes, 4096);
         assert_eq!(snap.meta().vcpus.len(), 2);
         assert_eq!(snap.meta().vcpus[1].cr3, 0x2000);
+    }
+
+    #[test]
+    fn copies_a_backing_file_out_of_its_mapping_and_leaves_holes_alone() {
+        use std::os::unix::fs::FileExt;
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(8 << 20).unwrap();
+        f.write_all_at(&[7u8; 3 << 20], 1 << 20).unwrap(); // a whole 2 MiB block and more
+        f.write_all_at(b"FILE", 6 << 20).unwrap();
+        let ram = FileMem::new(f, MemoryMap::flat(8 << 20));
+        let before = data_extents(&ram, u64::MAX).unwrap();
+        let hv = FakeHv::default();
+        let (snap, stats) = halt_snap(&hv, Source::Backed(&ram), SnapOptions::default()).unwrap();
+        assert_eq!(hv.pauses.get(), 1);
+        assert!(!hv.paused.get());
+        assert_eq!(data_extents(&ram, u64::MAX).unwrap(), before, "no hole of the backing was allocated");
+        assert_eq!(snap.data_extents(), &before[..]);
+        assert_eq!(stats.copied_bytes, before.iter().map(|e| e.end - e.start).sum::<u64>());
+        let mut b = [0u8; 4];
+        snap.read(Gpa::new(6 << 20), &mut b).unwrap();
+        assert_eq!(&b, b"FILE");
+        snap.read(Gpa::new((4 << 20) - 2), &mut b).unwrap();
+        assert_eq!(b, [7, 7, 0, 0]);
     }
 
     #[test]

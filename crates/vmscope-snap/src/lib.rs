@@ -2,9 +2,10 @@
 //!
 //! - **halt-snap** ([`halt_snap`]): pause the guest, copy all of its RAM, resume;
 //!   introspect the copy. From guest RAM that knows where its data is
-//!   ([`Backed`](vmscope_hv::Backed): QEMU's RAM memfd read with `pread` of its data
-//!   extents, or QEMU's private RAM read through its address space for the pages its
-//!   pagemap says it holds) or through any [`PhysMem`](vmscope_mem::PhysMem).
+//!   ([`Backed`](vmscope_hv::Backed): QEMU's RAM memfd, its data extents copied out of
+//!   a read-only mapping whose pages were entered in our page tables before the pause,
+//!   or QEMU's private RAM read through its address space for the pages its pagemap
+//!   says it holds) or through any [`PhysMem`](vmscope_mem::PhysMem).
 //! - **live-snap** ([`live`]): copy while the guest runs, with a short pause —
 //!   either QEMU's own background-snapshot migration, parsed from its stream
 //!   ([`live::qemu_background_snap`]), or vmscope's pre-copy that re-reads and
@@ -49,8 +50,9 @@
 //! What this crate deliberately does not do: interpret guest memory (that is
 //! `vmscope-x86`/`vmscope-linux`), read kdump-compressed or paging=true QEMU dumps,
 //! or write guest memory. Snapshots never make QEMU allocate guest pages: they read
-//! the data extents of guest RAM only (a RAM file's, or the pages QEMU holds), and an
-//! 8 GiB guest that uses 300 MiB costs about 300 MiB. QEMU's background snapshot is
+//! the data extents of guest RAM only (a RAM file's, through `pread` or a mapping of
+//! exactly those pages, or the pages QEMU holds), and an 8 GiB guest that uses 300 MiB
+//! costs about 300 MiB. QEMU's background snapshot is
 //! the exception — QEMU itself reads every page of shared RAM before it starts (see
 //! [`live`]).
 

@@ -3,6 +3,7 @@
 
 use std::ops::Range;
 use std::path::Path;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use vmscope_hv::VcpuRegisters;
@@ -11,6 +12,7 @@ use vmscope_mem::{MemoryMap, PhysMem, ReadOp, SliceMem};
 use crate::Result;
 use crate::buf::AnonBuf;
 use crate::formats::{self, Format, WriteStats};
+use crate::halt::{SnapOptions, SnapStats};
 
 /// What a snapshot or dump records besides RAM.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +49,37 @@ impl Snapshot {
     /// Wraps a filled buffer (indexed by backing offset) and the extents that hold data.
     pub(crate) fn new(buf: AnonBuf, map: MemoryMap, extents: Vec<Range<u64>>, meta: DumpMeta) -> Self {
         Self { mem: SliceMem::new(buf, map), extents, meta }
+    }
+
+    /// The end every copying technique shares: wraps the filled buffer (indexed by
+    /// backing offset), the extents that hold data and the registers read during the
+    /// pause, then [`finish`](Self::finish)es it. `cost` holds what the technique
+    /// measured (technique, downtime, pages re-copied, bytes copied besides the extents).
+    pub(crate) fn assemble(
+        buf: AnonBuf,
+        map: MemoryMap,
+        extents: Vec<Range<u64>>,
+        vcpus: Vec<VcpuRegisters>,
+        opts: SnapOptions,
+        start: Instant,
+        cost: SnapStats,
+    ) -> (Self, SnapStats) {
+        Self::new(buf, map, extents, DumpMeta { vmcoreinfo: None, vcpus }).finish(opts, start, cost)
+    }
+
+    /// Looks for VMCOREINFO if `opts` asks, and completes `cost` with the total time
+    /// since `start`, the RAM size and the bytes in the snapshot.
+    pub(crate) fn finish(mut self, opts: SnapOptions, start: Instant, cost: SnapStats) -> (Self, SnapStats) {
+        if opts.vmcoreinfo {
+            self.find_vmcoreinfo();
+        }
+        let stats = SnapStats {
+            total: start.elapsed(),
+            ram_bytes: self.memory_map().ram_size(),
+            copied_bytes: cost.copied_bytes + self.copied_bytes(),
+            ..cost
+        };
+        (self, stats)
     }
 
     /// The backing-store ranges that were copied (everything else reads as zero: it

@@ -80,6 +80,35 @@ pub struct Manifest {
     pub tsc_hz: u64,
     /// `tk.rate`: list ops per second across all CPUs; 0 = unlimited.
     pub rate: u64,
+    /// `struct tk_dirty`, the `tk.dirty` page writer's state ([`Manifest::dirty`]); 0
+    /// when the kernel predates it.
+    pub dirty_va: u64,
+}
+
+/// What the test kernel's `tk.dirty` page writer was asked and has done (`struct
+/// tk_dirty`). Page write `n` (from 0) stores `n + 1` in the first 8 bytes of page
+/// `start_pa + (n % (span / 4096)) * 4096`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirtyWriter {
+    /// Page writes a second across all CPUs (`tk.dirty` MB/s × 256); 0 = off.
+    pub pages_per_s: u64,
+    /// The first page it writes.
+    pub start_pa: u64,
+    /// Bytes it cycles through from `start_pa`.
+    pub span: u64,
+    /// Page writes claimed so far; each write follows its claim at once, so in a
+    /// paused guest at most one per CPU is claimed and not yet made.
+    pub written: u64,
+    /// Page writes skipped because the guest fell more than a second behind.
+    pub dropped: u64,
+}
+
+impl DirtyWriter {
+    /// The guest-physical page number that page write `n` goes to (`None` while off).
+    pub fn pfn_of(&self, n: u64) -> Option<u64> {
+        let pages = self.span / 4096;
+        (pages > 0).then(|| (self.start_pa + (n % pages) * 4096) >> 12)
+    }
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
@@ -152,6 +181,7 @@ impl Manifest {
             max_len: u64_at(&h, 136).min(64),
             tsc_hz: u64_at(&h, 168),
             rate: u64_at(&h, 176),
+            dirty_va: u64_at(&h, 184),
         }))
     }
 
@@ -187,6 +217,22 @@ impl Manifest {
     /// How many CPUs run the mutator.
     pub fn cpus_online<M: PhysMem + ?Sized>(&self, mem: &M) -> Result<u64> {
         self.read_u64(mem, self.cpus_online_va)
+    }
+
+    /// The `tk.dirty` page writer's state; `None` for a kernel that predates it.
+    pub fn dirty<M: PhysMem + ?Sized>(&self, mem: &M) -> Result<Option<DirtyWriter>> {
+        if self.dirty_va == 0 {
+            return Ok(None);
+        }
+        let mut b = [0u8; 40];
+        mem.read(self.pa_or_err(self.dirty_va)?, &mut b)?;
+        Ok(Some(DirtyWriter {
+            pages_per_s: u64_at(&b, 0),
+            start_pa: u64_at(&b, 8),
+            span: u64_at(&b, 16),
+            written: u64_at(&b, 24),
+            dropped: u64_at(&b, 32),
+        }))
     }
 
     /// Every list as memory holds it now.

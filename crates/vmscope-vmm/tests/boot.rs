@@ -25,6 +25,8 @@ fn testkernel_boots_and_publishes_its_manifest() {
     assert!(m.mappings.iter().any(|x| x.va == 0xffff_8880_0000_0000), "direct map at page_offset_base");
     assert!(m.mappings.iter().any(|x| x.va == 0xffff_ffff_8000_0000), "kernel map at __START_KERNEL_map");
     assert_eq!(m.symbol("init_top_pgt").unwrap() - 0xffff_8880_0000_0000, m.cr3);
+    let d = m.dirty(&mem).unwrap().expect("a kernel with tk.dirty");
+    assert_eq!((d.pages_per_s, d.written, d.pfn_of(0)), (0, 0, None), "without tk.dirty the page writer is off");
     assert!(vm.console_text().contains("vmscope testkernel: booting"));
 
     let st = c.status().unwrap();

@@ -228,6 +228,13 @@ pub trait Backed: PhysMem + Sync + std::fmt::Debug {
 
     /// Reads `buf.len()` bytes at backing offset `offset`.
     fn read_backing(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+
+    /// The one file that holds all of this RAM, backing offset = file offset, if it
+    /// is so backed (a memfd or `mem-path` file): halt-snap maps it to copy at memory
+    /// speed ([`SharedMapping`](crate::SharedMapping)).
+    fn whole_file(&self) -> Option<&std::fs::File> {
+        None
+    }
 }
 
 /// The RAM files read with `pread`: their data extents are what `SEEK_DATA` finds.
@@ -245,6 +252,13 @@ impl Backed for FileMem {
 
     fn read_backing(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
         self.read_at(buf, offset)
+    }
+
+    fn whole_file(&self) -> Option<&std::fs::File> {
+        match self.segments() {
+            [s] if s.start == 0 && s.file_offset == 0 => Some(&s.file),
+            _ => None,
+        }
     }
 }
 

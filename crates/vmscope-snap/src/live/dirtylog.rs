@@ -6,12 +6,12 @@ use std::ops::Range;
 use std::time::Instant;
 
 use vmscope_hv::{Backed, DirtyLog, Hypervisor, PauseGuard};
-use vmscope_mem::{Gpa, MemoryMap, PhysMem};
+use vmscope_mem::{Gpa, MemoryMap};
 
 use crate::buf::AnonBuf;
 use crate::copy::{merge_ranges, read_at};
 use crate::halt::{SnapOptions, SnapStats, copy_file_extents, read_registers};
-use crate::snapshot::{DumpMeta, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::{Error, Result};
 
 /// Live rounds of re-copying dirty pages before the pause.
@@ -49,7 +49,7 @@ fn precopy(
 ) -> Result<(Snapshot, SnapStats)> {
     let map = ram.memory_map().clone();
     let mut buf = AnonBuf::zeroed(map.backing_size())?;
-    let mut extents = copy_file_extents(ram, &map, &mut buf)?;
+    let mut extents = copy_file_extents(ram, None, &map, &mut buf)?;
     let mut recopied = 0;
     for _ in 0..LIVE_ROUNDS {
         recopied += recopy(ram, &map, &mut buf, &log.fetch()?, &mut extents)?;
@@ -63,21 +63,15 @@ fn precopy(
     };
     pause.release()?;
     let downtime = paused_at.elapsed();
-    let in_pause = last?;
-    let mut snap = Snapshot::new(buf, map, extents, DumpMeta { vmcoreinfo: None, vcpus: vcpus? });
-    if opts.vmcoreinfo {
-        snap.find_vmcoreinfo();
-    }
-    let stats = SnapStats {
+    let recopied = recopied + last?;
+    let cost = SnapStats {
         technique: "live-snap/dirtylog",
         downtime,
-        total: start.elapsed(),
-        ram_bytes: snap.memory_map().ram_size(),
-        copied_bytes: snap.copied_bytes() + (recopied + in_pause) * 4096,
-        recopied_pages: recopied + in_pause,
+        copied_bytes: recopied * 4096,
+        recopied_pages: recopied,
         ..SnapStats::default()
     };
-    Ok((snap, stats))
+    Ok(Snapshot::assemble(buf, map, extents, vcpus?, opts, start, cost))
 }
 
 /// Copies the pages `pfns` names into `buf` and adds them to `extents`; returns how many.

@@ -5,13 +5,12 @@ use std::ops::Range;
 use std::time::Instant;
 
 use vmscope_hv::{Backed, Hypervisor, PauseGuard};
-use vmscope_mem::PhysMem;
 
 use crate::Result;
 use crate::buf::AnonBuf;
 use crate::copy::{carve, clip_to_map, data_extents, parallel, read_at};
 use crate::halt::{SnapOptions, SnapStats, copy_file_extents, read_registers};
-use crate::snapshot::{DumpMeta, Snapshot};
+use crate::snapshot::Snapshot;
 
 /// Copies `ram` while the guest runs, then pauses it, re-reads every data extent,
 /// re-copies the pages that differ from the first copy (and zeroes pages that are no
@@ -22,7 +21,7 @@ pub fn precopy_snap(hv: &dyn Hypervisor, ram: &dyn Backed, opts: SnapOptions) ->
     let start = Instant::now();
     let map = ram.memory_map().clone();
     let mut buf = AnonBuf::zeroed(map.backing_size())?;
-    let live = copy_file_extents(ram, &map, &mut buf)?;
+    let live = copy_file_extents(ram, None, &map, &mut buf)?;
 
     let pause = PauseGuard::new(hv)?;
     let paused_at = pause.since();
@@ -34,20 +33,8 @@ pub fn precopy_snap(hv: &dyn Hypervisor, ram: &dyn Backed, opts: SnapOptions) ->
     pause.release()?;
     let downtime = paused_at.elapsed();
     let (extents, changed) = recopied?;
-    let mut snap = Snapshot::new(buf, map, extents, DumpMeta { vmcoreinfo: None, vcpus: vcpus? });
-    if opts.vmcoreinfo {
-        snap.find_vmcoreinfo();
-    }
-    let stats = SnapStats {
-        technique: "live-snap/precopy",
-        downtime,
-        total: start.elapsed(),
-        ram_bytes: snap.memory_map().ram_size(),
-        copied_bytes: snap.copied_bytes(),
-        recopied_pages: changed,
-        ..SnapStats::default()
-    };
-    Ok((snap, stats))
+    let cost = SnapStats { technique: "live-snap/precopy", downtime, recopied_pages: changed, ..SnapStats::default() };
+    Ok(Snapshot::assemble(buf, map, extents, vcpus?, opts, start, cost))
 }
 
 /// During the pause: brings `buf` up to date. Returns the data extents and the
@@ -108,7 +95,7 @@ mod tests {
     use std::cell::Cell;
     use std::fs::File;
     use std::os::unix::fs::FileExt;
-    use vmscope_mem::{FileMem, Gpa, MemoryMap};
+    use vmscope_mem::{FileMem, Gpa, MemoryMap, PhysMem};
 
     /// A "guest" that writes its RAM file when paused, i.e. after the live copy.
     #[derive(Debug)]

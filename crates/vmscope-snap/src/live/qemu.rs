@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use vmscope_hv::Hypervisor;
 use vmscope_hv::qemu::QmpHypervisor;
-use vmscope_mem::PhysMem;
 
 use super::stream::{StreamInfo, parse_stream};
 use crate::halt::{SnapOptions, SnapStats, read_registers};
@@ -65,19 +64,14 @@ pub fn qemu_background_snap(hv: &QmpHypervisor, opts: SnapOptions) -> Result<(Sn
         if opts.registers {
             snap.meta_mut().vcpus = read_registers(hv)?;
         }
-        if opts.vmcoreinfo {
-            snap.find_vmcoreinfo();
-        }
-        let stats = SnapStats {
+        let cost = SnapStats {
             technique: "live-snap/qemu",
             downtime: timing.downtime,
             qemu_downtime: timing.qemu_downtime,
-            total: start.elapsed(),
-            ram_bytes: snap.memory_map().ram_size(),
-            copied_bytes: snap.copied_bytes(),
             stream_bytes: info.bytes,
             ..SnapStats::default()
         };
+        let (snap, stats) = snap.finish(opts, start, cost);
         Ok((snap, stats, info))
     })();
     let _ = std::fs::remove_dir_all(&dir);

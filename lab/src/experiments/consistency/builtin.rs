@@ -1,7 +1,7 @@
 //! The consistency experiment on the built-in VMM: the test kernel's lists, judged
 //! by its journal.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use vmscope_mem::{FileMem, PhysMem};
@@ -26,7 +26,7 @@ pub fn run(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
         let vm = guests::testkernel(&ctx.images, 2, "1G", &format!("tk.rate={rate}"))?;
         let guest = Target::Builtin { control: vm.control(), agent: None }.open()?;
         let ram = vmscope_read::open_backing(guest.ram_location().context("live RAM")?)?;
-        let m = wait_for_manifest(&ram)?;
+        let m = guests::wait_for_manifest(&ram, 1)?;
         let (ops0, t0) = (m.ops(&ram)?, Instant::now());
         for &t in &ts {
             pb.set_message(format!("consistency: {t}, test kernel at {level} ops/s"));
@@ -38,17 +38,6 @@ pub fn run(ctx: &mut Ctx, table: &mut Table) -> anyhow::Result<()> {
     }
     pb.finish_and_clear();
     Ok(())
-}
-
-fn wait_for_manifest(ram: &FileMem) -> anyhow::Result<Manifest> {
-    let t = Instant::now();
-    loop {
-        if let Some(m) = Manifest::read(ram)? {
-            return Ok(m);
-        }
-        anyhow::ensure!(t.elapsed() < Duration::from_secs(60), "the test kernel published no manifest in 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn measure(ctx: &Ctx, guest: &Guest, ram: &FileMem, m: &Manifest, t: Technique) -> anyhow::Result<Samples> {

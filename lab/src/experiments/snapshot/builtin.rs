@@ -1,5 +1,7 @@
 //! The snapshot experiment on the built-in VMM running the test kernel: halt-snap,
-//! the dirty-log pre-copy (memfd RAM) and the VMM's fork snapshot (private RAM).
+//! the dirty-log pre-copy (memfd RAM) and the VMM's fork snapshot (private RAM). The
+//! host fills the RAM the workload would touch; the test kernel's page writer
+//! (`tk.dirty`) dirties it at [`DIRTY_MB_S`], beside its list mutator (`tk.rate`).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
@@ -8,16 +10,18 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use vmscope_hv::DirtyLog;
 use vmscope_hv::builtin::BuiltinVmm;
-use vmscope_mem::FileMem;
+use vmscope_mem::{FileMem, PhysMem};
+use vmscope_read::ProcMem;
 use vmscope_snap::{SnapOptions, Source};
 use vmscope_technique::Technique;
 use vmscope_vmm::VmmChild;
 
-use super::{Config, Sample, host_has_room, proc_kb, ram_sizes, repeats, rss, touched_mib};
+use super::{Config, DIRTY_MB_S, Sample, host_has_room, proc_kb, ram_sizes, repeats, rss, touched_mib};
 use crate::experiments::Ctx;
 use crate::guests;
 
-/// The test kernel allocates from its first few MiB: RAM from here on is never its.
+/// The test kernel allocates from its first few MiB: RAM from here on is never its
+/// (its page writer, `tk.dirty`, starts here too).
 const FREE_FROM: u64 = 64 << 20;
 /// List ops per second of the test kernel's mutator while snapshots are taken.
 const TK_RATE: u32 = 2560;
@@ -36,13 +40,17 @@ pub fn run(ctx: &Ctx, configs: &mut Vec<Config>, skipped: &mut Vec<String>) -> a
     .collect();
     let sizes = ram_sizes(ctx);
     let pb = ctx.bar((sizes.len() * techniques.len()) as u64, "snapshot (built-in VMM)");
-    let cmdline = format!("tk.rate={TK_RATE}");
     for mib in sizes {
-        if !host_has_room(mib, 2) {
+        let touched = touched_mib(mib);
+        // The test kernel's memfd (or private RAM) holds only what was written: the
+        // touched RAM, its own few MiB, and pages only the page writer reaches.
+        if !host_has_room(touched + (FREE_FROM >> 20), 2) {
             skipped.push(format!("built-in VMM with {mib} MiB (not enough free host memory)"));
             continue;
         }
-        let touched = touched_mib(mib);
+        // The page writer cycles through the touched RAM (as far as the kernel's direct
+        // map reaches: below the 3 GiB MMIO gap).
+        let cmdline = format!("tk.rate={TK_RATE} tk.dirty={DIRTY_MB_S} tk.dirty_mib={touched}");
         let memory = format!("{mib}M");
         let config = |technique, dirty_mb_s, samples| Config {
             hypervisor: "builtin".into(),
@@ -63,10 +71,11 @@ pub fn run(ctx: &Ctx, configs: &mut Vec<Config>, skipped: &mut Vec<String>) -> a
                 _ => anyhow::bail!("the built-in VMM's memfd RAM has no path"),
             };
             let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let ram = FileMem::new(loc.open_file()?, loc.map.clone());
+            wait_for_writer(&ram)?;
             fill(|buf, off| file.write_all_at(buf, off), touched)?;
             std::thread::sleep(Duration::from_secs(1));
             let rate = dirty_rate(&hv)?;
-            let ram = FileMem::new(loc.open_file()?, loc.map.clone());
             for &t in techniques.iter().filter(|t| **t != "fork") {
                 pb.set_message(format!("snapshot: {t}, {mib} MiB (built-in VMM)"));
                 let samples = (0..repeats(ctx))
@@ -85,6 +94,7 @@ pub fn run(ctx: &Ctx, configs: &mut Vec<Config>, skipped: &mut Vec<String>) -> a
             let mut vm = VmmChild::spawn(&VmmChild::binary()?, &kernel, &args)?;
             let hv = vm.connect(Duration::from_secs(30))?;
             let info = hv.memory_map_info()?;
+            wait_for_writer(&ProcMem::open(hv.ram_location()?)?)?;
             let mem = OpenOptions::new().read(true).write(true).open(format!("/proc/{}/mem", info.pid))?;
             fill(|buf, off| mem.write_all_at(buf, info.backing.hva + off), touched)?;
             std::thread::sleep(Duration::from_secs(1));
@@ -107,6 +117,21 @@ fn fill(write: impl Fn(&[u8], u64) -> std::io::Result<()>, mib: u64) -> anyhow::
     let chunk = vec![0xa5u8; 1 << 20];
     for i in 0..mib {
         write(&chunk, FREE_FROM + (i << 20)).context("filling guest RAM")?;
+    }
+    Ok(())
+}
+
+/// Waits until the test kernel runs on both CPUs and its page writer has begun, so
+/// that the dirty rate is measured on a guest that has finished booting.
+fn wait_for_writer(mem: &dyn PhysMem) -> anyhow::Result<()> {
+    let m = guests::wait_for_manifest(mem, 2)?;
+    let t = Instant::now();
+    while m.dirty(mem)?.is_none_or(|d| d.written == 0) {
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(30),
+            "the test kernel's page writer (tk.dirty) did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
 }

@@ -38,6 +38,7 @@ const COLUMNS: &[&str] = &[
     "copied_bytes",
     "pause_ms_per_gib",
     "copy_gb_s",
+    "copy_gb_s_best",
     "extra_host_mib",
     "hv_rss_delta_mib",
 ];
@@ -94,7 +95,19 @@ impl Config {
 
     /// Copy rate during the pause, for the techniques whose pause is the copy.
     fn copy_gb_s(&self) -> Option<f64> {
-        matches!(self.technique, "halt-snap").then(|| self.copied() / (self.pause_ms() / 1e3).max(1e-9) / 1e9)
+        self.pause_is_copy().then(|| self.copied() / (self.pause_ms() / 1e3).max(1e-9) / 1e9)
+    }
+
+    /// The fastest single copy, measured as the memcpy yardstick is (its best of
+    /// five): on a loaded host the mean also holds the time the copy threads waited
+    /// for a core.
+    fn copy_gb_s_best(&self) -> Option<f64> {
+        let rate = |s: &Sample| s.copied as f64 / s.pause.as_secs_f64().max(1e-9) / 1e9;
+        self.pause_is_copy().then(|| self.samples.iter().map(rate).fold(0.0, f64::max))
+    }
+
+    fn pause_is_copy(&self) -> bool {
+        self.technique == "halt-snap"
     }
 
     fn row(&self) -> Vec<String> {
@@ -114,6 +127,7 @@ impl Config {
             format!("{:.0}", self.copied()),
             format!("{:.2}", self.pause_ms_per_gib()),
             self.copy_gb_s().map_or_else(|| "-".into(), |g| format!("{g:.2}")),
+            self.copy_gb_s_best().map_or_else(|| "-".into(), |g| format!("{g:.2}")),
             mib(self.mean(|s| s.extra as f64)),
             mib(self.mean(|s| s.hv_rss_delta as f64)),
         ]
@@ -198,20 +212,27 @@ pub fn memcpy_bandwidth() -> f64 {
 }
 
 pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
-    let memcpy = memcpy_bandwidth();
-    eprintln!("snapshot: host memcpy {:.2} GB/s", memcpy / 1e9);
+    // Measured at the start, between the hypervisors and at the end, the best taken:
+    // on a host shared with other work one measurement can land in a busy moment
+    // and make every ratio to it look better than it is.
+    let mut memcpy = vec![memcpy_bandwidth()];
     let mut configs = Vec::new();
     let mut skipped = Vec::new();
     qemu::run(ctx, &mut configs, &mut skipped)?;
     if !ctx.smoke {
+        memcpy.push(memcpy_bandwidth());
         builtin::run(ctx, &mut configs, &mut skipped)?;
     }
+    memcpy.push(memcpy_bandwidth());
+    let each: Vec<String> = memcpy.iter().map(|b| format!("{:.2}", b / 1e9)).collect();
+    eprintln!("snapshot: host memcpy {} GB/s", each.join(", "));
+    let memcpy = Memcpy { best: memcpy.iter().copied().fold(0.0, f64::max), each };
     let mut table = Table::new(COLUMNS);
     for c in &configs {
         table.push(c.row());
     }
     plot(ctx, &configs)?;
-    let prose = prose(&configs, memcpy, &skipped);
+    let prose = prose(&configs, &memcpy, &skipped);
     ctx.report.section("snapshot", "Snapshot cost vs guest RAM", &prose, &table, &["snapshot.svg"])
 }
 
@@ -251,20 +272,53 @@ fn plot(ctx: &Ctx, configs: &[Config]) -> anyhow::Result<()> {
     )
 }
 
+/// Whether a dirty-log pause of `ms_per_gib` measured at `mb_s` dirtied meets the
+/// target, which is set at [`DIRTY_MB_S`]: a rate within a fifth of it counts as that
+/// condition; meeting the target at a rate well below it, or missing it well above,
+/// shows nothing either way.
+fn live_verdict(ms_per_gib: f64, mb_s: f64) -> String {
+    let target = DIRTY_MB_S as f64;
+    let met = ms_per_gib <= LIVE_PAUSE_MS_PER_GIB;
+    let near = (mb_s - target).abs() <= target / 5.0;
+    match (met, near || (met == (mb_s > target))) {
+        (true, true) => "met".into(),
+        (false, true) => "not met".into(),
+        (_, false) => format!(
+            "not shown: {} at {mb_s:.2} MB/s, {} the target's {DIRTY_MB_S}",
+            if met { "met" } else { "missed" },
+            if met { "well below" } else { "well above" }
+        ),
+    }
+}
+
+/// The host's memcpy bandwidth as measured during the run.
+struct Memcpy {
+    /// The best measurement, bytes/s: the yardstick.
+    best: f64,
+    /// Each measurement, GB/s, formatted.
+    each: Vec<String>,
+}
+
 /// The section's prose: the method, then Findings computed from the data.
-fn prose(configs: &[Config], memcpy: f64, skipped: &[String]) -> String {
+fn prose(configs: &[Config], memcpy: &Memcpy, skipped: &[String]) -> String {
     let mut s = format!(
         "Each guest's RAM is touched by `vmscope-workload dirty {DIRTY_MB_S} SIZE` (Linux guests under QEMU: it \
          fills SIZE MiB, then writes one byte per 4 KiB page at {DIRTY_MB_S} MB/s; `dirty_mb_s` is the rate it \
          reported). The test kernel under the built-in VMM cannot run it: its RAM above 64 MiB is filled from \
-         the host before the snapshots (the kernel never uses it), and its own list mutator (`tk.rate`) is the \
-         only writer, so `dirty_mb_s` there is the distinct pages per second the KVM dirty log saw. `pause_ms` \
+         the host before the snapshots (the kernel allocates nothing there), and its own page writer \
+         (`tk.dirty={DIRTY_MB_S}`: one store per 4 KiB page at {DIRTY_MB_S} MB/s, cycling through the touched \
+         RAM as far as its direct map reaches, below 3 GiB) dirties it beside its list mutator (`tk.rate`); \
+         `dirty_mb_s` there is the distinct pages per second the KVM dirty log saw over one second. `pause_ms` \
          is what the guest felt (mean of `snapshots`), `total_ms` the time until the snapshot was usable, \
          `copied_bytes` the bytes copied (QEMU's dump: the file it wrote; fork: none — pages are copied on \
          write later), `extra_host_mib` the host memory the snapshot holds (the introspector's RSS growth, the \
          dump file, or the PSS a fork adds after one second held), `hv_rss_delta_mib` the hypervisor's RSS \
-         growth. Host memcpy (one thread, 256 MiB): **{:.2} GB/s**.\n\n",
-        memcpy / 1e9
+         growth. `copy_gb_s` is a halt-snap's bytes over its mean pause, `copy_gb_s_best` its fastest \
+         snapshot's. Host memcpy (one thread, 256 MiB, best of five copies, measured {} times during the \
+         run: {} GB/s): **{:.2} GB/s**, the best, is the yardstick.\n\n",
+        memcpy.each.len(),
+        memcpy.each.join(", "),
+        memcpy.best / 1e9
     );
     if !skipped.is_empty() {
         let _ = writeln!(s, "Not measured: {}.\n", skipped.join("; "));
@@ -295,14 +349,16 @@ fn prose(configs: &[Config], memcpy: f64, skipped: &[String]) -> String {
             least = Some((mean_per_gib, format!("{t} on {hv}")));
         }
     }
-    for c in configs.iter().filter(|c| c.technique == "halt-snap") {
-        if let Some(g) = c.copy_gb_s() {
-            let ratio = g * 1e9 / memcpy;
+    for c in configs.iter().filter(|c| c.pause_is_copy()) {
+        if let (Some(mean), Some(best)) = (c.copy_gb_s(), c.copy_gb_s_best()) {
+            let ratio = best * 1e9 / memcpy.best;
             let _ = write!(
                 s,
-                "halt-snap on {} at {} MiB copied at {g:.2} GB/s = {ratio:.2}× memcpy (target ≥ {HALT_COPY_SHARE}: {}). ",
+                "halt-snap on {} at {} MiB copied at {best:.2} GB/s at best = {ratio:.2}× memcpy ({mean:.2} GB/s = \
+                 {:.2}× on average; target ≥ {HALT_COPY_SHARE}, best against best: {}). ",
                 c.hypervisor,
                 c.ram_mib,
+                mean * 1e9 / memcpy.best,
                 if ratio >= HALT_COPY_SHARE { "met" } else { "not met" }
             );
         }
@@ -311,11 +367,11 @@ fn prose(configs: &[Config], memcpy: f64, skipped: &[String]) -> String {
         let p = c.pause_ms_per_gib();
         let _ = write!(
             s,
-            "Dirty-log live-snap at {} MiB: {p:.2} ms per GiB at {:.2} MB/s dirtied (target ≤ {LIVE_PAUSE_MS_PER_GIB} \
-             ms/GiB at {DIRTY_MB_S} MB/s: {}). ",
+            "Dirty-log live-snap at {} MiB: {p:.2} ms per GiB with {:.2} MB/s dirtied as the dirty log saw it \
+             (target ≤ {LIVE_PAUSE_MS_PER_GIB} ms/GiB at {DIRTY_MB_S} MB/s: {}). ",
             c.ram_mib,
             c.dirty_mb_s,
-            if p <= LIVE_PAUSE_MS_PER_GIB { "met" } else { "not met" }
+            live_verdict(p, c.dirty_mb_s)
         );
     }
     for c in configs.iter().filter(|c| c.technique == "qemu-background") {
@@ -342,4 +398,19 @@ fn prose(configs: &[Config], memcpy: f64, skipped: &[String]) -> String {
          dirty-log pre-copy and fork: about constant in absolute terms).",
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::live_verdict;
+
+    #[test]
+    fn the_live_target_is_judged_only_at_a_rate_that_decides_it() {
+        assert_eq!(live_verdict(2.0, 9.9), "met");
+        assert_eq!(live_verdict(25.0, 10.5), "not met");
+        assert_eq!(live_verdict(2.0, 30.0), "met", "met at a harder rate");
+        assert_eq!(live_verdict(25.0, 0.13), "not met", "missed at an easier rate");
+        assert!(live_verdict(2.0, 0.13).starts_with("not shown: met at 0.13 MB/s"));
+        assert!(live_verdict(25.0, 30.0).starts_with("not shown: missed at 30.00 MB/s"));
+    }
 }

@@ -14,7 +14,7 @@
 //! what this module replaces. `atomic-memcpy` copies a fixed-size `T` from behind an
 //! `UnsafeCell`, not a run-time length from a mapping. Relaxed `AtomicU64` loads, the
 //! other race-free copy, are not vectorised: 3 to 6 times slower than `memcpy` from
-//! 4 KiB up (the README has the figures).
+//! 4 KiB up (vmscope-map's README has the figures).
 
 /// Copies `dst.len()` bytes from `src` into `dst` with volatile loads: single bytes up
 /// to the first 8-byte boundary, vectors for the bulk, then 8-byte words and bytes.
@@ -24,7 +24,7 @@
 /// `src..src + dst.len()` must be readable for the whole call and lie in memory that
 /// Rust code reaches only through volatile or atomic loads (a mapping with no reference
 /// or slice into it).
-pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
+pub unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
     // SAFETY: the caller's contract, passed on; `wide::bulk` is a `Bulk`.
     unsafe { copy_with(src, dst, wide::bulk) };
 }
