@@ -19,7 +19,7 @@ mod regs;
 
 pub use error::{Error, Result};
 pub use halt::{Halted, PauseGuard};
-pub use location::{Extents, HoleGuard, RamLocation};
+pub use location::{Extents, HoleGuard, Holes, RamLocation};
 pub use regs::VcpuRegisters;
 
 use vmscope_mem::MemoryMap;

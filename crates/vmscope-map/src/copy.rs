@@ -84,12 +84,24 @@ unsafe fn words<W: Copy>(src: *const u8, dst: &mut [u8], at: usize, len: usize) 
     at + len
 }
 
+/// Asks the CPU to start loading the cache line at `p` and goes on without waiting:
+/// a hint, which reads nothing into Rust's view of memory and never faults (a
+/// prefetch of an address that is not mapped is dropped).
+pub(crate) use wide::prefetch;
+
 /// The vector part of a copy: x86-64 has SSE2 always and AVX2 on most machines.
 #[cfg(target_arch = "x86_64")]
 mod wide {
-    use std::arch::x86_64::{__m128i, __m256i};
+    use std::arch::x86_64::{__m128i, __m256i, _MM_HINT_T0, _mm_prefetch};
 
     use super::{bytes_to_align, words};
+
+    #[inline(always)]
+    pub(crate) fn prefetch(p: *const u8) {
+        // SAFETY: SSE is part of x86-64, so the CPU has the instruction; a prefetch
+        // dereferences nothing (any address will do, and an unmapped one is ignored).
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
+    }
 
     /// Below this many bytes, 8-byte words do as well as vectors.
     const MIN_BULK: usize = 64;
@@ -174,9 +186,12 @@ mod wide {
     }
 }
 
-/// Elsewhere the copy is 8-byte words and bytes.
+/// Elsewhere the copy is 8-byte words and bytes, and nothing is prefetched.
 #[cfg(not(target_arch = "x86_64"))]
 mod wide {
+    #[inline(always)]
+    pub(crate) fn prefetch(_p: *const u8) {}
+
     /// A [`super::Bulk`] that leaves everything to the 8-byte words.
     ///
     /// # Safety

@@ -34,18 +34,19 @@ impl ProcMem {
 
 impl PhysMem for ProcMem {
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
+        let holes = self.holes.lock();
         for op in ops {
             let mut done = 0usize;
             for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
                 let (_, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
-                if self.holes.is_populated(off, n) {
+                if holes.is_populated(off, n) {
                     self.mem
                         .read_exact_at(&mut op.buf[done..done + n as usize], self.base + off)
                         .map_err(|source| MemError::Io { gpa: op.gpa, source })?;
                     done += n as usize;
                     continue;
                 }
-                for (o, len, data) in self.holes.split(off, n) {
+                for (o, len, data) in holes.split(off, n) {
                     let dst = &mut op.buf[done..done + len as usize];
                     if data {
                         self.mem

@@ -90,12 +90,13 @@ impl VmReadv {
 impl PhysMem for VmReadv {
     fn read_batch(&self, ops: &mut [ReadOp<'_>]) -> vmscope_mem::Result<()> {
         let mut pieces = Vec::with_capacity(ops.len());
+        let holes = self.holes.lock();
         for op in ops.iter_mut() {
             let base = op.buf.as_mut_ptr();
             let mut done = 0usize;
             for c in self.map.chunks(op.gpa, op.buf.len() as u64) {
                 let (gpa, off, n) = c.map_err(|gpa| MemError::Unbacked { gpa })?;
-                if self.holes.is_populated(off, n) {
+                if holes.is_populated(off, n) {
                     // SAFETY: done + n <= op.buf.len(): the chunks cover exactly
                     // the op's length.
                     let local = unsafe { base.add(done) };
@@ -103,7 +104,7 @@ impl PhysMem for VmReadv {
                     done += n as usize;
                     continue;
                 }
-                for (o, len, data) in self.holes.split(off, n) {
+                for (o, len, data) in holes.split(off, n) {
                     let len = len as usize;
                     if data {
                         pieces.push(Piece {
@@ -123,6 +124,7 @@ impl PhysMem for VmReadv {
                 }
             }
         }
+        drop(holes);
         self.transfer(&pieces)
     }
 

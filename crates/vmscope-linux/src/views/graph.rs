@@ -5,14 +5,15 @@
 //! judge — and every task carries the guest-physical pages it was read from, so a
 //! violation can be told torn (extrinsic) or the kernel's own (intrinsic).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PAGE_SIZE, PhysMem};
 
-use super::{Anomaly, Bytes, field, owner, plausible, walk_list};
+use super::{AddrMap, AddrSet, Anomaly, BATCH, Bytes, Fields, Layout, field, owner, plausible, read_links, walk_list};
 use crate::kernel::Ctx;
 use crate::kmem::member;
+use crate::offsets::TaskOffsets;
 
 /// `PF_EXITING` in `task_struct.flags`: the task is in `do_exit` (a `#define`,
 /// unchanged since Linux 2.6). Such a task may already have dropped its mm.
@@ -188,13 +189,31 @@ struct Group {
     pages: Vec<u64>,
 }
 
+/// What [`TaskNode`] reads of a `task_struct`: its fields, and the links of the lists
+/// walked through it (`list_head` bytes each), so that its pages cover those too.
+fn node_layout(o: &TaskOffsets, list_head: u64) -> Layout {
+    let links = [o.tasks, o.children, o.sibling, o.thread_node].map(|off| (off, list_head));
+    let fields = [
+        (o.pid, 4),
+        (o.tgid, 4),
+        (o.comm, o.comm_len),
+        (o.flags, 4),
+        (o.exit_state, 4),
+        (o.real_parent, 8),
+        (o.parent, 8),
+        (o.group_leader, 8),
+        (o.signal, 8),
+        (o.mm, 8),
+    ];
+    Layout::new(o.size, fields.into_iter().chain(links))
+}
+
 impl<M: PhysMem> Ctx<'_, M> {
     /// One `list_head`'s pointers.
     fn read_link(&self, node: Gva) -> crate::Result<Link> {
         let lo = &self.o.list;
-        let next = self.k.read_ptr(member(node, lo.next)?)?;
-        let prev = self.k.read_ptr(member(node, lo.prev)?)?;
-        let mut pages = Vec::new();
+        let (next, prev) = read_links(self.k, lo, node)?;
+        let mut pages = Vec::with_capacity(2);
         push_pages(self, node, lo.next.max(lo.prev) + 8, &mut pages);
         Ok(Link { node, next, prev, pages })
     }
@@ -211,9 +230,9 @@ impl<M: PhysMem> Ctx<'_, M> {
         };
         for forward in [true, false] {
             let dir = if forward { "next" } else { "prev" };
-            let mut seen = HashSet::from([head]);
+            let mut seen = AddrSet::from_iter([head]);
             let mut out = Vec::new();
-            let mut cur = h.clone();
+            let mut cur = &h;
             let closed = loop {
                 let to = if forward { cur.next } else { cur.prev };
                 if to == head {
@@ -233,8 +252,8 @@ impl<M: PhysMem> Ctx<'_, M> {
                 }
                 match self.read_link(to) {
                     Ok(l) => {
-                        out.push(l.clone());
-                        cur = l;
+                        out.push(l);
+                        cur = out.last().expect("pushed just now");
                     }
                     Err(e) => {
                         an.push(Anomaly::Unreadable { what: format!("{name} node"), addr: to, error: e.to_string() });
@@ -271,25 +290,31 @@ impl<M: PhysMem> Ctx<'_, M> {
         g
     }
 
-    /// Reads the task at `addr`; `None` (recorded) when it cannot be read.
+    /// The task at `addr` from `read`, its lines as `layout` read them; `None`
+    /// (recorded) when they could not be read.
     fn task_node(
         &self,
-        addr: Gva,
-        on_task_list: bool,
-        groups: &mut HashMap<Gva, Group>,
+        (addr, on_task_list): (Gva, bool),
+        read: crate::Result<Vec<u8>>,
+        layout: &Layout,
+        groups: &mut AddrMap<Group>,
         an: &mut Vec<Anomaly>,
     ) -> Option<TaskNode> {
         let o = &self.o.task;
-        let bytes = match self.k.read_vec(addr, o.read_span() as usize) {
+        let bytes = match read {
             Ok(b) => b,
             Err(e) => {
                 an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() });
                 return None;
             }
         };
-        let b = Bytes(&bytes);
-        let mut pages = Vec::new();
-        push_pages(self, addr, o.read_span(), &mut pages);
+        let b = layout.parts(&bytes);
+        // A page or two per run, and the signal struct's.
+        let mut pages = Vec::with_capacity(8);
+        for (off, len) in layout.ranges() {
+            // `off` lies inside the object read just now: no overflow.
+            push_pages(self, member(addr, off).unwrap_or(addr), len, &mut pages);
+        }
         let comm = b.cstr(o.comm, o.comm_len)?.unwrap_or_else(|all| all);
         let ptr = |off: u64| b.ptr(off).unwrap_or(Gva::new(0));
         let mut t = TaskNode {
@@ -313,10 +338,16 @@ impl<M: PhysMem> Ctx<'_, M> {
             pages: Vec::new(),
         };
         if let Some(head) = field(addr, o.children, "task.children", an) {
-            let before = an.len();
-            let nodes = walk_list(self.k, &self.o.list, head, "task.children", self.limits.max_list, an);
-            t.children = nodes.into_iter().filter_map(|n| owner(n, o.sibling, "task_struct", an)).collect();
-            t.children_complete = an.len() == before;
+            // Most tasks have no children: their list head, read with the task,
+            // points at itself, and there is nothing to walk.
+            if o.children.checked_add(self.o.list.next).and_then(|off| b.ptr(off)) == Some(head) {
+                t.children_complete = true;
+            } else {
+                let before = an.len();
+                let nodes = walk_list(self.k, &self.o.list, head, "task.children", self.limits.max_list, an);
+                t.children = nodes.into_iter().filter_map(|n| owner(n, o.sibling, "task_struct", an)).collect();
+                t.children_complete = an.len() == before;
+            }
         }
         if plausible(self.k, t.signal, 8) {
             let g = groups.entry(t.signal).or_insert_with(|| self.group(t.signal, an));
@@ -347,7 +378,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
         // Leaders: init_task, then forward, then what only the backward walk met.
         let mut leaders = vec![(init, false)];
-        let mut seen = HashSet::from([init]);
+        let mut seen = AddrSet::from_iter([init]);
         for l in g.task_list.forward.iter().chain(&g.task_list.backward) {
             if let Some(t) = owner(l.node, self.o.task.tasks, "task_struct", &mut an)
                 && seen.insert(t)
@@ -356,21 +387,26 @@ impl<M: PhysMem> Ctx<'_, M> {
             }
         }
         let cap = self.limits.max_list;
-        let mut groups = HashMap::new();
+        let layout = node_layout(&self.o.task, self.o.list.next.max(self.o.list.prev) + 8);
+        let mut groups = AddrMap::default();
         let mut queue: std::collections::VecDeque<(Gva, bool)> = leaders.into();
-        while let Some((addr, listed)) = queue.pop_front() {
-            if g.tasks.len() >= cap {
-                an.push(Anomaly::StepLimit { list: "task graph".into(), limit: cap });
-                break;
-            }
-            let Some(t) = self.task_node(addr, listed, &mut groups, &mut an) else { continue };
-            // Threads after the leaders: queued at the back, each once.
-            for &th in &t.threads {
-                if seen.insert(th) {
-                    queue.push_back((th, false));
+        'read: while !queue.is_empty() {
+            let batch: Vec<(Gva, bool)> = queue.drain(..queue.len().min(BATCH)).collect();
+            let addrs: Vec<Gva> = batch.iter().map(|b| b.0).collect();
+            for (task, read) in batch.into_iter().zip(layout.read_each(self.k, &addrs)) {
+                if g.tasks.len() >= cap {
+                    an.push(Anomaly::StepLimit { list: "task graph".into(), limit: cap });
+                    break 'read;
                 }
+                let Some(t) = self.task_node(task, read, &layout, &mut groups, &mut an) else { continue };
+                // Threads after the leaders: queued at the back, each once.
+                for &th in &t.threads {
+                    if seen.insert(th) {
+                        queue.push_back((th, false));
+                    }
+                }
+                g.tasks.push(t);
             }
-            g.tasks.push(t);
         }
         g.anomalies = an;
         g
@@ -380,7 +416,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         let mut an = Vec::new();
         let mo = &self.o.module;
         let list = self.walk_raw(self.addrs.modules, "modules", &mut an);
-        let mut seen = HashSet::new();
+        let mut seen = AddrSet::default();
         let mut modules = Vec::new();
         for l in list.forward.iter().chain(&list.backward) {
             let Some(addr) = owner(l.node, mo.list, "struct module", &mut an) else { continue };

@@ -2,13 +2,14 @@
 //! the [`Anomaly`]s met on the way. Every walk is bounded ([`Limits`]), detects
 //! cycles, checks a pointer before following it, and goes on where it safely can.
 
+mod addrs;
+mod fields;
 pub mod graph;
 pub mod modules;
 pub mod pids;
 pub mod process;
 pub mod tree;
 
-use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,9 @@ use vmscope_mem::{Gva, PhysMem};
 
 use crate::kmem::{KernelMem, container, member};
 use crate::offsets::ListOffsets;
+
+pub(crate) use addrs::{AddrMap, AddrSet};
+pub(crate) use fields::{BATCH, Bytes, Fields, Layout};
 
 /// Bounds of every walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +177,18 @@ pub(crate) fn owner(node: Gva, offset: u64, what: &str, an: &mut Vec<Anomaly>) -
         .ok()
 }
 
+/// The `next` and `prev` of the `list_head` at `node`, read together.
+pub(crate) fn read_links<M: PhysMem>(k: &KernelMem<M>, lo: &ListOffsets, node: Gva) -> crate::Result<(Gva, Gva)> {
+    if lo.prev == lo.next + 8 {
+        let mut b = [0u8; 16];
+        k.read(member(node, lo.next)?, &mut b)?;
+        let (next, prev) = b.split_at(8);
+        let word = |w: &[u8]| Gva::new(u64::from_le_bytes(w.try_into().expect("8 bytes: split at 8 of 16")));
+        return Ok((word(next), word(prev)));
+    }
+    Ok((k.read_ptr(member(node, lo.next)?)?, k.read_ptr(member(node, lo.prev)?)?))
+}
+
 /// Walks the circular list whose head is at `head` and returns the address of
 /// every node's `list_head` in list order. Bounded by `limit`; a cycle that does
 /// not pass through the head, an unreadable or implausible link, or a link whose
@@ -187,24 +203,28 @@ pub(crate) fn walk_list<M: PhysMem>(
     anomalies: &mut Vec<Anomaly>,
 ) -> Vec<Gva> {
     let mut nodes = Vec::new();
-    let mut seen = HashSet::new();
-    seen.insert(head);
+    // Nodes met, the head left out (meeting it ends a walk before the set is asked),
+    // so that an empty list allocates nothing.
+    let mut seen = AddrSet::default();
     let mut cur = head;
     let mut broke = false;
-    loop {
-        let (link, next) = match member(cur, lo.next).and_then(|at| Ok((at, k.read_ptr(at)?))) {
-            Ok(n) => n,
-            Err(e) => {
-                anomalies.push(Anomaly::Unreadable { what: format!("{name} link"), addr: cur, error: e.to_string() });
-                broke = true;
-                break;
-            }
-        };
+    // Each node's `list_head` is read once: its `prev` checks the step that led to
+    // it, its `next` leads on.
+    let mut ahead = match read_links(k, lo, head) {
+        Ok((next, _)) => Some(next),
+        Err(e) => {
+            anomalies.push(Anomaly::Unreadable { what: format!("{name} link"), addr: head, error: e.to_string() });
+            broke = true;
+            None
+        }
+    };
+    while let Some(next) = ahead.take() {
         if next == head {
             break;
         }
         if !plausible(k, next, 8) {
-            anomalies.push(Anomaly::BadPointer { what: format!("{name} next"), at: link, value: next });
+            let at = member(cur, lo.next).unwrap_or(cur);
+            anomalies.push(Anomaly::BadPointer { what: format!("{name} next"), at, value: next });
             broke = true;
             break;
         }
@@ -217,11 +237,13 @@ pub(crate) fn walk_list<M: PhysMem>(
             anomalies.push(Anomaly::StepLimit { list: name.into(), limit });
             return nodes;
         }
-        match member(next, lo.prev).and_then(|at| k.read_ptr(at)) {
-            Ok(back) if back != cur => {
-                anomalies.push(Anomaly::BrokenLink { list: name.into(), node: cur, next, back });
+        match read_links(k, lo, next) {
+            Ok((after, back)) => {
+                if back != cur {
+                    anomalies.push(Anomaly::BrokenLink { list: name.into(), node: cur, next, back });
+                }
+                ahead = Some(after);
             }
-            Ok(_) => {}
             Err(e) => {
                 anomalies.push(Anomaly::Unreadable { what: format!("{name} node"), addr: next, error: e.to_string() });
                 broke = true;
@@ -256,57 +278,6 @@ pub(crate) fn walk_list<M: PhysMem>(
         }
     }
     nodes
-}
-
-/// A bounds-checked little-endian reader over a struct's bytes: a field beyond the
-/// bytes read yields `None`, never a panic.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Bytes<'a>(pub &'a [u8]);
-
-impl Bytes<'_> {
-    pub fn u64(&self, off: u64) -> Option<u64> {
-        let o = usize::try_from(off).ok()?;
-        Some(u64::from_le_bytes(*self.0.get(o..o.checked_add(8)?)?.first_chunk()?))
-    }
-
-    /// A pointer (a `u64`, whatever it holds: check it before following it).
-    pub fn ptr(&self, off: u64) -> Option<Gva> {
-        self.u64(off).map(Gva::new)
-    }
-
-    pub fn u32(&self, off: u64) -> Option<u32> {
-        let o = usize::try_from(off).ok()?;
-        Some(u32::from_le_bytes(*self.0.get(o..o.checked_add(4)?)?.first_chunk()?))
-    }
-
-    pub fn i32(&self, off: u64) -> Option<i32> {
-        self.u32(off).map(|v| v as i32)
-    }
-
-    pub fn uint(&self, off: u64, size: u64) -> Option<u64> {
-        match size {
-            8 => self.u64(off),
-            4 => self.u32(off).map(u64::from),
-            2 => {
-                let o = usize::try_from(off).ok()?;
-                Some(u64::from(u16::from_le_bytes(*self.0.get(o..o.checked_add(2)?)?.first_chunk()?)))
-            }
-            1 => self.0.get(usize::try_from(off).ok()?).map(|&b| u64::from(b)),
-            _ => None,
-        }
-    }
-
-    /// The string in a fixed array of `len` bytes that the kernel NUL-terminates:
-    /// `Ok` with the text before the NUL, `Err` with every byte of the array when
-    /// it holds none (the caller records that: it is never cut short silently).
-    pub fn cstr(&self, off: u64, len: u64) -> Option<Result<String, String>> {
-        let o = usize::try_from(off).ok()?;
-        let s = self.0.get(o..o.checked_add(usize::try_from(len).ok()?)?)?;
-        Some(match s.iter().position(|&b| b == 0) {
-            Some(end) => Ok(String::from_utf8_lossy(&s[..end]).into_owned()),
-            None => Err(String::from_utf8_lossy(s).into_owned()),
-        })
-    }
 }
 
 #[cfg(any(test, feature = "fixture"))]
