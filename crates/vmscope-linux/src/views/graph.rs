@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PAGE_SIZE, PhysMem};
 
-use super::{AddrMap, AddrSet, Anomaly, BATCH, Bytes, Fields, Layout, field, owner, plausible, read_links, walk_list};
+use super::{
+    AddrMap, AddrSet, Anomaly, BATCH, Bytes, Fields, Layout, field, owner, plausible, read_links, walk_list, walk_lists,
+};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::TaskOffsets;
@@ -271,23 +273,56 @@ impl<M: PhysMem> Ctx<'_, M> {
         list
     }
 
-    fn group(&self, signal: Gva, an: &mut Vec<Anomaly>) -> Group {
+    /// The thread groups whose signal structs are at `signals`, read together: each
+    /// one's `nr_threads`, and its thread list, all walked at once ([`walk_lists`]).
+    fn groups(&self, signals: &[Gva], an: &mut Vec<Anomaly>) -> Vec<Group> {
         let so = &self.o.signal;
-        let mut g = Group { nr_threads: None, threads: Vec::new(), complete: false, pages: Vec::new() };
-        push_pages(self, signal, so.thread_head.max(so.nr_threads) + 16, &mut g.pages);
-        match member(signal, so.nr_threads).and_then(|at| self.k.read_u32(at)) {
-            Ok(n) => g.nr_threads = Some(n as i32),
-            Err(e) => {
-                an.push(Anomaly::Unreadable { what: "signal_struct".into(), addr: signal, error: e.to_string() });
-                return g;
+        let mut groups: Vec<Group> = signals
+            .iter()
+            .map(|&signal| {
+                let mut pages = Vec::with_capacity(2);
+                push_pages(self, signal, so.thread_head.max(so.nr_threads) + 16, &mut pages);
+                Group { nr_threads: None, threads: Vec::new(), complete: false, pages }
+            })
+            .collect();
+        let mut counts: Vec<[u8; 4]> = vec![[0; 4]; signals.len()];
+        let mut pieces = Vec::with_capacity(signals.len());
+        // The group each piece and each list head belongs to.
+        let (mut of, mut heads, mut listed) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, (&signal, buf)) in signals.iter().zip(&mut counts).enumerate() {
+            match member(signal, so.nr_threads) {
+                Ok(at) => {
+                    pieces.push((at, &mut buf[..]));
+                    of.push(i);
+                }
+                Err(e) => {
+                    an.push(Anomaly::Unreadable { what: "signal_struct".into(), addr: signal, error: e.to_string() })
+                }
             }
         }
-        let Some(head) = field(signal, so.thread_head, "signal.thread_head", an) else { return g };
-        let before = an.len();
-        let nodes = walk_list(self.k, &self.o.list, head, "signal.thread_head", self.limits.max_list, an);
-        g.threads = nodes.into_iter().filter_map(|n| owner(n, self.o.task.thread_node, "task_struct", an)).collect();
-        g.complete = an.len() == before;
-        g
+        for (r, i) in self.k.read_each(&mut pieces).into_iter().zip(of) {
+            let signal = signals[i];
+            if let Err(e) = r {
+                an.push(Anomaly::Unreadable { what: "signal_struct".into(), addr: signal, error: e.to_string() });
+                continue;
+            }
+            groups[i].nr_threads = Some(i32::from_le_bytes(counts[i]));
+            if let Some(head) = field(signal, so.thread_head, "signal.thread_head", an) {
+                heads.push(head);
+                listed.push(i);
+            }
+        }
+        let walked = walk_lists(self.k, &self.o.list, &heads, "signal.thread_head", self.limits.max_list);
+        for (w, i) in walked.into_iter().zip(listed) {
+            let before = w.anomalies.len();
+            an.extend(w.anomalies);
+            let mark = an.len();
+            let g = &mut groups[i];
+            g.threads =
+                w.nodes.into_iter().filter_map(|n| owner(n, self.o.task.thread_node, "task_struct", an)).collect();
+            g.complete = before == 0 && an.len() == mark;
+        }
+        groups
     }
 
     /// The task at `addr` from `read`, its lines as `layout` read them; `None`
@@ -350,7 +385,9 @@ impl<M: PhysMem> Ctx<'_, M> {
             }
         }
         if plausible(self.k, t.signal, 8) {
-            let g = groups.entry(t.signal).or_insert_with(|| self.group(t.signal, an));
+            let g = groups.entry(t.signal).or_insert_with(|| {
+                self.groups(&[t.signal], an).pop().expect("one group per signal struct, one asked for")
+            });
             t.nr_threads = g.nr_threads;
             t.threads = g.threads.clone();
             t.threads_complete = g.complete;
@@ -393,7 +430,16 @@ impl<M: PhysMem> Ctx<'_, M> {
         'read: while !queue.is_empty() {
             let batch: Vec<(Gva, bool)> = queue.drain(..queue.len().min(BATCH)).collect();
             let addrs: Vec<Gva> = batch.iter().map(|b| b.0).collect();
-            for (task, read) in batch.into_iter().zip(layout.read_each(self.k, &addrs)) {
+            let reads = layout.read_each(self.k, &addrs);
+            // The thread groups of the batch not met before, walked together.
+            let mut new = AddrSet::default();
+            let signals: Vec<Gva> = reads
+                .iter()
+                .filter_map(|r| layout.parts(r.as_ref().ok()?).ptr(self.o.task.signal))
+                .filter(|&s| plausible(self.k, s, 8) && !groups.contains_key(&s) && new.insert(s))
+                .collect();
+            groups.extend(signals.iter().copied().zip(self.groups(&signals, &mut an)));
+            for (task, read) in batch.into_iter().zip(reads) {
                 if g.tasks.len() >= cap {
                     an.push(Anomaly::StepLimit { list: "task graph".into(), limit: cap });
                     break 'read;
