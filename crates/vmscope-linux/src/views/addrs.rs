@@ -21,6 +21,39 @@ pub(crate) type AddrSet = HashSet<Gva, AddrHash>;
 /// A map from guest addresses.
 pub(crate) type AddrMap<V> = HashMap<Gva, V, AddrHash>;
 
+/// The nodes a walk met: the first [`FEW`] in place, searched in turn, the rest in an
+/// [`AddrSet`]. Most lists a pass walks (a thread group, a task's children) hold a
+/// handful of nodes, and a set's table costs an allocation and a hash per node.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    few: [Gva; FEW],
+    len: usize,
+    many: AddrSet,
+}
+
+/// Nodes a [`Seen`] keeps in place.
+const FEW: usize = 8;
+
+impl Seen {
+    /// Adds `a`; whether it was new.
+    pub fn insert(&mut self, a: Gva) -> bool {
+        if self.few[..self.len].contains(&a) {
+            return false;
+        }
+        if self.len < FEW {
+            self.few[self.len] = a;
+            self.len += 1;
+            return true;
+        }
+        self.many.insert(a)
+    }
+
+    /// Whether `a` was added.
+    pub fn contains(&self, a: &Gva) -> bool {
+        self.few[..self.len].contains(a) || self.many.contains(a)
+    }
+}
+
 /// The keyed hash of [`AddrSet`] and [`AddrMap`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AddrHash {
@@ -92,5 +125,16 @@ mod tests {
         assert!(low.len() > 2400, "{} distinct low 12 bits of 4096", low.len());
         let mut set = AddrSet::default();
         assert!(set.insert(Gva::new(8)) && !set.insert(Gva::new(8)) && set.contains(&Gva::new(8)));
+    }
+
+    #[test]
+    fn seen_is_a_set_below_and_above_its_few() {
+        let mut seen = Seen::default();
+        for i in 0..3 * FEW as u64 {
+            assert!(seen.insert(Gva::new(8 * i)), "{i} is new");
+            assert!(!seen.insert(Gva::new(8 * i)), "{i} is not new twice");
+        }
+        assert!((0..3 * FEW as u64).all(|i| seen.contains(&Gva::new(8 * i))));
+        assert!(!seen.contains(&Gva::new(8 * 3 * FEW as u64)));
     }
 }

@@ -137,11 +137,6 @@ impl Layout {
         Layout { runs, len }
     }
 
-    /// The runs read, as `(offset, length)` within the struct.
-    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.runs.iter().map(|r| (r.start, r.end - r.start))
-    }
-
     /// Reads the struct at each of `bases`, all in one batch (see
     /// [`KernelMem::read_each`]): its bytes, or an error naming the first run that
     /// could not be read.
@@ -201,17 +196,24 @@ mod tests {
 
     use super::*;
 
+    impl Layout {
+        /// The runs, as `(offset, length)` within the struct.
+        fn ranges(&self) -> Vec<(u64, u64)> {
+            self.runs.iter().map(|r| (r.start, r.end - r.start)).collect()
+        }
+    }
+
     #[test]
     fn fields_become_merged_lines() {
         // Two fields in one line, two in touching lines, one a line further, one two
         // lines further, one past the end.
         let fields = [(0x10, 8), (0x30, 4), (0x7c, 8), (0x80, 4), (0x100, 8), (0x800, 16), (0x8c0, 8), (0x2000, 8)];
         let l = Layout::new(0x1000, fields);
-        assert_eq!(l.ranges().collect::<Vec<_>>(), [(0, 0x140), (0x800, 0x40), (0x8c0, 0x40)]);
+        assert_eq!(l.ranges(), [(0, 0x140), (0x800, 0x40), (0x8c0, 0x40)]);
         assert_eq!(l.len, 0x1c0);
         // A field that runs past the struct is cut at its end.
         let l = Layout::new(0x90, [(0x88, 16)]);
-        assert_eq!(l.ranges().collect::<Vec<_>>(), [(0x80, 0x10)]);
+        assert_eq!(l.ranges(), [(0x80, 0x10)]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::kernel::Ctx;
 use crate::kmem::member;
-use crate::offsets::TaskOffsets;
+use crate::offsets::{ListOffsets, TaskOffsets};
 
 /// `PF_EXITING` in `task_struct.flags`: the task is in `do_exit` (a `#define`,
 /// unchanged since Linux 2.6). Such a task may already have dropped its mm.
@@ -191,23 +191,36 @@ struct Group {
     pages: Vec<u64>,
 }
 
-/// What [`TaskNode`] reads of a `task_struct`: its fields, and the links of the lists
-/// walked through it (`list_head` bytes each), so that its pages cover those too.
-fn node_layout(o: &TaskOffsets, list_head: u64) -> Layout {
-    let links = [o.tasks, o.children, o.sibling, o.thread_node].map(|off| (off, list_head));
-    let fields = [
-        (o.pid, 4),
-        (o.tgid, 4),
-        (o.comm, o.comm_len),
-        (o.flags, 4),
-        (o.exit_state, 4),
-        (o.real_parent, 8),
-        (o.parent, 8),
-        (o.group_leader, 8),
-        (o.signal, 8),
-        (o.mm, 8),
-    ];
-    Layout::new(o.size, fields.into_iter().chain(links))
+/// What [`TaskNode`] reads of a `task_struct`: its fields, and the `next` of its
+/// children list (an empty list is not walked).
+struct NodeRead {
+    layout: Layout,
+    /// Bytes from the task's start whose pages a [`TaskNode`] lists: up to the last of
+    /// its fields and of the links that the walks through it read (`list_head` bytes
+    /// each).
+    span: u64,
+}
+
+impl NodeRead {
+    fn new(o: &TaskOffsets, lo: &ListOffsets) -> Self {
+        let fields = [
+            (o.pid, 4),
+            (o.tgid, 4),
+            (o.comm, o.comm_len),
+            (o.flags, 4),
+            (o.exit_state, 4),
+            (o.real_parent, 8),
+            (o.parent, 8),
+            (o.group_leader, 8),
+            (o.signal, 8),
+            (o.mm, 8),
+            (o.children.saturating_add(lo.next), 8),
+        ];
+        let list_head = lo.next.max(lo.prev) + 8;
+        let links = [o.tasks, o.children, o.sibling, o.thread_node].map(|off| (off, list_head));
+        let span = fields.iter().chain(&links).map(|&(off, len)| off.saturating_add(len)).max().unwrap_or(0);
+        NodeRead { layout: Layout::new(o.size, fields), span: span.min(o.size) }
+    }
 }
 
 impl<M: PhysMem> Ctx<'_, M> {
@@ -325,13 +338,13 @@ impl<M: PhysMem> Ctx<'_, M> {
         groups
     }
 
-    /// The task at `addr` from `read`, its lines as `layout` read them; `None`
+    /// The task at `addr` from `read`, its lines as `node` reads them; `None`
     /// (recorded) when they could not be read.
     fn task_node(
         &self,
         (addr, on_task_list): (Gva, bool),
         read: crate::Result<Vec<u8>>,
-        layout: &Layout,
+        node: &NodeRead,
         groups: &mut AddrMap<Group>,
         an: &mut Vec<Anomaly>,
     ) -> Option<TaskNode> {
@@ -343,13 +356,10 @@ impl<M: PhysMem> Ctx<'_, M> {
                 return None;
             }
         };
-        let b = layout.parts(&bytes);
-        // A page or two per run, and the signal struct's.
-        let mut pages = Vec::with_capacity(8);
-        for (off, len) in layout.ranges() {
-            // `off` lies inside the object read just now: no overflow.
-            push_pages(self, member(addr, off).unwrap_or(addr), len, &mut pages);
-        }
+        let b = node.layout.parts(&bytes);
+        // The task's pages (a few), and its signal struct's.
+        let mut pages = Vec::with_capacity(6);
+        push_pages(self, addr, node.span, &mut pages);
         let comm = b.cstr(o.comm, o.comm_len)?.unwrap_or_else(|all| all);
         let ptr = |off: u64| b.ptr(off).unwrap_or(Gva::new(0));
         let mut t = TaskNode {
@@ -424,7 +434,8 @@ impl<M: PhysMem> Ctx<'_, M> {
             }
         }
         let cap = self.limits.max_list;
-        let layout = node_layout(&self.o.task, self.o.list.next.max(self.o.list.prev) + 8);
+        let node = NodeRead::new(&self.o.task, &self.o.list);
+        let layout = &node.layout;
         let mut groups = AddrMap::default();
         let mut queue: std::collections::VecDeque<(Gva, bool)> = leaders.into();
         'read: while !queue.is_empty() {
@@ -444,7 +455,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                     an.push(Anomaly::StepLimit { list: "task graph".into(), limit: cap });
                     break 'read;
                 }
-                let Some(t) = self.task_node(task, read, &layout, &mut groups, &mut an) else { continue };
+                let Some(t) = self.task_node(task, read, &node, &mut groups, &mut an) else { continue };
                 // Threads after the leaders: queued at the back, each once.
                 for &th in &t.threads {
                     if seen.insert(th) {

@@ -18,7 +18,7 @@ use vmscope_mem::{Gva, PhysMem};
 use crate::kmem::{KernelMem, container, member};
 use crate::offsets::ListOffsets;
 
-pub(crate) use addrs::{AddrMap, AddrSet};
+pub(crate) use addrs::{AddrMap, AddrSet, Seen};
 pub(crate) use fields::{BATCH, Bytes, Fields, Layout};
 
 /// Bounds of every walk.
@@ -307,8 +307,8 @@ struct Walk {
     /// The node `cur` leads to, while the walk goes on.
     ahead: Option<Gva>,
     /// Nodes met, the head left out (meeting it ends a walk before the set is
-    /// asked), so that an empty list allocates nothing.
-    seen: AddrSet,
+    /// asked).
+    seen: Seen,
     /// Whether the forward walk broke (then the list is walked backwards too).
     broken: bool,
     out: Walked,
@@ -316,7 +316,7 @@ struct Walk {
 
 impl Walk {
     fn new(head: Gva) -> Self {
-        Walk { head, cur: head, ahead: None, seen: AddrSet::default(), broken: false, out: Walked::default() }
+        Walk { head, cur: head, ahead: None, seen: Seen::default(), broken: false, out: Walked::default() }
     }
 
     fn broke(&mut self, why: Anomaly) {
