@@ -138,16 +138,15 @@ impl Layout {
     }
 
     /// Reads the struct at each of `bases`, all in one batch (see
-    /// [`KernelMem::read_each`]): its bytes, or an error naming the first run that
-    /// could not be read.
-    pub fn read_each<M: PhysMem>(&self, k: &KernelMem<M>, bases: &[Gva]) -> Vec<crate::Result<Vec<u8>>> {
-        let mut bytes: Vec<Vec<u8>> = bases.iter().map(|_| vec![0u8; self.len]).collect();
+    /// [`KernelMem::read_each`]).
+    pub fn read_each<M: PhysMem>(&self, k: &KernelMem<M>, bases: &[Gva]) -> Read<'_> {
+        let mut bytes = vec![0u8; self.len * bases.len()];
         let mut failed: Vec<Option<crate::Error>> = bases.iter().map(|_| None).collect();
         let mut pieces = Vec::with_capacity(bases.len() * self.runs.len());
         // The struct each piece belongs to.
         let mut of = Vec::with_capacity(pieces.capacity());
-        for (i, (&base, buf)) in bases.iter().zip(&mut bytes).enumerate() {
-            let mut rest = &mut buf[..];
+        for (i, (&base, buf)) in bases.iter().zip(bytes.chunks_exact_mut(self.len.max(1))).enumerate() {
+            let mut rest = buf;
             for r in &self.runs {
                 let (head, tail) = std::mem::take(&mut rest).split_at_mut((r.end - r.start) as usize);
                 rest = tail;
@@ -165,12 +164,33 @@ impl Layout {
                 failed[i] = failed[i].take().or(Some(e));
             }
         }
-        bytes.into_iter().zip(failed).map(|(b, f)| f.map_or(Ok(b), Err)).collect()
+        Read { layout: self, bytes, failed }
     }
 
     /// The fields in `bytes`, which [`read`](Self::read) returned.
     pub fn parts<'a>(&'a self, bytes: &'a [u8]) -> Parts<'a> {
         Parts { layout: self, bytes }
+    }
+}
+
+/// Structs read as one batch ([`Layout::read_each`]): each one's lines, one after
+/// another in one buffer, or why they could not be read.
+#[derive(Debug)]
+pub(crate) struct Read<'l> {
+    layout: &'l Layout,
+    bytes: Vec<u8>,
+    failed: Vec<Option<crate::Error>>,
+}
+
+impl Read<'_> {
+    /// Struct `i`'s fields (`i` below the number of bases read), or the error that
+    /// names the first of its runs that could not be read.
+    pub fn get(&self, i: usize) -> Result<Parts<'_>, &crate::Error> {
+        if let Some(e) = &self.failed[i] {
+            return Err(e);
+        }
+        let n = self.layout.len;
+        Ok(self.layout.parts(&self.bytes[i * n..(i + 1) * n]))
     }
 }
 

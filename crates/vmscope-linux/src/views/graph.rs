@@ -6,12 +6,14 @@
 //! violation can be told torn (extrinsic) or the kernel's own (intrinsic).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PAGE_SIZE, PhysMem};
 
 use super::{
-    AddrMap, AddrSet, Anomaly, BATCH, Bytes, Fields, Layout, field, owner, plausible, read_links, walk_list, walk_lists,
+    AddrMap, AddrSet, Anomaly, BATCH, Bytes, Fields, Layout, Parts, field, owner, plausible, read_links, walk_list,
+    walk_lists,
 };
 use crate::kernel::Ctx;
 use crate::kmem::member;
@@ -90,8 +92,10 @@ pub struct TaskNode {
     pub children_complete: bool,
     /// `signal->nr_threads`, if the signal struct could be read.
     pub nr_threads: Option<i32>,
-    /// The tasks on `signal->thread_head` (via `thread_node`), in list order.
-    pub threads: Vec<Gva>,
+    /// The tasks on `signal->thread_head` (via `thread_node`), in list order: one
+    /// list, shared by every task of the group (a copy each would grow as the square
+    /// of the group's size).
+    pub threads: Arc<[Gva]>,
     /// Whether the thread list was walked to its end without an anomaly.
     pub threads_complete: bool,
     /// Whether it is on the task list (`init_task.tasks`; `init_task`, the head,
@@ -186,7 +190,7 @@ fn sorted(mut v: Vec<u64>) -> Vec<u64> {
 #[derive(Clone)]
 struct Group {
     nr_threads: Option<i32>,
-    threads: Vec<Gva>,
+    threads: Arc<[Gva]>,
     complete: bool,
     pages: Vec<u64>,
 }
@@ -295,7 +299,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             .map(|&signal| {
                 let mut pages = Vec::with_capacity(2);
                 push_pages(self, signal, so.thread_head.max(so.nr_threads) + 16, &mut pages);
-                Group { nr_threads: None, threads: Vec::new(), complete: false, pages }
+                Group { nr_threads: None, threads: Arc::from([]), complete: false, pages }
             })
             .collect();
         let mut counts: Vec<[u8; 4]> = vec![[0; 4]; signals.len()];
@@ -343,20 +347,19 @@ impl<M: PhysMem> Ctx<'_, M> {
     fn task_node(
         &self,
         (addr, on_task_list): (Gva, bool),
-        read: crate::Result<Vec<u8>>,
+        read: Result<Parts<'_>, &crate::Error>,
         node: &NodeRead,
         groups: &mut AddrMap<Group>,
         an: &mut Vec<Anomaly>,
     ) -> Option<TaskNode> {
         let o = &self.o.task;
-        let bytes = match read {
+        let b = match read {
             Ok(b) => b,
             Err(e) => {
                 an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() });
                 return None;
             }
         };
-        let b = node.layout.parts(&bytes);
         // The task's pages (a few), and its signal struct's.
         let mut pages = Vec::with_capacity(6);
         push_pages(self, addr, node.span, &mut pages);
@@ -377,7 +380,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             children: Vec::new(),
             children_complete: false,
             nr_threads: None,
-            threads: Vec::new(),
+            threads: Arc::from([]),
             threads_complete: false,
             on_task_list,
             pages: Vec::new(),
@@ -444,20 +447,20 @@ impl<M: PhysMem> Ctx<'_, M> {
             let reads = layout.read_each(self.k, &addrs);
             // The thread groups of the batch not met before, walked together.
             let mut new = AddrSet::default();
-            let signals: Vec<Gva> = reads
-                .iter()
-                .filter_map(|r| layout.parts(r.as_ref().ok()?).ptr(self.o.task.signal))
+            let signals: Vec<Gva> = (0..batch.len())
+                .filter_map(|i| reads.get(i).ok()?.ptr(self.o.task.signal))
                 .filter(|&s| plausible(self.k, s, 8) && !groups.contains_key(&s) && new.insert(s))
                 .collect();
             groups.extend(signals.iter().copied().zip(self.groups(&signals, &mut an)));
-            for (task, read) in batch.into_iter().zip(reads) {
+            for (i, task) in batch.into_iter().enumerate() {
+                let read = reads.get(i);
                 if g.tasks.len() >= cap {
                     an.push(Anomaly::StepLimit { list: "task graph".into(), limit: cap });
                     break 'read;
                 }
                 let Some(t) = self.task_node(task, read, &node, &mut groups, &mut an) else { continue };
                 // Threads after the leaders: queued at the back, each once.
-                for &th in &t.threads {
+                for &th in t.threads.iter() {
                     if seen.insert(th) {
                         queue.push_back((th, false));
                     }

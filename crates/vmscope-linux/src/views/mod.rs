@@ -19,7 +19,7 @@ use crate::kmem::{KernelMem, container, member};
 use crate::offsets::ListOffsets;
 
 pub(crate) use addrs::{AddrMap, AddrSet, Seen};
-pub(crate) use fields::{BATCH, Bytes, Fields, Layout};
+pub(crate) use fields::{BATCH, Bytes, Fields, Layout, Parts, Read};
 
 /// Bounds of every walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{AddrMap, Anomaly, BATCH, Bytes, Fields, Layout, field, owner, plausible, walk_list};
+use super::{AddrMap, Anomaly, BATCH, Bytes, Fields, Layout, Parts, Read, field, owner, plausible, walk_list};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::{NR_MM_COUNTERS_MAX, RssLayout, TaskOffsets};
@@ -150,32 +150,36 @@ fn task_layout(o: &TaskOffsets) -> Layout {
 }
 
 /// A task's fields, read once.
-struct Task<'l> {
+struct Task<'r> {
     addr: Gva,
-    layout: &'l Layout,
-    bytes: Vec<u8>,
+    fields: Parts<'r>,
 }
 
-impl Task<'_> {
-    fn fields(&self) -> impl Fields + '_ {
-        self.layout.parts(&self.bytes)
+impl<'r> Task<'r> {
+    fn fields(&self) -> Parts<'r> {
+        self.fields
     }
 }
 
-impl<M: PhysMem> Ctx<'_, M> {
-    /// The tasks at `addrs` that could be read (the others recorded), in order, read
-    /// [`BATCH`] at a time.
-    fn read_tasks<'l>(&self, addrs: &[Gva], layout: &'l Layout, an: &mut Vec<Anomaly>) -> Vec<Task<'l>> {
-        let mut tasks = Vec::with_capacity(addrs.len());
-        for batch in addrs.chunks(BATCH) {
-            for (&addr, read) in batch.iter().zip(layout.read_each(self.k, batch)) {
-                match read {
-                    Ok(bytes) => tasks.push(Task { addr, layout, bytes }),
-                    Err(e) => an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() }),
-                }
+/// The tasks of `addrs` that `reads` (from [`Ctx::read_tasks`] of them) hold, in
+/// order; the others are recorded as unreadable.
+fn tasks<'r>(addrs: &[Gva], reads: &'r [Read<'_>], an: &mut Vec<Anomaly>) -> Vec<Task<'r>> {
+    let mut tasks = Vec::with_capacity(addrs.len());
+    for (batch, read) in addrs.chunks(BATCH).zip(reads) {
+        for (i, &addr) in batch.iter().enumerate() {
+            match read.get(i) {
+                Ok(fields) => tasks.push(Task { addr, fields }),
+                Err(e) => an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() }),
             }
         }
-        tasks
+    }
+    tasks
+}
+
+impl<M: PhysMem> Ctx<'_, M> {
+    /// The tasks at `addrs`, read [`BATCH`] at a time; [`tasks`] takes them out.
+    fn read_tasks<'l>(&self, addrs: &[Gva], layout: &'l Layout) -> Vec<Read<'l>> {
+        addrs.chunks(BATCH).map(|batch| layout.read_each(self.k, batch)).collect()
     }
 
     fn thread_of(&self, t: &Task<'_>, an: &mut Vec<Anomaly>) -> Option<Thread> {
@@ -201,14 +205,12 @@ impl<M: PhysMem> Ctx<'_, M> {
     }
 
     /// The tasks of the thread group whose `signal` is at `signal`.
-    fn thread_tasks<'l>(&self, signal: Gva, layout: &'l Layout, an: &mut Vec<Anomaly>) -> Vec<Task<'l>> {
+    fn thread_addrs(&self, signal: Gva, an: &mut Vec<Anomaly>) -> Vec<Gva> {
         let Some(head) = field(signal, self.o.signal.thread_head, "signal.thread_head", an) else {
             return Vec::new();
         };
         let nodes = walk_list(self.k, &self.o.list, head, "signal.thread_head", self.limits.max_list, an);
-        let addrs: Vec<Gva> =
-            nodes.into_iter().filter_map(|n| owner(n, self.o.task.thread_node, "task_struct", an)).collect();
-        self.read_tasks(&addrs, layout, an)
+        nodes.into_iter().filter_map(|n| owner(n, self.o.task.thread_node, "task_struct", an)).collect()
     }
 
     fn ptr_field(&self, b: &impl Fields, base: Gva, off: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<Gva> {
@@ -321,7 +323,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         Some(args)
     }
 
-    fn process(&self, t: &Task<'_>, tgids: &AddrMap<i32>, an: &mut Vec<Anomaly>) -> Option<Process> {
+    fn process(&self, t: &Task<'_>, layout: &Layout, tgids: &AddrMap<i32>, an: &mut Vec<Anomaly>) -> Option<Process> {
         let (b, o) = (t.fields(), &self.o.task);
         let (pid, tgid) = (b.i32(o.pid)?, b.i32(o.tgid)?);
         if pid <= 0 || tgid <= 0 || pid > 1 << 22 || tgid > 1 << 22 {
@@ -375,7 +377,9 @@ impl<M: PhysMem> Ctx<'_, M> {
                     if threads > 1 {
                         // The leader's own anomalies are recorded above already.
                         let mut again = Vec::new();
-                        for task in self.thread_tasks(s, t.layout, an) {
+                        let addrs = self.thread_addrs(s, an);
+                        let reads = self.read_tasks(&addrs, layout);
+                        for task in tasks(&addrs, &reads, an) {
                             let sink = if task.addr == t.addr { &mut again } else { &mut *an };
                             let Some(tt) = self.thread_of(&task, sink) else { continue };
                             utime = utime.saturating_add(tt.utime_ns);
@@ -450,11 +454,12 @@ impl<M: PhysMem> Ctx<'_, M> {
         let mut processes = Vec::new();
         let layout = task_layout(&self.o.task);
         let addrs = self.task_addrs(&mut anomalies);
-        let tasks = self.read_tasks(&addrs, &layout, &mut anomalies);
+        let reads = self.read_tasks(&addrs, &layout);
+        let tasks = tasks(&addrs, &reads, &mut anomalies);
         let tgids: AddrMap<i32> =
             tasks.iter().filter_map(|t| Some((t.addr, t.fields().i32(self.o.task.tgid)?))).collect();
         for t in tasks {
-            if let Some(p) = self.process(&t, &tgids, &mut anomalies) {
+            if let Some(p) = self.process(&t, &layout, &tgids, &mut anomalies) {
                 processes.push(p);
             } else if t.fields().i32(self.o.task.pid).is_none() {
                 anomalies.push(Anomaly::Unreadable {
@@ -471,15 +476,20 @@ impl<M: PhysMem> Ctx<'_, M> {
         let mut anomalies = Vec::new();
         let layout = task_layout(&self.o.task);
         let addrs = self.task_addrs(&mut anomalies);
-        for t in addrs.chunks(BATCH).flat_map(|batch| self.read_tasks(batch, &layout, &mut anomalies)) {
-            let b = t.fields();
-            if b.i32(self.o.task.tgid) != Some(pid) {
+        for batch in addrs.chunks(BATCH) {
+            let reads = self.read_tasks(batch, &layout);
+            let Some(t) = tasks(batch, &reads, &mut anomalies)
+                .into_iter()
+                .find(|t| t.fields().i32(self.o.task.tgid) == Some(pid))
+            else {
                 continue;
-            }
+            };
             let mut threads = Vec::new();
-            match self.ptr_field(&b, t.addr, self.o.task.signal, "task.signal", &mut anomalies) {
+            match self.ptr_field(&t.fields(), t.addr, self.o.task.signal, "task.signal", &mut anomalies) {
                 Some(s) => {
-                    for tt in self.thread_tasks(s, &layout, &mut anomalies) {
+                    let addrs = self.thread_addrs(s, &mut anomalies);
+                    let reads = self.read_tasks(&addrs, &layout);
+                    for tt in tasks(&addrs, &reads, &mut anomalies) {
                         threads.extend(self.thread_of(&tt, &mut anomalies));
                     }
                 }
