@@ -331,13 +331,13 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
         let walked = walk_lists(self.k, &self.o.list, &heads, "signal.thread_head", self.limits.max_list);
         for (w, i) in walked.into_iter().zip(listed) {
-            let before = w.anomalies.len();
+            let walked_clean = w.anomalies.is_empty();
             an.extend(w.anomalies);
-            let mark = an.len();
+            let before = an.len();
             let g = &mut groups[i];
             g.threads =
                 w.nodes.into_iter().filter_map(|n| owner(n, self.o.task.thread_node, "task_struct", an)).collect();
-            g.complete = before == 0 && an.len() == mark;
+            g.complete = walked_clean && an.len() == before;
         }
         groups
     }
@@ -426,9 +426,13 @@ impl<M: PhysMem> Ctx<'_, M> {
         if let Some(head) = field(init, self.o.task.tasks, "init_task.tasks", &mut an) {
             g.task_list = self.walk_raw(head, "init_task.tasks", &mut an);
         }
+        // Room for the tasks the kernel counts, up to a bound: its count is only a hint.
+        let expected = g.nr_threads.map_or(0, |n| usize::try_from(n).unwrap_or(0)).min(1 << 16) + 1;
+        g.tasks.reserve(expected);
         // Leaders: init_task, then forward, then what only the backward walk met.
         let mut leaders = vec![(init, false)];
-        let mut seen = AddrSet::from_iter([init]);
+        let mut seen = AddrSet::with_capacity_and_hasher(expected, Default::default());
+        seen.insert(init);
         for l in g.task_list.forward.iter().chain(&g.task_list.backward) {
             if let Some(t) = owner(l.node, self.o.task.tasks, "task_struct", &mut an)
                 && seen.insert(t)
