@@ -229,10 +229,8 @@ impl HoleGuard {
         if age >= max_age { self.refresh() } else { Ok(()) }
     }
 
-    /// The extents as last refreshed, read-locked for one batch of reads. Taking the
-    /// lock per read costs two atomic read-modify-writes, and on x86 each is a full
-    /// fence: it made every read of a batch wait for the cache miss of the one
-    /// before, where the loads of a batch could otherwise overlap.
+    /// The extents as last refreshed, read-locked for one batch of reads (a lock per
+    /// read would be two atomic read-modify-writes per read).
     pub fn lock(&self) -> Holes<'_> {
         Holes { file: self.file.as_ref(), extents: self.extents.read().unwrap_or_else(|p| p.into_inner()) }
     }
