@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use vmscope_mem::{Gpa, Gva, PAGE_SIZE, PhysMem};
+use vmscope_mem::{Gpa, Gva, PAGE_SIZE, PhysMem, ReadOp};
 use vmscope_x86::{AddressSpace, PagingMode, Root, Tlb};
 
 use crate::discovery::Image;
@@ -93,6 +93,45 @@ impl<M: PhysMem> KernelMem<M> {
             done += n;
         }
         Ok(())
+    }
+
+    /// Reads every piece of `pieces` (`buf.len()` bytes at `va` each) as one batch of
+    /// the memory underneath — one system call for a syscall reader, cache misses
+    /// overlapped for a mapping — and says for each piece whether it was read: one
+    /// that fails does not fail the others.
+    pub fn read_each(&self, pieces: &mut [(Gva, &mut [u8])]) -> Vec<Result<()>> {
+        let mut out: Vec<Result<()>> = pieces.iter().map(|_| Ok(())).collect();
+        let mut ops = Vec::with_capacity(pieces.len());
+        // The piece each op reads for.
+        let mut of = Vec::with_capacity(pieces.len());
+        for (i, (va, buf)) in pieces.iter_mut().enumerate() {
+            let mut rest = &mut buf[..];
+            let mut done = 0u64;
+            while !rest.is_empty() {
+                let at = member(*va, done).and_then(|at| self.translate(at));
+                let (pa, contiguous) = match at {
+                    Ok(t) => t,
+                    Err(e) => {
+                        out[i] = Err(e);
+                        break;
+                    }
+                };
+                let n = rest.len().min(usize::try_from(contiguous).unwrap_or(usize::MAX));
+                let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+                ops.push(ReadOp::new(pa, head));
+                of.push(i);
+                rest = tail;
+                done += n as u64;
+            }
+        }
+        let mut results = Vec::with_capacity(ops.len());
+        self.mem.read_each(&mut ops, &mut results);
+        for ((r, i), op) in results.into_iter().zip(of).zip(&ops) {
+            if let (Err(e), Ok(())) = (r, &out[i]) {
+                out[i] = Err(Error::phys(op.gpa, e));
+            }
+        }
+        out
     }
 
     /// Reads `len` bytes at `va` into a new vector.

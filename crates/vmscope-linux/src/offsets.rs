@@ -69,39 +69,6 @@ pub struct TaskOffsets {
 /// anon, swap entries, shmem).
 pub(crate) const NR_MM_COUNTERS_MAX: u64 = 4;
 
-impl TaskOffsets {
-    /// Bytes from the start of `task_struct` that hold every field the views read:
-    /// the struct ends in architecture state (FPU registers, kilobytes of it) that
-    /// no view needs, and reading less touches fewer pages.
-    pub fn read_span(&self) -> u64 {
-        let eight = [
-            self.tasks + 16,
-            self.pid + 4,
-            self.tgid + 4,
-            self.state + self.state_size,
-            self.exit_state + 4,
-            self.flags + 4,
-            self.real_parent + 8,
-            self.parent + 8,
-            self.children + 16,
-            self.sibling + 16,
-            self.group_leader + 8,
-            self.mm + 8,
-            self.real_cred + 8,
-            self.signal + 8,
-            self.thread_node + 16,
-            self.start_time + 8,
-            self.start_boottime.map_or(0, |o| o + 8),
-            self.utime + 8,
-            self.stime + 8,
-            self.comm + self.comm_len,
-            self.kthread.map_or(0, |o| o + 8),
-            self.rss_cache.map_or(0, |o| o + 4 * NR_MM_COUNTERS_MAX),
-        ];
-        eight.into_iter().max().unwrap_or(self.size).min(self.size)
-    }
-}
-
 /// `struct cred` (each a `kuid_t`/`kgid_t`, read as its `val`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]

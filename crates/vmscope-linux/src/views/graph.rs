@@ -5,14 +5,19 @@
 //! judge — and every task carries the guest-physical pages it was read from, so a
 //! violation can be told torn (extrinsic) or the kernel's own (intrinsic).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PAGE_SIZE, PhysMem};
 
-use super::{Anomaly, Bytes, field, owner, plausible, walk_list};
+use super::{
+    AddrMap, AddrSet, Anomaly, BATCH, Bytes, Fields, Layout, Parts, field, owner, plausible, read_links, walk_list,
+    walk_lists,
+};
 use crate::kernel::Ctx;
 use crate::kmem::member;
+use crate::offsets::{ListOffsets, TaskOffsets};
 
 /// `PF_EXITING` in `task_struct.flags`: the task is in `do_exit` (a `#define`,
 /// unchanged since Linux 2.6). Such a task may already have dropped its mm.
@@ -87,8 +92,10 @@ pub struct TaskNode {
     pub children_complete: bool,
     /// `signal->nr_threads`, if the signal struct could be read.
     pub nr_threads: Option<i32>,
-    /// The tasks on `signal->thread_head` (via `thread_node`), in list order.
-    pub threads: Vec<Gva>,
+    /// The tasks on `signal->thread_head` (via `thread_node`), in list order: one
+    /// list, shared by every task of the group (a copy each would grow as the square
+    /// of the group's size).
+    pub threads: Arc<[Gva]>,
     /// Whether the thread list was walked to its end without an anomaly.
     pub threads_complete: bool,
     /// Whether it is on the task list (`init_task.tasks`; `init_task`, the head,
@@ -183,18 +190,49 @@ fn sorted(mut v: Vec<u64>) -> Vec<u64> {
 #[derive(Clone)]
 struct Group {
     nr_threads: Option<i32>,
-    threads: Vec<Gva>,
+    threads: Arc<[Gva]>,
     complete: bool,
     pages: Vec<u64>,
+}
+
+/// What [`TaskNode`] reads of a `task_struct`: its fields, and the `next` of its
+/// children list (an empty list is not walked).
+struct NodeRead {
+    layout: Layout,
+    /// Bytes from the task's start whose pages a [`TaskNode`] lists: up to the last of
+    /// its fields and of the links that the walks through it read (`list_head` bytes
+    /// each).
+    span: u64,
+}
+
+impl NodeRead {
+    fn new(o: &TaskOffsets, lo: &ListOffsets) -> Self {
+        let fields = [
+            (o.pid, 4),
+            (o.tgid, 4),
+            (o.comm, o.comm_len),
+            (o.flags, 4),
+            (o.exit_state, 4),
+            (o.real_parent, 8),
+            (o.parent, 8),
+            (o.group_leader, 8),
+            (o.signal, 8),
+            (o.mm, 8),
+            (o.children.saturating_add(lo.next), 8),
+        ];
+        let list_head = lo.next.max(lo.prev) + 8;
+        let links = [o.tasks, o.children, o.sibling, o.thread_node].map(|off| (off, list_head));
+        let span = fields.iter().chain(&links).map(|&(off, len)| off.saturating_add(len)).max().unwrap_or(0);
+        NodeRead { layout: Layout::new(o.size, fields), span: span.min(o.size) }
+    }
 }
 
 impl<M: PhysMem> Ctx<'_, M> {
     /// One `list_head`'s pointers.
     fn read_link(&self, node: Gva) -> crate::Result<Link> {
         let lo = &self.o.list;
-        let next = self.k.read_ptr(member(node, lo.next)?)?;
-        let prev = self.k.read_ptr(member(node, lo.prev)?)?;
-        let mut pages = Vec::new();
+        let (next, prev) = read_links(self.k, lo, node)?;
+        let mut pages = Vec::with_capacity(2);
         push_pages(self, node, lo.next.max(lo.prev) + 8, &mut pages);
         Ok(Link { node, next, prev, pages })
     }
@@ -211,9 +249,9 @@ impl<M: PhysMem> Ctx<'_, M> {
         };
         for forward in [true, false] {
             let dir = if forward { "next" } else { "prev" };
-            let mut seen = HashSet::from([head]);
+            let mut seen = AddrSet::from_iter([head]);
             let mut out = Vec::new();
-            let mut cur = h.clone();
+            let mut cur = &h;
             let closed = loop {
                 let to = if forward { cur.next } else { cur.prev };
                 if to == head {
@@ -233,8 +271,8 @@ impl<M: PhysMem> Ctx<'_, M> {
                 }
                 match self.read_link(to) {
                     Ok(l) => {
-                        out.push(l.clone());
-                        cur = l;
+                        out.push(l);
+                        cur = out.last().expect("pushed just now");
                     }
                     Err(e) => {
                         an.push(Anomaly::Unreadable { what: format!("{name} node"), addr: to, error: e.to_string() });
@@ -252,44 +290,79 @@ impl<M: PhysMem> Ctx<'_, M> {
         list
     }
 
-    fn group(&self, signal: Gva, an: &mut Vec<Anomaly>) -> Group {
+    /// The thread groups whose signal structs are at `signals`, read together: each
+    /// one's `nr_threads`, and its thread list, all walked at once ([`walk_lists`]).
+    fn groups(&self, signals: &[Gva], an: &mut Vec<Anomaly>) -> Vec<Group> {
         let so = &self.o.signal;
-        let mut g = Group { nr_threads: None, threads: Vec::new(), complete: false, pages: Vec::new() };
-        push_pages(self, signal, so.thread_head.max(so.nr_threads) + 16, &mut g.pages);
-        match member(signal, so.nr_threads).and_then(|at| self.k.read_u32(at)) {
-            Ok(n) => g.nr_threads = Some(n as i32),
-            Err(e) => {
-                an.push(Anomaly::Unreadable { what: "signal_struct".into(), addr: signal, error: e.to_string() });
-                return g;
+        let mut groups: Vec<Group> = signals
+            .iter()
+            .map(|&signal| {
+                let mut pages = Vec::with_capacity(2);
+                push_pages(self, signal, so.thread_head.max(so.nr_threads) + 16, &mut pages);
+                Group { nr_threads: None, threads: Arc::from([]), complete: false, pages }
+            })
+            .collect();
+        let mut counts: Vec<[u8; 4]> = vec![[0; 4]; signals.len()];
+        let mut pieces = Vec::with_capacity(signals.len());
+        // The group each piece and each list head belongs to.
+        let (mut of, mut heads, mut listed) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, (&signal, buf)) in signals.iter().zip(&mut counts).enumerate() {
+            match member(signal, so.nr_threads) {
+                Ok(at) => {
+                    pieces.push((at, &mut buf[..]));
+                    of.push(i);
+                }
+                Err(e) => {
+                    an.push(Anomaly::Unreadable { what: "signal_struct".into(), addr: signal, error: e.to_string() })
+                }
             }
         }
-        let Some(head) = field(signal, so.thread_head, "signal.thread_head", an) else { return g };
-        let before = an.len();
-        let nodes = walk_list(self.k, &self.o.list, head, "signal.thread_head", self.limits.max_list, an);
-        g.threads = nodes.into_iter().filter_map(|n| owner(n, self.o.task.thread_node, "task_struct", an)).collect();
-        g.complete = an.len() == before;
-        g
+        for (r, i) in self.k.read_each(&mut pieces).into_iter().zip(of) {
+            let signal = signals[i];
+            if let Err(e) = r {
+                an.push(Anomaly::Unreadable { what: "signal_struct".into(), addr: signal, error: e.to_string() });
+                continue;
+            }
+            groups[i].nr_threads = Some(i32::from_le_bytes(counts[i]));
+            if let Some(head) = field(signal, so.thread_head, "signal.thread_head", an) {
+                heads.push(head);
+                listed.push(i);
+            }
+        }
+        let walked = walk_lists(self.k, &self.o.list, &heads, "signal.thread_head", self.limits.max_list);
+        for (w, i) in walked.into_iter().zip(listed) {
+            let walked_clean = w.anomalies.is_empty();
+            an.extend(w.anomalies);
+            let before = an.len();
+            let g = &mut groups[i];
+            g.threads =
+                w.nodes.into_iter().filter_map(|n| owner(n, self.o.task.thread_node, "task_struct", an)).collect();
+            g.complete = walked_clean && an.len() == before;
+        }
+        groups
     }
 
-    /// Reads the task at `addr`; `None` (recorded) when it cannot be read.
+    /// The task at `addr` from `read`, its lines as `node` reads them; `None`
+    /// (recorded) when they could not be read.
     fn task_node(
         &self,
-        addr: Gva,
-        on_task_list: bool,
-        groups: &mut HashMap<Gva, Group>,
+        (addr, on_task_list): (Gva, bool),
+        read: Result<Parts<'_>, &crate::Error>,
+        node: &NodeRead,
+        groups: &mut AddrMap<Group>,
         an: &mut Vec<Anomaly>,
     ) -> Option<TaskNode> {
         let o = &self.o.task;
-        let bytes = match self.k.read_vec(addr, o.read_span() as usize) {
+        let b = match read {
             Ok(b) => b,
             Err(e) => {
                 an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() });
                 return None;
             }
         };
-        let b = Bytes(&bytes);
-        let mut pages = Vec::new();
-        push_pages(self, addr, o.read_span(), &mut pages);
+        // The task's pages (a few), and its signal struct's.
+        let mut pages = Vec::with_capacity(6);
+        push_pages(self, addr, node.span, &mut pages);
         let comm = b.cstr(o.comm, o.comm_len)?.unwrap_or_else(|all| all);
         let ptr = |off: u64| b.ptr(off).unwrap_or(Gva::new(0));
         let mut t = TaskNode {
@@ -307,19 +380,27 @@ impl<M: PhysMem> Ctx<'_, M> {
             children: Vec::new(),
             children_complete: false,
             nr_threads: None,
-            threads: Vec::new(),
+            threads: Arc::from([]),
             threads_complete: false,
             on_task_list,
             pages: Vec::new(),
         };
         if let Some(head) = field(addr, o.children, "task.children", an) {
-            let before = an.len();
-            let nodes = walk_list(self.k, &self.o.list, head, "task.children", self.limits.max_list, an);
-            t.children = nodes.into_iter().filter_map(|n| owner(n, o.sibling, "task_struct", an)).collect();
-            t.children_complete = an.len() == before;
+            // Most tasks have no children: their list head, read with the task,
+            // points at itself, and there is nothing to walk.
+            if o.children.checked_add(self.o.list.next).and_then(|off| b.ptr(off)) == Some(head) {
+                t.children_complete = true;
+            } else {
+                let before = an.len();
+                let nodes = walk_list(self.k, &self.o.list, head, "task.children", self.limits.max_list, an);
+                t.children = nodes.into_iter().filter_map(|n| owner(n, o.sibling, "task_struct", an)).collect();
+                t.children_complete = an.len() == before;
+            }
         }
         if plausible(self.k, t.signal, 8) {
-            let g = groups.entry(t.signal).or_insert_with(|| self.group(t.signal, an));
+            let g = groups.entry(t.signal).or_insert_with(|| {
+                self.groups(&[t.signal], an).pop().expect("one group per signal struct, one asked for")
+            });
             t.nr_threads = g.nr_threads;
             t.threads = g.threads.clone();
             t.threads_complete = g.complete;
@@ -345,9 +426,13 @@ impl<M: PhysMem> Ctx<'_, M> {
         if let Some(head) = field(init, self.o.task.tasks, "init_task.tasks", &mut an) {
             g.task_list = self.walk_raw(head, "init_task.tasks", &mut an);
         }
+        // Room for the tasks the kernel counts, up to a bound: its count is only a hint.
+        let expected = g.nr_threads.map_or(0, |n| usize::try_from(n).unwrap_or(0)).min(1 << 16) + 1;
+        g.tasks.reserve(expected);
         // Leaders: init_task, then forward, then what only the backward walk met.
         let mut leaders = vec![(init, false)];
-        let mut seen = HashSet::from([init]);
+        let mut seen = AddrSet::with_capacity_and_hasher(expected, Default::default());
+        seen.insert(init);
         for l in g.task_list.forward.iter().chain(&g.task_list.backward) {
             if let Some(t) = owner(l.node, self.o.task.tasks, "task_struct", &mut an)
                 && seen.insert(t)
@@ -356,21 +441,36 @@ impl<M: PhysMem> Ctx<'_, M> {
             }
         }
         let cap = self.limits.max_list;
-        let mut groups = HashMap::new();
+        let node = NodeRead::new(&self.o.task, &self.o.list);
+        let layout = &node.layout;
+        let mut groups = AddrMap::default();
         let mut queue: std::collections::VecDeque<(Gva, bool)> = leaders.into();
-        while let Some((addr, listed)) = queue.pop_front() {
-            if g.tasks.len() >= cap {
-                an.push(Anomaly::StepLimit { list: "task graph".into(), limit: cap });
-                break;
-            }
-            let Some(t) = self.task_node(addr, listed, &mut groups, &mut an) else { continue };
-            // Threads after the leaders: queued at the back, each once.
-            for &th in &t.threads {
-                if seen.insert(th) {
-                    queue.push_back((th, false));
+        'read: while !queue.is_empty() {
+            let batch: Vec<(Gva, bool)> = queue.drain(..queue.len().min(BATCH)).collect();
+            let addrs: Vec<Gva> = batch.iter().map(|b| b.0).collect();
+            let reads = layout.read_each(self.k, &addrs);
+            // The thread groups of the batch not met before, walked together.
+            let mut new = AddrSet::default();
+            let signals: Vec<Gva> = (0..batch.len())
+                .filter_map(|i| reads.get(i).ok()?.ptr(self.o.task.signal))
+                .filter(|&s| plausible(self.k, s, 8) && !groups.contains_key(&s) && new.insert(s))
+                .collect();
+            groups.extend(signals.iter().copied().zip(self.groups(&signals, &mut an)));
+            for (i, task) in batch.into_iter().enumerate() {
+                let read = reads.get(i);
+                if g.tasks.len() >= cap {
+                    an.push(Anomaly::StepLimit { list: "task graph".into(), limit: cap });
+                    break 'read;
                 }
+                let Some(t) = self.task_node(task, read, &node, &mut groups, &mut an) else { continue };
+                // Threads after the leaders: queued at the back, each once.
+                for &th in t.threads.iter() {
+                    if seen.insert(th) {
+                        queue.push_back((th, false));
+                    }
+                }
+                g.tasks.push(t);
             }
-            g.tasks.push(t);
         }
         g.anomalies = an;
         g
@@ -380,7 +480,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         let mut an = Vec::new();
         let mo = &self.o.module;
         let list = self.walk_raw(self.addrs.modules, "modules", &mut an);
-        let mut seen = HashSet::new();
+        let mut seen = AddrSet::default();
         let mut modules = Vec::new();
         for l in list.forward.iter().chain(&list.backward) {
             let Some(addr) = owner(l.node, mo.list, "struct module", &mut an) else { continue };

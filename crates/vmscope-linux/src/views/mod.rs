@@ -2,13 +2,14 @@
 //! the [`Anomaly`]s met on the way. Every walk is bounded ([`Limits`]), detects
 //! cycles, checks a pointer before following it, and goes on where it safely can.
 
+mod addrs;
+mod fields;
 pub mod graph;
 pub mod modules;
 pub mod pids;
 pub mod process;
 pub mod tree;
 
-use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,9 @@ use vmscope_mem::{Gva, PhysMem};
 
 use crate::kmem::{KernelMem, container, member};
 use crate::offsets::ListOffsets;
+
+pub(crate) use addrs::{AddrMap, AddrSet, Seen};
+pub(crate) use fields::{BATCH, Bytes, Fields, Layout, Parts, Read};
 
 /// Bounds of every walk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -173,6 +177,61 @@ pub(crate) fn owner(node: Gva, offset: u64, what: &str, an: &mut Vec<Anomaly>) -
         .ok()
 }
 
+/// The `next` and `prev` of the `list_head` at `node`, read together.
+pub(crate) fn read_links<M: PhysMem>(k: &KernelMem<M>, lo: &ListOffsets, node: Gva) -> crate::Result<(Gva, Gva)> {
+    if lo.prev == lo.next + 8 {
+        let mut b = [0u8; 16];
+        k.read(member(node, lo.next)?, &mut b)?;
+        return Ok(next_prev(&b));
+    }
+    Ok((k.read_ptr(member(node, lo.next)?)?, k.read_ptr(member(node, lo.prev)?)?))
+}
+
+/// `next` and `prev` from the 16 bytes of a `list_head` read from `next` on.
+fn next_prev(b: &[u8; 16]) -> (Gva, Gva) {
+    let (next, prev) = b.split_at(8);
+    let word = |w: &[u8]| Gva::new(u64::from_le_bytes(w.try_into().expect("8 bytes: split at 8 of 16")));
+    (word(next), word(prev))
+}
+
+/// [`read_links`] of every node of `nodes` as one batch (see
+/// [`KernelMem::read_each`]); `each(i, links)` gets node `i`'s, in order.
+fn read_links_each<M: PhysMem>(
+    k: &KernelMem<M>,
+    lo: &ListOffsets,
+    nodes: &[Gva],
+    mut each: impl FnMut(usize, crate::Result<(Gva, Gva)>),
+) {
+    if nodes.len() == 1 || lo.prev != lo.next + 8 {
+        for (i, &node) in nodes.iter().enumerate() {
+            each(i, read_links(k, lo, node));
+        }
+        return;
+    }
+    let mut links = vec![[0u8; 16]; nodes.len()];
+    let mut failed: Vec<Option<crate::Error>> = nodes.iter().map(|_| None).collect();
+    let mut pieces = Vec::with_capacity(nodes.len());
+    // The node each piece belongs to.
+    let mut of = Vec::with_capacity(nodes.len());
+    for (i, (&node, buf)) in nodes.iter().zip(&mut links).enumerate() {
+        match member(node, lo.next) {
+            Ok(at) => {
+                pieces.push((at, &mut buf[..]));
+                of.push(i);
+            }
+            Err(e) => failed[i] = Some(e),
+        }
+    }
+    for (r, i) in k.read_each(&mut pieces).into_iter().zip(of) {
+        if let Err(e) = r {
+            failed[i] = Some(e);
+        }
+    }
+    for (i, (b, f)) in links.iter().zip(failed).enumerate() {
+        each(i, f.map_or_else(|| Ok(next_prev(b)), Err));
+    }
+}
+
 /// Walks the circular list whose head is at `head` and returns the address of
 /// every node's `list_head` in list order. Bounded by `limit`; a cycle that does
 /// not pass through the head, an unreadable or implausible link, or a link whose
@@ -186,53 +245,132 @@ pub(crate) fn walk_list<M: PhysMem>(
     limit: usize,
     anomalies: &mut Vec<Anomaly>,
 ) -> Vec<Gva> {
-    let mut nodes = Vec::new();
-    let mut seen = HashSet::new();
-    seen.insert(head);
-    let mut cur = head;
-    let mut broke = false;
+    let Walked { nodes, anomalies: met } =
+        walk_lists(k, lo, &[head], name, limit).pop().expect("one walk per head, one head");
+    anomalies.extend(met);
+    nodes
+}
+
+/// One list as [`walk_lists`] walked it.
+#[derive(Debug, Default)]
+pub(crate) struct Walked {
+    /// Its nodes' `list_head`s, in list order.
+    pub nodes: Vec<Gva>,
+    /// What was wrong with it.
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// Walks every list of `heads` as [`walk_list`] walks one, a step of each list per
+/// round, the round's reads in one batch: the lists' cache misses overlap instead of
+/// coming one after another. Returns each list's nodes and anomalies, in `heads` order.
+pub(crate) fn walk_lists<M: PhysMem>(
+    k: &KernelMem<M>,
+    lo: &ListOffsets,
+    heads: &[Gva],
+    name: &str,
+    limit: usize,
+) -> Vec<Walked> {
+    let mut walks: Vec<Walk> = heads.iter().map(|&head| Walk::new(head)).collect();
+    // Each node's `list_head` is read once: its `prev` checks the step that led to
+    // it, its `next` leads on.
+    read_links_each(k, lo, heads, |i, links| match links {
+        Ok((next, _)) => walks[i].ahead = Some(next),
+        Err(e) => {
+            walks[i].broke(Anomaly::Unreadable { what: format!("{name} link"), addr: heads[i], error: e.to_string() })
+        }
+    });
+    let (mut due, mut nodes) = (Vec::new(), Vec::new());
     loop {
-        let (link, next) = match member(cur, lo.next).and_then(|at| Ok((at, k.read_ptr(at)?))) {
-            Ok(n) => n,
-            Err(e) => {
-                anomalies.push(Anomaly::Unreadable { what: format!("{name} link"), addr: cur, error: e.to_string() });
-                broke = true;
-                break;
+        due.clear();
+        nodes.clear();
+        for (i, w) in walks.iter_mut().enumerate() {
+            if let Some(next) = w.ahead.take()
+                && w.goes_to(k, lo, next, name, limit)
+            {
+                due.push(i);
+                nodes.push(next);
             }
-        };
-        if next == head {
+        }
+        if due.is_empty() {
             break;
+        }
+        read_links_each(k, lo, &nodes, |j, links| walks[due[j]].arrive(nodes[j], links, name));
+    }
+    walks.into_iter().map(|w| w.finish(k, lo, name, limit)).collect()
+}
+
+/// One list's walk in progress.
+struct Walk {
+    head: Gva,
+    /// The last node reached (the head at first).
+    cur: Gva,
+    /// The node `cur` leads to, while the walk goes on.
+    ahead: Option<Gva>,
+    /// Nodes met, the head left out (meeting it ends a walk before the set is
+    /// asked).
+    seen: Seen,
+    /// Whether the forward walk broke (then the list is walked backwards too).
+    broken: bool,
+    out: Walked,
+}
+
+impl Walk {
+    fn new(head: Gva) -> Self {
+        Walk { head, cur: head, ahead: None, seen: Seen::default(), broken: false, out: Walked::default() }
+    }
+
+    fn broke(&mut self, why: Anomaly) {
+        self.out.anomalies.push(why);
+        self.broken = true;
+    }
+
+    /// Whether the walk goes on from `cur` to `next` (whose links are then read); if
+    /// not, it has ended, at the head or at what is recorded.
+    fn goes_to<M: PhysMem>(&mut self, k: &KernelMem<M>, lo: &ListOffsets, next: Gva, name: &str, limit: usize) -> bool {
+        if next == self.head {
+            return false;
         }
         if !plausible(k, next, 8) {
-            anomalies.push(Anomaly::BadPointer { what: format!("{name} next"), at: link, value: next });
-            broke = true;
-            break;
+            let at = member(self.cur, lo.next).unwrap_or(self.cur);
+            self.broke(Anomaly::BadPointer { what: format!("{name} next"), at, value: next });
+            return false;
         }
-        if !seen.insert(next) {
-            anomalies.push(Anomaly::ListCycle { list: name.into(), node: next });
-            broke = true;
-            break;
+        if !self.seen.insert(next) {
+            self.broke(Anomaly::ListCycle { list: name.into(), node: next });
+            return false;
         }
-        if nodes.len() >= limit {
-            anomalies.push(Anomaly::StepLimit { list: name.into(), limit });
-            return nodes;
+        if self.out.nodes.len() >= limit {
+            self.out.anomalies.push(Anomaly::StepLimit { list: name.into(), limit });
+            return false;
         }
-        match member(next, lo.prev).and_then(|at| k.read_ptr(at)) {
-            Ok(back) if back != cur => {
-                anomalies.push(Anomaly::BrokenLink { list: name.into(), node: cur, next, back });
-            }
-            Ok(_) => {}
-            Err(e) => {
-                anomalies.push(Anomaly::Unreadable { what: format!("{name} node"), addr: next, error: e.to_string() });
-                broke = true;
-                break;
-            }
-        }
-        nodes.push(next);
-        cur = next;
+        true
     }
-    if broke {
-        // Walk back from the head through `prev` until meeting the forward walk.
+
+    /// Reaches `next`, whose links are `links`.
+    fn arrive(&mut self, next: Gva, links: crate::Result<(Gva, Gva)>, name: &str) {
+        match links {
+            Ok((after, back)) => {
+                if back != self.cur {
+                    let cur = self.cur;
+                    self.out.anomalies.push(Anomaly::BrokenLink { list: name.into(), node: cur, next, back });
+                }
+                self.out.nodes.push(next);
+                self.cur = next;
+                self.ahead = Some(after);
+            }
+            Err(e) => {
+                self.broke(Anomaly::Unreadable { what: format!("{name} node"), addr: next, error: e.to_string() });
+            }
+        }
+    }
+
+    /// The nodes, and if the walk broke, those met walking back from the head
+    /// through `prev` until meeting the forward walk.
+    fn finish<M: PhysMem>(mut self, k: &KernelMem<M>, lo: &ListOffsets, name: &str, limit: usize) -> Walked {
+        if !self.broken {
+            return self.out;
+        }
+        let (head, nodes) = (self.head, &mut self.out.nodes);
         let mut back = Vec::new();
         let mut cur = head;
         while back.len() + nodes.len() < limit {
@@ -241,71 +379,20 @@ pub(crate) fn walk_list<M: PhysMem>(
             };
             if prev == head
                 || !plausible(k, prev, 8)
-                || seen.contains(&prev)
+                || self.seen.contains(&prev)
                 || member(prev, lo.next).and_then(|at| k.read_ptr(at)).is_err()
             {
                 break;
             }
-            seen.insert(prev);
+            self.seen.insert(prev);
             back.push(prev);
             cur = prev;
         }
         if !back.is_empty() {
-            anomalies.push(Anomaly::RecoveredBackwards { list: name.into(), nodes: back.len() });
+            self.out.anomalies.push(Anomaly::RecoveredBackwards { list: name.into(), nodes: back.len() });
             nodes.extend(back.into_iter().rev());
         }
-    }
-    nodes
-}
-
-/// A bounds-checked little-endian reader over a struct's bytes: a field beyond the
-/// bytes read yields `None`, never a panic.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Bytes<'a>(pub &'a [u8]);
-
-impl Bytes<'_> {
-    pub fn u64(&self, off: u64) -> Option<u64> {
-        let o = usize::try_from(off).ok()?;
-        Some(u64::from_le_bytes(*self.0.get(o..o.checked_add(8)?)?.first_chunk()?))
-    }
-
-    /// A pointer (a `u64`, whatever it holds: check it before following it).
-    pub fn ptr(&self, off: u64) -> Option<Gva> {
-        self.u64(off).map(Gva::new)
-    }
-
-    pub fn u32(&self, off: u64) -> Option<u32> {
-        let o = usize::try_from(off).ok()?;
-        Some(u32::from_le_bytes(*self.0.get(o..o.checked_add(4)?)?.first_chunk()?))
-    }
-
-    pub fn i32(&self, off: u64) -> Option<i32> {
-        self.u32(off).map(|v| v as i32)
-    }
-
-    pub fn uint(&self, off: u64, size: u64) -> Option<u64> {
-        match size {
-            8 => self.u64(off),
-            4 => self.u32(off).map(u64::from),
-            2 => {
-                let o = usize::try_from(off).ok()?;
-                Some(u64::from(u16::from_le_bytes(*self.0.get(o..o.checked_add(2)?)?.first_chunk()?)))
-            }
-            1 => self.0.get(usize::try_from(off).ok()?).map(|&b| u64::from(b)),
-            _ => None,
-        }
-    }
-
-    /// The string in a fixed array of `len` bytes that the kernel NUL-terminates:
-    /// `Ok` with the text before the NUL, `Err` with every byte of the array when
-    /// it holds none (the caller records that: it is never cut short silently).
-    pub fn cstr(&self, off: u64, len: u64) -> Option<Result<String, String>> {
-        let o = usize::try_from(off).ok()?;
-        let s = self.0.get(o..o.checked_add(usize::try_from(len).ok()?)?)?;
-        Some(match s.iter().position(|&b| b == 0) {
-            Some(end) => Ok(String::from_utf8_lossy(&s[..end]).into_owned()),
-            None => Err(String::from_utf8_lossy(s).into_owned()),
-        })
+        self.out
     }
 }
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{Anomaly, Bytes, owner, plausible, walk_list};
+use super::{Anomaly, Bytes, Fields, owner, plausible, walk_list};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::ModuleMemLayout;

@@ -9,12 +9,10 @@
 //! stands for index 0 alone. A node at `shift` covers `XA_CHUNK_SIZE << shift`
 //! indices; its children sit at `shift - XA_CHUNK_SHIFT`.
 
-use std::collections::HashSet;
-
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{Anomaly, Bytes, plausible};
+use super::{AddrSet, Anomaly, Bytes, Fields, plausible};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::PidOffsets;
@@ -68,7 +66,7 @@ struct Walk<'c, 'a, M> {
     po: PidOffsets,
     chunk_shift: u32,
     base: u32,
-    visited: HashSet<Gva>,
+    visited: AddrSet,
     out: Vec<PidEntry>,
     an: Vec<Anomaly>,
 }
@@ -108,7 +106,7 @@ impl<M: PhysMem> Walk<'_, '_, M> {
         let mut tasks = Vec::new();
         match member(pid, po.pid_tasks).and_then(|at| k.read_ptr(at)) {
             Ok(mut node) => {
-                let mut seen = HashSet::new();
+                let mut seen = AddrSet::default();
                 while node.raw() != 0 {
                     if !plausible(k, node, 8) {
                         self.an.push(Anomaly::BadPointer { what: "pid.tasks hlist".into(), at: pid, value: node });
@@ -257,7 +255,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             po,
             chunk_shift: po.chunk.trailing_zeros(),
             base,
-            visited: HashSet::new(),
+            visited: AddrSet::default(),
             out: Vec::new(),
             an: Vec::new(),
         };

@@ -1,15 +1,13 @@
 //! Processes and threads: `init_task.tasks` walked, each task read once and its
 //! credentials, signal struct, mm and command line followed from there.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{Anomaly, Bytes, field, owner, plausible, walk_list};
+use super::{AddrMap, Anomaly, BATCH, Bytes, Fields, Layout, Parts, Read, field, owner, plausible, walk_list};
 use crate::kernel::Ctx;
 use crate::kmem::member;
-use crate::offsets::{NR_MM_COUNTERS_MAX, RssLayout};
+use crate::offsets::{NR_MM_COUNTERS_MAX, RssLayout, TaskOffsets};
 
 /// The most of a kernel thread's `kthread.full_name` read. (/proc prints at most 63
 /// bytes of it, through a 64-byte buffer.)
@@ -130,25 +128,62 @@ pub struct ThreadList {
     pub anomalies: Vec<Anomaly>,
 }
 
-/// A task's bytes, read once.
-struct Task {
-    addr: Gva,
-    bytes: Vec<u8>,
+/// What the process and thread views read of a `task_struct`.
+fn task_layout(o: &TaskOffsets) -> Layout {
+    let fields = [
+        (o.pid, 4),
+        (o.tgid, 4),
+        (o.state, o.state_size),
+        (o.exit_state, 4),
+        (o.flags, 4),
+        (o.real_parent, 8),
+        (o.mm, 8),
+        (o.real_cred, 8),
+        (o.signal, 8),
+        (o.start_time, 8),
+        (o.utime, 8),
+        (o.stime, 8),
+        (o.comm, o.comm_len),
+    ];
+    let optional = [(o.start_boottime, 8), (o.kthread, 8), (o.rss_cache, 4 * NR_MM_COUNTERS_MAX)];
+    Layout::new(o.size, fields.into_iter().chain(optional.into_iter().filter_map(|(off, len)| Some((off?, len)))))
 }
 
-impl<M: PhysMem> Ctx<'_, M> {
-    fn read_task(&self, addr: Gva, an: &mut Vec<Anomaly>) -> Option<Task> {
-        match self.k.read_vec(addr, self.o.task.read_span() as usize) {
-            Ok(bytes) => Some(Task { addr, bytes }),
-            Err(e) => {
-                an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() });
-                None
+/// A task's fields, read once.
+struct Task<'r> {
+    addr: Gva,
+    fields: Parts<'r>,
+}
+
+impl<'r> Task<'r> {
+    fn fields(&self) -> Parts<'r> {
+        self.fields
+    }
+}
+
+/// The tasks of `addrs` that `reads` (from [`Ctx::read_tasks`] of them) hold, in
+/// order; the others are recorded as unreadable.
+fn tasks<'r>(addrs: &[Gva], reads: &'r [Read<'_>], an: &mut Vec<Anomaly>) -> Vec<Task<'r>> {
+    let mut tasks = Vec::with_capacity(addrs.len());
+    for (batch, read) in addrs.chunks(BATCH).zip(reads) {
+        for (i, &addr) in batch.iter().enumerate() {
+            match read.get(i) {
+                Ok(fields) => tasks.push(Task { addr, fields }),
+                Err(e) => an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() }),
             }
         }
     }
+    tasks
+}
 
-    fn thread_of(&self, t: &Task, an: &mut Vec<Anomaly>) -> Option<Thread> {
-        let (b, o) = (Bytes(&t.bytes), &self.o.task);
+impl<M: PhysMem> Ctx<'_, M> {
+    /// The tasks at `addrs`, read [`BATCH`] at a time; [`tasks`] takes them out.
+    fn read_tasks<'l>(&self, addrs: &[Gva], layout: &'l Layout) -> Vec<Read<'l>> {
+        addrs.chunks(BATCH).map(|batch| layout.read_each(self.k, batch)).collect()
+    }
+
+    fn thread_of(&self, t: &Task<'_>, an: &mut Vec<Anomaly>) -> Option<Thread> {
+        let (b, o) = (t.fields(), &self.o.task);
         let tid = b.i32(o.pid)?;
         let comm = b.cstr(o.comm, o.comm_len)?.unwrap_or_else(|all| {
             an.push(Anomaly::Unterminated {
@@ -170,18 +205,15 @@ impl<M: PhysMem> Ctx<'_, M> {
     }
 
     /// The tasks of the thread group whose `signal` is at `signal`.
-    fn thread_tasks(&self, signal: Gva, an: &mut Vec<Anomaly>) -> Vec<Task> {
+    fn thread_addrs(&self, signal: Gva, an: &mut Vec<Anomaly>) -> Vec<Gva> {
         let Some(head) = field(signal, self.o.signal.thread_head, "signal.thread_head", an) else {
             return Vec::new();
         };
         let nodes = walk_list(self.k, &self.o.list, head, "signal.thread_head", self.limits.max_list, an);
-        nodes
-            .into_iter()
-            .filter_map(|n| self.read_task(owner(n, self.o.task.thread_node, "task_struct", an)?, an))
-            .collect()
+        nodes.into_iter().filter_map(|n| owner(n, self.o.task.thread_node, "task_struct", an)).collect()
     }
 
-    fn ptr_field(&self, b: &Bytes<'_>, base: Gva, off: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<Gva> {
+    fn ptr_field(&self, b: &impl Fields, base: Gva, off: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<Gva> {
         let v = b.ptr(off)?;
         if v.raw() == 0 {
             return None;
@@ -197,7 +229,7 @@ impl<M: PhysMem> Ctx<'_, M> {
 
     /// The full name of a kernel thread, when the kernel keeps one, and whether it
     /// was cut at [`FULL_NAME_MAX`] bytes.
-    fn kthread_full_name(&self, b: &Bytes<'_>, task: Gva, an: &mut Vec<Anomaly>) -> Option<(String, bool)> {
+    fn kthread_full_name(&self, b: &impl Fields, task: Gva, an: &mut Vec<Anomaly>) -> Option<(String, bool)> {
         let (Some(kt), Some(fno)) = (self.o.task.kthread, self.o.task.kthread_full_name) else { return None };
         let kthread = self.ptr_field(b, task, kt, "task.worker_private (kthread)", an)?;
         let at = member(kthread, fno).ok()?;
@@ -262,7 +294,7 @@ impl<M: PhysMem> Ctx<'_, M> {
 
     /// Adds a thread's cached page-count changes (up to 6.1) to `sum`; nothing where
     /// the kernel keeps none.
-    fn add_rss_cached(&self, task: &Bytes<'_>, sum: &mut RssCached) {
+    fn add_rss_cached(&self, task: &impl Fields, sum: &mut RssCached) {
         let Some(base) = self.o.task.rss_cache else { return };
         for (i, s) in (0u64..).zip(sum.iter_mut()) {
             *s = s.saturating_add(task.i32(base + 4 * i).map_or(0, i64::from));
@@ -291,8 +323,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         Some(args)
     }
 
-    fn process(&self, t: &Task, tgids: &HashMap<Gva, i32>, an: &mut Vec<Anomaly>) -> Option<Process> {
-        let (b, o) = (Bytes(&t.bytes), &self.o.task);
+    fn process(&self, t: &Task<'_>, layout: &Layout, tgids: &AddrMap<i32>, an: &mut Vec<Anomaly>) -> Option<Process> {
+        let (b, o) = (t.fields(), &self.o.task);
         let (pid, tgid) = (b.i32(o.pid)?, b.i32(o.tgid)?);
         if pid <= 0 || tgid <= 0 || pid > 1 << 22 || tgid > 1 << 22 {
             an.push(Anomaly::InvalidField {
@@ -345,13 +377,15 @@ impl<M: PhysMem> Ctx<'_, M> {
                     if threads > 1 {
                         // The leader's own anomalies are recorded above already.
                         let mut again = Vec::new();
-                        for task in self.thread_tasks(s, an) {
+                        let addrs = self.thread_addrs(s, an);
+                        let reads = self.read_tasks(&addrs, layout);
+                        for task in tasks(&addrs, &reads, an) {
                             let sink = if task.addr == t.addr { &mut again } else { &mut *an };
                             let Some(tt) = self.thread_of(&task, sink) else { continue };
                             utime = utime.saturating_add(tt.utime_ns);
                             stime = stime.saturating_add(tt.stime_ns);
                             if task.addr != t.addr {
-                                self.add_rss_cached(&Bytes(&task.bytes), &mut rss_cached);
+                                self.add_rss_cached(&task.fields(), &mut rss_cached);
                             }
                         }
                     } else {
@@ -418,14 +452,16 @@ impl<M: PhysMem> Ctx<'_, M> {
     pub(crate) fn processes(&self) -> ProcessList {
         let mut anomalies = Vec::new();
         let mut processes = Vec::new();
-        let tasks: Vec<Task> =
-            self.task_addrs(&mut anomalies).into_iter().filter_map(|a| self.read_task(a, &mut anomalies)).collect();
-        let tgids: HashMap<Gva, i32> =
-            tasks.iter().filter_map(|t| Some((t.addr, Bytes(&t.bytes).i32(self.o.task.tgid)?))).collect();
+        let layout = task_layout(&self.o.task);
+        let addrs = self.task_addrs(&mut anomalies);
+        let reads = self.read_tasks(&addrs, &layout);
+        let tasks = tasks(&addrs, &reads, &mut anomalies);
+        let tgids: AddrMap<i32> =
+            tasks.iter().filter_map(|t| Some((t.addr, t.fields().i32(self.o.task.tgid)?))).collect();
         for t in tasks {
-            if let Some(p) = self.process(&t, &tgids, &mut anomalies) {
+            if let Some(p) = self.process(&t, &layout, &tgids, &mut anomalies) {
                 processes.push(p);
-            } else if Bytes(&t.bytes).i32(self.o.task.pid).is_none() {
+            } else if t.fields().i32(self.o.task.pid).is_none() {
                 anomalies.push(Anomaly::Unreadable {
                     what: "task fields".into(),
                     addr: t.addr,
@@ -438,18 +474,22 @@ impl<M: PhysMem> Ctx<'_, M> {
 
     pub(crate) fn threads(&self, pid: i32) -> Option<ThreadList> {
         let mut anomalies = Vec::new();
-        for addr in self.task_addrs(&mut anomalies) {
-            let Some(t) = self.read_task(addr, &mut anomalies) else {
+        let layout = task_layout(&self.o.task);
+        let addrs = self.task_addrs(&mut anomalies);
+        for batch in addrs.chunks(BATCH) {
+            let reads = self.read_tasks(batch, &layout);
+            let Some(t) = tasks(batch, &reads, &mut anomalies)
+                .into_iter()
+                .find(|t| t.fields().i32(self.o.task.tgid) == Some(pid))
+            else {
                 continue;
             };
-            let b = Bytes(&t.bytes);
-            if b.i32(self.o.task.tgid) != Some(pid) {
-                continue;
-            }
             let mut threads = Vec::new();
-            match self.ptr_field(&b, t.addr, self.o.task.signal, "task.signal", &mut anomalies) {
+            match self.ptr_field(&t.fields(), t.addr, self.o.task.signal, "task.signal", &mut anomalies) {
                 Some(s) => {
-                    for tt in self.thread_tasks(s, &mut anomalies) {
+                    let addrs = self.thread_addrs(s, &mut anomalies);
+                    let reads = self.read_tasks(&addrs, &layout);
+                    for tt in tasks(&addrs, &reads, &mut anomalies) {
                         threads.extend(self.thread_of(&tt, &mut anomalies));
                     }
                 }
