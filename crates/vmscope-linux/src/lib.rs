@@ -42,7 +42,9 @@
 //! - [`types`] and [`Profile`]: struct sizes, field offsets (nested, anonymous,
 //!   bitfields), enum values, from BTF in memory, a vmlinux, or an ISF file; ISF
 //!   written back out; [`ProfileCache`] keyed by banner and build ID.
-//! - [`views`]: processes, threads, tree, modules, module symbols; and, raw for
+//! - [`views`]: processes, threads, tree, modules, module symbols, memory maps
+//!   ([`Kernel::memory_map`]), open files ([`Kernel::open_files`]), the kernel log
+//!   ([`Kernel::kernel_log`]), environments ([`Kernel::environment`]); and, raw for
 //!   consistency checks, the task graph ([`Kernel::task_graph`]), the PID table
 //!   ([`Kernel::pid_table`]) and the module list both ways ([`Kernel::module_graph`]).
 //!
@@ -81,6 +83,10 @@ pub use profile::Profile;
 pub use symbols::{Symbol, SymbolSource, SymbolTable};
 pub use views::graph::{Link, ModuleGraph, ModuleNode, RawList, TaskGraph, TaskNode};
 pub use views::modules::{Module, ModuleList, ModuleSymbol};
+pub use views::environ::Environment;
+pub use views::files::{AllOpenFiles, FileKind, OpenFile, OpenFiles};
+pub use views::kmsg::{KernelLog, LogRecord, format_syslog};
+pub use views::maps::{MemoryMap, MemoryMaps, Vma, VmaKind, format_maps};
 pub use views::pids::{PidEntry, PidTable};
 pub use views::process::{Process, ProcessList, Thread, ThreadList};
 pub use views::tree::{ProcessTree, TreeNode};

@@ -632,6 +632,7 @@ impl Fx {
             taint_flags: None,
             init_pid_ns: Some(Gva::new(self.pid_ns)),
             nr_threads: Some(Gva::new(self.nr_threads)),
+            known: Default::default(),
         };
         (k, addrs)
     }

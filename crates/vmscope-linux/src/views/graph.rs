@@ -564,7 +564,7 @@ mod tests {
             for (off, v) in small {
                 fx.write_bytes(base + off, &[v as u8]);
             }
-            let k = fx.kernel(Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64 });
+            let k = fx.kernel(Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64, ..Limits::default() });
             let g = k.task_graph();
             prop_assert!(g.tasks.len() <= 64);
             prop_assert!(g.task_list.forward.len() <= 64 && g.task_list.backward.len() <= 64);

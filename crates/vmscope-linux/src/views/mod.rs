@@ -2,8 +2,14 @@
 //! the [`Anomaly`]s met on the way. Every walk is bounded ([`Limits`]), detects
 //! cycles, checks a pointer before following it, and goes on where it safely can.
 
+pub mod environ;
+pub mod files;
 pub mod graph;
+pub mod kmsg;
+mod maple;
+pub mod maps;
 pub mod modules;
+mod path;
 pub mod pids;
 pub mod process;
 pub mod tree;
@@ -26,11 +32,29 @@ pub struct Limits {
     pub max_cmdline: usize,
     /// Most symbols read from one module.
     pub max_module_symbols: usize,
+    /// Most memory areas read of one process.
+    pub max_vmas: usize,
+    /// Most file descriptors read of one process (`fdtable.max_fds` beyond it is
+    /// an anomaly).
+    pub max_fds: usize,
+    /// Most steps (path components and mount crossings) of one path.
+    pub max_path_steps: usize,
+    /// Most bytes of an environment read.
+    pub max_environ: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_list: 1 << 20, max_cmdline: 128 << 10, max_module_symbols: 1 << 20 }
+        Limits {
+            max_list: 1 << 20,
+            max_cmdline: 128 << 10,
+            max_module_symbols: 1 << 20,
+            // vm.max_map_count defaults to 65530; fs.nr_open to 1 << 20.
+            max_vmas: 1 << 20,
+            max_fds: 1 << 20,
+            max_path_steps: 4096,
+            max_environ: 4 << 20,
+        }
     }
 }
 
@@ -171,6 +195,38 @@ pub(crate) fn owner(node: Gva, offset: u64, what: &str, an: &mut Vec<Anomaly>) -
     container(node, offset)
         .map_err(|e| an.push(Anomaly::Unreadable { what: what.into(), addr: node, error: e.to_string() }))
         .ok()
+}
+
+/// Bytes read onto the stack by [`with_struct`]; a larger span is read into a vector.
+const STACK_STRUCT: usize = 512;
+
+/// Reads `len` bytes of the object `what` at `addr` and hands them to `f`; an
+/// unreadable object is recorded and gives `None`. Small objects are read onto the
+/// stack: the deeper views read thousands of them per pass.
+pub(crate) fn with_struct<M: PhysMem, R>(
+    k: &KernelMem<M>,
+    addr: Gva,
+    len: u64,
+    what: &str,
+    an: &mut Vec<Anomaly>,
+    f: impl FnOnce(Bytes<'_>) -> R,
+) -> Option<R> {
+    let len = usize::try_from(len).ok()?;
+    let mut stack = [0u8; STACK_STRUCT];
+    let mut heap = Vec::new();
+    let buf = if len <= STACK_STRUCT {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap[..]
+    };
+    match k.read(addr, buf) {
+        Ok(()) => Some(f(Bytes(buf))),
+        Err(e) => {
+            an.push(Anomaly::Unreadable { what: what.into(), addr, error: e.to_string() });
+            None
+        }
+    }
 }
 
 /// Walks the circular list whose head is at `head` and returns the address of
@@ -512,7 +568,7 @@ mod tests {
                 fx.w64(base + (off & !7), v);
             }
             let (k, addrs) = fx.finish();
-            let ctx = fx.ctx(&k, &addrs, Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64 });
+            let ctx = fx.ctx(&k, &addrs, Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64, ..Limits::default() });
             let list = ctx.processes();
             prop_assert!(list.processes.len() <= 64);
             let _ = tree::ProcessTree::from_list(list);

@@ -130,6 +130,18 @@ pub struct ThreadList {
     pub anomalies: Vec<Anomaly>,
 }
 
+/// A process as the per-process views (memory maps, open files, environment)
+/// need it.
+#[derive(Debug, Clone)]
+pub(crate) struct Leader {
+    /// Thread-group id.
+    pub pid: i32,
+    pub comm: String,
+    pub mm: Option<Gva>,
+    pub files: Option<Gva>,
+    pub fs: Option<Gva>,
+}
+
 /// A task's bytes, read once.
 struct Task {
     addr: Gva,
@@ -404,6 +416,62 @@ impl<M: PhysMem> Ctx<'_, M> {
         })
     }
 
+    /// The process (thread-group leader) of task `addr`, read as the per-process
+    /// views need it: one read of the fields they use.
+    pub(crate) fn leader(&self, addr: Gva, an: &mut Vec<Anomaly>) -> Option<Leader> {
+        let o = &self.o.task;
+        let files = self.o.files;
+        let fields = [(o.pid, 4), (o.tgid, 4), (o.mm, 8), (o.comm, o.comm_len)]
+            .into_iter()
+            .chain(files.iter().flat_map(|f| [(f.task_files, 8), (f.task_fs, 8)]));
+        let (lo, hi) = fields.fold((u64::MAX, 0), |(lo, hi), (off, len)| (lo.min(off), hi.max(off.saturating_add(len))));
+        if hi <= lo || hi - lo > o.size {
+            return None; // offsets outside the struct: the types are wrong
+        }
+        let start = member(addr, lo).ok()?;
+        let bytes = match self.k.read_vec(start, (hi - lo) as usize) {
+            Ok(b) => b,
+            Err(e) => {
+                an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() });
+                return None;
+            }
+        };
+        let b = Bytes(&bytes);
+        let comm = b.cstr(o.comm - lo, o.comm_len)?.unwrap_or_else(|all| all);
+        let ptr = |off: u64, what: &str, an: &mut Vec<Anomaly>| {
+            let v = b.ptr(off - lo)?;
+            if v.raw() == 0 {
+                return None;
+            }
+            if !plausible(self.k, v, 8) {
+                an.push(Anomaly::BadPointer { what: what.into(), at: member(addr, off).unwrap_or(addr), value: v });
+                return None;
+            }
+            Some(v)
+        };
+        Some(Leader {
+            pid: b.i32(o.tgid - lo)?,
+            comm,
+            mm: ptr(o.mm, "task.mm", an),
+            files: files.and_then(|f| ptr(f.task_files, "task.files", an)),
+            fs: files.and_then(|f| ptr(f.task_fs, "task.fs", an)),
+        })
+    }
+
+    /// Every process, as [`leader`](Self::leader) reads it, in task-list order.
+    pub(crate) fn leaders(&self, an: &mut Vec<Anomaly>) -> Vec<Leader> {
+        self.task_addrs(an).into_iter().filter_map(|a| self.leader(a, an)).collect()
+    }
+
+    /// The process `pid`, if the task list has it.
+    pub(crate) fn find_leader(&self, pid: i32, an: &mut Vec<Anomaly>) -> Option<Leader> {
+        let tgid = self.o.task.tgid;
+        let addr = self.task_addrs(an).into_iter().find(|&t| {
+            member(t, tgid).and_then(|at| self.k.read_u32(at)).is_ok_and(|v| v as i32 == pid)
+        })?;
+        self.leader(addr, an)
+    }
+
     /// The task list after `init_task`, as task addresses.
     fn task_addrs(&self, an: &mut Vec<Anomaly>) -> Vec<Gva> {
         let Some(head) = field(self.addrs.init_task, self.o.task.tasks, "init_task.tasks", an) else {
@@ -436,28 +504,53 @@ impl<M: PhysMem> Ctx<'_, M> {
         ProcessList { processes, anomalies }
     }
 
+    /// The threads of the group led by task `t` (the leader alone when its signal
+    /// struct is unreadable).
+    fn group_threads(&self, t: &Task, an: &mut Vec<Anomaly>) -> Vec<Thread> {
+        let b = Bytes(&t.bytes);
+        let mut threads = Vec::new();
+        match self.ptr_field(&b, t.addr, self.o.task.signal, "task.signal", an) {
+            Some(s) => {
+                for tt in self.thread_tasks(s, an) {
+                    threads.extend(self.thread_of(&tt, an));
+                }
+            }
+            None => threads.extend(self.thread_of(t, an)),
+        }
+        threads
+    }
+
     pub(crate) fn threads(&self, pid: i32) -> Option<ThreadList> {
         let mut anomalies = Vec::new();
         for addr in self.task_addrs(&mut anomalies) {
             let Some(t) = self.read_task(addr, &mut anomalies) else {
                 continue;
             };
-            let b = Bytes(&t.bytes);
-            if b.i32(self.o.task.tgid) != Some(pid) {
+            if Bytes(&t.bytes).i32(self.o.task.tgid) != Some(pid) {
                 continue;
             }
-            let mut threads = Vec::new();
-            match self.ptr_field(&b, t.addr, self.o.task.signal, "task.signal", &mut anomalies) {
-                Some(s) => {
-                    for tt in self.thread_tasks(s, &mut anomalies) {
-                        threads.extend(self.thread_of(&tt, &mut anomalies));
-                    }
-                }
-                None => threads.extend(self.thread_of(&t, &mut anomalies)),
-            }
+            let threads = self.group_threads(&t, &mut anomalies);
             return Some(ThreadList { pid, threads, anomalies });
         }
         None
+    }
+
+    /// The threads of every process, in task-list order, and the anomalies of the
+    /// task-list walk (each list has its own).
+    pub(crate) fn all_threads(&self) -> (Vec<ThreadList>, Vec<Anomaly>) {
+        let mut anomalies = Vec::new();
+        let lists = self
+            .task_addrs(&mut anomalies)
+            .into_iter()
+            .filter_map(|addr| {
+                let t = self.read_task(addr, &mut anomalies)?;
+                let pid = Bytes(&t.bytes).i32(self.o.task.tgid)?;
+                let mut an = Vec::new();
+                let threads = self.group_threads(&t, &mut an);
+                Some(ThreadList { pid, threads, anomalies: an })
+            })
+            .collect();
+        (lists, anomalies)
     }
 }
 

@@ -1,0 +1,258 @@
+//! Open files: each process's file descriptors (`task->files->fdt`), every open
+//! file with the path `/proc/PID/fd/N` links to (`socket:[INODE]`,
+//! `pipe:[INODE]`, `anon_inode:[eventfd]` for pseudo files) and the flags and
+//! position `/proc/PID/fdinfo/N` shows; and the process's working directory, root
+//! and executable.
+
+use serde::{Deserialize, Serialize};
+use vmscope_mem::{Gva, PhysMem};
+
+use super::path::{FileInfo, Paths, S_IFMT, global_root};
+use super::process::Leader;
+use super::{Anomaly, Bytes, plausible, with_struct};
+use crate::kernel::{Ctx, DName};
+use crate::kmem::member;
+use crate::offsets::FilesOffsets;
+
+/// `O_CLOEXEC` on x86-64 (`fcntl.h`): what fdinfo adds to `f_flags` for a
+/// descriptor that is closed on exec.
+pub const O_CLOEXEC: u32 = 0o2000000;
+
+/// What kind of file a descriptor refers to (the file type bits of its inode's
+/// mode, `stat(2)`; an anonymous inode has none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// A regular file.
+    Regular,
+    /// A directory.
+    Directory,
+    /// A character device.
+    CharDevice,
+    /// A block device.
+    BlockDevice,
+    /// A pipe or FIFO.
+    Fifo,
+    /// A socket.
+    Socket,
+    /// A symbolic link (opened with `O_PATH`).
+    Symlink,
+    /// An anonymous inode (eventfd, epoll, timerfd, signalfd, ...).
+    AnonInode,
+    /// Anything else (or an unreadable inode).
+    Unknown,
+}
+
+impl FileKind {
+    fn of(mode: Option<u16>, pseudo: Option<DName>) -> FileKind {
+        match mode.map(|m| m & S_IFMT) {
+            Some(0o100000) => FileKind::Regular,
+            Some(0o040000) => FileKind::Directory,
+            Some(0o020000) => FileKind::CharDevice,
+            Some(0o060000) => FileKind::BlockDevice,
+            Some(0o010000) => FileKind::Fifo,
+            Some(0o140000) => FileKind::Socket,
+            Some(0o120000) => FileKind::Symlink,
+            _ if pseudo == Some(DName::AnonInode) => FileKind::AnonInode,
+            _ => FileKind::Unknown,
+        }
+    }
+
+    /// The TYPE column of `lsof`: REG, DIR, CHR, BLK, FIFO, sock, LINK, a_inode.
+    pub fn lsof_type(self) -> &'static str {
+        match self {
+            FileKind::Regular => "REG",
+            FileKind::Directory => "DIR",
+            FileKind::CharDevice => "CHR",
+            FileKind::BlockDevice => "BLK",
+            FileKind::Fifo => "FIFO",
+            FileKind::Socket => "sock",
+            FileKind::Symlink => "LINK",
+            FileKind::AnonInode => "a_inode",
+            FileKind::Unknown => "unknown",
+        }
+    }
+}
+
+/// One open file descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFile {
+    /// The descriptor.
+    pub fd: u32,
+    /// What `/proc/PID/fd/N` links to; empty when it could not be rebuilt (see the
+    /// anomalies).
+    pub path: String,
+    /// What kind of file it is.
+    pub kind: FileKind,
+    /// `f_flags`, plus `O_CLOEXEC` for a close-on-exec descriptor: the `flags` of
+    /// `/proc/PID/fdinfo/N` (printed there in octal).
+    pub flags: u32,
+    /// The file position (`pos` of fdinfo).
+    pub pos: i64,
+    /// The inode number (`ino` of fdinfo).
+    pub inode: u64,
+    /// The mount id (`mnt_id` of fdinfo).
+    pub mnt_id: Option<i32>,
+    /// Address of the `struct file`.
+    pub file: Gva,
+}
+
+/// The open files of one process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenFiles {
+    /// The process.
+    pub pid: i32,
+    /// Its `comm`.
+    pub comm: String,
+    /// Its working directory (`/proc/PID/cwd`).
+    pub cwd: Option<String>,
+    /// Its root directory (`/proc/PID/root`).
+    pub root: Option<String>,
+    /// Its executable (`/proc/PID/exe`).
+    pub exe: Option<String>,
+    /// Its descriptors, in order.
+    pub files: Vec<OpenFile>,
+    /// What was wrong on the way.
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// The open files of every process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllOpenFiles {
+    /// By process, in task-list order.
+    pub processes: Vec<OpenFiles>,
+    /// Anomalies of the task-list walk.
+    pub anomalies: Vec<Anomaly>,
+}
+
+impl<M: PhysMem> Ctx<'_, M> {
+    /// The descriptor table: `(fd, struct file *, close-on-exec)` for each open one.
+    fn descriptors(&self, fo: &FilesOffsets, files: Gva, an: &mut Vec<Anomaly>) -> Vec<(u32, Gva, bool)> {
+        let k = self.k;
+        let fdt = match member(files, fo.fdt).and_then(|at| k.read_ptr(at)) {
+            Ok(p) if plausible(k, p, 8) => p,
+            Ok(p) => {
+                an.push(Anomaly::BadPointer { what: "files_struct.fdt".into(), at: files, value: p });
+                return Vec::new();
+            }
+            Err(e) => {
+                an.push(Anomaly::Unreadable { what: "files_struct".into(), addr: files, error: e.to_string() });
+                return Vec::new();
+            }
+        };
+        let span = fo.max_fds.max(fo.fd).max(fo.close_on_exec) + 8;
+        let Some((max, fd, cloexec)) = with_struct(k, fdt, span, "fdtable", an, |b| {
+            Some((b.u32(fo.max_fds)?, b.ptr(fo.fd)?, b.ptr(fo.close_on_exec)?))
+        })
+        .flatten() else {
+            return Vec::new();
+        };
+        let mut n = max as usize;
+        if n > self.limits.max_fds {
+            an.push(Anomaly::InvalidField {
+                what: "fdtable".into(),
+                addr: fdt,
+                field: "max_fds".into(),
+                value: format!("{max} (more than the limit of {})", self.limits.max_fds),
+            });
+            n = self.limits.max_fds;
+        }
+        if n == 0 {
+            return Vec::new();
+        }
+        if !plausible(k, fd, 8) {
+            an.push(Anomaly::BadPointer { what: "fdtable.fd".into(), at: fdt, value: fd });
+            return Vec::new();
+        }
+        let table = match k.read_vec(fd, n * 8) {
+            Ok(t) => t,
+            Err(e) => {
+                an.push(Anomaly::Unreadable { what: "fdtable.fd".into(), addr: fd, error: e.to_string() });
+                return Vec::new();
+            }
+        };
+        // The close-on-exec bitmap: one bit per descriptor, in longs.
+        let bits = if plausible(k, cloexec, 8) { k.read_vec(cloexec, n.div_ceil(64) * 8).ok() } else { None };
+        if bits.is_none() {
+            an.push(Anomaly::BadPointer { what: "fdtable.close_on_exec".into(), at: fdt, value: cloexec });
+        }
+        let table = Bytes(&table);
+        (0..n)
+            .filter_map(|i| {
+                let f = table.ptr(i as u64 * 8)?;
+                if f.raw() == 0 {
+                    return None;
+                }
+                let at = member(fd, i as u64 * 8).unwrap_or(fd);
+                if !plausible(k, f, 8) {
+                    an.push(Anomaly::BadPointer { what: format!("fd {i}"), at, value: f });
+                    return None;
+                }
+                let close = bits.as_ref().and_then(|b| b.get(i / 8)).is_some_and(|byte| byte & (1 << (i % 8)) != 0);
+                Some((i as u32, f, close))
+            })
+            .collect()
+    }
+
+    fn open_files_of(&self, fo: &FilesOffsets, paths: &mut Paths<'_, '_, M>, leader: &Leader) -> OpenFiles {
+        let mut an = Vec::new();
+        let mut out = OpenFiles { pid: leader.pid, comm: leader.comm.clone(), ..OpenFiles::default() };
+        if let Some(fs) = leader.fs {
+            out.cwd = member(fs, fo.fs_pwd).ok().and_then(|at| paths.path_at(at, &mut an));
+            out.root = member(fs, fo.fs_root).ok().and_then(|at| paths.path_at(at, &mut an));
+        }
+        if let Some(mm) = leader.mm {
+            let exe = member(mm, self.o.mm.exe_file).and_then(|at| self.k.read_ptr(at));
+            match exe {
+                Ok(f) if f.raw() == 0 => {}
+                Ok(f) if plausible(self.k, f, 8) => out.exe = paths.file(f, &mut an).and_then(|i| i.path),
+                Ok(f) => an.push(Anomaly::BadPointer { what: "mm.exe_file".into(), at: mm, value: f }),
+                Err(e) => an.push(Anomaly::Unreadable { what: "mm_struct".into(), addr: mm, error: e.to_string() }),
+            }
+        }
+        if let Some(files) = leader.files {
+            for (fd, file, cloexec) in self.descriptors(fo, files, &mut an) {
+                let Some(FileInfo { path, inode, flags, pos, mnt_id, pseudo, .. }) = paths.file(file, &mut an) else {
+                    continue;
+                };
+                out.files.push(OpenFile {
+                    fd,
+                    path: path.unwrap_or_default(),
+                    kind: FileKind::of(inode.map(|i| i.mode), pseudo),
+                    flags: if cloexec { flags | O_CLOEXEC } else { flags },
+                    pos,
+                    inode: inode.map_or(0, |i| i.ino),
+                    mnt_id,
+                    file,
+                });
+            }
+        }
+        out.anomalies = an;
+        out
+    }
+
+    /// The open files of process `pid`; `None` if there is no such process. (The
+    /// caller checked that the offsets are there.)
+    pub(crate) fn open_files(&self, pid: i32) -> Option<OpenFiles> {
+        let (fo, vo) = (self.o.files.as_ref()?, self.o.vfs.as_ref()?);
+        let mut an = Vec::new();
+        let leader = self.find_leader(pid, &mut an)?;
+        let mut paths = Paths::new(self, vo, global_root(self, &mut an));
+        let mut f = self.open_files_of(fo, &mut paths, &leader);
+        an.append(&mut f.anomalies);
+        f.anomalies = an;
+        Some(f)
+    }
+
+    /// Every process's open files, paths shared between them.
+    pub(crate) fn all_open_files(&self) -> AllOpenFiles {
+        let (Some(fo), Some(vo)) = (self.o.files.as_ref(), self.o.vfs.as_ref()) else {
+            return AllOpenFiles::default();
+        };
+        let mut anomalies = Vec::new();
+        let leaders = self.leaders(&mut anomalies);
+        let mut paths = Paths::new(self, vo, global_root(self, &mut anomalies));
+        let processes = leaders.iter().map(|l| self.open_files_of(fo, &mut paths, l)).collect();
+        AllOpenFiles { processes, anomalies }
+    }
+}
