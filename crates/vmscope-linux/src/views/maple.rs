@@ -1,10 +1,10 @@
 //! The maple tree (Linux 6.1+; `mm_struct.mm_mt` holds a process's memory areas),
 //! walked in index order.
 //!
-//! The root (`ma_root`) and every child slot of an internal node hold an encoded
-//! node pointer: the node address (nodes are 256-byte aligned) with the node type
-//! in bits 3–6 and `0b10` in the low bits (an xarray-style internal entry above
-//! 4096). A node holds up to N slots and N − 1 pivots: slot `i` covers
+//! Every child slot of an internal node holds an encoded node pointer: the node
+//! address (nodes are 256-byte aligned) with the node type in bits 3–6 and bit 2
+//! set; the root (`ma_root`) holds one with `0b10` in the low bits too (an
+//! xarray-style internal entry above 4096), or a single entry. A node holds up to N slots and N − 1 pivots: slot `i` covers
 //! `pivot[i-1] + 1 ..= pivot[i]`, the last one up to the node's own maximum. Where
 //! the data ends is told by the last pivot, or by the node's metadata (`meta.end`),
 //! as `ma_data_end` does. A node whose parent pointer points at itself is dead
@@ -127,12 +127,8 @@ impl<M: PhysMem> Walk<'_, '_, M> {
                     }
                     self.out.push(Entry { min: lo, max: hi, value: Gva::new(v) });
                 }
-            } else if is_node(v) {
-                if !self.node(v, slot_at, lo, hi, depth + 1) {
-                    return false;
-                }
-            } else if v != 0 {
-                self.an.push(Anomaly::BadPointer { what: format!("{} child", self.name), at: slot_at, value: Gva::new(v) });
+            } else if v != 0 && !self.node(v, slot_at, lo, hi, depth + 1) {
+                return false;
             }
             if hi == max {
                 break;
