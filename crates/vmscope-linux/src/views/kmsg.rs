@@ -23,8 +23,10 @@ use crate::offsets::PrintkOffsets;
 /// `state_var`, the id below.
 const DESC_FLAGS_SHIFT: u32 = 62;
 const DESC_ID_MASK: u64 = (1 << DESC_FLAGS_SHIFT) - 1;
-/// A data-less record's logical position has bit 0 set (`LPOS_DATALESS`).
+/// A data-less record's logical positions have bit 0 set (`BLK_DATALESS`): both
+/// `FAILED_LPOS` (the text was lost) or both `NO_LPOS` (an empty text).
 const LPOS_DATALESS: u64 = 1;
+const FAILED_LPOS: u64 = 0x1;
 /// The largest rings read: 2^22 descriptors, 2^27 bytes of text (128 MiB; the
 /// largest `CONFIG_LOG_BUF_SHIFT` is 25). A larger ring is an anomaly.
 const MAX_COUNT_BITS: u32 = 22;
@@ -237,6 +239,9 @@ impl<M: PhysMem> Ctx<'_, M> {
             else {
                 continue;
             };
+            if begin == FAILED_LPOS && next == FAILED_LPOS {
+                continue; // lost: dmesg skips it too
+            }
             let body = if begin & LPOS_DATALESS != 0 || text_len == 0 {
                 Some(String::new())
             } else {
@@ -277,7 +282,7 @@ impl<M: PhysMem> Ctx<'_, M> {
     fn record_text(&self, text: &Bytes<'_>, size: u64, size_bits: u32, id: u64, begin: u64, next: u64, text_len: u64) -> Option<String> {
         let wraps = |lpos: u64| lpos >> size_bits;
         let index = |lpos: u64| lpos & (size - 1);
-        let (start, len) = if wraps(begin) == wraps(next) {
+        let (start, len) = if wraps(begin) == wraps(next) && begin < next {
             (index(begin), next.checked_sub(begin)?)
         } else if wraps(begin.wrapping_add(size)) == wraps(next) {
             (0, index(next))

@@ -343,3 +343,220 @@ impl<M: PhysMem> Ctx<'_, M> {
         MemoryMaps { processes, anomalies }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::kernel::DName;
+    use crate::views::Limits;
+    use crate::views::fixture::Fx;
+    use crate::views::fixture::deep::{RecordSpec, VmaSpec, layout as dl};
+
+    const R: u64 = VM_READ;
+    const RW: u64 = VM_READ | VM_WRITE;
+    const RX: u64 = VM_READ | VM_EXEC;
+    /// `VM_SHARED | VM_MAYSHARE` with read and write.
+    const RWS: u64 = RW | 0x8 | VM_MAYSHARE;
+
+    fn spec(start: u64, end: u64, flags: u64) -> VmaSpec {
+        VmaSpec { start, end, flags, ..VmaSpec::default() }
+    }
+
+    /// A process with a program and a library on a mount at /usr, a deleted file
+    /// mapped shared, a heap, anonymous memory, a stack, [vvar] and [vdso]; in a
+    /// tree of leaves of `per_leaf` slots.
+    fn guest(per_leaf: usize) -> (Fx, u64) {
+        let mut fx = Fx::new();
+        let t = fx.process(1, fx.init_task, 0, "init", Some("/sbin/init"));
+        fx.mount_at("/usr");
+        let exe = fx.file("/usr/bin/prog", 0o100000, 0);
+        let lib = fx.file("/usr/lib/x86_64-linux-gnu/libc.so.6", 0o100000, 0);
+        let gone = fx.file("/tmp/gone", 0o100002, 0);
+        fx.unlink("/tmp/gone");
+        fx.mm_layout(t, Some(exe), (0x55_0000_2000, 0x55_0002_3000), 0x7ffd_0001_0abc);
+        let specs = [
+            VmaSpec { file: Some(exe), ..spec(0x55_0000_0000, 0x55_0000_1000, R) },
+            VmaSpec { file: Some(exe), pgoff: 1, ..spec(0x55_0000_1000, 0x55_0000_2000, RX) },
+            spec(0x55_0000_2000, 0x55_0002_3000, RW),
+            VmaSpec { file: Some(lib), ..spec(0x7f00_0000_0000, 0x7f00_0002_8000, R) },
+            VmaSpec { file: Some(lib), pgoff: 0x28, ..spec(0x7f00_0002_8000, 0x7f00_0019_d000, RX) },
+            VmaSpec { file: Some(gone), ..spec(0x7f00_1000_0000, 0x7f00_1000_1000, RWS) },
+            spec(0x7f00_2000_0000, 0x7f00_2000_3000, RW),
+            spec(0x7ffd_0000_0000, 0x7ffd_0002_1000, RW),
+            VmaSpec { special: Some("[vvar]"), ..spec(0x7ffd_0010_0000, 0x7ffd_0010_4000, R) },
+            VmaSpec { special: Some("[vdso]"), ..spec(0x7ffd_0010_4000, 0x7ffd_0010_6000, RX) },
+        ];
+        fx.vmas(t, &specs, per_leaf);
+        (fx, t)
+    }
+
+    fn expected(fx: &mut Fx) -> Vec<(u64, &'static str, u64, u64, String, VmaKind)> {
+        let (prog, libc, gone) = (fx.ino_of("/usr/bin/prog"), fx.ino_of("/usr/lib/x86_64-linux-gnu/libc.so.6"), fx.ino_of("/tmp/gone"));
+        vec![
+            (0x55_0000_0000, "r--p", 0, prog, "/usr/bin/prog".into(), VmaKind::File),
+            (0x55_0000_1000, "r-xp", 0x1000, prog, "/usr/bin/prog".into(), VmaKind::File),
+            (0x55_0000_2000, "rw-p", 0, 0, "[heap]".into(), VmaKind::Heap),
+            (0x7f00_0000_0000, "r--p", 0, libc, "/usr/lib/x86_64-linux-gnu/libc.so.6".into(), VmaKind::File),
+            (0x7f00_0002_8000, "r-xp", 0x28000, libc, "/usr/lib/x86_64-linux-gnu/libc.so.6".into(), VmaKind::File),
+            (0x7f00_1000_0000, "rw-s", 0, gone, "/tmp/gone (deleted)".into(), VmaKind::File),
+            (0x7f00_2000_0000, "rw-p", 0, 0, String::new(), VmaKind::Anonymous),
+            (0x7ffd_0000_0000, "rw-p", 0, 0, "[stack]".into(), VmaKind::Stack),
+            (0x7ffd_0010_0000, "r--p", 0, 0, "[vvar]".into(), VmaKind::Special),
+            (0x7ffd_0010_4000, "r-xp", 0, 0, "[vdso]".into(), VmaKind::Special),
+        ]
+    }
+
+    fn got(m: &MemoryMap) -> Vec<(u64, &'static str, u64, u64, String, VmaKind)> {
+        m.vmas
+            .iter()
+            .map(|v| {
+                let perms: &'static str = Box::leak(v.perms.clone().into_boxed_str());
+                (v.start.raw(), perms, v.offset, v.inode, v.name.clone(), v.kind)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn memory_maps_as_proc_shows_them_in_any_tree_shape() {
+        for per_leaf in [16, 4, 2] {
+            let (mut fx, _) = guest(per_leaf);
+            let (k, addrs) = fx.finish();
+            let m = fx.ctx(&k, &addrs, Limits::default()).memory_map(1).expect("pid 1");
+            assert!(m.anomalies.is_empty(), "{per_leaf}: {:?}", m.anomalies);
+            assert_eq!(got(&m), expected(&mut fx), "leaves of {per_leaf}");
+            assert!(m.vmas.iter().filter(|v| v.kind == VmaKind::File).all(|v| (v.major, v.minor) == (8, 1)));
+            assert!(m.vmas.iter().filter(|v| v.kind != VmaKind::File).all(|v| (v.major, v.minor, v.inode) == (0, 0, 0)));
+        }
+    }
+
+    #[test]
+    fn the_vsyscall_page_comes_last_when_it_is_on() {
+        let (mut fx, _) = guest(4);
+        fx.vsyscall_on();
+        let (k, addrs) = fx.finish();
+        let m = fx.ctx(&k, &addrs, Limits::default()).memory_map(1).expect("pid 1");
+        let last = m.vmas.last().expect("areas");
+        assert_eq!((last.start.raw(), last.perms.as_str(), last.name.as_str()), (0xffff_ffff_ff60_0000, "--xp", "[vsyscall]"));
+        assert_eq!(m.vmas.len(), 11);
+    }
+
+    #[test]
+    fn format_is_byte_for_byte_proc_maps() {
+        let v = |start: u64, end: u64, perms: &str, offset, (major, minor), inode, name: &str| Vma {
+            start: Gva::new(start),
+            end: Gva::new(end),
+            flags: 0,
+            perms: perms.into(),
+            offset,
+            major,
+            minor,
+            inode,
+            name: name.into(),
+            kind: VmaKind::File,
+            vma: Gva::new(0),
+        };
+        let text = format_maps(&[
+            v(0x7f3c_5e60_0000, 0x7f3c_5e62_8000, "r--p", 0, (8, 1), 1_835_050, "/usr/lib/x86_64-linux-gnu/libc.so.6"),
+            v(0x7f3c_5e83_0000, 0x7f3c_5e83_3000, "rw-p", 0, (0, 0), 0, ""),
+            v(0x7ffd_7f1e_4000, 0x7ffd_7f1e_6000, "r-xp", 0, (0, 0), 0, "[vdso]"),
+            v(0xffff_ffff_ff60_0000, 0xffff_ffff_ff60_1000, "--xp", 0, (0, 0), 0, "[vsyscall]"),
+            v(0x1000, 0x2000, "r--p", 0x3000, (259, 65536), 7, "/a\nb"),
+        ]);
+        let want = "7f3c5e600000-7f3c5e628000 r--p 00000000 08:01 1835050                    /usr/lib/x86_64-linux-gnu/libc.so.6\n\
+                    7f3c5e830000-7f3c5e833000 rw-p 00000000 00:00 0 \n\
+                    7ffd7f1e4000-7ffd7f1e6000 r-xp 00000000 00:00 0                          [vdso]\n\
+                    ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n\
+                    00001000-00002000 r--p 00003000 103:10000 7                              /a\\012b\n";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn kernel_threads_have_no_map_and_unknown_pids_none() {
+        let mut fx = Fx::new();
+        fx.kthread(2, fx.init_task, "kthreadd");
+        let (k, addrs) = fx.finish();
+        let ctx = fx.ctx(&k, &addrs, Limits::default());
+        let m = ctx.memory_map(2).expect("pid 2");
+        assert!(m.vmas.is_empty() && m.anomalies.is_empty(), "{m:?}");
+        assert!(ctx.memory_map(77).is_none());
+        let all = ctx.memory_maps();
+        assert_eq!(all.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn a_dead_node_or_a_wrong_pivot_is_an_anomaly_and_the_rest_is_read() {
+        let (mut fx, t) = guest(4);
+        let mm = fx.r64(t + crate::views::fixture::layout::MM);
+        let root = fx.r64(mm + dl::MA_ROOT) & !0xff;
+        let second_leaf = fx.r64(root + dl::A64_SLOT + 8) & !0xff;
+        fx.w64(second_leaf, second_leaf); // parent = itself: dead
+        let third_leaf = fx.r64(root + dl::A64_SLOT + 16) & !0xff;
+        fx.w64(third_leaf + dl::R64_PIVOT, 1); // below the node's minimum
+        let (k, addrs) = fx.finish();
+        let m = fx.ctx(&k, &addrs, Limits::default()).memory_map(1).expect("pid 1");
+        let fields: Vec<&str> = m
+            .anomalies
+            .iter()
+            .filter_map(|a| match a {
+                Anomaly::InvalidField { field, .. } => Some(field.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fields, ["parent", "pivot[0]"], "{:?}", m.anomalies);
+        // The first leaf (two gaps and two areas) and the last leaves are still read.
+        assert_eq!(m.vmas[0].start.raw(), 0x55_0000_0000);
+        assert!(m.vmas.len() >= 4 && m.vmas.len() < 10, "{}", m.vmas.len());
+    }
+
+    #[test]
+    fn an_area_the_tree_misplaces_is_an_anomaly() {
+        let (mut fx, t) = guest(16);
+        let mm = fx.r64(t + crate::views::fixture::layout::MM);
+        // Seventeen slots: two leaves under an allocation-range node.
+        let root = fx.r64(mm + dl::MA_ROOT) & !0xff;
+        let leaf = fx.r64(root + dl::A64_SLOT) & !0xff;
+        let vma = fx.r64(leaf + dl::R64_SLOT + 8);
+        fx.w64(vma + dl::VM_START, 0x55_0000_0800);
+        let (k, addrs) = fx.finish();
+        let m = fx.ctx(&k, &addrs, Limits { max_vmas: 3, ..Limits::default() }).memory_map(1).expect("pid 1");
+        assert!(
+            m.anomalies.iter().any(|a| matches!(a, Anomaly::InvalidField { field, .. } if field == "vm_start..vm_end")),
+            "{:?}",
+            m.anomalies
+        );
+        assert!(m.anomalies.iter().any(|a| matches!(a, Anomaly::StepLimit { limit: 3, .. })));
+        assert_eq!(m.vmas.len(), 3);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Whatever the bytes of the mounts, dentries, files, descriptor tables,
+        /// maple tree and log, the deeper views end and do not panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(junk in prop::collection::vec((any::<u64>(), any::<u64>()), 1..48)) {
+            let (mut fx, t) = guest(4);
+            let f = fx.file("/tmp/data", 0, 12);
+            fx.open(t, 3, f, true);
+            let (p, _) = fx.pseudo_file(DName::Pipe, "", 0);
+            fx.open(t, 70, p, false);
+            fx.environ(t, 1, &["A=1", "B=2"]);
+            fx.log(&[RecordSpec::new("one"), RecordSpec::new("two\nlines"), RecordSpec::new("")]);
+            let (base, len) = fx.pool_span();
+            for (off, v) in junk {
+                fx.w64(base + (off % len & !7), v);
+            }
+            let (k, addrs) = fx.finish();
+            let limits = Limits { max_list: 64, max_vmas: 64, max_fds: 256, max_path_steps: 32, max_environ: 4096, ..Limits::default() };
+            let ctx = fx.ctx(&k, &addrs, limits);
+            let maps = ctx.memory_maps();
+            prop_assert!(maps.processes.iter().all(|p| p.vmas.len() <= 64 + 1));
+            let _ = ctx.all_open_files();
+            let _ = ctx.kernel_log();
+            let _ = ctx.environment(1);
+            let _ = ctx.all_threads();
+        }
+    }
+}
