@@ -63,3 +63,29 @@ impl<M: PhysMem> Ctx<'_, M> {
         Some(env)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::views::Limits;
+    use crate::views::fixture::Fx;
+
+    #[test]
+    fn the_environment_as_proc_shows_it() {
+        let mut fx = Fx::new();
+        let t = fx.process(5, fx.init_task, 0, "sh", Some("sh"));
+        fx.environ(t, 5, &["HOME=/", "TERM=linux", "EMPTY="]);
+        fx.process(6, fx.init_task, 0, "noenv", Some("x"));
+        fx.kthread(2, fx.init_task, "kthreadd");
+        let (k, addrs) = fx.finish();
+        let ctx = fx.ctx(&k, &addrs, Limits::default());
+        let e = ctx.environment(5).expect("pid 5");
+        assert_eq!(e.vars.as_deref(), Some(&["HOME=/".to_owned(), "TERM=linux".into(), "EMPTY=".into()][..]));
+        assert!(!e.truncated && e.anomalies.is_empty());
+        let cut = fx.ctx(&k, &addrs, Limits { max_environ: 8, ..Limits::default() }).environment(5).expect("pid 5");
+        assert_eq!((cut.vars.as_deref(), cut.truncated), (Some(&["HOME=/".to_owned(), "T".into()][..]), true));
+        // No environment set up: env_start == env_end.
+        assert_eq!(ctx.environment(6).expect("pid 6").vars, Some(Vec::new()));
+        assert_eq!(ctx.environment(2).expect("pid 2").vars, Some(Vec::new()));
+        assert!(ctx.environment(99).is_none());
+    }
+}

@@ -256,3 +256,109 @@ impl<M: PhysMem> Ctx<'_, M> {
         AllOpenFiles { processes, anomalies }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::views::Limits;
+    use crate::views::fixture::Fx;
+    use crate::views::fixture::deep::layout as dl;
+
+    /// `O_RDONLY`, `O_WRONLY | O_APPEND`, `O_RDWR | O_NONBLOCK` as x86-64 spells them.
+    const O_RDONLY: u32 = 0;
+    const O_WRONLY_APPEND: u32 = 0o2001;
+    const O_RDWR_NONBLOCK: u32 = 0o4002;
+
+    #[test]
+    fn descriptors_as_proc_fd_and_fdinfo_show_them() {
+        let mut fx = Fx::new();
+        let t = fx.process(7, fx.init_task, 0, "holder", Some("holder"));
+        fx.mount_at("/usr");
+        let exe = fx.file("/usr/bin/holder", O_RDONLY, 0);
+        fx.mm_layout(t, Some(exe), (0, 0), 0);
+        fx.set_fs(t, "/tmp/work");
+        let (pipe, pipe_ino) = fx.pseudo_file(DName::Pipe, "", O_RDWR_NONBLOCK & !2);
+        let (sock, sock_ino) = fx.pseudo_file(DName::Socket, "", 2);
+        let (efd, _) = fx.pseudo_file(DName::AnonInode, "[eventfd]", 2);
+        let (memfd, _) = fx.pseudo_file(DName::Simple, "memfd:vmscope", 2);
+        let data = fx.file("/tmp/work/data", O_RDONLY, 1234);
+        let log = fx.file("/tmp/work/log", O_WRONLY_APPEND, 6);
+        let gone = fx.file("/tmp/work/gone", 2, 0);
+        fx.unlink("/tmp/work/gone");
+        let long = fx.file("/tmp/work/a-file-name-longer-than-the-32-bytes-a-dentry-holds", O_RDONLY, 0);
+        for (fd, f, cloexec) in
+            [(0, pipe, false), (1, sock, false), (2, efd, true), (3, data, false), (4, log, true), (5, gone, false)]
+        {
+            fx.open(t, fd, f, cloexec);
+        }
+        fx.open(t, 9, memfd, false);
+        fx.open(t, 100, long, true); // past the first table: it grows
+        let data_ino = fx.ino_of("/tmp/work/data");
+        let (k, addrs) = fx.finish();
+        let ctx = fx.ctx(&k, &addrs, Limits::default());
+        let f = ctx.open_files(7).expect("pid 7");
+        assert!(f.anomalies.is_empty(), "{:?}", f.anomalies);
+        assert_eq!(
+            (f.cwd.as_deref(), f.root.as_deref(), f.exe.as_deref()),
+            (Some("/tmp/work"), Some("/"), Some("/usr/bin/holder"))
+        );
+        let got: Vec<(u32, &str, FileKind, u32, i64)> =
+            f.files.iter().map(|o| (o.fd, o.path.as_str(), o.kind, o.flags, o.pos)).collect();
+        let (pipe_name, sock_name) = (format!("pipe:[{pipe_ino}]"), format!("socket:[{sock_ino}]"));
+        assert_eq!(
+            got,
+            [
+                (0, pipe_name.as_str(), FileKind::Fifo, 0o4000, 0),
+                (1, sock_name.as_str(), FileKind::Socket, 2, 0),
+                (2, "anon_inode:[eventfd]", FileKind::AnonInode, 2 | O_CLOEXEC, 0),
+                (3, "/tmp/work/data", FileKind::Regular, O_RDONLY, 1234),
+                (4, "/tmp/work/log", FileKind::Regular, O_WRONLY_APPEND | O_CLOEXEC, 6),
+                (5, "/tmp/work/gone (deleted)", FileKind::Regular, 2, 0),
+                (9, "/memfd:vmscope (deleted)", FileKind::Regular, 2, 0),
+                (100, "/tmp/work/a-file-name-longer-than-the-32-bytes-a-dentry-holds", FileKind::Regular, O_CLOEXEC, 0),
+            ]
+        );
+        assert_eq!(f.files[3].inode, data_ino);
+        // /usr is a mount of its own; /tmp is on the root mount.
+        assert_eq!((f.files[3].mnt_id, f.files.iter().find(|o| o.fd == 100).and_then(|o| o.mnt_id)), (Some(1), Some(1)));
+        let all = ctx.all_open_files();
+        assert_eq!(all.processes.len(), 1);
+        assert_eq!(all.processes[0].files, f.files);
+    }
+
+    #[test]
+    fn a_bad_table_is_an_anomaly() {
+        let mut fx = Fx::new();
+        let t = fx.process(7, fx.init_task, 0, "holder", Some("holder"));
+        let data = fx.file("/tmp/data", 0, 0);
+        fx.open(t, 3, data, false);
+        let files = fx.r64(t + dl::TASK_FILES);
+        let fdt = fx.r64(files + dl::FDT);
+        fx.w32(fdt + dl::MAX_FDS, u32::MAX);
+        let (k, addrs) = fx.finish();
+        // The table is read up to the limit, past the 64 descriptors it has: what
+        // follows it in memory is junk, reported, never followed blindly.
+        let f = fx.ctx(&k, &addrs, Limits { max_fds: 128, ..Limits::default() }).open_files(7).expect("pid 7");
+        assert!(
+            matches!(f.anomalies.first(), Some(Anomaly::InvalidField { field, .. }) if field == "max_fds"),
+            "{:?}",
+            f.anomalies
+        );
+        assert_eq!(f.files.iter().map(|o| (o.fd, o.path.as_str())).next(), Some((3, "/tmp/data")));
+    }
+
+    #[test]
+    fn a_path_that_loops_is_an_anomaly_not_a_hang() {
+        let mut fx = Fx::new();
+        let t = fx.process(7, fx.init_task, 0, "holder", Some("holder"));
+        let data = fx.file("/a/b/c", 0, 0);
+        fx.open(t, 3, data, false);
+        let (_, b) = fx.deep.dirs["/a/b"];
+        let (_, a) = fx.deep.dirs["/a"];
+        fx.w64(a + dl::D_PARENT, b); // a under b under a
+        let (k, addrs) = fx.finish();
+        let f = fx.ctx(&k, &addrs, Limits::default()).open_files(7).expect("pid 7");
+        assert!(matches!(f.anomalies.as_slice(), [Anomaly::ListCycle { .. }]), "{:?}", f.anomalies);
+        assert_eq!(f.files[0].path, "");
+    }
+}

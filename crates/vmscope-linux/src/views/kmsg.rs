@@ -300,3 +300,78 @@ impl<M: PhysMem> Ctx<'_, M> {
         Some(String::from_utf8_lossy(bytes).into_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::views::Limits;
+    use crate::views::fixture::Fx;
+    use crate::views::fixture::deep::{COMMITTED, RecordSpec};
+
+    fn records() -> Vec<RecordSpec> {
+        vec![
+            RecordSpec::new("Linux version 0.0.0-fixture"),
+            RecordSpec { level: 5, facility: 1, caller: 321, ..RecordSpec::new("vmscope-marker: hello from user space") },
+            RecordSpec::new(""),
+            RecordSpec { caller: 0x8000_0001, ..RecordSpec::new("two\nlines") },
+            // This one's text reaches the end of the text ring: stored at its start.
+            RecordSpec::new("a record long enough that its block wraps round to the start of the ring"),
+            RecordSpec::new("after the wrap"),
+            RecordSpec { state: COMMITTED, ..RecordSpec::new("still being written") },
+        ]
+    }
+
+    #[test]
+    fn the_log_as_dmesg_shows_it() {
+        let mut fx = Fx::new();
+        fx.log(&records());
+        let (k, addrs) = fx.finish();
+        let log = fx.ctx(&k, &addrs, Limits::default()).kernel_log();
+        assert!(log.anomalies.is_empty(), "{:?}", log.anomalies);
+        assert!(log.printk_time);
+        let seqs: Vec<u64> = log.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [100, 101, 102, 103, 104, 105], "the committed record is not shown yet");
+        assert_eq!(log.records[1].caller, "T321");
+        assert_eq!(log.records[3].caller, "C1");
+        let want = "<6>[    1.623456] Linux version 0.0.0-fixture\n\
+                    <13>[    3.123456] vmscope-marker: hello from user space\n\
+                    <6>[    4.623456] \n\
+                    <6>[    6.123456] two\n\
+                    <6>[    6.123456] lines\n\
+                    <6>[    7.623456] a record long enough that its block wraps round to the start of the ring\n\
+                    <6>[    9.123456] after the wrap\n";
+        assert_eq!(format_syslog(&log.records, true, false), want);
+        let with_caller = format_syslog(&log.records[3..4], true, true);
+        assert_eq!(with_caller, "<6>[    6.123456][    C1] two\n<6>[    6.123456][    C1] lines\n");
+        assert_eq!(format_syslog(&log.records[..1], false, false), "<6>Linux version 0.0.0-fixture\n");
+    }
+
+    #[test]
+    fn a_block_owned_by_another_record_is_an_anomaly() {
+        let mut fx = Fx::new();
+        fx.log(&records());
+        let rb = fx.r64(fx.deep.prb);
+        let data = fx.r64(rb + 56);
+        fx.w64(data + 400, 99); // the first record's block now claims id 99
+        let (k, addrs) = fx.finish();
+        let log = fx.ctx(&k, &addrs, Limits::default()).kernel_log();
+        assert!(
+            matches!(log.anomalies.as_slice(), [Anomaly::InvalidField { field, .. }] if field == "text_blk_lpos"),
+            "{:?}",
+            log.anomalies
+        );
+        assert_eq!(log.records.len(), 5);
+    }
+
+    #[test]
+    fn an_impossible_ring_is_an_anomaly() {
+        let mut fx = Fx::new();
+        fx.log(&records());
+        let rb = fx.r64(fx.deep.prb);
+        fx.w32(rb, 40); // count_bits
+        let (k, addrs) = fx.finish();
+        let log = fx.ctx(&k, &addrs, Limits::default()).kernel_log();
+        assert!(log.records.is_empty());
+        assert!(matches!(log.anomalies.as_slice(), [Anomaly::InvalidField { field, .. }] if field == "desc_ring.count_bits"));
+    }
+}
