@@ -85,7 +85,7 @@ pub use views::graph::{Link, ModuleGraph, ModuleNode, RawList, TaskGraph, TaskNo
 pub use views::modules::{Module, ModuleList, ModuleSymbol};
 pub use views::environ::Environment;
 pub use views::files::{AllOpenFiles, FileKind, OpenFile, OpenFiles};
-pub use views::kmsg::{KernelLog, LogRecord, format_syslog};
+pub use views::kmsg::{KernelLog, LogFormat, LogRecord, format_log};
 pub use views::maps::{MemoryMap, MemoryMaps, Vma, VmaKind, format_maps};
 pub use views::pids::{PidEntry, PidTable};
 pub use views::process::{Process, ProcessList, Thread, ThreadList};

@@ -73,21 +73,44 @@ pub struct KernelLog {
     pub anomalies: Vec<Anomaly>,
 }
 
-/// Records as `dmesg -r` prints them (the `syslog(2)` format): each line of each
-/// record prefixed with `<PRI>` (facility × 8 + level), `[SECONDS.MICROS]` when
-/// `time`, and `[CALLER]` when `caller` (kernels built with
-/// `CONFIG_PRINTK_CALLER`), then a space.
-pub fn format_syslog(records: &[LogRecord], time: bool, caller: bool) -> String {
+/// What [`format_log`] puts before each line of a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogFormat {
+    /// `<PRI>` (facility × 8 + level), as `dmesg -r` shows it.
+    pub priority: bool,
+    /// `[SECONDS.MICROS]`: what the kernel prints with `printk.time` on.
+    pub time: bool,
+    /// `[CALLER]` (`T<task>`, `C<cpu>`), as kernels built with
+    /// `CONFIG_PRINTK_CALLER` print it.
+    pub caller: bool,
+}
+
+impl LogFormat {
+    /// The format of `dmesg -r` (`syslog(2)`): priority, and the time when the
+    /// kernel prints it.
+    pub fn raw(time: bool) -> Self {
+        LogFormat { priority: true, time, caller: false }
+    }
+}
+
+/// Records as the kernel formats them for `syslog(2)` (what `dmesg` reads): each
+/// line of each record prefixed as `format` says, then a space when a time or a
+/// caller was printed. With [`LogFormat::raw`] it is `dmesg -r`, byte for byte.
+pub fn format_log(records: &[LogRecord], format: LogFormat) -> String {
     let mut out = String::with_capacity(records.len() * 80);
+    let mut prefix = String::with_capacity(48);
     for r in records {
-        let mut prefix = format!("<{}>", (u32::from(r.facility) << 3) | u32::from(r.level));
-        if time {
+        prefix.clear();
+        if format.priority {
+            let _ = write!(prefix, "<{}>", (u32::from(r.facility) << 3) | u32::from(r.level));
+        }
+        if format.time {
             let _ = write!(prefix, "[{:5}.{:06}]", r.ts_nsec / 1_000_000_000, r.ts_nsec % 1_000_000_000 / 1000);
         }
-        if caller {
+        if format.caller {
             let _ = write!(prefix, "[{:>6}]", r.caller);
         }
-        if time || caller {
+        if format.time || format.caller {
             prefix.push(' ');
         }
         for line in r.text.split('\n') {
@@ -340,10 +363,12 @@ mod tests {
                     <6>[    6.123456] lines\n\
                     <6>[    7.623456] a record long enough that its block wraps round to the start of the ring\n\
                     <6>[    9.123456] after the wrap\n";
-        assert_eq!(format_syslog(&log.records, true, false), want);
-        let with_caller = format_syslog(&log.records[3..4], true, true);
+        assert_eq!(format_log(&log.records, LogFormat::raw(true)), want);
+        let with_caller = format_log(&log.records[3..4], LogFormat { caller: true, ..LogFormat::raw(true) });
         assert_eq!(with_caller, "<6>[    6.123456][    C1] two\n<6>[    6.123456][    C1] lines\n");
-        assert_eq!(format_syslog(&log.records[..1], false, false), "<6>Linux version 0.0.0-fixture\n");
+        assert_eq!(format_log(&log.records[..1], LogFormat::raw(false)), "<6>Linux version 0.0.0-fixture\n");
+        let plain = LogFormat { time: true, ..LogFormat::default() };
+        assert_eq!(format_log(&log.records[..1], plain), "[    1.623456] Linux version 0.0.0-fixture\n");
     }
 
     #[test]
