@@ -11,11 +11,9 @@
 //! (freed under RCU while the tree changed): a reader that meets one read the tree
 //! mid-update.
 
-use std::collections::HashSet;
-
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{Anomaly, with_struct};
+use super::{AddrSet, Anomaly, with_struct};
 use crate::kernel::Ctx;
 use crate::offsets::{MapleNodeLayout, MapleOffsets};
 
@@ -26,6 +24,9 @@ const TYPE_SHIFT: u64 = 3;
 const TYPE_MASK: u64 = 0xf;
 /// `MAPLE_HEIGHT_MAX`.
 const MAX_HEIGHT: usize = 31;
+/// The most slots a node kind may claim (`maple_dense` has 31, the 64-bit range
+/// kinds 16 and 10).
+const MAX_SLOTS: usize = 32;
 
 /// An entry of the tree and the range of indices it covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +46,7 @@ struct Walk<'c, 'a, M> {
     mo: &'c MapleOffsets,
     name: &'c str,
     limit: usize,
-    seen: HashSet<Gva>,
+    seen: AddrSet<Gva>,
     out: Vec<Entry>,
     an: &'c mut Vec<Anomaly>,
 }
@@ -80,16 +81,25 @@ impl<M: PhysMem> Walk<'_, '_, M> {
         }
         let k = self.ctx.k;
         let mut an = Vec::new();
+        if layout.slot_count as usize > MAX_SLOTS || layout.pivot_count >= layout.slot_count {
+            self.bad(node, "slot", format!("{} slots, {} pivots", layout.slot_count, layout.pivot_count));
+            return true;
+        }
+        let (mut pivots, mut slots) = ([0u64; MAX_SLOTS], [0u64; MAX_SLOTS]);
+        let (np, ns) = (layout.pivot_count as usize, layout.slot_count as usize);
         let read = with_struct(k, node, mo.node_size, "maple_node", &mut an, |b| {
-            let parent = b.u64(mo.parent)?;
-            let pivots: Vec<u64> = (0..layout.pivot_count).map(|i| b.u64(layout.pivots + 8 * i)).collect::<Option<_>>()?;
-            let slots: Vec<u64> = (0..layout.slot_count).map(|i| b.u64(layout.slots + 8 * i)).collect::<Option<_>>()?;
-            let meta_end = b.uint(layout.meta_end, 1)?;
-            Some((parent, pivots, slots, meta_end))
+            for (i, p) in pivots[..np].iter_mut().enumerate() {
+                *p = b.u64(layout.pivots + 8 * i as u64)?;
+            }
+            for (i, s) in slots[..ns].iter_mut().enumerate() {
+                *s = b.u64(layout.slots + 8 * i as u64)?;
+            }
+            Some((b.u64(mo.parent)?, b.uint(layout.meta_end, 1)?))
         })
         .flatten();
         self.an.extend(an);
-        let Some((parent, pivots, slots, meta_end)) = read else { return true };
+        let Some((parent, meta_end)) = read else { return true };
+        let (pivots, slots) = (&pivots[..np], &slots[..ns]);
         if parent & !NODE_MASK == node.raw() {
             self.bad(node, "parent", "itself (a dead node: the tree changed while it was read)".into());
             return true;
@@ -157,7 +167,7 @@ pub(crate) fn entries<M: PhysMem>(
         // A tree of one entry, at index 0.
         return vec![Entry { min: 0, max: 0, value: Gva::new(root) }];
     }
-    let mut w = Walk { ctx, mo, name, limit, seen: HashSet::new(), out: Vec::new(), an };
+    let mut w = Walk { ctx, mo, name, limit, seen: AddrSet::default(), out: Vec::with_capacity(32), an };
     w.node(root, at, 0, u64::MAX, 0);
     w.out
 }

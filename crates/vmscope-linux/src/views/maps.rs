@@ -10,7 +10,7 @@ use vmscope_mem::{Gva, PhysMem};
 
 use super::path::{Paths, global_root};
 use super::process::Leader;
-use super::{Anomaly, maple, plausible, with_struct};
+use super::{AddrMap, Anomaly, maple, plausible, with_struct};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::MapsOffsets;
@@ -129,6 +129,13 @@ pub fn format_maps(vmas: &[Vma]) -> String {
     out
 }
 
+/// What one pass over memory maps reads once and reuses: paths, and the names of
+/// special mappings (every process has a `[vdso]` and a `[vvar]`).
+struct Pass<'c, 'a, M> {
+    paths: Option<Paths<'c, 'a, M>>,
+    special: AddrMap<(Gva, Gva), Option<String>>,
+}
+
 /// What one `mm_struct` says about its areas' names.
 struct MmInfo {
     mm: Gva,
@@ -201,7 +208,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         &self,
         mo: &MapsOffsets,
         mm: &MmInfo,
-        paths: &mut Option<Paths<'_, '_, M>>,
+        pass: &mut Pass<'_, '_, M>,
         vma: Gva,
         range: Option<(u64, u64)>,
         an: &mut Vec<Anomaly>,
@@ -258,7 +265,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                 an.push(Anomaly::BadPointer { what: "vm_area_struct.vm_file".into(), at: vma, value: file });
                 return Some(v);
             }
-            if let Some(info) = paths.as_mut().and_then(|p| p.file(file, an)) {
+            if let Some(info) = pass.paths.as_mut().and_then(|p| p.file(file, an)) {
                 if let Some(i) = info.inode {
                     v.inode = i.ino;
                     let dev = i.dev.unwrap_or(0);
@@ -268,9 +275,16 @@ impl<M: PhysMem> Ctx<'_, M> {
             }
             return Some(v);
         }
-        if ops.raw() != 0
-            && let Some(name) = self.ops_name(mo, vma, ops, private, an)
-        {
+        let named = if ops.raw() == 0 {
+            None
+        } else if let Some(n) = pass.special.get(&(ops, private)) {
+            n.clone()
+        } else {
+            let n = self.ops_name(mo, vma, ops, private, an);
+            pass.special.insert((ops, private), n.clone());
+            n
+        };
+        if let Some(name) = named {
             (v.name, v.kind) = (name, VmaKind::Special);
         } else if vm_mm.raw() == 0 {
             (v.name, v.kind) = ("[vdso]".into(), VmaKind::Special);
@@ -290,33 +304,28 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
     }
 
-    fn map_of(
-        &self,
-        mo: &MapsOffsets,
-        paths: &mut Option<Paths<'_, '_, M>>,
-        leader: &Leader,
-        vsyscall: bool,
-    ) -> MemoryMap {
+    fn map_of(&self, mo: &MapsOffsets, pass: &mut Pass<'_, '_, M>, leader: &Leader, vsyscall: bool) -> MemoryMap {
         let mut an = Vec::new();
         let mut vmas = Vec::new();
         if let Some(mm) = leader.mm.and_then(|mm| self.mm_info(mo, mm, &mut an)) {
             let entries = maple::entries(self, &mo.maple, "mm_mt", mm.root, mm.root_at, self.limits.max_vmas, &mut an);
+            vmas.reserve_exact(entries.len() + 1);
             for e in entries {
-                vmas.extend(self.vma(mo, &mm, paths, e.value, Some((e.min, e.max)), &mut an));
+                vmas.extend(self.vma(mo, &mm, pass, e.value, Some((e.min, e.max)), &mut an));
             }
             if vsyscall
                 && mm.vsyscall
                 && let Some(gate) = self.addrs.known.gate_vma
             {
-                vmas.extend(self.vma(mo, &mm, paths, gate, None, &mut an));
+                vmas.extend(self.vma(mo, &mm, pass, gate, None, &mut an));
             }
         }
         MemoryMap { pid: leader.pid, comm: leader.comm.clone(), vmas, anomalies: an }
     }
 
-    fn paths(&self, an: &mut Vec<Anomaly>) -> Option<Paths<'_, '_, M>> {
-        let vo = self.o.vfs.as_ref()?;
-        Some(Paths::new(self, vo, global_root(self, an)))
+    fn pass(&self, an: &mut Vec<Anomaly>) -> Pass<'_, '_, M> {
+        let paths = self.o.vfs.as_ref().map(|vo| Paths::new(self, vo, global_root(self, an)));
+        Pass { paths, special: AddrMap::default() }
     }
 
     /// The memory map of process `pid`; `None` if there is no such process.
@@ -325,8 +334,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         let mo = self.o.maps.as_ref()?;
         let mut an = Vec::new();
         let leader = self.find_leader(pid, &mut an)?;
-        let mut paths = self.paths(&mut an);
-        let mut map = self.map_of(mo, &mut paths, &leader, self.vsyscall_on(mo));
+        let mut pass = self.pass(&mut an);
+        let mut map = self.map_of(mo, &mut pass, &leader, self.vsyscall_on(mo));
         an.append(&mut map.anomalies);
         map.anomalies = an;
         Some(map)
@@ -337,9 +346,9 @@ impl<M: PhysMem> Ctx<'_, M> {
         let Some(mo) = self.o.maps.as_ref() else { return MemoryMaps::default() };
         let mut anomalies = Vec::new();
         let leaders = self.leaders(&mut anomalies);
-        let mut paths = self.paths(&mut anomalies);
+        let mut pass = self.pass(&mut anomalies);
         let vsyscall = self.vsyscall_on(mo);
-        let processes = leaders.iter().map(|l| self.map_of(mo, &mut paths, l, vsyscall)).collect();
+        let processes = leaders.iter().map(|l| self.map_of(mo, &mut pass, l, vsyscall)).collect();
         MemoryMaps { processes, anomalies }
     }
 }

@@ -197,12 +197,10 @@ pub(crate) fn owner(node: Gva, offset: u64, what: &str, an: &mut Vec<Anomaly>) -
         .ok()
 }
 
-/// Bytes read onto the stack by [`with_struct`]; a larger span is read into a vector.
-const STACK_STRUCT: usize = 512;
-
 /// Reads `len` bytes of the object `what` at `addr` and hands them to `f`; an
 /// unreadable object is recorded and gives `None`. Small objects are read onto the
-/// stack: the deeper views read thousands of them per pass.
+/// stack (a buffer of 256 or 1024 bytes, zeroed first): the deeper views read
+/// thousands of them per pass.
 pub(crate) fn with_struct<M: PhysMem, R>(
     k: &KernelMem<M>,
     addr: Gva,
@@ -212,22 +210,52 @@ pub(crate) fn with_struct<M: PhysMem, R>(
     f: impl FnOnce(Bytes<'_>) -> R,
 ) -> Option<R> {
     let len = usize::try_from(len).ok()?;
-    let mut stack = [0u8; STACK_STRUCT];
-    let mut heap = Vec::new();
-    let buf = if len <= STACK_STRUCT {
-        &mut stack[..len]
-    } else {
-        heap.resize(len, 0);
-        &mut heap[..]
-    };
-    match k.read(addr, buf) {
-        Ok(()) => Some(f(Bytes(buf))),
+    let read = |buf: &mut [u8], an: &mut Vec<Anomaly>| match k.read(addr, buf) {
+        Ok(()) => true,
         Err(e) => {
             an.push(Anomaly::Unreadable { what: what.into(), addr, error: e.to_string() });
-            None
+            false
         }
+    };
+    if len <= 256 {
+        let mut buf = [0u8; 256];
+        read(&mut buf[..len], an).then(|| f(Bytes(&buf[..len])))
+    } else if len <= 1024 {
+        let mut buf = [0u8; 1024];
+        read(&mut buf[..len], an).then(|| f(Bytes(&buf[..len])))
+    } else {
+        let mut buf = vec![0u8; len];
+        read(&mut buf, an).then(|| f(Bytes(&buf)))
     }
 }
+
+/// A hasher for kernel addresses in the per-pass caches: a multiplication, no
+/// SipHash. The keys are addresses the walk met, not chosen to collide, and a
+/// guest that shaped them to collide only slows its own pass down.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct AddrHasher(u64);
+
+impl std::hash::Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u8(*b);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// A map keyed by kernel addresses, for one pass.
+pub(crate) type AddrMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<AddrHasher>>;
+/// A set of kernel addresses, for one pass.
+pub(crate) type AddrSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<AddrHasher>>;
 
 /// Walks the circular list whose head is at `head` and returns the address of
 /// every node's `list_head` in list order. Bounded by `limit`; a cycle that does

@@ -9,12 +9,11 @@
 //! Everything read is cached for the life of one [`Paths`] (one pass): processes
 //! share files, files share directories.
 
-use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{Anomaly, Bytes, plausible, with_struct};
+use super::{AddrMap, AddrSet, Anomaly, Bytes, plausible, with_struct};
 use crate::kernel::{Ctx, DName};
 use crate::kmem::{container, member};
 use crate::offsets::VfsOffsets;
@@ -72,11 +71,13 @@ pub(crate) struct Paths<'c, 'a, M> {
     vo: &'c VfsOffsets,
     /// The root paths are relative to: `(vfsmount, dentry)`.
     root: Option<(Gva, Gva)>,
-    prefixes: HashMap<(Gva, Gva), Rc<str>>,
-    mounts: HashMap<Gva, Option<Mount>>,
-    devs: HashMap<Gva, Option<u32>>,
-    dnames: HashMap<Gva, Option<Gva>>,
-    files: HashMap<Gva, Option<FileInfo>>,
+    prefixes: AddrMap<(Gva, Gva), Rc<str>>,
+    /// Whole `d_path` results.
+    paths: AddrMap<(Gva, Gva), (Option<Rc<str>>, Option<DName>)>,
+    mounts: AddrMap<Gva, Option<Mount>>,
+    devs: AddrMap<Gva, Option<u32>>,
+    dnames: AddrMap<Gva, Option<Gva>>,
+    files: AddrMap<Gva, Option<FileInfo>>,
 }
 
 impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
@@ -87,11 +88,12 @@ impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
             ctx,
             vo,
             root,
-            prefixes: HashMap::new(),
-            mounts: HashMap::new(),
-            devs: HashMap::new(),
-            dnames: HashMap::new(),
-            files: HashMap::new(),
+            prefixes: AddrMap::default(),
+            paths: AddrMap::default(),
+            mounts: AddrMap::default(),
+            devs: AddrMap::default(),
+            dnames: AddrMap::default(),
+            files: AddrMap::default(),
         }
     }
 
@@ -165,7 +167,7 @@ impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
         let mut names: Vec<Vec<u8>> = Vec::new();
         // Every (mount, dentry) met, with the number of names known below it.
         let mut visited: Vec<((Gva, Gva), usize)> = Vec::new();
-        let mut seen = HashSet::new();
+        let mut seen = AddrSet::default();
         let base: Rc<str> = loop {
             if let Some(p) = self.prefixes.get(&(m, d)) {
                 break p.clone();
@@ -256,6 +258,15 @@ impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
     /// `d_path` of `(vfsmount, dentry)`, and the pseudo-file kind when a `d_dname`
     /// named it.
     pub fn d_path(&mut self, vfsmount: Gva, d: Gva, an: &mut Vec<Anomaly>) -> (Option<String>, Option<DName>) {
+        if let Some((p, kind)) = self.paths.get(&(vfsmount, d)) {
+            return (p.as_deref().map(str::to_owned), *kind);
+        }
+        let (p, kind) = self.d_path_uncached(vfsmount, d, an);
+        self.paths.insert((vfsmount, d), (p.as_deref().map(Rc::from), kind));
+        (p, kind)
+    }
+
+    fn d_path_uncached(&mut self, vfsmount: Gva, d: Gva, an: &mut Vec<Anomaly>) -> (Option<String>, Option<DName>) {
         let Some(m) = container(vfsmount, self.vo.mnt).ok().filter(|_| plausible(self.ctx.k, vfsmount, 8)) else {
             an.push(Anomaly::BadPointer { what: "path.mnt".into(), at: vfsmount, value: vfsmount });
             return (None, None);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{Anomaly, Bytes, field, owner, plausible, walk_list};
+use super::{Anomaly, Bytes, field, owner, plausible, walk_list, with_struct};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::{NR_MM_COUNTERS_MAX, RssLayout};
@@ -429,33 +429,26 @@ impl<M: PhysMem> Ctx<'_, M> {
             return None; // offsets outside the struct: the types are wrong
         }
         let start = member(addr, lo).ok()?;
-        let bytes = match self.k.read_vec(start, (hi - lo) as usize) {
-            Ok(b) => b,
-            Err(e) => {
-                an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() });
-                return None;
-            }
-        };
-        let b = Bytes(&bytes);
-        let comm = b.cstr(o.comm - lo, o.comm_len)?.unwrap_or_else(|all| all);
-        let ptr = |off: u64, what: &str, an: &mut Vec<Anomaly>| {
-            let v = b.ptr(off - lo)?;
+        let (pid, comm, raw) = with_struct(self.k, start, hi - lo, "task_struct", an, |b| {
+            let ptr = |off: u64| b.ptr(off - lo).map(|v| (off, v));
+            Some((
+                b.i32(o.tgid - lo)?,
+                b.cstr(o.comm - lo, o.comm_len)?.unwrap_or_else(|all| all),
+                [Some(ptr(o.mm)?), files.and_then(|f| ptr(f.task_files)), files.and_then(|f| ptr(f.task_fs))],
+            ))
+        })??;
+        let [mm, files, fs] = raw.map(|p| {
+            let (off, v) = p?;
             if v.raw() == 0 {
                 return None;
             }
             if !plausible(self.k, v, 8) {
-                an.push(Anomaly::BadPointer { what: what.into(), at: member(addr, off).unwrap_or(addr), value: v });
+                an.push(Anomaly::BadPointer { what: "task_struct pointer".into(), at: member(addr, off).unwrap_or(addr), value: v });
                 return None;
             }
             Some(v)
-        };
-        Some(Leader {
-            pid: b.i32(o.tgid - lo)?,
-            comm,
-            mm: ptr(o.mm, "task.mm", an),
-            files: files.and_then(|f| ptr(f.task_files, "task.files", an)),
-            fs: files.and_then(|f| ptr(f.task_fs, "task.fs", an)),
-        })
+        });
+        Some(Leader { pid, comm, mm, files, fs })
     }
 
     /// Every process, as [`leader`](Self::leader) reads it, in task-list order.
