@@ -9,7 +9,7 @@ use vmscope_mem::{Gva, PhysMem};
 
 use super::path::{FileInfo, Paths, S_IFMT, global_root};
 use super::process::Leader;
-use super::{Anomaly, Bytes, plausible, with_struct};
+use super::{AddrMap, Anomaly, Bytes, plausible, with_struct};
 use crate::kernel::{Ctx, DName};
 use crate::kmem::member;
 use crate::offsets::FilesOffsets;
@@ -125,6 +125,22 @@ pub struct AllOpenFiles {
     pub anomalies: Vec<Anomaly>,
 }
 
+/// What one pass over open files reads once: paths, descriptor tables and
+/// filesystem contexts (shared by threads, and by every kernel thread).
+struct Pass<'c, 'a, M> {
+    paths: Paths<'c, 'a, M>,
+    /// Each table read, and the process (an index into `done`) whose files it gave.
+    tables: AddrMap<Gva, usize>,
+    dirs: AddrMap<Gva, (Option<String>, Option<String>)>,
+    done: Vec<OpenFiles>,
+}
+
+impl<'c, 'a, M> Pass<'c, 'a, M> {
+    fn new(paths: Paths<'c, 'a, M>) -> Self {
+        Pass { paths, tables: AddrMap::default(), dirs: AddrMap::default(), done: Vec::new() }
+    }
+}
+
 impl<M: PhysMem> Ctx<'_, M> {
     /// The descriptor table: `(fd, struct file *, close-on-exec)` for each open one.
     fn descriptors(&self, fo: &FilesOffsets, files: Gva, an: &mut Vec<Anomaly>) -> Vec<(u32, Gva, bool)> {
@@ -194,12 +210,20 @@ impl<M: PhysMem> Ctx<'_, M> {
             .collect()
     }
 
-    fn open_files_of(&self, fo: &FilesOffsets, paths: &mut Paths<'_, '_, M>, leader: &Leader) -> OpenFiles {
+    fn open_files_of(&self, fo: &FilesOffsets, pass: &mut Pass<'_, '_, M>, leader: &Leader) -> OpenFiles {
         let mut an = Vec::new();
         let mut out = OpenFiles { pid: leader.pid, comm: leader.comm.clone(), ..OpenFiles::default() };
+        let paths = &mut pass.paths;
         if let Some(fs) = leader.fs {
-            out.cwd = member(fs, fo.fs_pwd).ok().and_then(|at| paths.path_at(at, &mut an));
-            out.root = member(fs, fo.fs_root).ok().and_then(|at| paths.path_at(at, &mut an));
+            (out.cwd, out.root) = match pass.dirs.get(&fs) {
+                Some(d) => d.clone(),
+                None => {
+                    let cwd = member(fs, fo.fs_pwd).ok().and_then(|at| paths.path_at(at, &mut an));
+                    let root = member(fs, fo.fs_root).ok().and_then(|at| paths.path_at(at, &mut an));
+                    pass.dirs.insert(fs, (cwd.clone(), root.clone()));
+                    (cwd, root)
+                }
+            };
         }
         if let Some(mm) = leader.mm {
             let exe = member(mm, self.o.mm.exe_file).and_then(|at| self.k.read_ptr(at));
@@ -211,6 +235,13 @@ impl<M: PhysMem> Ctx<'_, M> {
             }
         }
         if let Some(files) = leader.files {
+            // Threads of a group, and every kernel thread, share one table: it is
+            // read once per pass (its anomalies told with the first process).
+            if let Some(&i) = pass.tables.get(&files) {
+                out.files = pass.done[i].files.clone();
+                out.anomalies = an;
+                return out;
+            }
             for (fd, file, cloexec) in self.descriptors(fo, files, &mut an) {
                 let Some(FileInfo { path, inode, flags, pos, mnt_id, pseudo, .. }) = paths.file(file, &mut an) else {
                     continue;
@@ -226,6 +257,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                     file,
                 });
             }
+            pass.tables.insert(files, pass.done.len());
         }
         out.anomalies = an;
         out
@@ -237,8 +269,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         let (fo, vo) = (self.o.files.as_ref()?, self.o.vfs.as_ref()?);
         let mut an = Vec::new();
         let leader = self.find_leader(pid, &mut an)?;
-        let mut paths = Paths::new(self, vo, global_root(self, &mut an));
-        let mut f = self.open_files_of(fo, &mut paths, &leader);
+        let mut pass = Pass::new(Paths::new(self, vo, global_root(self, &mut an)));
+        let mut f = self.open_files_of(fo, &mut pass, &leader);
         an.append(&mut f.anomalies);
         f.anomalies = an;
         Some(f)
@@ -251,9 +283,13 @@ impl<M: PhysMem> Ctx<'_, M> {
         };
         let mut anomalies = Vec::new();
         let leaders = self.leaders(&mut anomalies);
-        let mut paths = Paths::new(self, vo, global_root(self, &mut anomalies));
-        let processes = leaders.iter().map(|l| self.open_files_of(fo, &mut paths, l)).collect();
-        AllOpenFiles { processes, anomalies }
+        let mut pass = Pass::new(Paths::new(self, vo, global_root(self, &mut anomalies)));
+        pass.done.reserve_exact(leaders.len());
+        for l in &leaders {
+            let f = self.open_files_of(fo, &mut pass, l);
+            pass.done.push(f);
+        }
+        AllOpenFiles { processes: pass.done, anomalies }
     }
 }
 

@@ -14,7 +14,6 @@ pub mod pids;
 pub mod process;
 pub mod tree;
 
-use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -271,7 +270,7 @@ pub(crate) fn walk_list<M: PhysMem>(
     anomalies: &mut Vec<Anomaly>,
 ) -> Vec<Gva> {
     let mut nodes = Vec::new();
-    let mut seen = HashSet::new();
+    let mut seen = AddrSet::default();
     seen.insert(head);
     let mut cur = head;
     let mut broke = false;
