@@ -24,10 +24,8 @@ const DIR: &str = "/mnt/vmsv/bound/hold";
 
 /// Starts the workload with a known environment; returns its pid.
 fn start_hold(g: &mut Guest) -> i32 {
-    g.sh(
-        "mkdir -p /mnt/vmsv /tmp/vmsv-src && mount -t tmpfs vmsv /mnt/vmsv && mkdir /mnt/vmsv/bound \
-         && mount --bind /tmp/vmsv-src /mnt/vmsv/bound",
-    );
+    g.sh("mkdir -p /mnt/vmsv /tmp/vmsv-src && mount -t tmpfs vmsv /mnt/vmsv && mkdir /mnt/vmsv/bound \
+         && mount --bind /tmp/vmsv-src /mnt/vmsv/bound");
     let long = "x".repeat(300);
     let pid: i32 = g
         .sh(&format!(
@@ -150,7 +148,13 @@ fn check_files(g: &mut Guest, k: &Kernel<FileMem>, pids: &[i32], hold: i32) {
             .files
             .iter()
             .map(|o| {
-                let fd = Fd { path: o.path.clone(), pos: o.pos, flags: o.flags, mnt_id: o.mnt_id.unwrap_or(-1), ino: o.inode };
+                let fd = Fd {
+                    path: o.path.clone(),
+                    pos: o.pos,
+                    flags: o.flags,
+                    mnt_id: o.mnt_id.unwrap_or(-1),
+                    ino: o.inode,
+                };
                 (o.fd, fd)
             })
             .collect();

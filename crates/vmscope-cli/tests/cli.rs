@@ -126,7 +126,9 @@ fn deeper_views(q: &ReadmeQemu) {
     let pstree = stdout(&q.vmscope(&["pstree"]));
     assert!(pstree.starts_with("init(1)") && pstree.contains("kthreadd(2)"), "{pstree}");
     let threads = stdout(&q.vmscope(&["ps", "--threads"]));
-    assert!(threads.lines().next().unwrap().split_whitespace().eq(["PID", "TID", "PPID", "UID", "STATE", "COMM", "CMD"]));
+    assert!(
+        threads.lines().next().unwrap().split_whitespace().eq(["PID", "TID", "PPID", "UID", "STATE", "COMM", "CMD"])
+    );
     let tree = stdout(&q.vmscope(&["ps", "--tree"]));
     assert!(tree.lines().nth(1).unwrap().split_whitespace().next() == Some("1"), "{tree}");
     assert!(tree.contains("\\_ "), "{tree}");

@@ -52,8 +52,9 @@ fn views(c: &mut Criterion) {
     let mut g = boot("6.1");
     populate(&mut g);
     let hv = g.vm.hv();
-    let mem = vmscope_map::Mapped::open(RamLocation::qemu(g.vm.pid(), hv.memory_map().expect("memory map")).expect("RAM"))
-        .expect("map the RAM");
+    let mem =
+        vmscope_map::Mapped::open(RamLocation::qemu(g.vm.pid(), hv.memory_map().expect("memory map")).expect("RAM"))
+            .expect("map the RAM");
     let regs = hv.vcpu_registers(0).expect("registers");
     let k = Kernel::attach(&mem, Hints::from_registers(regs.cr3, regs.cr4)).expect("attach");
     let (threads, _) = k.all_threads();

@@ -141,7 +141,8 @@ pub fn kmsg() -> Result<(), Error> {
     use std::io::Write as _;
     let c = path("/dev/kmsg")?;
     // SAFETY: a NUL-terminated path and integer flags.
-    let fd = check("open /dev/kmsg", i64::from(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) }))? as i32;
+    let fd = check("open /dev/kmsg", i64::from(unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) }))?
+        as i32;
     let mut out = std::io::stdout().lock();
     let mut buf = vec![0u8; 16 << 10];
     loop {

@@ -12,12 +12,19 @@ use super::{Output, no_process};
 const O_ACCMODE: u32 = 0o3;
 
 fn header() -> String {
-    format!("{:<16} {:>7} {:>5} {:<7} {:>10} {:>10} {:>10} {}\n", "COMMAND", "PID", "FD", "TYPE", "FLAGS", "POS", "INODE", "NAME")
+    format!(
+        "{:<16} {:>7} {:>5} {:<7} {:>10} {:>10} {:>10} {}\n",
+        "COMMAND", "PID", "FD", "TYPE", "FLAGS", "POS", "INODE", "NAME"
+    )
 }
 
 fn rows(p: &OpenFiles, out: &mut String) {
     let mut row = |fd: &str, kind: &str, flags: &str, pos: &str, inode: &str, name: &str| {
-        let _ = writeln!(out, "{:<16} {:>7} {:>5} {:<7} {:>10} {:>10} {:>10} {}", p.comm, p.pid, fd, kind, flags, pos, inode, name);
+        let _ = writeln!(
+            out,
+            "{:<16} {:>7} {:>5} {:<7} {:>10} {:>10} {:>10} {}",
+            p.comm, p.pid, fd, kind, flags, pos, inode, name
+        );
     };
     for (fd, path) in [("cwd", &p.cwd), ("rtd", &p.root)] {
         if let Some(path) = path {
@@ -33,7 +40,14 @@ fn rows(p: &OpenFiles, out: &mut String) {
             1 => 'w',
             _ => 'u',
         };
-        row(&format!("{}{mode}", f.fd), f.kind.lsof_type(), &format!("0{:o}", f.flags), &f.pos.to_string(), &f.inode.to_string(), &f.path);
+        row(
+            &format!("{}{mode}", f.fd),
+            f.kind.lsof_type(),
+            &format!("0{:o}", f.flags),
+            &f.pos.to_string(),
+            &f.inode.to_string(),
+            &f.path,
+        );
     }
 }
 

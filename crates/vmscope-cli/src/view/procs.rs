@@ -133,10 +133,15 @@ mod tests {
         let t = node(
             1,
             "init",
-            vec![node(80, "sh", vec![node(81, "sleep", vec![])]), node(90, "agent", vec![node(91, "a", vec![]), node(92, "b", vec![])]), node(95, "x", vec![])],
+            vec![
+                node(80, "sh", vec![node(81, "sleep", vec![])]),
+                node(90, "agent", vec![node(91, "a", vec![]), node(92, "b", vec![])]),
+                node(95, "x", vec![]),
+            ],
         );
         let got = super::draw(&t, 0).join("\n");
-        let want = "init(1)-+-sh(80)---sleep(81)\n        |-agent(90)-+-a(91)\n        |           `-b(92)\n        `-x(95)";
+        let want =
+            "init(1)-+-sh(80)---sleep(81)\n        |-agent(90)-+-a(91)\n        |           `-b(92)\n        `-x(95)";
         assert_eq!(got, want);
     }
 }

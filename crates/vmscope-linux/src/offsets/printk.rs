@@ -57,9 +57,8 @@ impl PrintkOffsets {
             let fi = p.field("printk_info", f).ok()?;
             Some((fi.offset, super::array_len(&fi.ty)?))
         };
-        let state = |name: &str| {
-            u64::try_from(p.enum_value(name)?).map_err(|_| Error::layout(name, "negative desc_state"))
-        };
+        let state =
+            |name: &str| u64::try_from(p.enum_value(name)?).map_err(|_| Error::layout(name, "negative desc_state"));
         let (flags_bit, flags_bits) = bits("flags")?;
         let (level_bit, level_bits) = bits("level")?;
         Ok(PrintkOffsets {

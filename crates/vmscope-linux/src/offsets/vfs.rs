@@ -61,10 +61,17 @@ impl VfsOffsets {
 
     /// Bytes of `struct file` that hold every field read.
     pub fn file_span(&self) -> u64 {
-        [self.f_path + self.path_mnt, self.f_path + self.path_dentry, self.f_inode, self.f_flags, self.f_mode, self.f_pos]
-            .into_iter()
-            .max()
-            .unwrap_or(0)
+        [
+            self.f_path + self.path_mnt,
+            self.f_path + self.path_dentry,
+            self.f_inode,
+            self.f_flags,
+            self.f_mode,
+            self.f_pos,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
             + 8
     }
 

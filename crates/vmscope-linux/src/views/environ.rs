@@ -28,7 +28,8 @@ impl<M: PhysMem> Ctx<'_, M> {
     pub(crate) fn environment(&self, pid: i32) -> Option<Environment> {
         let mut an = Vec::new();
         let leader = self.find_leader(pid, &mut an)?;
-        let mut env = Environment { pid: leader.pid, comm: leader.comm, vars: Some(Vec::new()), ..Environment::default() };
+        let mut env =
+            Environment { pid: leader.pid, comm: leader.comm, vars: Some(Vec::new()), ..Environment::default() };
         if let Some(mm) = leader.mm {
             let mo = &self.o.mm;
             let span = mo.pgd.max(mo.env_start).max(mo.env_end) + 8;

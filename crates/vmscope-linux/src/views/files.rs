@@ -356,7 +356,10 @@ mod tests {
         );
         assert_eq!(f.files[3].inode, data_ino);
         // /usr is a mount of its own; /tmp is on the root mount.
-        assert_eq!((f.files[3].mnt_id, f.files.iter().find(|o| o.fd == 100).and_then(|o| o.mnt_id)), (Some(1), Some(1)));
+        assert_eq!(
+            (f.files[3].mnt_id, f.files.iter().find(|o| o.fd == 100).and_then(|o| o.mnt_id)),
+            (Some(1), Some(1))
+        );
         let all = ctx.all_open_files();
         assert_eq!(all.processes.len(), 1);
         assert_eq!(all.processes[0].files, f.files);

@@ -168,7 +168,9 @@ impl<M: PhysMem> Ctx<'_, M> {
             bad("text_data_ring.size_bits", ring.size_bits.to_string(), an);
             return None;
         }
-        for (what, p) in [("desc_ring.descs", ring.descs), ("desc_ring.infos", ring.infos), ("text_data_ring.data", ring.data)] {
+        for (what, p) in
+            [("desc_ring.descs", ring.descs), ("desc_ring.infos", ring.infos), ("text_data_ring.data", ring.data)]
+        {
             if !plausible(self.k, p, 8) {
                 an.push(Anomaly::BadPointer { what: what.into(), at: rb, value: p });
                 return None;
@@ -179,7 +181,16 @@ impl<M: PhysMem> Ctx<'_, M> {
 
     /// Reads entries `first..first + n` (indices, wrapping) of an array of
     /// `1 << count_bits` elements of `size` bytes at `base`: one or two reads.
-    fn ring_slice(&self, base: Gva, size: u64, count: u64, first: u64, n: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<Vec<u8>> {
+    fn ring_slice(
+        &self,
+        base: Gva,
+        size: u64,
+        count: u64,
+        first: u64,
+        n: u64,
+        what: &str,
+        an: &mut Vec<Anomaly>,
+    ) -> Option<Vec<u8>> {
         let first_run = n.min(count - first);
         let mut out = vec![0u8; (n * size) as usize];
         let (a, b) = out.split_at_mut((first_run * size) as usize);
@@ -199,8 +210,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         let mut log = KernelLog::default();
         let (Some(po), Some(prb)) = (self.o.printk.as_ref(), self.addrs.known.prb) else { return log };
         let an = &mut log.anomalies;
-        log.printk_time =
-            self.addrs.known.printk_time.is_none_or(|at| self.k.read_vec(at, 1).is_ok_and(|b| b[0] != 0));
+        log.printk_time = self.addrs.known.printk_time.is_none_or(|at| self.k.read_vec(at, 1).is_ok_and(|b| b[0] != 0));
         let rb = match self.k.read_ptr(prb) {
             Ok(p) if plausible(self.k, p, 8) => p,
             Ok(p) => {
@@ -302,7 +312,16 @@ impl<M: PhysMem> Ctx<'_, M> {
     /// The text of record `id` in the data ring (`get_data`), checked: aligned
     /// positions, the block owned by `id`, room for `text_len` bytes.
     #[allow(clippy::too_many_arguments)]
-    fn record_text(&self, text: &Bytes<'_>, size: u64, size_bits: u32, id: u64, begin: u64, next: u64, text_len: u64) -> Option<String> {
+    fn record_text(
+        &self,
+        text: &Bytes<'_>,
+        size: u64,
+        size_bits: u32,
+        id: u64,
+        begin: u64,
+        next: u64,
+        text_len: u64,
+    ) -> Option<String> {
         let wraps = |lpos: u64| lpos >> size_bits;
         let index = |lpos: u64| lpos & (size - 1);
         let (start, len) = if wraps(begin) == wraps(next) && begin < next {
@@ -334,7 +353,12 @@ mod tests {
     fn records() -> Vec<RecordSpec> {
         vec![
             RecordSpec::new("Linux version 0.0.0-fixture"),
-            RecordSpec { level: 5, facility: 1, caller: 321, ..RecordSpec::new("vmscope-marker: hello from user space") },
+            RecordSpec {
+                level: 5,
+                facility: 1,
+                caller: 321,
+                ..RecordSpec::new("vmscope-marker: hello from user space")
+            },
             RecordSpec::new(""),
             RecordSpec { caller: 0x8000_0001, ..RecordSpec::new("two\nlines") },
             // This one's text reaches the end of the text ring: stored at its start.
@@ -397,6 +421,8 @@ mod tests {
         let (k, addrs) = fx.finish();
         let log = fx.ctx(&k, &addrs, Limits::default()).kernel_log();
         assert!(log.records.is_empty());
-        assert!(matches!(log.anomalies.as_slice(), [Anomaly::InvalidField { field, .. }] if field == "desc_ring.count_bits"));
+        assert!(
+            matches!(log.anomalies.as_slice(), [Anomaly::InvalidField { field, .. }] if field == "desc_ring.count_bits")
+        );
     }
 }

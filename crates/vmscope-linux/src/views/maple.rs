@@ -53,7 +53,12 @@ struct Walk<'c, 'a, M> {
 
 impl<M: PhysMem> Walk<'_, '_, M> {
     fn bad(&mut self, node: Gva, field: &str, value: String) {
-        self.an.push(Anomaly::InvalidField { what: format!("{} maple_node", self.name), addr: node, field: field.into(), value });
+        self.an.push(Anomaly::InvalidField {
+            what: format!("{} maple_node", self.name),
+            addr: node,
+            field: field.into(),
+            value,
+        });
     }
 
     /// Walks the node `enode` (encoded) covering `min..=max`. Returns false once the
@@ -67,7 +72,11 @@ impl<M: PhysMem> Walk<'_, '_, M> {
             t if t == mo.range64_type => (mo.range64, false),
             t if t == mo.arange64_type => (mo.arange64, false),
             _ => {
-                self.an.push(Anomaly::BadPointer { what: format!("{} node (type {ty})", self.name), at, value: Gva::new(enode) });
+                self.an.push(Anomaly::BadPointer {
+                    what: format!("{} node (type {ty})", self.name),
+                    at,
+                    value: Gva::new(enode),
+                });
                 return true;
             }
         };

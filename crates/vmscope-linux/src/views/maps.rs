@@ -196,7 +196,11 @@ impl<M: PhysMem> Ctx<'_, M> {
         match k.read_cstr(name, MAX_SPECIAL_NAME) {
             Ok(s) => Some(String::from_utf8_lossy(&s).into_owned()),
             Err(e) => {
-                an.push(Anomaly::Unreadable { what: "vm_special_mapping.name".into(), addr: name, error: e.to_string() });
+                an.push(Anomaly::Unreadable {
+                    what: "vm_special_mapping.name".into(),
+                    addr: name,
+                    error: e.to_string(),
+                });
                 None
             }
         }
@@ -402,7 +406,8 @@ mod tests {
     }
 
     fn expected(fx: &mut Fx) -> Vec<(u64, &'static str, u64, u64, String, VmaKind)> {
-        let (prog, libc, gone) = (fx.ino_of("/usr/bin/prog"), fx.ino_of("/usr/lib/x86_64-linux-gnu/libc.so.6"), fx.ino_of("/tmp/gone"));
+        let (prog, libc, gone) =
+            (fx.ino_of("/usr/bin/prog"), fx.ino_of("/usr/lib/x86_64-linux-gnu/libc.so.6"), fx.ino_of("/tmp/gone"));
         vec![
             (0x55_0000_0000, "r--p", 0, prog, "/usr/bin/prog".into(), VmaKind::File),
             (0x55_0000_1000, "r-xp", 0x1000, prog, "/usr/bin/prog".into(), VmaKind::File),
@@ -436,7 +441,9 @@ mod tests {
             assert!(m.anomalies.is_empty(), "{per_leaf}: {:?}", m.anomalies);
             assert_eq!(got(&m), expected(&mut fx), "leaves of {per_leaf}");
             assert!(m.vmas.iter().filter(|v| v.kind == VmaKind::File).all(|v| (v.major, v.minor) == (8, 1)));
-            assert!(m.vmas.iter().filter(|v| v.kind != VmaKind::File).all(|v| (v.major, v.minor, v.inode) == (0, 0, 0)));
+            assert!(
+                m.vmas.iter().filter(|v| v.kind != VmaKind::File).all(|v| (v.major, v.minor, v.inode) == (0, 0, 0))
+            );
         }
     }
 
@@ -447,7 +454,10 @@ mod tests {
         let (k, addrs) = fx.finish();
         let m = fx.ctx(&k, &addrs, Limits::default()).memory_map(1).expect("pid 1");
         let last = m.vmas.last().expect("areas");
-        assert_eq!((last.start.raw(), last.perms.as_str(), last.name.as_str()), (0xffff_ffff_ff60_0000, "--xp", "[vsyscall]"));
+        assert_eq!(
+            (last.start.raw(), last.perms.as_str(), last.name.as_str()),
+            (0xffff_ffff_ff60_0000, "--xp", "[vsyscall]")
+        );
         assert_eq!(m.vmas.len(), 11);
     }
 

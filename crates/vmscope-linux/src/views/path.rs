@@ -335,7 +335,9 @@ impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
                 let d = if plausible(k, sb, 8) {
                     member(sb, vo.s_dev)
                         .and_then(|at| k.read_u32(at))
-                        .map_err(|e| an.push(Anomaly::Unreadable { what: "super_block".into(), addr: sb, error: e.to_string() }))
+                        .map_err(|e| {
+                            an.push(Anomaly::Unreadable { what: "super_block".into(), addr: sb, error: e.to_string() })
+                        })
                         .ok()
                 } else {
                     an.push(Anomaly::BadPointer { what: "inode.i_sb".into(), at: inode, value: sb });
@@ -383,9 +385,10 @@ impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
     /// `d_path` of a `struct path` at `at` (e.g. `fs_struct.pwd`).
     pub fn path_at(&mut self, at: Gva, an: &mut Vec<Anomaly>) -> Option<String> {
         let vo = self.vo;
-        let (mnt, dentry) = with_struct(self.ctx.k, at, vo.path_mnt.max(vo.path_dentry) + 8, "struct path", an, |b| {
-            Some((b.ptr(vo.path_mnt)?, b.ptr(vo.path_dentry)?))
-        })??;
+        let (mnt, dentry) =
+            with_struct(self.ctx.k, at, vo.path_mnt.max(vo.path_dentry) + 8, "struct path", an, |b| {
+                Some((b.ptr(vo.path_mnt)?, b.ptr(vo.path_dentry)?))
+            })??;
         self.d_path(mnt, dentry, an).0
     }
 }

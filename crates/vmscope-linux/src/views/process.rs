@@ -424,7 +424,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         let fields = [(o.pid, 4), (o.tgid, 4), (o.mm, 8), (o.comm, o.comm_len)]
             .into_iter()
             .chain(files.iter().flat_map(|f| [(f.task_files, 8), (f.task_fs, 8)]));
-        let (lo, hi) = fields.fold((u64::MAX, 0), |(lo, hi), (off, len)| (lo.min(off), hi.max(off.saturating_add(len))));
+        let (lo, hi) =
+            fields.fold((u64::MAX, 0), |(lo, hi), (off, len)| (lo.min(off), hi.max(off.saturating_add(len))));
         if hi <= lo || hi - lo > o.size {
             return None; // offsets outside the struct: the types are wrong
         }
@@ -443,7 +444,11 @@ impl<M: PhysMem> Ctx<'_, M> {
                 return None;
             }
             if !plausible(self.k, v, 8) {
-                an.push(Anomaly::BadPointer { what: "task_struct pointer".into(), at: member(addr, off).unwrap_or(addr), value: v });
+                an.push(Anomaly::BadPointer {
+                    what: "task_struct pointer".into(),
+                    at: member(addr, off).unwrap_or(addr),
+                    value: v,
+                });
                 return None;
             }
             Some(v)
@@ -459,9 +464,10 @@ impl<M: PhysMem> Ctx<'_, M> {
     /// The process `pid`, if the task list has it.
     pub(crate) fn find_leader(&self, pid: i32, an: &mut Vec<Anomaly>) -> Option<Leader> {
         let tgid = self.o.task.tgid;
-        let addr = self.task_addrs(an).into_iter().find(|&t| {
-            member(t, tgid).and_then(|at| self.k.read_u32(at)).is_ok_and(|v| v as i32 == pid)
-        })?;
+        let addr = self
+            .task_addrs(an)
+            .into_iter()
+            .find(|&t| member(t, tgid).and_then(|at| self.k.read_u32(at)).is_ok_and(|v| v as i32 == pid))?;
         self.leader(addr, an)
     }
 
