@@ -361,34 +361,27 @@ impl<M: PhysMem> Kernel<M> {
         self.ctx().all_threads()
     }
 
-    /// Why `view` cannot be read: the first thing `check` finds missing in the
-    /// kernel's types.
-    fn unsupported(&self, view: &'static str, check: impl Fn(&Profile) -> Result<()>) -> Error {
+    /// Ok when the offsets `view` needs were resolved (`have`); else why not: the
+    /// first thing `check` finds missing in the kernel's types.
+    fn need(&self, view: &'static str, have: bool, check: impl Fn(&Profile) -> Result<()>) -> Result<()> {
+        if have {
+            return Ok(());
+        }
         let why = match self.profile() {
             Ok(p) => check(p).err().map_or_else(|| "its types were not resolved".to_owned(), |e| e.to_string()),
             Err(e) => e.to_string(),
         };
-        Error::Unsupported { view, why }
+        Err(Error::Unsupported { view, why })
     }
 
     fn need_maps(&self) -> Result<()> {
-        if self.offsets.maps.is_some() && self.offsets.vfs.is_some() {
-            return Ok(());
-        }
-        Err(self.unsupported("memory maps", |p| {
-            VfsOffsets::resolve(p)?;
-            MapsOffsets::resolve(p).map(|_| ())
-        }))
+        let have = self.offsets.maps.is_some() && self.offsets.vfs.is_some();
+        self.need("memory maps", have, |p| VfsOffsets::resolve(p).and(MapsOffsets::resolve(p)).map(|_| ()))
     }
 
     fn need_files(&self) -> Result<()> {
-        if self.offsets.files.is_some() && self.offsets.vfs.is_some() {
-            return Ok(());
-        }
-        Err(self.unsupported("open files", |p| {
-            VfsOffsets::resolve(p)?;
-            FilesOffsets::resolve(p).map(|_| ())
-        }))
+        let have = self.offsets.files.is_some() && self.offsets.vfs.is_some();
+        self.need("open files", have, |p| VfsOffsets::resolve(p).and(FilesOffsets::resolve(p)).map(|_| ()))
     }
 
     /// The memory map of process `pid` as `/proc/PID/maps` shows it (`None`: no
@@ -427,9 +420,7 @@ impl<M: PhysMem> Kernel<M> {
                 why: "kallsyms has no `prb` (the ring buffer of Linux 5.10+)".into(),
             });
         }
-        if self.offsets.printk.is_none() {
-            return Err(self.unsupported("the kernel log", |p| PrintkOffsets::resolve(p).map(|_| ())));
-        }
+        self.need("the kernel log", self.offsets.printk.is_some(), |p| PrintkOffsets::resolve(p).map(|_| ()))?;
         Ok(self.ctx().kernel_log())
     }
 

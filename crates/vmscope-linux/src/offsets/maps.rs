@@ -138,8 +138,7 @@ impl MapleOffsets {
     }
 
     fn resolve(p: &Profile) -> Result<MapleOffsets> {
-        let ty =
-            |name: &str| u64::try_from(p.enum_value(name)?).map_err(|_| Error::layout(name, "negative maple_type"));
+        let ty = |name: &str| super::enum_u64(p, name);
         let node_size = p.struct_size("maple_node")?;
         if !node_size.is_power_of_two() {
             return Err(Error::layout("maple_node", format!("size {node_size} is not a power of two")));

@@ -300,6 +300,11 @@ pub struct Offsets {
     pub printk: Option<PrintkOffsets>,
 }
 
+/// The value of enumerator `name`, which must not be negative.
+pub(crate) fn enum_u64(p: &Profile, name: &str) -> Result<u64> {
+    u64::try_from(p.enum_value(name)?).map_err(|_| Error::layout(name, "negative"))
+}
+
 pub(crate) fn array_len(ty: &TypeRef) -> Option<u64> {
     match ty {
         TypeRef::Array { count, .. } => Some(u64::from(*count)),
@@ -436,9 +441,7 @@ impl Offsets {
         };
         let stride = crate::types::size_of(p.types(), elem)
             .ok_or_else(|| Error::layout("task_struct.pid_links[]", "no size"))?;
-        let index =
-            u64::try_from(p.enum_value("PIDTYPE_PID")?).map_err(|_| Error::layout("PIDTYPE_PID", "negative"))?;
-        Ok(links.offset + index * stride)
+        Ok(links.offset + enum_u64(p, "PIDTYPE_PID")? * stride)
     }
 
     fn pid(p: &Profile) -> Result<PidOffsets> {
@@ -448,8 +451,7 @@ impl Offsets {
             return Err(Error::layout("pid.tasks", "not an array"));
         };
         let stride = crate::types::size_of(p.types(), elem).ok_or_else(|| Error::layout("pid.tasks[]", "no size"))?;
-        let index =
-            u64::try_from(p.enum_value("PIDTYPE_PID")?).map_err(|_| Error::layout("PIDTYPE_PID", "negative"))?;
+        let index = enum_u64(p, "PIDTYPE_PID")?;
         let slots = p.field("xa_node", "slots")?;
         let idr = off("pid_namespace", "idr")?;
         Ok(PidOffsets {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Profile, Result};
+use crate::{Profile, Result};
 
 /// Offsets of the printk ring buffer's structures, and `enum desc_state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,8 +57,6 @@ impl PrintkOffsets {
             let fi = p.field("printk_info", f).ok()?;
             Some((fi.offset, super::array_len(&fi.ty)?))
         };
-        let state =
-            |name: &str| u64::try_from(p.enum_value(name)?).map_err(|_| Error::layout(name, "negative desc_state"));
         let (flags_bit, flags_bits) = bits("flags")?;
         let (level_bit, level_bits) = bits("level")?;
         Ok(PrintkOffsets {
@@ -86,7 +84,7 @@ impl PrintkOffsets {
             level_bits,
             subsystem: array("dev_info.subsystem"),
             device: array("dev_info.device"),
-            finalized: state("desc_finalized")?,
+            finalized: super::enum_u64(p, "desc_finalized")?,
         })
     }
 }
