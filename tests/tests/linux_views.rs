@@ -75,7 +75,7 @@ fn check_maps(g: &mut Guest, k: &Kernel<FileMem>, pids: &[i32], hold: i32, vsysc
     let text = &truth[&hold];
     for want in [
         "/memfd:vmscope-memfd (deleted)".to_owned(),
-        format!("r--p 00001000 00:"),
+        "r--p 00001000 00:".to_owned(),
         format!("{DIR}/data.bin"),
         "[stack]".into(),
         "[vdso]".into(),

@@ -298,7 +298,7 @@ mod tests {
     use super::*;
     use crate::views::Limits;
     use crate::views::fixture::Fx;
-    use crate::views::fixture::deep::layout as dl;
+    use crate::views::fixture::deep::{Pseudo, layout as dl};
 
     /// `O_RDONLY`, `O_WRONLY | O_APPEND`, `O_RDWR | O_NONBLOCK` as x86-64 spells them.
     const O_RDONLY: u32 = 0;
@@ -313,10 +313,10 @@ mod tests {
         let exe = fx.file("/usr/bin/holder", O_RDONLY, 0);
         fx.mm_layout(t, Some(exe), (0, 0), 0);
         fx.set_fs(t, "/tmp/work");
-        let (pipe, pipe_ino) = fx.pseudo_file(DName::Pipe, "", O_RDWR_NONBLOCK & !2);
-        let (sock, sock_ino) = fx.pseudo_file(DName::Socket, "", 2);
-        let (efd, _) = fx.pseudo_file(DName::AnonInode, "[eventfd]", 2);
-        let (memfd, _) = fx.pseudo_file(DName::Simple, "memfd:vmscope", 2);
+        let (pipe, pipe_ino) = fx.pseudo_file(Pseudo::Pipe, "", O_RDWR_NONBLOCK & !2);
+        let (sock, sock_ino) = fx.pseudo_file(Pseudo::Socket, "", 2);
+        let (efd, _) = fx.pseudo_file(Pseudo::AnonInode, "[eventfd]", 2);
+        let (memfd, _) = fx.pseudo_file(Pseudo::Memfd, "memfd:vmscope", 2);
         let data = fx.file("/tmp/work/data", O_RDONLY, 1234);
         let log = fx.file("/tmp/work/log", O_WRONLY_APPEND, 6);
         let gone = fx.file("/tmp/work/gone", 2, 0);

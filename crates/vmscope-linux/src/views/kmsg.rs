@@ -133,6 +133,15 @@ fn cstr(b: &Bytes<'_>, field: Option<(u64, u64)>) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
+/// One of the descriptor ring's arrays: where, bytes per entry, entries.
+#[derive(Clone, Copy)]
+struct RingArray {
+    base: Gva,
+    size: u64,
+    count: u64,
+    what: &'static str,
+}
+
 /// The ring buffer's header fields.
 struct Ring {
     count_bits: u32,
@@ -179,18 +188,10 @@ impl<M: PhysMem> Ctx<'_, M> {
         Some(ring)
     }
 
-    /// Reads entries `first..first + n` (indices, wrapping) of an array of
-    /// `1 << count_bits` elements of `size` bytes at `base`: one or two reads.
-    fn ring_slice(
-        &self,
-        base: Gva,
-        size: u64,
-        count: u64,
-        first: u64,
-        n: u64,
-        what: &str,
-        an: &mut Vec<Anomaly>,
-    ) -> Option<Vec<u8>> {
+    /// Reads entries `first..first + n` (indices, wrapping) of the ring `r`: one
+    /// or two reads.
+    fn ring_slice(&self, r: RingArray, first: u64, n: u64, an: &mut Vec<Anomaly>) -> Option<Vec<u8>> {
+        let RingArray { base, size, count, what } = r;
         let first_run = n.min(count - first);
         let mut out = vec![0u8; (n * size) as usize];
         let (a, b) = out.split_at_mut((first_run * size) as usize);
@@ -238,10 +239,12 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
         let first_id = ring.head.wrapping_sub(n - 1) & DESC_ID_MASK;
         let first = first_id & (count - 1);
-        let Some(descs) = self.ring_slice(ring.descs, po.desc_size, count, first, n, "prb descriptors", an) else {
+        let descs = RingArray { base: ring.descs, size: po.desc_size, count, what: "prb descriptors" };
+        let infos = RingArray { base: ring.infos, size: po.info_size, count, what: "prb infos" };
+        let Some(descs) = self.ring_slice(descs, first, n, an) else {
             return log;
         };
-        let Some(infos) = self.ring_slice(ring.infos, po.info_size, count, first, n, "prb infos", an) else {
+        let Some(infos) = self.ring_slice(infos, first, n, an) else {
             return log;
         };
         let text = match self.k.read_vec(ring.data, size as usize) {
@@ -331,7 +334,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         } else {
             return None;
         };
-        if begin % 8 != 0 || next % 8 != 0 || len < 8 || len - 8 < text_len {
+        if !begin.is_multiple_of(8) || !next.is_multiple_of(8) || len < 8 || len - 8 < text_len {
             return None;
         }
         if text.u64(start)? & DESC_ID_MASK != id & DESC_ID_MASK {

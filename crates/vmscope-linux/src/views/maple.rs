@@ -127,7 +127,7 @@ impl<M: PhysMem> Walk<'_, '_, M> {
             return true;
         }
         let mut lo = min;
-        for i in 0..=end as usize {
+        for (i, &v) in slots.iter().enumerate().take(end as usize + 1) {
             let mut hi = pivots.get(i).copied().unwrap_or(max);
             if hi == 0 && i > 0 {
                 hi = max;
@@ -136,7 +136,6 @@ impl<M: PhysMem> Walk<'_, '_, M> {
                 self.bad(node, &format!("pivot[{i}]"), format!("{hi:#x} outside {lo:#x}..={max:#x}"));
                 return true;
             }
-            let v = slots[i];
             let slot_at = super::field(node, layout.slots + 8 * i as u64, "maple slot", self.an).unwrap_or(node);
             if leaf {
                 if v != 0 {

@@ -362,10 +362,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::kernel::DName;
     use crate::views::Limits;
     use crate::views::fixture::Fx;
-    use crate::views::fixture::deep::{RecordSpec, VmaSpec, layout as dl};
+    use crate::views::fixture::deep::{Pseudo, RecordSpec, VmaSpec, layout as dl};
 
     const R: u64 = VM_READ;
     const RW: u64 = VM_READ | VM_WRITE;
@@ -559,13 +558,13 @@ mod tests {
             let (mut fx, t) = guest(4);
             let f = fx.file("/tmp/data", 0, 12);
             fx.open(t, 3, f, true);
-            let (p, _) = fx.pseudo_file(DName::Pipe, "", 0);
+            let (p, _) = fx.pseudo_file(Pseudo::Pipe, "", 0);
             fx.open(t, 70, p, false);
             fx.environ(t, 1, &["A=1", "B=2"]);
             fx.log(&[RecordSpec::new("one"), RecordSpec::new("two\nlines"), RecordSpec::new("")]);
             let (base, len) = fx.pool_span();
             for (off, v) in junk {
-                fx.w64(base + (off % len & !7), v);
+                fx.w64(base + ((off % len) & !7), v);
             }
             let (k, addrs) = fx.finish();
             let limits = Limits { max_list: 64, max_vmas: 64, max_fds: 256, max_path_steps: 32, max_environ: 4096, ..Limits::default() };

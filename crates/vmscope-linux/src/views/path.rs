@@ -65,6 +65,10 @@ struct Dentry {
     hashed: bool,
 }
 
+/// A `d_path` result: the path (when it could be rebuilt) and the kind of pseudo
+/// file that named itself.
+type DPath = (Option<Rc<str>>, Option<DName>);
+
 /// Path rebuilding for one pass, with its caches.
 pub(crate) struct Paths<'c, 'a, M> {
     ctx: &'c Ctx<'a, M>,
@@ -73,7 +77,7 @@ pub(crate) struct Paths<'c, 'a, M> {
     root: Option<(Gva, Gva)>,
     prefixes: AddrMap<(Gva, Gva), Rc<str>>,
     /// Whole `d_path` results.
-    paths: AddrMap<(Gva, Gva), (Option<Rc<str>>, Option<DName>)>,
+    paths: AddrMap<(Gva, Gva), DPath>,
     mounts: AddrMap<Gva, Option<Mount>>,
     devs: AddrMap<Gva, Option<u32>>,
     dnames: AddrMap<Gva, Option<Gva>>,
