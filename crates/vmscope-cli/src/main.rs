@@ -76,13 +76,13 @@ enum Command {
     /// The process tree, as `pstree -pA`.
     Pstree,
     /// The memory map of process PID, as /proc/PID/maps: start-end, permissions,
-    /// offset, device, inode, path or [heap], [stack], [vdso].
+    /// offset, device, inode, path or `[heap]`, `[stack]`, `[vdso]`.
     Maps {
         /// The process.
         pid: i32,
     },
-    /// Open files, as `lsof`: each descriptor's path (socket:[INODE], pipe:[INODE],
-    /// anon_inode:[eventfd] for pseudo files), flags and position, with each
+    /// Open files, as `lsof`: each descriptor's path (`socket:[INODE]`, `pipe:[INODE]`,
+    /// `anon_inode:[eventfd]` for pseudo files), flags and position, with each
     /// process's working directory, root and executable.
     Lsof {
         /// Only this process.
@@ -90,10 +90,10 @@ enum Command {
     },
     /// The kernel log (the printk ring buffer), as `dmesg`.
     Dmesg {
-        /// Each line prefixed with its <PRIORITY>, as `dmesg -r`.
+        /// Each line prefixed with its `<PRIORITY>`, as `dmesg -r`.
         #[arg(long, short)]
         raw: bool,
-        /// Each line with its caller ([T<TID>] or [C<CPU>]), as kernels built with
+        /// Each line with its caller (`[T<TID>]` or `[C<CPU>]`), as kernels built with
         /// CONFIG_PRINTK_CALLER print it.
         #[arg(long)]
         caller: bool,
