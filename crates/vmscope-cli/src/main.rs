@@ -1,5 +1,6 @@
 //! `vmscope`: introspect a running QEMU guest (or a guest of the built-in VMM, or a
-//! dump file) from outside: processes, modules, the kernel, a memory dump.
+//! dump file) from outside: processes, threads and trees, modules, memory maps, open
+//! files, environments, the kernel log, the kernel, a memory dump.
 
 #![forbid(unsafe_code)]
 

@@ -1,8 +1,9 @@
 //! Linux knowledge for introspection, with no profile to install: the kernel is
 //! found in guest-physical memory, its symbols decoded from its own kallsyms
 //! tables, its types read from its own BTF, and every field offset looked up by
-//! name. On top: processes, threads, the process tree and modules, each a plain
-//! serde-serializable value with the [`Anomaly`]s met while reading it.
+//! name. On top: processes, threads, the process tree, modules, memory maps, open
+//! files, environments and the kernel log, each a plain serde-serializable value
+//! with the [`Anomaly`]s met while reading it.
 //!
 //! ```no_run
 //! use vmscope_linux::{Hints, Kernel};
