@@ -1,5 +1,6 @@
 //! `vmscope`: introspect a running QEMU guest (or a guest of the built-in VMM, or a
-//! dump file) from outside: processes, modules, the kernel, a memory dump.
+//! dump file) from outside: processes, threads and trees, modules, memory maps, open
+//! files, environments, the kernel log, the kernel, a memory dump.
 
 #![forbid(unsafe_code)]
 
@@ -7,17 +8,19 @@ use std::io::Write;
 use std::path::PathBuf;
 
 mod output;
+mod view;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use vmscope_consistency::invariants;
-use vmscope_linux::{Anomaly, AttachOptions, Hints, Kernel, ProfileCache};
+use vmscope_linux::{AttachOptions, Hints, Kernel, ProfileCache};
 use vmscope_mem::{MemoryMap, PhysMem, SliceMem};
 use vmscope_snap::{Format, SnapOptions};
 use vmscope_technique::{Access, Guest, Options, ReadMethod, Target, Technique};
 
 use output::{ModRow, PsRow};
+use view::Output;
 
 /// Introspect a Linux guest from outside: no agent, no profile, no guest changes.
 ///
@@ -73,8 +76,44 @@ enum Command {
         /// Also say how consistent the view is: whether it was torn (the guest wrote
         /// what was read while it was read), the window, the read set, and the
         /// kernel's own rules it breaks.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["threads", "tree"])]
         verify: bool,
+        /// One line per thread, with its TID, as `ps -eLf`.
+        #[arg(long, conflicts_with = "tree")]
+        threads: bool,
+        /// Children under their parents, as `ps -ef --forest`.
+        #[arg(long)]
+        tree: bool,
+    },
+    /// The process tree, as `pstree -pA`.
+    Pstree,
+    /// The memory map of process PID, as /proc/PID/maps: start-end, permissions,
+    /// offset, device, inode, path or `[heap]`, `[stack]`, `[vdso]`.
+    Maps {
+        /// The process.
+        pid: i32,
+    },
+    /// Open files, as `lsof`: each descriptor's path (`socket:[INODE]`, `pipe:[INODE]`,
+    /// `anon_inode:[eventfd]` for pseudo files), flags and position, with each
+    /// process's working directory, root and executable.
+    Lsof {
+        /// Only this process.
+        pid: Option<i32>,
+    },
+    /// The kernel log (the printk ring buffer), as `dmesg`.
+    Dmesg {
+        /// Each line prefixed with its `<PRIORITY>`, as `dmesg -r`.
+        #[arg(long, short)]
+        raw: bool,
+        /// Each line with its caller (`[T<TID>]` or `[C<CPU>]`), as kernels built with
+        /// CONFIG_PRINTK_CALLER print it.
+        #[arg(long)]
+        caller: bool,
+    },
+    /// The environment of process PID, one NAME=value a line (/proc/PID/environ).
+    Env {
+        /// The process.
+        pid: i32,
     },
     /// Loaded kernel modules, like /proc/modules.
     Lsmod {
@@ -179,16 +218,8 @@ fn with_ram(args: &Args, guest: &Guest, mut out: Output) -> Output {
 impl Command {
     /// Whether `--verify` was asked for.
     fn verify(&self) -> bool {
-        matches!(self, Command::Ps { verify: true } | Command::Lsmod { verify: true })
+        matches!(self, Command::Ps { verify: true, .. } | Command::Lsmod { verify: true })
     }
-}
-
-/// What a command prints: one JSON document, or a table with a note of the anomalies
-/// on stderr.
-struct Output {
-    doc: serde_json::Value,
-    table: String,
-    anomalies: Vec<Anomaly>,
 }
 
 fn emit(json: bool, out: Output) -> anyhow::Result<()> {
@@ -214,25 +245,7 @@ fn attach(mem: &dyn PhysMem, hints: Hints) -> anyhow::Result<Kernel<&dyn PhysMem
 
 /// Builds the requested view.
 fn view<M: PhysMem>(args: &Args, technique: &str, k: &Kernel<M>) -> anyhow::Result<Output> {
-    Ok(match args.command {
-        Command::Ps { .. } => {
-            let list = k.processes();
-            let doc = json!({ "technique": technique, "processes": list.processes, "anomalies": list.anomalies });
-            let rows: Vec<PsRow> = list.processes.iter().map(PsRow::from).collect();
-            Output { doc, table: output::ps_table(&rows), anomalies: list.anomalies }
-        }
-        Command::Lsmod { .. } => {
-            let list = k.modules();
-            let doc = json!({ "technique": technique, "modules": list.modules, "anomalies": list.anomalies });
-            let rows: Vec<ModRow> = list.modules.iter().map(ModRow::from).collect();
-            Output { doc, table: output::lsmod_table(&rows), anomalies: list.anomalies }
-        }
-        Command::Info => {
-            let doc = json!({ "technique": technique, "kernel": k.info() });
-            Output { doc, table: output::info_text(k.info()), anomalies: Vec::new() }
-        }
-        Command::Dump { .. } => unreachable!("dump is handled before attaching"),
-    })
+    view::build(&args.command, technique, k)
 }
 
 /// The agent technique: the guest answers from its own /proc.
@@ -242,7 +255,7 @@ fn agent(args: &Args, access: &Access<'_>) -> anyhow::Result<()> {
         bail!("--verify checks a view read from guest memory; the agent technique reads none");
     }
     let out = match args.command {
-        Command::Ps { .. } => {
+        Command::Ps { threads: false, tree: false, .. } => {
             let rows: Vec<PsRow> = client.processes()?.iter().map(PsRow::from).collect();
             Output {
                 doc: json!({ "technique": "agent", "processes": rows }),
@@ -269,6 +282,7 @@ fn agent(args: &Args, access: &Access<'_>) -> anyhow::Result<()> {
             }
         }
         Command::Dump { .. } => unreachable!("dump is handled before the agent"),
+        _ => bail!("the agent technique answers `ps`, `lsmod` and `info`; this view is read from guest memory"),
     };
     emit(args.json, out)
 }

@@ -87,12 +87,56 @@ fn ps_lsmod_info_against_a_hand_started_qemu() {
     assert!(info.lines().next().unwrap().ends_with(release.trim()), "{info}");
     assert!(info.contains("evidence"), "{info}");
 
+    deeper_views(&q);
+
     // Every technique answers `ps` from the command line (agent last: it needs the
     // agent's socket, which the test no longer holds).
     for t in ["live-read", "halt-read", "halt-map", "halt-snap", "live-snap", "agent"] {
         let rows = parse_ps(&stdout(&q.vmscope(&["--technique", t, "ps"])));
         assert!(rows.contains_key(&1) && rows.len() + 5 >= ours.len(), "{t}: {} rows", rows.len());
     }
+}
+
+/// `maps`, `env`, `dmesg`, `lsof`, `pstree` and `ps --threads`/`--tree` on the same
+/// guest (the views themselves are checked field by field in tests/tests/linux_views.rs).
+fn deeper_views(q: &ReadmeQemu) {
+    let text = |path: &str| String::from_utf8(q.agent().read_file(path, 1 << 20).unwrap()).unwrap();
+    assert_eq!(stdout(&q.vmscope(&["maps", "1"])), text("/proc/1/maps"), "maps 1");
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&q.vmscope(&["maps", "1", "--json"]))).unwrap();
+    assert_eq!(doc["vmas"].as_array().unwrap().len(), text("/proc/1/maps").lines().count());
+    let env: Vec<String> = text("/proc/1/environ").split('\0').filter(|v| !v.is_empty()).map(str::to_owned).collect();
+    assert_eq!(stdout(&q.vmscope(&["env", "1"])).lines().collect::<Vec<_>>(), env, "env 1");
+
+    let guest = q.agent().sh("dmesg -r").unwrap();
+    let ours = stdout(&q.vmscope(&["dmesg", "-r"]));
+    assert!(ours.starts_with(&guest), "dmesg -r:\n{ours}\nguest:\n{guest}");
+    let plain = stdout(&q.vmscope(&["dmesg"]));
+    assert!(plain.starts_with("[    0.000000] Linux version"), "{}", &plain[..100.min(plain.len())]);
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&q.vmscope(&["dmesg", "--json"]))).unwrap();
+    assert!(doc["records"].as_array().unwrap().len() >= guest.lines().count() / 2);
+
+    let lsof = stdout(&q.vmscope(&["lsof", "1"]));
+    let head = lsof.lines().next().unwrap();
+    assert!(head.split_whitespace().eq(["COMMAND", "PID", "FD", "TYPE", "FLAGS", "POS", "INODE", "NAME"]), "{head}");
+    assert!(lsof.lines().any(|l| l.contains(" cwd ") && l.ends_with(" /")), "{lsof}");
+    assert!(lsof.lines().any(|l| l.contains(" 0u ") && l.ends_with(" /dev/console")), "{lsof}");
+    let all = stdout(&q.vmscope(&["lsof"]));
+    assert!(all.lines().any(|l| l.starts_with("vmscope-agent") && l.ends_with(" /dev/ttyS1")), "{all}");
+
+    let pstree = stdout(&q.vmscope(&["pstree"]));
+    assert!(pstree.starts_with("init(1)") && pstree.contains("kthreadd(2)"), "{pstree}");
+    let threads = stdout(&q.vmscope(&["ps", "--threads"]));
+    assert!(
+        threads.lines().next().unwrap().split_whitespace().eq(["PID", "TID", "PPID", "UID", "STATE", "COMM", "CMD"])
+    );
+    let tree = stdout(&q.vmscope(&["ps", "--tree"]));
+    assert!(tree.lines().nth(1).unwrap().split_whitespace().next() == Some("1"), "{tree}");
+    assert!(tree.contains("\\_ "), "{tree}");
+
+    let o = q.vmscope(&["maps", "999999"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no process 999999"));
+    let o = q.vmscope(&["--technique", "agent", "lsof"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("agent technique answers"));
 }
 
 #[test]

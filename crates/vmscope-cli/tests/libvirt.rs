@@ -75,10 +75,7 @@ fn agrees(d: &LibvirtDomain, technique: Option<&str>) -> String {
         // (and a kworker's current workqueue).
         let truncated = (got.2.len() == 15 || got.2.starts_with("kworker/")) && want.2.starts_with(&got.2);
         let comm_ok = got.2 == want.2 || truncated;
-        assert!(
-            got.0 == want.0 && got.1 == want.1 && comm_ok,
-            "{ran}: pid {pid}: vmscope {got:?}, /proc {want:?}"
-        );
+        assert!(got.0 == want.0 && got.1 == want.1 && comm_ok, "{ran}: pid {pid}: vmscope {got:?}, /proc {want:?}");
     }
     ran
 }

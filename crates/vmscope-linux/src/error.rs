@@ -99,6 +99,15 @@ pub enum Error {
     /// An ELF file could not be parsed.
     #[error("ELF: {0}")]
     Elf(String),
+    /// The kernel's types or symbols lack what a view reads (e.g. memory maps before
+    /// the maple tree of Linux 6.1).
+    #[error("{view} cannot be read from this kernel: {why}")]
+    Unsupported {
+        /// The view.
+        view: &'static str,
+        /// What is missing.
+        why: String,
+    },
     /// A profile belongs to another kernel than the one in memory.
     #[error("profile mismatch: {0}")]
     ProfileMismatch(String),

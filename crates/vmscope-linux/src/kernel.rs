@@ -8,9 +8,14 @@ use vmscope_x86::AddressSpace;
 use crate::discovery::{Hints, KernelInfo, discover};
 use crate::kmem::{KernelMem, member};
 use crate::offsets::Offsets;
+use crate::offsets::{FilesOffsets, MapsOffsets, PrintkOffsets, VfsOffsets};
 use crate::types::btf::BtfTypes;
 use crate::views::Limits;
+use crate::views::environ::Environment;
+use crate::views::files::{AllOpenFiles, OpenFiles};
 use crate::views::graph::{ModuleGraph, TaskGraph};
+use crate::views::kmsg::KernelLog;
+use crate::views::maps::{MemoryMap, MemoryMaps};
 use crate::views::modules::{ModuleList, ModuleSymbol, format_module_symbols};
 use crate::views::pids::PidTable;
 use crate::views::process::{ProcessList, ThreadList};
@@ -44,6 +49,62 @@ pub(crate) struct Addrs {
     pub init_pid_ns: Option<Gva>,
     /// `nr_threads`, the kernel's count of tasks (an `int`).
     pub nr_threads: Option<Gva>,
+    /// What the deeper views recognise by address.
+    pub known: Known,
+}
+
+/// How a pseudo file's name is made (the kernel's `d_dname` functions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DName {
+    /// `pipefs_dname`: `pipe:[INODE]`.
+    Pipe,
+    /// `sockfs_dname`: `socket:[INODE]`.
+    Socket,
+    /// `anon_inodefs_dname`: `anon_inode:NAME`.
+    AnonInode,
+    /// `simple_dname`: `/NAME (deleted)` (memfd and other files of internal mounts).
+    Simple,
+}
+
+/// Kernel objects and functions the deeper views recognise by their address.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Known {
+    /// `prb`: the pointer to the printk ring buffer in use.
+    pub prb: Option<Gva>,
+    /// `printk_time`: whether the log shows timestamps (a `bool`).
+    pub printk_time: Option<Gva>,
+    /// `gate_vma`: the vsyscall page's VMA, and `vsyscall_mode`.
+    pub gate_vma: Option<Gva>,
+    pub vsyscall_mode: Option<Gva>,
+    /// `special_mapping_name`: the `vm_ops->name` of `[vdso]`, `[vvar]` and the like.
+    pub special_mapping_name: Option<Gva>,
+    /// `gate_vma_name`: the `vm_ops->name` of `[vsyscall]`.
+    pub gate_vma_name: Option<Gva>,
+    /// The `d_dname` functions, by address.
+    pub dnames: Vec<(Gva, DName)>,
+}
+
+impl Known {
+    fn lookup(s: &SymbolTable) -> Known {
+        let dnames = [
+            ("pipefs_dname", DName::Pipe),
+            ("sockfs_dname", DName::Socket),
+            ("anon_inodefs_dname", DName::AnonInode),
+            ("simple_dname", DName::Simple),
+        ]
+        .into_iter()
+        .filter_map(|(name, d)| Some((s.addr(name)?, d)))
+        .collect();
+        Known {
+            prb: s.addr("prb"),
+            printk_time: s.addr("printk_time"),
+            gate_vma: s.addr("gate_vma"),
+            vsyscall_mode: s.addr("vsyscall_mode"),
+            special_mapping_name: s.addr("special_mapping_name"),
+            gate_vma_name: s.addr("gate_vma_name"),
+            dnames,
+        }
+    }
 }
 
 /// What a view needs: memory, offsets, addresses, bounds.
@@ -201,6 +262,7 @@ impl<M: PhysMem> Kernel<M> {
             taint_flags,
             init_pid_ns: s.addr("init_pid_ns"),
             nr_threads: s.addr("nr_threads"),
+            known: Known::lookup(s),
         })
     }
 
@@ -291,6 +353,81 @@ impl<M: PhysMem> Kernel<M> {
     /// The process tree.
     pub fn process_tree(&self) -> ProcessTree {
         ProcessTree::from_list(self.processes())
+    }
+
+    /// The threads of every process, in task-list order (each list with its own
+    /// anomalies), and the anomalies of the task-list walk.
+    pub fn all_threads(&self) -> (Vec<ThreadList>, Vec<crate::Anomaly>) {
+        self.ctx().all_threads()
+    }
+
+    /// Ok when the offsets `view` needs were resolved (`have`); else why not: the
+    /// first thing `check` finds missing in the kernel's types.
+    fn need(&self, view: &'static str, have: bool, check: impl Fn(&Profile) -> Result<()>) -> Result<()> {
+        if have {
+            return Ok(());
+        }
+        let why = match self.profile() {
+            Ok(p) => check(p).err().map_or_else(|| "its types were not resolved".to_owned(), |e| e.to_string()),
+            Err(e) => e.to_string(),
+        };
+        Err(Error::Unsupported { view, why })
+    }
+
+    fn need_maps(&self) -> Result<()> {
+        let have = self.offsets.maps.is_some() && self.offsets.vfs.is_some();
+        self.need("memory maps", have, |p| VfsOffsets::resolve(p).and(MapsOffsets::resolve(p)).map(|_| ()))
+    }
+
+    fn need_files(&self) -> Result<()> {
+        let have = self.offsets.files.is_some() && self.offsets.vfs.is_some();
+        self.need("open files", have, |p| VfsOffsets::resolve(p).and(FilesOffsets::resolve(p)).map(|_| ()))
+    }
+
+    /// The memory map of process `pid` as `/proc/PID/maps` shows it (`None`: no
+    /// such process; empty for a kernel thread). An error when the kernel's types
+    /// lack the maple tree (before Linux 6.1) or the VFS structures.
+    pub fn memory_map(&self, pid: i32) -> Result<Option<MemoryMap>> {
+        self.need_maps()?;
+        Ok(self.ctx().memory_map(pid))
+    }
+
+    /// The memory map of every process, in one walk that reads each shared file
+    /// and directory once.
+    pub fn memory_maps(&self) -> Result<MemoryMaps> {
+        self.need_maps()?;
+        Ok(self.ctx().memory_maps())
+    }
+
+    /// The open files of process `pid`, as `/proc/PID/fd` and `fdinfo` show them,
+    /// with its working directory, root and executable (`None`: no such process).
+    pub fn open_files(&self, pid: i32) -> Result<Option<OpenFiles>> {
+        self.need_files()?;
+        Ok(self.ctx().open_files(pid))
+    }
+
+    /// The open files of every process, in one walk.
+    pub fn all_open_files(&self) -> Result<AllOpenFiles> {
+        self.need_files()?;
+        Ok(self.ctx().all_open_files())
+    }
+
+    /// The kernel log (the printk ring buffer of Linux 5.10+), oldest record first.
+    pub fn kernel_log(&self) -> Result<KernelLog> {
+        if self.addrs.known.prb.is_none() {
+            return Err(Error::Unsupported {
+                view: "the kernel log",
+                why: "kallsyms has no `prb` (the ring buffer of Linux 5.10+)".into(),
+            });
+        }
+        self.need("the kernel log", self.offsets.printk.is_some(), |p| PrintkOffsets::resolve(p).map(|_| ()))?;
+        Ok(self.ctx().kernel_log())
+    }
+
+    /// The environment of process `pid`, as `/proc/PID/environ` holds it (`None`:
+    /// no such process).
+    pub fn environment(&self, pid: i32) -> Option<Environment> {
+        self.ctx().environment(pid)
     }
 
     /// Every loaded module, with anomalies.

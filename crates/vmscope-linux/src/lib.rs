@@ -1,8 +1,9 @@
 //! Linux knowledge for introspection, with no profile to install: the kernel is
 //! found in guest-physical memory, its symbols decoded from its own kallsyms
 //! tables, its types read from its own BTF, and every field offset looked up by
-//! name. On top: processes, threads, the process tree and modules, each a plain
-//! serde-serializable value with the [`Anomaly`]s met while reading it.
+//! name. On top: processes, threads, the process tree, modules, memory maps, open
+//! files, environments and the kernel log, each a plain serde-serializable value
+//! with the [`Anomaly`]s met while reading it.
 //!
 //! ```no_run
 //! use vmscope_linux::{Hints, Kernel};
@@ -42,7 +43,9 @@
 //! - [`types`] and [`Profile`]: struct sizes, field offsets (nested, anonymous,
 //!   bitfields), enum values, from BTF in memory, a vmlinux, or an ISF file; ISF
 //!   written back out; [`ProfileCache`] keyed by banner and build ID.
-//! - [`views`]: processes, threads, tree, modules, module symbols; and, raw for
+//! - [`views`]: processes, threads, tree, modules, module symbols, memory maps
+//!   ([`Kernel::memory_map`]), open files ([`Kernel::open_files`]), the kernel log
+//!   ([`Kernel::kernel_log`]), environments ([`Kernel::environment`]); and, raw for
 //!   consistency checks, the task graph ([`Kernel::task_graph`]), the PID table
 //!   ([`Kernel::pid_table`]) and the module list both ways ([`Kernel::module_graph`]).
 //!
@@ -79,7 +82,11 @@ pub use kmem::{CStrPrefix, KernelMem};
 pub use offsets::Offsets;
 pub use profile::Profile;
 pub use symbols::{Symbol, SymbolSource, SymbolTable};
+pub use views::environ::Environment;
+pub use views::files::{AllOpenFiles, FileKind, OpenFile, OpenFiles};
 pub use views::graph::{Link, ModuleGraph, ModuleNode, RawList, TaskGraph, TaskNode};
+pub use views::kmsg::{KernelLog, LogFormat, LogRecord, format_log};
+pub use views::maps::{MemoryMap, MemoryMaps, Vma, VmaKind, format_maps};
 pub use views::modules::{Module, ModuleList, ModuleSymbol};
 pub use views::pids::{PidEntry, PidTable};
 pub use views::process::{Process, ProcessList, Thread, ThreadList};

@@ -31,11 +31,7 @@ pub(crate) fn read_at(ram: &dyn Backed, buf: &mut [u8], offset: u64) -> Result<(
 /// `ram`'s backing mapped, with the pages of `extents` (data extents, found just now)
 /// entered in our page tables, so that a copy out of it takes no page faults. `None`
 /// when no single file backs all of it, or it cannot be mapped: copies then read.
-pub(crate) fn populated_mapping(
-    ram: &dyn Backed,
-    map: &MemoryMap,
-    extents: &[Range<u64>],
-) -> Option<SharedMapping> {
+pub(crate) fn populated_mapping(ram: &dyn Backed, map: &MemoryMap, extents: &[Range<u64>]) -> Option<SharedMapping> {
     let mapping = SharedMapping::new(ram.whole_file()?, map.backing_size()).ok()?;
     for e in extents {
         mapping.populate(e.clone());

@@ -8,6 +8,7 @@
 mod churn;
 mod dirty;
 mod exec;
+mod hold;
 mod pace;
 mod port;
 mod procfs;

@@ -10,6 +10,10 @@
 //!
 //! `vmscope-workload spawn PROCS THREADS_PER_PROC` holds PROCS idle processes of
 //! THREADS_PER_PROC tasks each (see [`crate::spawn`]).
+//!
+//! `vmscope-workload hold DIR` holds files, a pipe, an eventfd, a unix socket, a
+//! memfd and mappings the tests know (see [`crate::hold`]); `vmscope-workload kmsg`
+//! prints the kernel log as `/dev/kmsg` gives it, sequence numbers included.
 
 use std::time::Duration;
 
@@ -45,7 +49,9 @@ pub const USAGE: &str = "usage: vmscope-workload threads N BURN_MS\n       \
      vmscope-workload churn threads RATE [SECONDS]\n       \
      vmscope-workload churn modules RATE MODULE [SECONDS]\n       \
      vmscope-workload dirty MB_PER_S SIZE_MB [SECONDS]\n       \
-     vmscope-workload spawn PROCS THREADS_PER_PROC\n\
+     vmscope-workload spawn PROCS THREADS_PER_PROC\n       \
+     vmscope-workload hold DIR\n       \
+     vmscope-workload kmsg\n\
      RATE: operations per second, or `max`; SECONDS: run time (default: until killed)";
 
 /// Runs the workload named by `args` (without the program name). `threads` never
@@ -57,6 +63,8 @@ pub fn run(args: &[String]) -> Result<(), Error> {
         Some("churn") => crate::churn::run(&args[1..]),
         Some("dirty") => crate::dirty::run(&args[1..]),
         Some("spawn") => crate::spawn::run(&args[1..]),
+        Some("hold") => crate::hold::run(&args[1..]),
+        Some("kmsg") if args.len() == 1 => crate::hold::kmsg(),
         _ => Err(usage()),
     }
 }

@@ -15,11 +15,11 @@ use std::sync::OnceLock;
 
 use vmscope_mem::Gva;
 
-/// A set of guest addresses.
-pub(crate) type AddrSet = HashSet<Gva, AddrHash>;
+/// A set of guest addresses (or of keys made of them).
+pub(crate) type AddrSet<K = Gva> = HashSet<K, AddrHash>;
 
-/// A map from guest addresses.
-pub(crate) type AddrMap<V> = HashMap<Gva, V, AddrHash>;
+/// A map from guest addresses (or from keys made of them).
+pub(crate) type AddrMap<K, V> = HashMap<K, V, AddrHash>;
 
 /// The nodes a walk met: the first [`FEW`] in place, searched in turn, the rest in an
 /// [`AddrSet`]. Most lists a pass walks (a thread group, a task's children) hold a

@@ -349,7 +349,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         (addr, on_task_list): (Gva, bool),
         read: Result<Parts<'_>, &crate::Error>,
         node: &NodeRead,
-        groups: &mut AddrMap<Group>,
+        groups: &mut AddrMap<Gva, Group>,
         an: &mut Vec<Anomaly>,
     ) -> Option<TaskNode> {
         let o = &self.o.task;
@@ -664,7 +664,7 @@ mod tests {
             for (off, v) in small {
                 fx.write_bytes(base + off, &[v as u8]);
             }
-            let k = fx.kernel(Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64 });
+            let k = fx.kernel(Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64, ..Limits::default() });
             let g = k.task_graph();
             prop_assert!(g.tasks.len() <= 64);
             prop_assert!(g.task_list.forward.len() <= 64 && g.task_list.backward.len() <= 64);

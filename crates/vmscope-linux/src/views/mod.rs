@@ -3,9 +3,15 @@
 //! cycles, checks a pointer before following it, and goes on where it safely can.
 
 mod addrs;
+pub mod environ;
 mod fields;
+pub mod files;
 pub mod graph;
+pub mod kmsg;
+mod maple;
+pub mod maps;
 pub mod modules;
+mod path;
 pub mod pids;
 pub mod process;
 pub mod tree;
@@ -30,11 +36,29 @@ pub struct Limits {
     pub max_cmdline: usize,
     /// Most symbols read from one module.
     pub max_module_symbols: usize,
+    /// Most memory areas read of one process.
+    pub max_vmas: usize,
+    /// Most file descriptors read of one process (`fdtable.max_fds` beyond it is
+    /// an anomaly).
+    pub max_fds: usize,
+    /// Most steps (path components and mount crossings) of one path.
+    pub max_path_steps: usize,
+    /// Most bytes of an environment read.
+    pub max_environ: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_list: 1 << 20, max_cmdline: 128 << 10, max_module_symbols: 1 << 20 }
+        Limits {
+            max_list: 1 << 20,
+            max_cmdline: 128 << 10,
+            max_module_symbols: 1 << 20,
+            // vm.max_map_count defaults to 65530; fs.nr_open to 1 << 20.
+            max_vmas: 1 << 20,
+            max_fds: 1 << 20,
+            max_path_steps: 4096,
+            max_environ: 4 << 20,
+        }
     }
 }
 
@@ -229,6 +253,38 @@ fn read_links_each<M: PhysMem>(
     }
     for (i, (b, f)) in links.iter().zip(failed).enumerate() {
         each(i, f.map_or_else(|| Ok(next_prev(b)), Err));
+    }
+}
+
+/// Reads `len` bytes of the object `what` at `addr` and hands them to `f`; an
+/// unreadable object is recorded and gives `None`. Small objects are read onto the
+/// stack (a buffer of 256 or 1024 bytes, zeroed first): the deeper views read
+/// thousands of them per pass.
+pub(crate) fn with_struct<M: PhysMem, R>(
+    k: &KernelMem<M>,
+    addr: Gva,
+    len: u64,
+    what: &str,
+    an: &mut Vec<Anomaly>,
+    f: impl FnOnce(Bytes<'_>) -> R,
+) -> Option<R> {
+    let len = usize::try_from(len).ok()?;
+    let read = |buf: &mut [u8], an: &mut Vec<Anomaly>| match k.read(addr, buf) {
+        Ok(()) => true,
+        Err(e) => {
+            an.push(Anomaly::Unreadable { what: what.into(), addr, error: e.to_string() });
+            false
+        }
+    };
+    if len <= 256 {
+        let mut buf = [0u8; 256];
+        read(&mut buf[..len], an).then(|| f(Bytes(&buf[..len])))
+    } else if len <= 1024 {
+        let mut buf = [0u8; 1024];
+        read(&mut buf[..len], an).then(|| f(Bytes(&buf[..len])))
+    } else {
+        let mut buf = vec![0u8; len];
+        read(&mut buf, an).then(|| f(Bytes(&buf)))
     }
 }
 
@@ -599,7 +655,7 @@ mod tests {
                 fx.w64(base + (off & !7), v);
             }
             let (k, addrs) = fx.finish();
-            let ctx = fx.ctx(&k, &addrs, Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64 });
+            let ctx = fx.ctx(&k, &addrs, Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64, ..Limits::default() });
             let list = ctx.processes();
             prop_assert!(list.processes.len() <= 64);
             let _ = tree::ProcessTree::from_list(list);

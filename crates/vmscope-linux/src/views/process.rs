@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{AddrMap, Anomaly, BATCH, Bytes, Fields, Layout, Parts, Read, field, owner, plausible, walk_list};
+use super::{
+    AddrMap, Anomaly, BATCH, Bytes, Fields, Layout, Parts, Read, field, owner, plausible, walk_list, with_struct,
+};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::{NR_MM_COUNTERS_MAX, RssLayout, TaskOffsets};
@@ -147,6 +149,18 @@ fn task_layout(o: &TaskOffsets) -> Layout {
     ];
     let optional = [(o.start_boottime, 8), (o.kthread, 8), (o.rss_cache, 4 * NR_MM_COUNTERS_MAX)];
     Layout::new(o.size, fields.into_iter().chain(optional.into_iter().filter_map(|(off, len)| Some((off?, len)))))
+}
+
+/// A process as the per-process views (memory maps, open files, environment)
+/// need it.
+#[derive(Debug, Clone)]
+pub(crate) struct Leader {
+    /// Thread-group id.
+    pub pid: i32,
+    pub comm: String,
+    pub mm: Option<Gva>,
+    pub files: Option<Gva>,
+    pub fs: Option<Gva>,
 }
 
 /// A task's fields, read once.
@@ -323,7 +337,13 @@ impl<M: PhysMem> Ctx<'_, M> {
         Some(args)
     }
 
-    fn process(&self, t: &Task<'_>, layout: &Layout, tgids: &AddrMap<i32>, an: &mut Vec<Anomaly>) -> Option<Process> {
+    fn process(
+        &self,
+        t: &Task<'_>,
+        layout: &Layout,
+        tgids: &AddrMap<Gva, i32>,
+        an: &mut Vec<Anomaly>,
+    ) -> Option<Process> {
         let (b, o) = (t.fields(), &self.o.task);
         let (pid, tgid) = (b.i32(o.pid)?, b.i32(o.tgid)?);
         if pid <= 0 || tgid <= 0 || pid > 1 << 22 || tgid > 1 << 22 {
@@ -438,6 +458,61 @@ impl<M: PhysMem> Ctx<'_, M> {
         })
     }
 
+    /// The process (thread-group leader) of task `addr`, read as the per-process
+    /// views need it: one read of the fields they use.
+    pub(crate) fn leader(&self, addr: Gva, an: &mut Vec<Anomaly>) -> Option<Leader> {
+        let o = &self.o.task;
+        let files = self.o.files;
+        let fields = [(o.pid, 4), (o.tgid, 4), (o.mm, 8), (o.comm, o.comm_len)]
+            .into_iter()
+            .chain(files.iter().flat_map(|f| [(f.task_files, 8), (f.task_fs, 8)]));
+        let (lo, hi) =
+            fields.fold((u64::MAX, 0), |(lo, hi), (off, len)| (lo.min(off), hi.max(off.saturating_add(len))));
+        if hi <= lo || hi - lo > o.size {
+            return None; // offsets outside the struct: the types are wrong
+        }
+        let start = member(addr, lo).ok()?;
+        let (pid, comm, raw) = with_struct(self.k, start, hi - lo, "task_struct", an, |b| {
+            let ptr = |off: u64| b.ptr(off - lo).map(|v| (off, v));
+            Some((
+                b.i32(o.tgid - lo)?,
+                b.cstr(o.comm - lo, o.comm_len)?.unwrap_or_else(|all| all),
+                [Some(ptr(o.mm)?), files.and_then(|f| ptr(f.task_files)), files.and_then(|f| ptr(f.task_fs))],
+            ))
+        })??;
+        let [mm, files, fs] = raw.map(|p| {
+            let (off, v) = p?;
+            if v.raw() == 0 {
+                return None;
+            }
+            if !plausible(self.k, v, 8) {
+                an.push(Anomaly::BadPointer {
+                    what: "task_struct pointer".into(),
+                    at: member(addr, off).unwrap_or(addr),
+                    value: v,
+                });
+                return None;
+            }
+            Some(v)
+        });
+        Some(Leader { pid, comm, mm, files, fs })
+    }
+
+    /// Every process, as [`leader`](Self::leader) reads it, in task-list order.
+    pub(crate) fn leaders(&self, an: &mut Vec<Anomaly>) -> Vec<Leader> {
+        self.task_addrs(an).into_iter().filter_map(|a| self.leader(a, an)).collect()
+    }
+
+    /// The process `pid`, if the task list has it.
+    pub(crate) fn find_leader(&self, pid: i32, an: &mut Vec<Anomaly>) -> Option<Leader> {
+        let tgid = self.o.task.tgid;
+        let addr = self
+            .task_addrs(an)
+            .into_iter()
+            .find(|&t| member(t, tgid).and_then(|at| self.k.read_u32(at)).is_ok_and(|v| v as i32 == pid))?;
+        self.leader(addr, an)
+    }
+
     /// The task list after `init_task`, as task addresses.
     fn task_addrs(&self, an: &mut Vec<Anomaly>) -> Vec<Gva> {
         let Some(head) = field(self.addrs.init_task, self.o.task.tasks, "init_task.tasks", an) else {
@@ -456,7 +531,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         let addrs = self.task_addrs(&mut anomalies);
         let reads = self.read_tasks(&addrs, &layout);
         let tasks = tasks(&addrs, &reads, &mut anomalies);
-        let tgids: AddrMap<i32> =
+        let tgids: AddrMap<Gva, i32> =
             tasks.iter().filter_map(|t| Some((t.addr, t.fields().i32(self.o.task.tgid)?))).collect();
         for t in tasks {
             if let Some(p) = self.process(&t, &layout, &tgids, &mut anomalies) {
@@ -472,6 +547,23 @@ impl<M: PhysMem> Ctx<'_, M> {
         ProcessList { processes, anomalies }
     }
 
+    /// The threads of the group led by task `t` (the leader alone when its signal
+    /// struct is unreadable), each read as `layout` says.
+    fn group_threads(&self, t: &Task<'_>, layout: &Layout, an: &mut Vec<Anomaly>) -> Vec<Thread> {
+        let mut threads = Vec::new();
+        match self.ptr_field(&t.fields(), t.addr, self.o.task.signal, "task.signal", an) {
+            Some(s) => {
+                let addrs = self.thread_addrs(s, an);
+                let reads = self.read_tasks(&addrs, layout);
+                for tt in tasks(&addrs, &reads, an) {
+                    threads.extend(self.thread_of(&tt, an));
+                }
+            }
+            None => threads.extend(self.thread_of(t, an)),
+        }
+        threads
+    }
+
     pub(crate) fn threads(&self, pid: i32) -> Option<ThreadList> {
         let mut anomalies = Vec::new();
         let layout = task_layout(&self.o.task);
@@ -484,20 +576,29 @@ impl<M: PhysMem> Ctx<'_, M> {
             else {
                 continue;
             };
-            let mut threads = Vec::new();
-            match self.ptr_field(&t.fields(), t.addr, self.o.task.signal, "task.signal", &mut anomalies) {
-                Some(s) => {
-                    let addrs = self.thread_addrs(s, &mut anomalies);
-                    let reads = self.read_tasks(&addrs, &layout);
-                    for tt in tasks(&addrs, &reads, &mut anomalies) {
-                        threads.extend(self.thread_of(&tt, &mut anomalies));
-                    }
-                }
-                None => threads.extend(self.thread_of(&t, &mut anomalies)),
-            }
+            let threads = self.group_threads(&t, &layout, &mut anomalies);
             return Some(ThreadList { pid, threads, anomalies });
         }
         None
+    }
+
+    /// The threads of every process, in task-list order, and the anomalies of the
+    /// task-list walk (each list has its own).
+    pub(crate) fn all_threads(&self) -> (Vec<ThreadList>, Vec<Anomaly>) {
+        let mut anomalies = Vec::new();
+        let layout = task_layout(&self.o.task);
+        let addrs = self.task_addrs(&mut anomalies);
+        let mut lists = Vec::new();
+        for batch in addrs.chunks(BATCH) {
+            let reads = self.read_tasks(batch, &layout);
+            for t in tasks(batch, &reads, &mut anomalies) {
+                let Some(pid) = t.fields().i32(self.o.task.tgid) else { continue };
+                let mut an = Vec::new();
+                let threads = self.group_threads(&t, &layout, &mut an);
+                lists.push(ThreadList { pid, threads, anomalies: an });
+            }
+        }
+        (lists, anomalies)
     }
 }
 

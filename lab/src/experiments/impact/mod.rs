@@ -123,9 +123,8 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
             for &t in &plan.techniques {
                 for &f in &plan.frequencies {
                     pb.set_message(format!("impact: {} under {t} at {}", w.name(), f.label()));
-                    let runs = Runs::of(plan.runs, || {
-                        one_run(&b, &kernel, w, Some((t, f)), plan.secs).inspect(|_| pb.inc(1))
-                    });
+                    let runs =
+                        Runs::of(plan.runs, || one_run(&b, &kernel, w, Some((t, f)), plan.secs).inspect(|_| pb.inc(1)));
                     table.push(row((&hv, &guest), w, Some((t, f)), &runs, base_figure, base_qemu));
                 }
             }

@@ -3,7 +3,15 @@
 //! kernels differ in shape rather than in offsets — the RSS counters, the module
 //! memory layout, exported-symbol entries — the shape is told from the types too.
 
+mod maps;
+mod printk;
+mod vfs;
+
 use serde::{Deserialize, Serialize};
+
+pub use maps::{MapleNodeLayout, MapleOffsets, MapsOffsets};
+pub use printk::PrintkOffsets;
+pub use vfs::{FilesOffsets, VfsOffsets};
 
 use crate::types::TypeRef;
 use crate::{Error, Profile, Result};
@@ -121,6 +129,11 @@ pub struct MmOffsets {
     pub pgd: u64,
     pub arg_start: u64,
     pub arg_end: u64,
+    /// `env_start`, `env_end`: the environment strings in user memory.
+    pub env_start: u64,
+    pub env_end: u64,
+    /// `exe_file`: what `/proc/PID/exe` links to.
+    pub exe_file: u64,
     pub rss: RssLayout,
     /// Indices of `MM_FILEPAGES`, `MM_ANONPAGES`, `MM_SHMEMPAGES`.
     pub rss_counters: Vec<u64>,
@@ -240,9 +253,26 @@ pub struct Offsets {
     /// The PID table, when the types describe it.
     #[serde(default)]
     pub pid: Option<PidOffsets>,
+    /// Paths and files, when the types describe them.
+    #[serde(default)]
+    pub vfs: Option<VfsOffsets>,
+    /// A task's open files and filesystem root and working directory.
+    #[serde(default)]
+    pub files: Option<FilesOffsets>,
+    /// Memory maps (the maple tree of Linux 6.1+).
+    #[serde(default)]
+    pub maps: Option<MapsOffsets>,
+    /// The lockless printk ring buffer (Linux 5.10+).
+    #[serde(default)]
+    pub printk: Option<PrintkOffsets>,
 }
 
-fn array_len(ty: &TypeRef) -> Option<u64> {
+/// The value of enumerator `name`, which must not be negative.
+pub(crate) fn enum_u64(p: &Profile, name: &str) -> Result<u64> {
+    u64::try_from(p.enum_value(name)?).map_err(|_| Error::layout(name, "negative"))
+}
+
+pub(crate) fn array_len(ty: &TypeRef) -> Option<u64> {
     match ty {
         TypeRef::Array { count, .. } => Some(u64::from(*count)),
         _ => None,
@@ -280,6 +310,27 @@ impl Offsets {
         "pid_type",
         "MM_FILEPAGES",
         "MOD_TEXT",
+        "path",
+        "dentry",
+        "dentry_operations",
+        "mount",
+        "vfsmount",
+        "inode",
+        "super_block",
+        "file",
+        "files_struct",
+        "fdtable",
+        "fs_struct",
+        "vm_area_struct",
+        "vm_operations_struct",
+        "vm_special_mapping",
+        "maple_node",
+        "maple_type",
+        "printk_ringbuffer",
+        "prb_desc",
+        "printk_info",
+        "desc_state",
+        "XONLY",
     ];
 
     /// Looks every offset up in `p`.
@@ -342,6 +393,10 @@ impl Offsets {
                 })
             }),
             pid: Self::pid(p).ok(),
+            vfs: VfsOffsets::resolve(p).ok(),
+            files: FilesOffsets::resolve(p).ok(),
+            maps: MapsOffsets::resolve(p).ok(),
+            printk: PrintkOffsets::resolve(p).ok(),
         })
     }
 
@@ -353,9 +408,7 @@ impl Offsets {
         };
         let stride = crate::types::size_of(p.types(), elem)
             .ok_or_else(|| Error::layout("task_struct.pid_links[]", "no size"))?;
-        let index =
-            u64::try_from(p.enum_value("PIDTYPE_PID")?).map_err(|_| Error::layout("PIDTYPE_PID", "negative"))?;
-        Ok(links.offset + index * stride)
+        Ok(links.offset + enum_u64(p, "PIDTYPE_PID")? * stride)
     }
 
     fn pid(p: &Profile) -> Result<PidOffsets> {
@@ -365,8 +418,7 @@ impl Offsets {
             return Err(Error::layout("pid.tasks", "not an array"));
         };
         let stride = crate::types::size_of(p.types(), elem).ok_or_else(|| Error::layout("pid.tasks[]", "no size"))?;
-        let index =
-            u64::try_from(p.enum_value("PIDTYPE_PID")?).map_err(|_| Error::layout("PIDTYPE_PID", "negative"))?;
+        let index = enum_u64(p, "PIDTYPE_PID")?;
         let slots = p.field("xa_node", "slots")?;
         let idr = off("pid_namespace", "idr")?;
         Ok(PidOffsets {
@@ -414,6 +466,9 @@ impl Offsets {
             pgd: p.offset_of("mm_struct", "pgd")?,
             arg_start: p.offset_of("mm_struct", "arg_start")?,
             arg_end: p.offset_of("mm_struct", "arg_end")?,
+            env_start: p.offset_of("mm_struct", "env_start")?,
+            env_end: p.offset_of("mm_struct", "env_end")?,
+            exe_file: p.offset_of("mm_struct", "exe_file")?,
             rss: layout,
             rss_counters: counters,
         })

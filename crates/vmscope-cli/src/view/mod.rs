@@ -1,0 +1,58 @@
+//! Each subcommand's view: built from an attached kernel into one JSON document
+//! and one table.
+
+mod files;
+mod log;
+mod memory;
+mod procs;
+
+use anyhow::anyhow;
+use serde_json::json;
+use vmscope_linux::{Anomaly, Kernel};
+use vmscope_mem::PhysMem;
+
+use crate::Command;
+use crate::output::{self, ModRow, PsRow};
+
+/// What a command prints: one JSON document, or a table with a note of the
+/// anomalies on stderr.
+pub struct Output {
+    pub doc: serde_json::Value,
+    pub table: String,
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// Builds the view `cmd` asks for.
+pub fn build<M: PhysMem>(cmd: &Command, technique: &str, k: &Kernel<M>) -> anyhow::Result<Output> {
+    Ok(match *cmd {
+        Command::Ps { threads: true, .. } => procs::threads(technique, k),
+        Command::Ps { tree: true, .. } => procs::tree(technique, k),
+        Command::Ps { .. } => {
+            let list = k.processes();
+            let doc = json!({ "technique": technique, "processes": list.processes, "anomalies": list.anomalies });
+            let rows: Vec<PsRow> = list.processes.iter().map(PsRow::from).collect();
+            Output { doc, table: output::ps_table(&rows), anomalies: list.anomalies }
+        }
+        Command::Pstree => procs::pstree(technique, k),
+        Command::Lsmod { .. } => {
+            let list = k.modules();
+            let doc = json!({ "technique": technique, "modules": list.modules, "anomalies": list.anomalies });
+            let rows: Vec<ModRow> = list.modules.iter().map(ModRow::from).collect();
+            Output { doc, table: output::lsmod_table(&rows), anomalies: list.anomalies }
+        }
+        Command::Info => {
+            let doc = json!({ "technique": technique, "kernel": k.info() });
+            Output { doc, table: output::info_text(k.info()), anomalies: Vec::new() }
+        }
+        Command::Maps { pid } => memory::maps(technique, k, pid)?,
+        Command::Env { pid } => memory::env(technique, k, pid)?,
+        Command::Lsof { pid } => files::lsof(technique, k, pid)?,
+        Command::Dmesg { raw, caller } => log::dmesg(technique, k, raw, caller)?,
+        Command::Dump { .. } => unreachable!("dump is handled before attaching"),
+    })
+}
+
+/// The error for a PID the task list does not have.
+fn no_process(pid: i32) -> anyhow::Error {
+    anyhow!("no process {pid} in the guest's task list")
+}
