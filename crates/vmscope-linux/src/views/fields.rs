@@ -14,6 +14,11 @@ use crate::kmem::{KernelMem, member};
 /// The host's cache line: what a read of any byte brings in anyway.
 const LINE: u64 = 64;
 
+/// The longest field a [`Layout`] reads: no field a view reads is longer than a page,
+/// so a longer one comes from corrupt types and is left unread (the view finds it
+/// missing) rather than sized into every struct of a batch.
+const FIELD_MAX: u64 = 4096;
+
 /// Structs a view reads in one batch ([`Layout::read_each`]) when it knows where many
 /// are: enough for the memory underneath to overlap their cache misses or fetch them
 /// with one system call, few enough that a syscall reader's page cache (4,096 pages
@@ -104,13 +109,14 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
-    /// The lines holding `fields` (offset, length) of a struct of `size` bytes.
-    /// Fields past `size` (offsets that cannot be right) are read as far as the struct
-    /// goes, so a view finds them missing rather than reading past the object.
+    /// The lines holding `fields` (offset, length) of a struct of `size` bytes. A
+    /// field that starts past `size` or is longer than [`FIELD_MAX`] (offsets that
+    /// cannot be right) is not read, one that runs past `size` is read as far as the
+    /// struct goes: the view finds them missing rather than reading past the object.
     pub fn new(size: u64, fields: impl IntoIterator<Item = (u64, u64)>) -> Self {
         let mut lines: Vec<(u64, u64)> = fields
             .into_iter()
-            .filter(|&(off, len)| len > 0 && off < size)
+            .filter(|&(off, len)| len > 0 && len <= FIELD_MAX && off < size)
             .map(|(off, len)| {
                 let end = off.saturating_add(len).min(size);
                 (off / LINE * LINE, end.checked_next_multiple_of(LINE).unwrap_or(end))
@@ -122,7 +128,7 @@ impl Layout {
         for (start, end) in lines {
             let end = end.min(size);
             match runs.last_mut() {
-                Some(r) if start <= r.end + LINE => {
+                Some(r) if start <= r.end.saturating_add(LINE) => {
                     if end > r.end {
                         len += (end - r.end) as usize;
                         r.end = end;
@@ -167,8 +173,8 @@ impl Layout {
         Read { layout: self, bytes, failed }
     }
 
-    /// The fields in `bytes`, which [`read`](Self::read) returned.
-    pub fn parts<'a>(&'a self, bytes: &'a [u8]) -> Parts<'a> {
+    /// The fields in `bytes`, one struct's share of a [`Read`].
+    fn parts<'a>(&'a self, bytes: &'a [u8]) -> Parts<'a> {
         Parts { layout: self, bytes }
     }
 }
@@ -231,9 +237,12 @@ mod tests {
         let l = Layout::new(0x1000, fields);
         assert_eq!(l.ranges(), [(0, 0x140), (0x800, 0x40), (0x8c0, 0x40)]);
         assert_eq!(l.len, 0x1c0);
-        // A field that runs past the struct is cut at its end.
+        // A field that runs past the struct is cut at its end; one longer than a page
+        // (corrupt types) is not read at all.
         let l = Layout::new(0x90, [(0x88, 16)]);
         assert_eq!(l.ranges(), [(0x80, 0x10)]);
+        let l = Layout::new(u64::MAX, [(0x10, 8), (0x20, 1 << 40)]);
+        assert_eq!((l.ranges(), l.len), (vec![(0, 0x40)], 0x40));
     }
 
     #[test]
@@ -249,6 +258,24 @@ mod tests {
         assert_eq!(p.u64(0x400), None);
         assert_eq!(p.get(0x3c, 0x800), None);
         assert_eq!(p.u64(u64::MAX - 3), None);
+    }
+
+    #[test]
+    fn a_batch_reads_each_struct_and_fails_only_the_unreadable() {
+        let mut fx = crate::views::fixture::Fx::new();
+        let (a, b) = (fx.alloc(0x1000), fx.alloc(0x1000));
+        for (base, v) in [(a, 1), (b, 2)] {
+            fx.w64(base + 0x10, v);
+            fx.w64(base + 0x800, 10 * v);
+        }
+        let (k, _) = fx.finish();
+        let l = Layout::new(0x1000, [(0x10, 8), (0x800, 8)]);
+        let outside = Gva::new(crate::views::fixture::DIRECT + (1 << 40));
+        let read = l.read_each(&k, &[Gva::new(a), outside, Gva::new(b)]);
+        let got = |i: usize| read.get(i).map(|p| (p.u64(0x10), p.u64(0x800)));
+        assert_eq!(got(0).unwrap(), (Some(1), Some(10)));
+        assert!(got(1).is_err(), "a struct outside RAM is an error, not zeros");
+        assert_eq!(got(2).unwrap(), (Some(2), Some(20)));
     }
 
     proptest! {

@@ -176,18 +176,23 @@ impl<'r> Task<'r> {
 }
 
 /// The tasks of `addrs` that `reads` (from [`Ctx::read_tasks`] of them) hold, in
-/// order; the others are recorded as unreadable.
-fn tasks<'r>(addrs: &[Gva], reads: &'r [Read<'_>], an: &mut Vec<Anomaly>) -> Vec<Task<'r>> {
-    let mut tasks = Vec::with_capacity(addrs.len());
-    for (batch, read) in addrs.chunks(BATCH).zip(reads) {
-        for (i, &addr) in batch.iter().enumerate() {
-            match read.get(i) {
-                Ok(fields) => tasks.push(Task { addr, fields }),
-                Err(e) => an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() }),
-            }
+/// order; those that could not be read are recorded as they are passed.
+fn tasks<'a, 'r: 'a, 'l: 'r>(
+    addrs: &'a [Gva],
+    reads: &'r [Read<'l>],
+    an: &'a mut Vec<Anomaly>,
+) -> impl Iterator<Item = Task<'r>> + use<'a, 'r, 'l> {
+    let each = addrs
+        .chunks(BATCH)
+        .zip(reads)
+        .flat_map(|(batch, read)| batch.iter().enumerate().map(move |(i, &addr)| (addr, read.get(i))));
+    each.filter_map(move |(addr, read)| match read {
+        Ok(fields) => Some(Task { addr, fields }),
+        Err(e) => {
+            an.push(Anomaly::Unreadable { what: "task_struct".into(), addr, error: e.to_string() });
+            None
         }
-    }
-    tasks
+    })
 }
 
 impl<M: PhysMem> Ctx<'_, M> {
@@ -399,7 +404,8 @@ impl<M: PhysMem> Ctx<'_, M> {
                         let mut again = Vec::new();
                         let addrs = self.thread_addrs(s, an);
                         let reads = self.read_tasks(&addrs, layout);
-                        for task in tasks(&addrs, &reads, an) {
+                        let threads: Vec<Task<'_>> = tasks(&addrs, &reads, an).collect();
+                        for task in threads {
                             let sink = if task.addr == t.addr { &mut again } else { &mut *an };
                             let Some(tt) = self.thread_of(&task, sink) else { continue };
                             utime = utime.saturating_add(tt.utime_ns);
@@ -530,7 +536,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         let layout = task_layout(&self.o.task);
         let addrs = self.task_addrs(&mut anomalies);
         let reads = self.read_tasks(&addrs, &layout);
-        let tasks = tasks(&addrs, &reads, &mut anomalies);
+        let tasks: Vec<Task<'_>> = tasks(&addrs, &reads, &mut anomalies).collect();
         let tgids: AddrMap<Gva, i32> =
             tasks.iter().filter_map(|t| Some((t.addr, t.fields().i32(self.o.task.tgid)?))).collect();
         for t in tasks {
@@ -555,7 +561,8 @@ impl<M: PhysMem> Ctx<'_, M> {
             Some(s) => {
                 let addrs = self.thread_addrs(s, an);
                 let reads = self.read_tasks(&addrs, layout);
-                for tt in tasks(&addrs, &reads, an) {
+                let group: Vec<Task<'_>> = tasks(&addrs, &reads, an).collect();
+                for tt in group {
                     threads.extend(self.thread_of(&tt, an));
                 }
             }
@@ -570,9 +577,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         let addrs = self.task_addrs(&mut anomalies);
         for batch in addrs.chunks(BATCH) {
             let reads = self.read_tasks(batch, &layout);
-            let Some(t) = tasks(batch, &reads, &mut anomalies)
-                .into_iter()
-                .find(|t| t.fields().i32(self.o.task.tgid) == Some(pid))
+            // Up to the process: the tasks after it are not its business.
+            let Some(t) = tasks(batch, &reads, &mut anomalies).find(|t| t.fields().i32(self.o.task.tgid) == Some(pid))
             else {
                 continue;
             };
@@ -591,7 +597,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         let mut lists = Vec::new();
         for batch in addrs.chunks(BATCH) {
             let reads = self.read_tasks(batch, &layout);
-            for t in tasks(batch, &reads, &mut anomalies) {
+            let batch: Vec<Task<'_>> = tasks(batch, &reads, &mut anomalies).collect();
+            for t in batch {
                 let Some(pid) = t.fields().i32(self.o.task.tgid) else { continue };
                 let mut an = Vec::new();
                 let threads = self.group_threads(&t, &layout, &mut an);
