@@ -113,29 +113,29 @@ pub fn run(ctx: &mut Ctx) -> anyhow::Result<()> {
     let guest = format!("linux-{id}");
     let mut table = Table::new(COLUMNS);
     let pb = ctx.bar(plan.runs_total() as u64, "impact");
-    let result = (|| -> anyhow::Result<()> {
-        for &w in &plan.workloads {
-            pb.set_message(format!("impact: {} alone", w.name()));
-            let base = Runs::of(plan.runs, || one_run(&b, &kernel, w, None, plan.secs).inspect(|_| pb.inc(1)));
-            let base_figure = mean_ci95(&base.ok.iter().map(|r| r.figure).collect::<Vec<_>>()).0;
-            let base_qemu = base.ok.iter().map(|r| r.qemu_cpu_pct).sum::<f64>() / base.ok.len().max(1) as f64;
-            table.push(row((&hv, &guest), w, None, &base, base_figure, base_qemu));
-            for &t in &plan.techniques {
-                for &f in &plan.frequencies {
-                    pb.set_message(format!("impact: {} under {t} at {}", w.name(), f.label()));
-                    let runs =
-                        Runs::of(plan.runs, || one_run(&b, &kernel, w, Some((t, f)), plan.secs).inspect(|_| pb.inc(1)));
-                    table.push(row((&hv, &guest), w, Some((t, f)), &runs, base_figure, base_qemu));
-                }
+    // A failed run is counted in its row, so nothing here stops the loop early.
+    let counted = |r| {
+        pb.inc(1);
+        r
+    };
+    for &w in &plan.workloads {
+        pb.set_message(format!("impact: {} alone", w.name()));
+        let base = Runs::of(plan.runs, || counted(one_run(&b, &kernel, w, None, plan.secs)));
+        let base_figure = mean_ci95(&base.ok.iter().map(|r| r.figure).collect::<Vec<_>>()).0;
+        let base_qemu = base.ok.iter().map(|r| r.qemu_cpu_pct).sum::<f64>() / base.ok.len().max(1) as f64;
+        table.push(row((&hv, &guest), w, None, &base, base_figure, base_qemu));
+        for &t in &plan.techniques {
+            for &f in &plan.frequencies {
+                pb.set_message(format!("impact: {} under {t} at {}", w.name(), f.label()));
+                let runs = Runs::of(plan.runs, || counted(one_run(&b, &kernel, w, Some((t, f)), plan.secs)));
+                table.push(row((&hv, &guest), w, Some((t, f)), &runs, base_figure, base_qemu));
             }
         }
-        Ok(())
-    })();
+    }
     pb.finish_and_clear();
     if pinned {
         unpin_self()?;
     }
-    result?;
     let svg = "impact.svg";
     figure(&ctx.report.path(svg), &table, &plan)?;
     let prose = format!(
