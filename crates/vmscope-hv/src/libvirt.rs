@@ -129,16 +129,6 @@ impl Libvirt {
         ram_layout(&mut Passthrough(self), None, "libvirt monitor passthrough (query-memdev, info mtree -f, gpa2hva)")
     }
 
-    /// An HMP command through the passthrough, on vCPU `cpu` if given.
-    fn hmp(&self, command_line: &str, cpu: Option<usize>) -> Result<String> {
-        let mut args = json!({ "command-line": command_line });
-        if let Some(c) = cpu {
-            args["cpu-index"] = json!(c);
-        }
-        let r = self.monitor("human-monitor-command", Some(args))?;
-        r.as_str().map(str::to_owned).ok_or_else(|| Error::Protocol(format!("HMP returned a non-string: {r}")))
-    }
-
     /// Runs `virsh -c URI ARGS`; its standard output, or an error carrying its message.
     fn virsh(&self, args: &[&str]) -> Result<String> {
         let out = Command::new("virsh").arg("-q").arg("-c").arg(&self.uri).args(args).output().map_err(|e| {
@@ -179,7 +169,7 @@ impl Hypervisor for Libvirt {
     }
 
     fn vcpu_registers(&self, index: usize) -> Result<VcpuRegisters> {
-        parse_registers(&self.hmp("info registers", Some(index))?)
+        parse_registers(&Passthrough(self).hmp("info registers", Some(index))?)
     }
 
     fn memory_map(&self) -> Result<MemoryMap> {
@@ -193,10 +183,6 @@ struct Passthrough<'a>(&'a Libvirt);
 impl Monitor for Passthrough<'_> {
     fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value> {
         self.0.monitor(command, arguments)
-    }
-
-    fn hmp(&mut self, command_line: &str, cpu: Option<usize>) -> Result<String> {
-        self.0.hmp(command_line, cpu)
     }
 }
 

@@ -48,17 +48,21 @@ pub trait Monitor {
     /// Runs QMP `command`; its `return` value.
     fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value>;
 
-    /// Runs an HMP command line, on vCPU `cpu` if given; its text.
-    fn hmp(&mut self, command_line: &str, cpu: Option<usize>) -> Result<String>;
+    /// Runs an HMP command line (`info mtree -f`, `info registers`), on vCPU `cpu` if
+    /// given, through QMP's `human-monitor-command`; its text.
+    fn hmp(&mut self, command_line: &str, cpu: Option<usize>) -> Result<String> {
+        let mut args = serde_json::json!({ "command-line": command_line });
+        if let Some(c) = cpu {
+            args["cpu-index"] = serde_json::json!(c);
+        }
+        let r = self.execute("human-monitor-command", Some(args))?;
+        r.as_str().map(str::to_owned).ok_or_else(|| Error::Protocol(format!("HMP returned a non-string: {r}")))
+    }
 }
 
 impl Monitor for Qmp {
     fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value> {
         Qmp::execute(self, command, arguments)
-    }
-
-    fn hmp(&mut self, command_line: &str, cpu: Option<usize>) -> Result<String> {
-        Qmp::hmp(self, command_line, cpu)
     }
 }
 

@@ -136,12 +136,7 @@ impl Qmp {
 
     /// A human monitor command (`info mtree -f`, `info registers`), on `cpu` if given.
     pub fn hmp(&mut self, command_line: &str, cpu: Option<usize>) -> Result<String> {
-        let mut args = json!({ "command-line": command_line });
-        if let Some(c) = cpu {
-            args["cpu-index"] = json!(c);
-        }
-        let r = self.execute("human-monitor-command", Some(args))?;
-        r.as_str().map(str::to_owned).ok_or_else(|| Error::Protocol(format!("HMP returned a non-string: {r}")))
+        super::Monitor::hmp(self, command_line, cpu)
     }
 
     /// `query-status`: (`running`, `paused`, ...; whether vCPUs run).
