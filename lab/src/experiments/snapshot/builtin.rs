@@ -84,16 +84,30 @@ impl Guest {
         format!("tk.rate={TK_RATE} tk.dirty={DIRTY_MB_S} tk.dirty_mib={}", self.touched)
     }
 
-    fn config(&self, technique: &'static str, dirty_mb_s: f64, samples: Vec<Sample>) -> Config {
-        Config {
+    /// `samples` of `technique` on this guest, taken by `take` while the guest's page
+    /// writer is watched through `mem`.
+    fn config(
+        &self,
+        technique: &'static str,
+        dirty_mb_s: f64,
+        mem: &dyn PhysMem,
+        take: impl FnOnce() -> anyhow::Result<Vec<Sample>>,
+    ) -> anyhow::Result<Config> {
+        let m = guests::wait_for_manifest(mem, 2)?;
+        let written = || -> anyhow::Result<u64> { Ok(m.dirty(mem)?.map_or(0, |d| d.written)) };
+        let (w0, t0) = (written()?, Instant::now());
+        let samples = take().with_context(|| format!("{technique} of a {} MiB test kernel", self.mib))?;
+        let guest_dirty_mb_s = Some((written()? - w0) as f64 / 256.0 / t0.elapsed().as_secs_f64().max(1e-9));
+        Ok(Config {
             hypervisor: "builtin".into(),
             guest: "testkernel".into(),
             ram_mib: self.mib,
             touched_mib: self.touched,
             dirty_mb_s,
+            guest_dirty_mb_s,
             technique,
             samples,
-        }
+        })
     }
 
     /// The copying techniques on a test kernel with memfd RAM; each configuration is
@@ -119,11 +133,8 @@ impl Guest {
         let rate = dirty_rate(&hv)?;
         for &t in techniques {
             pb.set_message(format!("snapshot: {t}, {mib} MiB (built-in VMM)"));
-            let samples = (0..repeats(ctx))
-                .map(|_| copy_sample(&hv, &ram, t))
-                .collect::<anyhow::Result<Vec<_>>>()
-                .with_context(|| format!("{t} of a {mib} MiB test kernel"))?;
-            configs.push(self.config(t, rate, samples));
+            let take = || (0..repeats(ctx)).map(|_| copy_sample(&hv, &ram, t)).collect();
+            configs.push(self.config(t, rate, &ram, take)?);
             pb.inc(1);
         }
         Ok(())
@@ -137,16 +148,14 @@ impl Guest {
         let mut vm = VmmChild::spawn(&VmmChild::binary()?, &kernel, &args)?;
         let hv = vm.connect(Duration::from_secs(30))?;
         let info = hv.memory_map_info()?;
-        wait_for_writer(&ProcMem::open(hv.ram_location()?)?)?;
+        let ram = ProcMem::open(hv.ram_location()?)?;
+        wait_for_writer(&ram)?;
         let mem = OpenOptions::new().read(true).write(true).open(format!("/proc/{}/mem", info.pid))?;
         fill(|buf, off| mem.write_all_at(buf, info.backing.hva + off), self.touched)?;
         std::thread::sleep(Duration::from_secs(1));
         let rate = dirty_rate(&hv)?;
-        let samples = (0..repeats(ctx))
-            .map(|_| fork_sample(&hv, info.pid))
-            .collect::<anyhow::Result<Vec<_>>>()
-            .with_context(|| format!("fork snapshot of a {} MiB test kernel", self.mib))?;
-        Ok(self.config("fork", rate, samples))
+        let take = || (0..repeats(ctx)).map(|_| fork_sample(&hv, info.pid)).collect();
+        self.config("fork", rate, &ram, take)
     }
 }
 

@@ -81,6 +81,7 @@ fn one_size(
             ram_mib: mib,
             touched_mib: touched,
             dirty_mb_s: 0.0,
+            guest_dirty_mb_s: None,
             technique: t,
             samples,
         });
