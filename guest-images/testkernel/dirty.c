@@ -41,10 +41,8 @@ void dirty_init(u64 mb_per_s, u64 span_mib, u64 ram_end)
 
 /* Writes the pages that are due, at most 64 a call so list ops go on meanwhile.
  * Signed differences, so a small TSC skew between cpus only delays a write. */
-void dirty_poll(void)
+void dirty_write_due(void)
 {
-	if (!tk_dirty.period)
-		return;
 	for (int i = 0; i < 64; i++) {
 		u64 next = tk_dirty.next, now = rdtsc();
 		if ((i64)(now - next) < 0)

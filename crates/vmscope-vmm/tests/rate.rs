@@ -57,7 +57,8 @@ fn without_tk_rate_the_mutator_runs_much_faster() {
     assert_ne!(m.tsc_hz, 0, "the TSC is calibrated even without tk.rate");
     let rate = measure(&m, &mem, Duration::from_secs(2));
     eprintln!("no tk.rate: {rate:.1} ops/s by the host's clock");
-    // About 3500/s measured here (every instruction emulated, 2 vCPUs on 2 cores);
-    // a paced mutator would show 1000 or less.
-    assert!(rate > 2000.0, "only {rate:.1} ops/s unlimited");
+    // About 3500/s measured on a quiet host (every instruction emulated, 2 vCPUs on
+    // 2 cores), about 1700/s with the host's cores shared five ways; a mutator paced
+    // at the default 1000/s would show 1000 or less.
+    assert!(rate > 1200.0, "only {rate:.1} ops/s unlimited: is the mutator paced?");
 }

@@ -8,6 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use indicatif::ProgressBar;
 use vmscope_hv::DirtyLog;
 use vmscope_hv::builtin::BuiltinVmm;
 use vmscope_mem::{FileMem, PhysMem};
@@ -38,6 +39,7 @@ pub fn run(ctx: &Ctx, configs: &mut Vec<Config>, skipped: &mut Vec<String>) -> a
     .filter(|(t, _)| ctx.wants(*t))
     .map(|(_, n)| n)
     .collect();
+    let copies: Vec<&'static str> = techniques.iter().copied().filter(|t| *t != "fork").collect();
     let sizes = ram_sizes(ctx);
     let pb = ctx.bar((sizes.len() * techniques.len()) as u64, "snapshot (built-in VMM)");
     for mib in sizes {
@@ -48,68 +50,116 @@ pub fn run(ctx: &Ctx, configs: &mut Vec<Config>, skipped: &mut Vec<String>) -> a
             skipped.push(format!("built-in VMM with {mib} MiB (not enough free host memory)"));
             continue;
         }
-        // The page writer cycles through the touched RAM (as far as the kernel's direct
-        // map reaches: below the 3 GiB MMIO gap).
-        let cmdline = format!("tk.rate={TK_RATE} tk.dirty={DIRTY_MB_S} tk.dirty_mib={touched}");
-        let memory = format!("{mib}M");
-        let config = |technique, dirty_mb_s, samples| Config {
-            hypervisor: "builtin".into(),
-            guest: "testkernel".into(),
-            ram_mib: mib,
-            touched_mib: touched,
-            dirty_mb_s,
-            technique,
-            samples,
-        };
-        if techniques.iter().any(|t| *t != "fork") {
-            pb.set_message(format!("snapshot: test kernel with {mib} MiB (memfd)"));
-            let vm = guests::testkernel(&ctx.images, 2, &memory, &cmdline)?;
-            let hv = BuiltinVmm::connect(vm.control())?;
-            let loc = hv.ram_location()?;
-            let path = match loc.blocks.first().map(|b| &b.backing) {
-                Some(vmscope_hv::Backing::File { path, .. }) => path.clone(),
-                _ => anyhow::bail!("the built-in VMM's memfd RAM has no path"),
-            };
-            let file = OpenOptions::new().read(true).write(true).open(&path)?;
-            let ram = FileMem::new(loc.open_file()?, loc.map.clone());
-            wait_for_writer(&ram)?;
-            fill(|buf, off| file.write_all_at(buf, off), touched)?;
-            std::thread::sleep(Duration::from_secs(1));
-            let rate = dirty_rate(&hv)?;
-            for &t in techniques.iter().filter(|t| **t != "fork") {
-                pb.set_message(format!("snapshot: {t}, {mib} MiB (built-in VMM)"));
-                let samples = (0..repeats(ctx))
-                    .map(|_| copy_sample(&hv, &ram, t))
-                    .collect::<anyhow::Result<Vec<_>>>()
-                    .with_context(|| format!("{t} of a {mib} MiB test kernel"))?;
-                configs.push(config(t, rate, samples));
-                pb.inc(1);
-            }
-            drop(vm);
+        let guest = Guest { mib, touched };
+        // A configuration that fails (the host ran short of memory meanwhile, say)
+        // costs its own rows, not the section.
+        if !copies.is_empty()
+            && let Err(e) = guest.copies(ctx, &copies, &pb, configs)
+        {
+            skipped.push(format!("built-in VMM with {mib} MiB, {}: {e:#}", copies.join(", ")));
         }
         if techniques.contains(&"fork") {
             pb.set_message(format!("snapshot: fork, {mib} MiB (built-in VMM)"));
-            let kernel = ctx.images.testkernel()?;
-            let args = ["--vcpus", "2", "--memory", &memory, "--backing", "private", "--cmdline", &cmdline];
-            let mut vm = VmmChild::spawn(&VmmChild::binary()?, &kernel, &args)?;
-            let hv = vm.connect(Duration::from_secs(30))?;
-            let info = hv.memory_map_info()?;
-            wait_for_writer(&ProcMem::open(hv.ram_location()?)?)?;
-            let mem = OpenOptions::new().read(true).write(true).open(format!("/proc/{}/mem", info.pid))?;
-            fill(|buf, off| mem.write_all_at(buf, info.backing.hva + off), touched)?;
-            std::thread::sleep(Duration::from_secs(1));
-            let rate = dirty_rate(&hv)?;
-            let samples = (0..repeats(ctx))
-                .map(|_| fork_sample(&hv, info.pid))
-                .collect::<anyhow::Result<Vec<_>>>()
-                .with_context(|| format!("fork snapshot of a {mib} MiB test kernel"))?;
-            configs.push(config("fork", rate, samples));
+            match guest.fork(ctx) {
+                Ok(c) => configs.push(c),
+                Err(e) => skipped.push(format!("built-in VMM with {mib} MiB, fork: {e:#}")),
+            }
             pb.inc(1);
-            drop(vm);
         }
     }
     pb.finish_and_clear();
     Ok(())
+}
+
+/// One guest configuration: RAM size and how much of it is touched (MiB).
+struct Guest {
+    mib: u64,
+    touched: u64,
+}
+
+impl Guest {
+    /// The test kernel's command line: the page writer cycles through the touched RAM
+    /// (as far as the kernel's direct map reaches: below the 3 GiB MMIO gap).
+    fn cmdline(&self) -> String {
+        format!("tk.rate={TK_RATE} tk.dirty={DIRTY_MB_S} tk.dirty_mib={}", self.touched)
+    }
+
+    /// `samples` of `technique` on this guest, taken by `take` while the guest's page
+    /// writer is watched through `mem`.
+    fn config(
+        &self,
+        technique: &'static str,
+        dirty_mb_s: f64,
+        mem: &dyn PhysMem,
+        take: impl FnOnce() -> anyhow::Result<Vec<Sample>>,
+    ) -> anyhow::Result<Config> {
+        let m = guests::wait_for_manifest(mem, 2)?;
+        let written = || -> anyhow::Result<u64> { Ok(m.dirty(mem)?.map_or(0, |d| d.written)) };
+        let (w0, t0) = (written()?, Instant::now());
+        let samples = take().with_context(|| format!("{technique} of a {} MiB test kernel", self.mib))?;
+        let guest_dirty_mb_s = Some((written()? - w0) as f64 / 256.0 / t0.elapsed().as_secs_f64().max(1e-9));
+        Ok(Config {
+            hypervisor: "builtin".into(),
+            guest: "testkernel".into(),
+            ram_mib: self.mib,
+            touched_mib: self.touched,
+            dirty_mb_s,
+            guest_dirty_mb_s,
+            technique,
+            samples,
+        })
+    }
+
+    /// The copying techniques on a test kernel with memfd RAM; each configuration is
+    /// pushed to `configs` as soon as it is measured.
+    fn copies(
+        &self,
+        ctx: &Ctx,
+        techniques: &[&'static str],
+        pb: &ProgressBar,
+        configs: &mut Vec<Config>,
+    ) -> anyhow::Result<()> {
+        let mib = self.mib;
+        pb.set_message(format!("snapshot: test kernel with {mib} MiB (memfd)"));
+        let vm = guests::testkernel(&ctx.images, 2, &format!("{mib}M"), &self.cmdline())?;
+        let hv = BuiltinVmm::connect(vm.control())?;
+        let loc = hv.ram_location()?;
+        let path = match loc.blocks.first().map(|b| &b.backing) {
+            Some(vmscope_hv::Backing::File { path, .. }) => path.clone(),
+            _ => anyhow::bail!("the built-in VMM's memfd RAM has no path"),
+        };
+        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let ram = FileMem::new(loc.open_file()?, loc.map.clone());
+        wait_for_writer(&ram)?;
+        fill(|buf, off| file.write_all_at(buf, off), self.touched)?;
+        std::thread::sleep(Duration::from_secs(1));
+        let rate = dirty_rate(&hv)?;
+        for &t in techniques {
+            pb.set_message(format!("snapshot: {t}, {mib} MiB (built-in VMM)"));
+            let take = || (0..repeats(ctx)).map(|_| copy_sample(&hv, &ram, t)).collect();
+            configs.push(self.config(t, rate, &ram, take)?);
+            pb.inc(1);
+        }
+        Ok(())
+    }
+
+    /// The VMM's fork snapshot of a test kernel with private RAM.
+    fn fork(&self, ctx: &Ctx) -> anyhow::Result<Config> {
+        let kernel = ctx.images.testkernel()?;
+        let (memory, cmdline) = (format!("{}M", self.mib), self.cmdline());
+        let args = ["--vcpus", "2", "--memory", &memory, "--backing", "private", "--cmdline", &cmdline];
+        let mut vm = VmmChild::spawn(&VmmChild::binary()?, &kernel, &args)?;
+        let hv = vm.connect(Duration::from_secs(30))?;
+        let info = hv.memory_map_info()?;
+        let ram = ProcMem::open(hv.ram_location()?)?;
+        wait_for_writer(&ram)?;
+        let mem = OpenOptions::new().read(true).write(true).open(format!("/proc/{}/mem", info.pid))?;
+        fill(|buf, off| mem.write_all_at(buf, info.backing.hva + off), self.touched)?;
+        std::thread::sleep(Duration::from_secs(1));
+        let rate = dirty_rate(&hv)?;
+        let take = || (0..repeats(ctx)).map(|_| fork_sample(&hv, info.pid)).collect();
+        self.config("fork", rate, &ram, take)
+    }
 }
 
 /// Touches `mib` MiB of guest RAM from [`FREE_FROM`] with `write(buf, backing_offset)`.

@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use indicatif::ProgressBar;
 use vmscope_hv::RamLocation;
 use vmscope_hv::qemu::QmpHypervisor;
 use vmscope_mem::FileMem;
@@ -37,40 +38,59 @@ pub fn run(ctx: &Ctx, configs: &mut Vec<Config>, skipped: &mut Vec<String>) -> a
             skipped.push(format!("QEMU with {mib} MiB (not enough free host memory)"));
             continue;
         }
-        pb.set_message(format!("snapshot: booting linux-{id} with {mib} MiB"));
-        let b = boot(ctx, &id, mib)?;
-        let touched = touched_mib(mib);
-        let workload = Dirty::start(&b, touched)?;
-        let hv = b.vm.hv();
-        let pid = b.vm.pid();
-        let loc = RamLocation::qemu(pid, &hv.ram_layout()?)?;
-        let ram = loc.open_files()?;
+        // A size that fails costs its own rows (which lack the workload's dirty rate
+        // until it is stopped), not the section.
         let first = configs.len();
-        for &t in &techniques {
-            pb.set_message(format!("snapshot: {t}, {mib} MiB"));
-            let samples = (0..repeats(ctx))
-                .map(|_| sample(hv, pid, &ram, t))
-                .collect::<anyhow::Result<Vec<_>>>()
-                .with_context(|| format!("{t} of a {mib} MiB guest"))?;
-            configs.push(Config {
-                hypervisor: format!("qemu-{}", vmscope_testbed::Accel::detect().name()),
-                guest: format!("linux-{id}"),
-                ram_mib: mib,
-                touched_mib: touched,
-                dirty_mb_s: 0.0,
-                technique: t,
-                samples,
-            });
-            pb.inc(1);
+        if let Err(e) = one_size(ctx, &id, mib, &techniques, &pb, configs) {
+            configs.truncate(first);
+            skipped.push(format!("QEMU with {mib} MiB: {e:#}"));
         }
-        let rate = workload.stop(&b)?;
-        for c in &mut configs[first..] {
-            c.dirty_mb_s = rate;
-        }
-        drop(b);
         std::thread::sleep(Duration::from_millis(100));
     }
     pb.finish_and_clear();
+    Ok(())
+}
+
+/// Boots linux-`id` with `mib` MiB, touches its RAM and measures `techniques`.
+fn one_size(
+    ctx: &Ctx,
+    id: &str,
+    mib: u64,
+    techniques: &[&'static str],
+    pb: &ProgressBar,
+    configs: &mut Vec<Config>,
+) -> anyhow::Result<()> {
+    pb.set_message(format!("snapshot: booting linux-{id} with {mib} MiB"));
+    let b = boot(ctx, id, mib)?;
+    let touched = touched_mib(mib);
+    let workload = Dirty::start(&b, touched)?;
+    let hv = b.vm.hv();
+    let pid = b.vm.pid();
+    let loc = RamLocation::qemu(pid, &hv.ram_layout()?)?;
+    let ram = loc.open_files()?;
+    let first = configs.len();
+    for &t in techniques {
+        pb.set_message(format!("snapshot: {t}, {mib} MiB"));
+        let samples = (0..repeats(ctx))
+            .map(|_| sample(hv, pid, &ram, t))
+            .collect::<anyhow::Result<Vec<_>>>()
+            .with_context(|| format!("{t} of a {mib} MiB guest"))?;
+        configs.push(Config {
+            hypervisor: format!("qemu-{}", vmscope_testbed::Accel::detect().name()),
+            guest: format!("linux-{id}"),
+            ram_mib: mib,
+            touched_mib: touched,
+            dirty_mb_s: 0.0,
+            guest_dirty_mb_s: None,
+            technique: t,
+            samples,
+        });
+        pb.inc(1);
+    }
+    let rate = workload.stop(&b)?;
+    for c in &mut configs[first..] {
+        c.dirty_mb_s = rate;
+    }
     Ok(())
 }
 
