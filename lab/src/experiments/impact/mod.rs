@@ -366,36 +366,91 @@ fn figure(path: &std::path::Path, table: &Table, plan: &Plan) -> anyhow::Result<
     crate::plot::lines(path, "Workload slowdown vs monitoring frequency", &labels, "mean slowdown (%)", &series)
 }
 
+/// One technique at one frequency, averaged over the workloads.
+struct Effect {
+    technique: String,
+    frequency: String,
+    /// Mean slowdown in %, negative where monitored runs went faster.
+    slowdown: f64,
+    /// Mean half-width of the slowdowns' 95% intervals, in points.
+    ci: f64,
+    /// Mean share of the run the guest was paused, in %.
+    paused: f64,
+}
+
+impl Effect {
+    /// A slowdown larger than its own interval.
+    fn measurable(&self) -> bool {
+        self.slowdown > self.ci
+    }
+
+    fn describe(&self) -> String {
+        if self.measurable() {
+            format!("{:.1}% ± {:.1}", self.slowdown, self.ci)
+        } else {
+            format!("{:.1}% ± {:.1}, within noise", self.slowdown, self.ci)
+        }
+    }
+}
+
 /// The Findings paragraph: which technique hurts most at its highest rate, what the
 /// lowest rate costs, and how much of a halting technique's impact is its pauses.
 fn findings(table: &Table) -> String {
     let monitored: Vec<&Vec<String>> = table.rows.iter().filter(|r| r[5] != "-").collect();
-    let mut per: Vec<(String, String, f64, f64)> = Vec::new(); // technique, frequency, slowdown, paused
+    let mut per: Vec<Effect> = Vec::new();
     for r in &monitored {
-        let key = (r[4].clone(), r[5].clone());
-        if per.iter().any(|p| (p.0.clone(), p.1.clone()) == key) {
+        if per.iter().any(|p| p.technique == r[4] && p.frequency == r[5]) {
             continue;
         }
-        let same: Vec<&&Vec<String>> = monitored.iter().filter(|x| x[4] == key.0 && x[5] == key.1).collect();
+        let same: Vec<&&Vec<String>> = monitored.iter().filter(|x| x[4] == r[4] && x[5] == r[5]).collect();
         let mean = |col: &str| {
             let v: Vec<f64> = same.iter().map(|x| cell(table, x, col)).filter(|v| v.is_finite()).collect();
             v.iter().sum::<f64>() / v.len().max(1) as f64
         };
-        per.push((key.0, key.1, mean("slowdown_pct"), mean("paused_pct")));
+        per.push(Effect {
+            technique: r[4].clone(),
+            frequency: r[5].clone(),
+            slowdown: mean("slowdown_pct"),
+            ci: mean("slowdown_ci95"),
+            paused: mean("paused_pct"),
+        });
     }
-    let Some(worst) = per.iter().filter(|p| p.1 == "max").max_by(|a, b| a.2.total_cmp(&b.2)) else {
+    let Some(worst) = per.iter().filter(|p| p.frequency == "max").max_by(|a, b| a.slowdown.total_cmp(&b.slowdown))
+    else {
         return "No monitored runs.\n".into();
     };
-    let least = per.iter().filter(|p| p.1 == "max").min_by(|a, b| a.2.total_cmp(&b.2)).expect("worst exists");
-    let mut s = format!(
-        "- **At the highest rate**, {} slowed the workloads most ({:.1}% on average; the guest was paused {:.1}% \
-         of the time) and {} least ({:.1}%).",
-        worst.0, worst.2, worst.3, least.0, least.2
-    );
-    let lowest: Vec<&(String, String, f64, f64)> = per.iter().filter(|p| p.1 != "max").collect();
+    let least = per
+        .iter()
+        .filter(|p| p.frequency == "max")
+        .min_by(|a, b| a.slowdown.total_cmp(&b.slowdown))
+        .expect("worst exists");
+    let mut s = if worst.measurable() {
+        format!(
+            "- **At the highest rate**, {} slowed the workloads most ({}; the guest was paused {:.1}% of the \
+             time) and {} least ({}).",
+            worst.technique,
+            worst.describe(),
+            worst.paused,
+            least.technique,
+            least.describe()
+        )
+    } else {
+        format!(
+            "- **At the highest rate**, no technique slowed the workloads by more than the run-to-run noise: the \
+             mean slowdowns range from {:.1}% ({}) to {:.1}% ({}), each within its mean 95% interval (±{:.1} \
+             points at most); a negative slowdown is a monitored run that went faster than its baseline.",
+            least.slowdown,
+            least.technique,
+            worst.slowdown,
+            worst.technique,
+            per.iter().filter(|p| p.frequency == "max").map(|p| p.ci).fold(0.0, f64::max)
+        )
+    };
+    let lowest: Vec<&Effect> = per.iter().filter(|p| p.frequency != "max").collect();
     if let Some(first) = lowest.first() {
-        let f = first.1.clone();
-        let at: Vec<String> = per.iter().filter(|p| p.1 == f).map(|p| format!("{} {:.1}%", p.0, p.2)).collect();
+        let f = first.frequency.clone();
+        let at: Vec<String> =
+            per.iter().filter(|p| p.frequency == f).map(|p| format!("{} {}", p.technique, p.describe())).collect();
         s.push_str(&format!(" At {f}: {}.", at.join(", ")));
     }
     s.push_str(
@@ -406,4 +461,52 @@ fn findings(table: &Table) -> String {
          contention on the host.\n",
     );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table of one workload under two techniques at max and 1 Hz.
+    fn table(slowdowns: [(&str, &str, f64, f64, f64); 4]) -> Table {
+        let mut t = Table::new(COLUMNS);
+        for (technique, frequency, slowdown, ci, paused) in slowdowns {
+            let mut row: Vec<String> = COLUMNS.iter().map(|_| "0".to_string()).collect();
+            row[4] = technique.into();
+            row[5] = frequency.into();
+            let at = |c: &str| COLUMNS.iter().position(|x| *x == c).unwrap();
+            row[at("slowdown_pct")] = slowdown.to_string();
+            row[at("slowdown_ci95")] = ci.to_string();
+            row[at("paused_pct")] = paused.to_string();
+            t.rows.push(row);
+        }
+        t
+    }
+
+    #[test]
+    fn a_slowdown_beyond_its_interval_is_named() {
+        let f = findings(&table([
+            ("halt-read", "max", 30.0, 2.0, 25.0),
+            ("live-map", "max", 1.0, 2.0, 0.0),
+            ("halt-read", "1 Hz", 0.5, 1.0, 0.1),
+            ("live-map", "1 Hz", -0.5, 1.0, 0.0),
+        ]));
+        assert!(f.contains("halt-read slowed the workloads most (30.0% ± 2.0; the guest was paused 25.0%"), "{f}");
+        assert!(f.contains("live-map least (1.0% ± 2.0, within noise)"), "{f}");
+        assert!(f.contains("At 1 Hz: halt-read 0.5% ± 1.0, within noise"), "{f}");
+    }
+
+    #[test]
+    fn slowdowns_all_within_noise_are_not_ranked() {
+        let f = findings(&table([
+            ("halt-read", "max", -1.0, 3.0, 2.0),
+            ("live-map", "max", -4.0, 5.0, 0.0),
+            ("halt-read", "1 Hz", 0.5, 1.0, 0.1),
+            ("live-map", "1 Hz", -0.5, 1.0, 0.0),
+        ]));
+        assert!(!f.contains("slowed the workloads most"), "{f}");
+        assert!(f.contains("no technique slowed the workloads by more than the run-to-run noise"), "{f}");
+        assert!(f.contains("from -4.0% (live-map) to -1.0% (halt-read)"), "{f}");
+        assert!(f.contains("±5.0 points at most"), "{f}");
+    }
 }
