@@ -1,7 +1,12 @@
 //! live-snap against a real guest: QEMU's background snapshot (parsed from its
 //! migration stream) and vmscope's pre-copy both hold what the guest wrote before
 //! the snapshot and nothing it wrote after; timings are printed for the README.
+//!
+//! The markers are SHA-256 digests the guest computes (`sha256sum`) from a tag the
+//! test sends: the digest's text is in guest memory only once the guest has written
+//! it, never in the command the agent received.
 
+use sha2::{Digest, Sha256};
 use vmscope_hv::Hypervisor;
 use vmscope_snap::live::{precopy_snap, qemu_background_snap};
 use vmscope_snap::{SnapOptions, Snapshot, Source, halt_snap};
@@ -11,11 +16,17 @@ fn holds(snap: &Snapshot, text: &str) -> bool {
     memchr::memmem::find(snap.backing(), text.as_bytes()).is_some()
 }
 
+/// Has the guest write the SHA-256 of `tag` (with its newline) to `file`, and returns
+/// the digest as hex (what `sha256sum` prints).
+fn guest_writes_digest(g: &mut Guest, tag: &str, file: &str) -> String {
+    g.sh(&format!("echo {tag} | sha256sum > {file}"));
+    Sha256::digest(format!("{tag}\n").as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn live_snaps_hold_the_guests_writes(mut g: Guest) {
     let release = g.sh("uname -r").trim().to_owned();
     let tag = std::process::id();
-    let before = format!("VMSCOPE-LIVE-BEFORE-{tag}");
-    g.sh(&format!("echo {before} > /tmp/before"));
+    let before = guest_writes_digest(&mut g, &format!("VMSCOPE-LIVE-BEFORE-{tag}"), "/tmp/before");
     // Keep the guest writing memory meanwhile, so the snapshots race with it.
     g.sh("(while :; do dd if=/dev/urandom of=/tmp/churn bs=64k count=32 2>/dev/null; done) >/dev/null 2>&1 &");
     let hv = g.vm.hv();
@@ -28,8 +39,7 @@ fn live_snaps_hold_the_guests_writes(mut g: Guest) {
 
     let (snap, stats) = precopy_snap(hv, &ram, SnapOptions::default()).unwrap();
     eprintln!("MEASURE {stats:?}");
-    let after = format!("VMSCOPE-LIVE-AFTER-{tag}");
-    g.sh(&format!("echo {after} > /tmp/after"));
+    let after = guest_writes_digest(&mut g, &format!("VMSCOPE-LIVE-AFTER-{tag}"), "/tmp/after");
     assert!(holds(&snap, &before), "pre-copy snapshot lacks the marker");
     assert!(!holds(&snap, &after), "pre-copy snapshot holds a write made after it");
     assert_eq!(snap.meta().vmcoreinfo_value("OSRELEASE"), Some(release.as_str()));
@@ -47,7 +57,7 @@ fn live_snaps_hold_the_guests_writes(mut g: Guest) {
     assert!(stats.qemu_downtime.is_some());
     drop(snap);
 
-    assert_eq!(g.sh("cat /tmp/before").trim(), before);
+    assert_eq!(g.sh("cat /tmp/before").split_whitespace().next(), Some(before.as_str()));
 }
 
 #[test]
