@@ -1,12 +1,12 @@
-//! The access techniques on a real QEMU guest: every reader returns the same bytes as
-//! the others while the guest is paused, and none of them makes QEMU allocate memory
-//! the guest never touched.
+//! The access techniques on a real QEMU guest: every reader returns the bytes QEMU
+//! itself reads (`pmemsave`) while the guest is paused, and none of them makes QEMU
+//! allocate memory the guest never touched.
 
 use vmscope_hv::{Halted, Hypervisor};
 use vmscope_map::Mapped;
 use vmscope_mem::{Gpa, PhysMem};
 use vmscope_read::{ProcMem, VmReadv, open_backing};
-use vmscope_testbed::{Guest, boot_with};
+use vmscope_testbed::{Guest, boot_with, qemu_pmemsave};
 
 /// Sampled GPAs over all of RAM: page starts, page-crossing reads, region ends.
 fn samples(mem: &dyn PhysMem) -> Vec<(Gpa, usize)> {
@@ -37,15 +37,18 @@ fn every_reader_agrees_while_halted() {
     let diffs = halted
         .pass(|readers| {
             assert!(hv.is_paused().unwrap());
+            // QEMU's own read of the paused guest, then every reader against it.
+            let dir = tempfile::tempdir().unwrap();
+            let truth = qemu_pmemsave(hv, readers[0].1.memory_map(), dir.path());
             let mut diffs = Vec::new();
-            for (gpa, len) in samples(&*readers[0].1) {
+            for (gpa, len) in samples(&truth) {
                 let mut want = vec![0u8; len];
-                readers[0].1.read(gpa, &mut want).unwrap();
-                for (name, r) in &readers[1..] {
+                truth.read(gpa, &mut want).unwrap();
+                for (name, r) in readers.iter() {
                     let mut got = vec![0u8; len];
                     r.read(gpa, &mut got).unwrap_or_else(|e| panic!("{name} at {gpa}: {e}"));
                     if got != want {
-                        diffs.push(format!("{name} differs at {gpa}+{len}"));
+                        diffs.push(format!("{name} differs from QEMU's read at {gpa}+{len}"));
                     }
                 }
             }

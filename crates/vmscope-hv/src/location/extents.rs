@@ -8,6 +8,26 @@ use crate::{Error, Result};
 
 pub(crate) const PAGE: u64 = 4096;
 
+/// Ranges up to this long are scanned page by page (see [`Extents::scan_range`]).
+const SHORT_RANGE: u64 = 64 * PAGE;
+
+/// `SEEK_DATA` from `pos`: the next offset with data, `None` when there is none,
+/// `Some(-1)` when the file system has no `SEEK_DATA` (it then counts as all data).
+fn seek_data(file: &File, pos: i64) -> Result<Option<i64>> {
+    // SAFETY: lseek on an fd we own; no memory is passed. It moves only this open
+    // file's position, which no pread depends on.
+    let data = unsafe { libc::lseek(file.as_raw_fd(), pos, libc::SEEK_DATA) };
+    if data >= 0 {
+        return Ok(Some(data));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENXIO) => Ok(None),
+        Some(libc::EINVAL) => Ok(Some(-1)),
+        _ => Err(Error::io("SEEK_DATA on the RAM backing", e)),
+    }
+}
+
 /// The populated extents of a backing: where it has pages. Reading a hole through
 /// the hypervisor's address space (process_vm_readv, /proc/PID/mem, a mapping) would
 /// make the kernel allocate a page the guest never touched; a technique asks here first
@@ -41,36 +61,45 @@ impl Extents {
 
     /// Scans only `offset..offset+len`. A file system without `SEEK_DATA` reports
     /// the whole range as data.
+    ///
+    /// `SEEK_HOLE` costs the distance to the next hole, which in a well-populated
+    /// file is the rest of the file (5 ms for a full 512 MiB memfd, measured): a
+    /// short range — what a read that lands in a stale hole asks — is probed page by
+    /// page with `SEEK_DATA` instead, which answers at once where the page has data.
     pub fn scan_range(file: &File, offset: u64, len: u64) -> Result<Self> {
-        let fd = file.as_raw_fd();
-        let mut ranges = Vec::new();
         let start = i64::try_from(offset).unwrap_or(i64::MAX);
         let end = i64::try_from(offset.saturating_add(len)).unwrap_or(i64::MAX);
+        let short = len <= SHORT_RANGE;
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
         let mut pos = start;
         while pos < end {
-            // SAFETY: lseek on an fd we own; no memory is passed. It moves only this
-            // open file's position, which no pread depends on.
-            let data = unsafe { libc::lseek(fd, pos, libc::SEEK_DATA) };
+            let Some(data) = seek_data(file, pos)? else { break };
             if data < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::ENXIO) => break, // no data after pos
-                    Some(libc::EINVAL) if pos == start => {
-                        ranges.push((start as u64, end as u64));
-                        break;
-                    }
-                    _ => return Err(Error::io("SEEK_DATA on the RAM backing", e)),
-                }
-            }
-            // SAFETY: as above.
-            let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
-            if hole < 0 {
-                return Err(Error::io("SEEK_HOLE on the RAM backing", std::io::Error::last_os_error()));
+                ranges.push((start as u64, end as u64)); // no SEEK_DATA here
+                break;
             }
             if data >= end {
                 break;
             }
-            ranges.push((data as u64, (hole.min(end)) as u64));
+            let hole = if short {
+                let mut at = (data - data % PAGE as i64).saturating_add(PAGE as i64);
+                while at < end && seek_data(file, at)? == Some(at) {
+                    at += PAGE as i64;
+                }
+                at
+            } else {
+                // SAFETY: lseek on an fd we own; no memory is passed. It moves only
+                // this open file's position, which no pread depends on.
+                let hole = unsafe { libc::lseek(file.as_raw_fd(), data, libc::SEEK_HOLE) };
+                if hole < 0 {
+                    return Err(Error::io("SEEK_HOLE on the RAM backing", std::io::Error::last_os_error()));
+                }
+                hole
+            };
+            match ranges.last_mut() {
+                Some(last) if last.1 == data as u64 => last.1 = hole.min(end) as u64,
+                _ => ranges.push((data as u64, hole.min(end) as u64)),
+            }
             pos = hole.max(data + 1);
         }
         Ok(Self { ranges, pages: Vec::new() })
@@ -161,6 +190,28 @@ mod tests {
         let parts = x.split(0xf000, 0x3000);
         assert_eq!(parts.iter().map(|p| p.1).sum::<u64>(), 0x3000);
         assert!(parts.iter().any(|p| p.2) && parts.iter().any(|p| !p.2));
+    }
+
+    #[test]
+    fn short_and_long_scans_agree() {
+        let f = tempfile::tempfile().unwrap();
+        f.set_len(1 << 20).unwrap();
+        for page in [3u64, 4, 5, 9, 40, 41, 200, 255] {
+            f.write_all_at(&[1u8; 4096], page * PAGE).unwrap();
+        }
+        let whole = Extents::scan_range(&f, 0, 1 << 20).unwrap();
+        for (off, len) in [(0, 16 * PAGE), (4 * PAGE + 100, 2 * PAGE), (8 * PAGE, 40 * PAGE), (250 * PAGE, 6 * PAGE)] {
+            let short = Extents::scan_range(&f, off, len).unwrap();
+            let want: Vec<(u64, u64)> = whole
+                .ranges()
+                .iter()
+                .filter_map(|&(s, e)| {
+                    let (s, e) = (s.max(off), e.min(off + len));
+                    (s < e).then_some((s, e))
+                })
+                .collect();
+            assert_eq!(short.ranges(), want, "{off:#x}+{len:#x}");
+        }
     }
 
     #[test]
