@@ -29,6 +29,6 @@ pub mod workloads;
 pub use error::{Error, Result};
 pub use guest::{Guest, boot, boot_with, boot_with_workloads, eventually, find_banners};
 pub use hugepages::HugePages;
-pub use pmemsave::qemu_pmemsave;
 pub use images::{GuestImages, GuestKernel, WORKLOADS_SERIAL};
+pub use pmemsave::qemu_pmemsave;
 pub use qemu::{Accel, Disk, QemuConfig, QemuVm, RAM_ID, READY_MARKER, RamBacking, SCRATCH_SERIAL, process_alive};
