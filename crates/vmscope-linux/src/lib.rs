@@ -62,6 +62,7 @@
 #![warn(missing_docs)]
 
 mod cache;
+pub mod checks;
 pub mod discovery;
 pub mod elf;
 mod error;
@@ -75,6 +76,7 @@ pub mod types;
 pub mod views;
 
 pub use cache::ProfileCache;
+pub use checks::{CheckKind, CheckReport, Finding};
 pub use discovery::{Evidence, Hints, KernelInfo, discover};
 pub use error::{Error, Result};
 pub use kernel::{AttachOptions, Kernel};

@@ -1,0 +1,154 @@
+//! The compiled system call dispatch of Linux 6.9+ (`x64_sys_call`, and
+//! `ia32_sys_call` and `x32_sys_call` where present): a `switch` on the number,
+//! compiled into compares and direct branches to the handlers. Its code is decoded
+//! (iced-x86) and every branch that leaves the function must reach the start of a
+//! system call handler in the kernel's text — or one of the kernel's own return and
+//! indirect-branch thunks.
+
+use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind};
+use serde::{Deserialize, Serialize};
+use vmscope_mem::{Gva, PhysMem};
+
+use super::{CheckCtx, CheckKind, Finding, Outcome, Place};
+use crate::views::Anomaly;
+
+/// The dispatch functions and the prefix of the handlers they may reach.
+const DISPATCHERS: [(&str, &str); 3] =
+    [("x64_sys_call", "__x64_sys_"), ("ia32_sys_call", "__ia32_"), ("x32_sys_call", "__x32_")];
+
+/// The most bytes of one function decoded (`x64_sys_call` is about 10 KiB).
+const MAX_CODE: u64 = 64 << 10;
+
+/// Kernel thunks a compiled `switch` may branch to besides the handlers: the
+/// return thunk of the retbleed/SRSO mitigations and the retpolines.
+const THUNKS: [&str; 3] = ["__x86_return_thunk", "__x86_indirect_thunk_", "srso_"];
+
+/// A direct branch that leaves the decoded code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchTarget {
+    /// The branch instruction.
+    pub at: Gva,
+    /// Where it goes.
+    pub target: Gva,
+    /// Whether it is a call (else a jump).
+    pub call: bool,
+}
+
+/// Every direct near call or jump in `code` (loaded at `ip`) whose target lies
+/// outside `code`. Decodes linearly; bytes that are no instruction are skipped one
+/// at a time, so any bytes end and never panic.
+pub fn branch_targets(code: &[u8], ip: u64) -> Vec<BranchTarget> {
+    let end = ip.saturating_add(code.len() as u64);
+    let mut d = Decoder::with_ip(64, code, ip, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    while d.can_decode() {
+        let i = d.decode();
+        // Direct calls, jumps and conditional jumps (and loops) take their target
+        // as a near-branch operand.
+        if i.op_count() == 0 || i.op0_kind() != OpKind::NearBranch64 {
+            continue;
+        }
+        let call = i.mnemonic() == Mnemonic::Call;
+        let target = i.near_branch64();
+        if target != 0 && !(ip..end).contains(&target) {
+            out.push(BranchTarget { at: Gva::new(i.ip()), target: Gva::new(target), call });
+        }
+    }
+    out
+}
+
+/// Why a branch to `place` is wrong for a dispatcher of `prefix` handlers.
+fn judge(place: &Place, prefix: &str) -> Option<String> {
+    match place {
+        Place::KernelText { symbol: Some(s), offset: 0 }
+            if s.starts_with(prefix) || THUNKS.iter().any(|t| s.starts_with(t)) =>
+        {
+            None
+        }
+        Place::KernelText { symbol: Some(s), offset: 0 } => Some(format!("{s} in kernel text, not a system call")),
+        Place::KernelText { .. } => Some(format!("{}: not the start of a function", place.describe())),
+        Place::Module { name } => Some(format!("in module {name}")),
+        Place::Outside => Some(place.describe()),
+    }
+}
+
+pub(super) fn check<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
+    let mut o = Outcome::default();
+    let mut found_any = false;
+    for (name, prefix) in DISPATCHERS {
+        let Some(sym) = c.symbols.lookup(name) else { continue };
+        found_any = true;
+        let next = c.symbols.iter().skip(sym.index + 1).find(|n| n.addr > sym.addr).map(|n| n.addr);
+        let len = next.and_then(|e| e.offset_from(sym.addr)).unwrap_or(MAX_CODE).min(MAX_CODE);
+        let code = match c.ctx.k.read_vec(sym.addr, len as usize) {
+            Ok(b) => b,
+            Err(e) => {
+                o.anomalies.push(Anomaly::Unreadable { what: name.into(), addr: sym.addr, error: e.to_string() });
+                continue;
+            }
+        };
+        for b in branch_targets(&code, sym.addr.raw()) {
+            o.examined += 1;
+            let place = c.code.place(b.target, c.symbols);
+            let Some(found) = judge(&place, prefix) else { continue };
+            let offset = b.at.offset_from(sym.addr).unwrap_or(0);
+            o.findings.push(Finding {
+                check: CheckKind::SyscallDispatch,
+                subject: format!("{} in {name}+{offset:#x}", if b.call { "call" } else { "jump" }),
+                at: Some(b.at),
+                value: Some(b.target),
+                found,
+                expected: format!("a {prefix}* handler in kernel text"),
+            });
+        }
+    }
+    if !found_any {
+        return Outcome::skipped("no x64_sys_call (kernels before 6.9 dispatch through sys_call_table only)");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn branches_leaving_the_code_are_found() {
+        let ip = 0xffff_ffff_8100_0000u64;
+        // cmp esi,0x27; je +5 (inside); jmp rel32 to ip+0x1000; call rel32 to ip-0x10; ret
+        let mut code = vec![0x83, 0xfe, 0x27, 0x74, 0x05];
+        code.push(0xe9);
+        code.extend_from_slice(&(0x1000i32 - 10).to_le_bytes());
+        code.push(0xe8);
+        code.extend_from_slice(&(-0x10i32 - 15).to_le_bytes());
+        code.push(0xc3);
+        let got = branch_targets(&code, ip);
+        assert_eq!(
+            got,
+            [
+                BranchTarget { at: Gva::new(ip + 5), target: Gva::new(ip + 0x1000), call: false },
+                BranchTarget { at: Gva::new(ip + 10), target: Gva::new(ip - 0x10), call: true },
+            ]
+        );
+    }
+
+    #[test]
+    fn only_handlers_and_thunks_are_expected() {
+        let text = |s: &str| Place::KernelText { symbol: Some(s.into()), offset: 0 };
+        assert_eq!(judge(&text("__x64_sys_read"), "__x64_sys_"), None);
+        assert_eq!(judge(&text("__x86_return_thunk"), "__x64_sys_"), None);
+        assert!(judge(&text("__ia32_sys_read"), "__x64_sys_").is_some());
+        assert!(judge(&Place::Outside, "__x64_sys_").is_some());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_code_never_panics(code in prop::collection::vec(any::<u8>(), 0..512), ip in any::<u64>()) {
+            for b in branch_targets(&code, ip) {
+                prop_assert!(b.target.raw() < ip || b.target.raw() >= ip.saturating_add(code.len() as u64));
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Integrity checks: the profile-free counterparts of Volatility 3's Linux
+//! `malware` plugins. Each compares what the kernel uses with what it should be —
+//! a system call handler with the kernel's text, a process on the PID table with
+//! the task list — and reports every difference as a [`Finding`] with its evidence:
+//! where the pointer was read, what it holds, what it should hold.
+//!
+//! Every check is bounded ([`Limits`](crate::Limits)), checks a pointer before it
+//! follows it, and records what it could not read as an [`Anomaly`] rather than
+//! failing; a check the kernel's types or symbols do not allow is listed as
+//! skipped, with the reason, never dropped silently.
+
+mod code;
+mod creds;
+mod dispatch;
+mod hidden_modules;
+mod hidden_tasks;
+mod hooks;
+mod idt;
+mod syscalls;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use vmscope_mem::{Gva, PhysMem};
+
+use crate::SymbolTable;
+use crate::kernel::Ctx;
+use crate::offsets::CheckOffsets;
+use crate::views::Anomaly;
+
+pub use code::{CodeMap, Place};
+pub use dispatch::{BranchTarget, branch_targets};
+pub use idt::{Gate, parse_gates};
+
+/// Which check found something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// `sys_call_table` (and the ia32 and x32 tables): entries outside kernel text,
+    /// in a module, or not at the start of a system call handler.
+    SyscallTable,
+    /// `x64_sys_call` (and `ia32_sys_call`, `x32_sys_call`), the compiled dispatch of
+    /// Linux 6.9+: a branch to anything but a system call handler.
+    SyscallDispatch,
+    /// `idt_table`: a present gate whose handler lies outside kernel text.
+    Idt,
+    /// The line disciplines in `tty_ldiscs`: an operation outside kernel and module
+    /// text.
+    TtyHook,
+    /// `keyboard_notifier_list`: a callback outside kernel and module text.
+    KeyboardNotifier,
+    /// A task on the PID table or a run queue but not on the task list.
+    HiddenProcess,
+    /// A module in `module_kset` or carved from the module area but not on the
+    /// module list.
+    HiddenModule,
+    /// One `struct cred` used by tasks of different real uids.
+    SharedCred,
+}
+
+impl CheckKind {
+    /// Every check, in the order they run.
+    pub const ALL: [CheckKind; 8] = [
+        CheckKind::SyscallTable,
+        CheckKind::SyscallDispatch,
+        CheckKind::Idt,
+        CheckKind::TtyHook,
+        CheckKind::KeyboardNotifier,
+        CheckKind::HiddenProcess,
+        CheckKind::HiddenModule,
+        CheckKind::SharedCred,
+    ];
+
+    /// Its name on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckKind::SyscallTable => "syscall_table",
+            CheckKind::SyscallDispatch => "syscall_dispatch",
+            CheckKind::Idt => "idt",
+            CheckKind::TtyHook => "tty_hook",
+            CheckKind::KeyboardNotifier => "keyboard_notifier",
+            CheckKind::HiddenProcess => "hidden_process",
+            CheckKind::HiddenModule => "hidden_module",
+            CheckKind::SharedCred => "shared_cred",
+        }
+    }
+}
+
+impl fmt::Display for CheckKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Something a check found wrong, with its evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// The check.
+    pub check: CheckKind,
+    /// What is wrong, e.g. `sys_call_table[39]` or `task 4242 (sleep)`.
+    pub subject: String,
+    /// Where the evidence was read (the table slot, the task, the module).
+    pub at: Option<Gva>,
+    /// The value read there (a handler address), if one.
+    pub value: Option<Gva>,
+    /// What was found, e.g. `outside kernel text and every module`.
+    pub found: String,
+    /// What was expected, e.g. `__x64_sys_getpid in kernel text`.
+    pub expected: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.check, self.subject)?;
+        if let Some(at) = self.at {
+            write!(f, " at {at:#x}")?;
+        }
+        if let Some(v) = self.value {
+            write!(f, " = {v:#x}")?;
+        }
+        write!(f, ": {}; expected {}", self.found, self.expected)
+    }
+}
+
+/// How one check went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckStatus {
+    /// The check.
+    pub check: CheckKind,
+    /// How many things it examined (table entries, gates, tasks, modules).
+    pub examined: usize,
+    /// Why it could not run, if it could not (a symbol or type the kernel lacks).
+    pub skipped: Option<String>,
+}
+
+/// Every check's result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// What was found, by check.
+    pub findings: Vec<Finding>,
+    /// Each check: what it examined, or why it was skipped.
+    pub checks: Vec<CheckStatus>,
+    /// What could not be read on the way.
+    pub anomalies: Vec<Anomaly>,
+}
+
+impl CheckReport {
+    /// Whether nothing was found.
+    pub fn clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// What one check hands back.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    pub examined: usize,
+    pub skipped: Option<String>,
+    pub findings: Vec<Finding>,
+    pub anomalies: Vec<Anomaly>,
+}
+
+impl Outcome {
+    pub(crate) fn skipped(why: impl Into<String>) -> Self {
+        Outcome { skipped: Some(why.into()), ..Outcome::default() }
+    }
+}
+
+/// What the checks share: the views' context, the offsets only checks read, the
+/// symbols and the map of code.
+pub(crate) struct CheckCtx<'c, 'a, M> {
+    pub ctx: &'c Ctx<'a, M>,
+    pub co: &'c CheckOffsets,
+    pub symbols: &'c SymbolTable,
+    pub code: &'c CodeMap,
+}
+
+/// Runs every check.
+pub(crate) fn run<M: PhysMem>(ctx: &Ctx<'_, M>, co: &CheckOffsets, symbols: &SymbolTable) -> CheckReport {
+    let mut report = CheckReport::default();
+    let (code, an) = CodeMap::read(ctx, symbols);
+    report.anomalies.extend(an);
+    let c = CheckCtx { ctx, co, symbols, code: &code };
+    for check in CheckKind::ALL {
+        let o = match check {
+            CheckKind::SyscallTable => syscalls::tables(&c),
+            CheckKind::SyscallDispatch => dispatch::check(&c),
+            CheckKind::Idt => idt::check(&c),
+            CheckKind::TtyHook => hooks::tty(&c),
+            CheckKind::KeyboardNotifier => hooks::keyboard(&c),
+            CheckKind::HiddenProcess => hidden_tasks::check(&c),
+            CheckKind::HiddenModule => hidden_modules::check(&c),
+            CheckKind::SharedCred => creds::check(&c),
+        };
+        report.checks.push(CheckStatus { check, examined: o.examined, skipped: o.skipped });
+        report.findings.extend(o.findings);
+        report.anomalies.extend(o.anomalies);
+    }
+    report
+}
