@@ -12,9 +12,12 @@ use vmscope_mem::{Gva, PhysMem};
 use super::{CheckCtx, CheckKind, Finding, Outcome, Place};
 use crate::views::Anomaly;
 
-/// The dispatch functions and the prefix of the handlers they may reach.
-const DISPATCHERS: [(&str, &str); 3] =
-    [("x64_sys_call", "__x64_sys_"), ("ia32_sys_call", "__ia32_"), ("x32_sys_call", "__x32_")];
+/// The dispatch functions.
+const DISPATCHERS: [&str; 3] = ["x64_sys_call", "ia32_sys_call", "x32_sys_call"];
+
+/// The names of system call handlers (`ia32_sys_call` reaches the `__x64_sys_`
+/// handlers of system calls without arguments, which serve both).
+const HANDLERS: [&str; 3] = ["__x64_sys_", "__ia32_", "__x32_"];
 
 /// The most bytes of one function decoded (`x64_sys_call` is about 10 KiB).
 const MAX_CODE: u64 = 64 << 10;
@@ -57,11 +60,11 @@ pub fn branch_targets(code: &[u8], ip: u64) -> Vec<BranchTarget> {
     out
 }
 
-/// Why a branch to `place` is wrong for a dispatcher of `prefix` handlers.
-fn judge(place: &Place, prefix: &str) -> Option<String> {
+/// Why a branch to `place` is wrong for a system call dispatcher.
+fn judge(place: &Place) -> Option<String> {
     match place {
         Place::KernelText { symbol: Some(s), offset: 0 }
-            if s.starts_with(prefix) || THUNKS.iter().any(|t| s.starts_with(t)) =>
+            if HANDLERS.iter().chain(&THUNKS).any(|p| s.starts_with(p)) =>
         {
             None
         }
@@ -75,7 +78,7 @@ fn judge(place: &Place, prefix: &str) -> Option<String> {
 pub(super) fn check<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
     let mut o = Outcome::default();
     let mut found_any = false;
-    for (name, prefix) in DISPATCHERS {
+    for name in DISPATCHERS {
         let Some(sym) = c.symbols.lookup(name) else { continue };
         found_any = true;
         let next = c.symbols.iter().skip(sym.index + 1).find(|n| n.addr > sym.addr).map(|n| n.addr);
@@ -90,7 +93,7 @@ pub(super) fn check<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
         for b in branch_targets(&code, sym.addr.raw()) {
             o.examined += 1;
             let place = c.code.place(b.target, c.symbols);
-            let Some(found) = judge(&place, prefix) else { continue };
+            let Some(found) = judge(&place) else { continue };
             let offset = b.at.offset_from(sym.addr).unwrap_or(0);
             o.findings.push(Finding {
                 check: CheckKind::SyscallDispatch,
@@ -98,7 +101,7 @@ pub(super) fn check<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
                 at: Some(b.at),
                 value: Some(b.target),
                 found,
-                expected: format!("a {prefix}* handler in kernel text"),
+                expected: "a system call handler (__x64_sys_*, __ia32_*, __x32_*) in kernel text".into(),
             });
         }
     }
@@ -137,10 +140,12 @@ mod tests {
     #[test]
     fn only_handlers_and_thunks_are_expected() {
         let text = |s: &str| Place::KernelText { symbol: Some(s.into()), offset: 0 };
-        assert_eq!(judge(&text("__x64_sys_read"), "__x64_sys_"), None);
-        assert_eq!(judge(&text("__x86_return_thunk"), "__x64_sys_"), None);
-        assert!(judge(&text("__ia32_sys_read"), "__x64_sys_").is_some());
-        assert!(judge(&Place::Outside, "__x64_sys_").is_some());
+        assert_eq!(judge(&text("__x64_sys_read")), None);
+        assert_eq!(judge(&text("__ia32_compat_sys_ioctl")), None);
+        assert_eq!(judge(&text("__x86_return_thunk")), None);
+        assert!(judge(&text("commit_creds")).is_some());
+        assert!(judge(&Place::KernelText { symbol: Some("__x64_sys_read".into()), offset: 4 }).is_some());
+        assert!(judge(&Place::Outside).is_some());
     }
 
     proptest! {

@@ -44,7 +44,10 @@ pub(super) fn tables<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
                 continue;
             }
         };
-        for (i, w) in bytes.chunks_exact(8).enumerate() {
+        // The symbol after the table may start past padding: zero words at its
+        // end are not entries.
+        let words = bytes.chunks_exact(8).rposition(|w| w != [0; 8]).map_or(0, |last| last + 1);
+        for (i, w) in bytes.chunks_exact(8).take(words).enumerate() {
             let value = Gva::new(u64::from_le_bytes(w.try_into().expect("chunks of 8")));
             o.examined += 1;
             let place = c.code.place(value, c.symbols);

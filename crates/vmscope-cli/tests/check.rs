@@ -1,0 +1,263 @@
+//! `vmscope check`, `kallsyms` and `pids` on real Debian kernels under QEMU, one boot
+//! per kernel for every assertion.
+//!
+//! - Untouched, the guest hides nothing (its own `ps` through the agent lists every
+//!   process), and `check` finds nothing and exits 0 under every technique tried.
+//! - Then the test does what a DKOM rootkit does, writing the RAM memfd itself while
+//!   the guest is paused: it unlinks a process from the task list, a module from the
+//!   module list, and points `sys_call_table[__NR_getpid]` outside kernel text.
+//!   (Where to write comes from vmscope's library: that is set-up, not ground truth.)
+//!   `check` finds all three, with exit status 3, under every technique tried; the
+//!   guest stays paused and is killed after.
+//! - `kallsyms` against a sample of the guest's `/proc/kallsyms` (read as root) and
+//!   its line count; `pids` against the PIDs in the guest's `/proc`.
+
+use std::collections::BTreeSet;
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use vmscope_hv::Hypervisor;
+use vmscope_linux::{Hints, Kernel};
+use vmscope_mem::{FileMem, Gva, PhysMem};
+use vmscope_testbed::{Guest, boot_with};
+
+/// The techniques each state is checked under.
+const TECHNIQUES: [&str; 3] = ["live-map", "halt-read", "live-read"];
+
+/// `__NR_getpid` on x86-64.
+const NR_GETPID: u64 = 39;
+
+/// Where the redirected entry points: the top of the module area, which no module
+/// reaches and no kernel text is in.
+const ROGUE: u64 = 0xffff_ffff_fe00_0000;
+
+/// `vmscope --qemu PID --qmp SECOND-MONITOR args...`, with its own profile cache.
+fn vmscope(g: &Guest, cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vmscope"))
+        .arg("--qemu")
+        .arg(g.vm.pid().to_string())
+        .arg("--qmp")
+        .arg(g.vm.extra_qmp_socket())
+        .args(args)
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .unwrap()
+}
+
+fn stdout_ok(o: &Output, what: &str) -> String {
+    assert!(o.status.success(), "{what} failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// `check --json` under technique `t`: its exit status and its report.
+fn check(g: &Guest, cache: &Path, t: &str) -> (i32, serde_json::Value) {
+    let o = vmscope(g, cache, &["--technique", t, "check", "--json"]);
+    let code = o.status.code().expect("vmscope exited");
+    let doc = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{t}: {e}: {}", String::from_utf8_lossy(&o.stderr)));
+    (code, doc)
+}
+
+/// Writes `value` at kernel-virtual `va` into the guest's RAM memfd (the guest is
+/// paused). The memfd is reopened for writing through /proc/self/fd.
+fn poke(ram: &FileMem, k: &Kernel<FileMem>, va: Gva, value: u64) {
+    let (gpa, contiguous) = k.kernel_mem().translate(va).expect("a mapped kernel address");
+    assert!(contiguous >= 8, "{va:#x} straddles a page");
+    let (_, off, n) = ram.memory_map().chunks(gpa, 8).next().expect("one chunk").expect("backed");
+    assert_eq!(n, 8);
+    let seg = ram.segments().iter().find(|s| s.start <= off && off - s.start < s.len).expect("a RAM file");
+    let f = OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", seg.file.as_raw_fd())).unwrap();
+    f.write_all_at(&value.to_le_bytes(), seg.file_offset + (off - seg.start)).unwrap();
+}
+
+/// Unlinks the `list_head` at `node` from its list, as `list_del` does to the
+/// neighbours (the node itself is left as it was).
+fn unlink(ram: &FileMem, k: &Kernel<FileMem>, node: Gva) {
+    let lo = k.offsets().list;
+    let km = k.kernel_mem();
+    let at = |base: Gva, off: u64| Gva::new(base.raw() + off);
+    let next = km.read_ptr(at(node, lo.next)).unwrap();
+    let prev = km.read_ptr(at(node, lo.prev)).unwrap();
+    poke(ram, k, at(prev, lo.next), next.raw());
+    poke(ram, k, at(next, lo.prev), prev.raw());
+}
+
+/// What the rootkit did, for the assertions.
+struct Planted {
+    task: Gva,
+    pid: i32,
+    module: Gva,
+    slot: Gva,
+}
+
+fn plant(g: &Guest, victim: i32) -> Planted {
+    let ram = g.ram();
+    let regs = g.vm.hv().vcpu_registers(0).expect("registers");
+    let k = Kernel::attach(g.ram(), Hints::from_registers(regs.cr3, regs.cr4)).expect("attach");
+    let graph = k.task_graph();
+    let task = graph.tasks.iter().find(|t| t.pid == victim && t.on_task_list).expect("the victim on the task list");
+    unlink(&ram, &k, Gva::new(task.addr.raw() + k.offsets().task.tasks));
+    let m = k.modules().modules.into_iter().find(|m| m.name == "dummy").expect("dummy loaded");
+    unlink(&ram, &k, Gva::new(m.addr.raw() + k.offsets().module.list));
+    let table = k.symbols().addr("sys_call_table").expect("sys_call_table");
+    let slot = Gva::new(table.raw() + 8 * NR_GETPID);
+    poke(&ram, &k, slot, ROGUE);
+    Planted { task: task.addr, pid: victim, module: m.addr, slot }
+}
+
+/// The findings of `check` of kind `kind`.
+fn of_kind<'a>(doc: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
+    doc["findings"].as_array().unwrap().iter().filter(|f| f["check"] == kind).collect()
+}
+
+fn untouched(g: &mut Guest, cache: &Path, victim: i32) {
+    // The guest's own view: the victim and every other process listed by its /proc.
+    let ps = g.agent.processes().unwrap();
+    assert!(ps.iter().any(|p| p.pid == victim), "the guest does not list its own victim");
+    for t in TECHNIQUES {
+        let (code, doc) = check(g, cache, t);
+        assert_eq!(doc["findings"], serde_json::json!([]), "{t}: findings on an untouched guest");
+        assert_eq!(code, 0, "{t}: exit status on an untouched guest");
+        let checks = doc["checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 8, "{t}: {doc}");
+        for c in checks {
+            let skipped = &c["skipped"];
+            // Every check runs on these kernels (both dispatch through x64_sys_call;
+            // Debian backported it to 6.1).
+            assert!(skipped.is_null(), "{t}: {} skipped: {skipped}", c["check"]);
+        }
+        let examined = |name: &str| checks.iter().find(|c| c["check"] == name).unwrap()["examined"].as_u64().unwrap();
+        assert!(examined("syscall_table") >= 400, "{t}: {doc}");
+        assert!(examined("syscall_dispatch") >= 300, "{t}: {doc}");
+        assert!(examined("idt") >= 200, "{t}: {doc}");
+        assert!(examined("hidden_process") >= ps.len() as u64 / 2, "{t}: {doc}");
+        assert!(examined("hidden_module") >= 5, "{t}: {doc}");
+    }
+}
+
+fn rooted(g: &Guest, cache: &Path, p: &Planted) {
+    for t in TECHNIQUES {
+        let (code, doc) = check(g, cache, t);
+        assert_eq!(code, 3, "{t}: exit status with findings: {doc}");
+        let hidden = of_kind(&doc, "hidden_process");
+        assert!(
+            hidden
+                .iter()
+                .any(|f| f["at"] == p.task.raw() && f["subject"].as_str().unwrap().contains(&p.pid.to_string())),
+            "{t}: the unlinked task {:#x} (pid {}) not found: {doc}",
+            p.task,
+            p.pid
+        );
+        let modules = of_kind(&doc, "hidden_module");
+        let m =
+            modules.iter().find(|f| f["at"] == p.module.raw()).unwrap_or_else(|| panic!("{t}: dummy not found: {doc}"));
+        let found = m["found"].as_str().unwrap();
+        assert!(found.contains("module_kset") && found.contains("carved"), "{t}: {m}");
+        assert!(m["subject"].as_str().unwrap().contains("dummy"), "{t}: {m}");
+        let sys = of_kind(&doc, "syscall_table");
+        assert!(
+            sys.iter().any(|f| f["subject"] == format!("sys_call_table[{NR_GETPID}]")
+                && f["at"] == p.slot.raw()
+                && f["value"] == ROGUE),
+            "{t}: the redirected entry not found: {doc}"
+        );
+        // Nothing else: the rest of the guest is as it was.
+        assert_eq!(hidden.len() + modules.len() + sys.len(), doc["findings"].as_array().unwrap().len(), "{t}: {doc}");
+    }
+    // The text report says the same, and so does the PID table view.
+    let o = vmscope(g, cache, &["--technique", "live-map", "check"]);
+    assert_eq!(o.status.code(), Some(3));
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("3 findings:") && text.contains(&format!("sys_call_table[{NR_GETPID}]")), "{text}");
+    let pids: serde_json::Value =
+        serde_json::from_str(&stdout_ok(&vmscope(g, cache, &["pids", "--json"]), "pids")).unwrap();
+    let row = pids["pids"].as_array().unwrap().iter().find(|r| r["nr"] == p.pid).expect("the victim's pid");
+    assert_eq!(row["task"], p.task.raw());
+    assert_eq!(row["notes"], serde_json::json!(["task not on the task list"]), "{row}");
+    let ps = stdout_ok(&vmscope(g, cache, &["ps"]), "ps");
+    assert!(!ps.lines().any(|l| l.split_whitespace().next() == Some(&p.pid.to_string())), "ps still lists it:\n{ps}");
+}
+
+fn kallsyms(g: &mut Guest, cache: &Path) {
+    // Every 499th line, the module's, and a few by name: a sample from the whole file.
+    let sample = g.sh("awk 'NR % 499 == 1' /proc/kallsyms; grep -F '[dummy]' /proc/kallsyms; \
+         grep -E ' (init_task|sys_call_table|x64_sys_call|idt_table|runqueues|module_kset)$' /proc/kallsyms");
+    let lines: usize = g.sh("wc -l < /proc/kallsyms").trim().parse().unwrap();
+    assert!(!sample.starts_with("0000000000000000 T"), "addresses are hidden from the agent");
+    let ours = stdout_ok(&vmscope(g, cache, &["kallsyms"]), "kallsyms");
+    let ours_set: BTreeSet<&str> = ours.lines().collect();
+    let sampled: Vec<&str> = sample.lines().collect();
+    assert!(sampled.len() > 100, "{sample}");
+    for l in &sampled {
+        assert!(ours_set.contains(l), "/proc/kallsyms has {l:?}; vmscope kallsyms does not");
+    }
+    assert!(sampled.iter().any(|l| l.ends_with("\t[dummy]")), "no module symbol in the sample");
+    assert_eq!(ours.lines().count(), lines, "line count of /proc/kallsyms");
+    // A pattern keeps the matching lines only, in order.
+    let some = stdout_ok(&vmscope(g, cache, &["kallsyms", "sys_call_table"]), "kallsyms PATTERN");
+    let want: Vec<&str> =
+        ours.lines().filter(|l| l.split_whitespace().nth(2).unwrap().contains("sys_call_table")).collect();
+    assert_eq!(some.lines().collect::<Vec<_>>(), want);
+    let doc: serde_json::Value =
+        serde_json::from_str(&stdout_ok(&vmscope(g, cache, &["kallsyms", "dummy", "--json"]), "kallsyms --json"))
+            .unwrap();
+    assert!(doc["symbols"].as_array().unwrap().iter().any(|s| s["module"] == "dummy"), "{doc}");
+}
+
+/// PIDs in the guest's /proc (thread-group leaders).
+fn proc_pids(g: &mut Guest) -> BTreeSet<u64> {
+    g.sh("ls /proc").split_whitespace().filter_map(|p| p.parse().ok()).collect()
+}
+
+fn pids(g: &mut Guest, cache: &Path) {
+    let before = proc_pids(g);
+    let doc: serde_json::Value =
+        serde_json::from_str(&stdout_ok(&vmscope(g, cache, &["pids", "--json"]), "pids")).unwrap();
+    let after = proc_pids(g);
+    let rows = doc["pids"].as_array().unwrap();
+    let leaders: BTreeSet<u64> = rows
+        .iter()
+        .filter(|r| r["tgid"].as_u64().is_some() && r["tgid"] == r["nr"])
+        .map(|r| r["nr"].as_u64().unwrap())
+        .collect();
+    for pid in before.intersection(&after) {
+        assert!(leaders.contains(pid), "/proc/{pid} is not in vmscope pids as a process");
+    }
+    for pid in &leaders {
+        assert!(
+            before.contains(pid) || after.contains(pid),
+            "vmscope pids has process {pid}, the guest's /proc does not"
+        );
+    }
+    for r in rows.iter().filter(|r| !r["task"].is_null()) {
+        assert!(r["notes"].as_array().unwrap().is_empty(), "an untouched guest: {r}");
+    }
+}
+
+fn run(id: &str) {
+    let mut g = boot_with(id, |c| c.kaslr = true);
+    let cache = tempfile::tempdir().unwrap();
+    g.sh("insmod /lib/modules/dummy.ko");
+    let victim: i32 = g.sh("sleep 100000 >/dev/null 2>&1 & echo $!").trim().parse().unwrap();
+    kallsyms(&mut g, cache.path());
+    pids(&mut g, cache.path());
+    untouched(&mut g, cache.path(), victim);
+
+    g.vm.hv().pause().unwrap();
+    let planted = plant(&g, victim);
+    rooted(&g, cache.path(), &planted);
+    assert!(g.vm.hv().is_paused().unwrap(), "vmscope resumed a guest it had not paused");
+}
+
+#[test]
+fn dkom_found_on_6_1() {
+    run("6.1");
+}
+
+#[test]
+fn dkom_found_on_6_12() {
+    run("6.12");
+}
