@@ -198,3 +198,134 @@ pub(crate) fn run<M: PhysMem>(ctx: &Ctx<'_, M>, co: &CheckOffsets, symbols: &Sym
     }
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::offsets::KsetOffsets;
+    use crate::views::Limits;
+    use crate::views::fixture::Fx;
+    use crate::views::fixture::layout::TASKS;
+    use crate::{SymbolSource, SymbolTable};
+
+    /// Where the fixture's module kobject sits in its 192-byte `struct module`.
+    const MKOBJ: u64 = 144;
+    const TEXT: u64 = 0xffff_ffff_8100_0000;
+
+    /// A kernel with init, a victim process, a module with its kobject on
+    /// `module_kset`, and a two-entry system call table; its symbols and the
+    /// checks' offsets.
+    struct Rig {
+        fx: Fx,
+        symbols: SymbolTable,
+        co: CheckOffsets,
+        victim: u64,
+        module: u64,
+        table: u64,
+    }
+
+    fn rig() -> Rig {
+        let mut fx = Fx::new();
+        let init = fx.process(1, fx.init_task, 0, "init", Some("/sbin/init"));
+        let victim = fx.process(42, init, 1000, "victim", Some("victim"));
+        let module = fx.module("dummy", 16384, 0, &[], &["dummy_local"]);
+        let kset = fx.alloc(16);
+        fx.w64(kset, kset);
+        fx.w64(kset + 8, kset);
+        let name = fx.alloc(16);
+        fx.write_str(name, "dummy");
+        fx.link_tail(kset, module + MKOBJ);
+        fx.w64(module + MKOBJ + 16, name);
+        fx.w64(module + MKOBJ + 24, module);
+        let kset_var = fx.alloc(8);
+        fx.w64(kset_var, kset);
+        let table = fx.alloc(16);
+        fx.w64(table, TEXT + 0x100);
+        fx.w64(table + 8, TEXT + 0x200);
+        let symbols = SymbolTable::from_iter(
+            SymbolSource::Kallsyms,
+            [
+                ("_stext", Gva::new(TEXT), 'T'),
+                ("__x64_sys_read", Gva::new(TEXT + 0x100), 'T'),
+                ("__x64_sys_getpid", Gva::new(TEXT + 0x200), 'T'),
+                ("_etext", Gva::new(TEXT + 0x100_0000), 'T'),
+                ("sys_call_table", Gva::new(table), 'D'),
+                ("after_the_table", Gva::new(table + 16), 'D'),
+                ("module_kset", Gva::new(kset_var), 'D'),
+            ],
+        );
+        let kset = KsetOffsets {
+            kset_list: 0,
+            kobj_entry: 0,
+            kobj_name: 16,
+            mkobj_kobj: 0,
+            mkobj_mod: 24,
+            module_mkobj: MKOBJ,
+        };
+        let co = CheckOffsets { task_cred: Some(80), sched: None, kset: Some(kset), notifier: None, ldisc: None };
+        Rig { fx, symbols, co, victim, module, table }
+    }
+
+    impl Rig {
+        fn report(&self, limits: Limits) -> CheckReport {
+            let (k, addrs) = self.fx.finish();
+            run(&self.fx.ctx(&k, &addrs, limits), &self.co, &self.symbols)
+        }
+
+        /// `list_del` of the node at `node`, as a rootkit does it.
+        fn unlink(&mut self, node: u64) {
+            let (next, prev) = (self.fx.r64(node), self.fx.r64(node + 8));
+            self.fx.w64(prev, next);
+            self.fx.w64(next + 8, prev);
+        }
+    }
+
+    #[test]
+    fn a_rootkits_three_moves_are_found_and_nothing_else() {
+        let mut r = rig();
+        let clean = r.report(Limits::default());
+        assert!(clean.clean(), "{:?}", clean.findings);
+        let ran: Vec<CheckKind> = clean.checks.iter().filter(|c| c.skipped.is_none()).map(|c| c.check).collect();
+        assert_eq!(
+            ran,
+            [CheckKind::SyscallTable, CheckKind::HiddenProcess, CheckKind::HiddenModule, CheckKind::SharedCred]
+        );
+
+        r.unlink(r.victim + TASKS);
+        let list = r.fx.offsets.module.list;
+        r.unlink(r.module + list);
+        r.fx.w64(r.table + 8, 0xffff_ffff_c0ff_ee00);
+        let report = r.report(Limits::default());
+        let got: Vec<(CheckKind, Option<Gva>, Option<Gva>)> =
+            report.findings.iter().map(|f| (f.check, f.at, f.value)).collect();
+        assert_eq!(
+            got,
+            [
+                (CheckKind::SyscallTable, Some(Gva::new(r.table + 8)), Some(Gva::new(0xffff_ffff_c0ff_ee00))),
+                (CheckKind::HiddenProcess, Some(Gva::new(r.victim)), None),
+                (CheckKind::HiddenModule, Some(Gva::new(r.module)), None),
+            ]
+        );
+        assert!(report.findings[1].subject.contains("42 (victim)"), "{}", report.findings[1]);
+        assert!(report.findings[2].subject.contains("dummy"), "{}", report.findings[2]);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever the bytes of the tasks, the module, its kobject and the table,
+        /// the checks end and do not panic.
+        #[test]
+        fn arbitrary_kernel_bytes_never_panic(junk in prop::collection::vec((0u64..0x4000, any::<u64>()), 1..64)) {
+            let mut r = rig();
+            let base = r.fx.init_task;
+            for (off, v) in junk {
+                r.fx.w64(base + (off & !7), v);
+            }
+            let report = r.report(Limits { max_list: 64, ..Limits::default() });
+            prop_assert_eq!(report.checks.len(), CheckKind::ALL.len());
+        }
+    }
+}
