@@ -3,12 +3,15 @@
 //!
 //! - Untouched, the guest hides nothing (its own `ps` through the agent lists every
 //!   process), and `check` finds nothing and exits 0 under every technique tried.
-//! - Then the test does what a DKOM rootkit does, writing the RAM memfd itself while
-//!   the guest is paused: it unlinks a process from the task list, a module from the
-//!   module list, and points `sys_call_table[__NR_getpid]` outside kernel text.
-//!   (Where to write comes from vmscope's library: that is set-up, not ground truth.)
-//!   `check` finds all three, with exit status 3, under every technique tried; the
-//!   guest stays paused and is killed after.
+//! - Then the test does what a rootkit does, writing the RAM memfd itself while the
+//!   guest is paused: it unlinks a busy process from the task list (DKOM) and a
+//!   module from the module list, points `sys_call_table[__NR_getpid]`, IDT gate 3
+//!   and `n_tty_ops.receive_buf` outside kernel text, sends `x64_sys_call`'s branch
+//!   to `__x64_sys_getpid` past the kernel's text, and gives a process of uid 1001
+//!   the effective cred of pid 1. (Where to write comes from vmscope's library:
+//!   that is set-up, not ground truth.) `check` finds each of the seven, and
+//!   nothing else, with exit status 3, under every technique tried; the guest
+//!   stays paused and is killed after.
 //! - `kallsyms` against a sample of the guest's `/proc/kallsyms` (read as root) and
 //!   its line count; `pids` against the PIDs in the guest's `/proc`.
 
@@ -20,6 +23,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use vmscope_hv::Hypervisor;
+use vmscope_linux::checks::branch_targets;
+use vmscope_linux::offsets::CheckOffsets;
 use vmscope_linux::{Hints, Kernel};
 use vmscope_mem::{FileMem, Gva, PhysMem};
 use vmscope_testbed::{Guest, boot_with};
@@ -30,8 +35,8 @@ const TECHNIQUES: [&str; 3] = ["live-map", "halt-read", "live-read"];
 /// `__NR_getpid` on x86-64.
 const NR_GETPID: u64 = 39;
 
-/// Where the redirected entry points: the top of the module area, which no module
-/// reaches and no kernel text is in.
+/// Where the redirected pointers point: the top of the module area, which no
+/// module reaches and no kernel text is in.
 const ROGUE: u64 = 0xffff_ffff_fe00_0000;
 
 /// `vmscope --qemu PID --qmp SECOND-MONITOR args...`, with its own profile cache.
@@ -61,16 +66,24 @@ fn check(g: &Guest, cache: &Path, t: &str) -> (i32, serde_json::Value) {
     (code, doc)
 }
 
-/// Writes `value` at kernel-virtual `va` into the guest's RAM memfd (the guest is
+/// Writes `bytes` at kernel-virtual `va` into the guest's RAM memfd (the guest is
 /// paused). The memfd is reopened for writing through /proc/self/fd.
-fn poke(ram: &FileMem, k: &Kernel<FileMem>, va: Gva, value: u64) {
+fn poke(ram: &FileMem, k: &Kernel<FileMem>, va: Gva, bytes: &[u8]) {
     let (gpa, contiguous) = k.kernel_mem().translate(va).expect("a mapped kernel address");
-    assert!(contiguous >= 8, "{va:#x} straddles a page");
-    let (_, off, n) = ram.memory_map().chunks(gpa, 8).next().expect("one chunk").expect("backed");
-    assert_eq!(n, 8);
+    assert!(contiguous >= bytes.len() as u64, "{va:#x} straddles a page");
+    let (_, off, n) = ram.memory_map().chunks(gpa, bytes.len() as u64).next().expect("one chunk").expect("backed");
+    assert_eq!(n, bytes.len() as u64);
     let seg = ram.segments().iter().find(|s| s.start <= off && off - s.start < s.len).expect("a RAM file");
     let f = OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", seg.file.as_raw_fd())).unwrap();
-    f.write_all_at(&value.to_le_bytes(), seg.file_offset + (off - seg.start)).unwrap();
+    f.write_all_at(bytes, seg.file_offset + (off - seg.start)).unwrap();
+}
+
+fn poke_u64(ram: &FileMem, k: &Kernel<FileMem>, va: Gva, value: u64) {
+    poke(ram, k, va, &value.to_le_bytes());
+}
+
+fn at(base: Gva, off: u64) -> Gva {
+    Gva::new(base.raw() + off)
 }
 
 /// Unlinks the `list_head` at `node` from its list, as `list_del` does to the
@@ -78,39 +91,116 @@ fn poke(ram: &FileMem, k: &Kernel<FileMem>, va: Gva, value: u64) {
 fn unlink(ram: &FileMem, k: &Kernel<FileMem>, node: Gva) {
     let lo = k.offsets().list;
     let km = k.kernel_mem();
-    let at = |base: Gva, off: u64| Gva::new(base.raw() + off);
     let next = km.read_ptr(at(node, lo.next)).unwrap();
     let prev = km.read_ptr(at(node, lo.prev)).unwrap();
-    poke(ram, k, at(prev, lo.next), next.raw());
-    poke(ram, k, at(next, lo.prev), prev.raw());
+    poke_u64(ram, k, at(prev, lo.next), next.raw());
+    poke_u64(ram, k, at(next, lo.prev), prev.raw());
 }
 
 /// What the rootkit did, for the assertions.
 struct Planted {
+    /// The unlinked process (busy, so on a run queue too).
     task: Gva,
     pid: i32,
     module: Gva,
+    /// `sys_call_table[__NR_getpid]`.
     slot: Gva,
+    /// The branch of `x64_sys_call` to `__x64_sys_getpid`, and where it goes now.
+    branch: Gva,
+    branch_to: Gva,
+    /// `idt_table[3]`.
+    gate: Gva,
+    /// `n_tty_ops.receive_buf`.
+    ldisc_op: Gva,
+    /// The cred of pid 1, now also the effective cred of a process of uid 1001.
+    cred: Gva,
+    cred_pid: i32,
 }
 
-fn plant(g: &Guest, victim: i32) -> Planted {
+/// A rootkit's writes: the task list, the module list, a system call table entry,
+/// a branch of the compiled dispatch, an IDT gate, a line discipline's operation,
+/// and a process's effective cred.
+fn plant(g: &Guest, victim: i32, lowly: i32) -> Planted {
     let ram = g.ram();
     let regs = g.vm.hv().vcpu_registers(0).expect("registers");
     let k = Kernel::attach(g.ram(), Hints::from_registers(regs.cr3, regs.cr4)).expect("attach");
+    let co = CheckOffsets::resolve(k.profile().expect("types"));
+    let sym = |name: &str| k.symbols().addr(name).unwrap_or_else(|| panic!("no {name}"));
+    let etext = sym("_etext");
+
     let graph = k.task_graph();
-    let task = graph.tasks.iter().find(|t| t.pid == victim && t.on_task_list).expect("the victim on the task list");
-    unlink(&ram, &k, Gva::new(task.addr.raw() + k.offsets().task.tasks));
+    let task = |pid: i32| graph.tasks.iter().find(|t| t.pid == pid && t.on_task_list).expect("a listed process");
+    let victim_task = task(victim).addr;
+    unlink(&ram, &k, at(victim_task, k.offsets().task.tasks));
+
     let m = k.modules().modules.into_iter().find(|m| m.name == "dummy").expect("dummy loaded");
-    unlink(&ram, &k, Gva::new(m.addr.raw() + k.offsets().module.list));
-    let table = k.symbols().addr("sys_call_table").expect("sys_call_table");
-    let slot = Gva::new(table.raw() + 8 * NR_GETPID);
-    poke(&ram, &k, slot, ROGUE);
-    Planted { task: task.addr, pid: victim, module: m.addr, slot }
+    unlink(&ram, &k, at(m.addr, k.offsets().module.list));
+
+    let slot = at(sym("sys_call_table"), 8 * NR_GETPID);
+    poke_u64(&ram, &k, slot, ROGUE);
+
+    // A direct branch (E8/E9 rel32, or 0F 8x rel32) to __x64_sys_getpid, sent
+    // just past the kernel's text instead.
+    let dispatch = sym("x64_sys_call");
+    let code = k.kernel_mem().read_vec(dispatch, 64 << 10).unwrap();
+    let getpid = sym("__x64_sys_getpid");
+    let branch = branch_targets(&code, dispatch.raw())
+        .into_iter()
+        .find(|b| b.target == getpid && b.at.offset_from(dispatch).is_some_and(|o| o < (64 << 10) - 6))
+        .expect("a branch to __x64_sys_getpid in x64_sys_call");
+    let b = branch;
+    let op = b.at.offset_from(dispatch).unwrap() as usize;
+    let rel_at = match code[op] {
+        0xe8 | 0xe9 => 1,
+        0x0f => 2,
+        other => panic!("a branch with opcode {other:#x} has no rel32"),
+    };
+    let branch_to = at(etext, 0x2000);
+    let end = b.at.raw() + rel_at + 4;
+    let rel = (branch_to.raw().wrapping_sub(end) as i64) as i32;
+    poke(&ram, &k, at(b.at, rel_at), &rel.to_le_bytes());
+
+    let gate = at(sym("idt_table"), 16 * 3);
+    let mut g16 = [0u8; 16];
+    k.kernel_mem().read(gate, &mut g16).unwrap();
+    g16[0..2].copy_from_slice(&(ROGUE as u16).to_le_bytes());
+    g16[6..8].copy_from_slice(&((ROGUE >> 16) as u16).to_le_bytes());
+    g16[8..12].copy_from_slice(&((ROGUE >> 32) as u32).to_le_bytes());
+    poke(&ram, &k, gate, &g16);
+
+    let ldisc = co.ldisc.expect("struct tty_ldisc_ops");
+    let receive = ldisc.ops.iter().find(|(n, _)| n == "receive_buf").expect("receive_buf").1;
+    let ldisc_op = at(sym("n_tty_ops"), receive);
+    poke_u64(&ram, &k, ldisc_op, ROGUE);
+
+    let cred_off = co.task_cred.expect("task_struct.cred");
+    let cred = k.kernel_mem().read_ptr(at(task(1).addr, cred_off)).unwrap();
+    poke_u64(&ram, &k, at(task(lowly).addr, cred_off), cred.raw());
+
+    Planted {
+        task: victim_task,
+        pid: victim,
+        module: m.addr,
+        slot,
+        branch: b.at,
+        branch_to,
+        gate,
+        ldisc_op,
+        cred,
+        cred_pid: lowly,
+    }
 }
 
 /// The findings of `check` of kind `kind`.
 fn of_kind<'a>(doc: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
     doc["findings"].as_array().unwrap().iter().filter(|f| f["check"] == kind).collect()
+}
+
+/// The one finding of kind `kind`, which must be at `at`.
+fn one<'a>(doc: &'a serde_json::Value, kind: &str, at: Gva, t: &str) -> &'a serde_json::Value {
+    let f = of_kind(doc, kind);
+    assert!(f.len() == 1 && f[0]["at"] == at.raw(), "{t}: want one {kind} finding at {at:#x}: {f:#?}");
+    f[0]
 }
 
 fn untouched(g: &mut Guest, cache: &Path, victim: i32) {
@@ -133,8 +223,10 @@ fn untouched(g: &mut Guest, cache: &Path, victim: i32) {
         assert!(examined("syscall_table") >= 400, "{t}: {doc}");
         assert!(examined("syscall_dispatch") >= 300, "{t}: {doc}");
         assert!(examined("idt") >= 200, "{t}: {doc}");
+        assert!(examined("tty_hook") >= 1, "{t}: {doc}");
         assert!(examined("hidden_process") >= ps.len() as u64 / 2, "{t}: {doc}");
         assert!(examined("hidden_module") >= 5, "{t}: {doc}");
+        assert!(examined("shared_cred") >= ps.len() as u64 / 2, "{t}: {doc}");
     }
 }
 
@@ -142,36 +234,36 @@ fn rooted(g: &Guest, cache: &Path, p: &Planted) {
     for t in TECHNIQUES {
         let (code, doc) = check(g, cache, t);
         assert_eq!(code, 3, "{t}: exit status with findings: {doc}");
-        let hidden = of_kind(&doc, "hidden_process");
-        assert!(
-            hidden
-                .iter()
-                .any(|f| f["at"] == p.task.raw() && f["subject"].as_str().unwrap().contains(&p.pid.to_string())),
-            "{t}: the unlinked task {:#x} (pid {}) not found: {doc}",
-            p.task,
-            p.pid
+        let f = one(&doc, "hidden_process", p.task, t);
+        assert!(f["subject"].as_str().unwrap().contains(&format!("task {} ", p.pid)), "{t}: {f}");
+        let found = f["found"].as_str().unwrap();
+        assert!(found.contains(&format!("on the PID table as pid {}", p.pid)), "{t}: {f}");
+        assert!(found.contains("on CPU"), "{t}: the busy victim is on no run queue: {f}");
+        let f = one(&doc, "hidden_module", p.module, t);
+        let found = f["found"].as_str().unwrap();
+        assert!(found.contains("module_kset") && found.contains("carved"), "{t}: {f}");
+        assert!(f["subject"].as_str().unwrap().contains("dummy"), "{t}: {f}");
+        let f = one(&doc, "syscall_table", p.slot, t);
+        assert_eq!(
+            (f["subject"].as_str().unwrap(), &f["value"]),
+            (&*format!("sys_call_table[{NR_GETPID}]"), &ROGUE.into())
         );
-        let modules = of_kind(&doc, "hidden_module");
-        let m =
-            modules.iter().find(|f| f["at"] == p.module.raw()).unwrap_or_else(|| panic!("{t}: dummy not found: {doc}"));
-        let found = m["found"].as_str().unwrap();
-        assert!(found.contains("module_kset") && found.contains("carved"), "{t}: {m}");
-        assert!(m["subject"].as_str().unwrap().contains("dummy"), "{t}: {m}");
-        let sys = of_kind(&doc, "syscall_table");
-        assert!(
-            sys.iter().any(|f| f["subject"] == format!("sys_call_table[{NR_GETPID}]")
-                && f["at"] == p.slot.raw()
-                && f["value"] == ROGUE),
-            "{t}: the redirected entry not found: {doc}"
-        );
-        // Nothing else: the rest of the guest is as it was.
-        assert_eq!(hidden.len() + modules.len() + sys.len(), doc["findings"].as_array().unwrap().len(), "{t}: {doc}");
+        let f = one(&doc, "syscall_dispatch", p.branch, t);
+        assert_eq!(f["value"], p.branch_to.raw(), "{t}: {f}");
+        let f = one(&doc, "idt", p.gate, t);
+        assert_eq!((f["subject"].as_str().unwrap(), &f["value"]), ("IDT vector 0x03", &ROGUE.into()));
+        let f = one(&doc, "tty_hook", p.ldisc_op, t);
+        assert!(f["subject"].as_str().unwrap().ends_with("->receive_buf") && f["value"] == ROGUE, "{t}: {f}");
+        let f = one(&doc, "shared_cred", p.cred, t);
+        let found = f["found"].as_str().unwrap();
+        assert!(found.contains(&format!("{} (", p.cred_pid)) && found.contains("uid 1001"), "{t}: {f}");
+        assert_eq!(doc["findings"].as_array().unwrap().len(), 7, "{t}: nothing else: {doc}");
     }
     // The text report says the same, and so does the PID table view.
     let o = vmscope(g, cache, &["--technique", "live-map", "check"]);
     assert_eq!(o.status.code(), Some(3));
     let text = String::from_utf8(o.stdout).unwrap();
-    assert!(text.contains("3 findings:") && text.contains(&format!("sys_call_table[{NR_GETPID}]")), "{text}");
+    assert!(text.contains("7 findings:") && text.contains(&format!("sys_call_table[{NR_GETPID}]")), "{text}");
     let pids: serde_json::Value =
         serde_json::from_str(&stdout_ok(&vmscope(g, cache, &["pids", "--json"]), "pids")).unwrap();
     let row = pids["pids"].as_array().unwrap().iter().find(|r| r["nr"] == p.pid).expect("the victim's pid");
@@ -241,13 +333,24 @@ fn run(id: &str) {
     let mut g = boot_with(id, |c| c.kaslr = true);
     let cache = tempfile::tempdir().unwrap();
     g.sh("insmod /lib/modules/dummy.ko");
-    let victim: i32 = g.sh("sleep 100000 >/dev/null 2>&1 & echo $!").trim().parse().unwrap();
     kallsyms(&mut g, cache.path());
     pids(&mut g, cache.path());
+    // A busy process (on a run queue whenever the guest stops) and one of uid 1001.
+    let victim: i32 = g.sh("(while :; do :; done) >/dev/null 2>&1 & echo $!").trim().parse().unwrap();
+    let r = g
+        .agent
+        .exec(vmscope_agent::ExecRequest {
+            argv: vec!["/bin/sh".into(), "-c".into(), "sleep 100000 >/dev/null 2>&1 & echo $!".into()],
+            uid: Some(1001),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(r.success());
+    let lowly: i32 = String::from_utf8_lossy(&r.stdout).trim().parse().unwrap();
     untouched(&mut g, cache.path(), victim);
 
     g.vm.hv().pause().unwrap();
-    let planted = plant(&g, victim);
+    let planted = plant(&g, victim, lowly);
     rooted(&g, cache.path(), &planted);
     assert!(g.vm.hv().is_paused().unwrap(), "vmscope resumed a guest it had not paused");
 }

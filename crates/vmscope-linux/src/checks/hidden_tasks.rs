@@ -5,6 +5,8 @@
 //! DKOM rootkit hides it from `ps`; the kernel keeps scheduling it and finding it by
 //! pid.
 
+use std::collections::HashMap;
+
 use vmscope_mem::{Gva, PhysMem};
 
 use super::{CheckCtx, CheckKind, Finding, Outcome};
@@ -55,14 +57,20 @@ pub(super) fn check<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
         return Outcome::skipped("the kernel's types describe neither the PID table nor the run queues");
     }
     o.examined = met.len();
-    let mut reported = AddrSet::default();
-    for m in met {
-        if listed.contains(&m.task) {
-            continue;
-        }
-        let (pid, comm) = identity(c, m.task);
+    // Where each unlisted task was met, in the order met.
+    let mut unlisted: Vec<(Gva, Vec<String>)> = Vec::new();
+    let mut index: HashMap<Gva, usize> = HashMap::new();
+    for m in met.into_iter().filter(|m| !listed.contains(&m.task)) {
+        let i = *index.entry(m.task).or_insert_with(|| {
+            unlisted.push((m.task, Vec::new()));
+            unlisted.len() - 1
+        });
+        unlisted[i].1.push(m.how);
+    }
+    for (task, how) in unlisted {
+        let (pid, comm) = identity(c, task);
         // The idle tasks (pid 0) of CPUs other than 0 are on no task list.
-        if pid == Some(0) || !reported.insert(m.task) {
+        if pid == Some(0) {
             continue;
         }
         let who = match (pid, &comm) {
@@ -71,10 +79,10 @@ pub(super) fn check<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
         };
         o.findings.push(Finding {
             check: CheckKind::HiddenProcess,
-            subject: format!("{who} at {:#x}", m.task),
-            at: Some(m.task),
+            subject: format!("{who} at {task:#x}"),
+            at: Some(task),
             value: None,
-            found: format!("{}, not on the task list", m.how),
+            found: format!("{}, not on the task list", how.join(" and ")),
             expected: "every task on the PID table and the run queues also on the task list".into(),
         });
     }
