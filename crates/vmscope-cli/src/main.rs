@@ -127,7 +127,7 @@ enum Command {
     /// nothing found; 3: findings; 1: error.
     Check,
     /// The guest's symbols, as its /proc/kallsyms lists them to root: ADDRESS TYPE
-    /// NAME, and [MODULE] for a module's.
+    /// NAME, and `[MODULE]` for a module's.
     Kallsyms {
         /// Only symbols whose name contains this.
         pattern: Option<String>,
