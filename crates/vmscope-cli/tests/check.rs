@@ -15,12 +15,14 @@
 //! - `kallsyms` against a sample of the guest's `/proc/kallsyms` (read as root) and
 //!   its line count; `pids` against the PIDs in the guest's `/proc`.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use vmscope_hv::Hypervisor;
 use vmscope_linux::checks::branch_targets;
@@ -39,17 +41,8 @@ const NR_GETPID: u64 = 39;
 /// module reaches and no kernel text is in.
 const ROGUE: u64 = 0xffff_ffff_fe00_0000;
 
-/// `vmscope --qemu PID --qmp SECOND-MONITOR args...`, with its own profile cache.
 fn vmscope(g: &Guest, cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vmscope"))
-        .arg("--qemu")
-        .arg(g.vm.pid().to_string())
-        .arg("--qmp")
-        .arg(g.vm.extra_qmp_socket())
-        .args(args)
-        .env("XDG_CACHE_HOME", cache)
-        .output()
-        .unwrap()
+    common::vmscope_for(g, cache, args).output().unwrap()
 }
 
 fn stdout_ok(o: &Output, what: &str) -> String {

@@ -251,11 +251,8 @@ impl<M: PhysMem> Kernel<M> {
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        let taint_flags = s.lookup("taint_flags").and_then(|t| {
-            // The table ends where the next symbol starts.
-            let next = s.iter().skip(t.index + 1).find(|n| n.addr > t.addr)?.addr;
-            Some((t.addr, next.offset_from(t.addr)?))
-        });
+        // The table ends where the next symbol starts.
+        let taint_flags = s.lookup("taint_flags").and_then(|t| Some((t.addr, s.extent(t)?)));
         Ok(Addrs {
             init_task: s.require("init_task")?,
             modules: s.require("modules")?,

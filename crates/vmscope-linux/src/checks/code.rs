@@ -43,6 +43,20 @@ impl Place {
     }
 }
 
+impl Place {
+    /// Why a system call handler at this place is wrong — `None` when it is the
+    /// start of a kernel-text symbol whose name `named` accepts.
+    pub fn wrong_handler(&self, named: impl Fn(&str) -> bool) -> Option<String> {
+        match self {
+            Place::KernelText { symbol: Some(s), offset: 0 } if named(s) => None,
+            Place::KernelText { symbol: Some(s), offset: 0 } => Some(format!("{s} in kernel text, not a system call")),
+            Place::KernelText { .. } => Some(format!("{}: not the start of a function", self.describe())),
+            Place::Module { name } => Some(format!("in module {name}")),
+            Place::Outside => Some(self.describe()),
+        }
+    }
+}
+
 /// The kernel's text and the listed modules' memory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CodeMap {

@@ -9,8 +9,7 @@ use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind};
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{CheckCtx, CheckKind, Finding, Outcome, Place};
-use crate::views::Anomaly;
+use super::{CheckCtx, CheckKind, Finding, Outcome, Place, read_symbol};
 
 /// The dispatch functions.
 const DISPATCHERS: [&str; 3] = ["x64_sys_call", "ia32_sys_call", "x32_sys_call"];
@@ -62,39 +61,20 @@ pub fn branch_targets(code: &[u8], ip: u64) -> Vec<BranchTarget> {
 
 /// Why a branch to `place` is wrong for a system call dispatcher.
 fn judge(place: &Place) -> Option<String> {
-    match place {
-        Place::KernelText { symbol: Some(s), offset: 0 }
-            if HANDLERS.iter().chain(&THUNKS).any(|p| s.starts_with(p)) =>
-        {
-            None
-        }
-        Place::KernelText { symbol: Some(s), offset: 0 } => Some(format!("{s} in kernel text, not a system call")),
-        Place::KernelText { .. } => Some(format!("{}: not the start of a function", place.describe())),
-        Place::Module { name } => Some(format!("in module {name}")),
-        Place::Outside => Some(place.describe()),
-    }
+    place.wrong_handler(|s| HANDLERS.iter().chain(&THUNKS).any(|p| s.starts_with(p)))
 }
 
 pub(super) fn check<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
     let mut o = Outcome::default();
     let mut found_any = false;
     for name in DISPATCHERS {
-        let Some(sym) = c.symbols.lookup(name) else { continue };
-        found_any = true;
-        let next = c.symbols.iter().skip(sym.index + 1).find(|n| n.addr > sym.addr).map(|n| n.addr);
-        let len = next.and_then(|e| e.offset_from(sym.addr)).unwrap_or(MAX_CODE).min(MAX_CODE);
-        let code = match c.ctx.k.read_vec(sym.addr, len as usize) {
-            Ok(b) => b,
-            Err(e) => {
-                o.anomalies.push(Anomaly::Unreadable { what: name.into(), addr: sym.addr, error: e.to_string() });
-                continue;
-            }
-        };
-        for b in branch_targets(&code, sym.addr.raw()) {
+        found_any |= c.symbols.addr(name).is_some();
+        let Some((start, code)) = read_symbol(c, name, MAX_CODE, &mut o.anomalies) else { continue };
+        for b in branch_targets(&code, start.raw()) {
             o.examined += 1;
             let place = c.code.place(b.target, c.symbols);
             let Some(found) = judge(&place) else { continue };
-            let offset = b.at.offset_from(sym.addr).unwrap_or(0);
+            let offset = b.at.offset_from(start).unwrap_or(0);
             o.findings.push(Finding {
                 check: CheckKind::SyscallDispatch,
                 subject: format!("{} in {name}+{offset:#x}", if b.call { "call" } else { "jump" }),

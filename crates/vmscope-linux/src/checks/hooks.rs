@@ -5,7 +5,7 @@
 
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{CheckCtx, CheckKind, Finding, Outcome, Place};
+use super::{CheckCtx, CheckKind, Finding, Outcome, Place, read_symbol};
 use crate::kmem::member;
 use crate::views::{AddrSet, Anomaly, Fields, plausible, with_struct};
 
@@ -28,26 +28,17 @@ pub(super) fn tty<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
     let Some(lo) = &c.co.ldisc else {
         return Outcome::skipped("the kernel's types have no struct tty_ldisc_ops");
     };
-    let Some(sym) = c.symbols.lookup("tty_ldiscs") else {
-        return Outcome::skipped("kallsyms has no tty_ldiscs");
+    let mut o = Outcome::default();
+    let Some((table, slots)) = read_symbol(c, "tty_ldiscs", MAX_LDISCS * 8, &mut o.anomalies) else {
+        return Outcome { skipped: Some("kallsyms has no tty_ldiscs, or it is unreadable".into()), ..o };
     };
     let k = c.ctx.k;
-    let mut o = Outcome::default();
-    let next = c.symbols.iter().skip(sym.index + 1).find(|n| n.addr > sym.addr).map(|n| n.addr);
-    let n = next.and_then(|e| e.offset_from(sym.addr)).map_or(MAX_LDISCS, |b| b / 8).min(MAX_LDISCS);
-    let slots = match k.read_vec(sym.addr, (n * 8) as usize) {
-        Ok(b) => b,
-        Err(e) => {
-            o.anomalies.push(Anomaly::Unreadable { what: "tty_ldiscs".into(), addr: sym.addr, error: e.to_string() });
-            return o;
-        }
-    };
     for (i, w) in slots.chunks_exact(8).enumerate() {
         let ops = Gva::new(u64::from_le_bytes(w.try_into().expect("chunks of 8")));
         if ops.raw() == 0 {
             continue;
         }
-        let at = Gva::new(sym.addr.raw().wrapping_add(8 * i as u64));
+        let at = Gva::new(table.raw().wrapping_add(8 * i as u64));
         if !plausible(k, ops, 8) {
             o.anomalies.push(Anomaly::BadPointer { what: "tty_ldiscs entry".into(), at, value: ops });
             continue;

@@ -68,8 +68,8 @@ pub(super) fn check<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
     // Linux leaves the reserved exception vectors (0x16-0x1f but 0x1d) on their
     // early boot handlers, in init text freed after boot: the kernel's own state.
     let early = c.symbols.lookup("early_idt_handler_array").and_then(|s| {
-        let next = c.symbols.iter().skip(s.index + 1).find(|n| n.addr > s.addr)?;
-        Some(s.addr..next.addr)
+        let len = c.symbols.extent(s)?;
+        Some(s.addr..Gva::new(s.addr.raw().checked_add(len)?))
     });
     for g in parse_gates(&bytes).into_iter().filter(|g| g.present) {
         o.examined += 1;

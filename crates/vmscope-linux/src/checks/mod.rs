@@ -175,6 +175,26 @@ pub(crate) struct CheckCtx<'c, 'a, M> {
     pub code: &'c CodeMap,
 }
 
+/// The bytes of the object at symbol `name` — up to the next symbol, at most
+/// `max` — and its address; `None` when kallsyms has no such symbol or it cannot be
+/// read (recorded).
+pub(crate) fn read_symbol<M: PhysMem>(
+    c: &CheckCtx<'_, '_, M>,
+    name: &str,
+    max: u64,
+    an: &mut Vec<Anomaly>,
+) -> Option<(Gva, Vec<u8>)> {
+    let sym = c.symbols.lookup(name)?;
+    let len = c.symbols.extent(sym).unwrap_or(max).min(max);
+    match c.ctx.k.read_vec(sym.addr, len as usize) {
+        Ok(b) => Some((sym.addr, b)),
+        Err(e) => {
+            an.push(Anomaly::Unreadable { what: name.into(), addr: sym.addr, error: e.to_string() });
+            None
+        }
+    }
+}
+
 /// Runs every check.
 pub(crate) fn run<M: PhysMem>(ctx: &Ctx<'_, M>, co: &CheckOffsets, symbols: &SymbolTable) -> CheckReport {
     let mut report = CheckReport::default();

@@ -6,8 +6,7 @@
 
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{CheckCtx, CheckKind, Finding, Outcome, Place};
-use crate::views::Anomaly;
+use super::{CheckCtx, CheckKind, Finding, Outcome, Place, read_symbol};
 
 /// The tables: symbol, and the prefix of the handlers' names in it.
 const TABLES: [(&str, &str); 3] =
@@ -16,34 +15,18 @@ const TABLES: [(&str, &str); 3] =
 /// More entries than any table has had (x86-64 has about 460).
 const MAX_ENTRIES: u64 = 1024;
 
-/// Why a handler at `place` is wrong for a table of `prefix` handlers; `None` when
-/// it is right: the start of a symbol in kernel text named like a system call.
-pub(crate) fn judge(place: &Place) -> Option<String> {
-    match place {
-        Place::KernelText { symbol: Some(s), offset: 0 } if s.contains("sys_") => None,
-        Place::KernelText { symbol: Some(s), offset: 0 } => Some(format!("{s} in kernel text, not a system call")),
-        Place::KernelText { .. } => Some(format!("{}: not the start of a function", place.describe())),
-        Place::Module { name } => Some(format!("in module {name}")),
-        Place::Outside => Some(place.describe()),
-    }
+/// Why a handler at `place` is wrong: it must start a kernel-text symbol named like
+/// a system call.
+fn judge(place: &Place) -> Option<String> {
+    place.wrong_handler(|s| s.contains("sys_"))
 }
 
 pub(super) fn tables<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
     let mut o = Outcome::default();
     let mut found_any = false;
     for (name, prefix) in TABLES {
-        let Some(sym) = c.symbols.lookup(name) else { continue };
-        found_any = true;
-        // The table ends where the next symbol starts.
-        let next = c.symbols.iter().skip(sym.index + 1).find(|n| n.addr > sym.addr).map(|n| n.addr);
-        let n = next.and_then(|e| e.offset_from(sym.addr)).map_or(MAX_ENTRIES, |b| b / 8).min(MAX_ENTRIES);
-        let bytes = match c.ctx.k.read_vec(sym.addr, (n * 8) as usize) {
-            Ok(b) => b,
-            Err(e) => {
-                o.anomalies.push(Anomaly::Unreadable { what: name.into(), addr: sym.addr, error: e.to_string() });
-                continue;
-            }
-        };
+        found_any |= c.symbols.addr(name).is_some();
+        let Some((table, bytes)) = read_symbol(c, name, MAX_ENTRIES * 8, &mut o.anomalies) else { continue };
         // The symbol after the table may start past padding: zero words at its
         // end are not entries.
         let words = bytes.chunks_exact(8).rposition(|w| w != [0; 8]).map_or(0, |last| last + 1);
@@ -55,7 +38,7 @@ pub(super) fn tables<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
             o.findings.push(Finding {
                 check: CheckKind::SyscallTable,
                 subject: format!("{name}[{i}]"),
-                at: Some(Gva::new(sym.addr.raw().wrapping_add(8 * i as u64))),
+                at: Some(Gva::new(table.raw().wrapping_add(8 * i as u64))),
                 value: Some(value),
                 found,
                 expected: format!("a {prefix}* handler in kernel text"),
