@@ -48,6 +48,9 @@
 //!   ([`Kernel::kernel_log`]), environments ([`Kernel::environment`]); and, raw for
 //!   consistency checks, the task graph ([`Kernel::task_graph`]), the PID table
 //!   ([`Kernel::pid_table`]) and the module list both ways ([`Kernel::module_graph`]).
+//! - [`checks`] ([`Kernel::check`]): rootkit checks — system call tables and dispatch,
+//!   IDT, tty and keyboard hooks, hidden processes and modules, shared credentials —
+//!   each [`Finding`] with its evidence.
 //!
 //! What this crate deliberately does not do: talk to a hypervisor (registers come
 //! in as [`Hints`]), pause the guest (wrap the memory in a halting decorator for a

@@ -72,7 +72,7 @@ pub(super) fn check<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
             .collect();
         o.findings.push(Finding {
             check: CheckKind::SharedCred,
-            subject: format!("cred {cred:#x} (uid {})", uid.map_or("?".into(), |v| v.to_string())),
+            subject: format!("cred of uid {}", uid.map_or("?".into(), |v| v.to_string())),
             at: Some(cred),
             value: None,
             found: format!("used by tasks {}", who.join(", ")),

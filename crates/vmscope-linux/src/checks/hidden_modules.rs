@@ -68,7 +68,7 @@ pub(super) fn check<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
         }
         o.findings.push(Finding {
             check: CheckKind::HiddenModule,
-            subject: format!("module {name} at {addr:#x}"),
+            subject: format!("module {name}"),
             at: Some(addr),
             value: None,
             found: format!("{}, not on the module list", views.join(" and ")),

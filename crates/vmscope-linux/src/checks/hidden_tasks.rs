@@ -79,7 +79,7 @@ pub(super) fn check<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
         };
         o.findings.push(Finding {
             check: CheckKind::HiddenProcess,
-            subject: format!("{who} at {task:#x}"),
+            subject: who,
             at: Some(task),
             value: None,
             found: format!("{}, not on the task list", how.join(" and ")),

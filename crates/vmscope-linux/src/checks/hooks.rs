@@ -111,7 +111,7 @@ pub(super) fn keyboard<M: PhysMem>(c: &CheckCtx<'_, '_, M>) -> Outcome {
         match k.read_ptr(call_at) {
             Ok(f) => {
                 let place = c.code.place(f, c.symbols);
-                let subject = format!("keyboard notifier {nb:#x}");
+                let subject = format!("keyboard_notifier_list: notifier_block {nb:#x}->notifier_call");
                 o.findings.extend(outside(CheckKind::KeyboardNotifier, subject, call_at, f, &place));
             }
             Err(e) => o.anomalies.push(Anomaly::Unreadable {
