@@ -224,7 +224,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::offsets::KsetOffsets;
+    use crate::offsets::{KsetOffsets, SchedOffsets};
     use crate::views::Limits;
     use crate::views::fixture::Fx;
     use crate::views::fixture::layout::TASKS;
@@ -261,6 +261,10 @@ mod tests {
         fx.w64(module + MKOBJ + 24, module);
         let kset_var = fx.alloc(8);
         fx.w64(kset_var, kset);
+        // CPU 0 runs the idle task (pid 0) and has the victim queued.
+        let rq = fx.alloc(64);
+        fx.w64(rq, fx.init_task);
+        fx.w64(rq + 16, victim + SE);
         let table = fx.alloc(16);
         fx.w64(table, TEXT + 0x100);
         fx.w64(table + 8, TEXT + 0x200);
@@ -274,6 +278,7 @@ mod tests {
                 ("sys_call_table", Gva::new(table), 'D'),
                 ("after_the_table", Gva::new(table + 16), 'D'),
                 ("module_kset", Gva::new(kset_var), 'D'),
+                ("runqueues", Gva::new(rq), 'D'),
             ],
         );
         let kset = KsetOffsets {
@@ -284,13 +289,17 @@ mod tests {
             mkobj_mod: 24,
             module_mkobj: MKOBJ,
         };
-        let co = CheckOffsets { task_cred: Some(80), sched: None, kset: Some(kset), notifier: None, ldisc: None };
+        let co =
+            CheckOffsets { task_cred: Some(80), sched: Some(SCHED), kset: Some(kset), notifier: None, ldisc: None };
         Rig { fx, symbols, co, victim, module, table }
     }
 
     impl Rig {
+        /// The checks over the fixture's memory, with one CPU whose per-CPU area
+        /// starts at 0.
         fn report(&self, limits: Limits) -> CheckReport {
-            let (k, addrs) = self.fx.finish();
+            let (k, mut addrs) = self.fx.finish();
+            addrs.per_cpu_offsets = vec![0];
             run(&self.fx.ctx(&k, &addrs, limits), &self.co, &self.symbols)
         }
 
@@ -329,16 +338,57 @@ mod tests {
             ]
         );
         assert!(report.findings[1].subject.contains("42 (victim)"), "{}", report.findings[1]);
+        assert_eq!(report.findings[1].found, "on the PID table as pid 42 and queued on CPU 0, not on the task list");
         assert!(report.findings[2].subject.contains("dummy"), "{}", report.findings[2]);
+    }
+
+    /// `task_struct.se` in the fixture's free bytes, `rb_node` as the kernel lays
+    /// it out (parent and colour, right, left), and `sched_entity.my_q`.
+    const SE: u64 = 152;
+    const MY_Q: u64 = 32;
+    const SCHED: SchedOffsets = SchedOffsets {
+        rq_curr: 0,
+        rq_cfs: 16,
+        cfs_root: 0,
+        rb_left: 16,
+        rb_right: 8,
+        task_se: SE,
+        se_run_node: 0,
+        se_my_q: Some(MY_Q),
+    };
+
+    #[test]
+    fn a_task_queued_only_in_a_group_run_queue_is_found() {
+        let mut r = rig();
+        // A task on no list and no PID table: queued in a group's queue, whose
+        // entity is on CPU 0's CFS tree beside the victim.
+        let ghost = r.fx.alloc(384);
+        r.fx.w32(ghost + 16, 77);
+        r.fx.write_str(ghost + 24, "ghost");
+        let group_q = r.fx.alloc(16);
+        r.fx.w64(group_q, ghost + SE);
+        let group_se = r.fx.alloc(64);
+        r.fx.w64(group_se + MY_Q, group_q);
+        r.fx.w64(r.victim + SE + 16, group_se); // left of the victim's node
+        let report = r.report(Limits::default());
+        let got: Vec<(CheckKind, Option<Gva>, &str)> =
+            report.findings.iter().map(|f| (f.check, f.at, f.found.as_str())).collect();
+        assert_eq!(got, [(CheckKind::HiddenProcess, Some(Gva::new(ghost)), "queued on CPU 0, not on the task list")]);
+        assert!(report.anomalies.is_empty(), "{:?}", report.anomalies);
+
+        // A tree that loops back on itself ends, with the loop recorded.
+        r.fx.w64(ghost + SE + 8, r.victim + SE);
+        let report = r.report(Limits::default());
+        assert!(report.anomalies.iter().any(|a| matches!(a, Anomaly::ListCycle { .. })), "{:?}", report.anomalies);
     }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
-        /// Whatever the bytes of the tasks, the module, its kobject and the table,
-        /// the checks end and do not panic.
+        /// Whatever the bytes of the tasks, the module, its kobject, the run queue
+        /// and the table, the checks end and do not panic.
         #[test]
-        fn arbitrary_kernel_bytes_never_panic(junk in prop::collection::vec((0u64..0x4000, any::<u64>()), 1..64)) {
+        fn arbitrary_kernel_bytes_never_panic(junk in prop::collection::vec((0u64..0x8000, any::<u64>()), 1..64)) {
             let mut r = rig();
             let base = r.fx.init_task;
             for (off, v) in junk {
