@@ -31,8 +31,9 @@ use vmscope_linux::{Hints, Kernel};
 use vmscope_mem::{FileMem, Gva, PhysMem};
 use vmscope_testbed::{Guest, boot_with};
 
-/// The techniques each state is checked under.
-const TECHNIQUES: [&str; 3] = ["live-map", "halt-read", "live-read"];
+/// The techniques each state is checked under: a mapping, syscall reads (halted
+/// and live) and a snapshot.
+const TECHNIQUES: [&str; 4] = ["live-map", "halt-read", "live-read", "halt-snap"];
 
 /// `__NR_getpid` on x86-64.
 const NR_GETPID: u64 = 39;

@@ -224,7 +224,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::offsets::{KsetOffsets, SchedOffsets};
+    use crate::offsets::{KsetOffsets, NotifierOffsets, SchedOffsets};
     use crate::views::Limits;
     use crate::views::fixture::Fx;
     use crate::views::fixture::layout::TASKS;
@@ -378,6 +378,33 @@ mod tests {
 
         // A tree that loops back on itself ends, with the loop recorded.
         r.fx.w64(ghost + SE + 8, r.victim + SE);
+        let report = r.report(Limits::default());
+        assert!(report.anomalies.iter().any(|a| matches!(a, Anomaly::ListCycle { .. })), "{:?}", report.anomalies);
+    }
+
+    #[test]
+    fn keyboard_notifiers_outside_all_code_are_found_and_a_loop_ends() {
+        let mut r = rig();
+        // keyboard_notifier_list: a lock, then the head; blocks: call, next.
+        let head = r.fx.alloc(16);
+        let (good, bad) = (r.fx.alloc(24), r.fx.alloc(24));
+        r.fx.w64(head + 8, good);
+        r.fx.w64(good, TEXT + 0x100);
+        r.fx.w64(good + 8, bad);
+        r.fx.w64(bad, 0xffff_8880_dead_0000);
+        r.symbols = SymbolTable::from_iter(
+            SymbolSource::Kallsyms,
+            r.symbols.iter().map(|s| (s.name, s.addr, s.kind)).chain([("keyboard_notifier_list", Gva::new(head), 'd')]),
+        );
+        r.co.notifier = Some(NotifierOffsets { head: 8, call: 0, next: 8 });
+        let report = r.report(Limits::default());
+        let got: Vec<(CheckKind, Option<Gva>, Option<Gva>)> =
+            report.findings.iter().map(|f| (f.check, f.at, f.value)).collect();
+        assert_eq!(got, [(CheckKind::KeyboardNotifier, Some(Gva::new(bad)), Some(Gva::new(0xffff_8880_dead_0000)))]);
+        let status = report.checks.iter().find(|c| c.check == CheckKind::KeyboardNotifier).unwrap();
+        assert_eq!((status.examined, status.skipped.as_deref()), (2, None));
+
+        r.fx.w64(bad + 8, good);
         let report = r.report(Limits::default());
         assert!(report.anomalies.iter().any(|a| matches!(a, Anomaly::ListCycle { .. })), "{:?}", report.anomalies);
     }
