@@ -54,10 +54,63 @@ fn text(r: &CheckReport) -> String {
     s
 }
 
-/// `Err(Found)` when `out` is a check report with findings.
+/// `Err(Found)` when `out` is a check report (it has both `checks` and `findings`)
+/// with findings.
 pub fn verdict(out: &Output) -> anyhow::Result<()> {
+    if out.doc.get("checks").is_none() {
+        return Ok(());
+    }
     match out.doc.get("findings").and_then(|f| f.as_array()) {
         Some(f) if !f.is_empty() => Err(Found(f.len()).into()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use vmscope_linux::checks::CheckStatus;
+    use vmscope_linux::{CheckKind, CheckReport, Finding};
+    use vmscope_mem::Gva;
+
+    use super::*;
+
+    fn output(doc: serde_json::Value) -> Output {
+        Output { doc, table: String::new(), anomalies: Vec::new() }
+    }
+
+    #[test]
+    fn only_a_report_with_findings_ends_in_status_3() {
+        let found = verdict(&output(json!({ "checks": [], "findings": [{}, {}] }))).unwrap_err();
+        assert_eq!(found.downcast_ref::<Found>().map(|f| f.0), Some(2));
+        assert!(verdict(&output(json!({ "checks": [], "findings": [] }))).is_ok());
+        // Another view's document with a `findings` key is not a check report.
+        assert!(verdict(&output(json!({ "findings": [{}] }))).is_ok());
+    }
+
+    #[test]
+    fn the_text_has_a_line_per_check_then_each_finding() {
+        let r = CheckReport {
+            findings: vec![Finding {
+                check: CheckKind::Idt,
+                subject: "IDT vector 0x03".into(),
+                at: Some(Gva::new(0x1030)),
+                value: Some(Gva::new(0xdead)),
+                found: "outside kernel text and every listed module".into(),
+                expected: "a handler in kernel text".into(),
+            }],
+            checks: vec![
+                CheckStatus { check: CheckKind::Idt, examined: 256, skipped: None },
+                CheckStatus { check: CheckKind::TtyHook, examined: 0, skipped: Some("no tty_ldiscs".into()) },
+            ],
+            anomalies: Vec::new(),
+        };
+        let want = "CHECK              EXAMINED FINDINGS  NOTE\n\
+                    idt                     256        1  \n\
+                    tty_hook                  0        0  skipped: no tty_ldiscs\n\
+                    \n1 finding:\n  \
+                    idt: IDT vector 0x03 at 0x1030 = 0xdead: outside kernel text and every listed module; \
+                    expected a handler in kernel text\n";
+        assert_eq!(text(&r), want);
     }
 }

@@ -169,6 +169,9 @@ fn carve<M: PhysMem>(c: &CheckCtx<'_, '_, M>, ko: &KsetOffsets, others: &mut BTr
     let k = c.ctx.k;
     let Some(back) = ko.module_mkobj.checked_add(ko.mkobj_mod) else { return };
     let start = c.symbols.addr("_end").map_or(MODULES_VADDR_MIN, |e| e.raw().max(MODULES_VADDR_MIN));
+    if start >= MODULES_END {
+        return;
+    }
     let mut budget = CARVE_BUDGET;
     let mut buf = Vec::new();
     for run in k.space().mappings(k.phys()).range(Gva::new(start), Gva::new(MODULES_END - 1)) {
