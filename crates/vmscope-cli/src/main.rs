@@ -121,6 +121,20 @@ enum Command {
         #[arg(long)]
         verify: bool,
     },
+    /// The integrity checks, each finding with its evidence: system call tables and
+    /// dispatch, IDT, tty and keyboard hooks, hidden processes (PID table, run queues)
+    /// and modules (module kset, module area), shared credentials. Exit status 0:
+    /// nothing found; 3: findings; 1: error.
+    Check,
+    /// The guest's symbols, as its /proc/kallsyms lists them to root: ADDRESS TYPE
+    /// NAME, and `[MODULE]` for a module's.
+    Kallsyms {
+        /// Only symbols whose name contains this.
+        pattern: Option<String>,
+    },
+    /// The PID table (init_pid_ns.idr): each id, its struct pid, the task attached,
+    /// and what disagrees with the task list.
+    Pids,
     /// The kernel: release, banner, build ID, paging mode, KASLR offsets, and the
     /// evidence each was found from.
     Info,
@@ -144,6 +158,10 @@ fn main() {
     }
     if let Err(e) = run(&args) {
         eprintln!("vmscope: {e:#}");
+        if let Some(found) = e.downcast_ref::<view::integrity::Found>() {
+            eprintln!("vmscope: {found}");
+            std::process::exit(view::integrity::FOUND_STATUS);
+        }
         let code = match e.downcast_ref::<vmscope_technique::Error>() {
             Some(vmscope_technique::Error::Interrupted { signal }) => 128 + signal,
             _ => 1,
@@ -232,7 +250,7 @@ fn emit(json: bool, out: Output) -> anyhow::Result<()> {
             eprint!("{n}");
         }
     }
-    Ok(())
+    view::integrity::verdict(&out)
 }
 
 /// Attaches to the kernel in `mem` (offsets cached per kernel build in the user's

@@ -4,6 +4,8 @@
 //! middle of one — and a guest paused beforehand (frozen for forensics) is never
 //! resumed, not even for a moment: QEMU would announce that with a RESUME event.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,16 +15,8 @@ use vmscope_testbed::{Guest, boot};
 
 const HALTING: [&str; 4] = ["halt-read", "halt-map", "halt-snap", "live-snap"];
 
-/// `vmscope --qemu PID --qmp SECOND-MONITOR args...`, with its own profile cache.
 fn vmscope(g: &Guest, cache: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_vmscope"));
-    c.arg("--qemu")
-        .arg(g.vm.pid().to_string())
-        .arg("--qmp")
-        .arg(g.vm.extra_qmp_socket())
-        .args(args)
-        .env("XDG_CACHE_HOME", cache);
-    c
+    common::vmscope_for(g, cache, args)
 }
 
 fn run_ok(mut c: Command) -> String {

@@ -5,10 +5,11 @@ use std::sync::{Arc, OnceLock};
 use vmscope_mem::{Gva, PhysMem};
 use vmscope_x86::AddressSpace;
 
+use crate::checks::CheckReport;
 use crate::discovery::{Hints, KernelInfo, discover};
 use crate::kmem::{KernelMem, member};
 use crate::offsets::Offsets;
-use crate::offsets::{FilesOffsets, MapsOffsets, PrintkOffsets, VfsOffsets};
+use crate::offsets::{CheckOffsets, FilesOffsets, MapsOffsets, PrintkOffsets, VfsOffsets};
 use crate::types::btf::BtfTypes;
 use crate::views::Limits;
 use crate::views::environ::Environment;
@@ -250,11 +251,8 @@ impl<M: PhysMem> Kernel<M> {
                 .unwrap_or_default(),
             None => Vec::new(),
         };
-        let taint_flags = s.lookup("taint_flags").and_then(|t| {
-            // The table ends where the next symbol starts.
-            let next = s.iter().skip(t.index + 1).find(|n| n.addr > t.addr)?.addr;
-            Some((t.addr, next.offset_from(t.addr)?))
-        });
+        // The table ends where the next symbol starts.
+        let taint_flags = s.lookup("taint_flags").and_then(|t| Some((t.addr, s.extent(t)?)));
         Ok(Addrs {
             init_task: s.require("init_task")?,
             modules: s.require("modules")?,
@@ -451,6 +449,15 @@ impl<M: PhysMem> Kernel<M> {
     /// The module list, raw: walked both ways, each module's links and state.
     pub fn module_graph(&self) -> ModuleGraph {
         self.ctx().module_graph()
+    }
+
+    /// Every integrity check ([`checks`](crate::checks)): the system call tables and
+    /// dispatch, the IDT, tty and keyboard hooks, hidden processes and modules,
+    /// shared credentials. The checks' offsets come from the kernel's types, parsed
+    /// now if the attach was served from the profile cache.
+    pub fn check(&self) -> Result<CheckReport> {
+        let co = CheckOffsets::resolve(self.profile()?);
+        Ok(crate::checks::run(&self.ctx(), &co, &self.symbols))
     }
 
     /// Every module's symbols, as `/proc/kallsyms` lists them after the kernel's.

@@ -48,6 +48,9 @@
 //!   ([`Kernel::kernel_log`]), environments ([`Kernel::environment`]); and, raw for
 //!   consistency checks, the task graph ([`Kernel::task_graph`]), the PID table
 //!   ([`Kernel::pid_table`]) and the module list both ways ([`Kernel::module_graph`]).
+//! - [`checks`] ([`Kernel::check`]): rootkit checks — system call tables and dispatch,
+//!   IDT, tty and keyboard hooks, hidden processes and modules, shared credentials —
+//!   each [`Finding`] with its evidence.
 //!
 //! What this crate deliberately does not do: talk to a hypervisor (registers come
 //! in as [`Hints`]), pause the guest (wrap the memory in a halting decorator for a
@@ -62,6 +65,7 @@
 #![warn(missing_docs)]
 
 mod cache;
+pub mod checks;
 pub mod discovery;
 pub mod elf;
 mod error;
@@ -75,6 +79,7 @@ pub mod types;
 pub mod views;
 
 pub use cache::ProfileCache;
+pub use checks::{CheckKind, CheckReport, Finding};
 pub use discovery::{Evidence, Hints, KernelInfo, discover};
 pub use error::{Error, Result};
 pub use kernel::{AttachOptions, Kernel};

@@ -160,6 +160,13 @@ impl SymbolTable {
         Some((s, addr.offset_from(s.addr)?))
     }
 
+    /// Bytes from `sym` to the next symbol at a higher address (in table order
+    /// after it, as kallsyms is sorted): the size of a table or function.
+    pub fn extent(&self, sym: Symbol<'_>) -> Option<u64> {
+        let next = self.iter().skip(sym.index + 1).find(|n| n.addr > sym.addr)?;
+        next.addr.offset_from(sym.addr)
+    }
+
     /// Every symbol, in table order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = Symbol<'_>> + '_ {
         (0..self.entries.len()).map(|i| self.sym(i))

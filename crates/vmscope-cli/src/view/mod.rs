@@ -2,9 +2,12 @@
 //! and one table.
 
 mod files;
+pub mod integrity;
 mod log;
 mod memory;
+mod pids;
 mod procs;
+mod symbols;
 
 use anyhow::anyhow;
 use serde_json::json;
@@ -48,6 +51,9 @@ pub fn build<M: PhysMem>(cmd: &Command, technique: &str, k: &Kernel<M>) -> anyho
         Command::Env { pid } => memory::env(technique, k, pid)?,
         Command::Lsof { pid } => files::lsof(technique, k, pid)?,
         Command::Dmesg { raw, caller } => log::dmesg(technique, k, raw, caller)?,
+        Command::Check => integrity::check(technique, k)?,
+        Command::Kallsyms { ref pattern } => symbols::kallsyms(technique, k, pattern.as_deref()),
+        Command::Pids => pids::pids(technique, k)?,
         Command::Dump { .. } => unreachable!("dump is handled before attaching"),
     })
 }

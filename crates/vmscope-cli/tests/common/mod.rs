@@ -96,6 +96,19 @@ impl ReadmeQemu {
     }
 }
 
+/// `vmscope --qemu PID --qmp SECOND-MONITOR args...` for a testbed guest (the test
+/// keeps the first monitor), with its profile cache in `cache`.
+pub fn vmscope_for(g: &vmscope_testbed::Guest, cache: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vmscope"));
+    c.arg("--qemu")
+        .arg(g.vm.pid().to_string())
+        .arg("--qmp")
+        .arg(g.vm.extra_qmp_socket())
+        .args(args)
+        .env("XDG_CACHE_HOME", cache);
+    c
+}
+
 impl Drop for ReadmeQemu {
     fn drop(&mut self) {
         // SAFETY: kill(2) with a pid we started and a signal number; no memory.

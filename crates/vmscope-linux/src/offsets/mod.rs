@@ -3,12 +3,14 @@
 //! kernels differ in shape rather than in offsets — the RSS counters, the module
 //! memory layout, exported-symbol entries — the shape is told from the types too.
 
+mod checks;
 mod maps;
 mod printk;
 mod vfs;
 
 use serde::{Deserialize, Serialize};
 
+pub use checks::{CheckOffsets, KsetOffsets, LdiscOffsets, NotifierOffsets, SchedOffsets};
 pub use maps::{MapleNodeLayout, MapleOffsets, MapsOffsets};
 pub use printk::PrintkOffsets;
 pub use vfs::{FilesOffsets, VfsOffsets};

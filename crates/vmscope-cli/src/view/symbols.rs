@@ -1,0 +1,49 @@
+//! `kallsyms`: the guest's symbols as its `/proc/kallsyms` lists them to root — the
+//! kernel's, then every module's — optionally only those whose name holds a pattern.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::json;
+use vmscope_linux::Kernel;
+use vmscope_mem::{Gva, PhysMem};
+
+use super::Output;
+
+/// One symbol.
+#[derive(Debug, Serialize)]
+struct Row<'a> {
+    addr: Gva,
+    kind: char,
+    name: &'a str,
+    module: Option<&'a str>,
+}
+
+/// `/proc/kallsyms`, each line `ADDRESS TYPE NAME` and `\t[MODULE]` for a module's.
+pub fn kallsyms<M: PhysMem>(technique: &str, k: &Kernel<M>, pattern: Option<&str>) -> Output {
+    let (module_syms, anomalies) = k.module_symbols();
+    let keep = |name: &str| !name.is_empty() && pattern.is_none_or(|p| name.contains(p));
+    let kernel = k.symbols().iter().filter(|s| keep(s.name)).map(|s| Row {
+        addr: s.addr,
+        kind: s.kind,
+        name: s.name,
+        module: None,
+    });
+    let modules = module_syms.iter().filter(|s| keep(&s.name)).map(|s| Row {
+        addr: s.addr,
+        kind: s.kind,
+        name: &s.name,
+        module: Some(&s.module),
+    });
+    let rows: Vec<Row<'_>> = kernel.chain(modules).collect();
+    let mut table = String::with_capacity(rows.len() * 48);
+    for r in &rows {
+        let _ = write!(table, "{:016x} {} {}", r.addr, r.kind, r.name);
+        if let Some(m) = r.module {
+            let _ = write!(table, "\t[{m}]");
+        }
+        table.push('\n');
+    }
+    let doc = json!({ "technique": technique, "symbols": rows, "anomalies": anomalies });
+    Output { doc, table, anomalies }
+}
