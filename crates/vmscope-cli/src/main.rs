@@ -124,6 +124,14 @@ enum Command {
     /// The kernel: release, banner, build ID, paging mode, KASLR offsets, and the
     /// evidence each was found from.
     Info,
+    /// Write a Volatility 3 symbol file (ISF JSON) of the running kernel: its types
+    /// from BTF, its symbols from kallsyms at link-time addresses, the banner
+    /// Volatility matches. Put it under DIR/linux/ and run `vol -s DIR ...`.
+    Profile {
+        /// The ISF file to write (e.g. symbols/linux/guest.json).
+        #[arg(long, value_name = "FILE")]
+        isf: PathBuf,
+    },
     /// Write guest memory to a file (the guest is paused while it is copied).
     Dump {
         /// raw (with a FILE.vmscope.json memory map), elf (QEMU dump-guest-memory

@@ -22,6 +22,7 @@ mod guest;
 mod hugepages;
 mod images;
 pub mod libvirt;
+pub mod peers;
 mod qemu;
 pub mod workloads;
 
@@ -29,4 +30,5 @@ pub use error::{Error, Result};
 pub use guest::{Guest, boot, boot_with, boot_with_workloads, eventually, find_banners};
 pub use hugepages::HugePages;
 pub use images::{GuestImages, GuestKernel, WORKLOADS_SERIAL};
+pub use peers::PeerTools;
 pub use qemu::{Accel, Disk, QemuConfig, QemuVm, RAM_ID, READY_MARKER, RamBacking, SCRATCH_SERIAL, process_alive};

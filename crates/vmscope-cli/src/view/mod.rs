@@ -5,6 +5,7 @@ mod files;
 mod log;
 mod memory;
 mod procs;
+mod profile;
 
 use anyhow::anyhow;
 use serde_json::json;
@@ -48,6 +49,7 @@ pub fn build<M: PhysMem>(cmd: &Command, technique: &str, k: &Kernel<M>) -> anyho
         Command::Env { pid } => memory::env(technique, k, pid)?,
         Command::Lsof { pid } => files::lsof(technique, k, pid)?,
         Command::Dmesg { raw, caller } => log::dmesg(technique, k, raw, caller)?,
+        Command::Profile { ref isf } => profile::isf(technique, k, isf)?,
         Command::Dump { .. } => unreachable!("dump is handled before attaching"),
     })
 }

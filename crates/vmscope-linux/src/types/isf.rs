@@ -6,13 +6,16 @@
 //! with `"anonymous": true`; a bitfield's type is `{"kind": "bitfield",
 //! "bit_position", "bit_length", "type"}` with `offset` at its storage unit;
 //! typedefs are resolved away; `linux_banner` carries its bytes as `constant_data`
-//! (base64), which is how Volatility matches a profile to a memory image.
+//! (base64), which is how Volatility matches a profile to a memory image; the
+//! globals Volatility's plugins read by symbol carry their declared types
+//! ([`globals`](super::globals)).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use vmscope_mem::Gva;
 
+use super::globals::GLOBALS;
 use super::{EnumDef, Member, StructDef, TypeRef, TypeSource, size_of};
 use crate::symbols::{SymbolSource, SymbolTable};
 use crate::{Error, Result};
@@ -324,6 +327,24 @@ pub fn write_isf(types: &dyn TypeSource, symbols: Option<&SymbolTable>, opts: &I
             q
         }
     };
+    // The globals tools read by symbol get their declared types, and those types
+    // are written whatever the roots.
+    let globals: Vec<(&str, TypeRef)> = match symbols {
+        Some(table) => GLOBALS
+            .iter()
+            .filter(|(n, _)| table.addr(n).is_some())
+            .filter_map(|(n, d)| Some((*n, d.resolve(types)?)))
+            .collect(),
+        None => Vec::new(),
+    };
+    for (_, ty) in &globals {
+        let mut d = Vec::new();
+        deps(ty, &mut d);
+        if let TypeRef::Pointer { to } = ty {
+            deps(to, &mut d);
+        }
+        queue.extend(d);
+    }
     let mut seen = BTreeSet::new();
     while let Some((is_struct, name)) = queue.pop_front() {
         if !seen.insert((is_struct, name.clone())) {
@@ -381,6 +402,11 @@ pub fn write_isf(types: &dyn TypeSource, symbols: Option<&SymbolTable>, opts: &I
                 s.addr.raw()
             };
             syms.entry(s.name.to_owned()).or_insert(IsfSymbol { address, ty: None, constant_data: None });
+        }
+    }
+    for (name, ty) in &globals {
+        if let Some(sym) = syms.get_mut(*name) {
+            sym.ty = Some(isf_type(ty, &mut bases));
         }
     }
     if let (Some(banner), Some(sym)) = (&opts.banner, syms.get_mut("linux_banner")) {
