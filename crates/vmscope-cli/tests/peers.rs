@@ -4,8 +4,8 @@
 //! reads the ELF dump QEMU itself writes (`dump-guest-memory`). One guest per
 //! kernel serves every check.
 //!
-//! The tools live in a private venv the test bed makes (`target/peer-tools`, pip's
-//! cache in `~/.cache/vmscope/pip`); drgn takes types from DWARF only, so Debian's
+//! The tools live in a private venv the test bed makes (`target/peer-tools`, the
+//! wheels cached in `~/.cache/vmscope/wheels`); drgn takes types from DWARF only, so Debian's
 //! `-dbg` vmlinux is cached once in `~/.cache/vmscope/debug`. Without PyPI or
 //! Debian's archive, the checks that need them print `SKIPPED:`.
 

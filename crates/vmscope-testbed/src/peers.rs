@@ -1,8 +1,8 @@
 //! The peer tools the end-to-end tests compare vmscope with: drgn and Volatility 3,
 //! from PyPI, in a private Python venv under `target/peer-tools/` that the first
-//! test to need it makes. pip's download cache lives outside the clone
-//! (`$XDG_CACHE_HOME/vmscope/pip`, else `~/.cache/vmscope/pip`), so a fresh clone
-//! on a machine that ran the tests before installs without the network.
+//! test to need it makes. The wheels are kept outside the clone
+//! (`$XDG_CACHE_HOME/vmscope/wheels`, else `~/.cache/vmscope/wheels`), so a fresh
+//! clone on a machine that ran the tests before installs without the network.
 //!
 //! Nothing is installed on the host: where Python's `venv` module is missing or
 //! PyPI cannot be reached, [`PeerTools::ensure`] fails with
@@ -48,13 +48,36 @@ impl PeerTools {
         let start = Instant::now();
         let _ = std::fs::remove_dir_all(&tools.venv);
         run(Command::new("python3").arg("-m").arg("venv").arg(&tools.venv), "python3 -m venv (Debian: python3-venv)")?;
-        run(
-            Command::new(tools.bin("pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", "--cache-dir"])
-                .arg(pip_cache())
-                .args(PACKAGES),
-            "pip install of drgn and volatility3 from PyPI",
-        )?;
+        // pip's HTTP cache keeps nothing from an index that says no-store, so the
+        // wheels are kept as files: installed offline from there, downloaded first
+        // when they are not all there.
+        let wheels = cache_dir().join("wheels");
+        let install = || {
+            run(
+                Command::new(tools.bin("pip"))
+                    .args([
+                        "install",
+                        "--quiet",
+                        "--no-compile",
+                        "--disable-pip-version-check",
+                        "--no-index",
+                        "--find-links",
+                    ])
+                    .arg(&wheels)
+                    .args(PACKAGES),
+                "pip install of drgn and volatility3 from the wheel cache",
+            )
+        };
+        if install().is_err() {
+            run(
+                Command::new(tools.bin("pip"))
+                    .args(["download", "--quiet", "--disable-pip-version-check", "--dest"])
+                    .arg(&wheels)
+                    .args(PACKAGES),
+                "pip download of drgn and volatility3 from PyPI",
+            )?;
+            install()?;
+        }
         std::fs::write(&stamp, PACKAGES.join("\n"))
             .map_err(|e| Error::io(format!("writing {}", stamp.display()), e))?;
         eprintln!(
@@ -149,11 +172,6 @@ fn cache_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/tmp"));
     base.join("vmscope")
-}
-
-/// pip's cache, outside any clone.
-fn pip_cache() -> PathBuf {
-    cache_dir().join("pip")
 }
 
 /// Runs `cmd`; a failure is [`Error::Unavailable`] with its output's tail.
