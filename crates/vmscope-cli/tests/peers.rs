@@ -42,7 +42,7 @@ fn ps<'a>(rows: impl IntoIterator<Item = (i64, &'a str)>) -> Ps {
     rows.into_iter().map(|(pid, comm)| (pid as i32, task_name(comm))).collect()
 }
 
-/// `vmscope --qemu PID --qmp SECOND-MONITOR args...`; panics unless it succeeds.
+/// `vmscope --qemu PID --qmp SECOND-MONITOR args...`; its stderr, or a panic.
 fn vmscope(g: &Guest, cache: &Path, args: &[&str]) -> String {
     let o = Command::new(env!("CARGO_BIN_EXE_vmscope"))
         .arg("--qemu")
@@ -54,7 +54,7 @@ fn vmscope(g: &Guest, cache: &Path, args: &[&str]) -> String {
         .output()
         .unwrap();
     assert!(o.status.success(), "vmscope {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap()
+    String::from_utf8(o.stderr).unwrap()
 }
 
 /// Runs a peer tool; its stdout, or a panic with its stderr.
@@ -145,6 +145,12 @@ fn vmscope_dump_ps(file: &Path) -> Ps {
     ps(procs.iter().map(|p| (p["pid"].as_i64().unwrap(), p["comm"].as_str().unwrap())))
 }
 
+/// The VMCOREINFO vmscope builds for the kernel in `dump`.
+fn built_vmcoreinfo(dump: &DumpFile) -> String {
+    let k = vmscope_linux::Kernel::attach(dump, vmscope_linux::Hints::none()).unwrap();
+    vmscope_linux::vmcoreinfo::build(&k)
+}
+
 fn assert_same(tool: &str, seen: &Ps, truth: &Ps) {
     let missing: Vec<_> = truth.difference(seen).collect();
     let extra: Vec<_> = seen.difference(truth).collect();
@@ -166,8 +172,9 @@ fn peers_read_dumps(id: &str) {
     let isf = symbols.join("linux/guest.json");
     vmscope(&g, &cache, &["profile", "--isf", isf.to_str().unwrap()]);
 
+    let mut said = String::new();
     let truth = frozen(&mut g, |g| {
-        vmscope(g, &cache, &["dump", "--format", "elf", elf.to_str().unwrap()]);
+        said = vmscope(g, &cache, &["dump", "--format", "elf", elf.to_str().unwrap()]);
         vmscope(g, &cache, &["dump", "--format", "lime", lime.to_str().unwrap()]);
         vmscope_snap::qemu_dump_guest_memory(g.vm.hv(), &qemu_elf, Duration::from_secs(120)).unwrap();
     });
@@ -177,6 +184,7 @@ fn peers_read_dumps(id: &str) {
     // it from the vmcoreinfo device), and each vCPU's registers as of the pause.
     let (ours, qemus) = (DumpFile::open(&elf).unwrap(), DumpFile::open(&qemu_elf).unwrap());
     assert!(qemus.meta().vmcoreinfo.is_some(), "QEMU's dump has VMCOREINFO (vmcoreinfo device)");
+    assert!(said.contains("VMCOREINFO from the kernel's vmcoreinfo_note"), "{said}");
     assert_eq!(ours.meta().vmcoreinfo, qemus.meta().vmcoreinfo, "VMCOREINFO");
     let regs = |d: &DumpFile| -> Vec<[u64; 6]> {
         d.meta().vcpus.iter().map(|r| [r.rip, r.rsp, r.rflags, r.cr3, r.cr4, r.gs_base]).collect()
@@ -190,12 +198,32 @@ fn peers_read_dumps(id: &str) {
     // Volatility 3: vmscope's LiME dump with vmscope's ISF, no dwarf2json.
     assert_same("Volatility 3 linux.pslist", &vol_pslist(&tools, &lime, &symbols, dir.path()), &truth);
 
-    // drgn: vmscope's ELF dump as a kernel core, with Debian's debug info.
+    // The VMCOREINFO vmscope builds for a kernel without one says what the
+    // kernel's own says, line for line.
+    let built = built_vmcoreinfo(&qemus);
+    let own = qemus.meta().vmcoreinfo.clone().unwrap();
+    for line in built.lines() {
+        let key = line.split('=').next().unwrap();
+        if let Some(theirs) = own.lines().find(|l| l.split('=').next() == Some(key)) {
+            assert_eq!(line, theirs, "built VMCOREINFO");
+        }
+    }
+    for key in ["OSRELEASE", "PAGESIZE", "SYMBOL(swapper_pg_dir)", "SYMBOL(init_uts_ns)", "KERNELOFFSET"] {
+        assert!(own.contains(&format!("{key}=")) && built.contains(&format!("{key}=")), "{key} in both");
+    }
+    let built_elf = dir.path().join("built.elf");
+    let meta = vmscope_snap::DumpMeta { vmcoreinfo: Some(built), vcpus: ours.meta().vcpus.clone() };
+    vmscope_snap::write_dump(&built_elf, vmscope_snap::Format::Elf, &ours, &meta).unwrap();
+
+    // drgn: vmscope's ELF dumps as kernel cores, with Debian's debug info: the
+    // kernel's VMCOREINFO, and the one vmscope builds.
     match peers::debug_vmlinux(&g.kernel) {
         Ok(vmlinux) => {
-            let (release, ps) = drgn_ps(&tools, &elf, &vmlinux, dir.path());
-            assert_eq!(release, g.kernel.release, "drgn's init_uts_ns release");
-            assert_same("drgn for_each_task", &ps, &truth);
+            for core in [&elf, &built_elf] {
+                let (release, ps) = drgn_ps(&tools, core, &vmlinux, dir.path());
+                assert_eq!(release, g.kernel.release, "drgn's init_uts_ns release ({})", core.display());
+                assert_same(&format!("drgn for_each_task ({})", core.display()), &ps, &truth);
+            }
         }
         Err(Error::Unavailable(why)) => eprintln!("SKIPPED: drgn on {id}: no debug vmlinux: {why}"),
         Err(e) => panic!("{e}"),

@@ -73,6 +73,7 @@ mod profile;
 mod symbols;
 pub mod types;
 pub mod views;
+pub mod vmcoreinfo;
 
 pub use cache::ProfileCache;
 pub use discovery::{Evidence, Hints, KernelInfo, discover};
