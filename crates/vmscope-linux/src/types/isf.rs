@@ -469,6 +469,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn globals_get_their_declared_types() {
+        let src = br#"{"metadata": {}, "base_types": {}, "enums": {}, "symbols": {},
+            "user_types": {
+              "task_struct": {"size": 16, "kind": "struct", "fields": {"tasks": {"type": {"kind": "struct", "name": "list_head"}, "offset": 0}}},
+              "list_head": {"size": 16, "kind": "struct", "fields": {"next": {"type": {"kind": "pointer", "subtype": {"kind": "struct", "name": "list_head"}}, "offset": 0}}}}}"#;
+        let types = IsfTypes::parse(src).unwrap();
+        let k = |a: u64| Gva::new(0xffff_ffff_8100_0000 + a);
+        let syms = SymbolTable::from_iter(
+            SymbolSource::Kallsyms,
+            [("init_task", k(0x100), 'D'), ("modules", k(0x200), 'd'), ("init_mm", k(0x300), 'D')],
+        );
+        let opts = IsfOptions { roots: Some(vec!["list_head".into()]), slide: 0x1000, ..IsfOptions::default() };
+        let out: IsfFile = serde_json::from_str(&write_isf(&types, Some(&syms), &opts).unwrap()).unwrap();
+        let ty = |n: &str| out.symbols[n].ty.clone();
+        assert!(matches!(ty("init_task"), Some(IsfType::Struct { name }) if name == "task_struct"));
+        assert!(matches!(ty("modules"), Some(IsfType::Struct { name }) if name == "list_head"));
+        assert!(ty("init_mm").is_none(), "mm_struct is not in the types: left untyped");
+        assert!(out.user_types.contains_key("task_struct"), "a global's type is written whatever the roots");
+        assert_eq!(out.symbols["init_task"].address, 0xffff_ffff_8100_0100 - 0x1000, "the slide is taken off");
+    }
+
+    #[test]
     fn base64_round_trip() {
         for s in [&b""[..], b"a", b"ab", b"abc", b"Linux version 6.1\n\0"] {
             assert_eq!(base64_decode(&base64_encode(s)).as_deref(), Some(s));
