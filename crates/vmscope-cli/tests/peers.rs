@@ -9,6 +9,8 @@
 //! `-dbg` vmlinux is cached once in `~/.cache/vmscope/debug`. Without PyPI or
 //! Debian's archive, the checks that need them print `SKIPPED:`.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -44,17 +46,7 @@ fn ps<'a>(rows: impl IntoIterator<Item = (i64, &'a str)>) -> Ps {
 
 /// `vmscope --qemu PID --qmp SECOND-MONITOR args...`; its stderr, or a panic.
 fn vmscope(g: &Guest, cache: &Path, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_vmscope"))
-        .arg("--qemu")
-        .arg(g.vm.pid().to_string())
-        .arg("--qmp")
-        .arg(g.vm.extra_qmp_socket())
-        .args(args)
-        .env("XDG_CACHE_HOME", cache)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "vmscope {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stderr).unwrap()
+    String::from_utf8(common::vmscope_on(g, cache, args).stderr).unwrap()
 }
 
 /// Runs a peer tool; its stdout, or a panic with its stderr.

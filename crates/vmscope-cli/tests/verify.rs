@@ -2,24 +2,15 @@
 //! every technique says whether its view was torn, how that was decided, the window
 //! and the read set; the consistent techniques never return a torn view.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use vmscope_testbed::{Guest, boot};
 
 /// `vmscope --qemu PID --qmp SECOND-MONITOR args...`, with its own profile cache.
 fn vmscope(g: &Guest, cache: &Path, args: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_vmscope"))
-        .arg("--qemu")
-        .arg(g.vm.pid().to_string())
-        .arg("--qmp")
-        .arg(g.vm.extra_qmp_socket())
-        .args(args)
-        .env("XDG_CACHE_HOME", cache)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "vmscope {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap()
+    String::from_utf8(common::vmscope_on(g, cache, args).stdout).unwrap()
 }
 
 fn verify_under_churn(id: &str) {

@@ -106,62 +106,20 @@ impl PeerTools {
 }
 
 /// The DWARF vmlinux of `kernel` from Debian's `linux-image-RELEASE-dbg` package
-/// (about 280 MB to download): drgn 0.3 takes types only from DWARF. Downloaded once
-/// with the guest images' private apt state, and only the vmlinux kept, under
-/// `~/.cache/vmscope/debug/RELEASE/`.
+/// (drgn 0.3 takes types only from DWARF), as `cargo xtask test` caches it before the
+/// tests run (`~/.cache/vmscope/debug/RELEASE/vmlinux`); [`Error::Unavailable`]
+/// when it is not there.
 pub fn debug_vmlinux(kernel: &GuestKernel) -> Result<PathBuf> {
-    let dir = cache_dir().join("debug").join(&kernel.release);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let lock_path = dir.join("lock");
-    let lock = File::create(&lock_path).map_err(|e| Error::io(format!("creating {}", lock_path.display()), e))?;
-    lock.lock().map_err(|e| Error::io(format!("locking {}", lock_path.display()), e))?;
-    let vmlinux = dir.join("vmlinux");
+    let vmlinux = cache_dir().join("debug").join(&kernel.release).join("vmlinux");
     if vmlinux.exists() {
-        return Ok(vmlinux);
+        Ok(vmlinux)
+    } else {
+        Err(Error::Unavailable(format!(
+            "{} is missing: `cargo xtask test` downloads it (Debian's linux-image-{}-dbg)",
+            vmlinux.display(),
+            kernel.release
+        )))
     }
-    let start = Instant::now();
-    let images = GuestImages::locate()?;
-    let apt = images.dir.join("apt");
-    let package = format!("linux-image-{}-dbg", kernel.release);
-    let spec = format!("{package}={}", kernel.version);
-    let download = || {
-        run(
-            Command::new("apt-get").current_dir(&dir).args(apt_options(&apt)).arg("download").arg(&spec),
-            &format!("apt-get download {spec}"),
-        )
-    };
-    if download().is_err() {
-        run(Command::new("apt-get").args(apt_options(&apt)).arg("update"), "apt-get update")?;
-        download()?;
-    }
-    let deb = std::fs::read_dir(&dir)
-        .map_err(|e| Error::io(format!("listing {}", dir.display()), e))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or_else(|| Error::Unavailable(format!("apt-get download {spec} left no .deb in {}", dir.display())))?;
-    let partial = dir.join("vmlinux.partial");
-    let member = format!("./usr/lib/debug/boot/vmlinux-{}", kernel.release);
-    let script = format!("dpkg-deb --fsys-tarfile '{}' | tar -xO '{member}' > '{}'", deb.display(), partial.display());
-    run(Command::new("sh").arg("-c").arg(&script), &format!("extracting {member} from {}", deb.display()))?;
-    std::fs::rename(&partial, &vmlinux).map_err(|e| Error::io(format!("renaming {}", partial.display()), e))?;
-    let _ = std::fs::remove_file(&deb);
-    eprintln!("testbed: cached {} from {package} in {:.1} s", vmlinux.display(), start.elapsed().as_secs_f64());
-    Ok(vmlinux)
-}
-
-/// apt-get's options for the private state `cargo xtask images` keeps in `dir`.
-fn apt_options(dir: &Path) -> Vec<String> {
-    let d = dir.display();
-    vec![
-        format!("-oDir::Etc::sourcelist={d}/sources.list"),
-        "-oDir::Etc::sourceparts=-".into(),
-        format!("-oDir::State::Lists={d}/lists"),
-        format!("-oDir::State::status={d}/status"),
-        format!("-oDir::Cache={d}/cache"),
-        "-oDebug::NoLocking=1".into(),
-        "-oAPT::Sandbox::User=root".into(),
-        "-qq".into(),
-    ]
 }
 
 /// vmscope's cache directory outside any clone: `$XDG_CACHE_HOME/vmscope`, else
