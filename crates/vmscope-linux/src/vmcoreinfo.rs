@@ -53,7 +53,7 @@ fn parse_text(desc: &[u8]) -> Option<String> {
 /// Symbols whose addresses dump readers look up in VMCOREINFO: page tables and
 /// `init_uts_ns` (drgn, crash), `_stext`, and the kallsyms tables (drgn reads the
 /// kernel's symbols through them when it has no vmlinux).
-const SYMBOLS: &[&str] = &[
+pub const SYMBOLS: &[&str] = &[
     "init_uts_ns",
     "init_top_pgt",
     "_stext",
