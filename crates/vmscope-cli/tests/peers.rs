@@ -150,7 +150,8 @@ fn assert_same(tool: &str, seen: &Ps, truth: &Ps) {
 }
 
 fn peers_read_dumps(id: &str) {
-    let Some(tools) = peer_tools(&format!("peer tools on {id}")) else { return };
+    // Without the peer tools, vmscope's side (QEMU's dump, the notes) is still checked.
+    let tools = peer_tools(&format!("drgn and Volatility 3 on {id}"));
     let mut g = boot(id);
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
@@ -188,7 +189,9 @@ fn peers_read_dumps(id: &str) {
     assert_same("vmscope on QEMU's dump-guest-memory", &vmscope_dump_ps(&qemu_elf), &truth);
 
     // Volatility 3: vmscope's LiME dump with vmscope's ISF, no dwarf2json.
-    assert_same("Volatility 3 linux.pslist", &vol_pslist(&tools, &lime, &symbols, dir.path()), &truth);
+    if let Some(tools) = &tools {
+        assert_same("Volatility 3 linux.pslist", &vol_pslist(tools, &lime, &symbols, dir.path()), &truth);
+    }
 
     // The VMCOREINFO vmscope builds for a kernel without one says what the
     // kernel's own says, line for line.
@@ -209,10 +212,11 @@ fn peers_read_dumps(id: &str) {
 
     // drgn: vmscope's ELF dumps as kernel cores, with Debian's debug info: the
     // kernel's VMCOREINFO, and the one vmscope builds.
+    let Some(tools) = &tools else { return };
     match peers::debug_vmlinux(&g.kernel) {
         Ok(vmlinux) => {
             for core in [&elf, &built_elf] {
-                let (release, ps) = drgn_ps(&tools, core, &vmlinux, dir.path());
+                let (release, ps) = drgn_ps(tools, core, &vmlinux, dir.path());
                 assert_eq!(release, g.kernel.release, "drgn's init_uts_ns release ({})", core.display());
                 assert_same(&format!("drgn for_each_task ({})", core.display()), &ps, &truth);
             }
