@@ -7,6 +7,10 @@ use anyhow::bail;
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     crate::deps::ensure()?;
     crate::images::ensure()?;
+    // drgn's checks need Debian's DWARF vmlinux; without it they print SKIPPED.
+    if let Err(e) = crate::images::debug::ensure() {
+        eprintln!("xtask: no debug vmlinux for drgn ({e:#}); the drgn checks will be skipped");
+    }
     let root = crate::project_root();
     let nextest = Command::new("cargo").args(["nextest", "--version"]).output().is_ok_and(|o| o.status.success());
     let mut cmd = Command::new("cargo");

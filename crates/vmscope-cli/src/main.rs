@@ -138,6 +138,14 @@ enum Command {
     /// The kernel: release, banner, build ID, paging mode, KASLR offsets, and the
     /// evidence each was found from.
     Info,
+    /// Write a Volatility 3 symbol file (ISF JSON) of the running kernel: its types
+    /// from BTF, its symbols from kallsyms at link-time addresses, the banner
+    /// Volatility matches. Put it under DIR/linux/ and run `vol -s DIR ...`.
+    Profile {
+        /// The ISF file to write (e.g. symbols/linux/guest.json).
+        #[arg(long, value_name = "FILE")]
+        isf: PathBuf,
+    },
     /// Write guest memory to a file (the guest is paused while it is copied).
     Dump {
         /// raw (with a FILE.vmscope.json memory map), elf (QEMU dump-guest-memory
@@ -320,14 +328,43 @@ fn dump(
         _ => Technique::HaltSnap,
     };
     let access = guest.access(Some(snap_technique), opts)?;
-    let (snap, cost) = access.snapshot(SnapOptions::default())?;
+    let (mut snap, cost) = access.snapshot(SnapOptions { registers: true, vmcoreinfo: false })?;
+    let source = add_vmcoreinfo(&mut snap);
     let stats = snap.write(out, format).with_context(|| format!("writing {}", out.display()))?;
     eprintln!(
-        "vmscope: wrote {} ({} format, {} MiB of data); guest paused {:.1} ms",
+        "vmscope: wrote {} ({} format, {} MiB of data, {} vCPU(s), VMCOREINFO {source}); guest paused {:.1} ms",
         out.display(),
         format.name(),
         stats.data_bytes >> 20,
+        snap.meta().vcpus.len(),
         cost.downtime.as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// Puts the guest kernel's VMCOREINFO into `snap`: the kernel's own note, found
+/// through kallsyms (`vmcoreinfo_note`, the note QEMU's vmcoreinfo device is told
+/// about), else a page-aligned note found by scanning the copy, else text built
+/// from what attaching found. Says which.
+fn add_vmcoreinfo(snap: &mut vmscope_snap::Snapshot) -> &'static str {
+    let hints = snap.meta().vcpus.first().map_or_else(Hints::none, |r| Hints::from_registers(r.cr3, r.cr4));
+    let found = match attach(&*snap, hints) {
+        Ok(k) => match vmscope_linux::vmcoreinfo::read_note(&k) {
+            Ok(Some(text)) => Ok((text, "from the kernel's vmcoreinfo_note")),
+            _ => Err(Some(vmscope_linux::vmcoreinfo::build(&k))),
+        },
+        Err(_) => Err(None),
+    };
+    match found {
+        Ok((text, source)) => {
+            snap.meta_mut().vmcoreinfo = Some(text);
+            source
+        }
+        Err(_) if snap.find_vmcoreinfo() => "from a note in guest memory",
+        Err(Some(built)) => {
+            snap.meta_mut().vmcoreinfo = Some(built);
+            "built by vmscope (the kernel has none)"
+        }
+        Err(None) => "absent (no Linux kernel found)",
+    }
 }

@@ -10,9 +10,7 @@ use vmscope_testbed::{Guest, boot};
 
 /// `vmscope args...`'s stdout; it must succeed.
 fn vmscope(g: &Guest, cache: &Path, args: &[&str]) -> String {
-    let o = common::vmscope_for(g, cache, args).output().unwrap();
-    assert!(o.status.success(), "vmscope {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8(o.stdout).unwrap()
+    String::from_utf8(common::vmscope_on(g, cache, args).stdout).unwrap()
 }
 
 fn verify_under_churn(id: &str) {

@@ -77,6 +77,7 @@ mod profile;
 mod symbols;
 pub mod types;
 pub mod views;
+pub mod vmcoreinfo;
 
 pub use cache::ProfileCache;
 pub use checks::{CheckKind, CheckReport, Finding};

@@ -65,3 +65,29 @@ fn fork_snapshots_of_private_ram() {
     assert_eq!(s.kind, "file");
     check_snapshot(&file_mem(&file, map), live_ops);
 }
+
+/// A dump of a paused guest carries each vCPU's registers as the VMM reports them
+/// (NT_PRSTATUS and QEMU CPU-state notes), and leaves the guest paused.
+#[test]
+fn elf_dumps_carry_the_vcpu_registers() {
+    use vmscope_hv::Hypervisor;
+    let mut vm = Vm::testkernel(2, "memfd", "");
+    let c = vm.client();
+    let (_, live) = live_memfd(&mut vm);
+    wait_manifest(&live, 2, Duration::from_secs(20));
+    c.pause().unwrap();
+    let truth: Vec<_> = (0..2).map(|i| c.vcpu_registers(i).unwrap()).collect();
+    assert!(truth.iter().all(|r| r.rip != 0 && r.cr3 != 0), "{truth:?}");
+
+    let target = vmscope_technique::Target::Builtin { control: vm.control(), agent: None };
+    let guest = target.open().unwrap();
+    let access = guest.access(Some(vmscope_technique::Technique::HaltSnap), &Default::default()).unwrap();
+    let (snap, _) = access.snapshot(vmscope_snap::SnapOptions::default()).unwrap();
+    let path = vm.dir().join("guest.elf");
+    snap.write(&path, vmscope_snap::Format::Elf).unwrap();
+    let dump = vmscope_snap::DumpFile::open(&path).unwrap();
+    let regs = |r: &vmscope_hv::VcpuRegisters| [r.rip, r.rsp, r.rflags, r.rax, r.r15, r.cr0, r.cr3, r.cr4];
+    let got: Vec<_> = dump.meta().vcpus.iter().map(regs).collect();
+    assert_eq!(got, truth.iter().map(regs).collect::<Vec<_>>());
+    assert!(c.is_paused().unwrap(), "the dump left the paused guest paused");
+}

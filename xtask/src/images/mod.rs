@@ -17,6 +17,7 @@ mod agent;
 mod apt;
 mod bzimage;
 mod cpio;
+pub mod debug;
 mod initramfs;
 pub mod manifest;
 mod workloads;
@@ -46,21 +47,25 @@ struct Options {
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut opts = Options { update: false };
+    let mut debug_info = false;
     for a in args {
         match a.as_str() {
             "--update" => opts.update = true,
+            "--debug" => debug_info = true,
             "-h" | "--help" => {
                 println!(
-                    "cargo xtask images [--update]\n\n\
+                    "cargo xtask images [--update] [--debug]\n\n\
                      Builds guest images into target/guest-images/ from Debian packages.\n\
-                     --update   resolve the newest package versions instead of the manifest's pins"
+                     --update   resolve the newest package versions instead of the manifest's pins\n\
+                     --debug    also cache each kernel's DWARF vmlinux (for drgn) in ~/.cache/vmscope/debug"
                 );
                 return Ok(());
             }
             other => bail!("unknown option `{other}` (try --help)"),
         }
     }
-    build(&out_dir(), &opts)
+    build(&out_dir(), &opts)?;
+    if debug_info { debug::ensure() } else { Ok(()) }
 }
 
 /// Builds what is missing; returns quickly when everything is present and verified.

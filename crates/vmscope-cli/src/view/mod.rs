@@ -7,6 +7,7 @@ mod log;
 mod memory;
 mod pids;
 mod procs;
+mod profile;
 mod symbols;
 
 use anyhow::anyhow;
@@ -54,6 +55,7 @@ pub fn build<M: PhysMem>(cmd: &Command, technique: &str, k: &Kernel<M>) -> anyho
         Command::Check => integrity::check(technique, k)?,
         Command::Kallsyms { ref pattern } => symbols::kallsyms(technique, k, pattern.as_deref()),
         Command::Pids => pids::pids(technique, k)?,
+        Command::Profile { ref isf } => profile::isf(technique, k, isf)?,
         Command::Dump { .. } => unreachable!("dump is handled before attaching"),
     })
 }

@@ -7,6 +7,14 @@ use std::time::{Duration, Instant};
 
 use vmscope_agent::Client;
 
+/// `vmscope --qemu PID --qmp SECOND-MONITOR args...` on a test bed guest, with its
+/// profile cache in `cache`; its output, or a panic with its stderr.
+pub fn vmscope_on(g: &vmscope_testbed::Guest, cache: &Path, args: &[&str]) -> std::process::Output {
+    let o = vmscope_for(g, cache, args).output().unwrap();
+    assert!(o.status.success(), "vmscope {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
 /// QEMU started from the README's command line (daemonized, as a user would);
 /// killed on drop.
 pub struct ReadmeQemu {

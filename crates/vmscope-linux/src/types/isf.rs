@@ -6,13 +6,16 @@
 //! with `"anonymous": true`; a bitfield's type is `{"kind": "bitfield",
 //! "bit_position", "bit_length", "type"}` with `offset` at its storage unit;
 //! typedefs are resolved away; `linux_banner` carries its bytes as `constant_data`
-//! (base64), which is how Volatility matches a profile to a memory image.
+//! (base64), which is how Volatility matches a profile to a memory image; the
+//! globals Volatility's plugins read by symbol carry their declared types
+//! ([`globals`](super::globals)).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use vmscope_mem::Gva;
 
+use super::globals::GLOBALS;
 use super::{EnumDef, Member, StructDef, TypeRef, TypeSource, size_of};
 use crate::symbols::{SymbolSource, SymbolTable};
 use crate::{Error, Result};
@@ -324,6 +327,24 @@ pub fn write_isf(types: &dyn TypeSource, symbols: Option<&SymbolTable>, opts: &I
             q
         }
     };
+    // The globals tools read by symbol get their declared types, and those types
+    // are written whatever the roots.
+    let globals: Vec<(&str, TypeRef)> = match symbols {
+        Some(table) => GLOBALS
+            .iter()
+            .filter(|(n, _)| table.addr(n).is_some())
+            .filter_map(|(n, d)| Some((*n, d.resolve(types)?)))
+            .collect(),
+        None => Vec::new(),
+    };
+    for (_, ty) in &globals {
+        let mut d = Vec::new();
+        deps(ty, &mut d);
+        if let TypeRef::Pointer { to } = ty {
+            deps(to, &mut d);
+        }
+        queue.extend(d);
+    }
     let mut seen = BTreeSet::new();
     while let Some((is_struct, name)) = queue.pop_front() {
         if !seen.insert((is_struct, name.clone())) {
@@ -381,6 +402,11 @@ pub fn write_isf(types: &dyn TypeSource, symbols: Option<&SymbolTable>, opts: &I
                 s.addr.raw()
             };
             syms.entry(s.name.to_owned()).or_insert(IsfSymbol { address, ty: None, constant_data: None });
+        }
+    }
+    for (name, ty) in &globals {
+        if let Some(sym) = syms.get_mut(*name) {
+            sym.ty = Some(isf_type(ty, &mut bases));
         }
     }
     if let (Some(banner), Some(sym)) = (&opts.banner, syms.get_mut("linux_banner")) {
@@ -441,6 +467,28 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globals_get_their_declared_types() {
+        let src = br#"{"metadata": {}, "base_types": {}, "enums": {}, "symbols": {},
+            "user_types": {
+              "task_struct": {"size": 16, "kind": "struct", "fields": {"tasks": {"type": {"kind": "struct", "name": "list_head"}, "offset": 0}}},
+              "list_head": {"size": 16, "kind": "struct", "fields": {"next": {"type": {"kind": "pointer", "subtype": {"kind": "struct", "name": "list_head"}}, "offset": 0}}}}}"#;
+        let types = IsfTypes::parse(src).unwrap();
+        let k = |a: u64| Gva::new(0xffff_ffff_8100_0000 + a);
+        let syms = SymbolTable::from_iter(
+            SymbolSource::Kallsyms,
+            [("init_task", k(0x100), 'D'), ("modules", k(0x200), 'd'), ("init_mm", k(0x300), 'D')],
+        );
+        let opts = IsfOptions { roots: Some(vec!["list_head".into()]), slide: 0x1000, ..IsfOptions::default() };
+        let out: IsfFile = serde_json::from_str(&write_isf(&types, Some(&syms), &opts).unwrap()).unwrap();
+        let ty = |n: &str| out.symbols[n].ty.clone();
+        assert!(matches!(ty("init_task"), Some(IsfType::Struct { name }) if name == "task_struct"));
+        assert!(matches!(ty("modules"), Some(IsfType::Struct { name }) if name == "list_head"));
+        assert!(ty("init_mm").is_none(), "mm_struct is not in the types: left untyped");
+        assert!(out.user_types.contains_key("task_struct"), "a global's type is written whatever the roots");
+        assert_eq!(out.symbols["init_task"].address, 0xffff_ffff_8100_0100 - 0x1000, "the slide is taken off");
+    }
 
     #[test]
     fn base64_round_trip() {

@@ -4,6 +4,7 @@
 //! anonymous members, into arrays, down to bitfields — is written once on top.
 
 pub mod btf;
+pub mod globals;
 pub mod isf;
 
 use std::fmt;
