@@ -93,6 +93,6 @@ pub use views::mounts::{MountInfo, MountNamespace, MountTable};
 pub use views::namespaces::Namespaces;
 pub use views::pids::{PidEntry, PidTable};
 pub use views::process::{PerProcess, Process, ProcessList, Thread, ThreadList};
-pub use views::sockets::{Owner, Proto, Socket, SocketTable, UnixInfo};
+pub use views::sockets::{Owner, Proto, Socket, SocketTable, UnixInfo, state_name};
 pub use views::tree::{ProcessTree, TreeNode};
 pub use views::{Anomaly, Limits};

@@ -2,9 +2,11 @@
 //! and one table.
 
 mod files;
+mod ids;
 mod log;
 mod memory;
 mod procs;
+mod sockets;
 
 use anyhow::anyhow;
 use serde_json::json;
@@ -48,6 +50,10 @@ pub fn build<M: PhysMem>(cmd: &Command, technique: &str, k: &Kernel<M>) -> anyho
         Command::Env { pid } => memory::env(technique, k, pid)?,
         Command::Lsof { pid } => files::lsof(technique, k, pid)?,
         Command::Dmesg { raw, caller } => log::dmesg(technique, k, raw, caller)?,
+        Command::Sockets => sockets::sockets(technique, k)?,
+        Command::Mounts { pid } => ids::mounts(technique, k, pid)?,
+        Command::Ns { pid } => ids::ns(technique, k, pid)?,
+        Command::Creds { pid } => ids::creds(technique, k, pid)?,
         Command::Dump { .. } => unreachable!("dump is handled before attaching"),
     })
 }

@@ -47,7 +47,7 @@ impl Credentials {
     /// five `Cap*:` lines, as the kernel prints them.
     pub fn status_lines(&self) -> String {
         let ids = |v: &[u32; 4]| v.map(|i| i.to_string()).join("\t");
-        let groups: String = self.groups.iter().map(|g| format!("{g} ")).collect();
+        let groups = self.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
         format!(
             "Uid:\t{}\nGid:\t{}\nGroups:\t{groups}\nCapInh:\t{:016x}\nCapPrm:\t{:016x}\nCapEff:\t{:016x}\nCapBnd:\t{:016x}\nCapAmb:\t{:016x}\n",
             ids(&self.uid),
