@@ -44,12 +44,13 @@ pub struct Credentials {
 
 impl Credentials {
     /// The lines of `/proc/PID/status` these are: `Uid:`, `Gid:`, `Groups:` and the
-    /// five `Cap*:` lines, as the kernel prints them.
+    /// five `Cap*:` lines, as the kernel prints them (`Groups:` with the trailing
+    /// space it has always had).
     pub fn status_lines(&self) -> String {
         let ids = |v: &[u32; 4]| v.map(|i| i.to_string()).join("\t");
         let groups = self.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
         format!(
-            "Uid:\t{}\nGid:\t{}\nGroups:\t{groups}\nCapInh:\t{:016x}\nCapPrm:\t{:016x}\nCapEff:\t{:016x}\nCapBnd:\t{:016x}\nCapAmb:\t{:016x}\n",
+            "Uid:\t{}\nGid:\t{}\nGroups:\t{groups} \nCapInh:\t{:016x}\nCapPrm:\t{:016x}\nCapEff:\t{:016x}\nCapBnd:\t{:016x}\nCapAmb:\t{:016x}\n",
             ids(&self.uid),
             ids(&self.gid),
             self.cap_inheritable,

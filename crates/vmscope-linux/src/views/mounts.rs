@@ -199,7 +199,11 @@ impl<M: PhysMem> Ctx<'_, M> {
         let (ty, flags, subtype) = with_struct(self.k, sb, mo.sb_span(), "super_block", an, |b| {
             Some((b.ptr(mo.s_type)?, b.u64(mo.s_flags)?, b.ptr(mo.s_subtype)?))
         })??;
-        let name = follow(self.k, ty, mo.fs_name, "file_system_type.name", an)?;
+        if !plausible(self.k, ty, 8) {
+            an.push(Anomaly::BadPointer { what: "super_block.s_type".into(), at: sb, value: ty });
+            return None;
+        }
+        let name = member(ty, mo.fs_name).and_then(|at| self.k.read_ptr(at)).ok()?;
         let mut fs = self.string_at(name, "file_system_type.name", an)?;
         if subtype.raw() != 0
             && let Some(sub) = self.string_at(subtype, "super_block.s_subtype", an).filter(|s| !s.is_empty())
