@@ -167,11 +167,14 @@ fn bound<A>(kind: i32, addr: &A, listen: bool) -> Result<i32, Error> {
     let s = check("socket", i64::from(unsafe { libc::socket(family, kind, 0) }))? as i32;
     let one: libc::c_int = 1;
     let int = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: an int option of the length passed.
-    check("SO_REUSEADDR", i64::from(unsafe { libc::setsockopt(s, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&raw const one).cast(), int) }))?;
+    let mut options = vec![("SO_REUSEADDR", libc::SOL_SOCKET, libc::SO_REUSEADDR)];
     if family == libc::AF_INET6 {
+        options.push(("IPV6_V6ONLY", libc::IPPROTO_IPV6, libc::IPV6_V6ONLY));
+    }
+    for (name, level, option) in options {
         // SAFETY: an int option of the length passed.
-        check("IPV6_V6ONLY", i64::from(unsafe { libc::setsockopt(s, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (&raw const one).cast(), int) }))?;
+        let r = unsafe { libc::setsockopt(s, level, option, (&raw const one).cast(), int) };
+        check(name, i64::from(r))?;
     }
     // SAFETY: a valid socket address of the length passed.
     check("bind", i64::from(unsafe { libc::bind(s, (addr as *const A).cast(), len) }))?;
@@ -228,7 +231,13 @@ fn in_namespaces(keep: [i32; 2]) -> bool {
             eprintln!("hold: unshare: {}", std::io::Error::last_os_error());
             return false;
         }
-        libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_REC | libc::MS_PRIVATE, std::ptr::null());
+        libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        );
         libc::mount(name.as_ptr(), tmp.as_ptr(), fs.as_ptr(), 0, std::ptr::null());
         libc::sethostname(name.as_ptr(), name.to_bytes().len());
     }

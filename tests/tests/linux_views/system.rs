@@ -69,7 +69,16 @@ fn ours_inet(k: &Kernel<FileMem>, net_ns: u32) -> BTreeSet<Row> {
         .iter()
         .filter(|s| s.net_ns == net_ns && s.proto != Proto::Unix)
         // A request socket shows as SYN_RECV in /proc/net.
-        .map(|s| (s.proto, (s.local, s.local_port), (s.remote, s.remote_port), if s.state == 12 { 3 } else { s.state }, s.uid, s.inode))
+        .map(|s| {
+            (
+                s.proto,
+                (s.local, s.local_port),
+                (s.remote, s.remote_port),
+                if s.state == 12 { 3 } else { s.state },
+                s.uid,
+                s.inode,
+            )
+        })
         .collect()
 }
 
@@ -169,7 +178,11 @@ pub fn check_mounts(g: &mut Guest, k: &Kernel<FileMem>, pids: &[i32]) {
 }
 
 pub fn check_ns(g: &mut Guest, k: &Kernel<FileMem>, pids: &[i32], hold: i32) {
-    let truth = per_pid(g, pids, "for f in /proc/$p/ns/*; do echo \"${f##*/} $(readlink $f)\"; done; grep '^0::' /proc/$p/cgroup");
+    let truth = per_pid(
+        g,
+        pids,
+        "for f in /proc/$p/ns/*; do echo \"${f##*/} $(readlink $f)\"; done; grep '^0::' /proc/$p/cgroup",
+    );
     let all = k.namespaces(None).expect("ns supported").expect("every process");
     for &pid in pids {
         let n = k.namespaces(Some(pid)).expect("ns").expect("the process").processes.remove(0);

@@ -57,7 +57,10 @@ pub struct MountOffsets {
 impl MountOffsets {
     /// Bytes of `struct mount` that hold every field read here.
     pub fn mount_span(&self) -> u64 {
-        [self.mnt_sb, self.mnt_flags, self.mnt_devname, self.mnt_master, self.mnt_group_id].into_iter().max().unwrap_or(0)
+        [self.mnt_sb, self.mnt_flags, self.mnt_devname, self.mnt_master, self.mnt_group_id]
+            .into_iter()
+            .max()
+            .unwrap_or(0)
             + 8
     }
 
@@ -69,7 +72,9 @@ impl MountOffsets {
     pub(crate) fn resolve(p: &Profile) -> Result<MountOffsets> {
         let off = |ty: &str, f: &str| p.offset_of(ty, f);
         let set = match (off("mnt_namespace", "mounts"), off("mount", "mnt_node")) {
-            (Ok(root), Ok(node)) if p.field("mnt_namespace", "mounts").is_ok_and(|f| f.ty.to_string().contains("rb_root")) => {
+            (Ok(root), Ok(node))
+                if p.field("mnt_namespace", "mounts").is_ok_and(|f| f.ty.to_string().contains("rb_root")) =>
+            {
                 MountSet::Tree { root, node, left: off("rb_node", "rb_left")?, right: off("rb_node", "rb_right")? }
             }
             _ => MountSet::List { head: off("mnt_namespace", "list")?, link: off("mount", "mnt_list")? },

@@ -22,9 +22,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         let cgrp = follow(self.k, cset, co.dfl_cgrp, "css_set.dfl_cgrp", an)?;
         let mut kn = follow(self.k, cgrp, co.kn, "cgroup.kn", an)?;
         let mut names: Vec<Vec<u8>> = Vec::new();
-        loop {
-            // The root's node has no parent; its name is not part of the path.
-            let Some(parent) = follow(self.k, kn, co.kn_parent, "kernfs_node.parent", an) else { break };
+        // The root's node has no parent; its name is not part of the path.
+        while let Some(parent) = follow(self.k, kn, co.kn_parent, "kernfs_node.parent", an) {
             if names.len() >= MAX_DEPTH {
                 an.push(Anomaly::StepLimit { list: "cgroup path".into(), limit: MAX_DEPTH });
                 return None;

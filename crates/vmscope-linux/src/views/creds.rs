@@ -93,11 +93,19 @@ impl<M: PhysMem> Ctx<'_, M> {
         if let Some(cred) = follow(self.k, leader.task, self.o.task.real_cred, "task.real_cred", &mut an) {
             c.cred = cred;
             let got = with_struct(self.k, cred, co.span(), "cred", &mut an, |b| {
-                let ids = |o: [u64; 4]| -> Option<[u32; 4]> { Some([b.u32(o[0])?, b.u32(o[1])?, b.u32(o[2])?, b.u32(o[3])?]) };
+                let ids = |o: [u64; 4]| -> Option<[u32; 4]> {
+                    Some([b.u32(o[0])?, b.u32(o[1])?, b.u32(o[2])?, b.u32(o[3])?])
+                };
                 Some((
                     ids([co.uid, co.euid, co.suid, co.fsuid])?,
                     ids([co.gid, co.egid, co.sgid, co.fsgid])?,
-                    [b.u64(co.cap_inheritable)?, b.u64(co.cap_permitted)?, b.u64(co.cap_effective)?, b.u64(co.cap_bset)?, b.u64(co.cap_ambient)?],
+                    [
+                        b.u64(co.cap_inheritable)?,
+                        b.u64(co.cap_permitted)?,
+                        b.u64(co.cap_effective)?,
+                        b.u64(co.cap_bset)?,
+                        b.u64(co.cap_ambient)?,
+                    ],
                     b.ptr(co.group_info)?,
                 ))
             })

@@ -229,13 +229,16 @@ impl<M: PhysMem> Ctx<'_, M> {
         });
         let mut paths = Paths::new(self, vo, root);
         let addrs = self.mount_addrs(mo, ns, &mut an);
-        let raws: Vec<(Gva, Raw)> = addrs.iter().filter_map(|&m| Some((m, self.raw_mount(vo, mo, m, &mut an)?))).collect();
+        let raws: Vec<(Gva, Raw)> =
+            addrs.iter().filter_map(|&m| Some((m, self.raw_mount(vo, mo, m, &mut an)?))).collect();
         let mut ids: AddrMap<Gva, i32> = raws.iter().map(|(m, r)| (*m, r.id)).collect();
         let group = |m: Gva, an: &mut Vec<Anomaly>| -> Option<i32> {
             member(m, mo.mnt_group_id)
                 .and_then(|at| self.k.read_u32(at))
                 .map(|v| v as i32)
-                .map_err(|e| an.push(Anomaly::Unreadable { what: "mount.mnt_group_id".into(), addr: m, error: e.to_string() }))
+                .map_err(|e| {
+                    an.push(Anomaly::Unreadable { what: "mount.mnt_group_id".into(), addr: m, error: e.to_string() })
+                })
                 .ok()
         };
         let mut mounts = Vec::with_capacity(raws.len());

@@ -43,7 +43,10 @@ impl Namespaces {
 impl<M: PhysMem> Ctx<'_, M> {
     fn inum(&self, ns: Gva, off: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<u32> {
         let at = field(ns, off, what, an)?;
-        self.k.read_u32(at).map_err(|e| an.push(Anomaly::Unreadable { what: what.into(), addr: at, error: e.to_string() })).ok()
+        self.k
+            .read_u32(at)
+            .map_err(|e| an.push(Anomaly::Unreadable { what: what.into(), addr: at, error: e.to_string() }))
+            .ok()
     }
 
     /// The pid namespace of task `task` (`task_active_pid_ns`): that of the last
@@ -52,7 +55,12 @@ impl<M: PhysMem> Ctx<'_, M> {
         let pid = follow(self.k, task, no.task_thread_pid, "task.thread_pid", an)?;
         let level = member(pid, no.pid_level).and_then(|at| self.k.read_u32(at)).ok()?;
         if level > MAX_PID_NS_LEVEL {
-            an.push(Anomaly::InvalidField { what: "pid".into(), addr: pid, field: "level".into(), value: level.to_string() });
+            an.push(Anomaly::InvalidField {
+                what: "pid".into(),
+                addr: pid,
+                field: "level".into(),
+                value: level.to_string(),
+            });
             return None;
         }
         follow(self.k, pid, no.pid_numbers_ns + u64::from(level) * no.upid_size, "upid.ns", an)

@@ -233,7 +233,12 @@ impl<M: PhysMem> Ctx<'_, M> {
     /// apart, the head `head` bytes into each).
     fn buckets(&self, at: Gva, n: u64, stride: u64, head: u64, what: &str, an: &mut Vec<Anomaly>) -> Vec<Gva> {
         if n == 0 || n > MAX_BUCKETS || !plausible(self.k, at, 8) {
-            an.push(Anomaly::InvalidField { what: what.into(), addr: at, field: "buckets".into(), value: n.to_string() });
+            an.push(Anomaly::InvalidField {
+                what: what.into(),
+                addr: at,
+                field: "buckets".into(),
+                value: n.to_string(),
+            });
             return Vec::new();
         }
         let Some(len) = n.checked_mul(stride).and_then(|l| usize::try_from(l).ok()) else { return Vec::new() };
@@ -292,7 +297,14 @@ impl<M: PhysMem> Ctx<'_, M> {
     }
 
     /// Reads socket `sk` (a `sock_common` first) and adds it to the pass, once.
-    fn describe(&self, no: &NetOffsets, sk: Gva, listed: bool, pass: &mut Pass, an: &mut Vec<Anomaly>) -> Option<usize> {
+    fn describe(
+        &self,
+        no: &NetOffsets,
+        sk: Gva,
+        listed: bool,
+        pass: &mut Pass,
+        an: &mut Vec<Anomaly>,
+    ) -> Option<usize> {
         if let Some(&i) = pass.found.get(&sk) {
             return Some(i);
         }
@@ -320,7 +332,12 @@ impl<M: PhysMem> Ctx<'_, M> {
         let full = !matches!(state, TCP_TIME_WAIT | TCP_NEW_SYN_RECV) || unix;
         let (sk_type, protocol, uid, socket) = if full {
             with_struct(self.k, sk, so.sock_span(false), "struct sock", an, |b| {
-                Some((b.uint(so.sk_type, 2)? as u16, b.uint(so.sk_protocol, 2)? as u16, b.u32(so.sk_uid)?, b.ptr(so.sk_socket)?))
+                Some((
+                    b.uint(so.sk_type, 2)? as u16,
+                    b.uint(so.sk_protocol, 2)? as u16,
+                    b.u32(so.sk_uid)?,
+                    b.ptr(so.sk_socket)?,
+                ))
             })??
         } else {
             (1, IPPROTO_TCP, 0, Gva::new(0))
@@ -383,7 +400,15 @@ impl<M: PhysMem> Ctx<'_, M> {
         member(socket, so.socket_inode + so.i_ino).and_then(|at| self.k.read_u64(at)).unwrap_or(0)
     }
 
-    fn unix_info(&self, so: &SockOffsets, state: u8, socket: Gva, addr: Gva, peer: Gva, an: &mut Vec<Anomaly>) -> UnixInfo {
+    fn unix_info(
+        &self,
+        so: &SockOffsets,
+        state: u8,
+        socket: Gva,
+        addr: Gva,
+        peer: Gva,
+        an: &mut Vec<Anomaly>,
+    ) -> UnixInfo {
         let established = state == TCP_ESTABLISHED;
         // The `St` column as unix_seq_show computes it.
         let sock_state = match (socket.raw() != 0, established) {
@@ -392,7 +417,12 @@ impl<M: PhysMem> Ctx<'_, M> {
             (false, true) => 2,
             (false, false) => 4,
         };
-        let mut info = UnixInfo { path: None, flags: if state == TCP_LISTEN { SO_ACCEPTCON } else { 0 }, sock_state, peer_inode: None };
+        let mut info = UnixInfo {
+            path: None,
+            flags: if state == TCP_LISTEN { SO_ACCEPTCON } else { 0 },
+            sock_state,
+            peer_inode: None,
+        };
         if addr.raw() != 0 {
             if plausible(self.k, addr, 4) {
                 let mut name = [0u8; SOCKADDR_UN];
@@ -501,7 +531,8 @@ impl<M: PhysMem> Ctx<'_, M> {
             return;
         };
         let so = &no.sock;
-        let listening = self.buckets(lhash, u64::from(lmask) + 1, no.lbucket_size, no.lbucket_head, "inet_hashinfo.lhash2", an);
+        let listening =
+            self.buckets(lhash, u64::from(lmask) + 1, no.lbucket_size, no.lbucket_head, "inet_hashinfo.lhash2", an);
         let established = self.buckets(ehash, u64::from(emask) + 1, 8, 0, "inet_hashinfo.ehash", an);
         for head in listening.into_iter().chain(established) {
             for sk in self.chain(so, head, "tcp hash chain", pass, an) {
