@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
 use super::process::{Leader, PerProcess};
-use super::{Anomaly, Fields, follow, plausible, with_struct};
+use super::{Anomaly, Fields, count, follow, plausible, with_struct};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::CredsOffsets;
@@ -64,19 +64,9 @@ impl Credentials {
 
 impl<M: PhysMem> Ctx<'_, M> {
     fn supplementary_groups(&self, co: &CredsOffsets, gi: Gva, an: &mut Vec<Anomaly>) -> Vec<u32> {
-        let Ok(n) = member(gi, co.ngroups).and_then(|at| self.k.read_u32(at)) else {
-            an.push(Anomaly::Unreadable { what: "group_info".into(), addr: gi, error: "ngroups".into() });
+        let Some(n) = count(self.k, (gi, co.ngroups), ("group_info", "ngroups"), NGROUPS_MAX, an) else {
             return Vec::new();
         };
-        if n > NGROUPS_MAX {
-            an.push(Anomaly::InvalidField {
-                what: "group_info".into(),
-                addr: gi,
-                field: "ngroups".into(),
-                value: n.to_string(),
-            });
-            return Vec::new();
-        }
         let read = member(gi, co.groups).and_then(|at| self.k.read_vec(at, n as usize * 4));
         match read {
             Ok(b) => b.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),

@@ -234,6 +234,29 @@ pub(crate) fn follow<M: PhysMem>(
     }
 }
 
+/// The `u32` count `name` at `offset` in the object `what` at `base`, if it is
+/// readable and at most `max`; else the reason is recorded.
+pub(crate) fn count<M: PhysMem>(
+    k: &KernelMem<M>,
+    (base, offset): (Gva, u64),
+    (what, name): (&str, &str),
+    max: u32,
+    an: &mut Vec<Anomaly>,
+) -> Option<u32> {
+    let n = match member(base, offset).and_then(|at| k.read_u32(at)) {
+        Ok(n) => n,
+        Err(e) => {
+            an.push(Anomaly::Unreadable { what: format!("{what}.{name}"), addr: base, error: e.to_string() });
+            return None;
+        }
+    };
+    if n > max {
+        an.push(Anomaly::InvalidField { what: what.into(), addr: base, field: name.into(), value: n.to_string() });
+        return None;
+    }
+    Some(n)
+}
+
 /// The object whose member at `offset` is at `node` (`container_of`). Below
 /// address 0 (a corrupt offset) it is recorded as unreadable `what`.
 pub(crate) fn owner(node: Gva, offset: u64, what: &str, an: &mut Vec<Anomaly>) -> Option<Gva> {

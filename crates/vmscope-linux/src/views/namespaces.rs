@@ -5,9 +5,8 @@ use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
 use super::process::{Leader, PerProcess};
-use super::{Anomaly, field, follow};
+use super::{Anomaly, count, field, follow};
 use crate::kernel::Ctx;
-use crate::kmem::member;
 use crate::offsets::NsOffsets;
 
 /// The deepest pid namespace nesting (`MAX_PID_NS_LEVEL`).
@@ -53,16 +52,7 @@ impl<M: PhysMem> Ctx<'_, M> {
     /// of its `struct pid`'s numbers.
     fn active_pid_ns(&self, no: &NsOffsets, task: Gva, an: &mut Vec<Anomaly>) -> Option<Gva> {
         let pid = follow(self.k, task, no.task_thread_pid, "task.thread_pid", an)?;
-        let level = member(pid, no.pid_level).and_then(|at| self.k.read_u32(at)).ok()?;
-        if level > MAX_PID_NS_LEVEL {
-            an.push(Anomaly::InvalidField {
-                what: "pid".into(),
-                addr: pid,
-                field: "level".into(),
-                value: level.to_string(),
-            });
-            return None;
-        }
+        let level = count(self.k, (pid, no.pid_level), ("pid", "level"), MAX_PID_NS_LEVEL, an)?;
         follow(self.k, pid, no.pid_numbers_ns + u64::from(level) * no.upid_size, "upid.ns", an)
     }
 
