@@ -329,3 +329,26 @@ impl<M: PhysMem> Ctx<'_, M> {
         Some(table)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn mangled_as_mountinfo_escapes() {
+        assert_eq!(mangle("/mnt/a b\tc\\d\ne"), "/mnt/a\\040b\\011c\\134d\\012e");
+        assert_eq!(mangle("/plain"), "/plain");
+    }
+
+    proptest! {
+        /// Only the four characters grow (to four bytes each); nothing else changes.
+        #[test]
+        fn mangle_never_panics(s in ".*") {
+            let m = mangle(&s);
+            let special = s.chars().filter(|c| matches!(c, ' ' | '\t' | '\n' | '\\')).count();
+            prop_assert_eq!(m.len(), s.len() + 3 * special);
+        }
+    }
+}

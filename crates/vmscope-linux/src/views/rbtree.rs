@@ -58,3 +58,61 @@ impl Tree<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::views::fixture::Fx;
+
+    /// `rb_node`: parent and colour, right, left (as the kernel lays it out).
+    const TREE: Tree<'static> = Tree { name: "test tree", left: 16, right: 8, limit: 64 };
+
+    /// A node whose children are `left` and `right` (0 for none).
+    fn node(fx: &mut Fx, left: u64, right: u64) -> u64 {
+        let n = fx.alloc(24);
+        fx.w64(n + 16, left);
+        fx.w64(n + 8, right);
+        n
+    }
+
+    #[test]
+    fn nodes_in_order_and_a_cycle_is_cut() {
+        let mut fx = Fx::new();
+        let (a, c, e) = (node(&mut fx, 0, 0), node(&mut fx, 0, 0), node(&mut fx, 0, 0));
+        let b = node(&mut fx, a, c);
+        let d = node(&mut fx, b, e);
+        let (k, _) = fx.finish();
+        let mut an = Vec::new();
+        let got = TREE.in_order(&k, Some(Gva::new(d)), &mut an);
+        assert_eq!(got, [a, b, c, d, e].map(Gva::new));
+        assert!(an.is_empty(), "{an:?}");
+
+        fx.w64(e + 16, b); // e's left child leads back up
+        let (k, _) = fx.finish();
+        let got = TREE.in_order(&k, Some(Gva::new(d)), &mut an);
+        assert_eq!(got, [a, b, c, d, e].map(Gva::new));
+        assert!(matches!(an.as_slice(), [Anomaly::ListCycle { node, .. }] if *node == Gva::new(b)), "{an:?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever the nodes hold, the walk ends within its limit and does not panic.
+        #[test]
+        fn arbitrary_nodes_never_panic(junk in prop::collection::vec((0u64..0x400, any::<u64>()), 1..64), pick in 0u64..0x400) {
+            let mut fx = Fx::new();
+            let base = fx.alloc(0x400);
+            for (off, v) in junk {
+                // Half the words point back into the area, half are anything.
+                let v = if v & 1 == 0 { base + (v % 0x400 & !7) } else { v };
+                fx.w64(base + (off & !7), v);
+            }
+            let (k, _) = fx.finish();
+            let mut an = Vec::new();
+            let got = TREE.in_order(&k, Some(Gva::new(base + (pick & !7))), &mut an);
+            prop_assert!(got.len() <= TREE.limit);
+        }
+    }
+}

@@ -348,6 +348,9 @@ impl<M: PhysMem> Ctx<'_, M> {
             (AF_INET6, IPPROTO_TCP) => Proto::Tcp6,
             (AF_INET, IPPROTO_UDP) => Proto::Udp,
             (AF_INET6, IPPROTO_UDP) => Proto::Udp6,
+            // A netlink, packet, raw or other socket a process holds is not one this
+            // view lists; one in a TCP, UDP or unix table is corrupt.
+            _ if !listed => return None,
             _ => {
                 an.push(Anomaly::InvalidField {
                     what: "sock".into(),
