@@ -72,20 +72,11 @@ pub fn creds<M: PhysMem>(technique: &str, k: &Kernel<M>, pid: Option<i32>) -> an
     for c in &p.processes {
         let ids = |v: &[u32; 4]| v.map(|i| i.to_string()).join("/");
         let groups: Vec<String> = c.groups.iter().map(u32::to_string).collect();
-        let _ = writeln!(
-            table,
-            "{:>7} {:<16} {:<23} {:<23} {:016x} {:016x} {:016x} {:016x} {:016x} {}",
-            c.pid,
-            c.comm,
-            ids(&c.uid),
-            ids(&c.gid),
-            c.cap_inheritable,
-            c.cap_permitted,
-            c.cap_effective,
-            c.cap_bounding,
-            c.cap_ambient,
-            if groups.is_empty() { "-".to_owned() } else { groups.join(",") }
-        );
+        let _ = write!(table, "{:>7} {:<16} {:<23} {:<23}", c.pid, c.comm, ids(&c.uid), ids(&c.gid));
+        for (_, set) in c.caps() {
+            let _ = write!(table, " {set:016x}");
+        }
+        let _ = writeln!(table, " {}", if groups.is_empty() { "-".to_owned() } else { groups.join(",") });
     }
     let anomalies = all_anomalies(&p, |c| &c.anomalies);
     let doc = json!({ "technique": technique, "processes": p.processes, "anomalies": p.anomalies });

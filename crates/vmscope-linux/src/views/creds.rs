@@ -1,6 +1,8 @@
 //! Credentials and capabilities: a process's `real_cred`, as the `Uid`, `Gid`,
 //! `Groups` and `Cap*` lines of `/proc/PID/status` show it.
 
+use std::fmt::Write as _;
+
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
@@ -43,22 +45,29 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// The capability sets in the order `/proc/PID/status` prints them: `CapInh`,
+    /// `CapPrm`, `CapEff`, `CapBnd`, `CapAmb`.
+    pub fn caps(&self) -> [(&'static str, u64); 5] {
+        [
+            ("CapInh", self.cap_inheritable),
+            ("CapPrm", self.cap_permitted),
+            ("CapEff", self.cap_effective),
+            ("CapBnd", self.cap_bounding),
+            ("CapAmb", self.cap_ambient),
+        ]
+    }
+
     /// The lines of `/proc/PID/status` these are: `Uid:`, `Gid:`, `Groups:` and the
     /// five `Cap*:` lines, as the kernel prints them (`Groups:` with the trailing
     /// space it has always had).
     pub fn status_lines(&self) -> String {
         let ids = |v: &[u32; 4]| v.map(|i| i.to_string()).join("\t");
         let groups = self.groups.iter().map(u32::to_string).collect::<Vec<_>>().join(" ");
-        format!(
-            "Uid:\t{}\nGid:\t{}\nGroups:\t{groups} \nCapInh:\t{:016x}\nCapPrm:\t{:016x}\nCapEff:\t{:016x}\nCapBnd:\t{:016x}\nCapAmb:\t{:016x}\n",
-            ids(&self.uid),
-            ids(&self.gid),
-            self.cap_inheritable,
-            self.cap_permitted,
-            self.cap_effective,
-            self.cap_bounding,
-            self.cap_ambient
-        )
+        let mut s = format!("Uid:\t{}\nGid:\t{}\nGroups:\t{groups} \n", ids(&self.uid), ids(&self.gid));
+        for (name, set) in self.caps() {
+            let _ = writeln!(s, "{name}:\t{set:016x}");
+        }
+        s
     }
 }
 

@@ -106,7 +106,7 @@ mod tests {
             let base = fx.alloc(0x400);
             for (off, v) in junk {
                 // Half the words point back into the area, half are anything.
-                let v = if v & 1 == 0 { base + (v % 0x400 & !7) } else { v };
+                let v = if v & 1 == 0 { base + ((v % 0x400) & !7) } else { v };
                 fx.w64(base + (off & !7), v);
             }
             let (k, _) = fx.finish();
