@@ -2,7 +2,9 @@
 //! the guest's `/proc/net/{tcp,tcp6,udp,udp6,unix}`, `/proc/PID/mountinfo`, the
 //! `/proc/PID/ns/*` links, `/proc/PID/cgroup` and `/proc/PID/status`, field by
 //! field. The workload holds TCP and UDP sockets on IPv4 and IPv6 loopback and one
-//! connection; its child lives in mount, network and UTS namespaces of its own.
+//! connection; its child lives in mount, network and UTS namespaces of its own. Last,
+//! one socket is unlinked from its hash chain on the paused guest (and linked back
+//! before it runs): the view must report it.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -215,4 +217,47 @@ pub fn check_creds(g: &mut Guest, k: &Kernel<FileMem>, pids: &[i32]) {
         assert!(c.anomalies.is_empty(), "pid {pid}: {:?}", c.anomalies);
         assert_eq!(c.status_lines(), truth[&pid], "pid {pid}: /proc/{pid}/status");
     }
+}
+
+/// Writes `v` at kernel address `va` of the paused guest, through QEMU's RAM file.
+fn poke(g: &Guest, k: &Kernel<FileMem>, va: vmscope_mem::Gva, v: u64) {
+    use std::os::unix::fs::FileExt;
+    let (gpa, _) = k.kernel_mem().translate(va).expect("mapped");
+    let loc = g.ram_location();
+    let (off, _) = loc.map.lookup(gpa).expect("backed");
+    let b = loc.blocks.iter().find(|b| b.offset <= off && off < b.offset + b.size).expect("in a block");
+    let vmscope_hv::Backing::File { path, offset, .. } = &b.backing else { panic!("not a file: {b:?}") };
+    let f = std::fs::OpenOptions::new().write(true).open(path).expect("open the RAM file for writing");
+    f.write_all_at(&v.to_le_bytes(), offset + off - b.offset).expect("write guest RAM");
+}
+
+/// A socket unlinked from its hash chain, as a rootkit hides one, is still found
+/// through the descriptor that holds it, and reported: on the paused guest, the
+/// link to the workload's UDP socket on port 7703 is made to skip it, the view read,
+/// and the link put back before the guest runs again.
+pub fn check_hidden_socket(g: &mut Guest, k: &Kernel<FileMem>, hold: i32) {
+    use vmscope_hv::Hypervisor;
+    let t = k.sockets().expect("sockets");
+    let s = t.sockets.iter().find(|s| s.proto == Proto::Udp && s.local_port == 7703).expect("UDP 7703").clone();
+    let node = s.sock.checked_add(k.offsets().net.as_ref().expect("net offsets").sock.node).expect("node");
+    let km = k.kernel_mem();
+    let next = km.read_u64(node).expect("node.next");
+    let pprev = km.read_ptr(node.checked_add(8).expect("pprev")).expect("node.pprev");
+    assert_eq!(km.read_u64(pprev).expect("*pprev"), node.raw(), "the chain leads to the socket");
+    g.vm.hv().pause().expect("pause");
+    poke(g, k, pprev, next);
+    k.invalidate();
+    let hidden = k.sockets().expect("sockets");
+    poke(g, k, pprev, node.raw());
+    g.vm.hv().resume().expect("resume");
+    k.invalidate();
+    let h = hidden.sockets.iter().find(|x| x.sock == s.sock).expect("found through the descriptor");
+    assert!(!h.listed && h.owners.iter().any(|o| o.pid == hold && o.fd == 16), "{h:?}");
+    assert!(
+        matches!(hidden.anomalies.as_slice(), [vmscope_linux::Anomaly::Unlisted { addr, .. }] if *addr == s.sock),
+        "{:?}",
+        hidden.anomalies
+    );
+    let again = k.sockets().expect("sockets");
+    assert!(again.anomalies.is_empty() && again.sockets.iter().any(|x| x.sock == s.sock && x.listed));
 }
