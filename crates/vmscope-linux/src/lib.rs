@@ -2,7 +2,8 @@
 //! found in guest-physical memory, its symbols decoded from its own kallsyms
 //! tables, its types read from its own BTF, and every field offset looked up by
 //! name. On top: processes, threads, the process tree, modules, memory maps, open
-//! files, environments and the kernel log, each a plain serde-serializable value
+//! files, sockets, mounts, namespaces and cgroups, credentials, environments and the
+//! kernel log, each a plain serde-serializable value
 //! with the [`Anomaly`]s met while reading it.
 //!
 //! ```no_run
@@ -45,7 +46,9 @@
 //!   written back out; [`ProfileCache`] keyed by banner and build ID.
 //! - [`views`]: processes, threads, tree, modules, module symbols, memory maps
 //!   ([`Kernel::memory_map`]), open files ([`Kernel::open_files`]), the kernel log
-//!   ([`Kernel::kernel_log`]), environments ([`Kernel::environment`]); and, raw for
+//!   ([`Kernel::kernel_log`]), environments ([`Kernel::environment`]), sockets
+//!   ([`Kernel::sockets`]), mounts ([`Kernel::mounts`]), namespaces and cgroup
+//!   ([`Kernel::namespaces`]), credentials ([`Kernel::credentials`]); and, raw for
 //!   consistency checks, the task graph ([`Kernel::task_graph`]), the PID table
 //!   ([`Kernel::pid_table`]) and the module list both ways ([`Kernel::module_graph`]).
 //!
