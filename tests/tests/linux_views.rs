@@ -9,7 +9,11 @@
 //! not its file system's root); it holds regular, deleted and appended-to files, a
 //! pipe, an eventfd, an epoll instance, a listening unix socket, a memfd mapped
 //! shared, a file mapped at an offset, a descriptor past the first 64, and writes a
-//! marker to `/dev/kmsg`. One boot per kernel serves every check.
+//! marker to `/dev/kmsg`. One boot per kernel serves every check, those of
+//! [`system`] too (sockets, mounts, namespaces, cgroup, credentials).
+
+#[path = "linux_views/system.rs"]
+mod system;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -22,8 +26,9 @@ use vmscope_testbed::{Guest, boot_with, eventually};
 /// Where the workload holds its files: a bind mount (of /tmp/vmsv-src) on a tmpfs.
 const DIR: &str = "/mnt/vmsv/bound/hold";
 
-/// Starts the workload with a known environment; returns its pid.
-fn start_hold(g: &mut Guest) -> i32 {
+/// Starts the workload with a known environment; returns its pid and that of its
+/// child in namespaces of its own (0 if the guest did not let it unshare).
+fn start_hold(g: &mut Guest) -> (i32, i32) {
     g.sh("mkdir -p /mnt/vmsv /tmp/vmsv-src && mount -t tmpfs vmsv /mnt/vmsv && mkdir /mnt/vmsv/bound \
          && mount --bind /tmp/vmsv-src /mnt/vmsv/bound");
     let long = "x".repeat(300);
@@ -36,8 +41,14 @@ fn start_hold(g: &mut Guest) -> i32 {
         .parse()
         .expect("the workload's pid");
     let up = eventually(Duration::from_secs(30), || g.sh("cat /tmp/hold.out").contains("hold: up"));
-    assert!(up, "the workload did not come up: {}", g.sh("cat /tmp/hold.out"));
-    pid
+    let out = g.sh("cat /tmp/hold.out");
+    assert!(up, "the workload did not come up: {out}");
+    let child = out.split("ns=").nth(1).and_then(|c| c.split_whitespace().next()).and_then(|c| c.parse().ok());
+    let child = child.unwrap_or_else(|| panic!("no ns=CHILD in {out:?}"));
+    if child == 0 {
+        eprintln!("SKIPPED: the namespaced child (the guest refused unshare): {out}");
+    }
+    (pid, child)
 }
 
 fn attach(g: &Guest) -> Kernel<FileMem> {
@@ -237,13 +248,21 @@ fn check_log(g: &mut Guest, k: &Kernel<FileMem>, hold: i32) {
 }
 
 fn check(mut g: Guest, vsyscall: bool) {
-    let hold = start_hold(&mut g);
+    let (hold, child) = start_hold(&mut g);
+    system::into_cgroup(&mut g, hold);
     let pids = still(&mut g, hold);
     let k = attach(&g);
     check_maps(&mut g, &k, &pids, hold, vsyscall);
     check_files(&mut g, &k, &pids, hold);
     check_env(&mut g, &k, &pids, hold);
     check_log(&mut g, &k, hold);
+    let mut more = pids.clone();
+    more.extend((child != 0).then_some(child));
+    system::check_sockets(&mut g, &k, hold, child);
+    system::check_mounts(&mut g, &k, &more);
+    system::check_ns(&mut g, &k, &more, hold);
+    system::check_creds(&mut g, &k, &more);
+    system::check_hidden_socket(&mut g, &k, hold);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! `vmscope`: introspect a running QEMU guest (or a guest of the built-in VMM, or a
 //! dump file) from outside: processes, threads and trees, modules, memory maps, open
-//! files, environments, the kernel log, the kernel, a memory dump.
+//! files, sockets, mounts, namespaces, credentials, environments, the kernel log, the
+//! kernel, a memory dump.
 
 #![forbid(unsafe_code)]
 
@@ -97,6 +98,28 @@ enum Command {
     /// `anon_inode:[eventfd]` for pseudo files), flags and position, with each
     /// process's working directory, root and executable.
     Lsof {
+        /// Only this process.
+        pid: Option<i32>,
+    },
+    /// TCP, UDP and unix sockets of every network namespace, as `ss -tuxanp`:
+    /// state, local and peer address (a unix socket's path and its peer's inode),
+    /// network namespace, inode and the processes that hold each.
+    Sockets,
+    /// Mounts, as /proc/PID/mountinfo: of process PID's mount namespace, or of every
+    /// mount namespace (each as its first process sees it).
+    Mounts {
+        /// Only this process's mount namespace.
+        pid: Option<i32>,
+    },
+    /// Namespaces, as `ls -l /proc/PID/ns` names them (their inode numbers), and
+    /// the cgroup (v2) path of /proc/PID/cgroup.
+    Ns {
+        /// Only this process.
+        pid: Option<i32>,
+    },
+    /// Credentials and capabilities, as the Uid, Gid, Groups and Cap* lines of
+    /// /proc/PID/status.
+    Creds {
         /// Only this process.
         pid: Option<i32>,
     },

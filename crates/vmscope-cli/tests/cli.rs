@@ -85,6 +85,7 @@ fn ps_lsmod_info_against_a_hand_started_qemu() {
     assert!(info.contains("evidence"), "{info}");
 
     deeper_views(&q);
+    system_views(&q);
 
     // Every technique answers `ps` from the command line, each against the guest's
     // /proc (the agent technique too: the test holds no agent connection meanwhile).
@@ -160,6 +161,62 @@ fn deeper_views(q: &ReadmeQemu) {
     let o = q.vmscope(&["maps", "999999"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no process 999999"));
     let o = q.vmscope(&["--technique", "agent", "lsof"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("agent technique answers"));
+}
+
+/// `sockets`, `mounts`, `ns` and `creds` on the same guest: the commands, their
+/// tables and JSON (the views are checked field by field in tests/tests/linux_views.rs).
+fn system_views(q: &ReadmeQemu) {
+    let sh = |line: &str| q.agent().sh(line).unwrap();
+    // Each mountinfo line of init, but for the options a file system adds itself.
+    let mounts = stdout(&q.vmscope(&["mounts", "1"]));
+    let guest = sh("cat /proc/1/mountinfo");
+    let ours: Vec<&str> = mounts.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(ours.len(), guest.lines().count(), "mounts 1:\n{mounts}\nguest:\n{guest}");
+    for (o, g) in ours.iter().zip(guest.lines()) {
+        assert!(g == *o || g.strip_prefix(o).is_some_and(|r| r.starts_with(',')), "{o:?} vs {g:?}");
+    }
+
+    let net = sh("readlink /proc/1/ns/net");
+    let inum = net.trim().trim_start_matches("net:[").trim_end_matches(']').to_owned();
+    let ns = stdout(&q.vmscope(&["ns", "1"]));
+    let head = ns.lines().next().unwrap();
+    assert!(
+        head.split_whitespace()
+            .eq(["PID", "COMM", "CGROUP", "IPC", "MNT", "NET", "PID", "TIME", "USER", "UTS", "CGROUP"]),
+        "{head}"
+    );
+    assert!(ns.lines().nth(1).unwrap().split_whitespace().nth(5) == Some(inum.as_str()), "{ns}\n{net}");
+
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&q.vmscope(&["creds", "1", "--json"]))).unwrap();
+    let eff = sh("grep CapEff /proc/1/status");
+    let want = u64::from_str_radix(eff.trim().trim_start_matches("CapEff:").trim(), 16).unwrap();
+    assert_eq!(doc["processes"][0]["cap_effective"].as_u64(), Some(want), "{doc}");
+
+    for t in ["live-read", "halt-read"] {
+        let doc: serde_json::Value =
+            serde_json::from_str(&stdout(&q.vmscope(&["-t", t, "sockets", "--json"]))).unwrap();
+        assert!(
+            doc["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n.as_u64().map(|n| n.to_string()) == Some(inum.clone())),
+            "{t}: {doc}"
+        );
+        assert!(doc["anomalies"].as_array().unwrap().is_empty(), "{t}: {doc}");
+    }
+    let table = stdout(&q.vmscope(&["sockets"]));
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .eq(["NETID", "STATE", "NETNS", "LOCAL", "PEER", "INODE", "PROCESS"]),
+        "{table}"
+    );
+    let o = q.vmscope(&["--technique", "agent", "sockets"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("agent technique answers"));
 }
 

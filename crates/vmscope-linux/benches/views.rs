@@ -4,7 +4,9 @@
 //!
 //! - `views/ps`: the process list, the baseline;
 //! - `views/maps_files`: the memory map and the open files of every process;
-//! - `views/kernel_log`: the whole kernel log.
+//! - `views/kernel_log`: the whole kernel log;
+//! - `views/sockets`: every socket of every network namespace, with its owners;
+//! - `views/mounts`: every mount namespace's mounts.
 //!
 //! Each pass starts with cold translations (`Kernel::invalidate`), as a technique's
 //! pass does. After criterion, the same passes are timed once more in a loop and
@@ -83,22 +85,38 @@ fn views(c: &mut Criterion) {
         black_box(k.kernel_log().expect("log").records.len());
     };
 
+    let sockets = || {
+        k.invalidate();
+        black_box(k.sockets().expect("sockets").sockets.len());
+    };
+    let mounts = || {
+        k.invalidate();
+        black_box(k.mounts(None).expect("mounts").map(|t| t.namespaces.len()));
+    };
+
     let mut group = c.benchmark_group("views");
     group.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
     group.bench_function("ps", |b| b.iter(ps));
     group.bench_function("maps_files", |b| b.iter(maps_files));
     group.bench_function("kernel_log", |b| b.iter(kernel_log));
+    group.bench_function("sockets", |b| b.iter(sockets));
+    group.bench_function("mounts", |b| b.iter(mounts));
     group.finish();
 
     let base = rate(2.0, ps);
     let mf = rate(2.0, maps_files);
     let lg = rate(2.0, kernel_log);
+    let so = rate(2.0, sockets);
+    let mo = rate(2.0, mounts);
     eprintln!(
         "views: ps {base:.0} passes/s; maps+files of every process {mf:.0} passes/s ({:.2} x ps); \
-         kernel log {:.3} ms a pass ({:.2} x ps)",
+         kernel log {:.3} ms a pass ({:.2} x ps); sockets {so:.0} passes/s ({:.2} x ps); \
+         mounts {mo:.0} passes/s ({:.2} x ps)",
         mf / base,
         1e3 / lg,
-        lg / base
+        lg / base,
+        so / base,
+        mo / base
     );
 }
 

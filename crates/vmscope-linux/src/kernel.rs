@@ -9,17 +9,24 @@ use crate::checks::CheckReport;
 use crate::discovery::{Hints, KernelInfo, discover};
 use crate::kmem::{KernelMem, member};
 use crate::offsets::Offsets;
-use crate::offsets::{CheckOffsets, FilesOffsets, MapsOffsets, PrintkOffsets, VfsOffsets};
+use crate::offsets::{
+    CheckOffsets, CredsOffsets, FilesOffsets, MapsOffsets, MountOffsets, NetOffsets, NsOffsets, PrintkOffsets,
+    VfsOffsets,
+};
 use crate::types::btf::BtfTypes;
 use crate::views::Limits;
+use crate::views::creds::Credentials;
 use crate::views::environ::Environment;
 use crate::views::files::{AllOpenFiles, OpenFiles};
 use crate::views::graph::{ModuleGraph, TaskGraph};
 use crate::views::kmsg::KernelLog;
 use crate::views::maps::{MemoryMap, MemoryMaps};
 use crate::views::modules::{ModuleList, ModuleSymbol, format_module_symbols};
+use crate::views::mounts::MountTable;
+use crate::views::namespaces::Namespaces;
 use crate::views::pids::PidTable;
-use crate::views::process::{ProcessList, ThreadList};
+use crate::views::process::{PerProcess, ProcessList, ThreadList};
+use crate::views::sockets::SocketTable;
 use crate::views::tree::ProcessTree;
 use crate::{Error, Profile, ProfileCache, Result, SymbolTable};
 
@@ -50,6 +57,10 @@ pub(crate) struct Addrs {
     pub init_pid_ns: Option<Gva>,
     /// `nr_threads`, the kernel's count of tasks (an `int`).
     pub nr_threads: Option<Gva>,
+    /// `net_namespace_list`, and the global `udp_table` (what every namespace
+    /// uses before 6.2).
+    pub net_namespace_list: Option<Gva>,
+    pub udp_table: Option<Gva>,
     /// What the deeper views recognise by address.
     pub known: Known,
 }
@@ -260,6 +271,8 @@ impl<M: PhysMem> Kernel<M> {
             taint_flags,
             init_pid_ns: s.addr("init_pid_ns"),
             nr_threads: s.addr("nr_threads"),
+            net_namespace_list: s.addr("net_namespace_list"),
+            udp_table: s.addr("udp_table"),
             known: Known::lookup(s),
         })
     }
@@ -420,6 +433,43 @@ impl<M: PhysMem> Kernel<M> {
         }
         self.need("the kernel log", self.offsets.printk.is_some(), |p| PrintkOffsets::resolve(p).map(|_| ()))?;
         Ok(self.ctx().kernel_log())
+    }
+
+    /// The credentials of process `pid` (or of every process, `pid` `None`) as the
+    /// `Uid`, `Gid`, `Groups` and `Cap*` lines of `/proc/PID/status` show them
+    /// (`Ok(None)`: no such process).
+    pub fn credentials(&self, pid: Option<i32>) -> Result<Option<PerProcess<Credentials>>> {
+        self.need("credentials", self.offsets.creds.is_some(), |p| CredsOffsets::resolve(p).map(|_| ()))?;
+        Ok(self.ctx().credentials(pid))
+    }
+
+    /// The namespaces of process `pid` (or of every process) as the
+    /// `/proc/PID/ns/*` links show them, and each one's cgroup (`Ok(None)`: no
+    /// such process).
+    pub fn namespaces(&self, pid: Option<i32>) -> Result<Option<PerProcess<Namespaces>>> {
+        self.need("namespaces", self.offsets.ns.is_some(), |p| NsOffsets::resolve(p).map(|_| ()))?;
+        Ok(self.ctx().namespaces(pid))
+    }
+
+    /// The mounts of the mount namespace of process `pid`, from its root, as
+    /// `/proc/PID/mountinfo` shows them; of every mount namespace with `None`
+    /// (`Ok(None)`: no such process).
+    pub fn mounts(&self, pid: Option<i32>) -> Result<Option<MountTable>> {
+        let have = self.offsets.mounts.is_some() && self.offsets.vfs.is_some() && self.offsets.ns.is_some();
+        self.need("mounts", have, |p| {
+            VfsOffsets::resolve(p).and(NsOffsets::resolve(p)).and(MountOffsets::resolve(p)).map(|_| ())
+        })?;
+        Ok(self.ctx().mount_table(pid))
+    }
+
+    /// Every TCP, UDP and unix socket of every network namespace, with the
+    /// processes that hold each.
+    pub fn sockets(&self) -> Result<SocketTable> {
+        if self.addrs.net_namespace_list.is_none() {
+            return Err(Error::Unsupported { view: "sockets", why: "kallsyms has no `net_namespace_list`".into() });
+        }
+        self.need("sockets", self.offsets.net.is_some(), |p| NetOffsets::resolve(p).map(|_| ()))?;
+        Ok(self.ctx().sockets())
     }
 
     /// The environment of process `pid`, as `/proc/PID/environ` holds it (`None`:

@@ -2,7 +2,8 @@
 //! found in guest-physical memory, its symbols decoded from its own kallsyms
 //! tables, its types read from its own BTF, and every field offset looked up by
 //! name. On top: processes, threads, the process tree, modules, memory maps, open
-//! files, environments and the kernel log, each a plain serde-serializable value
+//! files, sockets, mounts, namespaces and cgroups, credentials, environments and the
+//! kernel log, each a plain serde-serializable value
 //! with the [`Anomaly`]s met while reading it.
 //!
 //! ```no_run
@@ -45,7 +46,9 @@
 //!   written back out; [`ProfileCache`] keyed by banner and build ID.
 //! - [`views`]: processes, threads, tree, modules, module symbols, memory maps
 //!   ([`Kernel::memory_map`]), open files ([`Kernel::open_files`]), the kernel log
-//!   ([`Kernel::kernel_log`]), environments ([`Kernel::environment`]); and, raw for
+//!   ([`Kernel::kernel_log`]), environments ([`Kernel::environment`]), sockets
+//!   ([`Kernel::sockets`]), mounts ([`Kernel::mounts`]), namespaces and cgroup
+//!   ([`Kernel::namespaces`]), credentials ([`Kernel::credentials`]); and, raw for
 //!   consistency checks, the task graph ([`Kernel::task_graph`]), the PID table
 //!   ([`Kernel::pid_table`]) and the module list both ways ([`Kernel::module_graph`]).
 //! - [`checks`] ([`Kernel::check`]): rootkit checks — system call tables and dispatch,
@@ -88,13 +91,17 @@ pub use kmem::{CStrPrefix, KernelMem};
 pub use offsets::Offsets;
 pub use profile::Profile;
 pub use symbols::{Symbol, SymbolSource, SymbolTable};
+pub use views::creds::Credentials;
 pub use views::environ::Environment;
 pub use views::files::{AllOpenFiles, FileKind, OpenFile, OpenFiles};
 pub use views::graph::{Link, ModuleGraph, ModuleNode, RawList, TaskGraph, TaskNode};
 pub use views::kmsg::{KernelLog, LogFormat, LogRecord, format_log};
 pub use views::maps::{MemoryMap, MemoryMaps, Vma, VmaKind, format_maps};
 pub use views::modules::{Module, ModuleList, ModuleSymbol};
+pub use views::mounts::{MountInfo, MountNamespace, MountTable};
+pub use views::namespaces::Namespaces;
 pub use views::pids::{PidEntry, PidTable};
-pub use views::process::{Process, ProcessList, Thread, ThreadList};
+pub use views::process::{PerProcess, Process, ProcessList, Thread, ThreadList};
+pub use views::sockets::{Owner, Proto, Socket, SocketTable, UnixInfo, state_name};
 pub use views::tree::{ProcessTree, TreeNode};
 pub use views::{Anomaly, Limits};

@@ -11,7 +11,7 @@
 //! `vmscope-workload spawn PROCS THREADS_PER_PROC` holds PROCS idle processes of
 //! THREADS_PER_PROC tasks each (see [`crate::spawn`]).
 //!
-//! `vmscope-workload hold DIR` holds files, a pipe, an eventfd, a unix socket, a
+//! `vmscope-workload hold DIR` holds files, a pipe, an eventfd, unix, TCP and UDP sockets, a
 //! memfd and mappings the tests know (see [`crate::hold`]); `vmscope-workload kmsg`
 //! prints the kernel log as `/dev/kmsg` gives it, sequence numbers included.
 

@@ -2,12 +2,14 @@
 //! and one table.
 
 mod files;
+mod ids;
 pub mod integrity;
 mod log;
 mod memory;
 mod pids;
 mod procs;
 mod profile;
+mod sockets;
 mod symbols;
 
 use anyhow::anyhow;
@@ -56,6 +58,10 @@ pub fn build<M: PhysMem>(cmd: &Command, technique: &str, k: &Kernel<M>) -> anyho
         Command::Kallsyms { ref pattern } => symbols::kallsyms(technique, k, pattern.as_deref()),
         Command::Pids => pids::pids(technique, k)?,
         Command::Profile { ref isf } => profile::isf(technique, k, isf)?,
+        Command::Sockets => sockets::sockets(technique, k)?,
+        Command::Mounts { pid } => ids::mounts(technique, k, pid)?,
+        Command::Ns { pid } => ids::ns(technique, k, pid)?,
+        Command::Creds { pid } => ids::creds(technique, k, pid)?,
         Command::Dump { .. } => unreachable!("dump is handled before attaching"),
     })
 }

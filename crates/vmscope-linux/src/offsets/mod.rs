@@ -4,14 +4,20 @@
 //! memory layout, exported-symbol entries — the shape is told from the types too.
 
 mod checks;
+mod ids;
 mod maps;
+mod mounts;
+mod net;
 mod printk;
 mod vfs;
 
 use serde::{Deserialize, Serialize};
 
 pub use checks::{CheckOffsets, KsetOffsets, LdiscOffsets, NotifierOffsets, SchedOffsets};
+pub use ids::{CgroupOffsets, CredsOffsets, NsOffsets};
 pub use maps::{MapleNodeLayout, MapleOffsets, MapsOffsets};
+pub use mounts::{MountOffsets, MountSet};
+pub use net::{NetOffsets, SockOffsets};
 pub use printk::PrintkOffsets;
 pub use vfs::{FilesOffsets, VfsOffsets};
 
@@ -267,6 +273,21 @@ pub struct Offsets {
     /// The lockless printk ring buffer (Linux 5.10+).
     #[serde(default)]
     pub printk: Option<PrintkOffsets>,
+    /// Credentials and capabilities.
+    #[serde(default)]
+    pub creds: Option<CredsOffsets>,
+    /// Namespaces.
+    #[serde(default)]
+    pub ns: Option<NsOffsets>,
+    /// The cgroup (v2) of a task.
+    #[serde(default)]
+    pub cgroup: Option<CgroupOffsets>,
+    /// Mount namespaces and their mounts.
+    #[serde(default)]
+    pub mounts: Option<MountOffsets>,
+    /// Network namespaces and their sockets.
+    #[serde(default)]
+    pub net: Option<NetOffsets>,
 }
 
 /// The value of enumerator `name`, which must not be negative.
@@ -333,6 +354,32 @@ impl Offsets {
         "printk_info",
         "desc_state",
         "XONLY",
+        "group_info",
+        "nsproxy",
+        "upid",
+        "ns_common",
+        "cgroup_namespace",
+        "ipc_namespace",
+        "mnt_namespace",
+        "net",
+        "time_namespace",
+        "uts_namespace",
+        "user_namespace",
+        "css_set",
+        "cgroup",
+        "kernfs_node",
+        "file_system_type",
+        "rb_node",
+        "inet_hashinfo",
+        "inet_listen_hashbucket",
+        "udp_table",
+        "udp_hslot",
+        "sock_common",
+        "sock",
+        "socket",
+        "socket_alloc",
+        "unix_sock",
+        "unix_address",
     ];
 
     /// Looks every offset up in `p`.
@@ -399,6 +446,11 @@ impl Offsets {
             files: FilesOffsets::resolve(p).ok(),
             maps: MapsOffsets::resolve(p).ok(),
             printk: PrintkOffsets::resolve(p).ok(),
+            creds: CredsOffsets::resolve(p).ok(),
+            ns: NsOffsets::resolve(p).ok(),
+            cgroup: CgroupOffsets::resolve(p).ok(),
+            mounts: MountOffsets::resolve(p).ok(),
+            net: NetOffsets::resolve(p).ok(),
         })
     }
 

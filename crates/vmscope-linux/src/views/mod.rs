@@ -3,6 +3,8 @@
 //! cycles, checks a pointer before following it, and goes on where it safely can.
 
 mod addrs;
+pub mod cgroup;
+pub mod creds;
 pub mod environ;
 mod fields;
 pub mod files;
@@ -11,9 +13,13 @@ pub mod kmsg;
 mod maple;
 pub mod maps;
 pub mod modules;
+pub mod mounts;
+pub mod namespaces;
 mod path;
 pub mod pids;
 pub mod process;
+mod rbtree;
+pub mod sockets;
 pub mod tree;
 
 use std::fmt;
@@ -142,6 +148,16 @@ pub enum Anomaly {
         /// Nodes found going backwards.
         nodes: usize,
     },
+    /// An object reached one way is missing from the table the kernel keeps it in
+    /// (a socket a process holds that its namespace's hash tables do not have).
+    Unlisted {
+        /// The object.
+        what: String,
+        /// Its address.
+        addr: Gva,
+        /// The table.
+        table: String,
+    },
     /// A process's user memory (its command line) is not present: swapped out,
     /// not yet faulted in, or unmapped.
     UserMemoryUnavailable {
@@ -173,6 +189,7 @@ impl fmt::Display for Anomaly {
             Anomaly::RecoveredBackwards { list, nodes } => {
                 write!(f, "{list}: {nodes} nodes recovered walking backwards")
             }
+            Anomaly::Unlisted { what, addr, table } => write!(f, "{what} at {addr:#x} is not in {table}"),
             Anomaly::UserMemoryUnavailable { pid, addr, error } => {
                 write!(f, "pid {pid}: user memory at {addr:#x}: {error}")
             }
@@ -191,6 +208,53 @@ pub(crate) fn field(base: Gva, offset: u64, what: &str, an: &mut Vec<Anomaly>) -
     member(base, offset)
         .map_err(|e| an.push(Anomaly::Unreadable { what: what.into(), addr: base, error: e.to_string() }))
         .ok()
+}
+
+/// The pointer `what` at `offset` in the object at `base`, when it can be followed:
+/// NULL gives `None` quietly; an unreadable or implausible one is recorded.
+pub(crate) fn follow<M: PhysMem>(
+    k: &KernelMem<M>,
+    base: Gva,
+    offset: u64,
+    what: &str,
+    an: &mut Vec<Anomaly>,
+) -> Option<Gva> {
+    let at = field(base, offset, what, an)?;
+    match k.read_ptr(at) {
+        Ok(p) if p.raw() == 0 => None,
+        Ok(p) if plausible(k, p, 8) => Some(p),
+        Ok(p) => {
+            an.push(Anomaly::BadPointer { what: what.into(), at, value: p });
+            None
+        }
+        Err(e) => {
+            an.push(Anomaly::Unreadable { what: what.into(), addr: at, error: e.to_string() });
+            None
+        }
+    }
+}
+
+/// The `u32` count `name` at `offset` in the object `what` at `base`, if it is
+/// readable and at most `max`; else the reason is recorded.
+pub(crate) fn count<M: PhysMem>(
+    k: &KernelMem<M>,
+    (base, offset): (Gva, u64),
+    (what, name): (&str, &str),
+    max: u32,
+    an: &mut Vec<Anomaly>,
+) -> Option<u32> {
+    let n = match member(base, offset).and_then(|at| k.read_u32(at)) {
+        Ok(n) => n,
+        Err(e) => {
+            an.push(Anomaly::Unreadable { what: format!("{what}.{name}"), addr: base, error: e.to_string() });
+            return None;
+        }
+    };
+    if n > max {
+        an.push(Anomaly::InvalidField { what: what.into(), addr: base, field: name.into(), value: n.to_string() });
+        return None;
+    }
+    Some(n)
 }
 
 /// The object whose member at `offset` is at `node` (`container_of`). Below

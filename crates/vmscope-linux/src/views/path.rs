@@ -388,13 +388,52 @@ impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
 
     /// `d_path` of a `struct path` at `at` (e.g. `fs_struct.pwd`).
     pub fn path_at(&mut self, at: Gva, an: &mut Vec<Anomaly>) -> Option<String> {
-        let vo = self.vo;
-        let (mnt, dentry) =
-            with_struct(self.ctx.k, at, vo.path_mnt.max(vo.path_dentry) + 8, "struct path", an, |b| {
-                Some((b.ptr(vo.path_mnt)?, b.ptr(vo.path_dentry)?))
-            })??;
+        let (mnt, dentry) = read_path(self.ctx, self.vo, at, "struct path", an)?;
         self.d_path(mnt, dentry, an).0
     }
+
+    /// The path of dentry `d` from the root of its file system (`dentry_path_raw`:
+    /// `/` for the root itself), mount points not crossed.
+    pub fn dentry_path(&mut self, d: Gva, an: &mut Vec<Anomaly>) -> Option<String> {
+        let limit = self.ctx.limits.max_path_steps;
+        let mut names = Vec::new();
+        let mut d = d;
+        loop {
+            if names.len() >= limit {
+                an.push(Anomaly::StepLimit { list: "dentry path".into(), limit });
+                return None;
+            }
+            let den = self.dentry(d, an)?;
+            if den.parent == d {
+                break;
+            }
+            if !plausible(self.ctx.k, den.parent, 8) {
+                an.push(Anomaly::BadPointer { what: "dentry.d_parent".into(), at: d, value: den.parent });
+                return None;
+            }
+            names.push(den.name);
+            d = den.parent;
+        }
+        let mut s = String::new();
+        for n in names.iter().rev() {
+            s.push('/');
+            s.push_str(&String::from_utf8_lossy(n));
+        }
+        Some(if s.is_empty() { "/".into() } else { s })
+    }
+}
+
+/// The `(vfsmount, dentry)` of the `struct path` at `at`.
+pub(crate) fn read_path<M: PhysMem>(
+    ctx: &Ctx<'_, M>,
+    vo: &VfsOffsets,
+    at: Gva,
+    what: &str,
+    an: &mut Vec<Anomaly>,
+) -> Option<(Gva, Gva)> {
+    with_struct(ctx.k, at, vo.path_mnt.max(vo.path_dentry) + 8, what, an, |b: Bytes<'_>| {
+        Some((b.ptr(vo.path_mnt)?, b.ptr(vo.path_dentry)?))
+    })?
 }
 
 /// The root paths are printed from: `init_task.fs->root`, as `(vfsmount, dentry)`.
@@ -406,7 +445,5 @@ pub(crate) fn global_root<M: PhysMem>(ctx: &Ctx<'_, M>, an: &mut Vec<Anomaly>) -
         return None;
     }
     let at = member(fs, fo.fs_root).ok()?;
-    with_struct(ctx.k, at, vo.path_mnt.max(vo.path_dentry) + 8, "init_task.fs->root", an, |b: Bytes<'_>| {
-        Some((b.ptr(vo.path_mnt)?, b.ptr(vo.path_dentry)?))
-    })?
+    read_path(ctx, vo, at, "init_task.fs->root", an)
 }

@@ -155,12 +155,23 @@ fn task_layout(o: &TaskOffsets) -> Layout {
 /// need it.
 #[derive(Debug, Clone)]
 pub(crate) struct Leader {
+    /// Its `task_struct`.
+    pub task: Gva,
     /// Thread-group id.
     pub pid: i32,
     pub comm: String,
     pub mm: Option<Gva>,
     pub files: Option<Gva>,
     pub fs: Option<Gva>,
+}
+
+/// A per-process view of one process or of every process, in task-list order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerProcess<T> {
+    /// One entry per process.
+    pub processes: Vec<T>,
+    /// Anomalies of finding the processes (the task-list walk).
+    pub anomalies: Vec<Anomaly>,
 }
 
 /// A task's fields, read once.
@@ -501,7 +512,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             }
             Some(v)
         });
-        Some(Leader { pid, comm, mm, files, fs })
+        Some(Leader { task: addr, pid, comm, mm, files, fs })
     }
 
     /// Every process, as [`leader`](Self::leader) reads it, in task-list order.
@@ -517,6 +528,16 @@ impl<M: PhysMem> Ctx<'_, M> {
             .into_iter()
             .find(|&t| member(t, tgid).and_then(|at| self.k.read_u32(at)).is_ok_and(|v| v as i32 == pid))?;
         self.leader(addr, an)
+    }
+
+    /// `each` of process `pid` (`None`: no such process), or of every process.
+    pub(crate) fn per_process<T>(&self, pid: Option<i32>, each: impl FnMut(&Leader) -> T) -> Option<PerProcess<T>> {
+        let mut anomalies = Vec::new();
+        let leaders = match pid {
+            Some(pid) => vec![self.find_leader(pid, &mut anomalies)?],
+            None => self.leaders(&mut anomalies),
+        };
+        Some(PerProcess { processes: leaders.iter().map(each).collect(), anomalies })
     }
 
     /// The task list after `init_task`, as task addresses.

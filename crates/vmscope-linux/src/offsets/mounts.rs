@@ -1,0 +1,98 @@
+//! A mount namespace's mounts (`struct mnt_namespace`) and what `/proc/PID/mountinfo`
+//! prints of each (`struct mount`, `vfsmount`, `super_block`, `file_system_type`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Profile, Result};
+
+/// How a mount namespace holds its mounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MountSet {
+    /// Up to 6.7: a list, `mnt_namespace.list` through `mount.mnt_list`, in
+    /// mountinfo order.
+    List {
+        /// `mnt_namespace.list`.
+        head: u64,
+        /// `mount.mnt_list`.
+        link: u64,
+    },
+    /// From 6.8: a red-black tree, `mnt_namespace.mounts` through
+    /// `mount.mnt_node`, ordered as mountinfo prints it.
+    Tree {
+        /// `mnt_namespace.mounts` (a `struct rb_root`).
+        root: u64,
+        /// `mount.mnt_node`.
+        node: u64,
+        /// `rb_node.rb_left`.
+        left: u64,
+        /// `rb_node.rb_right`.
+        right: u64,
+    },
+}
+
+/// What a mountinfo line needs beyond [`VfsOffsets`](super::VfsOffsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct MountOffsets {
+    /// `nsproxy.mnt_ns`.
+    pub nsproxy_mnt_ns: u64,
+    /// `mnt_namespace.ns.inum`.
+    pub ns_inum: u64,
+    pub set: MountSet,
+    /// `mount.mnt.mnt_sb`, `mount.mnt.mnt_flags` (an `int`).
+    pub mnt_sb: u64,
+    pub mnt_flags: u64,
+    pub mnt_devname: u64,
+    pub mnt_master: u64,
+    pub mnt_group_id: u64,
+    /// `super_block.s_type`, `.s_flags`, `.s_subtype`.
+    pub s_type: u64,
+    pub s_flags: u64,
+    pub s_subtype: u64,
+    /// `file_system_type.name`.
+    pub fs_name: u64,
+}
+
+impl MountOffsets {
+    /// Bytes of `struct mount` that hold every field read here.
+    pub fn mount_span(&self) -> u64 {
+        [self.mnt_sb, self.mnt_flags, self.mnt_devname, self.mnt_master, self.mnt_group_id]
+            .into_iter()
+            .max()
+            .unwrap_or(0)
+            + 8
+    }
+
+    /// Bytes of `struct super_block` that hold every field read here.
+    pub fn sb_span(&self) -> u64 {
+        self.s_type.max(self.s_flags).max(self.s_subtype) + 8
+    }
+
+    pub(crate) fn resolve(p: &Profile) -> Result<MountOffsets> {
+        let off = |ty: &str, f: &str| p.offset_of(ty, f);
+        let set = match (off("mnt_namespace", "mounts"), off("mount", "mnt_node")) {
+            (Ok(root), Ok(node))
+                if p.field("mnt_namespace", "mounts").is_ok_and(|f| f.ty.to_string().contains("rb_root")) =>
+            {
+                MountSet::Tree { root, node, left: off("rb_node", "rb_left")?, right: off("rb_node", "rb_right")? }
+            }
+            _ => MountSet::List { head: off("mnt_namespace", "list")?, link: off("mount", "mnt_list")? },
+        };
+        let mnt = off("mount", "mnt")?;
+        Ok(MountOffsets {
+            nsproxy_mnt_ns: off("nsproxy", "mnt_ns")?,
+            ns_inum: off("mnt_namespace", "ns.inum")?,
+            set,
+            mnt_sb: mnt + off("vfsmount", "mnt_sb")?,
+            mnt_flags: mnt + off("vfsmount", "mnt_flags")?,
+            mnt_devname: off("mount", "mnt_devname")?,
+            mnt_master: off("mount", "mnt_master")?,
+            mnt_group_id: off("mount", "mnt_group_id")?,
+            s_type: off("super_block", "s_type")?,
+            s_flags: off("super_block", "s_flags")?,
+            s_subtype: off("super_block", "s_subtype")?,
+            fs_name: off("file_system_type", "name")?,
+        })
+    }
+}

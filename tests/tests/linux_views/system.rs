@@ -1,0 +1,263 @@
+//! Sockets, mounts, namespaces and cgroup, credentials and capabilities, against
+//! the guest's `/proc/net/{tcp,tcp6,udp,udp6,unix}`, `/proc/PID/mountinfo`, the
+//! `/proc/PID/ns/*` links, `/proc/PID/cgroup` and `/proc/PID/status`, field by
+//! field. The workload holds TCP and UDP sockets on IPv4 and IPv6 loopback and one
+//! connection; its child lives in mount, network and UTS namespaces of its own. Last,
+//! one socket is unlinked from its hash chain on the paused guest (and linked back
+//! before it runs): the view must report it.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use vmscope_linux::{Kernel, Proto};
+use vmscope_mem::FileMem;
+use vmscope_testbed::Guest;
+
+use super::per_pid;
+
+/// The cgroup the workload is moved into.
+pub const CGROUP: &str = "/vmscope-hold";
+
+/// Mounts the unified cgroup hierarchy and moves `pid` into [`CGROUP`].
+pub fn into_cgroup(g: &mut Guest, pid: i32) {
+    let out = g.sh(&format!(
+        "mkdir -p /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && mkdir /sys/fs/cgroup{CGROUP} \
+         && echo {pid} > /sys/fs/cgroup{CGROUP}/cgroup.procs && echo moved"
+    ));
+    assert!(out.contains("moved"), "cgroup2: {out}");
+}
+
+/// An address of `/proc/net/*`: the words of the address as the kernel's integers.
+fn proc_addr(hex: &str) -> (IpAddr, u16) {
+    let (a, p) = hex.split_once(':').expect("ADDR:PORT");
+    let port = u16::from_str_radix(p, 16).expect("port");
+    let words: Vec<[u8; 4]> = (0..a.len() / 8)
+        .map(|i| u32::from_str_radix(&a[i * 8..i * 8 + 8], 16).expect("hex word").to_le_bytes())
+        .collect();
+    let ip = match words.as_slice() {
+        [w] => IpAddr::V4(Ipv4Addr::from(*w)),
+        ws => IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(ws.concat()).expect("16 bytes"))),
+    };
+    (ip, port)
+}
+
+/// `(proto, local, remote, state, uid, inode)` of a `/proc/net` socket line.
+type Row = (Proto, (IpAddr, u16), (IpAddr, u16), u8, u32, u64);
+
+fn inet_rows(text: &str, proto: Proto) -> BTreeSet<Row> {
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let st = u8::from_str_radix(f[3], 16).expect("st");
+            (proto, proc_addr(f[1]), proc_addr(f[2]), st, f[7].parse().expect("uid"), f[9].parse().expect("inode"))
+        })
+        .collect()
+}
+
+/// The guest's TCP and UDP sockets as `/proc/PID/net` lists them (`PID`'s namespace).
+fn guest_inet(g: &mut Guest, pid: &str) -> BTreeSet<Row> {
+    let mut rows = BTreeSet::new();
+    for (file, proto) in [("tcp", Proto::Tcp), ("tcp6", Proto::Tcp6), ("udp", Proto::Udp), ("udp6", Proto::Udp6)] {
+        rows.extend(inet_rows(&g.sh(&format!("cat /proc/{pid}/net/{file}")), proto));
+    }
+    rows
+}
+
+fn ours_inet(k: &Kernel<FileMem>, net_ns: u32) -> BTreeSet<Row> {
+    let t = k.sockets().expect("sockets supported");
+    assert!(t.anomalies.is_empty(), "{:?}", t.anomalies);
+    t.sockets
+        .iter()
+        .filter(|s| s.net_ns == net_ns && s.proto != Proto::Unix)
+        // A request socket shows as SYN_RECV in /proc/net.
+        .map(|s| {
+            (
+                s.proto,
+                (s.local, s.local_port),
+                (s.remote, s.remote_port),
+                if s.state == 12 { 3 } else { s.state },
+                s.uid,
+                s.inode,
+            )
+        })
+        .collect()
+}
+
+fn ns_inum(g: &mut Guest, pid: i32, ns: &str) -> u32 {
+    let l = g.sh(&format!("readlink /proc/{pid}/ns/{ns}"));
+    let inner = l.trim().strip_prefix(&format!("{ns}:[")).and_then(|r| r.strip_suffix(']'));
+    inner.unwrap_or_else(|| panic!("readlink /proc/{pid}/ns/{ns}: {l:?}")).parse().expect("inode number")
+}
+
+pub fn check_sockets(g: &mut Guest, k: &Kernel<FileMem>, hold: i32, child: i32) {
+    let net = ns_inum(g, 1, "net");
+    let want = guest_inet(g, "1");
+    assert_eq!(ours_inet(k, net), want, "TCP and UDP sockets of the initial network namespace");
+    let lo4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let lo6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    let has = |proto, local, state| want.iter().any(|r| r.0 == proto && r.1 == local && r.3 == state);
+    assert!(has(Proto::Tcp, (lo4, 7701), 10) && has(Proto::Tcp6, (lo6, 7702), 10), "{want:?}");
+    assert!(has(Proto::Udp, (lo4, 7703), 7) && has(Proto::Udp6, (lo6, 7704), 7), "{want:?}");
+    assert!(want.iter().any(|r| r.2 == (lo4, 7701) && r.3 == 1), "the connection to 7701: {want:?}");
+
+    // Unix sockets: flags, type, state, inode and path of /proc/net/unix.
+    let t = k.sockets().expect("sockets");
+    let unix_want: BTreeSet<(u32, u16, u8, u64, String)> = g
+        .sh("cat /proc/1/net/unix")
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let hex = |s: &str| u32::from_str_radix(s, 16).expect("hex");
+            let path = f.get(7).map_or(String::new(), |p| (*p).to_owned());
+            (hex(f[3]), hex(f[4]) as u16, hex(f[5]) as u8, f[6].parse().expect("inode"), path)
+        })
+        .collect();
+    let unix_ours: BTreeSet<(u32, u16, u8, u64, String)> = t
+        .sockets
+        .iter()
+        .filter(|s| s.net_ns == net && s.proto == Proto::Unix)
+        .map(|s| {
+            let u = s.unix.as_ref().expect("unix info");
+            (u.flags, s.sk_type, u.sock_state, s.inode, u.path.clone().unwrap_or_default())
+        })
+        .collect();
+    assert_eq!(unix_ours, unix_want, "unix sockets");
+
+    // Owners: each socket the workload holds names it, by descriptor.
+    let links = per_pid(g, &[hold], "for f in 10 14 15 16 17 18 19; do echo \"$f $(readlink /proc/$p/fd/$f)\"; done");
+    for l in links[&hold].lines() {
+        let (fd, link) = l.split_once(' ').expect("FD LINK");
+        let inode: u64 = link.trim_start_matches("socket:[").trim_end_matches(']').parse().expect("socket inode");
+        let s = t.sockets.iter().find(|s| s.inode == inode).unwrap_or_else(|| panic!("fd {fd}: {link} not found"));
+        assert!(
+            s.owners.iter().any(|o| o.pid == hold && o.fd.to_string() == fd),
+            "fd {fd} ({link}): owners {:?}",
+            s.owners
+        );
+        assert!(s.listed, "fd {fd}: found only through the descriptor table");
+    }
+
+    if child != 0 {
+        let cnet = ns_inum(g, child, "net");
+        assert_ne!(cnet, net);
+        let want = guest_inet(g, &child.to_string());
+        assert_eq!(ours_inet(k, cnet), want, "sockets of the child's network namespace");
+        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        assert!(want.iter().any(|r| r.1 == (any, 7711) && r.3 == 10), "{want:?}");
+        let s = t.sockets.iter().find(|s| s.net_ns == cnet && s.local_port == 7711).expect("7711");
+        assert_eq!(s.owners.iter().map(|o| o.pid).collect::<Vec<_>>(), [child]);
+    }
+}
+
+/// One `/proc/PID/mountinfo` line, split at ` - `; the super block options cut to
+/// their generic part (`rw`/`ro`, `sync`, `dirsync`, `mand`).
+fn mountinfo_line(l: &str) -> (String, String, String) {
+    let (head, tail) = l.split_once(" - ").expect("separator");
+    let t: Vec<&str> = tail.split(' ').collect();
+    let generic: Vec<&str> =
+        t[2].split(',').filter(|o| matches!(*o, "rw" | "ro" | "sync" | "dirsync" | "mand")).collect();
+    (head.to_owned(), format!("{} {}", t[0], t[1]), generic.join(","))
+}
+
+pub fn check_mounts(g: &mut Guest, k: &Kernel<FileMem>, pids: &[i32]) {
+    let truth = per_pid(g, pids, "cat /proc/$p/mountinfo");
+    for &pid in pids {
+        let t = k.mounts(Some(pid)).expect("mounts supported").unwrap_or_else(|| panic!("pid {pid} missing"));
+        assert!(t.anomalies.is_empty(), "pid {pid}: {:?}", t.anomalies);
+        let [ns] = t.namespaces.as_slice() else { panic!("pid {pid}: {} namespaces", t.namespaces.len()) };
+        assert!(ns.anomalies.is_empty(), "pid {pid}: {:?}", ns.anomalies);
+        assert_eq!(ns.inum, ns_inum(g, pid, "mnt"), "pid {pid}: mount namespace");
+        let want: Vec<(String, String, String)> = truth[&pid].lines().map(mountinfo_line).collect();
+        let got: Vec<(String, String, String)> = ns.mounts.iter().map(|m| mountinfo_line(&m.line())).collect();
+        assert_eq!(got, want, "/proc/{pid}/mountinfo");
+    }
+    let all = k.mounts(None).expect("mounts").expect("every namespace");
+    let inums: BTreeSet<u32> = all.namespaces.iter().map(|n| n.inum).collect();
+    let guest: BTreeSet<u32> = pids.iter().map(|&p| ns_inum(g, p, "mnt")).collect();
+    assert!(guest.is_subset(&inums), "namespaces {inums:?} lack some of {guest:?}");
+}
+
+pub fn check_ns(g: &mut Guest, k: &Kernel<FileMem>, pids: &[i32], hold: i32) {
+    let truth = per_pid(
+        g,
+        pids,
+        "for f in /proc/$p/ns/*; do echo \"${f##*/} $(readlink $f)\"; done; grep '^0::' /proc/$p/cgroup",
+    );
+    let all = k.namespaces(None).expect("ns supported").expect("every process");
+    for &pid in pids {
+        let n = k.namespaces(Some(pid)).expect("ns").expect("the process").processes.remove(0);
+        assert!(n.anomalies.is_empty(), "pid {pid}: {:?}", n.anomalies);
+        let mut want = Vec::new();
+        let mut cgroup = None;
+        for l in truth[&pid].lines() {
+            if let Some(c) = l.strip_prefix("0::") {
+                cgroup = Some(c.to_owned());
+                continue;
+            }
+            let (name, link) = l.split_once(' ').expect("NAME LINK");
+            let inum = link.split_once(":[").and_then(|(_, r)| r.strip_suffix(']')).expect("TYPE:[INODE]");
+            want.push((name.to_owned(), inum.parse::<u32>().expect("inode")));
+        }
+        want.sort();
+        assert_eq!(n.ns, want, "pid {pid}: /proc/{pid}/ns");
+        assert_eq!(n.cgroup, cgroup, "pid {pid}: /proc/{pid}/cgroup");
+        let walked = all.processes.iter().find(|p| p.pid == pid).expect("in the walk of all");
+        assert_eq!(walked, &n);
+    }
+    let hold_ns = k.namespaces(Some(hold)).expect("ns").expect("hold").processes.remove(0);
+    assert_eq!(hold_ns.cgroup.as_deref(), Some(CGROUP));
+}
+
+pub fn check_creds(g: &mut Guest, k: &Kernel<FileMem>, pids: &[i32]) {
+    let truth = per_pid(g, pids, "grep -E '^(Uid|Gid|Groups|Cap(Inh|Prm|Eff|Bnd|Amb)):' /proc/$p/status");
+    for &pid in pids {
+        let c = k.credentials(Some(pid)).expect("creds supported").expect("the process").processes.remove(0);
+        assert!(c.anomalies.is_empty(), "pid {pid}: {:?}", c.anomalies);
+        assert_eq!(c.status_lines(), truth[&pid], "pid {pid}: /proc/{pid}/status");
+    }
+}
+
+/// Writes `v` at kernel address `va` of the paused guest, through QEMU's RAM file.
+fn poke(g: &Guest, k: &Kernel<FileMem>, va: vmscope_mem::Gva, v: u64) {
+    use std::os::unix::fs::FileExt;
+    let (gpa, _) = k.kernel_mem().translate(va).expect("mapped");
+    let loc = g.ram_location();
+    let (off, _) = loc.map.lookup(gpa).expect("backed");
+    let b = loc.blocks.iter().find(|b| b.offset <= off && off < b.offset + b.size).expect("in a block");
+    let vmscope_hv::Backing::File { path, offset, .. } = &b.backing else { panic!("not a file: {b:?}") };
+    let f = std::fs::OpenOptions::new().write(true).open(path).expect("open the RAM file for writing");
+    f.write_all_at(&v.to_le_bytes(), offset + off - b.offset).expect("write guest RAM");
+}
+
+/// A socket unlinked from its hash chain, as a rootkit hides one, is still found
+/// through the descriptor that holds it, and reported: on the paused guest, the
+/// link to the workload's UDP socket on port 7703 is made to skip it, the view read,
+/// and the link put back before the guest runs again.
+pub fn check_hidden_socket(g: &mut Guest, k: &Kernel<FileMem>, hold: i32) {
+    use vmscope_hv::Hypervisor;
+    let t = k.sockets().expect("sockets");
+    let s = t.sockets.iter().find(|s| s.proto == Proto::Udp && s.local_port == 7703).expect("UDP 7703").clone();
+    let node = s.sock.checked_add(k.offsets().net.as_ref().expect("net offsets").sock.node).expect("node");
+    let km = k.kernel_mem();
+    let next = km.read_u64(node).expect("node.next");
+    let pprev = km.read_ptr(node.checked_add(8).expect("pprev")).expect("node.pprev");
+    assert_eq!(km.read_u64(pprev).expect("*pprev"), node.raw(), "the chain leads to the socket");
+    g.vm.hv().pause().expect("pause");
+    poke(g, k, pprev, next);
+    k.invalidate();
+    let hidden = k.sockets().expect("sockets");
+    poke(g, k, pprev, node.raw());
+    g.vm.hv().resume().expect("resume");
+    k.invalidate();
+    let h = hidden.sockets.iter().find(|x| x.sock == s.sock).expect("found through the descriptor");
+    assert!(!h.listed && h.owners.iter().any(|o| o.pid == hold && o.fd == 16), "{h:?}");
+    assert!(
+        matches!(hidden.anomalies.as_slice(), [vmscope_linux::Anomaly::Unlisted { addr, .. }] if *addr == s.sock),
+        "{:?}",
+        hidden.anomalies
+    );
+    let again = k.sockets().expect("sockets");
+    assert!(again.anomalies.is_empty() && again.sockets.iter().any(|x| x.sock == s.sock && x.listed));
+}
