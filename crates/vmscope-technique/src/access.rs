@@ -7,7 +7,7 @@ use std::time::Duration;
 use vmscope_agent::Client;
 use vmscope_consistency::ReadSet;
 use vmscope_consistency::validate::{Method, Verdict};
-use vmscope_hv::{Backed, DirtyLog, Halted, Hypervisor};
+use vmscope_hv::{Backed, DirtyLog, Halted, Hypervisor, Vitals};
 use vmscope_mem::{CacheStats, PhysMem};
 use vmscope_snap::{DumpFile, SnapOptions, SnapStats, Snapshot, Source};
 
@@ -25,6 +25,8 @@ pub struct Access<'g> {
     tries: u32,
     /// Whether this access started the hypervisor's dirty log (and stops it on drop).
     dirty_started: Cell<bool>,
+    /// A live guest's: checked before and after every pass.
+    vitals: Option<Vitals>,
 }
 
 #[derive(Debug)]
@@ -51,14 +53,23 @@ pub(crate) enum How<'g> {
 }
 
 impl<'g> Access<'g> {
-    pub(crate) fn new(technique: Option<Technique>, how: How<'g>, opts: &Options) -> Self {
+    pub(crate) fn new(technique: Option<Technique>, how: How<'g>, opts: &Options, vitals: Option<Vitals>) -> Self {
         Self {
             technique,
             how,
             hole_refresh: opts.hole_refresh,
             tries: opts.consistent_tries,
             dirty_started: Cell::new(false),
+            vitals,
         }
+    }
+
+    /// Fails if the live guest is gone: its hypervisor process exited, or a file
+    /// backing its RAM was truncated. Checked before a pass (so that no read lands
+    /// past the end of a truncated file) and after it (so that a view read from the
+    /// memory of a guest that died meanwhile is not returned as its state).
+    fn check_vitals(&self) -> Result<()> {
+        self.vitals.as_ref().map_or(Ok(()), |v| Ok(v.check()?))
     }
 
     /// The technique (`None` for a dump).
@@ -72,8 +83,17 @@ impl<'g> Access<'g> {
     /// more than once). A technique that pauses the guest leaves it as it found it —
     /// running or paused — also when `f` fails or panics; if the process is asked to
     /// stop meanwhile (see [`stop`]), the pass is cut short and
-    /// [`Error::Interrupted`] returned.
-    pub fn pass<R>(&self, mut f: impl FnMut(&dyn PhysMem) -> R) -> Result<R> {
+    /// [`Error::Interrupted`] returned. A live guest whose hypervisor process exited,
+    /// or whose RAM file was truncated, before or during the pass fails it
+    /// ([`vmscope_hv::Error::ProcessGone`], [`vmscope_hv::Error::BackingTruncated`]).
+    pub fn pass<R>(&self, f: impl FnMut(&dyn PhysMem) -> R) -> Result<R> {
+        self.check_vitals()?;
+        let r = self.pass_unchecked(f)?;
+        self.check_vitals()?;
+        Ok(r)
+    }
+
+    fn pass_unchecked<R>(&self, mut f: impl FnMut(&dyn PhysMem) -> R) -> Result<R> {
         match &self.how {
             How::Live { reader, .. } => {
                 reader.begin_pass(self.hole_refresh)?;
@@ -106,8 +126,9 @@ impl<'g> Access<'g> {
     /// offers one (started on first use, stopped when this `Access` drops), else by a
     /// double collect. A live technique's view may come back torn; a consistent
     /// technique's never does. Halted and snapshot views are consistent by
-    /// construction.
+    /// construction. A guest gone fails the pass as in [`pass`](Self::pass).
     pub fn observed_pass<R>(&self, mut f: impl FnMut(&dyn PhysMem) -> R) -> Result<Observed<R>> {
+        self.check_vitals()?;
         let observed = match &self.how {
             How::Live { reader, hv } => {
                 let (value, verdict) = consistent::live(reader, self.dirty_log(*hv)?, self.hole_refresh, &mut f)?;
@@ -129,6 +150,7 @@ impl<'g> Access<'g> {
             How::Dump(d) => recorded_untorn(*d, Method::Snapshot, &mut f),
             How::Agent(_) => return Err(self.agent_reads_no_memory()),
         };
+        self.check_vitals()?;
         Ok(observed)
     }
 

@@ -5,6 +5,7 @@
 mod extents;
 mod guard;
 mod pagemap;
+mod vitals;
 
 use std::fs::File;
 use std::ops::Range;
@@ -14,6 +15,7 @@ use vmscope_mem::{FileMem, Hva, MemoryMap, PhysMem};
 
 pub use extents::Extents;
 pub use guard::{HoleGuard, Piece, PieceSource};
+pub use vitals::Vitals;
 
 use crate::{Error, Result};
 
