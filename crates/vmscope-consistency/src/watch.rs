@@ -53,14 +53,14 @@ pub enum Event {
         /// Its `comm`.
         comm: String,
     },
-    /// A kernel module that was not loaded before.
+    /// A kernel module that was not live before (loaded, its init done).
     ModuleLoad {
         /// Its name.
         name: String,
         /// Its size in bytes.
         size: u64,
     },
-    /// A kernel module that was loaded before and is not now.
+    /// A kernel module that was live before and is not now (unloading, or gone).
     ModuleUnload {
         /// Its name.
         name: String,
@@ -149,8 +149,11 @@ impl Watcher {
             ));
         }
         if let Some(m) = views.modules {
+            // A module is loaded once it is live: while loading, its init sections
+            // still count in its size, and a load that fails never gets there.
+            let live = m.modules.into_iter().filter(|m| m.state == "Live").collect();
             events.extend(self.modules.take(
-                m.modules,
+                live,
                 |m| Event::ModuleLoad { name: m.name.clone(), size: m.size },
                 |m| Event::ModuleUnload { name: m.name.clone() },
             ));

@@ -48,7 +48,7 @@ pub fn build<M: PhysMem>(cmd: &Command, technique: &str, k: &Kernel<M>) -> anyho
         Command::Env { pid } => memory::env(technique, k, pid)?,
         Command::Lsof { pid } => files::lsof(technique, k, pid)?,
         Command::Dmesg { raw, caller } => log::dmesg(technique, k, raw, caller)?,
-        Command::Dump { .. } => unreachable!("dump is handled before attaching"),
+        Command::Dump { .. } | Command::Watch(_) => unreachable!("dump and watch are handled before attaching"),
     })
 }
 
