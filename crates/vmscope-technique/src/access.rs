@@ -72,6 +72,21 @@ impl<'g> Access<'g> {
         self.vitals.as_ref().map_or(Ok(()), |v| Ok(v.check()?))
     }
 
+    /// Runs a pass between two checks of the guest's vitals; a pass that failed
+    /// because the guest is gone (QMP's socket closed as QEMU died) fails with that.
+    fn vital<R>(&self, pass: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.check_vitals()?;
+        match pass() {
+            Ok(r) => self.check_vitals().map(|()| r),
+            Err(e) => {
+                if let Some(v) = &self.vitals {
+                    v.check_within(Duration::from_millis(200))?;
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// The technique (`None` for a dump).
     pub fn technique(&self) -> Option<Technique> {
         self.technique
@@ -87,10 +102,7 @@ impl<'g> Access<'g> {
     /// or whose RAM file was truncated, before or during the pass fails it
     /// ([`vmscope_hv::Error::ProcessGone`], [`vmscope_hv::Error::BackingTruncated`]).
     pub fn pass<R>(&self, f: impl FnMut(&dyn PhysMem) -> R) -> Result<R> {
-        self.check_vitals()?;
-        let r = self.pass_unchecked(f)?;
-        self.check_vitals()?;
-        Ok(r)
+        self.vital(|| self.pass_unchecked(f))
     }
 
     fn pass_unchecked<R>(&self, mut f: impl FnMut(&dyn PhysMem) -> R) -> Result<R> {
@@ -99,7 +111,7 @@ impl<'g> Access<'g> {
                 reader.begin_pass(self.hole_refresh)?;
                 Ok(f(reader.mem()))
             }
-            How::Consistent { .. } => Ok(self.observed_pass(f)?.value),
+            How::Consistent { .. } => Ok(self.observed_unchecked(f)?.value),
             How::Halt(h) => {
                 let holding = Holding::new();
                 let r = h.pass(|r| -> Result<R> {
@@ -127,8 +139,11 @@ impl<'g> Access<'g> {
     /// double collect. A live technique's view may come back torn; a consistent
     /// technique's never does. Halted and snapshot views are consistent by
     /// construction. A guest gone fails the pass as in [`pass`](Self::pass).
-    pub fn observed_pass<R>(&self, mut f: impl FnMut(&dyn PhysMem) -> R) -> Result<Observed<R>> {
-        self.check_vitals()?;
+    pub fn observed_pass<R>(&self, f: impl FnMut(&dyn PhysMem) -> R) -> Result<Observed<R>> {
+        self.vital(|| self.observed_unchecked(f))
+    }
+
+    fn observed_unchecked<R>(&self, mut f: impl FnMut(&dyn PhysMem) -> R) -> Result<Observed<R>> {
         let observed = match &self.how {
             How::Live { reader, hv } => {
                 let (value, verdict) = consistent::live(reader, self.dirty_log(*hv)?, self.hole_refresh, &mut f)?;
@@ -150,7 +165,6 @@ impl<'g> Access<'g> {
             How::Dump(d) => recorded_untorn(*d, Method::Snapshot, &mut f),
             How::Agent(_) => return Err(self.agent_reads_no_memory()),
         };
-        self.check_vitals()?;
         Ok(observed)
     }
 

@@ -50,6 +50,13 @@ impl Vitals {
     /// block needs, and with [`Error::ProcessGone`] if the hypervisor process has
     /// exited (a zombie counts as exited).
     pub fn check(&self) -> Result<()> {
+        self.check_within(std::time::Duration::ZERO)
+    }
+
+    /// As [`check`](Self::check), waiting up to `wait` for the process to exit: after
+    /// a failure that its exit may explain (its sockets close as it exits, a moment
+    /// before it has exited).
+    pub fn check_within(&self, wait: std::time::Duration) -> Result<()> {
         for f in &self.files {
             let len = f.file.metadata().map_err(|e| Error::io(format!("fstat of RAM block {}", f.block), e))?.len();
             if len < f.needed {
@@ -58,8 +65,9 @@ impl Vitals {
         }
         if let Some(fd) = &self.process {
             let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-            // SAFETY: one valid pollfd, and a zero timeout; poll writes only `revents`.
-            let n = unsafe { libc::poll(&mut p, 1, 0) };
+            let ms = libc::c_int::try_from(wait.as_millis()).unwrap_or(libc::c_int::MAX);
+            // SAFETY: one valid pollfd and a timeout; poll writes only `revents`.
+            let n = unsafe { libc::poll(&mut p, 1, ms) };
             if n > 0 && p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
                 return Err(Error::ProcessGone { pid: self.pid });
             }
