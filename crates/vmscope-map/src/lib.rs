@@ -329,6 +329,48 @@ mod tests {
         n.read(Gpa::new(0), &mut b).unwrap();
     }
 
+    /// A SIGBUS outside every guarded mapping still ends the process, as it would have
+    /// without the guard (run in a child: this test binary, asked by an env var).
+    #[test]
+    fn a_sigbus_elsewhere_still_ends_the_process() {
+        use std::os::unix::process::ExitStatusExt;
+        if std::env::var_os("VMSCOPE_MAP_SIGBUS_CHILD").is_some() {
+            let _guarded = &PATTERNED.1; // the handler is installed
+            let f = tempfile::tempfile().unwrap();
+            f.set_len(0x2000).unwrap();
+            // SAFETY: a fresh read-only shared mapping of a file we own, read below
+            // after the file is cut short: the SIGBUS this test wants.
+            let p = unsafe {
+                libc::mmap(std::ptr::null_mut(), 0x2000, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0)
+            };
+            assert_ne!(p, libc::MAP_FAILED);
+            f.set_len(0).unwrap();
+            // SAFETY: inside the mapping made above (past the file's end now: SIGBUS).
+            let v = unsafe { std::ptr::read_volatile((p as *const u8).add(0x1000)) };
+            panic!("read {v} past the end of a truncated file");
+        }
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new(exe)
+            .args(["--exact", "tests::a_sigbus_elsewhere_still_ends_the_process", "--nocapture"])
+            .env("VMSCOPE_MAP_SIGBUS_CHILD", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > std::time::Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("the child hung on a SIGBUS outside the guarded mappings");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}");
+    }
+
     #[test]
     fn reads_a_file_through_the_map_and_holes_as_zeros() {
         let f = tempfile::NamedTempFile::new().unwrap();
