@@ -24,7 +24,7 @@ pub struct Figures {
     /// Seconds the span lasted.
     pub seconds: f64,
     pub passes: u64,
-    /// Deadlines missed: pass slots skipped because a pass ran over.
+    /// Deadlines missed: slots (1/HZ s each) whose pass did not end inside them.
     pub missed_deadlines: u64,
     /// Passes set aside for a broken walk (no events from them).
     pub set_aside: u64,

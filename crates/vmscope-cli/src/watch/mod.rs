@@ -132,15 +132,16 @@ pub fn run(
         for e in &update.events {
             print_event(&mut out, json, at, e)?;
         }
-        // The next slot after now; the slots a long pass ran over are missed.
+        // Slot i is [next, next + period): its pass must end inside it. A pass that
+        // ends later misses its deadline, and so does every slot it ran over; the
+        // pass of the slot it ended in runs at once.
         next += period;
         let now = Instant::now();
         if now > next {
-            let behind = (now - next).as_secs_f64() / period.as_secs_f64();
-            let missed = behind.ceil() as u64;
-            total.missed(missed);
-            second.missed(missed);
-            next += period.mul_f64(missed as f64);
+            let over = ((now - next).as_secs_f64() / period.as_secs_f64()).floor();
+            total.missed(1 + over as u64);
+            second.missed(1 + over as u64);
+            next += period.mul_f64(over);
         }
         if w.stats && second.elapsed() >= Duration::from_secs(1) {
             let f = second.figures();

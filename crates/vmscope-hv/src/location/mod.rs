@@ -15,6 +15,7 @@ use vmscope_mem::{FileMem, Hva, MemoryMap, PhysMem};
 
 pub use extents::Extents;
 pub use guard::{HoleGuard, Piece, PieceSource};
+pub(crate) use guard::huge_page_size;
 pub use vitals::Vitals;
 
 use crate::{Error, Result};
