@@ -45,7 +45,8 @@ impl Span {
             passes: 0,
             missed: 0,
             set_aside: 0,
-            micros: Histogram::new(3).expect("3 significant figures is a valid precision"),
+            // 1 µs to an hour, 3 significant figures (a pass longer is counted as an hour).
+            micros: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds and precision"),
         }
     }
 

@@ -86,6 +86,9 @@ pub fn run(
     w: &WatchArgs,
     json: bool,
 ) -> anyhow::Result<()> {
+    if guest.dump().is_some() {
+        anyhow::bail!("`watch` follows a live guest; a dump does not change (use `ps`, `lsmod` on it)");
+    }
     let access = guest.access(technique, opts)?;
     let name = access.technique().map_or("dump", Technique::name);
     let source = if access.agent().is_some() {
