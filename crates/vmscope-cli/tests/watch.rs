@@ -93,6 +93,7 @@ fn watch_sees_processes_and_modules_come_and_go_on_6_1() {
     w.signal(libc::SIGINT);
     let (status, err) = w.finish(Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "SIGINT ends the watch cleanly: {err}");
+    eprintln!("watch printed:\n{}", w.seen.join("\n"));
     let s = w.summary();
     assert_eq!(s["technique"], "live-map", "{s}");
     assert!(s["ended"].as_str().unwrap().contains("signal 2"), "{s}");
