@@ -11,16 +11,6 @@ use common::watch::Watching;
 use serde_json::Value;
 use vmscope_testbed::{GuestImages, boot};
 
-fn images() -> bool {
-    match GuestImages::locate() {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIPPED: no guest images ({e}); set VMSCOPE_IMAGES or run `cargo xtask images`");
-            false
-        }
-    }
-}
-
 fn is(v: &Value, event: &str, key: &str, want: &Value) -> bool {
     v["event"] == event && &v[key] == want
 }
@@ -35,7 +25,7 @@ fn stop_resume(g: &vmscope_testbed::Guest) -> (usize, usize) {
 
 #[test]
 fn watch_sees_processes_and_modules_come_and_go_on_6_1() {
-    if !images() {
+    if !GuestImages::present_or_skip() {
         return;
     }
     let mut g = boot("6.1");
@@ -54,9 +44,8 @@ fn watch_sees_processes_and_modules_come_and_go_on_6_1() {
     // Its shell has exited by now: the parent it was given then.
     let stat = g.sh(&format!("cat /proc/{pid}/stat"));
     let adopted: i64 = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
-    let start = w.wait_for("the start of sleep", Duration::from_secs(20), |v| {
-        is(v, "process-start", "pid", &pid.into())
-    });
+    let start =
+        w.wait_for("the start of sleep", Duration::from_secs(20), |v| is(v, "process-start", "pid", &pid.into()));
     // Seen before or after the forked shell ran exec.
     assert!(start["comm"] == "sleep" || start["comm"] == "sh", "{start}");
     assert!(
@@ -72,7 +61,8 @@ fn watch_sees_processes_and_modules_come_and_go_on_6_1() {
     g.sh("insmod /lib/modules/dummy.ko");
     let line = g.sh("grep '^dummy ' /proc/modules");
     let size: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let load = w.wait_for("the load of dummy", Duration::from_secs(20), |v| is(v, "module-load", "name", &"dummy".into()));
+    let load =
+        w.wait_for("the load of dummy", Duration::from_secs(20), |v| is(v, "module-load", "name", &"dummy".into()));
     assert_eq!(load["size"], size, "{load} vs /proc/modules: {line}");
     g.sh("rmmod dummy");
     w.wait_for("the unload of dummy", Duration::from_secs(20), |v| is(v, "module-unload", "name", &"dummy".into()));

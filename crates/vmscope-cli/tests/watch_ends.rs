@@ -23,16 +23,6 @@ use common::watch::Watching;
 use vmscope_hv::Hypervisor;
 use vmscope_testbed::{Guest, GuestImages, QemuConfig, RamBacking, boot_with};
 
-fn images() -> bool {
-    match GuestImages::locate() {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIPPED: no guest images ({e}); set VMSCOPE_IMAGES or run `cargo xtask images`");
-            false
-        }
-    }
-}
-
 /// Boots 6.1 with `n` more QMP sockets (QEMU serves one client per monitor, and
 /// each watch holds one), in `dir`.
 fn boot_with_monitors(dir: &Path, n: usize, tweak: impl FnOnce(&mut QemuConfig)) -> (Guest, Vec<PathBuf>) {
@@ -44,6 +34,17 @@ fn boot_with_monitors(dir: &Path, n: usize, tweak: impl FnOnce(&mut QemuConfig))
         tweak(c);
     });
     (g, socks)
+}
+
+/// One watch per way of reading, each through its own QMP socket, once all run.
+fn watch_each(g: &Guest, ways: &[&[&str]], socks: &[PathBuf], cache: &Path, hz: &str) -> Vec<Watching> {
+    assert_eq!(ways.len(), socks.len(), "a QMP socket per watch");
+    let mut watches: Vec<Watching> =
+        ways.iter().zip(socks).map(|(args, qmp)| Watching::start(g, qmp, cache, args, &["--hz", hz])).collect();
+    for w in &mut watches {
+        w.wait_running();
+    }
+    watches
 }
 
 /// Asserts that a watch ended by itself within `within` with status 1 (not a
@@ -108,7 +109,7 @@ impl QmpProxy {
 
 #[test]
 fn watch_ends_when_qmp_closes_and_when_qemu_is_killed() {
-    if !images() {
+    if !GuestImages::present_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -130,15 +131,7 @@ fn watch_ends_when_qmp_closes_and_when_qemu_is_killed() {
         &["-t", "live-read", "--read-method", "process_vm_readv"],
         &["-t", "halt-map"],
     ];
-    assert_eq!(socks[1..].len(), ways.len());
-    let mut watches: Vec<Watching> = ways
-        .iter()
-        .zip(&socks[1..])
-        .map(|(args, qmp)| Watching::start(&g, qmp, cache.path(), args, &["--hz", "100"]))
-        .collect();
-    for w in &mut watches {
-        w.wait_running();
-    }
+    let mut watches = watch_each(&g, &ways, &socks[1..], cache.path(), "100");
     g.vm.kill();
     for (w, args) in watches.iter_mut().zip(ways) {
         ended_with_error(w, &format!("{args:?}, QEMU killed"), Duration::from_secs(10), "has exited or was killed");
@@ -147,7 +140,7 @@ fn watch_ends_when_qmp_closes_and_when_qemu_is_killed() {
 
 #[test]
 fn watch_ends_when_the_ram_memfd_is_truncated() {
-    if !images() {
+    if !GuestImages::present_or_skip() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -160,14 +153,7 @@ fn watch_ends_when_the_ram_memfd_is_truncated() {
         &["-t", "live-read", "--read-method", "pread"],
         &["-t", "live-read", "--read-method", "process_vm_readv"],
     ];
-    let mut watches: Vec<Watching> = ways
-        .iter()
-        .zip(&socks)
-        .map(|(args, qmp)| Watching::start(&g, qmp, cache.path(), args, &["--hz", "200"]))
-        .collect();
-    for w in &mut watches {
-        w.wait_running();
-    }
+    let mut watches = watch_each(&g, &ways, &socks, cache.path(), "200");
     // The memfd, as QEMU holds it: cut to half.
     let loc = g.ram_location();
     let vmscope_hv::Backing::File { path, .. } = &loc.blocks[0].backing else { panic!("a memfd guest: {loc:?}") };

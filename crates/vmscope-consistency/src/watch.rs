@@ -134,7 +134,8 @@ impl Default for Watcher {
 impl Watcher {
     /// Takes the views of one pass; the events since the last pass taken.
     pub fn update(&mut self, views: Views) -> Update {
-        let anomalies = views.processes.iter().flat_map(|p| &p.anomalies).chain(views.modules.iter().flat_map(|m| &m.anomalies));
+        let anomalies =
+            views.processes.iter().flat_map(|p| &p.anomalies).chain(views.modules.iter().flat_map(|m| &m.anomalies));
         if anomalies.into_iter().any(breaks_a_walk) && self.set_aside_in_a_row < SETTLE_PASSES {
             self.set_aside_in_a_row += 1;
             return Update { events: Vec::new(), set_aside: true };

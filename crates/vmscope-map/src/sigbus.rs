@@ -10,8 +10,8 @@
 //! before (Rust's own, or the default action, which ends the process as it would
 //! have).
 
-use std::sync::{Once, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Once, OnceLock};
 
 /// Ranges guarded at once, at most (a process maps a few guests; a mapping beyond
 /// these is read unguarded, with its per-pass size check only).
@@ -26,8 +26,12 @@ struct Slot {
 }
 
 #[allow(clippy::declare_interior_mutable_const)] // a template for the array below only
-const FREE: Slot =
-    Slot { start: AtomicUsize::new(0), len: AtomicUsize::new(0), page: AtomicUsize::new(0), faulted: AtomicBool::new(false) };
+const FREE: Slot = Slot {
+    start: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+    page: AtomicUsize::new(0),
+    faulted: AtomicBool::new(false),
+};
 static RANGES: [Slot; SLOTS] = [FREE; SLOTS];
 /// Slots being claimed or in use (a slot is claimed by swapping its bit in).
 static CLAIMED: AtomicUsize = AtomicUsize::new(0);

@@ -25,7 +25,7 @@ pub struct Access<'g> {
     tries: u32,
     /// Whether this access started the hypervisor's dirty log (and stops it on drop).
     dirty_started: Cell<bool>,
-    /// A live guest's: checked before and after every pass.
+    /// A live guest's: checked after every pass.
     vitals: Option<Vitals>,
 }
 
@@ -64,27 +64,20 @@ impl<'g> Access<'g> {
         }
     }
 
-    /// Fails if the live guest is gone: its hypervisor process exited, or a file
-    /// backing its RAM was truncated. Checked before a pass (so that no read lands
-    /// past the end of a truncated file) and after it (so that a view read from the
-    /// memory of a guest that died meanwhile is not returned as its state).
-    fn check_vitals(&self) -> Result<()> {
-        self.vitals.as_ref().map_or(Ok(()), |v| Ok(v.check()?))
-    }
-
-    /// Runs a pass between two checks of the guest's vitals; a pass that failed
-    /// because the guest is gone (QMP's socket closed as QEMU died) fails with that.
+    /// Runs a pass, then checks that the live guest is still whole: its hypervisor
+    /// process runs and its RAM files have their length. A view read from the memory
+    /// of a guest that went away before or during the pass (a mapping of its memfd
+    /// outlives QEMU) is not returned as its state, and a pass that failed because the
+    /// guest went (QMP's socket closed as QEMU died, a read past a truncated file)
+    /// fails with that.
     fn vital<R>(&self, pass: impl FnOnce() -> Result<R>) -> Result<R> {
-        self.check_vitals()?;
-        match pass() {
-            Ok(r) => self.check_vitals().map(|()| r),
-            Err(e) => {
-                if let Some(v) = &self.vitals {
-                    v.check_within(Duration::from_millis(200))?;
-                }
-                Err(e)
-            }
+        let r = pass();
+        if let Some(v) = &self.vitals {
+            // A failure may be the process exiting: its sockets close a moment
+            // before it has exited.
+            v.check_within(if r.is_ok() { Duration::ZERO } else { Duration::from_millis(200) })?;
         }
+        r
     }
 
     /// The technique (`None` for a dump).
@@ -99,7 +92,7 @@ impl<'g> Access<'g> {
     /// running or paused — also when `f` fails or panics; if the process is asked to
     /// stop meanwhile (see [`stop`]), the pass is cut short and
     /// [`Error::Interrupted`] returned. A live guest whose hypervisor process exited,
-    /// or whose RAM file was truncated, before or during the pass fails it
+    /// or whose RAM file was truncated, by the end of the pass fails it
     /// ([`vmscope_hv::Error::ProcessGone`], [`vmscope_hv::Error::BackingTruncated`]).
     pub fn pass<R>(&self, f: impl FnMut(&dyn PhysMem) -> R) -> Result<R> {
         self.vital(|| self.pass_unchecked(f))

@@ -53,7 +53,7 @@ enum End {
 /// Where the views of a pass come from.
 enum Source<'a> {
     /// Guest memory, through a kernel attached once.
-    Memory(Kernel<SliceMem<Vec<u8>>>),
+    Memory(Box<Kernel<SliceMem<Vec<u8>>>>),
     /// The guest agent.
     Agent(&'a Access<'a>),
 }
@@ -97,11 +97,9 @@ pub fn run(
         let hints = guest
             .registers()
             .map_or_else(Hints::none, |r| Hints::from_registers(r.cr3, r.cr4).with_lstar(Gva::new(r.lstar)));
-        Source::Memory(
-            access.pass(|mem| {
-                crate::attach(mem, hints).map(|k| k.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0))))
-            })??,
-        )
+        Source::Memory(Box::new(access.pass(|mem| {
+            crate::attach(mem, hints).map(|k| k.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0))))
+        })??))
     };
     let mut out = std::io::stdout().lock();
     let period = Duration::from_secs_f64(1.0 / w.hz);

@@ -65,7 +65,9 @@ impl Watching {
                         return v;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => panic!("no {what} within {timeout:?}; watch printed:\n{}", self.seen()),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no {what} within {timeout:?}; watch printed:\n{}", self.seen())
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     let (st, err) = self.finish(Duration::from_secs(5));
                     panic!("watch ended ({st:?}) before {what}; it printed:\n{}\nstderr: {err}", self.seen())

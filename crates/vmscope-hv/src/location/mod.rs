@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use vmscope_mem::{FileMem, Hva, MemoryMap, PhysMem};
 
 pub use extents::Extents;
-pub use guard::{HoleGuard, Piece, PieceSource};
 pub(crate) use guard::huge_page_size;
+pub use guard::{HoleGuard, Piece, PieceSource};
 pub use vitals::Vitals;
 
 use crate::{Error, Result};
