@@ -71,6 +71,11 @@ impl<'g> Access<'g> {
     /// guest went (QMP's socket closed as QEMU died, a read past a truncated file)
     /// fails with that.
     fn vital<R>(&self, pass: impl FnOnce() -> Result<R>) -> Result<R> {
+        // A pass that pauses first checks before, too: talking to a QEMU that has
+        // died means waiting for a reconnection to its socket to fail.
+        if let (Some(v), How::Halt(_) | How::Snap { .. }) = (&self.vitals, &self.how) {
+            v.check()?;
+        }
         let r = pass();
         if let Some(v) = &self.vitals {
             // A failure may be the process exiting: its sockets close a moment
