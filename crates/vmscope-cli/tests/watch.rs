@@ -1,7 +1,8 @@
 //! `vmscope watch` on a Debian 6.1 guest: a process started and killed and a module
 //! loaded and unloaded in the guest (through the agent) appear as events with the
 //! PID, comm and name the guest itself reported; SIGINT ends the watch cleanly with a
-//! summary; a halting technique pauses the guest once per pass and leaves it running.
+//! summary; a halting technique pauses the guest once per pass and leaves it running;
+//! the agent technique watches too.
 
 mod common;
 
@@ -34,7 +35,7 @@ fn watch_sees_processes_and_modules_come_and_go_on_6_1() {
     assert!(!g.sh("cat /proc/modules").contains("dummy "), "dummy is not loaded at boot");
 
     let before: Vec<(i32, String)> = g.agent.processes().unwrap().into_iter().map(|p| (p.pid, p.comm)).collect();
-    let mut w = Watching::start(&g, &qmp, cache.path(), &[], &["--hz", "50"]);
+    let mut w = Watching::start(g.vm.pid(), &qmp, cache.path(), &[], &["--hz", "50"]);
     w.wait_running();
 
     // A process: its PID as the guest's shell reported it.
@@ -94,10 +95,22 @@ fn watch_sees_processes_and_modules_come_and_go_on_6_1() {
     // A halting technique: the guest paused once per pass (and once to attach), and
     // running afterwards.
     stop_resume(&g);
-    let mut w = Watching::start(&g, &qmp, cache.path(), &["--technique", "halt-map"], &["--hz", "20", "--count", "10"]);
+    let mut w =
+        Watching::start(g.vm.pid(), &qmp, cache.path(), &["--technique", "halt-map"], &["--hz", "20", "--count", "10"]);
     let (status, err) = w.finish(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "{err}");
     assert_eq!(w.summary()["figures"]["passes"], 10);
     assert_eq!(stop_resume(&g), (11, 11), "one pause and one resume per pass, one pass to attach");
     assert!(!vmscope_hv::Hypervisor::is_paused(g.vm.hv()).unwrap(), "the guest runs after the watch");
+
+    // The agent technique (QEMU serves one client on the agent's socket: the test's
+    // goes first).
+    let vmscope_testbed::Guest { agent, vm, .. } = g;
+    drop(agent);
+    let mut w =
+        Watching::start(vm.pid(), &qmp, cache.path(), &["--technique", "agent"], &["--hz", "5", "--count", "3"]);
+    let (status, err) = w.finish(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{err}");
+    let s = w.summary();
+    assert_eq!((&s["technique"], &s["figures"]["passes"]), (&"agent".into(), &3.into()), "{s}");
 }

@@ -39,8 +39,11 @@ fn boot_with_monitors(dir: &Path, n: usize, tweak: impl FnOnce(&mut QemuConfig))
 /// One watch per way of reading, each through its own QMP socket, once all run.
 fn watch_each(g: &Guest, ways: &[&[&str]], socks: &[PathBuf], cache: &Path, hz: &str) -> Vec<Watching> {
     assert_eq!(ways.len(), socks.len(), "a QMP socket per watch");
-    let mut watches: Vec<Watching> =
-        ways.iter().zip(socks).map(|(args, qmp)| Watching::start(g, qmp, cache, args, &["--hz", hz])).collect();
+    let mut watches: Vec<Watching> = ways
+        .iter()
+        .zip(socks)
+        .map(|(args, qmp)| Watching::start(g.vm.pid(), qmp, cache, args, &["--hz", hz]))
+        .collect();
     for w in &mut watches {
         w.wait_running();
     }
@@ -118,7 +121,7 @@ fn watch_ends_when_qmp_closes_and_when_qemu_is_killed() {
 
     // QMP's connection closes between two passes of a halting watch.
     let proxy = QmpProxy::start(dir.path().join("proxy.sock"), socks[0].clone(), 5);
-    let mut w = Watching::start(&g, &proxy.path, cache.path(), &["-t", "halt-read"], &["--hz", "20"]);
+    let mut w = Watching::start(g.vm.pid(), &proxy.path, cache.path(), &["-t", "halt-read"], &["--hz", "20"]);
     ended_with_error(&mut w, "halt-read, QMP closed", Duration::from_secs(20), "QMP");
     assert!(proxy.closed.load(Ordering::SeqCst), "the proxy closed");
     assert!(!g.vm.hv().is_paused().unwrap(), "the guest runs on after the watch lost QMP");

@@ -7,7 +7,6 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vmscope_testbed::Guest;
 
 /// `vmscope --qemu PID --qmp QMP ARGS... watch --json --stats WATCH_ARGS...`, killed on
 /// drop if still running.
@@ -19,12 +18,12 @@ pub struct Watching {
 }
 
 impl Watching {
-    /// Starts a watch of `g` through QMP socket `qmp`, with `args` before `watch`
-    /// (technique, read method) and `watch_args` after it.
-    pub fn start(g: &Guest, qmp: &Path, cache: &Path, args: &[&str], watch_args: &[&str]) -> Self {
+    /// Starts a watch of QEMU `pid` through QMP socket `qmp`, with `args` before
+    /// `watch` (technique, read method) and `watch_args` after it.
+    pub fn start(pid: u32, qmp: &Path, cache: &Path, args: &[&str], watch_args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vmscope"))
             .arg("--qemu")
-            .arg(g.vm.pid().to_string())
+            .arg(pid.to_string())
             .arg("--qmp")
             .arg(qmp)
             .args(args)

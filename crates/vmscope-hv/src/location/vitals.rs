@@ -21,8 +21,10 @@ struct BackingFile {
     needed: u64,
 }
 
-/// Checks, in a few system calls, that a live guest is still whole (see the
-/// [module docs](self)).
+/// Checks, in a few system calls, that a live guest is still whole: its hypervisor
+/// process runs, and its RAM files still hold all of its RAM. Neither shows in the
+/// reads themselves: a mapping of QEMU's memfd, or an fd of it, outlives QEMU, and a
+/// memfd created with `seal=off` can be truncated under a mapping.
 #[derive(Debug)]
 pub struct Vitals {
     pid: u32,
