@@ -56,6 +56,10 @@ impl Span {
         self.micros.saturating_record(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
     }
 
+    pub fn passes(&self) -> u64 {
+        self.passes
+    }
+
     pub fn missed(&mut self, n: u64) {
         self.missed += n;
     }

@@ -111,7 +111,7 @@ pub fn run(
         if let Some(sig) = stop::requested() {
             break Ok(End::Signal(sig));
         }
-        if w.count.is_some_and(|n| total.figures().passes >= n) {
+        if w.count.is_some_and(|n| total.passes() >= n) {
             break Ok(End::Count);
         }
         if w.duration.is_some_and(|d| start.elapsed().as_secs_f64() >= d) {
@@ -123,6 +123,8 @@ pub fn run(
         let t = Instant::now();
         let views = match source.views(&access) {
             Ok(v) => v,
+            // A halted pass cut short by a signal (its guest resumed): a clean end.
+            Err(_) if stop::requested().is_some() => continue,
             Err(e) => break Err(e),
         };
         let update = watcher.update(views);
