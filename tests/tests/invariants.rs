@@ -40,19 +40,8 @@ fn truth(g: &mut Guest) -> Truth {
     t
 }
 
-/// Images present, or a loud skip.
-fn images() -> bool {
-    match GuestImages::locate() {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("SKIPPED: no guest images ({e}); set VMSCOPE_IMAGES or run `cargo xtask images`");
-            false
-        }
-    }
-}
-
 fn run(id: &str) {
-    if !images() {
+    if !GuestImages::present_or_skip() {
         return;
     }
     let mut g = boot_with(id, |c| c.kaslr = true);

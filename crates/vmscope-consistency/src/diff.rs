@@ -64,6 +64,26 @@ impl ViewDiff {
     }
 }
 
+/// Which items of two views are only in one of them, by key — the cheap half of a
+/// diff (no field is compared), for callers that diff often, such as a watch.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Membership<'a, T> {
+    /// Items only in the second view, in its order.
+    pub added: Vec<&'a T>,
+    /// Items only in the first view, in its order.
+    pub removed: Vec<&'a T>,
+}
+
+/// Items of `a` and `b` whose keys only one of them has.
+pub fn membership<'a, T, K: Ord>(a: &'a [T], b: &'a [T], key: impl Fn(&T) -> K) -> Membership<'a, T> {
+    let keys = |v: &[T]| -> std::collections::BTreeSet<K> { v.iter().map(&key).collect() };
+    let (ka, kb) = (keys(a), keys(b));
+    Membership {
+        added: b.iter().filter(|x| !ka.contains(&key(x))).collect(),
+        removed: a.iter().filter(|x| !kb.contains(&key(x))).collect(),
+    }
+}
+
 /// Compares keyed items field by field, through their serialized form (so a field
 /// added to a view is compared without touching this code).
 fn diff_by<T: Serialize>(a: &[T], b: &[T], key: impl Fn(&T) -> Item) -> ViewDiff {
@@ -78,34 +98,33 @@ fn diff_by<T: Serialize>(a: &[T], b: &[T], key: impl Fn(&T) -> Item) -> ViewDiff
     let (a, b) = (index(a), index(b));
     let mut d = ViewDiff::default();
     for (k, (item, va)) in &a {
-        match b.get(k) {
-            None => d.removed.push(item.clone()),
-            Some((_, vb)) => {
-                let fields = match (va, vb) {
-                    (Value::Object(fa), Value::Object(fb)) => {
-                        let mut names: Vec<&String> = fa.keys().chain(fb.keys()).collect();
-                        names.sort();
-                        names.dedup();
-                        names
-                            .into_iter()
-                            .filter_map(|f| {
-                                let (x, y) = (fa.get(f).unwrap_or(&Value::Null), fb.get(f).unwrap_or(&Value::Null));
-                                (x != y).then(|| FieldChange { field: f.clone(), before: x.clone(), after: y.clone() })
-                            })
-                            .collect()
-                    }
-                    (x, y) if x != y => {
-                        vec![FieldChange { field: String::new(), before: x.clone(), after: y.clone() }]
-                    }
-                    _ => Vec::new(),
-                };
-                if !fields.is_empty() {
-                    d.changed.push(Changed { item: item.clone(), fields });
-                }
+        let Some((_, vb)) = b.get(k) else { continue };
+        let fields = match (va, vb) {
+            (Value::Object(fa), Value::Object(fb)) => {
+                let mut names: Vec<&String> = fa.keys().chain(fb.keys()).collect();
+                names.sort();
+                names.dedup();
+                names
+                    .into_iter()
+                    .filter_map(|f| {
+                        let (x, y) = (fa.get(f).unwrap_or(&Value::Null), fb.get(f).unwrap_or(&Value::Null));
+                        (x != y).then(|| FieldChange { field: f.clone(), before: x.clone(), after: y.clone() })
+                    })
+                    .collect()
             }
+            (x, y) if x != y => {
+                vec![FieldChange { field: String::new(), before: x.clone(), after: y.clone() }]
+            }
+            _ => Vec::new(),
+        };
+        if !fields.is_empty() {
+            d.changed.push(Changed { item: item.clone(), fields });
         }
     }
-    d.added = b.iter().filter(|(k, _)| !a.contains_key(*k)).map(|(_, (item, _))| item.clone()).collect();
+    let (va, vb): (Vec<_>, Vec<_>) = (a.into_values().collect(), b.into_values().collect());
+    let m = membership(&va, &vb, |(item, _)| item.key.clone());
+    d.added = m.added.into_iter().map(|(item, _)| item.clone()).collect();
+    d.removed = m.removed.into_iter().map(|(item, _)| item.clone()).collect();
     d
 }
 

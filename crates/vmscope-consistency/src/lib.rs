@@ -10,7 +10,9 @@
 //! - [`validate`] decides whether a recorded pass was torn: exactly by a
 //!   hypervisor's dirty log, or approximately by a double collect;
 //! - [`invariants`] checks the kernel's rules on vmscope-linux views;
-//! - [`diff`] compares two views.
+//! - [`diff`] compares two views;
+//! - [`watch`] tells the views of pass after pass as events (a process started, a
+//!   module unloaded).
 //!
 //! What this crate deliberately does not do: open guests, pause them or choose a
 //! technique (that is `vmscope-technique`, whose `consistent-read` technique is built
@@ -24,6 +26,7 @@ mod error;
 pub mod invariants;
 mod readset;
 pub mod validate;
+pub mod watch;
 
 pub use error::{Error, Result};
 pub use readset::{Range, ReadSet, Recorded};

@@ -80,6 +80,28 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The hypervisor process exited (or was killed) while its guest was watched.
+    #[error("the hypervisor process {pid} (QEMU) has exited or was killed: its guest is gone")]
+    ProcessGone {
+        /// The hypervisor process.
+        pid: u32,
+    },
+    /// A file backing guest RAM became shorter than the RAM it backs (a memfd
+    /// started with `seal=off` and truncated): what was cut off is gone.
+    #[error(
+        "the file backing guest RAM block {block} of process {pid} was truncated to {len} bytes, \
+         but the block needs {needed}: that part of guest memory is gone"
+    )]
+    BackingTruncated {
+        /// The hypervisor process.
+        pid: u32,
+        /// The RAM block.
+        block: String,
+        /// The file's length now.
+        len: u64,
+        /// The length the block needs.
+        needed: u64,
+    },
     /// A memory map from the hypervisor was not valid.
     #[error("memory map: {0}")]
     Map(#[from] vmscope_mem::Error),

@@ -27,7 +27,7 @@ mod shared;
 
 pub use error::{Error, Result};
 pub use halt::{Halted, PauseGuard};
-pub use location::{Backed, Backing, Extents, HoleGuard, Piece, PieceSource, RamBlock, RamLocation};
+pub use location::{Backed, Backing, Extents, HoleGuard, Piece, PieceSource, RamBlock, RamLocation, Vitals};
 pub use regs::VcpuRegisters;
 pub use shared::{SharedMapping, copy_from_shared};
 

@@ -34,6 +34,8 @@
 
 #![warn(missing_docs)]
 
+mod sigbus;
+
 use std::os::fd::AsRawFd;
 
 use vmscope_hv::{Backing, Error, HoleGuard, PieceSource, RamLocation, Result};
@@ -48,6 +50,8 @@ pub struct Mapped {
     len: usize,
     map: MemoryMap,
     holes: HoleGuard,
+    /// SIGBUS in the mapping (its file truncated) turned into read errors.
+    sigbus: sigbus::Guarded,
 }
 
 // SAFETY: `ptr` is a read-only mapping that `Mapped` owns (unmapped on drop) and that
@@ -97,6 +101,7 @@ impl Mapped {
         let m = Self {
             ptr: base as *const u8,
             len,
+            sigbus: sigbus::Guarded::new(base, len, align),
             map: loc.map.clone(),
             holes: HoleGuard::new(&loc).inspect_err(|_| {
                 // SAFETY: the reservation made above, not yet handed to anyone.
@@ -183,6 +188,14 @@ impl Mapped {
                     done += len;
                 }
             }
+            if self.sigbus.faulted() {
+                return Err(MemError::Io {
+                    gpa: op.gpa,
+                    source: std::io::Error::other(
+                        "the file backing guest RAM was truncated under the mapping (a read raised SIGBUS)",
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -190,6 +203,7 @@ impl Mapped {
 
 impl Drop for Mapped {
     fn drop(&mut self) {
+        self.sigbus.release();
         // SAFETY: ptr/len are exactly what mmap returned; no reference into the
         // mapping outlives `self` (reads copy out).
         unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
@@ -288,6 +302,73 @@ mod tests {
         let private = vec![block("a", 0, &files[0], true), block("b", 0x20000, &files[1], false)];
         let err = Mapped::open(RamLocation::new(std::process::id(), map, private).unwrap()).unwrap_err();
         assert!(err.to_string().contains("cannot map"), "{err}");
+    }
+
+    /// A file truncated under the mapping (a memfd with `seal=off`): the read that
+    /// lands past its new end is an error, not a SIGBUS, and so is every read after
+    /// it (the mapping no longer shows guest memory).
+    #[test]
+    fn a_truncated_file_is_a_read_error_not_a_signal() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        f.as_file().set_len(0x40000).unwrap();
+        f.as_file().write_all_at(&[7u8; 0x40000], 0).unwrap();
+        let map = MemoryMap::new(vec![Region::new(Gpa::new(0), 0x40000, 0, "ram")]).unwrap();
+        let m = Mapped::open(RamLocation::single(std::process::id(), map, Hva::new(0), Some(f.path().into()))).unwrap();
+        let mut b = [0u8; 8];
+        m.read(Gpa::new(0x30000), &mut b).unwrap();
+        assert_eq!(b, [7; 8]);
+        f.as_file().set_len(0x10000).unwrap();
+        let e = m.read(Gpa::new(0x30000), &mut b).unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
+        assert!(m.read(Gpa::new(0), &mut b).is_err(), "every read after the fault fails");
+        // Another mapping is not affected.
+        let g = tempfile::NamedTempFile::new().unwrap();
+        g.as_file().set_len(0x1000).unwrap();
+        let map = MemoryMap::new(vec![Region::new(Gpa::new(0), 0x1000, 0, "ram")]).unwrap();
+        let n = Mapped::open(RamLocation::single(std::process::id(), map, Hva::new(0), Some(g.path().into()))).unwrap();
+        n.read(Gpa::new(0), &mut b).unwrap();
+    }
+
+    /// A SIGBUS outside every guarded mapping still ends the process, as it would have
+    /// without the guard (run in a child: this test binary, asked by an env var).
+    #[test]
+    fn a_sigbus_elsewhere_still_ends_the_process() {
+        use std::os::unix::process::ExitStatusExt;
+        if std::env::var_os("VMSCOPE_MAP_SIGBUS_CHILD").is_some() {
+            let _guarded = &PATTERNED.1; // the handler is installed
+            let f = tempfile::tempfile().unwrap();
+            f.set_len(0x2000).unwrap();
+            // SAFETY: a fresh read-only shared mapping of a file we own, read below
+            // after the file is cut short: the SIGBUS this test wants.
+            let p = unsafe {
+                libc::mmap(std::ptr::null_mut(), 0x2000, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0)
+            };
+            assert_ne!(p, libc::MAP_FAILED);
+            f.set_len(0).unwrap();
+            // SAFETY: inside the mapping made above (past the file's end now: SIGBUS).
+            let v = unsafe { std::ptr::read_volatile((p as *const u8).add(0x1000)) };
+            panic!("read {v} past the end of a truncated file");
+        }
+        let exe = std::env::current_exe().unwrap();
+        let mut child = std::process::Command::new(exe)
+            .args(["--exact", "tests::a_sigbus_elsewhere_still_ends_the_process", "--nocapture"])
+            .env("VMSCOPE_MAP_SIGBUS_CHILD", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if start.elapsed() > std::time::Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("the child hung on a SIGBUS outside the guarded mappings");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(status.signal(), Some(libc::SIGBUS), "{status:?}");
     }
 
     #[test]

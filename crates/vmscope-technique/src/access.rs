@@ -7,7 +7,7 @@ use std::time::Duration;
 use vmscope_agent::Client;
 use vmscope_consistency::ReadSet;
 use vmscope_consistency::validate::{Method, Verdict};
-use vmscope_hv::{Backed, DirtyLog, Halted, Hypervisor};
+use vmscope_hv::{Backed, DirtyLog, Halted, Hypervisor, Vitals};
 use vmscope_mem::{CacheStats, PhysMem};
 use vmscope_snap::{DumpFile, SnapOptions, SnapStats, Snapshot, Source};
 
@@ -25,6 +25,8 @@ pub struct Access<'g> {
     tries: u32,
     /// Whether this access started the hypervisor's dirty log (and stops it on drop).
     dirty_started: Cell<bool>,
+    /// A live guest's: checked after every pass.
+    vitals: Option<Vitals>,
 }
 
 #[derive(Debug)]
@@ -51,14 +53,36 @@ pub(crate) enum How<'g> {
 }
 
 impl<'g> Access<'g> {
-    pub(crate) fn new(technique: Option<Technique>, how: How<'g>, opts: &Options) -> Self {
+    pub(crate) fn new(technique: Option<Technique>, how: How<'g>, opts: &Options, vitals: Option<Vitals>) -> Self {
         Self {
             technique,
             how,
             hole_refresh: opts.hole_refresh,
             tries: opts.consistent_tries,
             dirty_started: Cell::new(false),
+            vitals,
         }
+    }
+
+    /// Runs a pass, then checks that the live guest is still whole: its hypervisor
+    /// process runs and its RAM files have their length. A view read from the memory
+    /// of a guest that went away before or during the pass (a mapping of its memfd
+    /// outlives QEMU) is not returned as its state, and a pass that failed because the
+    /// guest went (QMP's socket closed as QEMU died, a read past a truncated file)
+    /// fails with that.
+    fn vital<R>(&self, pass: impl FnOnce() -> Result<R>) -> Result<R> {
+        // A pass that pauses first checks before, too: talking to a QEMU that has
+        // died means waiting for a reconnection to its socket to fail.
+        if let (Some(v), How::Halt(_) | How::Snap { .. }) = (&self.vitals, &self.how) {
+            v.check()?;
+        }
+        let r = pass();
+        if let Some(v) = &self.vitals {
+            // A failure may be the process exiting: its sockets close a moment
+            // before it has exited.
+            v.check_within(if r.is_ok() { Duration::ZERO } else { Duration::from_millis(200) })?;
+        }
+        r
     }
 
     /// The technique (`None` for a dump).
@@ -72,14 +96,20 @@ impl<'g> Access<'g> {
     /// more than once). A technique that pauses the guest leaves it as it found it —
     /// running or paused — also when `f` fails or panics; if the process is asked to
     /// stop meanwhile (see [`stop`]), the pass is cut short and
-    /// [`Error::Interrupted`] returned.
-    pub fn pass<R>(&self, mut f: impl FnMut(&dyn PhysMem) -> R) -> Result<R> {
+    /// [`Error::Interrupted`] returned. A live guest whose hypervisor process exited,
+    /// or whose RAM file was truncated, by the end of the pass fails it
+    /// ([`vmscope_hv::Error::ProcessGone`], [`vmscope_hv::Error::BackingTruncated`]).
+    pub fn pass<R>(&self, f: impl FnMut(&dyn PhysMem) -> R) -> Result<R> {
+        self.vital(|| self.pass_unchecked(f))
+    }
+
+    fn pass_unchecked<R>(&self, mut f: impl FnMut(&dyn PhysMem) -> R) -> Result<R> {
         match &self.how {
             How::Live { reader, .. } => {
                 reader.begin_pass(self.hole_refresh)?;
                 Ok(f(reader.mem()))
             }
-            How::Consistent { .. } => Ok(self.observed_pass(f)?.value),
+            How::Consistent { .. } => Ok(self.observed_unchecked(f)?.value),
             How::Halt(h) => {
                 let holding = Holding::new();
                 let r = h.pass(|r| -> Result<R> {
@@ -106,8 +136,12 @@ impl<'g> Access<'g> {
     /// offers one (started on first use, stopped when this `Access` drops), else by a
     /// double collect. A live technique's view may come back torn; a consistent
     /// technique's never does. Halted and snapshot views are consistent by
-    /// construction.
-    pub fn observed_pass<R>(&self, mut f: impl FnMut(&dyn PhysMem) -> R) -> Result<Observed<R>> {
+    /// construction. A guest gone fails the pass as in [`pass`](Self::pass).
+    pub fn observed_pass<R>(&self, f: impl FnMut(&dyn PhysMem) -> R) -> Result<Observed<R>> {
+        self.vital(|| self.observed_unchecked(f))
+    }
+
+    fn observed_unchecked<R>(&self, mut f: impl FnMut(&dyn PhysMem) -> R) -> Result<Observed<R>> {
         let observed = match &self.how {
             How::Live { reader, hv } => {
                 let (value, verdict) = consistent::live(reader, self.dirty_log(*hv)?, self.hole_refresh, &mut f)?;

@@ -193,7 +193,7 @@ impl Guest {
     /// for a dump, the dump itself).
     pub fn access(&self, technique: Option<Technique>, opts: &Options) -> Result<Access<'_>> {
         let loc = match (&self.ram, technique) {
-            (Ram::Dump(d), None) => return Ok(Access::new(None, How::Dump(d), opts)),
+            (Ram::Dump(d), None) => return Ok(Access::new(None, How::Dump(d), opts, None)),
             (Ram::Dump(_), Some(t)) => return Err(Error::DumpHasNoTechnique(t)),
             (Ram::Live(loc), _) => loc,
         };
@@ -222,7 +222,7 @@ impl Guest {
             Technique::HaltMap => How::Halt(vmscope_hv::Halted::new(Reader::map(loc)?, hv()?)),
             Technique::HaltSnap | Technique::LiveSnap => How::Snap { hv: hv()?, ram: Reader::backed(loc, method)? },
         };
-        Ok(Access::new(Some(t), how, opts))
+        Ok(Access::new(Some(t), how, opts, Some(vmscope_hv::Vitals::new(loc)?)))
     }
 }
 

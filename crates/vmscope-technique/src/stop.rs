@@ -31,7 +31,21 @@ pub fn on_signals() -> std::io::Result<()> {
     Ok(())
 }
 
-/// The signal that asked the process to stop during a halted pass, if one did.
+/// For a program that runs pass after pass until told to stop (`vmscope watch`):
+/// SIGINT, SIGTERM and SIGHUP never end the process, they are only noted, for it to
+/// poll with [`requested`] between passes and end itself cleanly; a halted pass
+/// under way is still cut short and its guest resumed. Call once, early in `main`,
+/// instead of [`on_signals`].
+pub fn on_signals_noted() -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        signal_hook::flag::register_usize(sig, REQUESTED.clone(), sig as usize)?;
+    }
+    Ok(())
+}
+
+/// The signal that asked the process to stop, if one did (after [`on_signals`]: during
+/// a halted pass).
 pub fn requested() -> Option<i32> {
     match REQUESTED.load(Ordering::SeqCst) {
         0 => None,

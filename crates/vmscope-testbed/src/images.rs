@@ -68,6 +68,19 @@ impl GuestImages {
         Self::locate().inspect_err(|e| eprintln!("note: skipping the {what} benchmark: {e}")).ok()
     }
 
+    /// Whether the images are there, for an end-to-end test that has nothing to run
+    /// on without them: if not, it says so loudly (`SKIPPED: ...` on stderr) and the
+    /// test returns.
+    pub fn present_or_skip() -> bool {
+        match Self::locate() {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!("SKIPPED: no guest images ({e}); set VMSCOPE_IMAGES or run `cargo xtask images`");
+                false
+            }
+        }
+    }
+
     /// `$VMSCOPE_IMAGES`, else `target/guest-images` in the first ancestor of the
     /// current directory that has one.
     pub fn locate() -> Result<Self> {

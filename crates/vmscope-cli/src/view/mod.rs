@@ -62,7 +62,7 @@ pub fn build<M: PhysMem>(cmd: &Command, technique: &str, k: &Kernel<M>) -> anyho
         Command::Mounts { pid } => ids::mounts(technique, k, pid)?,
         Command::Ns { pid } => ids::ns(technique, k, pid)?,
         Command::Creds { pid } => ids::creds(technique, k, pid)?,
-        Command::Dump { .. } => unreachable!("dump is handled before attaching"),
+        Command::Dump { .. } | Command::Watch(_) => unreachable!("dump and watch are handled before attaching"),
     })
 }
 

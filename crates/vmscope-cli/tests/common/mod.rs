@@ -1,6 +1,8 @@
 //! Shared by the command's tests: a QEMU started by hand from the README.
 #![allow(dead_code)]
 
+pub mod watch;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};

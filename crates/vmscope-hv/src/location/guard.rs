@@ -260,11 +260,18 @@ fn file_data(f: &BlockFile, len: u64) -> Result<Vec<(u64, u64)>> {
 
 /// Whether `file` lives on hugetlbfs.
 pub(crate) fn is_hugetlbfs(file: &File) -> bool {
+    huge_page_size(file).is_some()
+}
+
+/// The huge page size of a file on hugetlbfs (its file system's block size); `None`
+/// for any other file.
+pub(crate) fn huge_page_size(file: &File) -> Option<u64> {
     const HUGETLBFS_MAGIC: libc::__fsword_t = 0x9584_58f6;
     let mut st = std::mem::MaybeUninit::<libc::statfs>::zeroed();
     // SAFETY: fstatfs writes one statfs into the buffer we pass, which is large
     // enough; the result is read only when the call succeeded.
     let ok = unsafe { libc::fstatfs(file.as_raw_fd(), st.as_mut_ptr()) } == 0;
     // SAFETY: initialised by the successful call (or zeroed).
-    ok && unsafe { st.assume_init() }.f_type == HUGETLBFS_MAGIC
+    let st = unsafe { st.assume_init() };
+    (ok && st.f_type == HUGETLBFS_MAGIC).then(|| u64::try_from(st.f_bsize).unwrap_or(0)).filter(|&b| b >= 4096)
 }

@@ -5,6 +5,7 @@
 mod extents;
 mod guard;
 mod pagemap;
+mod vitals;
 
 use std::fs::File;
 use std::ops::Range;
@@ -13,7 +14,9 @@ use std::path::PathBuf;
 use vmscope_mem::{FileMem, Hva, MemoryMap, PhysMem};
 
 pub use extents::Extents;
+pub(crate) use guard::huge_page_size;
 pub use guard::{HoleGuard, Piece, PieceSource};
+pub use vitals::Vitals;
 
 use crate::{Error, Result};
 

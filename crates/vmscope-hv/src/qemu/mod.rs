@@ -155,7 +155,7 @@ impl QmpHypervisor {
 
     /// A new connection after `lost` broke the old one.
     fn reconnect(&self, lost: &Error) -> Result<Qmp> {
-        Qmp::connect(&self.path, self.timeout).map_err(|again| {
+        Qmp::connect_now(&self.path, self.timeout).map_err(|again| {
             Error::Disconnected(format!(
                 "the QMP connection to {} broke ({lost}) and connecting again failed: {again}",
                 self.path.display()

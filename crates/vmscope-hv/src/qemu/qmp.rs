@@ -62,6 +62,20 @@ impl Qmp {
                 Err(_) => std::thread::sleep(Duration::from_millis(10)),
             }
         };
+        Self::greeted(stream, timeout)
+    }
+
+    /// As [`connect`](Self::connect), but tries the socket once: for a connection
+    /// that broke, where a socket nobody listens on will not come back (QEMU died).
+    pub fn connect_now(path: impl AsRef<Path>, timeout: Duration) -> Result<Self> {
+        let path = path.as_ref();
+        let stream = UnixStream::connect(path)
+            .map_err(|e| Error::io(format!("connecting to QMP socket {}", path.display()), e))?;
+        Self::greeted(stream, timeout)
+    }
+
+    /// Reads the greeting on `stream` and leaves negotiation mode.
+    fn greeted(stream: UnixStream, timeout: Duration) -> Result<Self> {
         let writer = stream.try_clone().map_err(|e| Error::io("cloning the QMP socket", e))?;
         let mut q = Self {
             reader: BufReader::new(stream),
