@@ -12,8 +12,7 @@ use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PAGE_SIZE, PhysMem};
 
 use super::{
-    AddrMap, AddrSet, Anomaly, BATCH, Bytes, Fields, Layout, Parts, field, owner, plausible, read_links, walk_list,
-    walk_lists,
+    AddrMap, AddrSet, Anomaly, BATCH, Bytes, Fields, Layout, Parts, field, owner, plausible, read_links,
 };
 use crate::kernel::Ctx;
 use crate::kmem::member;
@@ -253,6 +252,10 @@ impl<M: PhysMem> Ctx<'_, M> {
             let mut out = Vec::new();
             let mut cur = &h;
             let closed = loop {
+                if self.meter.walk_exhausted(self.k) {
+                    break false;
+                }
+                self.meter.visit(1);
                 let to = if forward { cur.next } else { cur.prev };
                 if to == head {
                     break true;
@@ -329,7 +332,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                 listed.push(i);
             }
         }
-        let walked = walk_lists(self.k, &self.o.list, &heads, "signal.thread_head", self.limits.max_list);
+        let walked = self.walk_lists(&heads, "signal.thread_head");
         for (w, i) in walked.into_iter().zip(listed) {
             let walked_clean = w.anomalies.is_empty();
             an.extend(w.anomalies);
@@ -392,7 +395,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                 t.children_complete = true;
             } else {
                 let before = an.len();
-                let nodes = walk_list(self.k, &self.o.list, head, "task.children", self.limits.max_list, an);
+                let nodes = self.walk_list(head, "task.children", an);
                 t.children = nodes.into_iter().filter_map(|n| owner(n, o.sibling, "task_struct", an)).collect();
                 t.children_complete = an.len() == before;
             }
@@ -445,7 +448,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         let layout = &node.layout;
         let mut groups = AddrMap::default();
         let mut queue: std::collections::VecDeque<(Gva, bool)> = leaders.into();
-        'read: while !queue.is_empty() {
+        'read: while !queue.is_empty() && !self.meter.exhausted(self.k) {
             let batch: Vec<(Gva, bool)> = queue.drain(..queue.len().min(BATCH)).collect();
             let addrs: Vec<Gva> = batch.iter().map(|b| b.0).collect();
             let reads = layout.read_each(self.k, &addrs);
