@@ -91,4 +91,4 @@ pub use views::modules::{Module, ModuleList, ModuleSymbol};
 pub use views::pids::{PidEntry, PidTable};
 pub use views::process::{Process, ProcessList, Thread, ThreadList};
 pub use views::tree::{ProcessTree, TreeNode};
-pub use views::{Anomaly, Limits};
+pub use views::{Anomaly, Budget, Limits, Resource};

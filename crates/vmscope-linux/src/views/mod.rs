@@ -661,7 +661,10 @@ mod tests {
         /// Whatever the bytes of the tasks, modules and their links, the views end
         /// and do not panic.
         #[test]
-        fn arbitrary_kernel_bytes_never_panic(junk in prop::collection::vec((0u64..0x3000, any::<u64>()), 1..64)) {
+        fn arbitrary_kernel_bytes_never_panic(
+            junk in prop::collection::vec((0u64..0x3000, super::fixture::hostile_u64()), 1..64),
+            nodes in 1u64..256,
+        ) {
             let mut fx = Fx::new();
             let i = fx.process(1, fx.init_task, 0, "init", Some("/sbin/init"));
             fx.process(2, i, 5, "a", Some("a b c"));
@@ -671,7 +674,8 @@ mod tests {
                 fx.w64(base + (off & !7), v);
             }
             let (k, addrs) = fx.finish();
-            let ctx = fx.ctx(&k, &addrs, Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64, ..Limits::default() });
+            let budget = Budget { max_nodes: nodes, ..Budget::default() };
+            let ctx = fx.ctx(&k, &addrs, Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64, budget, ..Limits::default() });
             let list = ctx.processes();
             prop_assert!(list.processes.len() <= 64);
             let _ = tree::ProcessTree::from_list(list);
