@@ -34,6 +34,14 @@ impl Default for Budget {
     }
 }
 
+impl Budget {
+    /// No budget: a pass is not metered at all (what the benchmarks compare the
+    /// metered pass against; the list bounds of [`Limits`](super::Limits) still hold).
+    pub const fn unlimited() -> Self {
+        Budget { max_bytes: u64::MAX, max_nodes: u64::MAX, max_time: Duration::MAX }
+    }
+}
+
 /// What a pass ran out of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -66,6 +74,8 @@ const CLOCK_EVERY: u32 = 64;
 #[derive(Debug)]
 pub(crate) struct Meter {
     budget: Budget,
+    /// False for [`Budget::unlimited`]: nothing to check.
+    metered: bool,
     start: Instant,
     bytes_at_start: u64,
     nodes: AtomicU64,
@@ -80,6 +90,7 @@ impl Meter {
     pub fn new<M: PhysMem>(budget: Budget, k: &KernelMem<M>) -> Self {
         Meter {
             budget,
+            metered: budget != Budget::unlimited(),
             start: Instant::now(),
             bytes_at_start: k.bytes_read(),
             nodes: AtomicU64::new(0),
@@ -97,6 +108,9 @@ impl Meter {
     /// Whether the pass has spent its bytes or its time: then it stops where it
     /// is (every loop over objects asks before the next one).
     pub fn exhausted<M: PhysMem>(&self, k: &KernelMem<M>) -> bool {
+        if !self.metered {
+            return false;
+        }
         if matches!(self.ran_out(), Some(Resource::Bytes | Resource::TimeMs)) {
             return true;
         }
@@ -117,6 +131,9 @@ impl Meter {
     /// spent its bytes or time. (Out of nodes, the pass still reads what its walks
     /// found, within its bytes and time.)
     pub fn walk_exhausted<M: PhysMem>(&self, k: &KernelMem<M>) -> bool {
+        if !self.metered {
+            return false;
+        }
         let nodes = self.nodes.load(Ordering::Relaxed);
         if nodes >= self.budget.max_nodes {
             return self.trip(Resource::Nodes, nodes);
