@@ -1,7 +1,7 @@
 //! Arbitrary bytes as guest RAM, the first thing a dump file or a live guest goes
 //! through: finding the kernel (banner, kallsyms, KASLR, paging) and attaching must
 //! fail cleanly or succeed, never panic or hang. Byte 0 picks the hints (none, or a
-//! CR3 and CR4 from bytes 1..17); the RAM is the rest, placed at 16 MiB so that the
+//! CR3 and CR4 from bytes 1..17); the RAM is the rest, placed at 2 MiB so that the
 //! search for a 2 MiB-aligned kernel start has somewhere to look.
 #![no_main]
 
@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use vmscope_linux::{Hints, Kernel, discover};
 use vmscope_mem::{MemoryMap, SliceMem};
 
-const AT: usize = 16 << 20;
+const AT: usize = 2 << 20;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
