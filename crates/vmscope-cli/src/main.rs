@@ -200,8 +200,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     // Attaching reads what the kernel does not change while it runs (its symbols and
     // types); the view is what must be consistent, so it gets a pass (and a read set)
     // of its own.
-    let kernel =
-        access.pass(|mem| attach(mem, hints, args.limits()).map(|k| k.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0)))))??;
+    let kernel = access.pass(|mem| {
+        attach(mem, hints, args.limits()).map(|k| k.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0))))
+    })??;
     if !args.command.verify() {
         let out = access.pass(|mem| view(args, name, &kernel.rebind(mem)))??;
         return emit(args.json, with_ram(args, &guest, out));

@@ -83,6 +83,8 @@ fn views(pid: i32) -> Vec<Vec<String>> {
 struct Run {
     code: i32,
     took: Duration,
+    /// CPU time (user and system): what a run costs on an idle machine.
+    cpu: Duration,
     max_rss: u64,
     doc: Option<serde_json::Value>,
     stderr: String,
@@ -91,6 +93,7 @@ struct Run {
 /// Runs `vmscope --qemu PID --technique T --json ARGS`, its output to files (a pipe
 /// could fill and stall it), waiting with `wait4` for its exit status and peak RSS;
 /// kills it and fails the test past the deadline.
+#[allow(clippy::zombie_processes, reason = "reaped by wait4, which also gives its rusage")]
 fn run(q: &ReadmeQemu, cache: &Path, technique: &str, args: &[String], what: &str) -> Run {
     let dir = tempfile::tempdir().unwrap();
     let (out, err) = (dir.path().join("out"), dir.path().join("err"));
@@ -142,7 +145,9 @@ fn run(q: &ReadmeQemu, cache: &Path, technique: &str, args: &[String], what: &st
     let max_rss = rusage.ru_maxrss as u64 * 1024;
     let allowed = RSS_MAX + if technique.ends_with("-snap") { GUEST_RAM } else { 0 };
     assert!(max_rss <= allowed, "{what}: peak RSS {} MiB over {} MiB", max_rss >> 20, allowed >> 20);
-    Run { code, took, max_rss, doc, stderr }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let cpu = tv(rusage.ru_utime) + tv(rusage.ru_stime);
+    Run { code, took, cpu, max_rss, doc, stderr }
 }
 
 /// The anomaly kinds a JSON document reports.
@@ -216,7 +221,11 @@ fn plan(q: &ReadmeQemu) -> Plan {
             let all_root: Vec<u8> = (0..512).flat_map(|_| (xpgd | 0x67).to_le_bytes()).collect();
 
             let cases = vec![
-                Case { name: "task list self-loop", patches: vec![Patch::u64(next(v), node(v).raw())], attachable: true },
+                Case {
+                    name: "task list self-loop",
+                    patches: vec![Patch::u64(next(v), node(v).raw())],
+                    attachable: true,
+                },
                 Case {
                     name: "cycle through three tasks",
                     patches: vec![Patch::u64(next(i3 + 2), node(i3).raw())],
@@ -339,8 +348,9 @@ fn corrupted_kernel_structures_end_every_view_cleanly() {
     let started = Instant::now();
     let mut table = Vec::new();
     let mut per_technique: BTreeMap<&str, Duration> = BTreeMap::new();
+    let mut cpu = Duration::ZERO;
 
-    for case in &plan.cases {
+    for (n, case) in plan.cases.iter().enumerate() {
         let saved: Vec<Patch> = case
             .patches
             .iter()
@@ -356,9 +366,10 @@ fn corrupted_kernel_structures_end_every_view_cleanly() {
         let mut outcome = Outcome::default();
         for &t in TECHNIQUES {
             for args in &views {
-                // CI's share (see the README): every view under live-map, `ps` under
-                // every technique; VMSCOPE_ADVERSARIAL_FULL=1 runs every pair.
-                let chosen = everything || t == "live-map" || args == &["ps"];
+                // CI's share (see the README): each case every view under one technique
+                // (each technique in turn), and `ps` under every technique;
+                // VMSCOPE_ADVERSARIAL_FULL=1 runs every pair.
+                let chosen = everything || t == TECHNIQUES[n % TECHNIQUES.len()] || args == &["ps"];
                 if !chosen {
                     continue;
                 }
@@ -374,6 +385,7 @@ fn corrupted_kernel_structures_end_every_view_cleanly() {
                     outcome.errors.insert(format!("{}: {}", args.join(" "), r.stderr.trim()));
                 }
                 *per_technique.entry(t).or_default() += r.took;
+                cpu += r.cpu;
                 if args == &["ps"] && case.attachable {
                     let doc = r.doc.as_ref().unwrap_or_else(|| panic!("{what}: ps failed: {}", r.stderr));
                     let listed: BTreeSet<i64> =
@@ -413,5 +425,10 @@ fn corrupted_kernel_structures_end_every_view_cleanly() {
         }
     }
     println!("time per technique: {per_technique:?}");
-    println!("{} runs in {:.0} s", table.iter().map(|(_, o)| o.runs).sum::<usize>(), started.elapsed().as_secs_f64());
+    println!(
+        "{} runs in {:.0} s, {:.0} s of CPU",
+        table.iter().map(|(_, o)| o.runs).sum::<usize>(),
+        started.elapsed().as_secs_f64(),
+        cpu.as_secs_f64()
+    );
 }

@@ -10,7 +10,6 @@ use crate::kmem::{KernelMem, member};
 use crate::offsets::Offsets;
 use crate::offsets::{FilesOffsets, MapsOffsets, PrintkOffsets, VfsOffsets};
 use crate::types::btf::BtfTypes;
-use crate::views::{Limits, Meter, Outcome};
 use crate::views::environ::Environment;
 use crate::views::files::{AllOpenFiles, OpenFiles};
 use crate::views::graph::{ModuleGraph, TaskGraph};
@@ -20,6 +19,7 @@ use crate::views::modules::{ModuleList, ModuleSymbol, format_module_symbols};
 use crate::views::pids::PidTable;
 use crate::views::process::{ProcessList, ThreadList};
 use crate::views::tree::ProcessTree;
+use crate::views::{Limits, Meter, Outcome};
 use crate::{Error, Profile, ProfileCache, Result, SymbolTable};
 
 /// How to attach.
@@ -277,7 +277,13 @@ impl<M: PhysMem> Kernel<M> {
 
     fn ctx(&self) -> Ctx<'_, M> {
         let limits = self.limits;
-        Ctx { k: &self.kmem, o: &self.offsets, addrs: &self.addrs, limits, meter: Meter::new(limits.budget, &self.kmem) }
+        Ctx {
+            k: &self.kmem,
+            o: &self.offsets,
+            addrs: &self.addrs,
+            limits,
+            meter: Meter::new(limits.budget, &self.kmem),
+        }
     }
 
     /// Runs one pass, `f`, over a fresh context; a pass that spent its budget says

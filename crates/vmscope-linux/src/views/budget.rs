@@ -118,7 +118,7 @@ impl Meter {
         if bytes > self.budget.max_bytes {
             return self.trip(Resource::Bytes, bytes);
         }
-        if self.checks.fetch_add(1, Ordering::Relaxed) % CLOCK_EVERY == 0 {
+        if self.checks.fetch_add(1, Ordering::Relaxed).is_multiple_of(CLOCK_EVERY) {
             let took = self.start.elapsed();
             if took > self.budget.max_time {
                 return self.trip(Resource::TimeMs, u64::try_from(took.as_millis()).unwrap_or(u64::MAX));

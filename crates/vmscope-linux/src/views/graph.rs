@@ -11,9 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PAGE_SIZE, PhysMem};
 
-use super::{
-    AddrMap, AddrSet, Anomaly, BATCH, Bytes, Fields, Layout, Parts, field, owner, plausible, read_links,
-};
+use super::{AddrMap, AddrSet, Anomaly, BATCH, Bytes, Fields, Layout, Parts, field, owner, plausible, read_links};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::{ListOffsets, TaskOffsets};

@@ -335,8 +335,11 @@ impl<M: PhysMem> Ctx<'_, M> {
         // it, its `next` leads on.
         read_links_each(k, lo, heads, |i, links| match links {
             Ok((next, _)) => walks[i].ahead = Some(next),
-            Err(e) => walks[i]
-                .broke(Anomaly::Unreadable { what: format!("{name} link"), addr: heads[i], error: e.to_string() }),
+            Err(e) => walks[i].broke(Anomaly::Unreadable {
+                what: format!("{name} link"),
+                addr: heads[i],
+                error: e.to_string(),
+            }),
         });
         let (mut due, mut nodes) = (Vec::new(), Vec::new());
         while !self.meter.walk_exhausted(k) {

@@ -4,9 +4,7 @@
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{
-    AddrMap, Anomaly, BATCH, Bytes, Fields, Layout, Parts, Read, field, owner, plausible, with_struct,
-};
+use super::{AddrMap, Anomaly, BATCH, Bytes, Fields, Layout, Parts, Read, field, owner, plausible, with_struct};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::{NR_MM_COUNTERS_MAX, RssLayout, TaskOffsets};
