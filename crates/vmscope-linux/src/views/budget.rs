@@ -102,7 +102,9 @@ impl Meter {
 
     /// Counts `n` nodes visited.
     pub fn visit(&self, n: usize) {
-        self.nodes.fetch_add(n as u64, Ordering::Relaxed);
+        // A load and a store (see `KernelMem::count`): no locked instruction per node.
+        let was = self.nodes.load(Ordering::Relaxed);
+        self.nodes.store(was.saturating_add(n as u64), Ordering::Relaxed);
     }
 
     /// Whether the pass has spent its bytes or its time: then it stops where it
@@ -118,7 +120,9 @@ impl Meter {
         if bytes > self.budget.max_bytes {
             return self.trip(Resource::Bytes, bytes);
         }
-        if self.checks.fetch_add(1, Ordering::Relaxed).is_multiple_of(CLOCK_EVERY) {
+        let checks = self.checks.load(Ordering::Relaxed);
+        self.checks.store(checks.wrapping_add(1), Ordering::Relaxed);
+        if checks.is_multiple_of(CLOCK_EVERY) {
             let took = self.start.elapsed();
             if took > self.budget.max_time {
                 return self.trip(Resource::TimeMs, u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
