@@ -535,8 +535,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         let layout = task_layout(&self.o.task);
         let addrs = self.task_addrs(&mut anomalies);
         // A batch at a time, so that what a pass holds is one batch of tasks, not
-        // every task of the list. A parent comes before its children in the list
-        // (children are added at its tail), so its tgid is usually known by then.
+        // every task of the list. A new task joins the list at its tail, after its
+        // parent, so the parent's tgid is usually known by then (else it is read).
         let mut tgids: AddrMap<Gva, i32> = AddrMap::default();
         for batch in addrs.chunks(BATCH) {
             if self.meter.exhausted(self.k) {
