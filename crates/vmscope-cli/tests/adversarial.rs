@@ -320,22 +320,7 @@ struct Outcome {
 #[test]
 fn corrupted_kernel_structures_end_every_view_cleanly() {
     let q = ReadmeQemu::start("6.1");
-    {
-        let mut a = q.agent();
-        a.sh("insmod /lib/modules/dummy.ko && insmod /lib/modules/crc7.ko").unwrap();
-        let r = a
-            .exec(vmscope_agent::ExecRequest {
-                argv: vec![
-                    "/bin/sh".into(),
-                    "-c".into(),
-                    "for n in 100001 100002 100003; do sleep $n >/dev/null 2>&1 & done".into(),
-                ],
-                uid: Some(1001),
-                ..Default::default()
-            })
-            .unwrap();
-        assert!(r.success());
-    }
+    q.load_modules_and_run_as_alice("for n in 100001 100002 100003; do sleep $n >/dev/null 2>&1 & done");
     std::thread::sleep(Duration::from_millis(300));
     // Ground truth: the guest's own process list, then the guest paused for good.
     let truth: BTreeMap<i32, String> = q.agent().processes().unwrap().into_iter().map(|p| (p.pid, p.comm)).collect();
