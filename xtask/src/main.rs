@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's automation. Run it without arguments for the list.
 
 mod deps;
+mod fuzz;
 mod images;
 mod lab;
 mod test;
@@ -16,7 +17,9 @@ tasks:
   testkernel   build only the test kernel for the built-in VMM
   lab          run the study's experiments on real guests (cargo xtask lab --help)
   test         install host tools and build images if missing, then run every test
-               (unit, property, end-to-end against real guests); extra args go to nextest
+               (unit, property, end-to-end against real guests), then every fuzz target
+               for 15 s; extra args go to nextest
+  fuzz         every cargo-fuzz target of fuzz/ for SECONDS each (default 60)
   lint         formatting, clippy and docs with warnings as errors, each library crate packaged
 ";
 
@@ -35,6 +38,16 @@ fn main() -> anyhow::Result<()> {
         "test" => test::run(&rest),
         "lab" => lab::run(&rest),
         "lint" => test::lint(),
+        "fuzz" => {
+            let seconds = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(60);
+            match fuzz::run(seconds)? {
+                fuzz::Fuzzed::Clean => Ok(()),
+                fuzz::Fuzzed::Skipped(why) => {
+                    eprintln!("SKIPPED: {why}");
+                    Ok(())
+                }
+            }
+        }
         "testkernel" => {
             let out = testkernel::build(&project_root(), &images::out_dir())?;
             println!("{}", out.display());

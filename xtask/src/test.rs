@@ -22,7 +22,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         eprintln!("xtask: cargo-nextest not found; using cargo test");
         cmd.args(["test", "--workspace", "--no-fail-fast"]).args(args);
     }
-    let skipped = run_scanning(&mut cmd, "SKIPPED:")?;
+    let mut skipped = run_scanning(&mut cmd, "SKIPPED:")?;
+    if let crate::fuzz::Fuzzed::Skipped(why) = crate::fuzz::run(crate::fuzz::TEST_SECONDS)? {
+        eprintln!("SKIPPED: {why}");
+        skipped.push(format!("SKIPPED: {why}"));
+    }
     if !skipped.is_empty() {
         eprintln!("\nxtask: {} check(s) could not run on this machine and were skipped:", skipped.len());
         for s in &skipped {

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use vmscope_consistency::invariants;
-use vmscope_linux::{AttachOptions, Hints, Kernel, ProfileCache};
+use vmscope_linux::{AttachOptions, Budget, Hints, Kernel, Limits, ProfileCache};
 use vmscope_mem::{MemoryMap, PhysMem, SliceMem};
 use vmscope_snap::{Format, SnapOptions};
 use vmscope_technique::{Access, Guest, Options, ReadMethod, Target, Technique};
@@ -73,6 +73,16 @@ struct Args {
     /// Print one JSON document instead of a table.
     #[arg(long, global = true)]
     json: bool,
+    /// Most wall time one view may take, in milliseconds; a view that runs out stops
+    /// and says so (a `budget` anomaly). Default 30000.
+    #[arg(long, value_name = "MS", global = true)]
+    budget_ms: Option<u64>,
+    /// Most guest memory one view may read, in MiB. Default 256.
+    #[arg(long, value_name = "MIB", global = true)]
+    budget_mb: Option<u64>,
+    /// Most list and tree nodes one view may visit. Default 262144.
+    #[arg(long, value_name = "N", global = true)]
+    budget_nodes: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -237,7 +247,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let opts = Options { read_method: args.read_method, ..Options::default() };
     match &args.command {
         Command::Dump { format, out } => return dump(&guest, args.technique, &opts, *format, out),
-        Command::Watch(w) => return watch::run(&guest, args.technique, &opts, w, args.json),
+        Command::Watch(w) => return watch::run(&guest, args.technique, &opts, w, args.json, args.limits()),
         _ => {}
     }
     let access = guest.access(args.technique, &opts)?;
@@ -252,14 +262,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
     // stdout must not keep a halted guest paused.
     let validates = access.technique().is_some_and(Technique::validates);
     if !args.command.verify() && !validates {
-        let out = access.pass(|mem| view(args, name, &attach(mem, hints)?))??;
+        let out = access.pass(|mem| view(args, name, &attach(mem, hints, args.limits())?))??;
         return emit(args.json, with_ram(args, &guest, out));
     }
     // Attaching reads what the kernel does not change while it runs (its symbols and
     // types); the view is what must be consistent, so it gets a pass (and a read set)
     // of its own.
-    let kernel =
-        access.pass(|mem| attach(mem, hints).map(|k| k.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0)))))??;
+    let kernel = access.pass(|mem| {
+        attach(mem, hints, args.limits()).map(|k| k.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0))))
+    })??;
     if !args.command.verify() {
         let out = access.pass(|mem| view(args, name, &kernel.rebind(mem)))??;
         return emit(args.json, with_ram(args, &guest, out));
@@ -281,6 +292,19 @@ fn with_ram(args: &Args, guest: &Guest, mut out: Output) -> Output {
         output::add_ram(&mut out.doc, &mut out.table, loc, guest.map_source());
     }
     out
+}
+
+impl Args {
+    /// The bounds of every view, with the budget the flags ask for.
+    fn limits(&self) -> Limits {
+        let d = Budget::default();
+        let budget = Budget {
+            max_bytes: self.budget_mb.map_or(d.max_bytes, |mb| mb.saturating_mul(1 << 20)),
+            max_nodes: self.budget_nodes.unwrap_or(d.max_nodes),
+            max_time: self.budget_ms.map_or(d.max_time, std::time::Duration::from_millis),
+        };
+        Limits { budget, ..Limits::default() }
+    }
 }
 
 impl Command {
@@ -305,9 +329,9 @@ fn emit(json: bool, out: Output) -> anyhow::Result<()> {
 
 /// Attaches to the kernel in `mem` (offsets cached per kernel build in the user's
 /// cache).
-fn attach(mem: &dyn PhysMem, hints: Hints) -> anyhow::Result<Kernel<&dyn PhysMem>> {
+fn attach(mem: &dyn PhysMem, hints: Hints, limits: Limits) -> anyhow::Result<Kernel<&dyn PhysMem>> {
     let cache = ProfileCache::per_user();
-    Kernel::attach_with(mem, AttachOptions { hints, cache: cache.as_ref(), ..AttachOptions::default() })
+    Kernel::attach_with(mem, AttachOptions { hints, cache: cache.as_ref(), limits, ..AttachOptions::default() })
         .context("finding the Linux kernel in guest memory")
 }
 
@@ -390,7 +414,7 @@ fn dump(
 /// from what attaching found. Says which.
 fn add_vmcoreinfo(snap: &mut vmscope_snap::Snapshot) -> &'static str {
     let hints = snap.meta().vcpus.first().map_or_else(Hints::none, |r| Hints::from_registers(r.cr3, r.cr4));
-    let found = match attach(&*snap, hints) {
+    let found = match attach(&*snap, hints, Limits::default()) {
         Ok(k) => match vmscope_linux::vmcoreinfo::read_note(&k) {
             Ok(Some(text)) => Ok((text, "from the kernel's vmcoreinfo_note")),
             _ => Err(Some(vmscope_linux::vmcoreinfo::build(&k))),

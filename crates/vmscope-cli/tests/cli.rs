@@ -38,18 +38,7 @@ fn truth(q: &ReadmeQemu) -> BTreeMap<i32, (i32, u32, String)> {
 #[test]
 fn ps_lsmod_info_against_a_hand_started_qemu() {
     let q = ReadmeQemu::start("6.1");
-    {
-        let mut a = q.agent();
-        a.sh("insmod /lib/modules/dummy.ko && insmod /lib/modules/crc7.ko").unwrap();
-        let r = a
-            .exec(vmscope_agent::ExecRequest {
-                argv: vec!["/bin/sh".into(), "-c".into(), "sleep 100000 >/dev/null 2>&1 &".into()],
-                uid: Some(1001),
-                ..Default::default()
-            })
-            .unwrap();
-        assert!(r.success());
-    }
+    q.load_modules_and_run_as_alice("sleep 100000 >/dev/null 2>&1 &");
     let ours = ps_against_proc(&q, &["ps"]);
     assert!(ours.values().any(|(_, uid, comm)| *uid == 1001 && comm == "sleep"), "alice's sleep is missing");
 

@@ -12,6 +12,12 @@
 //!   1 means the pass is linear in the tasks; before the lines-only batched reads it
 //!   was about 3.
 //!
+//! - the budget's cost: at 10,000 tasks the same pass again with no budget
+//!   (`Budget::unlimited()`: nothing checked), `task_graph/live-map-unbudgeted`; and,
+//!   since a loaded host drifts between two benchmarks, 200 pairs of passes
+//!   interleaved (budgeted then unbudgeted, then the other way round): the ratio of
+//!   their medians, budgeted over unbudgeted, is printed.
+//!
 //! `cargo bench -p vmscope-linux --bench scale`; needs `cargo xtask images` (skipped
 //! with a note otherwise). The figures are in the crate README.
 
@@ -20,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use vmscope_hv::Hypervisor;
-use vmscope_linux::{Hints, Kernel};
+use vmscope_linux::{Budget, Hints, Kernel, Limits};
 use vmscope_map::Mapped;
 use vmscope_mem::PhysMem;
 use vmscope_testbed::{Guest, GuestImages};
@@ -41,11 +47,14 @@ fn scale(c: &mut Criterion) {
     let regs = hv.vcpu_registers(0).expect("registers");
     let k = Kernel::attach(&mem, Hints::from_registers(regs.cr3, regs.cr4)).expect("attach");
     // What the lab's live-map pass does: refresh the hole guard when stale, then walk.
-    let pass = || {
+    let unbudgeted = k.with_limits(Limits { budget: Budget::unlimited(), ..k.limits() });
+    let pass_of = |k: &Kernel<&&Mapped>| {
         mem.holes().refresh_if_older(Duration::from_millis(500)).expect("hole refresh");
         let g = k.rebind(&mem as &dyn PhysMem).task_graph();
         g.tasks.iter().filter(|t| t.addr != g.init_task).count()
     };
+    let budgeted = k.with_limits(k.limits());
+    let pass = || pass_of(&budgeted);
 
     let mut per_task = Vec::new();
     let mut g = c.benchmark_group("task_graph");
@@ -70,6 +79,20 @@ fn scale(c: &mut Criterion) {
         });
         per_task.push(median(&mut samples) / found as f64);
     }
+    // The budget's bookkeeping: the last size again, unmetered, right after.
+    let mut samples = Vec::new();
+    g.bench_function(BenchmarkId::new("live-map-unbudgeted", SIZES[1]), |b| {
+        b.iter_custom(|iters| {
+            let t0 = Instant::now();
+            for _ in 0..iters {
+                black_box(pass_of(&unbudgeted));
+            }
+            let took = t0.elapsed();
+            samples.push(took.as_secs_f64() / iters as f64);
+            took
+        })
+    });
+    let unmetered = median(&mut samples);
     g.finish();
     let [base, big] = per_task[..] else { unreachable!("one figure per size") };
     eprintln!(
@@ -79,6 +102,33 @@ fn scale(c: &mut Criterion) {
         big * 1e9,
         SIZES[1],
         big / base
+    );
+    let found = pass_of(&unbudgeted) as f64;
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    let time = |k: &Kernel<&&Mapped>, into: &mut Vec<f64>| {
+        let t = Instant::now();
+        black_box(pass_of(k));
+        into.push(t.elapsed().as_secs_f64());
+    };
+    for i in 0..200 {
+        if i % 2 == 0 {
+            time(&budgeted, &mut with);
+            time(&unbudgeted, &mut without);
+        } else {
+            time(&unbudgeted, &mut without);
+            time(&budgeted, &mut with);
+        }
+    }
+    let (with, without) = (median(&mut with), median(&mut without));
+    eprintln!(
+        "scale bench: budget bookkeeping at {} tasks: criterion medians {:.0} vs {:.0} ns per task; interleaved \
+         medians {:.0} vs {:.0} ns per task: ratio {:.3} (budgeted over unbudgeted)",
+        SIZES[1],
+        big * 1e9,
+        unmetered / found * 1e9,
+        with / found * 1e9,
+        without / found * 1e9,
+        with / without
     );
 }
 

@@ -14,7 +14,6 @@ use crate::offsets::{
     VfsOffsets,
 };
 use crate::types::btf::BtfTypes;
-use crate::views::Limits;
 use crate::views::creds::Credentials;
 use crate::views::environ::Environment;
 use crate::views::files::{AllOpenFiles, OpenFiles};
@@ -28,6 +27,7 @@ use crate::views::pids::PidTable;
 use crate::views::process::{PerProcess, ProcessList, ThreadList};
 use crate::views::sockets::SocketTable;
 use crate::views::tree::ProcessTree;
+use crate::views::{Limits, Meter, Outcome};
 use crate::{Error, Profile, ProfileCache, Result, SymbolTable};
 
 /// How to attach.
@@ -125,6 +125,8 @@ pub(crate) struct Ctx<'a, M> {
     pub o: &'a Offsets,
     pub addrs: &'a Addrs,
     pub limits: Limits,
+    /// What the pass has spent of `limits.budget`.
+    pub meter: Meter,
 }
 
 /// A Linux guest, attached: where its kernel is, its symbols and the offsets of the
@@ -286,7 +288,24 @@ impl<M: PhysMem> Kernel<M> {
 
     fn ctx(&self) -> Ctx<'_, M> {
         let limits = self.limits;
-        Ctx { k: &self.kmem, o: &self.offsets, addrs: &self.addrs, limits }
+        Ctx {
+            k: &self.kmem,
+            o: &self.offsets,
+            addrs: &self.addrs,
+            limits,
+            meter: Meter::new(limits.budget, &self.kmem),
+        }
+    }
+
+    /// Runs one pass, `f`, over a fresh context; a pass that spent its budget says
+    /// so in its anomalies.
+    fn pass<R: Outcome>(&self, f: impl FnOnce(&Ctx<'_, M>) -> R) -> R {
+        let ctx = self.ctx();
+        let mut out = f(&ctx);
+        if let (Some(a), Some(an)) = (ctx.meter.anomaly(), out.anomalies()) {
+            an.push(a);
+        }
+        out
     }
 
     /// The same kernel over other memory — a snapshot of this guest, or another
@@ -304,6 +323,19 @@ impl<M: PhysMem> Kernel<M> {
             from_cache: self.from_cache,
             limits: self.limits,
         }
+    }
+
+    /// The same kernel, its views bounded by `limits` instead (a budget for one
+    /// call, say) — over the same memory, nothing discovered again.
+    pub fn with_limits(&self, limits: Limits) -> Kernel<&M> {
+        let mut k = self.rebind(self.mem());
+        k.limits = limits;
+        k
+    }
+
+    /// The bounds of every walk and the budget of every pass.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// What discovery found: KASLR offsets, paging mode, banner, evidence.
@@ -353,12 +385,12 @@ impl<M: PhysMem> Kernel<M> {
 
     /// Every process (thread-group leader), with anomalies.
     pub fn processes(&self) -> ProcessList {
-        self.ctx().processes()
+        self.pass(|c| c.processes())
     }
 
     /// The threads of process `pid`, or `None` if there is no such process.
     pub fn threads(&self, pid: i32) -> Option<ThreadList> {
-        self.ctx().threads(pid)
+        self.pass(|c| c.threads(pid))
     }
 
     /// The process tree.
@@ -369,7 +401,7 @@ impl<M: PhysMem> Kernel<M> {
     /// The threads of every process, in task-list order (each list with its own
     /// anomalies), and the anomalies of the task-list walk.
     pub fn all_threads(&self) -> (Vec<ThreadList>, Vec<crate::Anomaly>) {
-        self.ctx().all_threads()
+        self.pass(|c| c.all_threads())
     }
 
     /// Ok when the offsets `view` needs were resolved (`have`); else why not: the
@@ -400,27 +432,27 @@ impl<M: PhysMem> Kernel<M> {
     /// lack the maple tree (before Linux 6.1) or the VFS structures.
     pub fn memory_map(&self, pid: i32) -> Result<Option<MemoryMap>> {
         self.need_maps()?;
-        Ok(self.ctx().memory_map(pid))
+        Ok(self.pass(|c| c.memory_map(pid)))
     }
 
     /// The memory map of every process, in one walk that reads each shared file
     /// and directory once.
     pub fn memory_maps(&self) -> Result<MemoryMaps> {
         self.need_maps()?;
-        Ok(self.ctx().memory_maps())
+        Ok(self.pass(|c| c.memory_maps()))
     }
 
     /// The open files of process `pid`, as `/proc/PID/fd` and `fdinfo` show them,
     /// with its working directory, root and executable (`None`: no such process).
     pub fn open_files(&self, pid: i32) -> Result<Option<OpenFiles>> {
         self.need_files()?;
-        Ok(self.ctx().open_files(pid))
+        Ok(self.pass(|c| c.open_files(pid)))
     }
 
     /// The open files of every process, in one walk.
     pub fn all_open_files(&self) -> Result<AllOpenFiles> {
         self.need_files()?;
-        Ok(self.ctx().all_open_files())
+        Ok(self.pass(|c| c.all_open_files()))
     }
 
     /// The kernel log (the printk ring buffer of Linux 5.10+), oldest record first.
@@ -432,7 +464,7 @@ impl<M: PhysMem> Kernel<M> {
             });
         }
         self.need("the kernel log", self.offsets.printk.is_some(), |p| PrintkOffsets::resolve(p).map(|_| ()))?;
-        Ok(self.ctx().kernel_log())
+        Ok(self.pass(|c| c.kernel_log()))
     }
 
     /// The credentials of process `pid` (or of every process, `pid` `None`) as the
@@ -440,7 +472,7 @@ impl<M: PhysMem> Kernel<M> {
     /// (`Ok(None)`: no such process).
     pub fn credentials(&self, pid: Option<i32>) -> Result<Option<PerProcess<Credentials>>> {
         self.need("credentials", self.offsets.creds.is_some(), |p| CredsOffsets::resolve(p).map(|_| ()))?;
-        Ok(self.ctx().credentials(pid))
+        Ok(self.pass(|c| c.credentials(pid)))
     }
 
     /// The namespaces of process `pid` (or of every process) as the
@@ -448,7 +480,7 @@ impl<M: PhysMem> Kernel<M> {
     /// such process).
     pub fn namespaces(&self, pid: Option<i32>) -> Result<Option<PerProcess<Namespaces>>> {
         self.need("namespaces", self.offsets.ns.is_some(), |p| NsOffsets::resolve(p).map(|_| ()))?;
-        Ok(self.ctx().namespaces(pid))
+        Ok(self.pass(|c| c.namespaces(pid)))
     }
 
     /// The mounts of the mount namespace of process `pid`, from its root, as
@@ -459,7 +491,7 @@ impl<M: PhysMem> Kernel<M> {
         self.need("mounts", have, |p| {
             VfsOffsets::resolve(p).and(NsOffsets::resolve(p)).and(MountOffsets::resolve(p)).map(|_| ())
         })?;
-        Ok(self.ctx().mount_table(pid))
+        Ok(self.pass(|c| c.mount_table(pid)))
     }
 
     /// Every TCP, UDP and unix socket of every network namespace, with the
@@ -469,36 +501,36 @@ impl<M: PhysMem> Kernel<M> {
             return Err(Error::Unsupported { view: "sockets", why: "kallsyms has no `net_namespace_list`".into() });
         }
         self.need("sockets", self.offsets.net.is_some(), |p| NetOffsets::resolve(p).map(|_| ()))?;
-        Ok(self.ctx().sockets())
+        Ok(self.pass(|c| c.sockets()))
     }
 
     /// The environment of process `pid`, as `/proc/PID/environ` holds it (`None`:
     /// no such process).
     pub fn environment(&self, pid: i32) -> Option<Environment> {
-        self.ctx().environment(pid)
+        self.pass(|c| c.environment(pid))
     }
 
     /// Every loaded module, with anomalies.
     pub fn modules(&self) -> ModuleList {
-        self.ctx().modules()
+        self.pass(|c| c.modules())
     }
 
     /// The task graph, raw: the task list walked both ways, every task and thread
     /// with its parents, children and thread group, and the kernel's `nr_threads`.
     /// For consistency checks (`vmscope-consistency`), not for display.
     pub fn task_graph(&self) -> TaskGraph {
-        self.ctx().task_graph()
+        self.pass(|c| c.task_graph())
     }
 
     /// The PID table (`init_pid_ns.idr`), raw: every id, its `struct pid` and the
     /// tasks attached to it.
     pub fn pid_table(&self) -> PidTable {
-        self.ctx().pid_table()
+        self.pass(|c| c.pid_table())
     }
 
     /// The module list, raw: walked both ways, each module's links and state.
     pub fn module_graph(&self) -> ModuleGraph {
-        self.ctx().module_graph()
+        self.pass(|c| c.module_graph())
     }
 
     /// Every integrity check ([`checks`](crate::checks)): the system call tables and
@@ -507,12 +539,12 @@ impl<M: PhysMem> Kernel<M> {
     /// now if the attach was served from the profile cache.
     pub fn check(&self) -> Result<CheckReport> {
         let co = CheckOffsets::resolve(self.profile()?);
-        Ok(crate::checks::run(&self.ctx(), &co, &self.symbols))
+        Ok(self.pass(|c| crate::checks::run(c, &co, &self.symbols)))
     }
 
     /// Every module's symbols, as `/proc/kallsyms` lists them after the kernel's.
     pub fn module_symbols(&self) -> (Vec<ModuleSymbol>, Vec<crate::Anomaly>) {
-        self.ctx().module_symbols()
+        self.pass(|c| c.module_symbols())
     }
 
     /// `/proc/kallsyms` as root would read it: the kernel's symbols, then every

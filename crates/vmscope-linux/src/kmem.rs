@@ -4,6 +4,7 @@
 //! page tables with a TLB.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use vmscope_mem::{Gpa, Gva, PAGE_SIZE, PhysMem, ReadOp};
 use vmscope_x86::{AddressSpace, PagingMode, Root, Tlb};
@@ -23,6 +24,8 @@ pub struct KernelMem<M> {
     direct_len: u64,
     space: AddressSpace,
     tlb: Mutex<Tlb>,
+    /// Bytes read so far (what a pass's budget counts).
+    bytes_read: AtomicU64,
 }
 
 impl<M: PhysMem> KernelMem<M> {
@@ -32,7 +35,8 @@ impl<M: PhysMem> KernelMem<M> {
 
     fn with_tlb(mem: M, image: Image, direct_base: Gva, space: AddressSpace, tlb_slots: usize) -> Self {
         let direct_len = mem.memory_map().end();
-        KernelMem { mem, image, direct_base, direct_len, space, tlb: Mutex::new(Tlb::new(tlb_slots)) }
+        let tlb = Mutex::new(Tlb::new(tlb_slots));
+        KernelMem { mem, image, direct_base, direct_len, space, tlb, bytes_read: AtomicU64::new(0) }
     }
 
     /// The same kernel address space over other memory (a fresh TLB).
@@ -55,6 +59,21 @@ impl<M: PhysMem> KernelMem<M> {
     /// The paging mode.
     pub fn mode(&self) -> PagingMode {
         self.space.mode()
+    }
+
+    /// Bytes read through this kernel view so far (page-table reads of a
+    /// translation not counted): what a pass's [`Budget`](crate::views::Budget)
+    /// counts.
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, n: usize) {
+        // A load and a store, not an atomic add: no locked instruction on every
+        // read. Passes running at once on one `KernelMem` may lose a count, which a
+        // budget can afford.
+        let was = self.bytes_read.load(Ordering::Relaxed);
+        self.bytes_read.store(was.wrapping_add(n as u64), Ordering::Relaxed);
     }
 
     /// Forgets cached translations; call when the guest may have run since.
@@ -84,6 +103,7 @@ impl<M: PhysMem> KernelMem<M> {
 
     /// Reads `buf.len()` bytes at kernel-virtual `va`.
     pub fn read(&self, va: Gva, buf: &mut [u8]) -> Result<()> {
+        self.count(buf.len());
         let mut done = 0usize;
         while done < buf.len() {
             let at = member(va, done as u64)?;
@@ -104,6 +124,7 @@ impl<M: PhysMem> KernelMem<M> {
         let mut ops = Vec::with_capacity(pieces.len());
         // The piece each op reads for.
         let mut of = Vec::with_capacity(pieces.len());
+        self.count(pieces.iter().map(|(_, buf)| buf.len()).sum());
         for (i, (va, buf)) in pieces.iter_mut().enumerate() {
             let mut rest = &mut buf[..];
             let mut done = 0u64;
@@ -195,6 +216,7 @@ impl<M: PhysMem> KernelMem<M> {
     /// kernel-virtual pointer, as `mm->pgd` holds it). Fails at the first page that
     /// is not present.
     pub fn read_user(&self, pgd: Gva, va: Gva, buf: &mut [u8]) -> Result<()> {
+        self.count(buf.len());
         let (root, _) = self.translate(pgd)?;
         let space = self.space.with_root(Root::new(root));
         let mut done = 0usize;

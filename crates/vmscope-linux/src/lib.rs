@@ -104,4 +104,4 @@ pub use views::pids::{PidEntry, PidTable};
 pub use views::process::{PerProcess, Process, ProcessList, Thread, ThreadList};
 pub use views::sockets::{Owner, Proto, Socket, SocketTable, UnixInfo, state_name};
 pub use views::tree::{ProcessTree, TreeNode};
-pub use views::{Anomaly, Limits};
+pub use views::{Anomaly, Budget, Limits, Resource};

@@ -85,6 +85,7 @@ pub fn run(
     opts: &Options,
     w: &WatchArgs,
     json: bool,
+    limits: vmscope_linux::Limits,
 ) -> anyhow::Result<()> {
     if guest.dump().is_some() {
         anyhow::bail!("`watch` follows a live guest; a dump does not change (use `ps`, `lsmod` on it)");
@@ -98,7 +99,7 @@ pub fn run(
             .registers()
             .map_or_else(Hints::none, |r| Hints::from_registers(r.cr3, r.cr4).with_lstar(Gva::new(r.lstar)));
         Source::Memory(Box::new(access.pass(|mem| {
-            crate::attach(mem, hints).map(|k| k.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0))))
+            crate::attach(mem, hints, limits).map(|k| k.rebind(SliceMem::new(Vec::new(), MemoryMap::flat(0))))
         })??))
     };
     let mut out = std::io::stdout().lock();

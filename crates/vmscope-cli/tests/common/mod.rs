@@ -90,6 +90,16 @@ impl ReadmeQemu {
             .unwrap()
     }
 
+    /// Loads the `dummy` and `crc7` modules and runs the shell line `line` as alice
+    /// (uid 1001) in the guest: the processes and modules the tests look for.
+    pub fn load_modules_and_run_as_alice(&self, line: &str) {
+        let mut a = self.agent();
+        a.sh("insmod /lib/modules/dummy.ko && insmod /lib/modules/crc7.ko").unwrap();
+        let argv = vec!["/bin/sh".into(), "-c".into(), line.into()];
+        let r = a.exec(vmscope_agent::ExecRequest { argv, uid: Some(1001), ..Default::default() }).unwrap();
+        assert!(r.success(), "{line}: {}", r.status_text());
+    }
+
     pub fn agent(&self) -> Client {
         Client::connect(self.dir.path().join("agent.sock"), Duration::from_secs(30)).unwrap()
     }

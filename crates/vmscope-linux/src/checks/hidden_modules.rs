@@ -12,7 +12,7 @@ use vmscope_mem::{Gva, PhysMem};
 use super::{CheckCtx, CheckKind, Finding, Outcome};
 use crate::kmem::{container, member};
 use crate::offsets::{KsetOffsets, ModuleOffsets};
-use crate::views::{AddrSet, Anomaly, walk_list};
+use crate::views::{AddrSet, Anomaly};
 
 /// Where x86-64 loads modules: from `MODULES_VADDR` (`__START_KERNEL_map` plus the
 /// image size, 512 MiB or, with KASLR, 1 GiB) to `MODULES_END`.
@@ -106,7 +106,7 @@ fn kset<M: PhysMem>(
         }
     };
     let Ok(head) = member(kset, ko.kset_list) else { return };
-    let nodes = walk_list(k, &c.ctx.o.list, head, "module_kset.list", c.ctx.limits.max_list, &mut o.anomalies);
+    let nodes = c.ctx.walk_list(head, "module_kset.list", &mut o.anomalies);
     for node in nodes {
         o.examined += 1;
         let Some(mkobj) = container(node, ko.kobj_entry).and_then(|kobj| container(kobj, ko.mkobj_kobj)).ok() else {

@@ -243,6 +243,9 @@ impl<M: PhysMem> Ctx<'_, M> {
                 return out;
             }
             for (fd, file, cloexec) in self.descriptors(fo, files, &mut an) {
+                if self.meter.exhausted(self.k) {
+                    break;
+                }
                 let Some(FileInfo { path, inode, flags, pos, mnt_id, pseudo, .. }) = paths.file(file, &mut an) else {
                     continue;
                 };
@@ -285,7 +288,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         let leaders = self.leaders(&mut anomalies);
         let mut pass = Pass::new(Paths::new(self, vo, global_root(self, &mut anomalies)));
         pass.done.reserve_exact(leaders.len());
-        for l in &leaders {
+        for l in leaders.iter().take_while(|_| !self.meter.exhausted(self.k)) {
             let f = self.open_files_of(fo, &mut pass, l);
             pass.done.push(f);
         }

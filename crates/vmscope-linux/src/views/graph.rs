@@ -11,10 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PAGE_SIZE, PhysMem};
 
-use super::{
-    AddrMap, AddrSet, Anomaly, BATCH, Bytes, Fields, Layout, Parts, field, owner, plausible, read_links, walk_list,
-    walk_lists,
-};
+use super::{AddrMap, AddrSet, Anomaly, BATCH, Bytes, Fields, Layout, Parts, field, owner, plausible, read_links};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::{ListOffsets, TaskOffsets};
@@ -253,6 +250,10 @@ impl<M: PhysMem> Ctx<'_, M> {
             let mut out = Vec::new();
             let mut cur = &h;
             let closed = loop {
+                if self.meter.walk_exhausted(self.k) {
+                    break false;
+                }
+                self.meter.visit(1);
                 let to = if forward { cur.next } else { cur.prev };
                 if to == head {
                     break true;
@@ -329,7 +330,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                 listed.push(i);
             }
         }
-        let walked = walk_lists(self.k, &self.o.list, &heads, "signal.thread_head", self.limits.max_list);
+        let walked = self.walk_lists(&heads, "signal.thread_head");
         for (w, i) in walked.into_iter().zip(listed) {
             let walked_clean = w.anomalies.is_empty();
             an.extend(w.anomalies);
@@ -392,7 +393,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                 t.children_complete = true;
             } else {
                 let before = an.len();
-                let nodes = walk_list(self.k, &self.o.list, head, "task.children", self.limits.max_list, an);
+                let nodes = self.walk_list(head, "task.children", an);
                 t.children = nodes.into_iter().filter_map(|n| owner(n, o.sibling, "task_struct", an)).collect();
                 t.children_complete = an.len() == before;
             }
@@ -445,7 +446,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         let layout = &node.layout;
         let mut groups = AddrMap::default();
         let mut queue: std::collections::VecDeque<(Gva, bool)> = leaders.into();
-        'read: while !queue.is_empty() {
+        'read: while !queue.is_empty() && !self.meter.exhausted(self.k) {
             let batch: Vec<(Gva, bool)> = queue.drain(..queue.len().min(BATCH)).collect();
             let addrs: Vec<Gva> = batch.iter().map(|b| b.0).collect();
             let reads = layout.read_each(self.k, &addrs);
@@ -651,7 +652,7 @@ mod tests {
         /// walks end, stay within their bounds, and do not panic.
         #[test]
         fn arbitrary_bytes_never_panic(
-            junk in prop::collection::vec((0u64..0x8000, any::<u64>()), 1..96),
+            junk in prop::collection::vec((0u64..0x8000, crate::views::fixture::hostile_u64()), 1..96),
             small in prop::collection::vec((0u64..0x8000, 0u64..16), 0..16),
         ) {
             let (mut fx, _) = family();

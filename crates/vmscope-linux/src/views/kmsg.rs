@@ -256,6 +256,9 @@ impl<M: PhysMem> Ctx<'_, M> {
         };
         let (descs, text) = (Bytes(&descs), Bytes(&text));
         for i in 0..n {
+            if self.meter.exhausted(self.k) {
+                break;
+            }
             let id = first_id.wrapping_add(i) & DESC_ID_MASK;
             let d = i * po.desc_size;
             let (Some(sv), Some(begin), Some(next)) =

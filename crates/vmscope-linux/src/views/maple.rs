@@ -64,6 +64,10 @@ impl<M: PhysMem> Walk<'_, '_, M> {
     /// Walks the node `enode` (encoded) covering `min..=max`. Returns false once the
     /// walk must stop (the entry limit).
     fn node(&mut self, enode: u64, at: Gva, min: u64, max: u64, depth: usize) -> bool {
+        if self.ctx.meter.walk_exhausted(self.ctx.k) {
+            return false;
+        }
+        self.ctx.meter.visit(1);
         let node = Gva::new(enode & !NODE_MASK);
         let ty = (enode >> TYPE_SHIFT) & TYPE_MASK;
         let mo = *self.mo;

@@ -315,6 +315,9 @@ impl<M: PhysMem> Ctx<'_, M> {
             let entries = maple::entries(self, &mo.maple, "mm_mt", mm.root, mm.root_at, self.limits.max_vmas, &mut an);
             vmas.reserve_exact(entries.len() + 1);
             for e in entries {
+                if self.meter.exhausted(self.k) {
+                    break;
+                }
                 vmas.extend(self.vma(mo, &mm, pass, e.value, Some((e.min, e.max)), &mut an));
             }
             if vsyscall
@@ -352,7 +355,11 @@ impl<M: PhysMem> Ctx<'_, M> {
         let leaders = self.leaders(&mut anomalies);
         let mut pass = self.pass(&mut anomalies);
         let vsyscall = self.vsyscall_on(mo);
-        let processes = leaders.iter().map(|l| self.map_of(mo, &mut pass, l, vsyscall)).collect();
+        let processes = leaders
+            .iter()
+            .take_while(|_| !self.meter.exhausted(self.k))
+            .map(|l| self.map_of(mo, &mut pass, l, vsyscall))
+            .collect();
         MemoryMaps { processes, anomalies }
     }
 }
@@ -554,7 +561,7 @@ mod tests {
         /// Whatever the bytes of the mounts, dentries, files, descriptor tables,
         /// maple tree and log, the deeper views end and do not panic.
         #[test]
-        fn arbitrary_bytes_never_panic(junk in prop::collection::vec((any::<u64>(), any::<u64>()), 1..48)) {
+        fn arbitrary_bytes_never_panic(junk in prop::collection::vec((any::<u64>(), crate::views::fixture::hostile_u64()), 1..48)) {
             let (mut fx, t) = guest(4);
             let f = fx.file("/tmp/data", 0, 12);
             fx.open(t, 3, f, true);

@@ -3,6 +3,7 @@
 //! cycles, checks a pointer before following it, and goes on where it safely can.
 
 mod addrs;
+pub mod budget;
 pub mod cgroup;
 pub mod creds;
 pub mod environ;
@@ -27,10 +28,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
+use crate::kernel::Ctx;
 use crate::kmem::{KernelMem, container, member};
 use crate::offsets::ListOffsets;
 
 pub(crate) use addrs::{AddrMap, AddrSet, Seen};
+pub use budget::{Budget, Resource};
+pub(crate) use budget::{Meter, Outcome};
 pub(crate) use fields::{BATCH, Bytes, Fields, Layout, Parts, Read};
 
 /// Bounds of every walk.
@@ -51,6 +55,9 @@ pub struct Limits {
     pub max_path_steps: usize,
     /// Most bytes of an environment read.
     pub max_environ: usize,
+    /// What one pass may spend in all.
+    #[serde(default)]
+    pub budget: Budget,
 }
 
 impl Default for Limits {
@@ -64,6 +71,7 @@ impl Default for Limits {
             max_fds: 1 << 20,
             max_path_steps: 4096,
             max_environ: 4 << 20,
+            budget: Budget::default(),
         }
     }
 }
@@ -158,6 +166,16 @@ pub enum Anomaly {
         /// The table.
         table: String,
     },
+    /// The pass spent its [`Budget`] and stopped: what it returns is what it had
+    /// found by then.
+    Budget {
+        /// What ran out.
+        resource: Resource,
+        /// The budget of it.
+        limit: u64,
+        /// What had been spent when the pass noticed.
+        spent: u64,
+    },
     /// A process's user memory (its command line) is not present: swapped out,
     /// not yet faulted in, or unmapped.
     UserMemoryUnavailable {
@@ -190,6 +208,9 @@ impl fmt::Display for Anomaly {
                 write!(f, "{list}: {nodes} nodes recovered walking backwards")
             }
             Anomaly::Unlisted { what, addr, table } => write!(f, "{what} at {addr:#x} is not in {table}"),
+            Anomaly::Budget { resource, limit, spent } => {
+                write!(f, "pass stopped: spent {spent} {} of a budget of {limit}", resource.name())
+            }
             Anomaly::UserMemoryUnavailable { pid, addr, error } => {
                 write!(f, "pid {pid}: user memory at {addr:#x}: {error}")
             }
@@ -352,71 +373,67 @@ pub(crate) fn with_struct<M: PhysMem, R>(
     }
 }
 
-/// Walks the circular list whose head is at `head` and returns the address of
-/// every node's `list_head` in list order. Bounded by `limit`; a cycle that does
-/// not pass through the head, an unreadable or implausible link, or a link whose
-/// back pointer disagrees is recorded, and when the forward walk breaks the list
-/// is walked backwards from the head to recover the rest.
-pub(crate) fn walk_list<M: PhysMem>(
-    k: &KernelMem<M>,
-    lo: &ListOffsets,
-    head: Gva,
-    name: &str,
-    limit: usize,
-    anomalies: &mut Vec<Anomaly>,
-) -> Vec<Gva> {
-    let Walked { nodes, anomalies: met } =
-        walk_lists(k, lo, &[head], name, limit).pop().expect("one walk per head, one head");
-    anomalies.extend(met);
-    nodes
+impl<M: PhysMem> Ctx<'_, M> {
+    /// Walks the circular list whose head is at `head` and returns the address of
+    /// every node's `list_head` in list order. Bounded by `limits.max_list` and the
+    /// pass's budget; a cycle that does not pass through the head, an unreadable or
+    /// implausible link, or a link whose back pointer disagrees is recorded, and
+    /// when the forward walk breaks the list is walked backwards from the head to
+    /// recover the rest.
+    pub(crate) fn walk_list(&self, head: Gva, name: &str, anomalies: &mut Vec<Anomaly>) -> Vec<Gva> {
+        let Walked { nodes, anomalies: met } =
+            self.walk_lists(&[head], name).pop().expect("one walk per head, one head");
+        anomalies.extend(met);
+        nodes
+    }
+
+    /// Walks every list of `heads` as [`walk_list`](Self::walk_list) walks one, a
+    /// step of each list per round, the round's reads in one batch: the lists' cache
+    /// misses overlap instead of coming one after another. Returns each list's nodes
+    /// and anomalies, in `heads` order. A pass out of budget stops every walk where
+    /// it is (the pass records that once).
+    pub(crate) fn walk_lists(&self, heads: &[Gva], name: &str) -> Vec<Walked> {
+        let (k, lo, limit) = (self.k, &self.o.list, self.limits.max_list);
+        let mut walks: Vec<Walk> = heads.iter().map(|&head| Walk::new(head)).collect();
+        // Each node's `list_head` is read once: its `prev` checks the step that led to
+        // it, its `next` leads on.
+        read_links_each(k, lo, heads, |i, links| match links {
+            Ok((next, _)) => walks[i].ahead = Some(next),
+            Err(e) => walks[i].broke(Anomaly::Unreadable {
+                what: format!("{name} link"),
+                addr: heads[i],
+                error: e.to_string(),
+            }),
+        });
+        let (mut due, mut nodes) = (Vec::new(), Vec::new());
+        while !self.meter.walk_exhausted(k) {
+            due.clear();
+            nodes.clear();
+            for (i, w) in walks.iter_mut().enumerate() {
+                if let Some(next) = w.ahead.take()
+                    && w.goes_to(k, lo, next, name, limit)
+                {
+                    due.push(i);
+                    nodes.push(next);
+                }
+            }
+            if due.is_empty() {
+                break;
+            }
+            self.meter.visit(nodes.len());
+            read_links_each(k, lo, &nodes, |j, links| walks[due[j]].arrive(nodes[j], links, name));
+        }
+        walks.into_iter().map(|w| w.finish(self, name)).collect()
+    }
 }
 
-/// One list as [`walk_lists`] walked it.
+/// One list as [`Ctx::walk_lists`] walked it.
 #[derive(Debug, Default)]
 pub(crate) struct Walked {
     /// Its nodes' `list_head`s, in list order.
     pub nodes: Vec<Gva>,
     /// What was wrong with it.
     pub anomalies: Vec<Anomaly>,
-}
-
-/// Walks every list of `heads` as [`walk_list`] walks one, a step of each list per
-/// round, the round's reads in one batch: the lists' cache misses overlap instead of
-/// coming one after another. Returns each list's nodes and anomalies, in `heads` order.
-pub(crate) fn walk_lists<M: PhysMem>(
-    k: &KernelMem<M>,
-    lo: &ListOffsets,
-    heads: &[Gva],
-    name: &str,
-    limit: usize,
-) -> Vec<Walked> {
-    let mut walks: Vec<Walk> = heads.iter().map(|&head| Walk::new(head)).collect();
-    // Each node's `list_head` is read once: its `prev` checks the step that led to
-    // it, its `next` leads on.
-    read_links_each(k, lo, heads, |i, links| match links {
-        Ok((next, _)) => walks[i].ahead = Some(next),
-        Err(e) => {
-            walks[i].broke(Anomaly::Unreadable { what: format!("{name} link"), addr: heads[i], error: e.to_string() })
-        }
-    });
-    let (mut due, mut nodes) = (Vec::new(), Vec::new());
-    loop {
-        due.clear();
-        nodes.clear();
-        for (i, w) in walks.iter_mut().enumerate() {
-            if let Some(next) = w.ahead.take()
-                && w.goes_to(k, lo, next, name, limit)
-            {
-                due.push(i);
-                nodes.push(next);
-            }
-        }
-        if due.is_empty() {
-            break;
-        }
-        read_links_each(k, lo, &nodes, |j, links| walks[due[j]].arrive(nodes[j], links, name));
-    }
-    walks.into_iter().map(|w| w.finish(k, lo, name, limit)).collect()
 }
 
 /// One list's walk in progress.
@@ -486,14 +503,16 @@ impl Walk {
 
     /// The nodes, and if the walk broke, those met walking back from the head
     /// through `prev` until meeting the forward walk.
-    fn finish<M: PhysMem>(mut self, k: &KernelMem<M>, lo: &ListOffsets, name: &str, limit: usize) -> Walked {
+    fn finish<M: PhysMem>(mut self, ctx: &Ctx<'_, M>, name: &str) -> Walked {
         if !self.broken {
             return self.out;
         }
+        let (k, lo, limit) = (ctx.k, &ctx.o.list, ctx.limits.max_list);
         let (head, nodes) = (self.head, &mut self.out.nodes);
         let mut back = Vec::new();
         let mut cur = head;
-        while back.len() + nodes.len() < limit {
+        while back.len() + nodes.len() < limit && !ctx.meter.walk_exhausted(k) {
+            ctx.meter.visit(1);
             let Ok(prev) = member(cur, lo.prev).and_then(|at| k.read_ptr(at)) else {
                 break;
             };
@@ -709,7 +728,10 @@ mod tests {
         /// Whatever the bytes of the tasks, modules and their links, the views end
         /// and do not panic.
         #[test]
-        fn arbitrary_kernel_bytes_never_panic(junk in prop::collection::vec((0u64..0x3000, any::<u64>()), 1..64)) {
+        fn arbitrary_kernel_bytes_never_panic(
+            junk in prop::collection::vec((0u64..0x3000, super::fixture::hostile_u64()), 1..64),
+            nodes in 1u64..256,
+        ) {
             let mut fx = Fx::new();
             let i = fx.process(1, fx.init_task, 0, "init", Some("/sbin/init"));
             fx.process(2, i, 5, "a", Some("a b c"));
@@ -719,7 +741,8 @@ mod tests {
                 fx.w64(base + (off & !7), v);
             }
             let (k, addrs) = fx.finish();
-            let ctx = fx.ctx(&k, &addrs, Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64, ..Limits::default() });
+            let budget = Budget { max_nodes: nodes, ..Budget::default() };
+            let ctx = fx.ctx(&k, &addrs, Limits { max_list: 64, max_cmdline: 4096, max_module_symbols: 64, budget, ..Limits::default() });
             let list = ctx.processes();
             prop_assert!(list.processes.len() <= 64);
             let _ = tree::ProcessTree::from_list(list);

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{Anomaly, Bytes, Fields, owner, plausible, walk_list};
+use super::{Anomaly, Bytes, Fields, owner, plausible};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::ModuleMemLayout;
@@ -85,8 +85,9 @@ fn state_word(name: &str) -> String {
 impl<M: PhysMem> Ctx<'_, M> {
     fn module_nodes(&self, an: &mut Vec<Anomaly>) -> Vec<(Gva, Vec<u8>)> {
         let mo = &self.o.module;
-        walk_list(self.k, &self.o.list, self.addrs.modules, "modules", self.limits.max_list, an)
+        self.walk_list(self.addrs.modules, "modules", an)
             .into_iter()
+            .take_while(|_| !self.meter.exhausted(self.k))
             .filter_map(|n| {
                 let addr = owner(n, mo.list, "struct module", an)?;
                 match self.k.read_vec(addr, mo.size as usize) {
@@ -301,6 +302,9 @@ impl<M: PhysMem> Ctx<'_, M> {
         let mut out = Vec::new();
         let unformed = self.o.module.states.iter().find(|(_, n)| n == "MODULE_STATE_UNFORMED").map(|(v, _)| *v);
         for (addr, bytes) in self.module_nodes(&mut an) {
+            if self.meter.exhausted(self.k) {
+                break;
+            }
             let b = Bytes(&bytes);
             if b.i32(self.o.module.state).map(i64::from) == unformed {
                 continue;

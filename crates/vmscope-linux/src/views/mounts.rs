@@ -11,7 +11,7 @@ use vmscope_mem::{Gva, PhysMem};
 use super::path::{Paths, read_path};
 use super::process::Leader;
 use super::rbtree::Tree;
-use super::{AddrMap, Anomaly, Fields, follow, owner, plausible, walk_list, with_struct};
+use super::{AddrMap, Anomaly, Fields, follow, owner, plausible, with_struct};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::{MountOffsets, MountSet, VfsOffsets};
@@ -146,7 +146,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         match mo.set {
             MountSet::List { head, link } => {
                 let Ok(h) = member(ns, head) else { return Vec::new() };
-                walk_list(self.k, &self.o.list, h, "mnt_namespace.list", limit, an)
+                self.walk_list(h, "mnt_namespace.list", an)
                     .into_iter()
                     .filter_map(|n| owner(n, link, "struct mount", an))
                     .collect()

@@ -107,7 +107,8 @@ impl<M: PhysMem> Walk<'_, '_, M> {
         match member(pid, po.pid_tasks).and_then(|at| k.read_ptr(at)) {
             Ok(mut node) => {
                 let mut seen = AddrSet::default();
-                while node.raw() != 0 {
+                while node.raw() != 0 && !self.ctx.meter.walk_exhausted(k) {
+                    self.ctx.meter.visit(1);
                     if !plausible(k, node, 8) {
                         self.an.push(Anomaly::BadPointer { what: "pid.tasks hlist".into(), at: pid, value: node });
                         break;
@@ -147,6 +148,10 @@ impl<M: PhysMem> Walk<'_, '_, M> {
     /// The node `value` (an internal entry) covering indices from `index`, which its
     /// parent expects at `shift` (`None` for the root).
     fn node(&mut self, value: u64, index: u64, shift: Option<u32>, at: Gva, depth: usize) {
+        if self.ctx.meter.walk_exhausted(self.ctx.k) {
+            return;
+        }
+        self.ctx.meter.visit(1);
         let k = self.ctx.k;
         let node = Gva::new(value - 2);
         if depth > MAX_DEPTH || !plausible(k, node, 8) {

@@ -4,9 +4,7 @@
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{
-    AddrMap, Anomaly, BATCH, Bytes, Fields, Layout, Parts, Read, field, owner, plausible, walk_list, with_struct,
-};
+use super::{AddrMap, Anomaly, BATCH, Bytes, Fields, Layout, Parts, Read, field, owner, plausible, with_struct};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::{NR_MM_COUNTERS_MAX, RssLayout, TaskOffsets};
@@ -239,7 +237,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         let Some(head) = field(signal, self.o.signal.thread_head, "signal.thread_head", an) else {
             return Vec::new();
         };
-        let nodes = walk_list(self.k, &self.o.list, head, "signal.thread_head", self.limits.max_list, an);
+        let nodes = self.walk_list(head, "signal.thread_head", an);
         nodes.into_iter().filter_map(|n| owner(n, self.o.task.thread_node, "task_struct", an)).collect()
     }
 
@@ -517,7 +515,8 @@ impl<M: PhysMem> Ctx<'_, M> {
 
     /// Every process, as [`leader`](Self::leader) reads it, in task-list order.
     pub(crate) fn leaders(&self, an: &mut Vec<Anomaly>) -> Vec<Leader> {
-        self.task_addrs(an).into_iter().filter_map(|a| self.leader(a, an)).collect()
+        let addrs = self.task_addrs(an);
+        addrs.into_iter().take_while(|_| !self.meter.exhausted(self.k)).filter_map(|a| self.leader(a, an)).collect()
     }
 
     /// The process `pid`, if the task list has it.
@@ -545,7 +544,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         let Some(head) = field(self.addrs.init_task, self.o.task.tasks, "init_task.tasks", an) else {
             return Vec::new();
         };
-        walk_list(self.k, &self.o.list, head, "init_task.tasks", self.limits.max_list, an)
+        self.walk_list(head, "init_task.tasks", an)
             .into_iter()
             .filter_map(|n| owner(n, self.o.task.tasks, "task_struct", an))
             .collect()
@@ -556,19 +555,30 @@ impl<M: PhysMem> Ctx<'_, M> {
         let mut processes = Vec::new();
         let layout = task_layout(&self.o.task);
         let addrs = self.task_addrs(&mut anomalies);
-        let reads = self.read_tasks(&addrs, &layout);
-        let tasks: Vec<Task<'_>> = tasks(&addrs, &reads, &mut anomalies).collect();
-        let tgids: AddrMap<Gva, i32> =
-            tasks.iter().filter_map(|t| Some((t.addr, t.fields().i32(self.o.task.tgid)?))).collect();
-        for t in tasks {
-            if let Some(p) = self.process(&t, &layout, &tgids, &mut anomalies) {
-                processes.push(p);
-            } else if t.fields().i32(self.o.task.pid).is_none() {
-                anomalies.push(Anomaly::Unreadable {
-                    what: "task fields".into(),
-                    addr: t.addr,
-                    error: "short read".into(),
-                });
+        // A batch at a time, so that what a pass holds is one batch of tasks, not
+        // every task of the list. A new task joins the list at its tail, after its
+        // parent, so the parent's tgid is usually known by then (else it is read).
+        let mut tgids: AddrMap<Gva, i32> = AddrMap::default();
+        for batch in addrs.chunks(BATCH) {
+            if self.meter.exhausted(self.k) {
+                break;
+            }
+            let reads = [layout.read_each(self.k, batch)];
+            let tasks: Vec<Task<'_>> = tasks(batch, &reads, &mut anomalies).collect();
+            tgids.extend(tasks.iter().filter_map(|t| Some((t.addr, t.fields().i32(self.o.task.tgid)?))));
+            for t in tasks {
+                if self.meter.exhausted(self.k) {
+                    break;
+                }
+                if let Some(p) = self.process(&t, &layout, &tgids, &mut anomalies) {
+                    processes.push(p);
+                } else if t.fields().i32(self.o.task.pid).is_none() {
+                    anomalies.push(Anomaly::Unreadable {
+                        what: "task fields".into(),
+                        addr: t.addr,
+                        error: "short read".into(),
+                    });
+                }
             }
         }
         ProcessList { processes, anomalies }
@@ -597,6 +607,9 @@ impl<M: PhysMem> Ctx<'_, M> {
         let layout = task_layout(&self.o.task);
         let addrs = self.task_addrs(&mut anomalies);
         for batch in addrs.chunks(BATCH) {
+            if self.meter.exhausted(self.k) {
+                break;
+            }
             let reads = self.read_tasks(batch, &layout);
             // Up to the process: the tasks after it are not its business.
             let Some(t) = tasks(batch, &reads, &mut anomalies).find(|t| t.fields().i32(self.o.task.tgid) == Some(pid))
@@ -620,6 +633,9 @@ impl<M: PhysMem> Ctx<'_, M> {
             let reads = self.read_tasks(batch, &layout);
             let batch: Vec<Task<'_>> = tasks(batch, &reads, &mut anomalies).collect();
             for t in batch {
+                if self.meter.exhausted(self.k) {
+                    break;
+                }
                 let Some(pid) = t.fields().i32(self.o.task.tgid) else { continue };
                 let mut an = Vec::new();
                 let threads = self.group_threads(&t, &layout, &mut an);

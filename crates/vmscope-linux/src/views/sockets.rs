@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{AddrMap, AddrSet, Anomaly, Bytes, Fields, follow, owner, plausible, walk_list, with_struct};
+use super::{AddrMap, AddrSet, Anomaly, Bytes, Fields, follow, owner, plausible, with_struct};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::{NetOffsets, SockOffsets};
@@ -474,7 +474,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         let mut pass = Pass { found: AddrMap::default(), nets: AddrMap::default(), out: Vec::new(), steps: 0 };
         let mut namespaces = Vec::new();
         let nets: Vec<Gva> = match self.addrs.net_namespace_list {
-            Some(head) => walk_list(self.k, &self.o.list, head, "net_namespace_list", self.limits.max_list, &mut an)
+            Some(head) => self
+                .walk_list(head, "net_namespace_list", &mut an)
                 .into_iter()
                 .filter_map(|n| owner(n, no.net_list, "struct net", &mut an))
                 .collect(),
