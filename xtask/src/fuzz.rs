@@ -13,6 +13,26 @@ use anyhow::{Context, bail};
 /// stay within about three minutes of CI on two cores.
 pub const TEST_SECONDS: u32 = 15;
 
+/// How the targets are built.
+#[derive(Clone, Copy)]
+pub enum Build {
+    /// What `cargo xtask fuzz` runs: optimised, with AddressSanitizer.
+    Thorough,
+    /// What `cargo xtask test` runs, on a clean clone's empty target directory: an
+    /// unoptimised build without a sanitizer (the code under test forbids `unsafe`,
+    /// so a panic is what a crash is), which builds in a fraction of the time.
+    Quick,
+}
+
+impl Build {
+    fn flags(self) -> &'static [&'static str] {
+        match self {
+            Build::Thorough => &[],
+            Build::Quick => &["--dev", "--sanitizer", "none"],
+        }
+    }
+}
+
 /// How a fuzzing run ended, when it could run at all.
 pub enum Fuzzed {
     /// Every target ran its time without a crash.
@@ -23,7 +43,7 @@ pub enum Fuzzed {
 
 /// Builds every target and runs each for `seconds`. A crash fails with the target
 /// and the input file that crashed it (to be kept as a regression test).
-pub fn run(seconds: u32) -> anyhow::Result<Fuzzed> {
+pub fn run(seconds: u32, build: Build) -> anyhow::Result<Fuzzed> {
     let root = crate::project_root();
     let dir = root.join("fuzz");
     if let Some(why) = ensure_cargo_fuzz() {
@@ -37,7 +57,8 @@ pub fn run(seconds: u32) -> anyhow::Result<Fuzzed> {
         c
     };
     let t = Instant::now();
-    crate::test::status(&mut fuzz(&["build"]), "cargo fuzz build")?;
+    let flags = build.flags();
+    crate::test::status(fuzz(&["build"]).args(flags), "cargo fuzz build")?;
     eprintln!("xtask: fuzz targets built in {:.0} s", t.elapsed().as_secs_f64());
     for name in targets(&dir)? {
         let corpus = target.join("corpus").join(&name);
@@ -47,7 +68,9 @@ pub fn run(seconds: u32) -> anyhow::Result<Fuzzed> {
         let time = format!("-max_total_time={seconds}");
         let corpus_arg = corpus.display().to_string();
         let t = Instant::now();
-        let st = fuzz(&["run", &name, &corpus_arg, "--", &time, "-max_len=65536", "-rss_limit_mb=2048", &artifacts])
+        let st = fuzz(&["run"])
+            .args(flags)
+            .args([&name, &corpus_arg, "--", &time, "-max_len=65536", "-rss_limit_mb=2048", &artifacts])
             .status()
             .with_context(|| format!("running fuzz target {name}"))?;
         if !st.success() {

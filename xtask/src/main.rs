@@ -40,7 +40,7 @@ fn main() -> anyhow::Result<()> {
         "lint" => test::lint(),
         "fuzz" => {
             let seconds = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(60);
-            match fuzz::run(seconds)? {
+            match fuzz::run(seconds, fuzz::Build::Thorough)? {
                 fuzz::Fuzzed::Clean => Ok(()),
                 fuzz::Fuzzed::Skipped(why) => {
                     eprintln!("SKIPPED: {why}");

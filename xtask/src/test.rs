@@ -23,7 +23,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         cmd.args(["test", "--workspace", "--no-fail-fast"]).args(args);
     }
     let mut skipped = run_scanning(&mut cmd, "SKIPPED:")?;
-    if let crate::fuzz::Fuzzed::Skipped(why) = crate::fuzz::run(crate::fuzz::TEST_SECONDS)? {
+    if let crate::fuzz::Fuzzed::Skipped(why) = crate::fuzz::run(crate::fuzz::TEST_SECONDS, crate::fuzz::Build::Quick)? {
         eprintln!("SKIPPED: {why}");
         skipped.push(format!("SKIPPED: {why}"));
     }
