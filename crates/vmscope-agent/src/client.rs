@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::frame::{self, Decoder, Kind};
 use crate::message::{from_payload, to_payload};
-use crate::{Error, ExecRequest, ExecResult, ModuleInfo, ProcessInfo, Request, Response, Result};
+use crate::{
+    DirEntry, Error, ExecRequest, ExecResult, LIST_DIR_SINCE, ModuleInfo, ProcessInfo, Request, Response, Result,
+};
 
 /// A connection to the guest agent. One request at a time.
 #[derive(Debug)]
@@ -19,6 +21,8 @@ pub struct Client {
     /// Deadline for an answer, unless a call says otherwise.
     pub timeout: Duration,
     release: String,
+    /// The agent's protocol version, from its pong.
+    protocol: u32,
 }
 
 impl Client {
@@ -40,6 +44,7 @@ impl Client {
             next_id: 1,
             timeout: Duration::from_secs(30),
             release: String::new(),
+            protocol: 0,
         };
         loop {
             let left = timeout.saturating_sub(start.elapsed());
@@ -48,8 +53,9 @@ impl Client {
             }
             let nonce = u64::from(c.next_id) ^ 0x5eed_0000_0000;
             match c.call_with(&Request::Ping { nonce }, left.min(Duration::from_millis(500))) {
-                Ok(Response::Pong { nonce: n, release, .. }) if n == nonce => {
+                Ok(Response::Pong { nonce: n, release, protocol }) if n == nonce => {
                     c.release = release;
+                    c.protocol = protocol;
                     return Ok(c);
                 }
                 Ok(other) => return Err(Error::Protocol(format!("expected a pong, got {other:?}"))),
@@ -62,6 +68,11 @@ impl Client {
     /// The guest's `uname -r`, as the agent reported it.
     pub fn release(&self) -> &str {
         &self.release
+    }
+
+    /// The protocol version the agent speaks ([`crate::PROTOCOL_VERSION`] of its build).
+    pub fn protocol(&self) -> u32 {
+        self.protocol
     }
 
     /// Sends `req` and waits for its answer for at most [`Client::timeout`].
@@ -142,6 +153,22 @@ impl Client {
         }
     }
 
+    /// The entries of directory `path` of the guest, sorted by name, with each
+    /// link's target and what it leads to (see [`DirEntry`]).
+    pub fn list_dir(&mut self, path: &str) -> Result<Vec<DirEntry>> {
+        if self.protocol < LIST_DIR_SINCE {
+            return Err(Error::Protocol(format!(
+                "the guest's agent speaks protocol {} and cannot list directories (protocol {LIST_DIR_SINCE}); \
+                 rebuild the guest image with `cargo xtask images`",
+                self.protocol
+            )));
+        }
+        match self.call(&Request::ListDir { path: path.into() })? {
+            Response::Dir(d) => Ok(d),
+            other => Err(unexpected("list-dir", &other)),
+        }
+    }
+
     /// The guest's module list, from its /proc/modules.
     pub fn modules(&mut self) -> Result<Vec<ModuleInfo>> {
         match self.call(&Request::Modules)? {
@@ -158,6 +185,7 @@ fn request_name(r: &Request) -> &'static str {
         Request::ReadFile { .. } => "read-file",
         Request::Processes => "processes",
         Request::Modules => "modules",
+        Request::ListDir { .. } => "list-dir",
     }
 }
 
@@ -169,6 +197,7 @@ fn unexpected(what: &str, got: &Response) -> Error {
         Response::Processes(_) => "process list",
         Response::Modules(_) => "module list",
         Response::Error(_) => "error",
+        Response::Dir(_) => "directory",
     };
     Error::Protocol(format!("asked for {what}, got a {name}"))
 }

@@ -37,5 +37,6 @@ mod message;
 pub use client::Client;
 pub use error::{Error, Result};
 pub use message::{
-    ExecRequest, ExecResult, ModuleInfo, PROTOCOL_VERSION, ProcessInfo, Request, Response, from_payload, to_payload,
+    DirEntry, ExecRequest, ExecResult, LIST_DIR_SINCE, ModuleInfo, PROTOCOL_VERSION, ProcessInfo, Request, Response,
+    from_payload, to_payload,
 };

@@ -3,7 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever [`Request`] or [`Response`] change incompatibly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The first protocol with [`Request::ListDir`].
+pub const LIST_DIR_SINCE: u32 = 2;
 
 /// Host to guest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +29,27 @@ pub enum Request {
     Processes,
     /// The module list from /proc/modules (the agent technique).
     Modules,
+    /// The entries of a directory, each symbolic link's target and what the
+    /// entry leads to (e.g. `/proc/PID/fd`); answered by [`Response::Dir`].
+    /// Since protocol 2.
+    ListDir {
+        /// Absolute path in the guest.
+        path: String,
+    },
+}
+
+/// One entry of a directory the guest listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// Its name.
+    pub name: String,
+    /// Where it points, if it is a symbolic link (`readlink`): `socket:[INODE]`,
+    /// `/dev/null`, `net:[4026531840]`.
+    pub link: Option<String>,
+    /// `st_mode` of what it leads to (`stat`, links followed), if that worked.
+    pub mode: Option<u32>,
+    /// `st_ino` of what it leads to.
+    pub ino: Option<u64>,
 }
 
 /// A program to run in the guest.
@@ -131,6 +155,8 @@ pub enum Response {
     Modules(Vec<ModuleInfo>),
     /// The request failed.
     Error(String),
+    /// Answer to [`Request::ListDir`]: the entries sorted by name.
+    Dir(Vec<DirEntry>),
 }
 
 /// Encodes a message for a frame payload.
@@ -152,6 +178,22 @@ mod tests {
     fn round_trip() {
         let r = Request::Exec(ExecRequest { argv: vec!["ls".into()], uid: Some(1001), ..Default::default() });
         assert_eq!(from_payload::<Request>(&to_payload(&r)).unwrap(), r);
+        let d = Response::Dir(vec![DirEntry {
+            name: "3".into(),
+            link: Some("socket:[42]".into()),
+            mode: Some(0o140777),
+            ino: Some(42),
+        }]);
+        assert_eq!(from_payload::<Response>(&to_payload(&d)).unwrap(), d);
+    }
+
+    /// Protocol 1's messages keep their encoding: a new client still talks to an old
+    /// agent until it asks for something new.
+    #[test]
+    fn protocol_1_encodings_unchanged() {
+        assert_eq!(to_payload(&Request::Processes), [3]);
+        assert_eq!(to_payload(&Request::Modules), [4]);
+        assert_eq!(to_payload(&Response::Error("x".into())), [5, 1, b'x']);
     }
 
     proptest! {

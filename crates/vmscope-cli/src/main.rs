@@ -8,20 +8,19 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+mod agent;
 mod output;
 mod view;
 mod watch;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use serde_json::json;
 use vmscope_consistency::invariants;
 use vmscope_linux::{AttachOptions, Budget, Hints, Kernel, Limits, ProfileCache};
 use vmscope_mem::{MemoryMap, PhysMem, SliceMem};
 use vmscope_snap::{Format, SnapOptions};
-use vmscope_technique::{Access, Guest, Options, ReadMethod, Target, Technique};
+use vmscope_technique::{Guest, Options, ReadMethod, Target, Technique};
 
-use output::{ModRow, PsRow};
 use view::Output;
 
 /// Attaching to a kernel parses its BTF and kallsyms into hundreds of thousands of
@@ -251,8 +250,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         _ => {}
     }
     let access = guest.access(args.technique, &opts)?;
-    if access.agent().is_some() {
-        return agent(args, &access);
+    if let Some(mut client) = access.agent() {
+        let out = agent::view(args, &mut client)?;
+        return emit(args.json, out);
     }
     let name = access.technique().map_or("dump", Technique::name);
     let hints = guest
@@ -338,45 +338,6 @@ fn attach(mem: &dyn PhysMem, hints: Hints, limits: Limits) -> anyhow::Result<Ker
 /// Builds the requested view.
 fn view<M: PhysMem>(args: &Args, technique: &str, k: &Kernel<M>) -> anyhow::Result<Output> {
     view::build(&args.command, technique, k)
-}
-
-/// The agent technique: the guest answers from its own /proc.
-fn agent(args: &Args, access: &Access<'_>) -> anyhow::Result<()> {
-    let mut client = access.agent().expect("the agent technique opens a client");
-    if args.command.verify() {
-        bail!("--verify checks a view read from guest memory; the agent technique reads none");
-    }
-    let out = match args.command {
-        Command::Ps { threads: false, tree: false, .. } => {
-            let rows: Vec<PsRow> = client.processes()?.iter().map(PsRow::from).collect();
-            Output {
-                doc: json!({ "technique": "agent", "processes": rows }),
-                table: output::ps_table(&rows),
-                anomalies: vec![],
-            }
-        }
-        Command::Lsmod { .. } => {
-            let rows: Vec<ModRow> = client.modules()?.iter().map(ModRow::from).collect();
-            Output {
-                doc: json!({ "technique": "agent", "modules": rows }),
-                table: output::lsmod_table(&rows),
-                anomalies: vec![],
-            }
-        }
-        Command::Info => {
-            let version = String::from_utf8_lossy(&client.read_file("/proc/version", 4096)?).trim_end().to_owned();
-            let release = client.release().to_owned();
-            let table = format!("release        {release}\nbanner         {version}\n");
-            Output {
-                doc: json!({ "technique": "agent", "release": release, "banner": version }),
-                table,
-                anomalies: vec![],
-            }
-        }
-        Command::Dump { .. } | Command::Watch(_) => unreachable!("dump and watch are handled before the agent"),
-        _ => bail!("the agent technique answers `ps`, `lsmod` and `info`; this view is read from guest memory"),
-    };
-    emit(args.json, out)
 }
 
 /// Writes guest memory to `out`, with registers and VMCOREINFO: a snapshot

@@ -75,6 +75,7 @@ fn ps_lsmod_info_against_a_hand_started_qemu() {
 
     deeper_views(&q);
     system_views(&q);
+    agent_views(&q);
 
     // Every technique answers `ps` from the command line, each against the guest's
     // /proc (the agent technique too: the test holds no agent connection meanwhile).
@@ -149,8 +150,6 @@ fn deeper_views(q: &ReadmeQemu) {
 
     let o = q.vmscope(&["maps", "999999"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no process 999999"));
-    let o = q.vmscope(&["--technique", "agent", "lsof"]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("agent technique answers"));
 }
 
 /// `sockets`, `mounts`, `ns` and `creds` on the same guest: the commands, their
@@ -205,8 +204,111 @@ fn system_views(q: &ReadmeQemu) {
             .eq(["NETID", "STATE", "NETNS", "LOCAL", "PEER", "INODE", "PROCESS"]),
         "{table}"
     );
-    let o = q.vmscope(&["--technique", "agent", "sockets"]);
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("agent technique answers"));
+}
+
+/// The rows of a `sockets` table whose NETID starts with one of `netids`, as a set:
+/// NETID STATE NETNS LOCAL, PEER for TCP and UDP (/proc/net/unix names no peer),
+/// INODE and PROCESS.
+fn socket_rows(table: &str, netids: &[&str]) -> std::collections::BTreeSet<String> {
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| netids.iter().any(|n| l.starts_with(n)))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let users = f.last().filter(|u| u.starts_with("users:")).map_or("", |u| u);
+            let inode = f[f.len() - 1 - usize::from(!users.is_empty())];
+            let peer = if f[0] == "tcp" || f[0] == "udp" { f[4] } else { "-" };
+            format!("{} {} {} {} {peer} {inode} {users}", f[0], f[1], f[2], f[3])
+        })
+        .collect()
+}
+
+/// Every view the agent answers, against the guest's /proc read by the test and
+/// against the same view read from memory (live-map), with a workload holding files
+/// and sockets; and the views only memory answers, refused with what to do.
+fn agent_views(q: &ReadmeQemu) {
+    let sh = |line: &str| q.agent().sh(line).unwrap();
+    let agent = |args: &[&str]| stdout(&q.vmscope(&[&["--technique", "agent"], args].concat()));
+    let memory = |args: &[&str]| stdout(&q.vmscope(&[&["--technique", "live-map"], args].concat()));
+    sh("mkdir -p /tmp/agent-hold");
+    let hold: i32 =
+        sh("VMSCOPE_VIEWS=1 /sbin/vmscope-workload hold /tmp/agent-hold </dev/null >/tmp/ah.out 2>&1 & echo $!")
+            .trim()
+            .parse()
+            .unwrap();
+    let up = vmscope_testbed::eventually(Duration::from_secs(30), || sh("cat /tmp/ah.out").contains("hold: up"));
+    assert!(up, "the workload did not come up: {}", sh("cat /tmp/ah.out"));
+    let pid = hold.to_string();
+    let p = pid.as_str();
+
+    // maps and env: the guest's files, byte for byte, and what memory shows.
+    let maps = agent(&["maps", p]);
+    assert_eq!(maps, sh(&format!("cat /proc/{p}/maps")), "maps");
+    assert_eq!(maps, memory(&["maps", p]), "maps: agent vs live-map");
+    let env = sh(&format!("tr '\\0' '\\n' < /proc/{p}/environ"));
+    assert_eq!(agent(&["env", p]), env, "env");
+
+    // lsof: every descriptor's link and position as /proc shows them; every row as
+    // memory shows it.
+    let lsof = agent(&["lsof", p]);
+    let links = sh(&format!("cd /proc/{p}/fd && for f in *; do echo \"$f $(readlink $f)\"; done"));
+    let named: Vec<String> = lsof
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let fd = f[2].trim_end_matches(['r', 'w', 'u']);
+            fd.parse::<u32>().ok().map(|_| format!("{fd} {}", f[7..].join(" ")))
+        })
+        .collect();
+    let mut want: Vec<String> = links.lines().map(str::to_owned).collect();
+    want.sort_by_key(|l| l.split(' ').next().unwrap().parse::<u32>().unwrap());
+    assert_eq!(named, want, "lsof {p}:\n{lsof}");
+    assert!(lsof.lines().count() > 8, "the workload holds files: {lsof}");
+    assert_eq!(lsof, memory(&["lsof", p]), "lsof: agent vs live-map");
+    let all = agent(&["lsof"]);
+    assert!(all.lines().any(|l| l.starts_with("vmscope-agent") && l.ends_with(" /dev/ttyS1")), "{all}");
+
+    // mounts: the guest's mountinfo, per-fs options too; ns, creds: as memory.
+    let mounts = agent(&["mounts", "1"]);
+    let ours: Vec<&str> = mounts.lines().filter(|l| !l.starts_with('#')).collect();
+    assert_eq!(ours, sh("cat /proc/1/mountinfo").lines().collect::<Vec<_>>(), "mounts 1");
+    assert_eq!(agent(&["ns", p]), memory(&["ns", p]), "ns");
+    assert_eq!(agent(&["ns"]).lines().count(), memory(&["ns"]).lines().count(), "ns of every process");
+    assert_eq!(agent(&["creds", p]), memory(&["creds", p]), "creds");
+    let doc: serde_json::Value = serde_json::from_str(&agent(&["creds", "1", "--json"])).unwrap();
+    let eff = sh("grep CapEff /proc/1/status");
+    let want = u64::from_str_radix(eff.trim().trim_start_matches("CapEff:").trim(), 16).unwrap();
+    assert_eq!(doc["processes"][0]["cap_effective"].as_u64(), Some(want), "{doc}");
+
+    // sockets: the workload's TCP and UDP sockets as memory shows them (owners too),
+    // and the same unix sockets.
+    let ours = agent(&["sockets"]);
+    let theirs = memory(&["sockets"]);
+    let inet = socket_rows(&ours, &["tcp", "udp"]);
+    assert!(inet.iter().any(|r| r.contains("LISTEN") && r.contains("127.0.0.1:7701")), "{ours}");
+    assert_eq!(inet, socket_rows(&theirs, &["tcp", "udp"]), "inet sockets:\n{ours}\nlive-map:\n{theirs}");
+    assert_eq!(socket_rows(&ours, &["u_"]), socket_rows(&theirs, &["u_"]), "unix sockets");
+
+    // The kernel log and symbols.
+    let guest = sh("dmesg -r");
+    let log = agent(&["dmesg", "-r"]);
+    assert!(log.starts_with(guest.lines().next().unwrap()) && log.lines().count() >= guest.lines().count());
+    assert!(agent(&["dmesg"]).starts_with("[    0.000000] Linux version"));
+    let mut a: Vec<String> = agent(&["kallsyms", "dummy"]).lines().map(str::to_owned).collect();
+    let mut m: Vec<String> = memory(&["kallsyms", "dummy"]).lines().map(str::to_owned).collect();
+    a.sort();
+    m.sort();
+    assert!(a.iter().any(|l| l.ends_with("\t[dummy]")), "{a:?}");
+    assert_eq!(a, m, "kallsyms dummy");
+
+    for cmd in ["check", "pids"] {
+        let o = q.vmscope(&["--technique", "agent", cmd]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("choose a technique that reads memory"), "{cmd}: {err}");
+    }
+    sh(&format!("kill {p}"));
 }
 
 #[test]

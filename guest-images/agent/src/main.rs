@@ -88,5 +88,9 @@ fn handle(req: Request) -> Response {
             Ok(m) => Response::Modules(m),
             Err(err) => Response::Error(format!("/proc/modules: {err}")),
         },
+        Request::ListDir { path } => match procfs::list_dir(&path) {
+            Ok(d) => Response::Dir(d),
+            Err(err) => Response::Error(format!("{path}: {err}")),
+        },
     }
 }

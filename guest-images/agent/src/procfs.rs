@@ -2,7 +2,12 @@
 
 use std::io::Read;
 
-use vmscope_agent::{ModuleInfo, ProcessInfo};
+use std::os::unix::fs::MetadataExt;
+
+use vmscope_agent::{DirEntry, ModuleInfo, ProcessInfo};
+
+/// The most entries of one directory listed (the answer must fit a frame).
+const MAX_DIR_ENTRIES: usize = 1 << 16;
 
 pub fn release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_owned()).unwrap_or_default()
@@ -12,6 +17,25 @@ pub fn read_file(path: &str, max: u64) -> std::io::Result<Vec<u8>> {
     let mut v = Vec::new();
     std::fs::File::open(path)?.take(max).read_to_end(&mut v)?;
     Ok(v)
+}
+
+/// The entries of `path`, sorted by name: each one's link target, and the mode and
+/// inode of what it leads to. An entry that vanishes meanwhile keeps only its name.
+pub fn list_dir(path: &str) -> std::io::Result<Vec<DirEntry>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(path)?.take(MAX_DIR_ENTRIES) {
+        let Ok(e) = e else { continue };
+        let at = e.path();
+        let meta = std::fs::metadata(&at).ok();
+        out.push(DirEntry {
+            name: e.file_name().to_string_lossy().into_owned(),
+            link: std::fs::read_link(&at).ok().map(|t| t.to_string_lossy().into_owned()),
+            mode: meta.as_ref().map(MetadataExt::mode),
+            ino: meta.as_ref().map(MetadataExt::ino),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// Every process (thread-group leader). A process that exits while we read it is

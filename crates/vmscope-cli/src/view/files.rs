@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use serde_json::json;
-use vmscope_linux::{FileKind, Kernel, OpenFiles};
+use vmscope_linux::{Anomaly, FileKind, Kernel, OpenFiles};
 use vmscope_mem::PhysMem;
 
 use super::{Output, no_process};
@@ -69,10 +69,15 @@ pub fn lsof<M: PhysMem>(technique: &str, k: &Kernel<M>, pid: Option<i32>) -> any
             (ps, an)
         }
     };
+    Ok(lsof_output(technique, processes, anomalies))
+}
+
+/// The output of `lsof` for these processes' files.
+pub(crate) fn lsof_output(technique: &str, processes: Vec<OpenFiles>, anomalies: Vec<Anomaly>) -> Output {
     let mut table = header();
     for p in &processes {
         rows(p, &mut table);
     }
     let doc = json!({ "technique": technique, "processes": processes, "anomalies": anomalies });
-    Ok(Output { doc, table, anomalies })
+    Output { doc, table, anomalies }
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use serde_json::json;
-use vmscope_linux::{Anomaly, Kernel, PerProcess};
+use vmscope_linux::{Anomaly, Credentials, Kernel, MountTable, Namespaces, PerProcess};
 use vmscope_mem::PhysMem;
 
 use super::{Output, no_process};
@@ -25,7 +25,11 @@ fn all_anomalies<T>(p: &PerProcess<T>, of: impl Fn(&T) -> &[Anomaly]) -> Vec<Ano
 
 /// Like `/proc/PID/mountinfo`, a block per mount namespace.
 pub fn mounts<M: PhysMem>(technique: &str, k: &Kernel<M>, pid: Option<i32>) -> anyhow::Result<Output> {
-    let t = k.mounts(pid)?.ok_or_else(|| no_process(pid.unwrap_or(0)))?;
+    Ok(mounts_output(technique, k.mounts(pid)?.ok_or_else(|| no_process(pid.unwrap_or(0)))?))
+}
+
+/// The output of `mounts` for these mount namespaces.
+pub(crate) fn mounts_output(technique: &str, t: MountTable) -> Output {
     let mut table = String::new();
     let mut anomalies = t.anomalies.clone();
     for ns in &t.namespaces {
@@ -36,13 +40,17 @@ pub fn mounts<M: PhysMem>(technique: &str, k: &Kernel<M>, pid: Option<i32>) -> a
         anomalies.extend_from_slice(&ns.anomalies);
     }
     let doc = json!({ "technique": technique, "namespaces": t.namespaces, "anomalies": t.anomalies });
-    Ok(Output { doc, table, anomalies })
+    Output { doc, table, anomalies }
 }
 
 /// The namespaces each process is in (as `ls -l /proc/PID/ns` shows them) and
 /// its cgroup: one line per process, one column per namespace.
 pub fn ns<M: PhysMem>(technique: &str, k: &Kernel<M>, pid: Option<i32>) -> anyhow::Result<Output> {
-    let p = each(k.namespaces(pid)?, pid)?;
+    Ok(ns_output(technique, each(k.namespaces(pid)?, pid)?))
+}
+
+/// The output of `ns` for these processes' namespaces.
+pub(crate) fn ns_output(technique: &str, p: PerProcess<Namespaces>) -> Output {
     let cols = ["cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"];
     let mut table = format!("{:>7} {:<16}", "PID", "COMM");
     for c in cols {
@@ -58,13 +66,17 @@ pub fn ns<M: PhysMem>(technique: &str, k: &Kernel<M>, pid: Option<i32>) -> anyho
     }
     let anomalies = all_anomalies(&p, |n| &n.anomalies);
     let doc = json!({ "technique": technique, "processes": p.processes, "anomalies": p.anomalies });
-    Ok(Output { doc, table, anomalies })
+    Output { doc, table, anomalies }
 }
 
 /// Credentials and capabilities, one line per process (ids as real/effective/
 /// saved/filesystem, capabilities in hex as `/proc/PID/status` prints them).
 pub fn creds<M: PhysMem>(technique: &str, k: &Kernel<M>, pid: Option<i32>) -> anyhow::Result<Output> {
-    let p = each(k.credentials(pid)?, pid)?;
+    Ok(creds_output(technique, each(k.credentials(pid)?, pid)?))
+}
+
+/// The output of `creds` for these processes' credentials.
+pub(crate) fn creds_output(technique: &str, p: PerProcess<Credentials>) -> Output {
     let mut table = format!(
         "{:>7} {:<16} {:<23} {:<23} {:>16} {:>16} {:>16} {:>16} {:>16} {}\n",
         "PID", "COMM", "UID r/e/s/fs", "GID r/e/s/fs", "CAPINH", "CAPPRM", "CAPEFF", "CAPBND", "CAPAMB", "GROUPS"
@@ -80,5 +92,5 @@ pub fn creds<M: PhysMem>(technique: &str, k: &Kernel<M>, pid: Option<i32>) -> an
     }
     let anomalies = all_anomalies(&p, |c| &c.anomalies);
     let doc = json!({ "technique": technique, "processes": p.processes, "anomalies": p.anomalies });
-    Ok(Output { doc, table, anomalies })
+    Output { doc, table, anomalies }
 }

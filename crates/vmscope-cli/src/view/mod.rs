@@ -1,16 +1,16 @@
 //! Each subcommand's view: built from an attached kernel into one JSON document
 //! and one table.
 
-mod files;
-mod ids;
+pub(crate) mod files;
+pub(crate) mod ids;
 pub mod integrity;
 mod log;
-mod memory;
+pub(crate) mod memory;
 mod pids;
 mod procs;
 mod profile;
-mod sockets;
-mod symbols;
+pub(crate) mod sockets;
+pub(crate) mod symbols;
 
 use anyhow::anyhow;
 use serde_json::json;
@@ -67,6 +67,6 @@ pub fn build<M: PhysMem>(cmd: &Command, technique: &str, k: &Kernel<M>) -> anyho
 }
 
 /// The error for a PID the task list does not have.
-fn no_process(pid: i32) -> anyhow::Error {
+pub(crate) fn no_process(pid: i32) -> anyhow::Error {
     anyhow!("no process {pid} in the guest's task list")
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use serde_json::json;
-use vmscope_linux::{Kernel, Proto, Socket, state_name};
+use vmscope_linux::{Kernel, Proto, Socket, SocketTable, state_name};
 use vmscope_mem::PhysMem;
 
 use super::Output;
@@ -47,7 +47,11 @@ fn row(s: &Socket, out: &mut String) {
 
 /// Like `ss -tuxanp`, with each socket's network namespace and inode.
 pub fn sockets<M: PhysMem>(technique: &str, k: &Kernel<M>) -> anyhow::Result<Output> {
-    let t = k.sockets()?;
+    Ok(sockets_output(technique, k.sockets()?))
+}
+
+/// The output of `sockets` for this table.
+pub(crate) fn sockets_output(technique: &str, t: SocketTable) -> Output {
     let mut table = format!(
         "{:<6} {:<10} {:>10} {:<28} {:<28} {:>8} {}\n",
         "NETID", "STATE", "NETNS", "LOCAL", "PEER", "INODE", "PROCESS"
@@ -58,5 +62,5 @@ pub fn sockets<M: PhysMem>(technique: &str, k: &Kernel<M>) -> anyhow::Result<Out
     let doc = json!({
         "technique": technique, "namespaces": t.namespaces, "sockets": t.sockets, "anomalies": t.anomalies,
     });
-    Ok(Output { doc, table, anomalies: t.anomalies })
+    Output { doc, table, anomalies: t.anomalies }
 }

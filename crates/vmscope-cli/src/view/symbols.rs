@@ -5,18 +5,18 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 use serde_json::json;
-use vmscope_linux::Kernel;
+use vmscope_linux::{Anomaly, Kernel};
 use vmscope_mem::{Gva, PhysMem};
 
 use super::Output;
 
 /// One symbol.
 #[derive(Debug, Serialize)]
-struct Row<'a> {
-    addr: Gva,
-    kind: char,
-    name: &'a str,
-    module: Option<&'a str>,
+pub(crate) struct Row<'a> {
+    pub addr: Gva,
+    pub kind: char,
+    pub name: &'a str,
+    pub module: Option<&'a str>,
 }
 
 /// `/proc/kallsyms`, each line `ADDRESS TYPE NAME` and `\t[MODULE]` for a module's.
@@ -35,9 +35,13 @@ pub fn kallsyms<M: PhysMem>(technique: &str, k: &Kernel<M>, pattern: Option<&str
         name: &s.name,
         module: Some(&s.module),
     });
-    let rows: Vec<Row<'_>> = kernel.chain(modules).collect();
+    kallsyms_output(technique, &kernel.chain(modules).collect::<Vec<_>>(), anomalies)
+}
+
+/// The output of `kallsyms` for these symbols.
+pub(crate) fn kallsyms_output(technique: &str, rows: &[Row<'_>], anomalies: Vec<Anomaly>) -> Output {
     let mut table = String::with_capacity(rows.len() * 48);
-    for r in &rows {
+    for r in rows {
         let _ = write!(table, "{:016x} {} {}", r.addr, r.kind, r.name);
         if let Some(m) = r.module {
             let _ = write!(table, "\t[{m}]");
