@@ -231,7 +231,9 @@ fn agent_views(q: &ReadmeQemu) {
     let sh = |line: &str| q.agent().sh(line).unwrap();
     let agent = |args: &[&str]| stdout(&q.vmscope(&[&["--technique", "agent"], args].concat()));
     let memory = |args: &[&str]| stdout(&q.vmscope(&[&["--technique", "live-map"], args].concat()));
-    sh("mkdir -p /tmp/agent-hold");
+    // /proc/PID/cgroup has no `0::` line until cgroup2 is mounted once; the memory
+    // view shows the cgroup regardless.
+    sh("mkdir -p /tmp/agent-hold /tmp/agent-cg && mount -t cgroup2 none /tmp/agent-cg");
     let hold: i32 =
         sh("VMSCOPE_VIEWS=1 /sbin/vmscope-workload hold /tmp/agent-hold </dev/null >/tmp/ah.out 2>&1 & echo $!")
             .trim()
@@ -289,7 +291,13 @@ fn agent_views(q: &ReadmeQemu) {
     let inet = socket_rows(&ours, &["tcp", "udp"]);
     assert!(inet.iter().any(|r| r.contains("LISTEN") && r.contains("127.0.0.1:7701")), "{ours}");
     assert_eq!(inet, socket_rows(&theirs, &["tcp", "udp"]), "inet sockets:\n{ours}\nlive-map:\n{theirs}");
-    assert_eq!(socket_rows(&ours, &["u_"]), socket_rows(&theirs, &["u_"]), "unix sockets");
+    assert_eq!(
+        socket_rows(&ours, &["u_"]),
+        socket_rows(&theirs, &["u_"]),
+        "unix sockets:\n{ours}\n{}\n{}",
+        agent(&["sockets", "--json"]),
+        sh(&format!("cat /proc/{p}/net/unix"))
+    );
 
     // The kernel log and symbols.
     let guest = sh("dmesg -r");

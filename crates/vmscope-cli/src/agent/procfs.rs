@@ -243,7 +243,8 @@ pub fn inet_socket(proto: Proto, net_ns: u32, line: &str) -> Option<Socket> {
 /// One line of `/proc/net/unix` of network namespace `net_ns`.
 pub fn unix_socket(net_ns: u32, line: &str) -> Option<Socket> {
     let mut rest = line;
-    let sock = hex(field(&mut rest)?.strip_suffix(':')?)?;
+    // `%pK`: the address, zeros, or `(____ptrval____)` before the kernel can hash it.
+    let sock = hex(field(&mut rest)?.strip_suffix(':')?).unwrap_or(0);
     let _refs = field(&mut rest)?;
     let _protocol = field(&mut rest)?;
     let flags = u32::try_from(hex(field(&mut rest)?)?).ok()?;
@@ -382,6 +383,8 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsysca
         let connected = "ffff888004b1e400: 00000003 00000000 00000000 0001 03 99";
         let s = unix_socket(3, connected).unwrap();
         assert_eq!((s.state, s.unix.unwrap().path), (TCP_ESTABLISHED, None));
+        let early = "(____ptrval____): 00000002 00000000 00010000 0001 01 11349 /tmp/hold/sock";
+        assert_eq!(unix_socket(3, early).unwrap().sock, Gva::new(0));
         let dgram = "0000000000000000: 00000002 00000000 00000000 0002 01 5 @abstract name";
         assert_eq!(unix_socket(3, dgram).unwrap().unix.unwrap().path.as_deref(), Some("@abstract name"));
     }
