@@ -276,6 +276,18 @@ fn agent_views(q: &ReadmeQemu) {
     let mounts = agent(&["mounts", "1"]);
     let ours: Vec<&str> = mounts.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(ours, sh("cat /proc/1/mountinfo").lines().collect::<Vec<_>>(), "mounts 1");
+    // Every mount namespace (the workload's child has one; kdevtmpfs is chrooted and
+    // sees only what is under its root), as memory shows them but for the options a
+    // file system adds itself.
+    let blocks = |table: &str| -> Vec<String> {
+        table
+            .lines()
+            .map(|l| l.rsplit_once(' ').filter(|_| !l.starts_with('#')).map_or(l, |(a, _)| a).to_owned())
+            .collect()
+    };
+    let (ours, theirs) = (agent(&["mounts"]), memory(&["mounts"]));
+    assert!(ours.lines().filter(|l| l.starts_with("# mnt:")).count() >= 3, "{ours}");
+    assert_eq!(blocks(&ours), blocks(&theirs), "mounts:\n{ours}\nlive-map:\n{theirs}");
     assert_eq!(agent(&["ns", p]), memory(&["ns", p]), "ns");
     assert_eq!(agent(&["ns"]).lines().count(), memory(&["ns"]).lines().count(), "ns of every process");
     assert_eq!(agent(&["creds", p]), memory(&["creds", p]), "creds");

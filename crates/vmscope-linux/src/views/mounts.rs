@@ -256,6 +256,10 @@ impl<M: PhysMem> Ctx<'_, M> {
                 }
             };
             let Some(vfsmount) = member(m, vo.mnt).ok() else { continue };
+            // mountinfo leaves out what the process cannot reach from its root.
+            if !paths.reaches_root(vfsmount, r.mnt_root, &mut an) {
+                continue;
+            }
             let mount_point = paths.d_path(vfsmount, r.mnt_root, &mut an).0.unwrap_or_default();
             let root = paths.dentry_path(r.mnt_root, &mut an).unwrap_or_default();
             let (fs_type, super_options) = self.super_block(mo, r.sb, &mut an).unwrap_or_default();

@@ -163,6 +163,44 @@ impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
         Some(Dentry { parent, name, inode, op, hashed })
     }
 
+    /// Whether `vfsmount`/`d` lies under the root the paths are from, as `__d_path`
+    /// decides: a mount outside a chrooted process's root is left out of its
+    /// mountinfo. Without a root, everything does.
+    pub fn reaches_root(&mut self, vfsmount: Gva, d: Gva, an: &mut Vec<Anomaly>) -> bool {
+        let Some(root) = self.root else { return true };
+        let Ok(mut m) = container(vfsmount, self.vo.mnt) else { return false };
+        let mut d = d;
+        let mut seen = AddrSet::default();
+        let limit = self.ctx.limits.max_path_steps;
+        for _ in 0..limit {
+            let Ok(vm) = member(m, self.vo.mnt) else { return false };
+            if (vm, d) == root {
+                return true;
+            }
+            if !seen.insert((m, d)) {
+                an.push(Anomaly::ListCycle { list: "path".into(), node: d });
+                return false;
+            }
+            let Some(mount) = self.mount(m, an) else { return false };
+            if d == mount.root {
+                // The top of the tree without meeting the root: outside it.
+                let k = self.ctx.k;
+                if mount.parent == m || !plausible(k, mount.parent, 8) || !plausible(k, mount.mountpoint, 8) {
+                    return false;
+                }
+                (m, d) = (mount.parent, mount.mountpoint);
+                continue;
+            }
+            let Some(den) = self.dentry(d, an) else { return false };
+            if den.parent == d || !plausible(self.ctx.k, den.parent, 8) {
+                return false;
+            }
+            d = den.parent;
+        }
+        an.push(Anomaly::StepLimit { list: "path".into(), limit });
+        false
+    }
+
     /// The path of `dentry` in the mount `m` (a `struct mount`) from the root, as
     /// `prepend_path` builds it: `""` for the root itself.
     fn prefix(&mut self, m: Gva, d: Gva, an: &mut Vec<Anomaly>) -> Option<Rc<str>> {
