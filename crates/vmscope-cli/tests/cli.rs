@@ -277,13 +277,16 @@ fn agent_views(q: &ReadmeQemu) {
     let ours: Vec<&str> = mounts.lines().filter(|l| !l.starts_with('#')).collect();
     assert_eq!(ours, sh("cat /proc/1/mountinfo").lines().collect::<Vec<_>>(), "mounts 1");
     // Every mount namespace (the workload's child has one; kdevtmpfs is chrooted and
-    // sees only what is under its root), as memory shows them but for the options a
-    // file system adds itself.
+    // sees only what is under its root), as memory shows them: whole for tmpfs,
+    // devtmpfs, rootfs, devpts, proc and sysfs, without the options a file system adds
+    // itself for the others (cgroup2).
     let blocks = |table: &str| -> Vec<String> {
-        table
-            .lines()
-            .map(|l| l.rsplit_once(' ').filter(|_| !l.starts_with('#')).map_or(l, |(a, _)| a).to_owned())
-            .collect()
+        let whole = ["tmpfs", "devtmpfs", "rootfs", "devpts", "proc", "sysfs"];
+        let keep = |l: &str| {
+            l.starts_with('#')
+                || l.split_once(" - ").is_some_and(|(_, t)| whole.contains(&t.split(' ').next().unwrap_or("")))
+        };
+        table.lines().map(|l| if keep(l) { l } else { l.rsplit_once(' ').map_or(l, |(a, _)| a) }.to_owned()).collect()
     };
     let (ours, theirs) = (agent(&["mounts"]), memory(&["mounts"]));
     assert!(ours.lines().filter(|l| l.starts_with("# mnt:")).count() >= 3, "{ours}");

@@ -94,6 +94,11 @@ pub(crate) struct Known {
     pub gate_vma_name: Option<Gva>,
     /// The `d_dname` functions, by address.
     pub dnames: Vec<(Gva, DName)>,
+    /// The super block operations of tmpfs (`shmem_ops`) and devpts (`devpts_sops`),
+    /// and `_totalram_pages` (tmpfs's default size is half of it).
+    pub shmem_ops: Option<Gva>,
+    pub devpts_sops: Option<Gva>,
+    pub totalram_pages: Option<Gva>,
 }
 
 impl Known {
@@ -115,6 +120,9 @@ impl Known {
             special_mapping_name: s.addr("special_mapping_name"),
             gate_vma_name: s.addr("gate_vma_name"),
             dnames,
+            shmem_ops: s.addr("shmem_ops"),
+            devpts_sops: s.addr("devpts_sops"),
+            totalram_pages: s.addr("_totalram_pages"),
         }
     }
 }

@@ -151,14 +151,25 @@ pub fn check_sockets(g: &mut Guest, k: &Kernel<FileMem>, hold: i32, child: i32) 
     }
 }
 
-/// One `/proc/PID/mountinfo` line, split at ` - `; the super block options cut to
-/// their generic part (`rw`/`ro`, `sync`, `dirsync`, `mand`).
+/// The file systems whose own super block options vmscope rebuilds (and those that
+/// add none here).
+const WHOLE_OPTIONS: [&str; 6] = ["tmpfs", "devtmpfs", "rootfs", "devpts", "proc", "sysfs"];
+
+/// One `/proc/PID/mountinfo` line, split at ` - `; the super block options whole for
+/// [`WHOLE_OPTIONS`], else cut to their generic part (`rw`/`ro`, `sync`, `dirsync`,
+/// `mand`).
 fn mountinfo_line(l: &str) -> (String, String, String) {
     let (head, tail) = l.split_once(" - ").expect("separator");
     let t: Vec<&str> = tail.split(' ').collect();
-    let generic: Vec<&str> =
-        t[2].split(',').filter(|o| matches!(*o, "rw" | "ro" | "sync" | "dirsync" | "mand")).collect();
-    (head.to_owned(), format!("{} {}", t[0], t[1]), generic.join(","))
+    let options = if WHOLE_OPTIONS.contains(&t[0]) {
+        t[2].to_owned()
+    } else {
+        t[2].split(',')
+            .filter(|o| matches!(*o, "rw" | "ro" | "sync" | "dirsync" | "mand"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    (head.to_owned(), format!("{} {}", t[0], t[1]), options)
 }
 
 pub fn check_mounts(g: &mut Guest, k: &Kernel<FileMem>, pids: &[i32]) {

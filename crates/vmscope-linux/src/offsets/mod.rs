@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use checks::{CheckOffsets, KsetOffsets, LdiscOffsets, NotifierOffsets, SchedOffsets};
 pub use ids::{CgroupOffsets, CredsOffsets, NsOffsets};
 pub use maps::{MapleNodeLayout, MapleOffsets, MapsOffsets};
-pub use mounts::{MountOffsets, MountSet};
+pub use mounts::{DevptsOffsets, FsOptionOffsets, MountOffsets, MountSet, ShmemOffsets};
 pub use net::{NetOffsets, SockOffsets};
 pub use printk::PrintkOffsets;
 pub use vfs::{FilesOffsets, VfsOffsets};

@@ -52,6 +52,95 @@ pub struct MountOffsets {
     pub s_subtype: u64,
     /// `file_system_type.name`.
     pub fs_name: u64,
+    /// What the options some file systems add themselves need.
+    pub fs: Option<FsOptionOffsets>,
+}
+
+/// The super block fields and file system structs of the file systems whose own
+/// mountinfo options are rebuilt: tmpfs (and devtmpfs, and a tmpfs rootfs) and devpts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct FsOptionOffsets {
+    /// `super_block.s_op`, `.s_fs_info`.
+    pub s_op: u64,
+    pub s_fs_info: u64,
+    pub shmem: Option<ShmemOffsets>,
+    pub devpts: Option<DevptsOffsets>,
+}
+
+/// `struct shmem_sb_info` (`noswap` from 6.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ShmemOffsets {
+    pub max_blocks: u64,
+    pub max_inodes: u64,
+    pub mode: u64,
+    pub huge: u64,
+    pub uid: u64,
+    pub gid: u64,
+    pub full_inums: u64,
+    pub mpol: u64,
+    pub noswap: Option<u64>,
+    pub size: u64,
+}
+
+/// `pts_fs_info.mount_opts` (a `struct pts_mount_opts`), each field from the start
+/// of `pts_fs_info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct DevptsOffsets {
+    pub setuid: u64,
+    pub setgid: u64,
+    pub uid: u64,
+    pub gid: u64,
+    pub mode: u64,
+    pub ptmxmode: u64,
+    pub max: u64,
+    pub size: u64,
+}
+
+impl FsOptionOffsets {
+    fn resolve(p: &Profile) -> Option<FsOptionOffsets> {
+        let off = |ty: &str, f: &str| p.offset_of(ty, f).ok();
+        let shmem = (|| {
+            let o = |f: &str| off("shmem_sb_info", f);
+            let s = ShmemOffsets {
+                max_blocks: o("max_blocks")?,
+                max_inodes: o("max_inodes")?,
+                mode: o("mode")?,
+                huge: o("huge")?,
+                uid: o("uid")?,
+                gid: o("gid")?,
+                full_inums: o("full_inums")?,
+                mpol: o("mpol")?,
+                noswap: o("noswap"),
+                size: 0,
+            };
+            let size = [s.max_blocks, s.max_inodes, s.mpol].into_iter().max()? + 8;
+            Some(ShmemOffsets { size, ..s })
+        })();
+        let devpts = (|| {
+            let base = off("pts_fs_info", "mount_opts")?;
+            let o = |f: &str| Some(base + off("pts_mount_opts", f)?);
+            let max = o("max")?;
+            Some(DevptsOffsets {
+                setuid: o("setuid")?,
+                setgid: o("setgid")?,
+                uid: o("uid")?,
+                gid: o("gid")?,
+                mode: o("mode")?,
+                ptmxmode: o("ptmxmode")?,
+                max,
+                size: max + 4,
+            })
+        })();
+        Some(FsOptionOffsets {
+            s_op: off("super_block", "s_op")?,
+            s_fs_info: off("super_block", "s_fs_info")?,
+            shmem,
+            devpts,
+        })
+    }
 }
 
 impl MountOffsets {
@@ -93,6 +182,7 @@ impl MountOffsets {
             s_flags: off("super_block", "s_flags")?,
             s_subtype: off("super_block", "s_subtype")?,
             fs_name: off("file_system_type", "name")?,
+            fs: FsOptionOffsets::resolve(p),
         })
     }
 }

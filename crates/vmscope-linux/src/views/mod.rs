@@ -9,6 +9,7 @@ pub mod creds;
 pub mod environ;
 mod fields;
 pub mod files;
+mod fsopts;
 pub mod graph;
 pub mod kmsg;
 mod maple;

@@ -217,6 +217,11 @@ impl<M: PhysMem> Ctx<'_, M> {
                 opts.push_str(name);
             }
         }
+        if let Some(fo) = mo.fs.as_ref()
+            && let Some(own) = self.fs_options(fo, sb, an)
+        {
+            opts.push_str(&own);
+        }
         Some((fs, opts))
     }
 
