@@ -237,7 +237,9 @@ fn agent_views(q: &ReadmeQemu) {
     let memory = |args: &[&str]| stdout(&q.vmscope(&[&["--technique", "live-map"], args].concat()));
     // /proc/PID/cgroup has no `0::` line until cgroup2 is mounted once; the memory
     // view shows the cgroup regardless.
-    sh("mkdir -p /tmp/agent-hold /tmp/agent-cg && mount -t cgroup2 none /tmp/agent-cg");
+    sh(
+        "mkdir -p /tmp/agent-hold /tmp/agent-cg && mount -t cgroup2 -o nsdelegate,memory_recursiveprot none /tmp/agent-cg",
+    );
     let hold: i32 =
         sh("VMSCOPE_VIEWS=1 /sbin/vmscope-workload hold /tmp/agent-hold </dev/null >/tmp/ah.out 2>&1 & echo $!")
             .trim()
@@ -282,10 +284,10 @@ fn agent_views(q: &ReadmeQemu) {
     assert_eq!(ours, sh("cat /proc/1/mountinfo").lines().collect::<Vec<_>>(), "mounts 1");
     // Every mount namespace (the workload's child has one; kdevtmpfs is chrooted and
     // sees only what is under its root), as memory shows them: whole for tmpfs,
-    // devtmpfs, rootfs, devpts, proc and sysfs, without the options a file system adds
-    // itself for the others (cgroup2).
+    // devtmpfs, rootfs, devpts, proc, sysfs and cgroup2 (mounted above with two of its
+    // options), without the options a file system adds itself for any other.
     let blocks = |table: &str| -> Vec<String> {
-        let whole = ["tmpfs", "devtmpfs", "rootfs", "devpts", "proc", "sysfs"];
+        let whole = ["tmpfs", "devtmpfs", "rootfs", "devpts", "proc", "sysfs", "cgroup2"];
         let keep = |l: &str| {
             l.starts_with('#')
                 || l.split_once(" - ").is_some_and(|(_, t)| whole.contains(&t.split(' ').next().unwrap_or("")))

@@ -99,6 +99,8 @@ pub(crate) struct Known {
     pub shmem_ops: Option<Gva>,
     pub devpts_sops: Option<Gva>,
     pub totalram_pages: Option<Gva>,
+    /// `cgrp_dfl_root`: the cgroup2 hierarchy's root (its flags are cgroup2's options).
+    pub cgrp_dfl_root: Option<Gva>,
 }
 
 impl Known {
@@ -123,6 +125,7 @@ impl Known {
             shmem_ops: s.addr("shmem_ops"),
             devpts_sops: s.addr("devpts_sops"),
             totalram_pages: s.addr("_totalram_pages"),
+            cgrp_dfl_root: s.addr("cgrp_dfl_root"),
         }
     }
 }

@@ -153,7 +153,7 @@ pub fn check_sockets(g: &mut Guest, k: &Kernel<FileMem>, hold: i32, child: i32) 
 
 /// The file systems whose own super block options vmscope rebuilds (and those that
 /// add none here).
-const WHOLE_OPTIONS: [&str; 6] = ["tmpfs", "devtmpfs", "rootfs", "devpts", "proc", "sysfs"];
+const WHOLE_OPTIONS: [&str; 7] = ["tmpfs", "devtmpfs", "rootfs", "devpts", "proc", "sysfs", "cgroup2"];
 
 /// One `/proc/PID/mountinfo` line, split at ` - `; the super block options whole for
 /// [`WHOLE_OPTIONS`], else cut to their generic part (`rw`/`ro`, `sync`, `dirsync`,

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 pub use checks::{CheckOffsets, KsetOffsets, LdiscOffsets, NotifierOffsets, SchedOffsets};
 pub use ids::{CgroupOffsets, CredsOffsets, NsOffsets};
 pub use maps::{MapleNodeLayout, MapleOffsets, MapsOffsets};
-pub use mounts::{DevptsOffsets, FsOptionOffsets, MountOffsets, MountSet, ShmemOffsets};
+pub use mounts::{
+    CGROUP2_OPTIONS, Cgroup2Offsets, DevptsOffsets, FsOptionOffsets, MountOffsets, MountSet, ShmemOffsets,
+};
 pub use net::{NetOffsets, SockOffsets};
 pub use printk::PrintkOffsets;
 pub use vfs::{FilesOffsets, VfsOffsets};
@@ -369,6 +371,11 @@ impl Offsets {
         "cgroup",
         "kernfs_node",
         "file_system_type",
+        "shmem_sb_info",
+        "pts_fs_info",
+        "pts_mount_opts",
+        "cgroup_root",
+        "CGRP_ROOT_NS_DELEGATE",
         "rb_node",
         "inet_hashinfo",
         "inet_listen_hashbucket",

@@ -66,7 +66,29 @@ pub struct FsOptionOffsets {
     pub s_fs_info: u64,
     pub shmem: Option<ShmemOffsets>,
     pub devpts: Option<DevptsOffsets>,
+    pub cgroup2: Option<Cgroup2Offsets>,
 }
+
+/// `cgroup_root.flags` of `cgrp_dfl_root`, and the value of each `CGRP_ROOT_*` flag
+/// cgroup2's mountinfo options show, in [`CGROUP2_OPTIONS`] order (`None` where the
+/// kernel has no such flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct Cgroup2Offsets {
+    pub flags: u64,
+    pub bits: [Option<u32>; 6],
+}
+
+/// The `CGRP_ROOT_*` flags `cgroup_show_options` prints for cgroup2, in its order,
+/// with the option each prints.
+pub const CGROUP2_OPTIONS: [(&str, &str); 6] = [
+    ("CGRP_ROOT_NS_DELEGATE", "nsdelegate"),
+    ("CGRP_ROOT_FAVOR_DYNMODS", "favordynmods"),
+    ("CGRP_ROOT_MEMORY_LOCAL_EVENTS", "memory_localevents"),
+    ("CGRP_ROOT_MEMORY_RECURSIVE_PROT", "memory_recursiveprot"),
+    ("CGRP_ROOT_MEMORY_HUGETLB_ACCOUNTING", "memory_hugetlb_accounting"),
+    ("CGRP_ROOT_PIDS_LOCAL_EVENTS", "pids_localevents"),
+];
 
 /// `struct shmem_sb_info` (`noswap` from 6.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,11 +156,16 @@ impl FsOptionOffsets {
                 size: max + 4,
             })
         })();
+        let cgroup2 = off("cgroup_root", "flags").map(|flags| Cgroup2Offsets {
+            flags,
+            bits: CGROUP2_OPTIONS.map(|(name, _)| p.enum_value(name).ok().and_then(|v| u32::try_from(v).ok())),
+        });
         Some(FsOptionOffsets {
             s_op: off("super_block", "s_op")?,
             s_fs_info: off("super_block", "s_fs_info")?,
             shmem,
             devpts,
+            cgroup2,
         })
     }
 }

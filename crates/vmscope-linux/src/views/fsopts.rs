@@ -1,7 +1,7 @@
 //! The options a file system adds itself to a mountinfo line (its super block's
 //! `show_options`), for the ones rebuilt here: tmpfs — devtmpfs and a tmpfs rootfs
-//! too — (`shmem_show_options`) and devpts (`devpts_show_options`). Others get the
-//! generic options only.
+//! too — (`shmem_show_options`), devpts (`devpts_show_options`) and cgroup2
+//! (`cgroup_show_options`). Others get the generic options only.
 
 use std::fmt::Write as _;
 
@@ -9,7 +9,7 @@ use vmscope_mem::{Gva, PhysMem};
 
 use super::{Anomaly, Fields, member, with_struct};
 use crate::kernel::Ctx;
-use crate::offsets::{DevptsOffsets, FsOptionOffsets, ShmemOffsets};
+use crate::offsets::{CGROUP2_OPTIONS, Cgroup2Offsets, DevptsOffsets, FsOptionOffsets, ShmemOffsets};
 
 /// `0777 | S_ISVTX`: tmpfs's default root mode.
 const SHMEM_DEFAULT_MODE: u16 = 0o1777;
@@ -101,11 +101,33 @@ pub(crate) fn devpts_options(p: &PtsOpts) -> String {
     o
 }
 
+/// cgroup2's options: each flag of [`CGROUP2_OPTIONS`] the hierarchy's root has set
+/// (they are global: every cgroup2 mount shows the same).
+pub(crate) fn cgroup2_options(bits: &[Option<u32>; 6], flags: u32) -> String {
+    let mut o = String::new();
+    for (bit, (_, name)) in bits.iter().zip(CGROUP2_OPTIONS) {
+        if bit.is_some_and(|b| flags & b != 0) {
+            o.push(',');
+            o.push_str(name);
+        }
+    }
+    o
+}
+
 impl<M: PhysMem> Ctx<'_, M> {
     /// The options super block `sb`'s file system adds, if it is one rebuilt here
     /// (`Some("")` when it adds none; `None` for one not rebuilt).
-    pub(super) fn fs_options(&self, fo: &FsOptionOffsets, sb: Gva, an: &mut Vec<Anomaly>) -> Option<String> {
+    pub(super) fn fs_options(
+        &self,
+        fo: &FsOptionOffsets,
+        sb: Gva,
+        fs_type: &str,
+        an: &mut Vec<Anomaly>,
+    ) -> Option<String> {
         let known = &self.addrs.known;
+        if fs_type == "cgroup2" {
+            return self.cgroup2(fo.cgroup2.as_ref()?, an);
+        }
         let (op, info) = with_struct(self.k, sb, fo.s_op.max(fo.s_fs_info) + 8, "super_block", an, |b| {
             Some((b.ptr(fo.s_op)?, b.ptr(fo.s_fs_info)?))
         })??;
@@ -119,6 +141,17 @@ impl<M: PhysMem> Ctx<'_, M> {
             return Some(devpts_options(&self.pts_opts(fo.devpts.as_ref()?, info, an)?));
         }
         None
+    }
+
+    fn cgroup2(&self, co: &Cgroup2Offsets, an: &mut Vec<Anomaly>) -> Option<String> {
+        let at = member(self.addrs.known.cgrp_dfl_root?, co.flags).ok()?;
+        match self.k.read_u32(at) {
+            Ok(flags) => Some(cgroup2_options(&co.bits, flags)),
+            Err(e) => {
+                an.push(Anomaly::Unreadable { what: "cgrp_dfl_root.flags".into(), addr: at, error: e.to_string() });
+                None
+            }
+        }
     }
 
     fn shmem_sb(&self, so: &ShmemOffsets, info: Gva, an: &mut Vec<Anomaly>) -> Option<ShmemSb> {
@@ -186,6 +219,13 @@ mod tests {
         assert_eq!(shmem_options(&tmp, totalram), ",inode64");
         let odd = ShmemSb { uid: 1001, gid: 100, huge: 3, noswap: true, ..tmp };
         assert_eq!(shmem_options(&odd, totalram), ",uid=1001,gid=100,inode64,huge=advise,noswap");
+    }
+
+    #[test]
+    fn cgroup2_options_in_the_kernels_order() {
+        let bits = [Some(1 << 3), Some(1 << 4), Some(1 << 19), Some(1 << 20), None, None];
+        assert_eq!(cgroup2_options(&bits, (1 << 3) | (1 << 20) | (1 << 21)), ",nsdelegate,memory_recursiveprot");
+        assert_eq!(cgroup2_options(&bits, 0), "");
     }
 
     #[test]

@@ -218,7 +218,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             }
         }
         if let Some(fo) = mo.fs.as_ref()
-            && let Some(own) = self.fs_options(fo, sb, an)
+            && let Some(own) = self.fs_options(fo, sb, &fs, an)
         {
             opts.push_str(&own);
         }
