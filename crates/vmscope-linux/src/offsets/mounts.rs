@@ -182,7 +182,8 @@ impl MountOffsets {
 
     /// Bytes of `struct super_block` that hold every field read here.
     pub fn sb_span(&self) -> u64 {
-        self.s_type.max(self.s_flags).max(self.s_subtype) + 8
+        let own = self.fs.map_or(0, |fo| fo.s_op.max(fo.s_fs_info));
+        self.s_type.max(self.s_flags).max(self.s_subtype).max(own) + 8
     }
 
     pub(crate) fn resolve(p: &Profile) -> Result<MountOffsets> {

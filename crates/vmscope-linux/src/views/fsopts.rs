@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{Anomaly, Fields, member, with_struct};
+use super::{Anomaly, Fields, member, plausible, with_struct};
 use crate::kernel::Ctx;
 use crate::offsets::{CGROUP2_OPTIONS, Cgroup2Offsets, DevptsOffsets, FsOptionOffsets, ShmemOffsets};
 
@@ -115,12 +115,14 @@ pub(crate) fn cgroup2_options(bits: &[Option<u32>; 6], flags: u32) -> String {
 }
 
 impl<M: PhysMem> Ctx<'_, M> {
-    /// The options super block `sb`'s file system adds, if it is one rebuilt here
-    /// (`Some("")` when it adds none; `None` for one not rebuilt).
+    /// The options super block `sb`'s file system adds (its `s_op` and
+    /// `s_fs_info` given), if it is one rebuilt here (`Some("")` when it adds none;
+    /// `None` for one not rebuilt).
     pub(super) fn fs_options(
         &self,
         fo: &FsOptionOffsets,
         sb: Gva,
+        (op, info): (Gva, Gva),
         fs_type: &str,
         an: &mut Vec<Anomaly>,
     ) -> Option<String> {
@@ -128,9 +130,11 @@ impl<M: PhysMem> Ctx<'_, M> {
         if fs_type == "cgroup2" {
             return self.cgroup2(fo.cgroup2.as_ref()?, an);
         }
-        let (op, info) = with_struct(self.k, sb, fo.s_op.max(fo.s_fs_info) + 8, "super_block", an, |b| {
-            Some((b.ptr(fo.s_op)?, b.ptr(fo.s_fs_info)?))
-        })??;
+        let ours = [known.shmem_ops, known.devpts_sops].contains(&Some(op));
+        if ours && !plausible(self.k, info, 8) {
+            an.push(Anomaly::BadPointer { what: "super_block.s_fs_info".into(), at: sb, value: info });
+            return None;
+        }
         if Some(op) == known.shmem_ops {
             let so = fo.shmem.as_ref()?;
             let totalram = self.k.read_u64(known.totalram_pages?).ok()?;
@@ -155,9 +159,6 @@ impl<M: PhysMem> Ctx<'_, M> {
     }
 
     fn shmem_sb(&self, so: &ShmemOffsets, info: Gva, an: &mut Vec<Anomaly>) -> Option<ShmemSb> {
-        if member(info, 0).is_err() {
-            return None;
-        }
         let (s, mpol) = with_struct(self.k, info, so.size, "shmem_sb_info", an, |b| {
             Some((
                 ShmemSb {
@@ -186,9 +187,6 @@ impl<M: PhysMem> Ctx<'_, M> {
     }
 
     fn pts_opts(&self, po: &DevptsOffsets, info: Gva, an: &mut Vec<Anomaly>) -> Option<PtsOpts> {
-        if member(info, 0).is_err() {
-            return None;
-        }
         with_struct(self.k, info, po.size, "pts_fs_info", an, |b| {
             Some(PtsOpts {
                 setuid: b.u32(po.setuid)? != 0,

@@ -196,8 +196,10 @@ impl<M: PhysMem> Ctx<'_, M> {
             an.push(Anomaly::BadPointer { what: "vfsmount.mnt_sb".into(), at: sb, value: sb });
             return None;
         }
-        let (ty, flags, subtype) = with_struct(self.k, sb, mo.sb_span(), "super_block", an, |b| {
-            Some((b.ptr(mo.s_type)?, b.u64(mo.s_flags)?, b.ptr(mo.s_subtype)?))
+        let (ty, flags, subtype, own) = with_struct(self.k, sb, mo.sb_span(), "super_block", an, |b| {
+            // `s_op` and `s_fs_info`, for the options a file system adds itself.
+            let own = mo.fs.and_then(|fo| Some((fo, b.ptr(fo.s_op)?, b.ptr(fo.s_fs_info)?)));
+            Some((b.ptr(mo.s_type)?, b.u64(mo.s_flags)?, b.ptr(mo.s_subtype)?, own))
         })??;
         if !plausible(self.k, ty, 8) {
             an.push(Anomaly::BadPointer { what: "super_block.s_type".into(), at: sb, value: ty });
@@ -217,8 +219,8 @@ impl<M: PhysMem> Ctx<'_, M> {
                 opts.push_str(name);
             }
         }
-        if let Some(fo) = mo.fs.as_ref()
-            && let Some(own) = self.fs_options(fo, sb, &fs, an)
+        if let Some((fo, op, info)) = own
+            && let Some(own) = self.fs_options(&fo, sb, (op, info), &fs, an)
         {
             opts.push_str(&own);
         }

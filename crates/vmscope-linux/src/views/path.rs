@@ -75,7 +75,8 @@ pub(crate) struct Paths<'c, 'a, M> {
     vo: &'c VfsOffsets,
     /// The root paths are relative to: `(vfsmount, dentry)`.
     root: Option<(Gva, Gva)>,
-    prefixes: AddrMap<(Gva, Gva), Rc<str>>,
+    /// `prefix` results: the path, and whether it reached `root`.
+    prefixes: AddrMap<(Gva, Gva), (Rc<str>, bool)>,
     /// Whole `d_path` results.
     paths: AddrMap<(Gva, Gva), DPath>,
     mounts: AddrMap<Gva, Option<Mount>>,
@@ -167,56 +168,31 @@ impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
     /// decides: a mount outside a chrooted process's root is left out of its
     /// mountinfo. Without a root, everything does.
     pub fn reaches_root(&mut self, vfsmount: Gva, d: Gva, an: &mut Vec<Anomaly>) -> bool {
-        let Some(root) = self.root else { return true };
-        let Ok(mut m) = container(vfsmount, self.vo.mnt) else { return false };
-        let mut d = d;
-        let mut seen = AddrSet::default();
-        let limit = self.ctx.limits.max_path_steps;
-        for _ in 0..limit {
-            let Ok(vm) = member(m, self.vo.mnt) else { return false };
-            if (vm, d) == root {
-                return true;
-            }
-            if !seen.insert((m, d)) {
-                an.push(Anomaly::ListCycle { list: "path".into(), node: d });
-                return false;
-            }
-            let Some(mount) = self.mount(m, an) else { return false };
-            if d == mount.root {
-                // The top of the tree without meeting the root: outside it.
-                let k = self.ctx.k;
-                if mount.parent == m || !plausible(k, mount.parent, 8) || !plausible(k, mount.mountpoint, 8) {
-                    return false;
-                }
-                (m, d) = (mount.parent, mount.mountpoint);
-                continue;
-            }
-            let Some(den) = self.dentry(d, an) else { return false };
-            if den.parent == d || !plausible(self.ctx.k, den.parent, 8) {
-                return false;
-            }
-            d = den.parent;
+        if self.root.is_none() {
+            return true;
         }
-        an.push(Anomaly::StepLimit { list: "path".into(), limit });
-        false
+        let Ok(m) = container(vfsmount, self.vo.mnt) else { return false };
+        self.prefix(m, d, an).is_some_and(|(_, reached)| reached)
     }
 
     /// The path of `dentry` in the mount `m` (a `struct mount`) from the root, as
-    /// `prepend_path` builds it: `""` for the root itself.
-    fn prefix(&mut self, m: Gva, d: Gva, an: &mut Vec<Anomaly>) -> Option<Rc<str>> {
+    /// `prepend_path` builds it: `""` for the root itself; and whether the walk
+    /// reached the root (rather than the top of a mount tree, or a dentry that
+    /// escaped its mount).
+    fn prefix(&mut self, m: Gva, d: Gva, an: &mut Vec<Anomaly>) -> Option<(Rc<str>, bool)> {
         let limit = self.ctx.limits.max_path_steps;
         let (mut m, mut d) = (m, d);
         let mut names: Vec<Vec<u8>> = Vec::new();
         // Every (mount, dentry) met, with the number of names known below it.
         let mut visited: Vec<((Gva, Gva), usize)> = Vec::new();
         let mut seen = AddrSet::default();
-        let base: Rc<str> = loop {
+        let (base, reached): (Rc<str>, bool) = loop {
             if let Some(p) = self.prefixes.get(&(m, d)) {
                 break p.clone();
             }
             let vfsmount = member(m, self.vo.mnt).ok()?;
             if self.root == Some((vfsmount, d)) {
-                break Rc::from("");
+                break (Rc::from(""), true);
             }
             if visited.len() >= limit {
                 an.push(Anomaly::StepLimit { list: "path".into(), limit });
@@ -232,7 +208,7 @@ impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
                 if mount.parent == m {
                     // The top of a mount tree (the global root, or an internal or
                     // detached mount): the path is what was prepended.
-                    break Rc::from("");
+                    break (Rc::from(""), false);
                 }
                 if !plausible(self.ctx.k, mount.parent, 8) || !plausible(self.ctx.k, mount.mountpoint, 8) {
                     an.push(Anomaly::BadPointer { what: "mount.mnt_parent".into(), at: m, value: mount.parent });
@@ -245,7 +221,7 @@ impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
             if den.parent == d {
                 // Escaped its mount (a dentry not under the mount's root): the kernel
                 // prints "/" alone.
-                return Some(Rc::from(""));
+                return Some((Rc::from(""), false));
             }
             if !plausible(self.ctx.k, den.parent, 8) {
                 an.push(Anomaly::BadPointer { what: "dentry.d_parent".into(), at: d, value: den.parent });
@@ -268,9 +244,9 @@ impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
                 full = Rc::from(s);
                 built = below;
             }
-            self.prefixes.insert(key, full.clone());
+            self.prefixes.insert(key, (full.clone(), reached));
         }
-        Some(full)
+        Some((full, reached))
     }
 
     /// The name a pseudo file's `d_dname` gives it, if its dentry has one.
@@ -325,7 +301,7 @@ impl<'c, 'a, M: PhysMem> Paths<'c, 'a, M> {
             }
         }
         let deleted = !den.hashed && den.parent != d;
-        let Some(p) = self.prefix(m, d, an) else { return (None, None) };
+        let Some((p, _)) = self.prefix(m, d, an) else { return (None, None) };
         let mut s = if p.is_empty() { "/".to_owned() } else { p.to_string() };
         if deleted {
             s.push_str(" (deleted)");
