@@ -251,6 +251,7 @@ fn check(mut g: Guest, vsyscall: bool) {
     // The paging mode the guest asked for is the one it runs in (QEMU's CR4).
     let regs = g.vm.hv().vcpu_registers(0).expect("vCPU 0 registers over QMP");
     assert_eq!(regs.la57(), g.vm.config().la57, "CR4.LA57 in {:#x}", regs.cr4);
+    system::own_option_mounts(&mut g);
     let (hold, child) = start_hold(&mut g);
     system::into_cgroup(&mut g, hold);
     let pids = still(&mut g, hold);
@@ -270,7 +271,13 @@ fn check(mut g: Guest, vsyscall: bool) {
 
 #[test]
 fn linux_6_1_kaslr() {
-    check(boot_with("6.1", |c| c.kaslr = true), false);
+    check(
+        boot_with("6.1", |c| {
+            c.kaslr = true;
+            c.disks = system::scratch_disks();
+        }),
+        false,
+    );
 }
 
 /// 6.12 with KASLR, 5-level paging and vsyscall pages: every view on a guest whose
@@ -282,6 +289,7 @@ fn linux_6_12_kaslr_la57_vsyscall() {
             c.kaslr = true;
             c.la57 = true;
             c.append.push("vsyscall=xonly".into());
+            c.disks = system::scratch_disks();
         }),
         true,
     );

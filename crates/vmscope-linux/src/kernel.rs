@@ -101,6 +101,12 @@ pub(crate) struct Known {
     pub totalram_pages: Option<Gva>,
     /// `cgrp_dfl_root`: the cgroup2 hierarchy's root (its flags are cgroup2's options).
     pub cgrp_dfl_root: Option<Gva>,
+    /// The super block operations of ext4 (`ext4_sops`) and proc (`proc_sops`).
+    pub ext4_sops: Option<Gva>,
+    pub proc_sops: Option<Gva>,
+    /// `tick_nsec`: nanoseconds per tick, which gives `HZ` (ext4's `commit=` is kept
+    /// in ticks).
+    pub tick_nsec: Option<Gva>,
 }
 
 impl Known {
@@ -126,6 +132,9 @@ impl Known {
             devpts_sops: s.addr("devpts_sops"),
             totalram_pages: s.addr("_totalram_pages"),
             cgrp_dfl_root: s.addr("cgrp_dfl_root"),
+            ext4_sops: s.addr("ext4_sops"),
+            proc_sops: s.addr("proc_sops"),
+            tick_nsec: s.addr("tick_nsec"),
         }
     }
 }

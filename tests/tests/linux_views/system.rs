@@ -153,7 +153,44 @@ pub fn check_sockets(g: &mut Guest, k: &Kernel<FileMem>, hold: i32, child: i32) 
 
 /// The file systems whose own super block options vmscope rebuilds (and those that
 /// add none here).
-const WHOLE_OPTIONS: [&str; 7] = ["tmpfs", "devtmpfs", "rootfs", "devpts", "proc", "sysfs", "cgroup2"];
+const WHOLE_OPTIONS: [&str; 8] = ["tmpfs", "devtmpfs", "rootfs", "devpts", "proc", "sysfs", "cgroup2", "ext4"];
+
+/// Mount options for the three scratch disks (ext4) and two more proc mounts, so that
+/// every option the mounts view rebuilds for them is shown by some mount: mount
+/// option bits set and cleared against the defaults, tunables, `errors=` against
+/// the disk's, `data=` modes, quota formats and files, `sb=`, `dax=`,
+/// `mb_optimize_scan=`; proc's `gid=`, each `hidepid=` and `subset=pid`.
+const EXT4_OPTIONS: [&str; 3] = [
+    "errors=remount-ro,commit=17,nodelalloc,noauto_da_alloc,data=journal,stripe=4,resuid=1,resgid=2,\
+     min_batch_time=100,max_batch_time=9000,inode_readahead_blks=64,init_itable=20,max_dir_size_kb=1024,grpid,\
+     nouid32,debug,jqfmt=vfsv1,usrjquota=aquota.user,grpjquota=aquota.group",
+    "errors=panic,usrquota,grpquota,discard,nobarrier,noblock_validity,journal_checksum,journal_async_commit,\
+     dioread_nolock,nombcache,no_prefetch_block_bitmaps,data_err=abort,data=writeback",
+    "ro,errors=continue,sb=8193,norecovery,noinit_itable,mb_optimize_scan=1,dax=never,minixdf,nodiscard,\
+     warn_on_error",
+];
+const PROC_OPTIONS: [&str; 3] = ["hidepid=invisible,gid=5,subset=pid", "hidepid=ptraceable", "hidepid=noaccess"];
+
+/// The scratch disks a guest needs for [`own_option_mounts`].
+pub fn scratch_disks() -> Vec<vmscope_testbed::Disk> {
+    vec![vmscope_testbed::Disk::Scratch { size_mib: 64 }; EXT4_OPTIONS.len()]
+}
+
+/// Mounts the scratch disks (which /init stacked on /mnt/scratch) and proc again
+/// with the options above.
+pub fn own_option_mounts(g: &mut Guest) {
+    g.sh("while umount /mnt/scratch 2>/dev/null; do :; done");
+    for (i, o) in EXT4_OPTIONS.iter().enumerate() {
+        let dev = format!("/dev/vd{}", char::from(b'a' + i as u8));
+        let out = g.sh(&format!(
+            "mkdir -p /mnt/e{i} && mount -t ext4 -o {o} {dev} /mnt/e{i} 2>&1; grep ' /mnt/e{i} ' /proc/mounts; true"
+        ));
+        assert!(out.contains(&format!(" /mnt/e{i} ext4 ")), "mount -o {o} {dev}: {out}");
+    }
+    for (i, o) in PROC_OPTIONS.iter().enumerate() {
+        g.sh(&format!("mkdir -p /mnt/p{i} && mount -t proc -o {o} proc /mnt/p{i}"));
+    }
+}
 
 /// One `/proc/PID/mountinfo` line, split at ` - `; the super block options whole for
 /// [`WHOLE_OPTIONS`], else cut to their generic part (`rw`/`ro`, `sync`, `dirsync`,

@@ -9,8 +9,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use vmscope_linux::{Credentials, FileKind, MountInfo, Proto, Socket, UnixInfo, Vma, VmaKind};
 use vmscope_mem::Gva;
 
-/// `S_IFMT` and the file types of `stat(2)`.
-const S_IFMT: u32 = 0o170_000;
 /// `__SO_ACCEPTCON`: the `Flags` of a listening unix socket in `/proc/net/unix`.
 const SO_ACCEPTCON: u32 = 1 << 16;
 /// `SS_CONNECTING` and `SS_CONNECTED`, the `St` of a unix socket with a peer.
@@ -164,16 +162,10 @@ pub fn unified_cgroup(text: &str) -> Option<String> {
 
 /// What a descriptor refers to, from `stat` of it and its link.
 pub fn file_kind(mode: Option<u32>, link: &str) -> FileKind {
-    match mode.map(|m| m & S_IFMT) {
-        Some(0o100_000) => FileKind::Regular,
-        Some(0o040_000) => FileKind::Directory,
-        Some(0o020_000) => FileKind::CharDevice,
-        Some(0o060_000) => FileKind::BlockDevice,
-        Some(0o010_000) => FileKind::Fifo,
-        Some(0o140_000) => FileKind::Socket,
-        Some(0o120_000) => FileKind::Symlink,
-        _ if link.starts_with("anon_inode:") => FileKind::AnonInode,
-        _ => FileKind::Unknown,
+    match mode.and_then(FileKind::from_mode) {
+        Some(k) => k,
+        None if link.starts_with("anon_inode:") => FileKind::AnonInode,
+        None => FileKind::Unknown,
     }
 }
 

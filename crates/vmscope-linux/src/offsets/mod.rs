@@ -17,7 +17,8 @@ pub use checks::{CheckOffsets, KsetOffsets, LdiscOffsets, NotifierOffsets, Sched
 pub use ids::{CgroupOffsets, CredsOffsets, NsOffsets};
 pub use maps::{MapleNodeLayout, MapleOffsets, MapsOffsets};
 pub use mounts::{
-    CGROUP2_OPTIONS, Cgroup2Offsets, DevptsOffsets, FsOptionOffsets, MountOffsets, MountSet, ShmemOffsets,
+    CGROUP2_OPTIONS, Cgroup2Offsets, DevptsOffsets, Ext4Offsets, FsOptionOffsets, HIDEPID_OPTIONS, MountOffsets,
+    MountSet, ProcOffsets, ShmemOffsets,
 };
 pub use net::{NetOffsets, SockOffsets};
 pub use printk::PrintkOffsets;
@@ -376,6 +377,10 @@ impl Offsets {
         "pts_mount_opts",
         "cgroup_root",
         "CGRP_ROOT_NS_DELEGATE",
+        "ext4_sb_info",
+        "ext4_super_block",
+        "proc_fs_info",
+        "HIDEPID_OFF",
         "rb_node",
         "inet_hashinfo",
         "inet_listen_hashbucket",

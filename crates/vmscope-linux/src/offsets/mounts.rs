@@ -57,7 +57,8 @@ pub struct MountOffsets {
 }
 
 /// The super block fields and file system structs of the file systems whose own
-/// mountinfo options are rebuilt: tmpfs (and devtmpfs, and a tmpfs rootfs) and devpts.
+/// mountinfo options are rebuilt: tmpfs (and devtmpfs, and a tmpfs rootfs), devpts,
+/// cgroup2, ext4 (and ext2/ext3 mounted by it) and proc.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub struct FsOptionOffsets {
@@ -67,7 +68,59 @@ pub struct FsOptionOffsets {
     pub shmem: Option<ShmemOffsets>,
     pub devpts: Option<DevptsOffsets>,
     pub cgroup2: Option<Cgroup2Offsets>,
+    pub ext4: Option<Ext4Offsets>,
+    pub proc: Option<ProcOffsets>,
 }
+
+/// `struct ext4_sb_info` (what `_ext4_show_options` prints from) and the three
+/// fields it reads of the on-disk `struct ext4_super_block` (`s_es`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct Ext4Offsets {
+    pub groups_count: u64,
+    pub es: u64,
+    pub mount_opt: u64,
+    pub mount_opt2: u64,
+    pub def_mount_opt: u64,
+    pub def_mount_opt2: u64,
+    pub sb_block: u64,
+    pub resuid: u64,
+    pub resgid: u64,
+    pub inode_readahead_blks: u64,
+    pub commit_interval: u64,
+    pub max_batch_time: u64,
+    pub min_batch_time: u64,
+    /// `s_qf_names[USRQUOTA]` (`[GRPQUOTA]` follows it).
+    pub qf_names: u64,
+    pub jquota_fmt: u64,
+    pub stripe: u64,
+    pub max_dir_size_kb: u64,
+    pub li_wait_mult: u64,
+    /// `s_dummy_enc_policy.policy` (absent without `CONFIG_FS_ENCRYPTION`).
+    pub dummy_policy: Option<u64>,
+    /// Bytes of `ext4_sb_info` that hold every field above.
+    pub size: u64,
+    /// `ext4_super_block.s_errors`, `.s_def_resuid`, `.s_def_resgid`.
+    pub es_errors: u64,
+    pub es_def_resuid: u64,
+    pub es_def_resgid: u64,
+}
+
+/// `struct proc_fs_info`, and the values of `enum proc_hidepid` in
+/// [`HIDEPID_OPTIONS`] order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ProcOffsets {
+    pub pid_gid: u64,
+    pub hide_pid: u64,
+    pub pidonly: u64,
+    pub size: u64,
+    pub hidepid: [Option<u32>; 3],
+}
+
+/// The `HIDEPID_*` values `proc_show_options` names, with the name it prints.
+pub const HIDEPID_OPTIONS: [(&str, &str); 3] =
+    [("HIDEPID_NO_ACCESS", "noaccess"), ("HIDEPID_INVISIBLE", "invisible"), ("HIDEPID_NOT_PTRACEABLE", "ptraceable")];
 
 /// `cgroup_root.flags` of `cgrp_dfl_root`, and the value of each `CGRP_ROOT_*` flag
 /// cgroup2's mountinfo options show, in [`CGROUP2_OPTIONS`] order (`None` where the
@@ -160,12 +213,75 @@ impl FsOptionOffsets {
             flags,
             bits: CGROUP2_OPTIONS.map(|(name, _)| p.enum_value(name).ok().and_then(|v| u32::try_from(v).ok())),
         });
+        let ext4 = (|| {
+            let o = |f: &str| off("ext4_sb_info", f);
+            let e = Ext4Offsets {
+                groups_count: o("s_groups_count")?,
+                es: o("s_es")?,
+                mount_opt: o("s_mount_opt")?,
+                mount_opt2: o("s_mount_opt2")?,
+                def_mount_opt: o("s_def_mount_opt")?,
+                def_mount_opt2: o("s_def_mount_opt2")?,
+                sb_block: o("s_sb_block")?,
+                resuid: o("s_resuid")?,
+                resgid: o("s_resgid")?,
+                inode_readahead_blks: o("s_inode_readahead_blks")?,
+                commit_interval: o("s_commit_interval")?,
+                max_batch_time: o("s_max_batch_time")?,
+                min_batch_time: o("s_min_batch_time")?,
+                qf_names: o("s_qf_names")?,
+                jquota_fmt: o("s_jquota_fmt")?,
+                stripe: o("s_stripe")?,
+                max_dir_size_kb: o("s_max_dir_size_kb")?,
+                li_wait_mult: o("s_li_wait_mult")?,
+                dummy_policy: o("s_dummy_enc_policy.policy"),
+                size: 0,
+                es_errors: off("ext4_super_block", "s_errors")?,
+                es_def_resuid: off("ext4_super_block", "s_def_resuid")?,
+                es_def_resgid: off("ext4_super_block", "s_def_resgid")?,
+            };
+            let fields = [
+                e.groups_count,
+                e.es,
+                e.mount_opt,
+                e.mount_opt2,
+                e.def_mount_opt,
+                e.def_mount_opt2,
+                e.sb_block,
+                e.resuid,
+                e.resgid,
+                e.inode_readahead_blks,
+                e.commit_interval,
+                e.max_batch_time,
+                e.min_batch_time,
+                e.qf_names + 8,
+                e.jquota_fmt,
+                e.stripe,
+                e.max_dir_size_kb,
+                e.li_wait_mult,
+                e.dummy_policy.unwrap_or(0),
+            ];
+            Some(Ext4Offsets { size: fields.into_iter().max()? + 8, ..e })
+        })();
+        let proc = (|| {
+            let o = |f: &str| off("proc_fs_info", f);
+            let (pid_gid, hide_pid, pidonly) = (o("pid_gid")?, o("hide_pid")?, o("pidonly")?);
+            Some(ProcOffsets {
+                pid_gid,
+                hide_pid,
+                pidonly,
+                size: pid_gid.max(hide_pid).max(pidonly) + 4,
+                hidepid: HIDEPID_OPTIONS.map(|(name, _)| p.enum_value(name).ok().and_then(|v| u32::try_from(v).ok())),
+            })
+        })();
         Some(FsOptionOffsets {
             s_op: off("super_block", "s_op")?,
             s_fs_info: off("super_block", "s_fs_info")?,
             shmem,
             devpts,
             cgroup2,
+            ext4,
+            proc,
         })
     }
 }

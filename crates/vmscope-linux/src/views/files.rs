@@ -45,17 +45,26 @@ pub enum FileKind {
 
 impl FileKind {
     fn of(mode: Option<u16>, pseudo: Option<DName>) -> FileKind {
-        match mode.map(|m| m & S_IFMT) {
-            Some(0o100000) => FileKind::Regular,
-            Some(0o040000) => FileKind::Directory,
-            Some(0o020000) => FileKind::CharDevice,
-            Some(0o060000) => FileKind::BlockDevice,
-            Some(0o010000) => FileKind::Fifo,
-            Some(0o140000) => FileKind::Socket,
-            Some(0o120000) => FileKind::Symlink,
-            _ if pseudo == Some(DName::AnonInode) => FileKind::AnonInode,
-            _ => FileKind::Unknown,
+        match mode.and_then(|m| FileKind::from_mode(u32::from(m))) {
+            Some(k) => k,
+            None if pseudo == Some(DName::AnonInode) => FileKind::AnonInode,
+            None => FileKind::Unknown,
         }
+    }
+
+    /// The kind an inode's mode (`S_IFMT` bits) names, if it names one: an anonymous
+    /// inode's mode names none (its kind comes from its name).
+    pub fn from_mode(mode: u32) -> Option<FileKind> {
+        Some(match mode & u32::from(S_IFMT) {
+            0o100000 => FileKind::Regular,
+            0o040000 => FileKind::Directory,
+            0o020000 => FileKind::CharDevice,
+            0o060000 => FileKind::BlockDevice,
+            0o010000 => FileKind::Fifo,
+            0o140000 => FileKind::Socket,
+            0o120000 => FileKind::Symlink,
+            _ => return None,
+        })
     }
 
     /// The TYPE column of `lsof`: REG, DIR, CHR, BLK, FIFO, sock, LINK, a_inode.

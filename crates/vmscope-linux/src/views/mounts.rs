@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use vmscope_mem::{Gva, PhysMem};
 
+use super::fsopts::OwnSb;
 use super::path::{Paths, read_path};
 use super::process::Leader;
 use super::rbtree::Tree;
@@ -220,7 +221,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             }
         }
         if let Some((fo, op, info)) = own
-            && let Some(own) = self.fs_options(&fo, sb, (op, info), &fs, an)
+            && let Some(own) = self.fs_options(&fo, OwnSb { at: sb, op, info, flags, fs_type: &fs }, an)
         {
             opts.push_str(&own);
         }
