@@ -252,6 +252,7 @@ fn check(mut g: Guest, vsyscall: bool) {
     let regs = g.vm.hv().vcpu_registers(0).expect("vCPU 0 registers over QMP");
     assert_eq!(regs.la57(), g.vm.config().la57, "CR4.LA57 in {:#x}", regs.cr4);
     system::own_option_mounts(&mut g);
+    let chrooted = system::chrooted_slave(&mut g);
     let (hold, child) = start_hold(&mut g);
     system::into_cgroup(&mut g, hold);
     let pids = still(&mut g, hold);
@@ -262,6 +263,7 @@ fn check(mut g: Guest, vsyscall: bool) {
     check_log(&mut g, &k, hold);
     let mut more = pids.clone();
     more.extend((child != 0).then_some(child));
+    more.push(chrooted);
     system::check_sockets(&mut g, &k, hold, child);
     system::check_mounts(&mut g, &k, &more);
     system::check_ns(&mut g, &k, &more, hold);

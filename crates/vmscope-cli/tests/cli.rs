@@ -332,6 +332,38 @@ fn agent_views(q: &ReadmeQemu) {
     assert!(a.iter().any(|l| l.ends_with("\t[dummy]")), "{a:?}");
     assert_eq!(a, m, "kallsyms dummy");
 
+    // Threads, and the tree of user processes, as memory shows them.
+    let threaded: i32 =
+        sh("/sbin/vmscope-workload threads 3 0 </dev/null >/dev/null 2>&1 & echo $!").trim().parse().unwrap();
+    let ready = vmscope_testbed::eventually(Duration::from_secs(30), || {
+        sh(&format!("ls /proc/{threaded}/task | wc -l")).trim() == "3"
+    });
+    assert!(ready, "the threads workload did not start its threads");
+    let rows = |table: &str| -> Vec<String> {
+        table
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(&*threaded.to_string()))
+            .map(str::to_owned)
+            .collect()
+    };
+    let ours = rows(&agent(&["ps", "--threads"]));
+    assert_eq!(ours.len(), 3, "{ours:?}");
+    assert!(ours.iter().any(|l| l.contains(" vmsw-1 ")), "{ours:?}");
+    assert_eq!(ours, rows(&memory(&["ps", "--threads"])), "ps --threads");
+    let init_tree = |drawing: &str| -> Vec<String> {
+        drawing.lines().take_while(|l| l.starts_with("init(1)") || l.starts_with(' ')).map(str::to_owned).collect()
+    };
+    let ours = init_tree(&agent(&["pstree"]));
+    assert!(ours.iter().any(|l| l.contains(&format!("vmscope-workloa({threaded})"))), "{ours:?}");
+    assert_eq!(ours, init_tree(&memory(&["pstree"])), "pstree");
+    // The tree of user processes; without the STATE column (the agent runs while it
+    // answers).
+    let user = |table: &str| -> Vec<String> {
+        table.lines().filter(|l| !l.trim_end().ends_with(']')).map(|l| format!("{}{}", &l[..23], &l[28..])).collect()
+    };
+    assert_eq!(user(&agent(&["ps", "--tree"])), user(&memory(&["ps", "--tree"])), "ps --tree");
+    sh(&format!("kill {threaded}"));
+
     for cmd in ["check", "pids"] {
         let o = q.vmscope(&["--technique", "agent", cmd]);
         let err = String::from_utf8_lossy(&o.stderr);

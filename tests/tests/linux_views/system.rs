@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use vmscope_linux::{Kernel, Proto};
 use vmscope_mem::FileMem;
-use vmscope_testbed::Guest;
+use vmscope_testbed::{Guest, eventually};
 
 use super::per_pid;
 
@@ -170,6 +170,35 @@ const EXT4_OPTIONS: [&str; 3] = [
      warn_on_error",
 ];
 const PROC_OPTIONS: [&str; 3] = ["hidepid=invisible,gid=5,subset=pid", "hidepid=ptraceable", "hidepid=noaccess"];
+
+/// Starts a process chrooted into a tmpfs under which propagation has to be
+/// traced past a master: `leaf` is a slave of peer group G1 (whose only peer, `mid`,
+/// lies outside the root), G1's mount is a slave of G2, and G2 has a peer (`in`)
+/// under the root — so the chrooted process sees `master:G1 propagate_from:G2`
+/// (`get_dominating_id`) where every other process sees `master:G1` alone. Returns
+/// its pid.
+pub fn chrooted_slave(g: &mut Guest) -> i32 {
+    let p = "/mnt/pr";
+    g.sh(&format!(
+        "mkdir -p {p} && mount -t tmpfs pr {p} && mkdir {p}/src {p}/mid {p}/root \
+         && mount -t tmpfs src {p}/src && mount --make-shared {p}/src \
+         && mount -t tmpfs root {p}/root && mkdir {p}/root/in {p}/root/leaf && cp /bin/busybox {p}/root/ \
+         && mount --bind {p}/src {p}/root/in \
+         && mount --bind {p}/src {p}/mid && mount --make-slave {p}/mid && mount --make-shared {p}/mid \
+         && mount --bind {p}/mid {p}/root/leaf && mount --make-slave {p}/root/leaf"
+    ));
+    let pid: i32 = g
+        .sh(&format!("chroot {p}/root /busybox sleep 100000 </dev/null >/dev/null 2>&1 & echo $!"))
+        .trim()
+        .parse()
+        .expect("the chrooted process's pid");
+    let chrooted = eventually(std::time::Duration::from_secs(10), || {
+        g.sh(&format!("cat /proc/{pid}/mountinfo 2>/dev/null")).contains("propagate_from:")
+    });
+    let seen = g.sh(&format!("cat /proc/{pid}/mountinfo"));
+    assert!(chrooted, "no propagate_from: for the chrooted process:\n{seen}");
+    pid
+}
 
 /// The scratch disks a guest needs for [`own_option_mounts`].
 pub fn scratch_disks() -> Vec<vmscope_testbed::Disk> {

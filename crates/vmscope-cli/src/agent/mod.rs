@@ -5,8 +5,7 @@
 //!
 //! Kernel structures that only memory shows are refused: `check` and `pids`
 //! compare what the guest's kernel lists with what its memory holds, and `profile`
-//! describes the kernel's memory; the threads and tree of processes are not asked
-//! of the agent either.
+//! describes the kernel's memory.
 
 mod procfs;
 
@@ -18,12 +17,12 @@ use serde_json::json;
 use vmscope_agent::{Client, DirEntry, ExecRequest, ProcessInfo};
 use vmscope_linux::{
     Anomaly, Environment, MemoryMap, MountNamespace, MountTable, Namespaces, OpenFile, OpenFiles, Owner, PerProcess,
-    Proto, SocketTable,
+    Process, ProcessList, ProcessTree, Proto, SocketTable, Thread, ThreadList,
 };
 use vmscope_mem::Gva;
 
 use crate::output::{self, ModRow, PsRow};
-use crate::view::{self, Output, files, ids, memory, sockets, symbols};
+use crate::view::{self, Output, files, ids, memory, procs, sockets, symbols};
 use crate::{Args, Command};
 
 /// The most bytes read of one /proc file: `/proc/kallsyms` of a distribution
@@ -39,12 +38,12 @@ pub fn view(args: &Args, c: &mut Client) -> anyhow::Result<Output> {
         Command::Ps { threads: false, tree: false, .. } => {
             let rows: Vec<PsRow> = c.processes()?.iter().map(PsRow::from).collect();
             let doc = json!({ "technique": "agent", "processes": rows });
-            Output { doc, table: output::ps_table(&rows), anomalies: vec![] }
+            Output { doc, table: output::ps_table(&rows), anomalies: vec![], findings: 0 }
         }
         Command::Lsmod { .. } => {
             let rows: Vec<ModRow> = c.modules()?.iter().map(ModRow::from).collect();
             let doc = json!({ "technique": "agent", "modules": rows });
-            Output { doc, table: output::lsmod_table(&rows), anomalies: vec![] }
+            Output { doc, table: output::lsmod_table(&rows), anomalies: vec![], findings: 0 }
         }
         Command::Info => {
             let version = text(c, "/proc/version")?.trim_end().to_owned();
@@ -54,6 +53,7 @@ pub fn view(args: &Args, c: &mut Client) -> anyhow::Result<Output> {
                 doc: json!({ "technique": "agent", "release": release, "banner": version }),
                 table,
                 anomalies: vec![],
+                findings: 0,
             }
         }
         Command::Maps { pid } => maps(c, pid)?,
@@ -68,11 +68,77 @@ pub fn view(args: &Args, c: &mut Client) -> anyhow::Result<Output> {
         Command::Check => return Err(memory_only("check")),
         Command::Pids => return Err(memory_only("pids")),
         Command::Profile { .. } => return Err(memory_only("profile")),
-        Command::Ps { .. } | Command::Pstree => {
-            bail!("the agent technique answers `ps` without --threads or --tree; read the tree from memory")
+        Command::Ps { threads: true, .. } => {
+            let ps = process_list(c)?;
+            let threads = thread_lists(c, &ps)?;
+            procs::threads_output("agent", &ps, threads, vec![])
         }
+        Command::Ps { .. } => procs::tree_output("agent", process_tree(c)?),
+        Command::Pstree => procs::pstree_output("agent", process_tree(c)?),
         Command::Dump { .. } | Command::Watch(_) => unreachable!("dump and watch are handled before the agent"),
     })
+}
+
+/// The guest's processes as the memory views' type: what /proc does not show is 0
+/// or absent (times, task address), the arguments are the agent's command line
+/// split at spaces, a process without one is a kernel thread.
+fn process_list(c: &mut Client) -> anyhow::Result<Vec<Process>> {
+    Ok(c.processes()?
+        .into_iter()
+        .map(|p| Process {
+            pid: p.pid,
+            tid: p.pid,
+            ppid: p.ppid,
+            full_name: None,
+            full_name_truncated: false,
+            state: p.state,
+            uid: p.uid,
+            gid: p.gid,
+            euid: 0,
+            egid: 0,
+            start_time_ns: 0,
+            start_boottime_ns: None,
+            utime_ns: 0,
+            stime_ns: 0,
+            rss_pages: None,
+            threads: p.threads,
+            kernel_thread: p.cmdline.is_empty(),
+            cmdline: Some(p.cmdline.split(' ').filter(|a| !a.is_empty()).map(str::to_owned).collect()),
+            comm: p.comm,
+            task: Gva::new(0),
+        })
+        .collect())
+}
+
+fn process_tree(c: &mut Client) -> anyhow::Result<ProcessTree> {
+    Ok(ProcessTree::from_list(ProcessList { processes: process_list(c)?, anomalies: vec![] }))
+}
+
+/// Each process's threads from `/proc/PID/task/TID/stat`; a process with one thread
+/// is its leader alone (no more reads). A process or thread that exits meanwhile is
+/// left out, as /proc leaves it out.
+fn thread_lists(c: &mut Client, ps: &[Process]) -> anyhow::Result<Vec<ThreadList>> {
+    let mut lists = Vec::with_capacity(ps.len());
+    for p in ps {
+        let leader =
+            Thread { tid: p.pid, comm: p.comm.clone(), state: p.state, utime_ns: 0, stime_ns: 0, task: Gva::new(0) };
+        if p.threads <= 1 {
+            lists.push(ThreadList { pid: p.pid, threads: vec![leader], anomalies: vec![] });
+            continue;
+        }
+        let Ok(dir) = c.list_dir(&format!("/proc/{}/task", p.pid)) else { continue };
+        let mut threads = Vec::with_capacity(dir.len());
+        for tid in dir.iter().filter_map(|e| e.name.parse::<i32>().ok()) {
+            let Ok(stat) = c.read_file(&format!("/proc/{}/task/{tid}/stat", p.pid), 4096) else { continue };
+            if let Some(t) = procfs::thread(tid, &String::from_utf8_lossy(&stat)) {
+                threads.push(t);
+            }
+        }
+        // Leader first, as the memory view lists them.
+        threads.sort_by_key(|t| (t.tid != p.pid, t.tid));
+        lists.push(ThreadList { pid: p.pid, threads, anomalies: vec![] });
+    }
+    Ok(lists)
 }
 
 /// The error for a subcommand only guest memory answers.
@@ -319,7 +385,7 @@ fn dmesg(c: &mut Client, raw: bool, caller: bool) -> anyhow::Result<Output> {
         .map(|(prio, usec, text)| LogLine { facility: prio >> 3, level: prio & 7, usec, text })
         .collect();
     let doc = json!({ "technique": "agent", "records": records, "anomalies": anomalies });
-    Ok(Output { doc, table, anomalies })
+    Ok(Output { doc, table, anomalies, findings: 0 })
 }
 
 /// The guest's `/proc/kallsyms`, only names holding `pattern` if given (the lines

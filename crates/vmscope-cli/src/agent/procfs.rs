@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use vmscope_linux::{Credentials, FileKind, MountInfo, Proto, Socket, UnixInfo, Vma, VmaKind};
+use vmscope_linux::{Credentials, FileKind, MountInfo, Proto, Socket, Thread, UnixInfo, Vma, VmaKind};
 use vmscope_mem::Gva;
 
 /// `__SO_ACCEPTCON`: the `Flags` of a listening unix socket in `/proc/net/unix`.
@@ -169,6 +169,30 @@ pub fn file_kind(mode: Option<u32>, link: &str) -> FileKind {
     }
 }
 
+/// `USER_HZ`: the clock ticks `/proc/PID/stat` counts CPU time in.
+const NS_PER_USER_TICK: u64 = 10_000_000;
+
+/// A thread from its `/proc/PID/task/TID/stat` line: the name in parentheses (which
+/// may hold spaces and parentheses itself: it ends at the last `)`), the state,
+/// `utime` and `stime` (fields 14 and 15, in ticks of `USER_HZ`).
+pub fn thread(tid: i32, stat: &str) -> Option<Thread> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    let rest: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let state = rest.first()?.chars().next()?;
+    // `rest` starts at field 3 (state): utime is field 14.
+    let ticks = |i: usize| rest.get(i - 3)?.parse::<u64>().ok();
+    Some(Thread {
+        tid,
+        comm,
+        state,
+        utime_ns: ticks(14)?.saturating_mul(NS_PER_USER_TICK),
+        stime_ns: ticks(15)?.saturating_mul(NS_PER_USER_TICK),
+        task: Gva::new(0),
+    })
+}
+
 /// `pos`, `flags` (octal), `mnt_id` and `ino` of `/proc/PID/fdinfo/FD`.
 pub struct FdInfo {
     pub pos: i64,
@@ -296,6 +320,16 @@ pub fn log_line(line: &str) -> Option<(u32, Option<u64>, &str)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_thread_from_its_stat_line() {
+        let t = thread(812, "812 (a (b) c) S 1 812 1 0 -1 4194560 90 0 0 0 7 3 0 0 20 0 3 0 250 0 0").unwrap();
+        assert_eq!(
+            (t.tid, t.comm.as_str(), t.state, t.utime_ns, t.stime_ns),
+            (812, "a (b) c", 'S', 70_000_000, 30_000_000)
+        );
+        assert_eq!(thread(1, "1 (x) S 0"), None);
+    }
+
     use super::*;
     use proptest::prelude::*;
     use vmscope_linux::format_maps;

@@ -79,5 +79,5 @@ pub(crate) fn lsof_output(technique: &str, processes: Vec<OpenFiles>, anomalies:
         rows(p, &mut table);
     }
     let doc = json!({ "technique": technique, "processes": processes, "anomalies": anomalies });
-    Output { doc, table, anomalies }
+    Output { doc, table, anomalies, findings: 0 }
 }

@@ -40,7 +40,7 @@ pub(crate) fn mounts_output(technique: &str, t: MountTable) -> Output {
         anomalies.extend_from_slice(&ns.anomalies);
     }
     let doc = json!({ "technique": technique, "namespaces": t.namespaces, "anomalies": t.anomalies });
-    Output { doc, table, anomalies }
+    Output { doc, table, anomalies, findings: 0 }
 }
 
 /// The namespaces each process is in (as `ls -l /proc/PID/ns` shows them) and
@@ -66,7 +66,7 @@ pub(crate) fn ns_output(technique: &str, p: PerProcess<Namespaces>) -> Output {
     }
     let anomalies = all_anomalies(&p, |n| &n.anomalies);
     let doc = json!({ "technique": technique, "processes": p.processes, "anomalies": p.anomalies });
-    Output { doc, table, anomalies }
+    Output { doc, table, anomalies, findings: 0 }
 }
 
 /// Credentials and capabilities, one line per process (ids as real/effective/
@@ -92,5 +92,5 @@ pub(crate) fn creds_output(technique: &str, p: PerProcess<Credentials>) -> Outpu
     }
     let anomalies = all_anomalies(&p, |c| &c.anomalies);
     let doc = json!({ "technique": technique, "processes": p.processes, "anomalies": p.anomalies });
-    Output { doc, table, anomalies }
+    Output { doc, table, anomalies, findings: 0 }
 }

@@ -14,5 +14,5 @@ pub fn dmesg<M: PhysMem>(technique: &str, k: &Kernel<M>, raw: bool, caller: bool
     let doc = json!({
         "technique": technique, "printk_time": log.printk_time, "records": log.records, "anomalies": log.anomalies,
     });
-    Ok(Output { doc, table, anomalies: log.anomalies })
+    Ok(Output { doc, table, anomalies: log.anomalies, findings: 0 })
 }

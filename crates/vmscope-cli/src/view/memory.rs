@@ -17,7 +17,7 @@ pub(crate) fn maps_output(technique: &str, m: MemoryMap) -> Output {
     let doc = json!({
         "technique": technique, "pid": m.pid, "comm": m.comm, "vmas": m.vmas, "anomalies": m.anomalies,
     });
-    Output { doc, table, anomalies: m.anomalies }
+    Output { doc, table, anomalies: m.anomalies, findings: 0 }
 }
 
 /// `/proc/PID/environ`, one string a line.
@@ -36,5 +36,5 @@ pub(crate) fn env_output(technique: &str, e: Environment) -> Output {
         "technique": technique, "pid": e.pid, "comm": e.comm, "vars": e.vars, "truncated": e.truncated,
         "anomalies": e.anomalies,
     });
-    Output { doc, table, anomalies: e.anomalies }
+    Output { doc, table, anomalies: e.anomalies, findings: 0 }
 }

@@ -7,7 +7,7 @@ pub mod integrity;
 mod log;
 pub(crate) mod memory;
 mod pids;
-mod procs;
+pub(crate) mod procs;
 mod profile;
 pub(crate) mod sockets;
 pub(crate) mod symbols;
@@ -26,6 +26,8 @@ pub struct Output {
     pub doc: serde_json::Value,
     pub table: String,
     pub anomalies: Vec<Anomaly>,
+    /// What `check` found (0 for every other view): the exit status says so.
+    pub findings: usize,
 }
 
 /// Builds the view `cmd` asks for.
@@ -37,18 +39,18 @@ pub fn build<M: PhysMem>(cmd: &Command, technique: &str, k: &Kernel<M>) -> anyho
             let list = k.processes();
             let doc = json!({ "technique": technique, "processes": list.processes, "anomalies": list.anomalies });
             let rows: Vec<PsRow> = list.processes.iter().map(PsRow::from).collect();
-            Output { doc, table: output::ps_table(&rows), anomalies: list.anomalies }
+            Output { doc, table: output::ps_table(&rows), anomalies: list.anomalies, findings: 0 }
         }
         Command::Pstree => procs::pstree(technique, k),
         Command::Lsmod { .. } => {
             let list = k.modules();
             let doc = json!({ "technique": technique, "modules": list.modules, "anomalies": list.anomalies });
             let rows: Vec<ModRow> = list.modules.iter().map(ModRow::from).collect();
-            Output { doc, table: output::lsmod_table(&rows), anomalies: list.anomalies }
+            Output { doc, table: output::lsmod_table(&rows), anomalies: list.anomalies, findings: 0 }
         }
         Command::Info => {
             let doc = json!({ "technique": technique, "kernel": k.info() });
-            Output { doc, table: output::info_text(k.info()), anomalies: Vec::new() }
+            Output { doc, table: output::info_text(k.info()), anomalies: Vec::new(), findings: 0 }
         }
         Command::Maps { pid } => memory::maps(technique, k, pid)?,
         Command::Env { pid } => memory::env(technique, k, pid)?,

@@ -67,5 +67,5 @@ pub fn pids<M: PhysMem>(technique: &str, k: &Kernel<M>) -> anyhow::Result<Output
     let mut anomalies = table.anomalies;
     anomalies.extend(graph.anomalies);
     let doc = json!({ "technique": technique, "idr_base": table.idr_base, "pids": rows, "anomalies": anomalies });
-    Ok(Output { doc, table: text, anomalies })
+    Ok(Output { doc, table: text, anomalies, findings: 0 })
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use serde_json::json;
-use vmscope_linux::{Kernel, TreeNode};
+use vmscope_linux::{Anomaly, Kernel, Process, ProcessTree, ThreadList, TreeNode};
 use vmscope_mem::PhysMem;
 
 use super::Output;
@@ -15,7 +15,18 @@ use crate::output::{PsRow, ps_table};
 pub fn threads<M: PhysMem>(technique: &str, k: &Kernel<M>) -> Output {
     let list = k.processes();
     let (threads, mut anomalies) = k.all_threads();
-    let by_pid: HashMap<i32, &vmscope_linux::Process> = list.processes.iter().map(|p| (p.pid, p)).collect();
+    anomalies.extend(list.anomalies);
+    threads_output(technique, &list.processes, threads, anomalies)
+}
+
+/// The `ps --threads` table and document of `threads`, each under its process.
+pub(crate) fn threads_output(
+    technique: &str,
+    processes: &[Process],
+    threads: Vec<ThreadList>,
+    mut anomalies: Vec<Anomaly>,
+) -> Output {
+    let by_pid: HashMap<i32, &Process> = processes.iter().map(|p| (p.pid, p)).collect();
     let mut table =
         format!("{:>7} {:>7} {:>7} {:>6} {:5} {:16} {}\n", "PID", "TID", "PPID", "UID", "STATE", "COMM", "CMD");
     for t in &threads {
@@ -29,15 +40,18 @@ pub fn threads<M: PhysMem>(technique: &str, k: &Kernel<M>) -> Output {
             );
         }
     }
-    anomalies.extend(list.anomalies);
     anomalies.extend(threads.iter().flat_map(|t| t.anomalies.iter().cloned()));
     let doc = json!({ "technique": technique, "threads": threads, "anomalies": anomalies });
-    Output { doc, table, anomalies }
+    Output { doc, table, anomalies, findings: 0 }
 }
 
 /// `ps -ef --forest`: the table of `ps`, children under their parents.
 pub fn tree<M: PhysMem>(technique: &str, k: &Kernel<M>) -> Output {
-    let tree = k.process_tree();
+    tree_output(technique, k.process_tree())
+}
+
+/// The `ps --tree` table and document of `tree`.
+pub(crate) fn tree_output(technique: &str, tree: ProcessTree) -> Output {
     let rows: Vec<PsRow> = tree
         .walk()
         .into_iter()
@@ -51,7 +65,7 @@ pub fn tree<M: PhysMem>(technique: &str, k: &Kernel<M>) -> Output {
         .collect();
     let anomalies = tree.anomalies.clone();
     let doc = json!({ "technique": technique, "tree": tree.roots, "anomalies": anomalies });
-    Output { doc, table: ps_table(&rows), anomalies }
+    Output { doc, table: ps_table(&rows), anomalies, findings: 0 }
 }
 
 /// A subtree as `pstree -pA` draws it: `name(pid)`, a single child on the same
@@ -84,7 +98,11 @@ fn draw(n: &TreeNode, depth: usize) -> Vec<String> {
 
 /// Every process under its parent, each root (init, kthreadd) a tree.
 pub fn pstree<M: PhysMem>(technique: &str, k: &Kernel<M>) -> Output {
-    let tree = k.process_tree();
+    pstree_output(technique, k.process_tree())
+}
+
+/// `pstree`'s drawing and document of `tree`.
+pub(crate) fn pstree_output(technique: &str, tree: ProcessTree) -> Output {
     let mut table = String::new();
     for r in &tree.roots {
         for l in draw(r, 0) {
@@ -94,7 +112,7 @@ pub fn pstree<M: PhysMem>(technique: &str, k: &Kernel<M>) -> Output {
     }
     let anomalies = tree.anomalies.clone();
     let doc = json!({ "technique": technique, "tree": tree.roots, "anomalies": anomalies });
-    Output { doc, table, anomalies }
+    Output { doc, table, anomalies, findings: 0 }
 }
 
 #[cfg(test)]

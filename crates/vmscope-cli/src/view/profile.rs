@@ -33,5 +33,5 @@ pub fn isf<M: PhysMem>(technique: &str, k: &Kernel<M>, path: &Path) -> anyhow::R
         "technique": technique, "file": path, "bytes": text.len(), "types": types, "symbols": symbols,
         "typed_globals": typed, "kaslr_virtual_offset": info.kaslr_virtual_offset, "banner": info.banner,
     });
-    Ok(Output { doc, table, anomalies: Vec::new() })
+    Ok(Output { doc, table, anomalies: Vec::new(), findings: 0 })
 }

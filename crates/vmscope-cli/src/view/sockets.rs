@@ -62,5 +62,5 @@ pub(crate) fn sockets_output(technique: &str, t: SocketTable) -> Output {
     let doc = json!({
         "technique": technique, "namespaces": t.namespaces, "sockets": t.sockets, "anomalies": t.anomalies,
     });
-    Output { doc, table, anomalies: t.anomalies }
+    Output { doc, table, anomalies: t.anomalies, findings: 0 }
 }

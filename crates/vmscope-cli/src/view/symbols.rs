@@ -49,5 +49,5 @@ pub(crate) fn kallsyms_output(technique: &str, rows: &[Row<'_>], anomalies: Vec<
         table.push('\n');
     }
     let doc = json!({ "technique": technique, "symbols": rows, "anomalies": anomalies });
-    Output { doc, table, anomalies }
+    Output { doc, table, anomalies, findings: 0 }
 }

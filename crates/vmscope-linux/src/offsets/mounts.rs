@@ -46,6 +46,10 @@ pub struct MountOffsets {
     pub mnt_devname: u64,
     pub mnt_master: u64,
     pub mnt_group_id: u64,
+    /// `mount.mnt_ns`, and `.mnt_share` (the ring of a peer group), for
+    /// `propagate_from:`.
+    pub mnt_ns: u64,
+    pub mnt_share: u64,
     /// `super_block.s_type`, `.s_flags`, `.s_subtype`.
     pub s_type: u64,
     pub s_flags: u64,
@@ -322,6 +326,8 @@ impl MountOffsets {
             mnt_devname: off("mount", "mnt_devname")?,
             mnt_master: off("mount", "mnt_master")?,
             mnt_group_id: off("mount", "mnt_group_id")?,
+            mnt_ns: off("mount", "mnt_ns")?,
+            mnt_share: off("mount", "mnt_share")?,
             s_type: off("super_block", "s_type")?,
             s_flags: off("super_block", "s_flags")?,
             s_subtype: off("super_block", "s_subtype")?,

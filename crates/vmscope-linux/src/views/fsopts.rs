@@ -493,7 +493,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             let qf = [b.ptr(eo.qf_names)?, b.ptr(eo.qf_names + 8)?];
             Some((e, b.ptr(eo.es)?, qf, eo.dummy_policy.map_or(Some(Gva::new(0)), |at| b.ptr(at))?))
         })??;
-        if !plausible(self.k, es, eo.es_errors.max(eo.es_def_resgid) + 2) {
+        if !plausible(self.k, es, 8) {
             an.push(Anomaly::BadPointer { what: "ext4_sb_info.s_es".into(), at: info, value: es });
             return None;
         }

@@ -12,7 +12,7 @@ use super::fsopts::OwnSb;
 use super::path::{Paths, read_path};
 use super::process::Leader;
 use super::rbtree::Tree;
-use super::{AddrMap, Anomaly, Fields, follow, owner, plausible, with_struct};
+use super::{AddrMap, AddrSet, Anomaly, Fields, follow, owner, plausible, with_struct};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::{MountOffsets, MountSet, VfsOffsets};
@@ -160,6 +160,63 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
     }
 
+    /// `get_dominating_id`: the peer group of the closest master — `master`, its
+    /// master, and so on — that has a peer in namespace `ns` the process reaches from
+    /// its root; 0 for none. Both walks are bounded by `limits.max_list` and stop at
+    /// a mount met before.
+    fn dominating_group(
+        &self,
+        vo: &VfsOffsets,
+        mo: &MountOffsets,
+        (master, ns): (Gva, Gva),
+        paths: &mut Paths<'_, '_, M>,
+        an: &mut Vec<Anomaly>,
+    ) -> i32 {
+        let limit = self.limits.max_list;
+        let span = [mo.mnt_ns, mo.mnt_share, mo.mnt_group_id, mo.mnt_master, vo.mnt + vo.mnt_root].into_iter().max();
+        let span = span.unwrap_or(0) + 8;
+        let mut seen = AddrSet::default();
+        let mut m = master;
+        for _ in 0..limit {
+            if m.raw() == 0 || !seen.insert(m) {
+                break;
+            }
+            let mut next_master = Gva::new(0);
+            let mut p = m;
+            for _ in 0..limit {
+                if !plausible(self.k, p, 8) {
+                    an.push(Anomaly::BadPointer { what: "mount.mnt_share".into(), at: m, value: p });
+                    return 0;
+                }
+                let Some(Some((p_ns, root, group, share, up))) =
+                    with_struct(self.k, p, span, "struct mount", an, |b| {
+                        Some((
+                            b.ptr(mo.mnt_ns)?,
+                            b.ptr(vo.mnt + vo.mnt_root)?,
+                            b.i32(mo.mnt_group_id)?,
+                            b.ptr(mo.mnt_share)?,
+                            b.ptr(mo.mnt_master)?,
+                        ))
+                    })
+                else {
+                    return 0;
+                };
+                if p == m {
+                    next_master = up;
+                }
+                if p_ns == ns && member(p, vo.mnt).is_ok_and(|v| paths.reaches_root(v, root, an)) {
+                    return group;
+                }
+                match owner(share, mo.mnt_share, "struct mount", an) {
+                    Some(n) if n != m && n != p => p = n,
+                    _ => break,
+                }
+            }
+            m = next_master;
+        }
+        0
+    }
+
     fn raw_mount(&self, vo: &VfsOffsets, mo: &MountOffsets, m: Gva, an: &mut Vec<Anomaly>) -> Option<Raw> {
         let span = vo.mount_span().max(mo.mount_span());
         with_struct(self.k, m, span, "struct mount", an, |b| {
@@ -291,6 +348,10 @@ impl<M: PhysMem> Ctx<'_, M> {
                 if plausible(self.k, r.master, 8) {
                     if let Some(g) = group(r.master, &mut an) {
                         optional.push(format!("master:{g}"));
+                        let dom = self.dominating_group(vo, mo, (r.master, ns), &mut paths, &mut an);
+                        if dom != 0 && dom != g {
+                            optional.push(format!("propagate_from:{dom}"));
+                        }
                     }
                 } else {
                     an.push(Anomaly::BadPointer { what: "mount.mnt_master".into(), at: m, value: r.master });
