@@ -18,13 +18,23 @@ use super::per_pid;
 /// The cgroup the workload is moved into.
 pub const CGROUP: &str = "/vmscope-hold";
 
-/// Mounts the unified cgroup hierarchy and moves `pid` into [`CGROUP`].
+/// Every option cgroup2's mountinfo line can show (6.12 has them all), and those 6.1
+/// has: the mounts view rebuilds each from `cgrp_dfl_root.flags`.
+const CGROUP2_ALL: &str =
+    "nsdelegate,favordynmods,memory_localevents,memory_recursiveprot,memory_hugetlb_accounting,pids_localevents";
+const CGROUP2_6_1: &str = "nsdelegate,memory_localevents,memory_recursiveprot";
+
+/// Mounts the unified cgroup hierarchy with every option the kernel has (the
+/// mounts view's comparison with mountinfo covers them) and moves `pid` into
+/// [`CGROUP`].
 pub fn into_cgroup(g: &mut Guest, pid: i32) {
     let out = g.sh(&format!(
-        "mkdir -p /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && mkdir /sys/fs/cgroup{CGROUP} \
-         && echo {pid} > /sys/fs/cgroup{CGROUP}/cgroup.procs && echo moved"
+        "mkdir -p /sys/fs/cgroup && {{ mount -t cgroup2 -o {CGROUP2_ALL} none /sys/fs/cgroup 2>/dev/null \
+         || mount -t cgroup2 -o {CGROUP2_6_1} none /sys/fs/cgroup; }} && mkdir /sys/fs/cgroup{CGROUP} \
+         && echo {pid} > /sys/fs/cgroup{CGROUP}/cgroup.procs && echo moved; grep cgroup2 /proc/mounts"
     ));
-    assert!(out.contains("moved"), "cgroup2: {out}");
+    assert!(out.contains("moved") && out.contains("memory_localevents"), "cgroup2: {out}");
+    eprintln!("cgroup2 mounted as: {}", out.lines().last().unwrap_or(""));
 }
 
 /// An address of `/proc/net/*`: the words of the address as the kernel's integers.
