@@ -7,9 +7,10 @@
 //!   guest is paused: it unlinks a busy process from the task list (DKOM) and a
 //!   module from the module list, points `sys_call_table[__NR_getpid]`, IDT gate 3
 //!   and `n_tty_ops.receive_buf` outside kernel text, sends `x64_sys_call`'s branch
-//!   to `__x64_sys_getpid` past the kernel's text, and gives a process of uid 1001
-//!   the effective cred of pid 1. (Where to write comes from vmscope's library:
-//!   that is set-up, not ground truth.) `check` finds each of the seven, and
+//!   to `__x64_sys_getpid` past the kernel's text, puts a notifier_block calling
+//!   outside it at the head of `keyboard_notifier_list`, and gives a process of uid
+//!   1001 the effective cred of pid 1. (Where to write comes from vmscope's library:
+//!   that is set-up, not ground truth.) `check` finds each of the eight, and
 //!   nothing else, with exit status 3, under every technique tried; the guest
 //!   stays paused and is killed after.
 //! - `kallsyms` against a sample of the guest's `/proc/kallsyms` (read as root) and
@@ -109,11 +110,13 @@ struct Planted {
     /// The cred of pid 1, now also the effective cred of a process of uid 1001.
     cred: Gva,
     cred_pid: i32,
+    /// `notifier_call` of the notifier_block put first on `keyboard_notifier_list`.
+    keyboard_call: Gva,
 }
 
 /// A rootkit's writes: the task list, the module list, a system call table entry,
-/// a branch of the compiled dispatch, an IDT gate, a line discipline's operation,
-/// and a process's effective cred.
+/// a branch of the compiled dispatch, an IDT gate, a line discipline's operation, a
+/// keyboard notifier, and a process's effective cred.
 fn plant(g: &Guest, victim: i32, lowly: i32) -> Planted {
     let ram = g.ram();
     let regs = g.vm.hv().vcpu_registers(0).expect("registers");
@@ -167,6 +170,18 @@ fn plant(g: &Guest, victim: i32, lowly: i32) -> Planted {
     let ldisc_op = at(sym("n_tty_ops"), receive);
     poke_u64(&ram, &k, ldisc_op, ROGUE);
 
+    // A keyboard notifier (a keylogger's hook): a notifier_block in bytes nobody
+    // reads — the unused tail of the hidden module's name — calling ROGUE, put at the
+    // head of the chain ahead of whatever was there.
+    let no = co.notifier.expect("struct notifier_block");
+    let block = at(m.addr, k.offsets().module.name + 16);
+    let head = at(sym("keyboard_notifier_list"), no.head);
+    let first = k.kernel_mem().read_ptr(head).unwrap();
+    poke_u64(&ram, &k, at(block, no.call), ROGUE);
+    poke_u64(&ram, &k, at(block, no.next), first.raw());
+    poke_u64(&ram, &k, head, block.raw());
+    let keyboard_call = at(block, no.call);
+
     let cred_off = co.task_cred.expect("task_struct.cred");
     let cred = k.kernel_mem().read_ptr(at(task(1).addr, cred_off)).unwrap();
     poke_u64(&ram, &k, at(task(lowly).addr, cred_off), cred.raw());
@@ -182,6 +197,7 @@ fn plant(g: &Guest, victim: i32, lowly: i32) -> Planted {
         ldisc_op,
         cred,
         cred_pid: lowly,
+        keyboard_call,
     }
 }
 
@@ -251,13 +267,15 @@ fn rooted(g: &Guest, cache: &Path, p: &Planted) {
         let f = one(&doc, "shared_cred", p.cred, t);
         let found = f["found"].as_str().unwrap();
         assert!(found.contains(&format!("{} (", p.cred_pid)) && found.contains("uid 1001"), "{t}: {f}");
-        assert_eq!(doc["findings"].as_array().unwrap().len(), 7, "{t}: nothing else: {doc}");
+        let f = one(&doc, "keyboard_notifier", p.keyboard_call, t);
+        assert!(f["subject"].as_str().unwrap().ends_with("->notifier_call") && f["value"] == ROGUE, "{t}: {f}");
+        assert_eq!(doc["findings"].as_array().unwrap().len(), 8, "{t}: nothing else: {doc}");
     }
     // The text report says the same, and so does the PID table view.
     let o = vmscope(g, cache, &["--technique", "live-map", "check"]);
     assert_eq!(o.status.code(), Some(3));
     let text = String::from_utf8(o.stdout).unwrap();
-    assert!(text.contains("7 findings:") && text.contains(&format!("sys_call_table[{NR_GETPID}]")), "{text}");
+    assert!(text.contains("8 findings:") && text.contains(&format!("sys_call_table[{NR_GETPID}]")), "{text}");
     let pids: serde_json::Value =
         serde_json::from_str(&stdout_ok(&vmscope(g, cache, &["pids", "--json"]), "pids")).unwrap();
     let row = pids["pids"].as_array().unwrap().iter().find(|r| r["nr"] == p.pid).expect("the victim's pid");
