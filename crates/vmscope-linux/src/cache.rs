@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::offsets::Offsets;
 
 /// Bumped whenever [`Offsets`] changes shape; older files are ignored.
-const FORMAT: u32 = 10;
+const FORMAT: u32 = 11;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {

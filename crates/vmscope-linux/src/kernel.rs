@@ -107,6 +107,8 @@ pub(crate) struct Known {
     /// `tick_nsec`: nanoseconds per tick, which gives `HZ` (ext4's `commit=` is kept
     /// in ticks).
     pub tick_nsec: Option<Gva>,
+    /// `policy_modes`: the names `mpol_to_str` gives memory policy modes.
+    pub policy_modes: Option<Gva>,
 }
 
 impl Known {
@@ -135,6 +137,7 @@ impl Known {
             ext4_sops: s.addr("ext4_sops"),
             proc_sops: s.addr("proc_sops"),
             tick_nsec: s.addr("tick_nsec"),
+            policy_modes: s.addr("policy_modes"),
         }
     }
 }

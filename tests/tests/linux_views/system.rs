@@ -165,11 +165,13 @@ pub fn check_sockets(g: &mut Guest, k: &Kernel<FileMem>, hold: i32, child: i32) 
 /// add none here).
 const WHOLE_OPTIONS: [&str; 8] = ["tmpfs", "devtmpfs", "rootfs", "devpts", "proc", "sysfs", "cgroup2", "ext4"];
 
-/// Mount options for the three scratch disks (ext4) and two more proc mounts, so that
+/// Mount options for the three scratch disks (ext4), three more proc mounts and four
+/// tmpfs mounts, so that
 /// every option the mounts view rebuilds for them is shown by some mount: mount
 /// option bits set and cleared against the defaults, tunables, `errors=` against
 /// the disk's, `data=` modes, quota formats and files, `sb=`, `dax=`,
-/// `mb_optimize_scan=`; proc's `gid=`, each `hidepid=` and `subset=pid`.
+/// `mb_optimize_scan=`; proc's `gid=`, each `hidepid=` and `subset=pid`; tmpfs's
+/// `mpol=`, `huge=` and (from 6.4) `noswap`.
 const EXT4_OPTIONS: [&str; 3] = [
     "errors=remount-ro,commit=17,nodelalloc,noauto_da_alloc,data=journal,stripe=4,resuid=1,resgid=2,\
      min_batch_time=100,max_batch_time=9000,inode_readahead_blks=64,init_itable=20,max_dir_size_kb=1024,grpid,\
@@ -180,6 +182,9 @@ const EXT4_OPTIONS: [&str; 3] = [
      warn_on_error",
 ];
 const PROC_OPTIONS: [&str; 3] = ["hidepid=invisible,gid=5,subset=pid", "hidepid=ptraceable", "hidepid=noaccess"];
+/// tmpfs with memory policies (the guest has one NUMA node, 0): a mode with nodes,
+/// each node flag, one without nodes.
+const TMPFS_MPOL: [&str; 4] = ["mpol=bind:0", "mpol=interleave=static:0", "mpol=prefer=relative:0", "mpol=local"];
 
 /// Starts a process chrooted into a tmpfs under which propagation has to be
 /// traced past a master: `leaf` is a slave of peer group G1 (whose only peer, `mid`,
@@ -215,7 +220,7 @@ pub fn scratch_disks() -> Vec<vmscope_testbed::Disk> {
     vec![vmscope_testbed::Disk::Scratch { size_mib: 64 }; EXT4_OPTIONS.len()]
 }
 
-/// Mounts the scratch disks (which /init stacked on /mnt/scratch) and proc again
+/// Mounts the scratch disks (which /init stacked on /mnt/scratch), proc and tmpfs
 /// with the options above.
 pub fn own_option_mounts(g: &mut Guest) {
     g.sh("while umount /mnt/scratch 2>/dev/null; do :; done");
@@ -229,6 +234,11 @@ pub fn own_option_mounts(g: &mut Guest) {
     for (i, o) in PROC_OPTIONS.iter().enumerate() {
         g.sh(&format!("mkdir -p /mnt/p{i} && mount -t proc -o {o} proc /mnt/p{i}"));
     }
+    for (i, o) in TMPFS_MPOL.iter().enumerate() {
+        g.sh(&format!("mkdir -p /mnt/m{i} && mount -t tmpfs -o {o},huge=within_size,noswap mpol{i} /mnt/m{i} 2>/dev/null || mount -t tmpfs -o {o},huge=within_size mpol{i} /mnt/m{i}"));
+    }
+    let m = g.sh("grep ' /mnt/m' /proc/mounts");
+    assert_eq!(m.matches("mpol=").count(), TMPFS_MPOL.len(), "{m}");
 }
 
 /// One `/proc/PID/mountinfo` line, split at ` - `; the super block options whole for

@@ -17,8 +17,8 @@ pub use checks::{CheckOffsets, KsetOffsets, LdiscOffsets, NotifierOffsets, Sched
 pub use ids::{CgroupOffsets, CredsOffsets, NsOffsets};
 pub use maps::{MapleNodeLayout, MapleOffsets, MapsOffsets};
 pub use mounts::{
-    CGROUP2_OPTIONS, Cgroup2Offsets, DevptsOffsets, Ext4Offsets, FsOptionOffsets, HIDEPID_OPTIONS, MountOffsets,
-    MountSet, ProcOffsets, ShmemOffsets,
+    CGROUP2_OPTIONS, Cgroup2Offsets, DevptsOffsets, Ext4Offsets, FsOptionOffsets, HIDEPID_OPTIONS, MempolicyOffsets,
+    MountOffsets, MountSet, ProcOffsets, ShmemOffsets,
 };
 pub use net::{NetOffsets, SockOffsets};
 pub use printk::PrintkOffsets;
@@ -378,6 +378,7 @@ impl Offsets {
         "cgroup_root",
         "CGRP_ROOT_NS_DELEGATE",
         "ext4_sb_info",
+        "mempolicy",
         "ext4_super_block",
         "proc_fs_info",
         "HIDEPID_OFF",

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::types::TypeRef;
 use crate::{Profile, Result};
 
 /// How a mount namespace holds its mounts.
@@ -161,6 +162,19 @@ pub struct ShmemOffsets {
     pub mpol: u64,
     pub noswap: Option<u64>,
     pub size: u64,
+    /// The memory policy `mpol` points to (absent without `CONFIG_NUMA`).
+    pub mempolicy: Option<MempolicyOffsets>,
+}
+
+/// `struct mempolicy`: `mode`, `flags` (both `unsigned short`) and the `nodes`
+/// bitmap, `nodes_len` bytes long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct MempolicyOffsets {
+    pub mode: u64,
+    pub flags: u64,
+    pub nodes: u64,
+    pub nodes_len: u64,
 }
 
 /// `pts_fs_info.mount_opts` (a `struct pts_mount_opts`), each field from the start
@@ -194,6 +208,16 @@ impl FsOptionOffsets {
                 mpol: o("mpol")?,
                 noswap: o("noswap"),
                 size: 0,
+                mempolicy: (|| {
+                    let bits = p.field("mempolicy", "nodes.bits").ok()?;
+                    let TypeRef::Array { count, .. } = bits.ty else { return None };
+                    Some(MempolicyOffsets {
+                        mode: off("mempolicy", "mode")?,
+                        flags: off("mempolicy", "flags")?,
+                        nodes: bits.offset,
+                        nodes_len: u64::from(count) * 8,
+                    })
+                })(),
             };
             let size = [s.max_blocks, s.max_inodes, s.mpol].into_iter().max()? + 8;
             Some(ShmemOffsets { size, ..s })
