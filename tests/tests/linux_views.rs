@@ -254,6 +254,12 @@ fn check(mut g: Guest, vsyscall: bool) {
     system::own_option_mounts(&mut g);
     let chrooted = system::chrooted_slave(&mut g);
     let (hold, child) = start_hold(&mut g);
+    // Before cgroup2 is mounted the guest's /proc/PID/cgroup has no `0::` line, and
+    // the view has no cgroup.
+    let cgroup = g.sh("cat /proc/1/cgroup");
+    assert!(!cgroup.lines().any(|l| l.starts_with("0::")), "{cgroup}");
+    let early = attach(&g).namespaces(Some(1)).expect("ns").expect("init").processes.remove(0);
+    assert_eq!(early.cgroup, None, "cgroup of pid 1 before cgroup2 is mounted");
     system::into_cgroup(&mut g, hold);
     let pids = still(&mut g, hold);
     let k = attach(&g);

@@ -235,8 +235,8 @@ fn agent_views(q: &ReadmeQemu) {
     let sh = |line: &str| q.agent().sh(line).unwrap();
     let agent = |args: &[&str]| stdout(&q.vmscope(&[&["--technique", "agent"], args].concat()));
     let memory = |args: &[&str]| stdout(&q.vmscope(&[&["--technique", "live-map"], args].concat()));
-    // /proc/PID/cgroup has no `0::` line until cgroup2 is mounted once; the memory
-    // view shows the cgroup regardless.
+    // /proc/PID/cgroup has no `0::` line until cgroup2 is mounted once (nor has the
+    // memory view a cgroup): mount it, with two of its options.
     sh(
         "mkdir -p /tmp/agent-hold /tmp/agent-cg && mount -t cgroup2 -o nsdelegate,memory_recursiveprot none /tmp/agent-cg",
     );

@@ -101,6 +101,9 @@ pub(crate) struct Known {
     pub totalram_pages: Option<Gva>,
     /// `cgrp_dfl_root`: the cgroup2 hierarchy's root (its flags are cgroup2's options).
     pub cgrp_dfl_root: Option<Gva>,
+    /// `cgrp_dfl_visible`: whether cgroup2 has been mounted (until then
+    /// `/proc/PID/cgroup` has no `0::` line).
+    pub cgrp_dfl_visible: Option<Gva>,
     /// The super block operations of ext4 (`ext4_sops`) and proc (`proc_sops`).
     pub ext4_sops: Option<Gva>,
     pub proc_sops: Option<Gva>,
@@ -134,6 +137,7 @@ impl Known {
             devpts_sops: s.addr("devpts_sops"),
             totalram_pages: s.addr("_totalram_pages"),
             cgrp_dfl_root: s.addr("cgrp_dfl_root"),
+            cgrp_dfl_visible: s.addr("cgrp_dfl_visible"),
             ext4_sops: s.addr("ext4_sops"),
             proc_sops: s.addr("proc_sops"),
             tick_nsec: s.addr("tick_nsec"),

@@ -1,6 +1,7 @@
 //! A task's cgroup on the unified (v2) hierarchy: `task->cgroups->dfl_cgrp`, its
 //! path rebuilt from the names of its kernfs nodes, as `/proc/PID/cgroup` prints
-//! it on its `0::` line.
+//! it on its `0::` line — which it leaves out until cgroup2 has been mounted once
+//! (`cgrp_dfl_visible`), and so does this.
 
 use vmscope_mem::{Gva, PhysMem};
 
@@ -18,6 +19,16 @@ impl<M: PhysMem> Ctx<'_, M> {
     /// The cgroup path of task `task`, from the root cgroup (`/` for the root).
     pub(crate) fn cgroup_path(&self, task: Gva, an: &mut Vec<Anomaly>) -> Option<String> {
         let co = self.o.cgroup?;
+        if let Some(at) = self.addrs.known.cgrp_dfl_visible {
+            let mut visible = [0u8; 1];
+            match self.k.read(at, &mut visible) {
+                Ok(()) if visible[0] == 0 => return None,
+                Ok(()) => {}
+                Err(e) => {
+                    an.push(Anomaly::Unreadable { what: "cgrp_dfl_visible".into(), addr: at, error: e.to_string() })
+                }
+            }
+        }
         let cset = follow(self.k, task, co.task_cgroups, "task.cgroups", an)?;
         let cgrp = follow(self.k, cset, co.dfl_cgrp, "css_set.dfl_cgrp", an)?;
         let mut kn = follow(self.k, cgrp, co.kn, "cgroup.kn", an)?;
