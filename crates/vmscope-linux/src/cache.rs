@@ -10,12 +10,46 @@ use serde::{Deserialize, Serialize};
 
 use crate::offsets::Offsets;
 
-/// Bumped whenever [`Offsets`] changes shape; older files are ignored.
-const FORMAT: u32 = 11;
+/// Bumped whenever the file's layout changes; older files are ignored.
+const FORMAT: u32 = 12;
+
+/// The source of [`Offsets`] and of how they are resolved: an entry written by a
+/// build whose offsets code differs in any byte is ignored. (A version number to bump
+/// by hand was forgotten once: serde read a field the old entry lacked as absent,
+/// and a view silently lost what that field gave it.)
+const OFFSETS_SOURCE: &[&[u8]] = &[
+    include_bytes!("offsets/mod.rs"),
+    include_bytes!("offsets/checks.rs"),
+    include_bytes!("offsets/ids.rs"),
+    include_bytes!("offsets/maps.rs"),
+    include_bytes!("offsets/mounts.rs"),
+    include_bytes!("offsets/net.rs"),
+    include_bytes!("offsets/printk.rs"),
+    include_bytes!("offsets/vfs.rs"),
+];
+
+/// FNV-1a over [`OFFSETS_SOURCE`], at compile time.
+const SHAPE: u64 = {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut f = 0;
+    while f < OFFSETS_SOURCE.len() {
+        let bytes = OFFSETS_SOURCE[f];
+        let mut i = 0;
+        while i < bytes.len() {
+            h ^= bytes[i] as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        f += 1;
+    }
+    h
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry {
     format: u32,
+    /// [`SHAPE`] of the build that wrote it.
+    shape: u64,
     banner: String,
     build_id: String,
     offsets: Offsets,
@@ -71,7 +105,7 @@ impl ProfileCache {
         }
         let bytes = std::fs::read(self.path(build_id)?).ok()?;
         let e: Entry = serde_json::from_slice(&bytes).ok()?;
-        if e.format != FORMAT || e.banner != banner || e.build_id != build_id {
+        if e.format != FORMAT || e.shape != SHAPE || e.banner != banner || e.build_id != build_id {
             return None;
         }
         self.lock().insert(key, e.offsets.clone());
@@ -83,8 +117,13 @@ impl ProfileCache {
     pub fn put(&self, banner: &str, build_id: &str, offsets: &Offsets) {
         self.lock().insert((banner.to_owned(), build_id.to_owned()), offsets.clone());
         if let (Some(dir), Some(path)) = (&self.dir, self.path(build_id)) {
-            let e =
-                Entry { format: FORMAT, banner: banner.into(), build_id: build_id.into(), offsets: offsets.clone() };
+            let e = Entry {
+                format: FORMAT,
+                shape: SHAPE,
+                banner: banner.into(),
+                build_id: build_id.into(),
+                offsets: offsets.clone(),
+            };
             if let Ok(json) = serde_json::to_vec(&e) {
                 let _ = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(path, json));
             }
@@ -107,5 +146,17 @@ impl ProfileCache {
     /// Whether no entry is held in memory.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shape_covers_every_offsets_file() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/offsets");
+        let files = std::fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().path().is_file()).count();
+        assert_eq!(OFFSETS_SOURCE.len(), files, "list every file of src/offsets in OFFSETS_SOURCE");
     }
 }

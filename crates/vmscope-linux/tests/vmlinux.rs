@@ -223,6 +223,13 @@ fn the_profile_cache_serves_only_its_own_build() {
         // Same build ID, another banner (or the reverse): not this kernel.
         assert!(other.get("Linux version 0.0", &id).is_none());
         assert!(other.get(&banner, "0123").is_none());
+        // An entry written by a build whose offsets code differs: ignored.
+        let file = dir.path().join(format!("{id}.json"));
+        let mut entry: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let shape = entry["shape"].as_u64().expect("the entry records the shape of its offsets code");
+        entry["shape"] = (shape ^ 1).into();
+        std::fs::write(&file, serde_json::to_vec(&entry).unwrap()).unwrap();
+        assert!(ProfileCache::in_dir(dir.path()).get(&banner, &id).is_none());
 
         // An entry that does not fit the memory is caught, dropped and replaced.
         let mut bad = first.offsets().clone();
