@@ -14,10 +14,10 @@ use std::collections::HashMap;
 use anyhow::bail;
 use serde::Serialize;
 use serde_json::json;
-use vmscope_agent::{Client, DirEntry, ExecRequest, ProcessInfo};
+use vmscope_agent::{Client, DirEntry, ExecRequest, ModuleInfo, ProcessInfo};
 use vmscope_linux::{
-    Anomaly, Environment, MemoryMap, MountNamespace, MountTable, Namespaces, OpenFile, OpenFiles, Owner, PerProcess,
-    Process, ProcessList, ProcessTree, Proto, SocketTable, Thread, ThreadList,
+    Anomaly, Environment, MemoryMap, Module, MountNamespace, MountTable, Namespaces, OpenFile, OpenFiles, Owner,
+    PerProcess, Process, ProcessList, ProcessTree, Proto, SocketTable, Thread, ThreadList,
 };
 use vmscope_mem::Gva;
 
@@ -79,35 +79,53 @@ pub fn view(args: &Args, c: &mut Client) -> anyhow::Result<Output> {
     })
 }
 
-/// The guest's processes as the memory views' type: what /proc does not show is 0
-/// or absent (times, task address), the arguments are the agent's command line
-/// split at spaces, a process without one is a kernel thread.
+/// The guest's processes as the memory views' type.
 fn process_list(c: &mut Client) -> anyhow::Result<Vec<Process>> {
-    Ok(c.processes()?
-        .into_iter()
-        .map(|p| Process {
-            pid: p.pid,
-            tid: p.pid,
-            ppid: p.ppid,
-            full_name: None,
-            full_name_truncated: false,
-            state: p.state,
-            uid: p.uid,
-            gid: p.gid,
-            euid: 0,
-            egid: 0,
-            start_time_ns: 0,
-            start_boottime_ns: None,
-            utime_ns: 0,
-            stime_ns: 0,
-            rss_pages: None,
-            threads: p.threads,
-            kernel_thread: p.cmdline.is_empty(),
-            cmdline: Some(p.cmdline.split(' ').filter(|a| !a.is_empty()).map(str::to_owned).collect()),
-            comm: p.comm,
-            task: Gva::new(0),
-        })
-        .collect())
+    Ok(c.processes()?.iter().map(process).collect())
+}
+
+/// A process the agent lists as the memory views' type: what the agent does not
+/// send is 0 or absent (effective ids, times, task address; without a start time a
+/// reused PID is the same process to it), the arguments are its command line split
+/// at spaces, a process without one is a kernel thread.
+pub(crate) fn process(p: &ProcessInfo) -> Process {
+    Process {
+        pid: p.pid,
+        tid: p.pid,
+        ppid: p.ppid,
+        comm: p.comm.clone(),
+        full_name: None,
+        full_name_truncated: false,
+        state: p.state,
+        uid: p.uid,
+        gid: p.gid,
+        euid: 0,
+        egid: 0,
+        start_time_ns: 0,
+        start_boottime_ns: None,
+        utime_ns: 0,
+        stime_ns: 0,
+        rss_pages: None,
+        threads: p.threads,
+        kernel_thread: p.cmdline.is_empty(),
+        cmdline: Some(p.cmdline.split(' ').filter(|a| !a.is_empty()).map(str::to_owned).collect()),
+        task: Gva::new(0),
+    }
+}
+
+/// A module the agent lists as the memory views' type (no addresses, no taints).
+pub(crate) fn module(m: &ModuleInfo) -> Module {
+    Module {
+        name: m.name.clone(),
+        base: Gva::new(0),
+        size: m.size,
+        state: m.state.clone(),
+        state_value: 0,
+        refcount: m.refcount,
+        taints: 0,
+        taint_flags: String::new(),
+        addr: Gva::new(0),
+    }
 }
 
 fn process_tree(c: &mut Client) -> anyhow::Result<ProcessTree> {

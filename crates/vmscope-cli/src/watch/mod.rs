@@ -67,8 +67,8 @@ impl Source<'_> {
             })?),
             Source::Agent(a) => {
                 let mut client = a.agent().expect("the agent technique opens a client");
-                let processes = client.processes()?.iter().map(agent::process).collect();
-                let modules = client.modules()?.iter().map(agent::module).collect();
+                let processes = client.processes()?.iter().map(crate::agent::process).collect();
+                let modules = client.modules()?.iter().map(crate::agent::module).collect();
                 Ok(Views {
                     processes: Some(ProcessList { processes, anomalies: Vec::new() }),
                     modules: Some(ModuleList { modules, anomalies: Vec::new() }),
@@ -208,51 +208,4 @@ fn print_event(out: &mut impl Write, json: bool, at: f64, e: &Event) -> anyhow::
     }
     out.flush()?;
     Ok(())
-}
-
-/// The agent's answers as the views guest memory gives.
-mod agent {
-    use vmscope_agent::{ModuleInfo, ProcessInfo};
-    use vmscope_linux::{Module, Process};
-    use vmscope_mem::Gva;
-
-    /// The agent knows no start time: a reused PID is the same process to it.
-    pub fn process(p: &ProcessInfo) -> Process {
-        Process {
-            pid: p.pid,
-            tid: p.pid,
-            ppid: p.ppid,
-            comm: p.comm.clone(),
-            full_name: None,
-            full_name_truncated: false,
-            state: p.state,
-            uid: p.uid,
-            gid: p.gid,
-            euid: p.uid,
-            egid: p.gid,
-            start_time_ns: 0,
-            start_boottime_ns: None,
-            utime_ns: 0,
-            stime_ns: 0,
-            rss_pages: None,
-            threads: p.threads,
-            kernel_thread: p.cmdline.is_empty(),
-            cmdline: Some(p.cmdline.split(' ').filter(|a| !a.is_empty()).map(str::to_owned).collect()),
-            task: Gva::new(0),
-        }
-    }
-
-    pub fn module(m: &ModuleInfo) -> Module {
-        Module {
-            name: m.name.clone(),
-            base: Gva::new(0),
-            size: m.size,
-            state: m.state.clone(),
-            state_value: 0,
-            refcount: m.refcount,
-            taints: 0,
-            taint_flags: String::new(),
-            addr: Gva::new(0),
-        }
-    }
 }

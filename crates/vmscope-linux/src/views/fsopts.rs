@@ -195,8 +195,6 @@ const NSEC_PER_SEC: u64 = 1_000_000_000;
 const SB_INLINECRYPT: u64 = 1 << 17;
 /// `QFMT_VFS_OLD`, `_V0`, `_V1` and the names `jqfmt=` prints.
 const QUOTA_FORMATS: [(i32, &str); 3] = [(1, "vfsold"), (2, "vfsv0"), (4, "vfsv1")];
-/// The longest quota file name read (the kernel's are short paths).
-const QF_NAME_MAX: usize = 256;
 
 /// What `_ext4_show_options` prints from: `ext4_sb_info`, the on-disk super block's
 /// defaults, the super block's flags.
@@ -547,7 +545,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                 return None;
             }
         };
-        self.bounded_cstr(name, "policy_modes[]", an)
+        self.string_at(name, "policy_modes[]", an)
     }
 
     /// `HZ`, from `tick_nsec` (`NSEC_PER_SEC / HZ`, give or take NTP's adjustment).
@@ -619,7 +617,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         e.def_resgid = field(eo.es_def_resgid, an)?;
         for (name, at) in e.qf_names.iter_mut().zip(qf) {
             if at.raw() != 0 {
-                *name = Some(self.bounded_cstr(at, "ext4_sb_info.s_qf_names", an)?);
+                *name = Some(self.string_at(at, "ext4_sb_info.s_qf_names", an)?);
             }
         }
         if dummy.raw() != 0 {
@@ -631,21 +629,6 @@ impl<M: PhysMem> Ctx<'_, M> {
             e.dummy_version = Some(v[0]);
         }
         Some(e)
-    }
-
-    /// A NUL-terminated string of at most [`QF_NAME_MAX`] bytes at `at`.
-    fn bounded_cstr(&self, at: Gva, what: &str, an: &mut Vec<Anomaly>) -> Option<String> {
-        if !plausible(self.k, at, 1) {
-            an.push(Anomaly::BadPointer { what: what.into(), at, value: at });
-            return None;
-        }
-        match self.k.read_cstr(at, QF_NAME_MAX) {
-            Ok(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-            Err(err) => {
-                an.push(Anomaly::Unreadable { what: what.into(), addr: at, error: err.to_string() });
-                None
-            }
-        }
     }
 
     fn proc_sb(&self, po: &ProcOffsets, info: Gva, an: &mut Vec<Anomaly>) -> Option<ProcSb> {

@@ -234,7 +234,8 @@ impl<M: PhysMem> Ctx<'_, M> {
         .flatten()
     }
 
-    fn string_at(&self, at: Gva, what: &str, an: &mut Vec<Anomaly>) -> Option<String> {
+    /// The NUL-terminated string at `at`, at most `NAME_MAX` (4,096) bytes.
+    pub(super) fn string_at(&self, at: Gva, what: &str, an: &mut Vec<Anomaly>) -> Option<String> {
         if !plausible(self.k, at, 1) {
             an.push(Anomaly::BadPointer { what: what.into(), at, value: at });
             return None;
