@@ -74,6 +74,12 @@ fn views(pid: i32) -> Vec<Vec<String>> {
         &["env", &p],
         &["dmesg"],
         &["info"],
+        &["mounts"],
+        &["sockets"],
+        &["ns"],
+        &["creds"],
+        &["pids"],
+        &["check"],
     ];
     v.iter().map(|a| a.iter().map(|s| (*s).to_owned()).collect()).collect()
 }
@@ -220,6 +226,27 @@ fn plan(q: &ReadmeQemu) -> Plan {
             let xpgd = gpa(Gva::new(read(xmm, o.mm.pgd)));
             let all_root: Vec<u8> = (0..512).flat_map(|_| (xpgd | 0x67).to_le_bytes()).collect();
 
+            // Mount propagation: the slave /tmp/adv-b's master (the shared
+            // /tmp/adv-a), moved out of the namespace so that `propagate_from:` has
+            // to look further, and two other mounts to make a peer ring of.
+            let mo = o.mounts.expect("mount offsets");
+            let table = k.mounts(Some(1)).expect("mounts").expect("pid 1");
+            let mount = |point: &str| {
+                table.namespaces[0]
+                    .mounts
+                    .iter()
+                    .find(|m| m.mount_point == point)
+                    .unwrap_or_else(|| panic!("{point}"))
+                    .mount
+            };
+            let slave = mount("/tmp/adv-b");
+            let master = Gva::new(read(slave, mo.mnt_master));
+            assert_eq!(master, mount("/tmp/adv-a"), "the slave's master");
+            let (pa, pb) = (mount("/proc"), mount("/sys"));
+            let share = |m: Gva| m.checked_add(mo.mnt_share).unwrap();
+            let share_next = |m: Gva| gpa(share(m).checked_add(o.list.next).unwrap());
+            let elsewhere = |m: Gva| Patch::u64(at(m, mo.mnt_ns), 0xffff_ffff_ffff_f000);
+
             let cases = vec![
                 Case {
                     name: "task list self-loop",
@@ -273,6 +300,23 @@ fn plan(q: &ReadmeQemu) -> Plan {
                     attachable: true,
                 },
                 Case {
+                    name: "mount master chain that loops",
+                    patches: vec![elsewhere(master), Patch::u64(at(master, mo.mnt_master), master.raw())],
+                    attachable: true,
+                },
+                Case {
+                    name: "mount peer ring that never returns",
+                    patches: vec![
+                        elsewhere(master),
+                        elsewhere(pa),
+                        elsewhere(pb),
+                        Patch::u64(share_next(master), share(pa).raw()),
+                        Patch::u64(share_next(pa), share(pb).raw()),
+                        Patch::u64(share_next(pb), share(pa).raw()),
+                    ],
+                    attachable: true,
+                },
+                Case {
                     name: "page table that maps itself (kernel root, module slot)",
                     patches: vec![Patch::u64(root + 8 * mod_slot, root | 0x63)],
                     attachable: false,
@@ -321,6 +365,11 @@ struct Outcome {
 fn corrupted_kernel_structures_end_every_view_cleanly() {
     let q = ReadmeQemu::start("6.1");
     q.load_modules_and_run_as_alice("for n in 100001 100002 100003; do sleep $n >/dev/null 2>&1 & done");
+    // A slave mount, for the propagation cases.
+    q.agent()
+        .sh("mkdir -p /tmp/adv-a /tmp/adv-b && mount -t tmpfs adv /tmp/adv-a && mount --make-shared /tmp/adv-a \
+             && mount --bind /tmp/adv-a /tmp/adv-b && mount --make-slave /tmp/adv-b")
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // Ground truth: the guest's own process list, then the guest paused for good.
     let truth: BTreeMap<i32, String> = q.agent().processes().unwrap().into_iter().map(|p| (p.pid, p.comm)).collect();
@@ -371,6 +420,10 @@ fn corrupted_kernel_structures_end_every_view_cleanly() {
                 }
                 *per_technique.entry(t).or_default() += r.took;
                 cpu += r.cpu;
+                if case.name.starts_with("mount ") && args == &["mounts"] {
+                    let doc = r.doc.as_ref().unwrap_or_else(|| panic!("{what}: mounts failed: {}", r.stderr));
+                    assert!(anomaly_kinds(doc).contains("list_cycle"), "{what}: the loop is not reported: {doc}");
+                }
                 if args == &["ps"] && case.attachable {
                     let doc = r.doc.as_ref().unwrap_or_else(|| panic!("{what}: ps failed: {}", r.stderr));
                     let listed: BTreeSet<i64> =

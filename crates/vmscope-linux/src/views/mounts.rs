@@ -162,8 +162,10 @@ impl<M: PhysMem> Ctx<'_, M> {
 
     /// `get_dominating_id`: the peer group of the closest master — `master`, its
     /// master, and so on — that has a peer in namespace `ns` the process reaches from
-    /// its root; 0 for none. Both walks are bounded by `limits.max_list` and stop at
-    /// a mount met before.
+    /// its root; 0 for none. One walk over masters and their peer rings
+    /// (`mnt_share`): at most `limits.max_list` mounts, none visited twice (peer
+    /// groups are disjoint rings and a master chain never loops back), within the
+    /// pass's budget.
     fn dominating_group(
         &self,
         vo: &VfsOffsets,
@@ -172,49 +174,57 @@ impl<M: PhysMem> Ctx<'_, M> {
         paths: &mut Paths<'_, '_, M>,
         an: &mut Vec<Anomaly>,
     ) -> i32 {
-        let limit = self.limits.max_list;
+        const WHAT: &str = "mount propagation (mnt_master, mnt_share)";
         let span = [mo.mnt_ns, mo.mnt_share, mo.mnt_group_id, mo.mnt_master, vo.mnt + vo.mnt_root].into_iter().max();
         let span = span.unwrap_or(0) + 8;
         let mut seen = AddrSet::default();
-        let mut m = master;
-        for _ in 0..limit {
-            if m.raw() == 0 || !seen.insert(m) {
-                break;
+        // The master whose ring is walked, and the mount of it being looked at.
+        let (mut m, mut p) = (master, master);
+        let mut next_master = Gva::new(0);
+        loop {
+            if !seen.insert(p) {
+                an.push(Anomaly::ListCycle { list: WHAT.into(), node: p });
+                return 0;
             }
-            let mut next_master = Gva::new(0);
-            let mut p = m;
-            for _ in 0..limit {
-                if !plausible(self.k, p, 8) {
-                    an.push(Anomaly::BadPointer { what: "mount.mnt_share".into(), at: m, value: p });
-                    return 0;
-                }
-                let Some(Some((p_ns, root, group, share, up))) =
-                    with_struct(self.k, p, span, "struct mount", an, |b| {
-                        Some((
-                            b.ptr(mo.mnt_ns)?,
-                            b.ptr(vo.mnt + vo.mnt_root)?,
-                            b.i32(mo.mnt_group_id)?,
-                            b.ptr(mo.mnt_share)?,
-                            b.ptr(mo.mnt_master)?,
-                        ))
-                    })
-                else {
-                    return 0;
-                };
-                if p == m {
-                    next_master = up;
-                }
-                if p_ns == ns && member(p, vo.mnt).is_ok_and(|v| paths.reaches_root(v, root, an)) {
-                    return group;
-                }
-                match owner(share, mo.mnt_share, "struct mount", an) {
-                    Some(n) if n != m && n != p => p = n,
-                    _ => break,
-                }
+            if seen.len() > self.limits.max_list {
+                an.push(Anomaly::StepLimit { list: WHAT.into(), limit: self.limits.max_list });
+                return 0;
             }
-            m = next_master;
+            if self.meter.exhausted(self.k) {
+                return 0;
+            }
+            if !plausible(self.k, p, 8) {
+                an.push(Anomaly::BadPointer { what: "mount.mnt_share".into(), at: m, value: p });
+                return 0;
+            }
+            let Some(Some((p_ns, root, group, share, up))) = with_struct(self.k, p, span, "struct mount", an, |b| {
+                Some((
+                    b.ptr(mo.mnt_ns)?,
+                    b.ptr(vo.mnt + vo.mnt_root)?,
+                    b.i32(mo.mnt_group_id)?,
+                    b.ptr(mo.mnt_share)?,
+                    b.ptr(mo.mnt_master)?,
+                ))
+            }) else {
+                return 0;
+            };
+            if p == m {
+                next_master = up;
+            }
+            if p_ns == ns && member(p, vo.mnt).is_ok_and(|v| paths.reaches_root(v, root, an)) {
+                return group;
+            }
+            match owner(share, mo.mnt_share, "struct mount", an) {
+                // On round the ring; a ring of one (an empty list) points at itself.
+                Some(n) if n != m && n != p => p = n,
+                // Back at the ring's start: on to the next master.
+                _ if next_master.raw() != 0 => {
+                    (m, p) = (next_master, next_master);
+                    next_master = Gva::new(0);
+                }
+                _ => return 0,
+            }
         }
-        0
     }
 
     fn raw_mount(&self, vo: &VfsOffsets, mo: &MountOffsets, m: Gva, an: &mut Vec<Anomaly>) -> Option<Raw> {
@@ -308,6 +318,8 @@ impl<M: PhysMem> Ctx<'_, M> {
                 .ok()
         };
         let mut mounts = Vec::with_capacity(raws.len());
+        // `propagate_from:` per master: the same for every slave of it in this listing.
+        let mut dominating: AddrMap<Gva, i32> = AddrMap::default();
         for (m, r) in raws {
             let parent = match ids.get(&r.parent) {
                 Some(&id) => id,
@@ -349,7 +361,9 @@ impl<M: PhysMem> Ctx<'_, M> {
                 if plausible(self.k, r.master, 8) {
                     if let Some(g) = group(r.master, &mut an) {
                         optional.push(format!("master:{g}"));
-                        let dom = self.dominating_group(vo, mo, (r.master, ns), &mut paths, &mut an);
+                        let dom = *dominating
+                            .entry(r.master)
+                            .or_insert_with(|| self.dominating_group(vo, mo, (r.master, ns), &mut paths, &mut an));
                         if dom != 0 && dom != g {
                             optional.push(format!("propagate_from:{dom}"));
                         }
