@@ -1,0 +1,64 @@
+//! The options a file system adds itself to a mountinfo line (its super block's
+//! `show_options`), for the ones rebuilt here: tmpfs — devtmpfs and a tmpfs rootfs
+//! too — (`shmem_show_options`), devpts (`devpts_show_options`), cgroup2
+//! (`cgroup_show_options`), ext4 — ext2 and ext3 when ext4 mounts them —
+//! (`_ext4_show_options`) and proc (`proc_show_options`). Others get the generic
+//! options only.
+
+mod cgroup2;
+mod devpts;
+mod ext4;
+mod proc;
+mod shmem;
+
+use vmscope_mem::{Gva, PhysMem};
+
+use super::{Anomaly, plausible};
+use crate::kernel::Ctx;
+use crate::offsets::FsOptionOffsets;
+
+/// A super block whose file system's own options are wanted.
+#[derive(Debug, Clone, Copy)]
+pub(in crate::views) struct OwnSb<'a> {
+    pub at: Gva,
+    pub op: Gva,
+    pub info: Gva,
+    pub flags: u64,
+    pub fs_type: &'a str,
+}
+
+impl<M: PhysMem> Ctx<'_, M> {
+    /// The options super block `sb`'s file system adds (its `s_op` and
+    /// `s_fs_info` given), if it is one rebuilt here (`Some("")` when it adds none;
+    /// `None` for one not rebuilt).
+    pub(in crate::views) fn fs_options(
+        &self,
+        fo: &FsOptionOffsets,
+        sb: OwnSb<'_>,
+        an: &mut Vec<Anomaly>,
+    ) -> Option<String> {
+        let known = &self.addrs.known;
+        let (op, info) = (sb.op, sb.info);
+        if sb.fs_type == "cgroup2" {
+            return self.cgroup2_options(fo.cgroup2.as_ref()?, an);
+        }
+        let ours = [known.shmem_ops, known.devpts_sops, known.ext4_sops, known.proc_sops].contains(&Some(op));
+        if ours && !plausible(self.k, info, 8) {
+            an.push(Anomaly::BadPointer { what: "super_block.s_fs_info".into(), at: sb.at, value: info });
+            return None;
+        }
+        if Some(op) == known.ext4_sops {
+            return self.ext4_options(fo.ext4.as_ref()?, sb, an);
+        }
+        if Some(op) == known.proc_sops {
+            return self.proc_options(fo.proc.as_ref()?, info, an);
+        }
+        if Some(op) == known.shmem_ops {
+            return self.shmem_options(fo.shmem.as_ref()?, info, an);
+        }
+        if Some(op) == known.devpts_sops {
+            return self.devpts_options(fo.devpts.as_ref()?, info, an);
+        }
+        None
+    }
+}
