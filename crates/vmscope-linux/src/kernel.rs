@@ -110,6 +110,10 @@ pub(crate) struct Known {
     /// `tick_nsec`: nanoseconds per tick, which gives `HZ` (ext4's `commit=` is kept
     /// in ticks).
     pub tick_nsec: Option<Gva>,
+    /// The super block operations of debugfs, tracefs and ramfs.
+    pub debugfs_sops: Option<Gva>,
+    pub tracefs_sops: Option<Gva>,
+    pub ramfs_ops: Option<Gva>,
     /// `policy_modes`: the names `mpol_to_str` gives memory policy modes.
     pub policy_modes: Option<Gva>,
 }
@@ -142,6 +146,9 @@ impl Known {
             proc_sops: s.addr("proc_sops"),
             tick_nsec: s.addr("tick_nsec"),
             policy_modes: s.addr("policy_modes"),
+            debugfs_sops: s.addr("debugfs_super_operations"),
+            tracefs_sops: s.addr("tracefs_super_operations"),
+            ramfs_ops: s.addr("ramfs_ops"),
         }
     }
 }

@@ -163,7 +163,8 @@ pub fn check_sockets(g: &mut Guest, k: &Kernel<FileMem>, hold: i32, child: i32) 
 
 /// The file systems whose own super block options vmscope rebuilds (and those that
 /// add none here).
-const WHOLE_OPTIONS: [&str; 8] = ["tmpfs", "devtmpfs", "rootfs", "devpts", "proc", "sysfs", "cgroup2", "ext4"];
+const WHOLE_OPTIONS: [&str; 11] =
+    ["tmpfs", "devtmpfs", "rootfs", "devpts", "proc", "sysfs", "cgroup2", "ext4", "debugfs", "tracefs", "ramfs"];
 
 /// Mount options for the three scratch disks (ext4), three more proc mounts and four
 /// tmpfs mounts, so that
@@ -237,6 +238,11 @@ pub fn own_option_mounts(g: &mut Guest) {
     for (i, o) in TMPFS_MPOL.iter().enumerate() {
         g.sh(&format!("mkdir -p /mnt/m{i} && mount -t tmpfs -o {o},huge=within_size,noswap mpol{i} /mnt/m{i} 2>/dev/null || mount -t tmpfs -o {o},huge=within_size mpol{i} /mnt/m{i}"));
     }
+    // debugfs and tracefs have one super block each (not mounted by /init): owner
+    // and mode set; ramfs with a mode and one at its defaults.
+    g.sh("mkdir -p /mnt/dbg /mnt/trc /mnt/ram0 /mnt/ram1 && mount -t debugfs -o uid=5,gid=6,mode=755 none /mnt/dbg \
+          && mount -t tracefs -o gid=7,mode=750 none /mnt/trc && mount -t ramfs -o mode=711 ram0 /mnt/ram0 \
+          && mount -t ramfs ram1 /mnt/ram1");
     let m = g.sh("grep ' /mnt/m' /proc/mounts");
     assert_eq!(m.matches("mpol=").count(), TMPFS_MPOL.len(), "{m}");
 }

@@ -18,7 +18,7 @@ pub use ids::{CgroupOffsets, CredsOffsets, NsOffsets};
 pub use maps::{MapleNodeLayout, MapleOffsets, MapsOffsets};
 pub use mounts::{
     CGROUP2_OPTIONS, Cgroup2Offsets, DevptsOffsets, Ext4Offsets, FsOptionOffsets, HIDEPID_OPTIONS, MempolicyOffsets,
-    MountOffsets, MountSet, ProcOffsets, ShmemOffsets,
+    ModeFsOffsets, MountOffsets, MountSet, ProcOffsets, ShmemOffsets,
 };
 pub use net::{NetOffsets, SockOffsets};
 pub use printk::PrintkOffsets;
@@ -379,6 +379,9 @@ impl Offsets {
         "CGRP_ROOT_NS_DELEGATE",
         "ext4_sb_info",
         "mempolicy",
+        "debugfs_fs_info",
+        "tracefs_fs_info",
+        "ramfs_fs_info",
         "ext4_super_block",
         "proc_fs_info",
         "HIDEPID_OFF",

@@ -75,6 +75,29 @@ pub struct FsOptionOffsets {
     pub cgroup2: Option<Cgroup2Offsets>,
     pub ext4: Option<Ext4Offsets>,
     pub proc: Option<ProcOffsets>,
+    pub debugfs: Option<ModeFsOffsets>,
+    pub tracefs: Option<ModeFsOffsets>,
+    pub ramfs: Option<ModeFsOffsets>,
+}
+
+/// The `s_fs_info` of a file system whose own options are `uid=`, `gid=` and `mode=`
+/// (debugfs, tracefs; ramfs has only `mode`): where each is, directly or in its
+/// `mount_opts` (debugfs and tracefs moved them out of it after 6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct ModeFsOffsets {
+    pub uid: Option<u64>,
+    pub gid: Option<u64>,
+    pub mode: u64,
+    pub size: u64,
+}
+
+impl ModeFsOffsets {
+    fn resolve(p: &Profile, ty: &str) -> Option<ModeFsOffsets> {
+        let at = |f: &str| p.offset_of(ty, &format!("mount_opts.{f}")).or_else(|_| p.offset_of(ty, f)).ok();
+        let (uid, gid, mode) = (at("uid"), at("gid"), at("mode")?);
+        Some(ModeFsOffsets { uid, gid, mode, size: [uid, gid, Some(mode + 2)].into_iter().flatten().max()? + 4 })
+    }
 }
 
 /// `struct ext4_sb_info` (what `_ext4_show_options` prints from) and the three
@@ -310,6 +333,9 @@ impl FsOptionOffsets {
             cgroup2,
             ext4,
             proc,
+            debugfs: ModeFsOffsets::resolve(p, "debugfs_fs_info"),
+            tracefs: ModeFsOffsets::resolve(p, "tracefs_fs_info"),
+            ramfs: ModeFsOffsets::resolve(p, "ramfs_fs_info"),
         })
     }
 }

@@ -2,12 +2,13 @@
 //! `show_options`), for the ones rebuilt here: tmpfs — devtmpfs and a tmpfs rootfs
 //! too — (`shmem_show_options`), devpts (`devpts_show_options`), cgroup2
 //! (`cgroup_show_options`), ext4 — ext2 and ext3 when ext4 mounts them —
-//! (`_ext4_show_options`) and proc (`proc_show_options`). Others get the generic
-//! options only.
+//! (`_ext4_show_options`), proc (`proc_show_options`), debugfs, tracefs and ramfs
+//! (owner and mode). Others get the generic options only.
 
 mod cgroup2;
 mod devpts;
 mod ext4;
+mod modefs;
 mod proc;
 mod shmem;
 
@@ -42,7 +43,13 @@ impl<M: PhysMem> Ctx<'_, M> {
         if sb.fs_type == "cgroup2" {
             return self.cgroup2_options(fo.cgroup2.as_ref()?, an);
         }
-        let ours = [known.shmem_ops, known.devpts_sops, known.ext4_sops, known.proc_sops].contains(&Some(op));
+        let modefs = [
+            (known.debugfs_sops, fo.debugfs, modefs::DEBUGFS_DEFAULT_MODE, "debugfs_fs_info"),
+            (known.tracefs_sops, fo.tracefs, modefs::TRACEFS_DEFAULT_MODE, "tracefs_fs_info"),
+            (known.ramfs_ops, fo.ramfs, modefs::RAMFS_DEFAULT_MODE, "ramfs_fs_info"),
+        ];
+        let ours = [known.shmem_ops, known.devpts_sops, known.ext4_sops, known.proc_sops].contains(&Some(op))
+            || modefs.iter().any(|(ops, ..)| *ops == Some(op));
         if ours && !plausible(self.k, info, 8) {
             an.push(Anomaly::BadPointer { what: "super_block.s_fs_info".into(), at: sb.at, value: info });
             return None;
@@ -58,6 +65,9 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
         if Some(op) == known.devpts_sops {
             return self.devpts_options(fo.devpts.as_ref()?, info, an);
+        }
+        if let Some((_, offsets, default, what)) = modefs.iter().find(|(ops, ..)| *ops == Some(op)) {
+            return self.mode_options((offsets.as_ref()?, *default), info, what, an);
         }
         None
     }
