@@ -114,6 +114,9 @@ pub(crate) struct Known {
     pub debugfs_sops: Option<Gva>,
     pub tracefs_sops: Option<Gva>,
     pub ramfs_ops: Option<Gva>,
+    /// The super block operations of hugetlbfs and of the BPF file system.
+    pub hugetlbfs_ops: Option<Gva>,
+    pub bpf_super_ops: Option<Gva>,
     /// `policy_modes`: the names `mpol_to_str` gives memory policy modes.
     pub policy_modes: Option<Gva>,
 }
@@ -149,6 +152,8 @@ impl Known {
             debugfs_sops: s.addr("debugfs_super_operations"),
             tracefs_sops: s.addr("tracefs_super_operations"),
             ramfs_ops: s.addr("ramfs_ops"),
+            hugetlbfs_ops: s.addr("hugetlbfs_ops"),
+            bpf_super_ops: s.addr("bpf_super_ops"),
         }
     }
 }

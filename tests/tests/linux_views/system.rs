@@ -163,8 +163,21 @@ pub fn check_sockets(g: &mut Guest, k: &Kernel<FileMem>, hold: i32, child: i32) 
 
 /// The file systems whose own super block options vmscope rebuilds (and those that
 /// add none here).
-const WHOLE_OPTIONS: [&str; 11] =
-    ["tmpfs", "devtmpfs", "rootfs", "devpts", "proc", "sysfs", "cgroup2", "ext4", "debugfs", "tracefs", "ramfs"];
+const WHOLE_OPTIONS: [&str; 13] = [
+    "tmpfs",
+    "devtmpfs",
+    "rootfs",
+    "devpts",
+    "proc",
+    "sysfs",
+    "cgroup2",
+    "ext4",
+    "debugfs",
+    "tracefs",
+    "ramfs",
+    "hugetlbfs",
+    "bpf",
+];
 
 /// Mount options for the three scratch disks (ext4), three more proc mounts and four
 /// tmpfs mounts, so that
@@ -243,6 +256,13 @@ pub fn own_option_mounts(g: &mut Guest) {
     g.sh("mkdir -p /mnt/dbg /mnt/trc /mnt/ram0 /mnt/ram1 && mount -t debugfs -o uid=5,gid=6,mode=755 none /mnt/dbg \
           && mount -t tracefs -o gid=7,mode=750 none /mnt/trc && mount -t ramfs -o mode=711 ram0 /mnt/ram0 \
           && mount -t ramfs ram1 /mnt/ram1");
+    // hugetlbfs at its defaults and with every option (min_size reserves pages:
+    // the pool gets four); bpf at its defaults and with an owner (6.7+) and mode.
+    g.sh("echo 4 > /proc/sys/vm/nr_hugepages && mkdir -p /mnt/h0 /mnt/h1 /mnt/bpf0 /mnt/bpf1 \
+          && mount -t hugetlbfs none /mnt/h0 \
+          && mount -t hugetlbfs -o uid=3,gid=4,mode=1770,nr_inodes=10,size=4M,min_size=2M none /mnt/h1 \
+          && mount -t bpf bpf /mnt/bpf0 \
+          && { mount -t bpf -o uid=5,gid=6,mode=750 bpf /mnt/bpf1 2>/dev/null || mount -t bpf -o mode=750 bpf /mnt/bpf1; }");
     let m = g.sh("grep ' /mnt/m' /proc/mounts");
     assert_eq!(m.matches("mpol=").count(), TMPFS_MPOL.len(), "{m}");
 }

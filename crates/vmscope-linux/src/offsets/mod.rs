@@ -17,8 +17,8 @@ pub use checks::{CheckOffsets, KsetOffsets, LdiscOffsets, NotifierOffsets, Sched
 pub use ids::{CgroupOffsets, CredsOffsets, NsOffsets};
 pub use maps::{MapleNodeLayout, MapleOffsets, MapsOffsets};
 pub use mounts::{
-    CGROUP2_OPTIONS, Cgroup2Offsets, DevptsOffsets, Ext4Offsets, FsOptionOffsets, HIDEPID_OPTIONS, MempolicyOffsets,
-    ModeFsOffsets, MountOffsets, MountSet, ProcOffsets, ShmemOffsets,
+    BpfOffsets, CGROUP2_OPTIONS, Cgroup2Offsets, DevptsOffsets, Ext4Offsets, FsOptionOffsets, HIDEPID_OPTIONS,
+    HugetlbfsOffsets, MempolicyOffsets, ModeFsOffsets, MountOffsets, MountSet, ProcOffsets, ShmemOffsets,
 };
 pub use net::{NetOffsets, SockOffsets};
 pub use printk::PrintkOffsets;
@@ -382,6 +382,10 @@ impl Offsets {
         "debugfs_fs_info",
         "tracefs_fs_info",
         "ramfs_fs_info",
+        "hugetlbfs_sb_info",
+        "hstate",
+        "hugepage_subpool",
+        "bpf_mount_opts",
         "ext4_super_block",
         "proc_fs_info",
         "HIDEPID_OFF",

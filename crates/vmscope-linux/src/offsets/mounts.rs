@@ -78,8 +78,36 @@ pub struct FsOptionOffsets {
     pub debugfs: Option<ModeFsOffsets>,
     pub tracefs: Option<ModeFsOffsets>,
     pub ramfs: Option<ModeFsOffsets>,
+    pub hugetlbfs: Option<HugetlbfsOffsets>,
+    pub bpf: Option<BpfOffsets>,
 }
 
+/// `struct hugetlbfs_sb_info`, with `hstate.order` and the subpool's
+/// `max_hpages`/`min_hpages`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct HugetlbfsOffsets {
+    pub max_inodes: u64,
+    pub hstate: u64,
+    pub spool: u64,
+    pub uid: u64,
+    pub gid: u64,
+    pub mode: u64,
+    pub size: u64,
+    pub order: u64,
+    pub max_hpages: u64,
+    pub min_hpages: u64,
+}
+
+/// What `bpf_show_options` reads besides the mount root's inode mode: the inode's
+/// `i_uid`/`i_gid` (shown from 6.7, when `bpf_mount_opts` gained `uid`; `None`
+/// before), and the four `delegate_*` masks of `bpf_mount_opts` (from 6.9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct BpfOffsets {
+    pub owner: Option<(u64, u64)>,
+    pub delegates: Option<[u64; 4]>,
+}
 /// The `s_fs_info` of a file system whose own options are `uid=`, `gid=` and `mode=`
 /// (debugfs, tracefs; ramfs has only `mode`): where each is, directly or in its
 /// `mount_opts` (debugfs and tracefs moved them out of it after 6.1).
@@ -336,6 +364,32 @@ impl FsOptionOffsets {
             debugfs: ModeFsOffsets::resolve(p, "debugfs_fs_info"),
             tracefs: ModeFsOffsets::resolve(p, "tracefs_fs_info"),
             ramfs: ModeFsOffsets::resolve(p, "ramfs_fs_info"),
+            hugetlbfs: (|| {
+                let o = |f: &str| off("hugetlbfs_sb_info", f);
+                let h = HugetlbfsOffsets {
+                    max_inodes: o("max_inodes")?,
+                    hstate: o("hstate")?,
+                    spool: o("spool")?,
+                    uid: o("uid")?,
+                    gid: o("gid")?,
+                    mode: o("mode")?,
+                    size: 0,
+                    order: off("hstate", "order")?,
+                    max_hpages: off("hugepage_subpool", "max_hpages")?,
+                    min_hpages: off("hugepage_subpool", "min_hpages")?,
+                };
+                Some(HugetlbfsOffsets {
+                    size: [h.max_inodes, h.hstate, h.spool, h.uid, h.gid, h.mode].into_iter().max()? + 8,
+                    ..h
+                })
+            })(),
+            bpf: Some(BpfOffsets {
+                owner: off("bpf_mount_opts", "uid").and(Some((off("inode", "i_uid")?, off("inode", "i_gid")?))),
+                delegates: (|| {
+                    let d = |f: &str| off("bpf_mount_opts", f);
+                    Some([d("delegate_cmds")?, d("delegate_maps")?, d("delegate_progs")?, d("delegate_attachs")?])
+                })(),
+            }),
         })
     }
 }

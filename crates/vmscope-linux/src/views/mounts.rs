@@ -259,8 +259,14 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
     }
 
-    /// The file system type, and the generic super block options.
-    fn super_block(&self, mo: &MountOffsets, sb: Gva, an: &mut Vec<Anomaly>) -> Option<(String, String)> {
+    /// The file system type, and the super block options (generic, then the file
+    /// system's own) of super block `sb` mounted with root dentry `root`.
+    fn super_block(
+        &self,
+        mo: &MountOffsets,
+        (sb, root): (Gva, Gva),
+        an: &mut Vec<Anomaly>,
+    ) -> Option<(String, String)> {
         if !plausible(self.k, sb, 8) {
             an.push(Anomaly::BadPointer { what: "vfsmount.mnt_sb".into(), at: sb, value: sb });
             return None;
@@ -289,7 +295,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             }
         }
         if let Some((fo, op, info)) = own
-            && let Some(own) = self.fs_options(&fo, OwnSb { at: sb, op, info, flags, fs_type: &fs }, an)
+            && let Some(own) = self.fs_options(&fo, OwnSb { at: sb, op, info, flags, fs_type: &fs, root }, an)
         {
             opts.push_str(&own);
         }
@@ -340,7 +346,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             }
             let mount_point = paths.d_path(vfsmount, r.mnt_root, &mut an).0.unwrap_or_default();
             let root = paths.dentry_path(r.mnt_root, &mut an).unwrap_or_default();
-            let (fs_type, super_options) = self.super_block(mo, r.sb, &mut an).unwrap_or_default();
+            let (fs_type, super_options) = self.super_block(mo, (r.sb, r.mnt_root), &mut an).unwrap_or_default();
             let dev = member(r.sb, vo.s_dev).and_then(|at| self.k.read_u32(at)).unwrap_or(0);
             let source = if r.devname.raw() == 0 {
                 "none".to_owned()

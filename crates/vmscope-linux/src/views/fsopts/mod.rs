@@ -3,11 +3,14 @@
 //! too — (`shmem_show_options`), devpts (`devpts_show_options`), cgroup2
 //! (`cgroup_show_options`), ext4 — ext2 and ext3 when ext4 mounts them —
 //! (`_ext4_show_options`), proc (`proc_show_options`), debugfs, tracefs and ramfs
-//! (owner and mode). Others get the generic options only.
+//! (owner and mode), hugetlbfs (`hugetlbfs_show_options`) and the BPF file system
+//! (`bpf_show_options`). Others get the generic options only.
 
+mod bpf;
 mod cgroup2;
 mod devpts;
 mod ext4;
+mod hugetlbfs;
 mod modefs;
 mod proc;
 mod shmem;
@@ -26,6 +29,8 @@ pub(in crate::views) struct OwnSb<'a> {
     pub info: Gva,
     pub flags: u64,
     pub fs_type: &'a str,
+    /// The mount's root dentry (what `show_options` is given).
+    pub root: Gva,
 }
 
 impl<M: PhysMem> Ctx<'_, M> {
@@ -48,7 +53,11 @@ impl<M: PhysMem> Ctx<'_, M> {
             (known.tracefs_sops, fo.tracefs, modefs::TRACEFS_DEFAULT_MODE, "tracefs_fs_info"),
             (known.ramfs_ops, fo.ramfs, modefs::RAMFS_DEFAULT_MODE, "ramfs_fs_info"),
         ];
-        let ours = [known.shmem_ops, known.devpts_sops, known.ext4_sops, known.proc_sops].contains(&Some(op))
+        if Some(op) == known.bpf_super_ops {
+            return self.bpf_options(fo.bpf.as_ref()?, sb, an);
+        }
+        let ours = [known.shmem_ops, known.devpts_sops, known.ext4_sops, known.proc_sops, known.hugetlbfs_ops]
+            .contains(&Some(op))
             || modefs.iter().any(|(ops, ..)| *ops == Some(op));
         if ours && !plausible(self.k, info, 8) {
             an.push(Anomaly::BadPointer { what: "super_block.s_fs_info".into(), at: sb.at, value: info });
@@ -62,6 +71,9 @@ impl<M: PhysMem> Ctx<'_, M> {
         }
         if Some(op) == known.shmem_ops {
             return self.shmem_options(fo.shmem.as_ref()?, info, an);
+        }
+        if Some(op) == known.hugetlbfs_ops {
+            return self.hugetlbfs_options(fo.hugetlbfs.as_ref()?, info, an);
         }
         if Some(op) == known.devpts_sops {
             return self.devpts_options(fo.devpts.as_ref()?, info, an);
