@@ -117,6 +117,8 @@ pub(crate) struct Known {
     /// The super block operations of hugetlbfs and of the BPF file system.
     pub hugetlbfs_ops: Option<Gva>,
     pub bpf_super_ops: Option<Gva>,
+    /// `kernfs_sops`: the super block operations of sysfs, cgroup and cgroup2.
+    pub kernfs_sops: Option<Gva>,
     /// `policy_modes`: the names `mpol_to_str` gives memory policy modes.
     pub policy_modes: Option<Gva>,
 }
@@ -154,6 +156,7 @@ impl Known {
             ramfs_ops: s.addr("ramfs_ops"),
             hugetlbfs_ops: s.addr("hugetlbfs_ops"),
             bpf_super_ops: s.addr("bpf_super_ops"),
+            kernfs_sops: s.addr("kernfs_sops"),
         }
     }
 }

@@ -163,7 +163,7 @@ pub fn check_sockets(g: &mut Guest, k: &Kernel<FileMem>, hold: i32, child: i32) 
 
 /// The file systems whose own super block options vmscope rebuilds (and those that
 /// add none here).
-const WHOLE_OPTIONS: [&str; 13] = [
+const WHOLE_OPTIONS: [&str; 15] = [
     "tmpfs",
     "devtmpfs",
     "rootfs",
@@ -177,7 +177,15 @@ const WHOLE_OPTIONS: [&str; 13] = [
     "ramfs",
     "hugetlbfs",
     "bpf",
+    "mqueue",
+    "securityfs",
 ];
+
+/// File systems whose own options the view does not rebuild, mounted so that it
+/// must say so (`super_options_complete` false): pstore (`kmsg_bytes=`) and a named
+/// cgroup v1 hierarchy (`name=`, controllers). mqueue and securityfs add no options
+/// (no `show_options`): complete with the generic ones alone.
+const NOT_REBUILT: [&str; 2] = ["pstore", "cgroup"];
 
 /// Mount options for the three scratch disks (ext4), three more proc mounts and four
 /// tmpfs mounts, so that
@@ -263,25 +271,24 @@ pub fn own_option_mounts(g: &mut Guest) {
           && mount -t hugetlbfs -o uid=3,gid=4,mode=1770,nr_inodes=10,size=4M,min_size=2M none /mnt/h1 \
           && mount -t bpf bpf /mnt/bpf0 \
           && { mount -t bpf -o uid=5,gid=6,mode=750 bpf /mnt/bpf1 2>/dev/null || mount -t bpf -o mode=750 bpf /mnt/bpf1; }");
+    g.sh("mkdir -p /mnt/ps /mnt/cg1 /mnt/mq /mnt/sec && mount -t pstore pstore /mnt/ps \
+          && mount -t cgroup -o none,name=vmscope cgroup /mnt/cg1 && mount -t mqueue mq /mnt/mq \
+          && mount -t securityfs sec /mnt/sec");
     let m = g.sh("grep ' /mnt/m' /proc/mounts");
     assert_eq!(m.matches("mpol=").count(), TMPFS_MPOL.len(), "{m}");
 }
 
-/// One `/proc/PID/mountinfo` line, split at ` - `; the super block options whole for
-/// [`WHOLE_OPTIONS`], else cut to their generic part (`rw`/`ro`, `sync`, `dirsync`,
-/// `mand`).
+/// One `/proc/PID/mountinfo` line, split at ` - `: everything before it, type and
+/// source, and the super block options.
 fn mountinfo_line(l: &str) -> (String, String, String) {
     let (head, tail) = l.split_once(" - ").expect("separator");
     let t: Vec<&str> = tail.split(' ').collect();
-    let options = if WHOLE_OPTIONS.contains(&t[0]) {
-        t[2].to_owned()
-    } else {
-        t[2].split(',')
-            .filter(|o| matches!(*o, "rw" | "ro" | "sync" | "dirsync" | "mand"))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    (head.to_owned(), format!("{} {}", t[0], t[1]), options)
+    (head.to_owned(), format!("{} {}", t[0], t[1]), t[2].to_owned())
+}
+
+/// The generic part of super block options (`rw`/`ro`, `sync`, `dirsync`, `mand`).
+fn generic(options: &str) -> String {
+    options.split(',').filter(|o| matches!(*o, "rw" | "ro" | "sync" | "dirsync" | "mand")).collect::<Vec<_>>().join(",")
 }
 
 pub fn check_mounts(g: &mut Guest, k: &Kernel<FileMem>, pids: &[i32]) {
@@ -292,9 +299,28 @@ pub fn check_mounts(g: &mut Guest, k: &Kernel<FileMem>, pids: &[i32]) {
         let [ns] = t.namespaces.as_slice() else { panic!("pid {pid}: {} namespaces", t.namespaces.len()) };
         assert!(ns.anomalies.is_empty(), "pid {pid}: {:?}", ns.anomalies);
         assert_eq!(ns.inum, ns_inum(g, pid, "mnt"), "pid {pid}: mount namespace");
+        // Every line the guest has, in its order; the super block options whole
+        // where the view says they are complete (and it must say so for the file
+        // systems it rebuilds), else their generic part.
         let want: Vec<(String, String, String)> = truth[&pid].lines().map(mountinfo_line).collect();
-        let got: Vec<(String, String, String)> = ns.mounts.iter().map(|m| mountinfo_line(&m.line())).collect();
-        assert_eq!(got, want, "/proc/{pid}/mountinfo");
+        assert_eq!(ns.mounts.len(), want.len(), "pid {pid}: mount count");
+        for (m, (head, ty, options)) in ns.mounts.iter().zip(&want) {
+            let (h, t, o) = mountinfo_line(&m.line());
+            assert_eq!((&h, &t), (head, ty), "pid {pid}: /proc/{pid}/mountinfo");
+            let fs = ty.split(' ').next().unwrap();
+            assert!(m.super_options_complete || !WHOLE_OPTIONS.contains(&fs), "pid {pid}: {fs} not complete: {h}");
+            if m.super_options_complete {
+                assert_eq!(&o, options, "pid {pid}: super block options of {h} ({fs})");
+            } else {
+                assert_eq!(generic(&o), generic(options), "pid {pid}: generic options of {h} ({fs})");
+                assert!(NOT_REBUILT.contains(&fs), "pid {pid}: {fs} ({h}) reported incomplete");
+            }
+        }
+        if pid == 1 {
+            let incomplete: Vec<&str> =
+                ns.mounts.iter().filter(|m| !m.super_options_complete).map(|m| m.fs_type.as_str()).collect();
+            assert_eq!(incomplete, NOT_REBUILT, "pid 1: the mounts said to lack their own options");
+        }
     }
     let all = k.mounts(None).expect("mounts").expect("every namespace");
     let inums: BTreeSet<u32> = all.namespaces.iter().map(|n| n.inum).collect();

@@ -121,6 +121,7 @@ pub fn mount(line: &str) -> Option<MountInfo> {
         fs_type: unescape(f[dash + 1]),
         source: unescape(f[dash + 2]),
         super_options: f[dash + 3].to_owned(),
+        super_options_complete: true,
         mount: Gva::new(0),
     })
 }

@@ -37,6 +37,15 @@ pub(crate) fn mounts_output(technique: &str, t: MountTable) -> Output {
         for m in &ns.mounts {
             let _ = writeln!(table, "{}", m.line());
         }
+        let partial: Vec<String> = ns
+            .mounts
+            .iter()
+            .filter(|m| !m.super_options_complete)
+            .map(|m| format!("{} on {}", m.fs_type, m.mount_point))
+            .collect();
+        if !partial.is_empty() {
+            let _ = writeln!(table, "# generic super block options only (not rebuilt): {}", partial.join(", "));
+        }
         anomalies.extend_from_slice(&ns.anomalies);
     }
     let doc = json!({ "technique": technique, "namespaces": t.namespaces, "anomalies": t.anomalies });

@@ -343,6 +343,7 @@ impl Offsets {
         "vfsmount",
         "inode",
         "super_block",
+        "super_operations",
         "file",
         "files_struct",
         "fdtable",

@@ -70,6 +70,8 @@ pub struct FsOptionOffsets {
     /// `super_block.s_op`, `.s_fs_info`.
     pub s_op: u64,
     pub s_fs_info: u64,
+    /// `super_operations.show_options`: whether a file system adds options at all.
+    pub show_options: Option<u64>,
     pub shmem: Option<ShmemOffsets>,
     pub devpts: Option<DevptsOffsets>,
     pub cgroup2: Option<Cgroup2Offsets>,
@@ -356,6 +358,7 @@ impl FsOptionOffsets {
         Some(FsOptionOffsets {
             s_op: off("super_block", "s_op")?,
             s_fs_info: off("super_block", "s_fs_info")?,
+            show_options: off("super_operations", "show_options"),
             shmem,
             devpts,
             cgroup2,

@@ -55,22 +55,28 @@ pub struct MountInfo {
     /// Per-mount options: `rw` or `ro`, then `nosuid`, `nodev`, `noexec`, `noatime`,
     /// `nodiratime`, `relatime`, `nosymfollow`.
     pub options: String,
-    /// Propagation: `shared:N`, `master:N`, `unbindable`.
+    /// Propagation: `shared:N`, `master:N`, `propagate_from:N`, `unbindable`.
     pub optional: Vec<String>,
     /// File system type (`type.subtype` with a subtype).
     pub fs_type: String,
     /// Source: the device name given to mount, or `none`.
     pub source: String,
-    /// The generic super block options: `rw` or `ro`, `sync`, `dirsync`, `mand`.
-    /// (Those each file system adds, such as tmpfs's `size=`, are not rebuilt.)
+    /// The super block options: the generic ones (`rw` or `ro`, `sync`, `dirsync`,
+    /// `mand`), then those the file system adds itself where they are rebuilt
+    /// (tmpfs's `size=`, ext4's `errors=`, ...).
     pub super_options: String,
+    /// Whether `super_options` holds everything the file system adds: true where
+    /// its options are rebuilt or it adds none (no `show_options`); false where
+    /// only the generic ones could be given.
+    pub super_options_complete: bool,
     /// Address of the `struct mount`.
     pub mount: Gva,
 }
 
 impl MountInfo {
-    /// The line as `/proc/PID/mountinfo` prints it, but for the super block options
-    /// the file system itself adds.
+    /// The line as `/proc/PID/mountinfo` prints it (short of the file system's own
+    /// options where [`super_options_complete`](Self::super_options_complete) is
+    /// false).
     pub fn line(&self) -> String {
         let mut opt = String::new();
         for o in &self.optional {
@@ -266,7 +272,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         mo: &MountOffsets,
         (sb, root): (Gva, Gva),
         an: &mut Vec<Anomaly>,
-    ) -> Option<(String, String)> {
+    ) -> Option<(String, String, bool)> {
         if !plausible(self.k, sb, 8) {
             an.push(Anomaly::BadPointer { what: "vfsmount.mnt_sb".into(), at: sb, value: sb });
             return None;
@@ -294,12 +300,19 @@ impl<M: PhysMem> Ctx<'_, M> {
                 opts.push_str(name);
             }
         }
-        if let Some((fo, op, info)) = own
-            && let Some(own) = self.fs_options(&fo, OwnSb { at: sb, op, info, flags, fs_type: &fs, root }, an)
-        {
-            opts.push_str(&own);
-        }
-        Some((fs, opts))
+        let complete = match own {
+            Some((fo, op, info)) => {
+                match self.fs_options(&fo, OwnSb { at: sb, op, info, flags, fs_type: &fs, root }, an) {
+                    Some(own) => {
+                        opts.push_str(&own);
+                        true
+                    }
+                    None => self.shows_no_options(&fo, op, &fs),
+                }
+            }
+            None => false,
+        };
+        Some((fs, opts, complete))
     }
 
     fn mount_namespace(&self, vo: &VfsOffsets, mo: &MountOffsets, ns: Gva, leader: &Leader) -> MountNamespace {
@@ -346,7 +359,8 @@ impl<M: PhysMem> Ctx<'_, M> {
             }
             let mount_point = paths.d_path(vfsmount, r.mnt_root, &mut an).0.unwrap_or_default();
             let root = paths.dentry_path(r.mnt_root, &mut an).unwrap_or_default();
-            let (fs_type, super_options) = self.super_block(mo, (r.sb, r.mnt_root), &mut an).unwrap_or_default();
+            let (fs_type, super_options, super_options_complete) =
+                self.super_block(mo, (r.sb, r.mnt_root), &mut an).unwrap_or_default();
             let dev = member(r.sb, vo.s_dev).and_then(|at| self.k.read_u32(at)).unwrap_or(0);
             let source = if r.devname.raw() == 0 {
                 "none".to_owned()
@@ -393,6 +407,7 @@ impl<M: PhysMem> Ctx<'_, M> {
                 fs_type,
                 source,
                 super_options,
+                super_options_complete,
                 mount: m,
             });
         }

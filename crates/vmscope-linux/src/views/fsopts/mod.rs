@@ -19,6 +19,7 @@ use vmscope_mem::{Gva, PhysMem};
 
 use super::{Anomaly, plausible};
 use crate::kernel::Ctx;
+use crate::kmem::member;
 use crate::offsets::FsOptionOffsets;
 
 /// A super block whose file system's own options are wanted.
@@ -82,5 +83,23 @@ impl<M: PhysMem> Ctx<'_, M> {
             return self.mode_options((offsets.as_ref()?, *default), info, what, an);
         }
         None
+    }
+
+    /// Whether a file system whose options are not rebuilt adds none: its
+    /// `super_operations` has no `show_options`, or it is sysfs (kernfs's
+    /// `show_options` asks the hierarchy, and sysfs's has nothing to say).
+    pub(in crate::views) fn shows_no_options(&self, fo: &FsOptionOffsets, op: Gva, fs_type: &str) -> bool {
+        if fs_type == "sysfs" && op.raw() != 0 && Some(op) == self.addrs.known.kernfs_sops {
+            return true;
+        }
+        let Some(at) = fo.show_options else { return false };
+        if op.raw() == 0 {
+            // No operations at all: nothing shows options.
+            return true;
+        }
+        if !plausible(self.k, op, 8) {
+            return false;
+        }
+        member(op, at).and_then(|a| self.k.read_u64(a)).is_ok_and(|f| f == 0)
     }
 }
