@@ -5,7 +5,7 @@
 
 use vmscope_mem::{Gva, PhysMem};
 
-use super::{Anomaly, follow};
+use super::{Anomaly, follow, scalar};
 use crate::kernel::Ctx;
 
 /// The deepest cgroup path walked (the kernel's default `cgroup.max.depth` is
@@ -16,19 +16,17 @@ const MAX_DEPTH: usize = 4096;
 const NAME_MAX: usize = 255;
 
 impl<M: PhysMem> Ctx<'_, M> {
+    /// Whether `/proc/PID/cgroup` shows the unified hierarchy (`cgrp_dfl_visible`:
+    /// cgroup2 has been mounted once); true where the kernel has no such flag or it
+    /// cannot be read (recorded).
+    pub(crate) fn cgroup2_visible(&self, an: &mut Vec<Anomaly>) -> bool {
+        let Some(at) = self.addrs.known.cgrp_dfl_visible else { return true };
+        scalar(self.k, at, 1, "cgrp_dfl_visible", an).is_none_or(|v| v != 0)
+    }
+
     /// The cgroup path of task `task`, from the root cgroup (`/` for the root).
     pub(crate) fn cgroup_path(&self, task: Gva, an: &mut Vec<Anomaly>) -> Option<String> {
         let co = self.o.cgroup?;
-        if let Some(at) = self.addrs.known.cgrp_dfl_visible {
-            let mut visible = [0u8; 1];
-            match self.k.read(at, &mut visible) {
-                Ok(()) if visible[0] == 0 => return None,
-                Ok(()) => {}
-                Err(e) => {
-                    an.push(Anomaly::Unreadable { what: "cgrp_dfl_visible".into(), addr: at, error: e.to_string() })
-                }
-            }
-        }
         let cset = follow(self.k, task, co.task_cgroups, "task.cgroups", an)?;
         let cgrp = follow(self.k, cset, co.dfl_cgrp, "css_set.dfl_cgrp", an)?;
         let mut kn = follow(self.k, cgrp, co.kn, "cgroup.kn", an)?;

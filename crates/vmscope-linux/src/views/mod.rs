@@ -256,6 +256,25 @@ pub(crate) fn follow<M: PhysMem>(
     }
 }
 
+/// The `len`-byte (at most 8) little-endian integer `what` at `at`, if it is
+/// readable; else the reason is recorded.
+pub(crate) fn scalar<M: PhysMem>(
+    k: &KernelMem<M>,
+    at: Gva,
+    len: usize,
+    what: &str,
+    an: &mut Vec<Anomaly>,
+) -> Option<u64> {
+    let mut b = [0u8; 8];
+    match k.read(at, &mut b[..len.min(8)]) {
+        Ok(()) => Some(u64::from_le_bytes(b)),
+        Err(e) => {
+            an.push(Anomaly::Unreadable { what: what.into(), addr: at, error: e.to_string() });
+            None
+        }
+    }
+}
+
 /// The `u32` count `name` at `offset` in the object `what` at `base`, if it is
 /// readable and at most `max`; else the reason is recorded.
 pub(crate) fn count<M: PhysMem>(

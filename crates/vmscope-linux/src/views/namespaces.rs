@@ -56,7 +56,7 @@ impl<M: PhysMem> Ctx<'_, M> {
         follow(self.k, pid, no.pid_numbers_ns + u64::from(level) * no.upid_size, "upid.ns", an)
     }
 
-    fn namespaces_of(&self, no: &NsOffsets, leader: &Leader) -> Namespaces {
+    fn namespaces_of(&self, no: &NsOffsets, leader: &Leader, cgroup2_visible: bool) -> Namespaces {
         let mut an = Vec::new();
         let mut ns = Vec::new();
         if let Some(proxy) = follow(self.k, leader.task, no.task_nsproxy, "task.nsproxy", &mut an) {
@@ -84,7 +84,7 @@ impl<M: PhysMem> Ctx<'_, M> {
             ns.push(("user".into(), i));
         }
         ns.sort();
-        let cgroup = self.cgroup_path(leader.task, &mut an);
+        let cgroup = if cgroup2_visible { self.cgroup_path(leader.task, &mut an) } else { None };
         Namespaces { pid: leader.pid, comm: leader.comm.clone(), ns, cgroup, anomalies: an }
     }
 
@@ -92,6 +92,11 @@ impl<M: PhysMem> Ctx<'_, M> {
     /// process). The caller checked that the offsets are there.
     pub(crate) fn namespaces(&self, pid: Option<i32>) -> Option<PerProcess<Namespaces>> {
         let no = self.o.ns.as_ref()?;
-        self.per_process(pid, |l| self.namespaces_of(no, l))
+        // One flag for every process: read once.
+        let mut an = Vec::new();
+        let visible = self.cgroup2_visible(&mut an);
+        let mut each = self.per_process(pid, |l| self.namespaces_of(no, l, visible))?;
+        each.anomalies.extend(an);
+        Some(each)
     }
 }

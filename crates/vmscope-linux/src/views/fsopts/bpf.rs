@@ -4,13 +4,13 @@
 
 use std::fmt::Write as _;
 
-use vmscope_mem::PhysMem;
+use vmscope_mem::{Gva, PhysMem};
 
 use super::OwnSb;
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::BpfOffsets;
-use crate::views::{Anomaly, plausible};
+use crate::views::{Anomaly, plausible, scalar};
 
 /// `S_IALLUGO & ~S_ISVTX` and `S_IRWXUGO`: the mode bits shown, and the default.
 const MODE_BITS: u16 = 0o6777;
@@ -39,22 +39,12 @@ impl<M: PhysMem> Ctx<'_, M> {
     /// The BPF file system's options for the mount of `sb` (its root's inode).
     pub(super) fn bpf_options(&self, bo: &BpfOffsets, sb: OwnSb<'_>, an: &mut Vec<Anomaly>) -> Option<String> {
         let vo = self.o.vfs.as_ref()?;
-        let read = |addr, what: &str, an: &mut Vec<Anomaly>, len: usize| -> Option<u64> {
-            let mut b = [0u8; 8];
-            match self.k.read(addr, &mut b[..len]) {
-                Ok(()) => Some(u64::from_le_bytes(b)),
-                Err(e) => {
-                    an.push(Anomaly::Unreadable { what: what.into(), addr, error: e.to_string() });
-                    None
-                }
-            }
-        };
         if let Some(delegates) = bo.delegates
             && plausible(self.k, sb.info, 8)
         {
             for off in delegates {
                 let at = member(sb.info, off).ok()?;
-                if read(at, "bpf_mount_opts", an, 8)? != 0 {
+                if scalar(self.k, at, 8, "bpf_mount_opts", an)? != 0 {
                     an.push(Anomaly::InvalidField {
                         what: "bpf_mount_opts".into(),
                         addr: sb.info,
@@ -69,16 +59,16 @@ impl<M: PhysMem> Ctx<'_, M> {
             an.push(Anomaly::BadPointer { what: "vfsmount.mnt_root".into(), at: sb.at, value: sb.root });
             return None;
         }
-        let inode = vmscope_mem::Gva::new(read(member(sb.root, vo.d_inode).ok()?, "dentry.d_inode", an, 8)?);
+        let inode = Gva::new(scalar(self.k, member(sb.root, vo.d_inode).ok()?, 8, "dentry.d_inode", an)?);
         if !plausible(self.k, inode, 8) {
             an.push(Anomaly::BadPointer { what: "dentry.d_inode".into(), at: sb.root, value: inode });
             return None;
         }
-        let mode = read(member(inode, vo.i_mode).ok()?, "inode.i_mode", an, 2)? as u16;
+        let mode = scalar(self.k, member(inode, vo.i_mode).ok()?, 2, "inode.i_mode", an)? as u16;
         let owner = match bo.owner {
             Some((uid, gid)) => Some((
-                read(member(inode, uid).ok()?, "inode.i_uid", an, 4)? as u32,
-                read(member(inode, gid).ok()?, "inode.i_gid", an, 4)? as u32,
+                scalar(self.k, member(inode, uid).ok()?, 4, "inode.i_uid", an)? as u32,
+                scalar(self.k, member(inode, gid).ok()?, 4, "inode.i_gid", an)? as u32,
             )),
             None => None,
         };

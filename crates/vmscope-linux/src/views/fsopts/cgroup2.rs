@@ -5,7 +5,7 @@ use vmscope_mem::PhysMem;
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::{CGROUP2_OPTIONS, Cgroup2Offsets};
-use crate::views::Anomaly;
+use crate::views::{Anomaly, scalar};
 
 /// cgroup2's options: each flag of [`CGROUP2_OPTIONS`] the hierarchy's root has set
 /// (they are global: every cgroup2 mount shows the same).
@@ -24,13 +24,8 @@ impl<M: PhysMem> Ctx<'_, M> {
     /// cgroup2's options (every cgroup2 mount has the same).
     pub(super) fn cgroup2_options(&self, co: &Cgroup2Offsets, an: &mut Vec<Anomaly>) -> Option<String> {
         let at = member(self.addrs.known.cgrp_dfl_root?, co.flags).ok()?;
-        match self.k.read_u32(at) {
-            Ok(flags) => Some(cgroup2_text(&co.bits, flags)),
-            Err(e) => {
-                an.push(Anomaly::Unreadable { what: "cgrp_dfl_root.flags".into(), addr: at, error: e.to_string() });
-                None
-            }
-        }
+        let flags = scalar(self.k, at, 4, "cgrp_dfl_root.flags", an)?;
+        Some(cgroup2_text(&co.bits, flags as u32))
     }
 }
 

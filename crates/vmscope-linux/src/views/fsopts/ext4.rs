@@ -6,9 +6,8 @@ use vmscope_mem::{Gva, PhysMem};
 
 use super::OwnSb;
 use crate::kernel::Ctx;
-use crate::kmem::member;
 use crate::offsets::Ext4Offsets;
-use crate::views::{Anomaly, Fields, plausible, with_struct};
+use crate::views::{Anomaly, Fields, plausible, scalar, with_struct};
 
 /// `ext4_mount_opts[]` (identical in 6.1 and 6.12): each option `_ext4_show_options`
 /// may print from the mount option words, in its order — the name `token2str`
@@ -234,13 +233,7 @@ impl<M: PhysMem> Ctx<'_, M> {
     /// `HZ`, from `tick_nsec` (`NSEC_PER_SEC / HZ`, give or take NTP's adjustment).
     fn hz(&self, an: &mut Vec<Anomaly>) -> Option<u64> {
         let at = self.addrs.known.tick_nsec?;
-        let tick = match self.k.read_u64(at) {
-            Ok(t) => t,
-            Err(e) => {
-                an.push(Anomaly::Unreadable { what: "tick_nsec".into(), addr: at, error: e.to_string() });
-                return None;
-            }
-        };
+        let tick = scalar(self.k, at, 8, "tick_nsec", an)?;
         // Within 1% of a tick of one of the rates Linux offers (NTP adjusts by far less).
         let hz = [100u64, 250, 300, 1000]
             .into_iter()
@@ -284,32 +277,22 @@ impl<M: PhysMem> Ctx<'_, M> {
             an.push(Anomaly::BadPointer { what: "ext4_sb_info.s_es".into(), at: info, value: es });
             return None;
         }
-        let field = |off: u64, an: &mut Vec<Anomaly>| {
-            let at = member(es, off).ok()?;
-            let mut b = [0u8; 2];
-            match self.k.read(at, &mut b) {
-                Ok(()) => Some(u16::from_le_bytes(b)),
-                Err(err) => {
-                    an.push(Anomaly::Unreadable { what: "ext4_super_block".into(), addr: at, error: err.to_string() });
-                    None
-                }
-            }
-        };
-        e.errors = field(eo.es_errors, an)?;
-        e.def_resuid = field(eo.es_def_resuid, an)?;
-        e.def_resgid = field(eo.es_def_resgid, an)?;
+        // The three fields of the on-disk super block, in one read.
+        let len = eo.es_errors.max(eo.es_def_resuid).max(eo.es_def_resgid) + 2;
+        (e.errors, e.def_resuid, e.def_resgid) = with_struct(self.k, es, len, "ext4_super_block", an, |b| {
+            Some((
+                b.uint(eo.es_errors, 2)? as u16,
+                b.uint(eo.es_def_resuid, 2)? as u16,
+                b.uint(eo.es_def_resgid, 2)? as u16,
+            ))
+        })??;
         for (name, at) in e.qf_names.iter_mut().zip(qf) {
             if at.raw() != 0 {
                 *name = Some(self.string_at(at, "ext4_sb_info.s_qf_names", an)?);
             }
         }
         if dummy.raw() != 0 {
-            let mut v = [0u8; 1];
-            if let Err(err) = self.k.read(dummy, &mut v) {
-                an.push(Anomaly::Unreadable { what: "fscrypt_policy".into(), addr: dummy, error: err.to_string() });
-                return None;
-            }
-            e.dummy_version = Some(v[0]);
+            e.dummy_version = Some(scalar(self.k, dummy, 1, "fscrypt_policy.version", an)? as u8);
         }
         Some(e)
     }

@@ -6,9 +6,8 @@ use std::fmt::Write as _;
 use vmscope_mem::{Gva, PhysMem};
 
 use crate::kernel::Ctx;
-use crate::kmem::member;
 use crate::offsets::HugetlbfsOffsets;
-use crate::views::{Anomaly, Fields, plausible, with_struct};
+use crate::views::{Anomaly, Fields, count, plausible, with_struct};
 
 /// hugetlbfs's default root mode.
 const HUGETLBFS_DEFAULT_MODE: u16 = 0o755;
@@ -79,33 +78,16 @@ impl<M: PhysMem> Ctx<'_, M> {
             an.push(Anomaly::BadPointer { what: "hugetlbfs_sb_info.hstate".into(), at: info, value: hstate });
             return None;
         }
-        let at = member(hstate, ho.order).ok()?;
-        h.order = match self.k.read_u32(at) {
-            Ok(order) if order <= MAX_ORDER => order,
-            Ok(order) => {
-                an.push(Anomaly::InvalidField {
-                    what: "hstate".into(),
-                    addr: hstate,
-                    field: "order".into(),
-                    value: order.to_string(),
-                });
-                return None;
-            }
-            Err(e) => {
-                an.push(Anomaly::Unreadable { what: "hstate.order".into(), addr: at, error: e.to_string() });
-                return None;
-            }
-        };
+        h.order = count(self.k, (hstate, ho.order), ("hstate", "order"), MAX_ORDER, an)?;
         if spool.raw() != 0 {
             if !plausible(self.k, spool, 8) {
                 an.push(Anomaly::BadPointer { what: "hugetlbfs_sb_info.spool".into(), at: info, value: spool });
                 return None;
             }
             let len = ho.max_hpages.max(ho.min_hpages) + 8;
-            h.spool = with_struct(self.k, spool, len, "hugepage_subpool", an, |b| {
+            h.spool = Some(with_struct(self.k, spool, len, "hugepage_subpool", an, |b| {
                 Some((b.u64(ho.max_hpages)? as i64, b.u64(ho.min_hpages)? as i64))
-            })?;
-            h.spool?;
+            })??);
         }
         Some(hugetlbfs_text(&h))
     }

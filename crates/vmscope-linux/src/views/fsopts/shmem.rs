@@ -8,7 +8,7 @@ use vmscope_mem::{Gva, PhysMem};
 use crate::kernel::Ctx;
 use crate::kmem::member;
 use crate::offsets::ShmemOffsets;
-use crate::views::{Anomaly, Fields, plausible, with_struct};
+use crate::views::{Anomaly, Fields, plausible, scalar, with_struct};
 
 /// `0777 | S_ISVTX`: tmpfs's default root mode.
 const SHMEM_DEFAULT_MODE: u16 = 0o1777;
@@ -200,14 +200,8 @@ impl<M: PhysMem> Ctx<'_, M> {
             return None;
         }
         let at = member(table, 8 * u64::from(mode)).ok()?;
-        let name = match self.k.read_ptr(at) {
-            Ok(p) => p,
-            Err(e) => {
-                an.push(Anomaly::Unreadable { what: "policy_modes".into(), addr: at, error: e.to_string() });
-                return None;
-            }
-        };
-        self.string_at(name, "policy_modes[]", an)
+        let name = scalar(self.k, at, 8, "policy_modes", an)?;
+        self.string_at(Gva::new(name), "policy_modes[]", an)
     }
 }
 
