@@ -275,6 +275,7 @@ fn check(mut g: Guest, vsyscall: bool) {
     system::check_ns(&mut g, &k, &more, hold);
     system::check_creds(&mut g, &k, &more);
     system::check_hidden_socket(&mut g, &k, hold);
+    system::check_bpf_delegation(&mut g, &k);
 }
 
 #[test]

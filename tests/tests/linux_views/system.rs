@@ -410,3 +410,25 @@ pub fn check_hidden_socket(g: &mut Guest, k: &Kernel<FileMem>, hold: i32) {
     let again = k.sockets().expect("sockets");
     assert!(again.anomalies.is_empty() && again.sockets.iter().any(|x| x.sock == s.sock && x.listed));
 }
+
+/// A BPF file system with token delegation (6.9+): the view does not rebuild its
+/// `delegate_*` options, so the mount must say it is incomplete and the namespace
+/// must carry an anomaly naming them. A kernel without delegation ignores the option
+/// (6.1): the line is then whole and complete.
+pub fn check_bpf_delegation(g: &mut Guest, k: &Kernel<FileMem>) {
+    let guest = g.sh("mkdir -p /mnt/bpfd && mount -t bpf -o delegate_cmds=any bpf /mnt/bpfd \
+                      && grep ' /mnt/bpfd ' /proc/1/mountinfo");
+    let t = k.mounts(Some(1)).expect("mounts").expect("pid 1");
+    let ns = &t.namespaces[0];
+    let m = ns.mounts.iter().find(|m| m.mount_point == "/mnt/bpfd").expect("the bpf mount in the view");
+    let (_, _, options) = mountinfo_line(guest.trim());
+    if options.contains("delegate_cmds") {
+        assert!(!m.super_options_complete, "delegation shown as complete: {}", m.line());
+        assert_eq!(generic(&m.super_options), generic(&options));
+        let noted = ns.anomalies.iter().any(|a| format!("{a:?}").contains("delegate_*"));
+        assert!(noted, "no anomaly for the delegation options: {:?}", ns.anomalies);
+    } else {
+        assert!(m.super_options_complete && m.super_options == options, "{} vs {guest}", m.line());
+    }
+    g.sh("umount /mnt/bpfd");
+}
