@@ -350,6 +350,20 @@ fn agent_views(q: &ReadmeQemu) {
     assert_eq!(ours.len(), 3, "{ours:?}");
     assert!(ours.iter().any(|l| l.contains(" vmsw-1 ")), "{ours:?}");
     assert_eq!(ours, rows(&memory(&["ps", "--threads"])), "ps --threads");
+    // Each thread's TID and name as the guest lists them.
+    let listed: BTreeMap<String, String> =
+        sh(&format!("cd /proc/{threaded}/task && for t in *; do echo $t $(cat $t/comm); done"))
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(t, c)| (t.to_owned(), c.to_owned())))
+            .collect();
+    let shown: BTreeMap<String, String> = ours
+        .iter()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1].to_owned(), f[5].to_owned())
+        })
+        .collect();
+    assert_eq!(shown, listed, "ps --threads: TIDs and names against /proc/{threaded}/task");
     let init_tree = |drawing: &str| -> Vec<String> {
         drawing.lines().take_while(|l| l.starts_with("init(1)") || l.starts_with(' ')).map(str::to_owned).collect()
     };
@@ -361,7 +375,23 @@ fn agent_views(q: &ReadmeQemu) {
     let user = |table: &str| -> Vec<String> {
         table.lines().filter(|l| !l.trim_end().ends_with(']')).map(|l| format!("{}{}", &l[..23], &l[28..])).collect()
     };
-    assert_eq!(user(&agent(&["ps", "--tree"])), user(&memory(&["ps", "--tree"])), "ps --tree");
+    let tree = agent(&["ps", "--tree"]);
+    assert_eq!(user(&tree), user(&memory(&["ps", "--tree"])), "ps --tree");
+    // Every process's parent as the guest's /proc has it.
+    let parents: BTreeMap<String, String> =
+        sh("for p in /proc/[0-9]*; do echo ${p#/proc/} $(grep PPid $p/status 2>/dev/null | cut -f2); done")
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(p, pp)| (p.to_owned(), pp.trim().to_owned())))
+            .collect();
+    let mut checked = 0;
+    for l in tree.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if let Some(pp) = parents.get(f[0]).filter(|pp| !pp.is_empty()) {
+            assert_eq!(f[1], pp, "ps --tree: the parent of {} against /proc/{}/status", f[0], f[0]);
+            checked += 1;
+        }
+    }
+    assert!(checked * 10 >= parents.len() * 9, "{checked} of {} parents compared", parents.len());
     sh(&format!("kill {threaded}"));
 
     for cmd in ["check", "pids"] {
